@@ -1,0 +1,226 @@
+/**
+ * The run loop: select a key, call, report the outcome, and on a retryable failure fail over to
+ * another key following a `Schedule`, honouring `Retry-After`, within a retry budget.
+ *
+ * ```
+ * run(request, use)
+ *   1. KeySelector.select({ model, attempt, tried, affinity, gate })  -> Lease (scoped)
+ *   2. use(lease.key)
+ *   3. lease.report(outcome)                                          -> every strategy learns
+ *   4. UpstreamError.disposition(error): fail / retry same / retry other / eject
+ *   └─ the result, the request's own error, or AllAttemptsFailed { attempts }
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/balancer.js"
+import type * as Key from "./Key.js"
+import type * as KeyPool from "./KeyPool.js"
+import type * as KeySelector from "./KeySelector.js"
+import type * as Monitor from "./Monitor.js"
+import type * as StateStore from "./StateStore.js"
+import * as UpstreamError from "./UpstreamError.js"
+
+/**
+ * What the caller knows of a request before a key is chosen.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface RunRequest {
+  readonly model?: string | undefined
+  /** Affinity id for sticky routing (`session_id`, `prompt_cache_key`, a user id, ...). */
+  readonly affinity?: string | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface AttemptInfo {
+  /** 1 for the first attempt. */
+  readonly attempt: number
+}
+
+/**
+ * One failed attempt, as listed in {@link AllAttemptsFailed}.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const Attempt = Schema.Struct({ keyId: Schema.String, error: UpstreamError.UpstreamError })
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type Attempt = typeof Attempt.Type
+
+/**
+ * Every attempt the request was allowed failed. `reason` says what stopped it: attempts ran out,
+ * the retry budget was spent, or no further key became eligible before the deadline.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class AllAttemptsFailed extends Schema.TaggedError<AllAttemptsFailed>()("AllAttemptsFailed", {
+  reason: Schema.Literal("attempts", "budget", "no-key"),
+  attempts: Schema.Array(Attempt),
+  retryAfter: Schema.optional(Schema.DurationFromSelf)
+}) {
+  override get message(): string {
+    const list = this.attempts.map((a) => `${a.keyId}: ${a.error._tag}`).join(", ")
+    const why =
+      this.reason === "attempts"
+        ? "no attempts left"
+        : this.reason === "budget"
+          ? "the retry budget is spent"
+          : "no other key became eligible in time"
+    return `all ${this.attempts.length} attempts failed (${why}): ${list}`
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** Attempts per request, the first included. Default 4. */
+  readonly maxAttempts?: number | undefined
+  /**
+   * Backoff between attempts, fed each error. Default: exponential from 25 ms, doubling,
+   * jittered, capped at 2 s. A `Retry-After` longer than the computed delay wins. Failing over
+   * after an ejecting error (401, 402) is immediate.
+   */
+  readonly backoff?: Schedule.Schedule<unknown, UpstreamError.UpstreamError> | undefined
+  /** How long a request may wait for a key to become eligible. Default 30 s. */
+  readonly deadline?: Duration.DurationInput | undefined
+  /**
+   * Retries may be at most `ratio` of recent requests plus `minPerSecond`. `false` turns the budget
+   * off. Default `{ ratio: 0.2, minPerSecond: 10, window: "10 seconds" }`.
+   */
+  readonly budget?:
+    | { readonly ratio: number; readonly minPerSecond: number; readonly window: Duration.DurationInput }
+    | false
+    | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface RunOptions<A> {
+  /** Reads the USD cost from a result (e.g. `usage.cost`), reported to the strategies. */
+  readonly costOf?: ((a: A) => number | undefined) | undefined
+}
+
+/**
+ * What {@link Service.runScoped} gives back: the value, and the still-open lease through which the
+ * caller reports the final outcome later (a stream reports when it ends).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Scoped<A> {
+  readonly value: A
+  readonly key: Key.Key
+  readonly attempt: number
+  /** Reports the outcome (latency counted from the attempt's start). Idempotent. */
+  readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
+  readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
+}
+
+/**
+ * A cooldown set by a `Retry-After` (429 or 503).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Cooldown {
+  readonly scope: "key" | "account"
+  readonly id: string
+  readonly until: number
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Service {
+  readonly run: <A, E, R>(
+    request: RunRequest,
+    use: (key: Key.Key, info: AttemptInfo) => Effect.Effect<A, E, R>,
+    options?: RunOptions<A>
+  ) => Effect.Effect<A, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R>
+  /**
+   * Like `run`, but for answers that go on after `use` returns (streams): `use` succeeding means
+   * the first byte arrived, and the lease stays held in the caller's scope until it closes. Failures
+   * of `use` fail over as in `run`; after it succeeds there is no replay.
+   */
+  readonly runScoped: <A, E, R>(
+    request: RunRequest,
+    use: (key: Key.Key, info: AttemptInfo) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R | Scope.Scope>
+  /**
+   * Runs every request with at most `concurrency` in flight; one `Either` per input, in order
+   * (the seed's `gather(return_exceptions=True)`, typed).
+   */
+  readonly batch: <I, A, E, R>(
+    inputs: Iterable<I>,
+    f: (input: I) => Effect.Effect<A, E, R>,
+    options: { readonly concurrency: number }
+  ) => Effect.Effect<Array<Either.Either<A, E>>, never, R>
+  /** Active `Retry-After` cooldowns. */
+  readonly cooldowns: Effect.Effect<ReadonlyArray<Cooldown>>
+}
+
+/**
+ * @since 0.1.0
+ * @category Context
+ */
+export class Balancer extends Context.Tag("@or-balancer/core/Balancer")<Balancer, Service>() {}
+
+/**
+ * The default backoff: exponential from 25 ms, jittered, capped at 2 s.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const defaultBackoff: Schedule.Schedule<Duration.Duration, unknown> = Schedule.exponential(
+  "25 millis"
+).pipe(
+  Schedule.jittered,
+  Schedule.modifyDelay((d) => Duration.min(d, Duration.seconds(2)))
+)
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make: (
+  options?: Options
+) => Effect.Effect<
+  Service,
+  never,
+  KeySelector.KeySelector | KeyPool.KeyPool | Monitor.Monitor | StateStore.StateStore
+> = internal.make
+
+/**
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<
+  Balancer,
+  never,
+  KeySelector.KeySelector | KeyPool.KeyPool | Monitor.Monitor | StateStore.StateStore
+> => Layer.effect(Balancer, make(options))

@@ -1,0 +1,269 @@
+/**
+ * Where traffic and money went: per-key request counts by outcome, latency, error rate,
+ * in-flight, spend, credit and cooldowns, as Effect `Metric`s tagged by key id (never by secret)
+ * plus a `stats` snapshot. Memory is constant in the number of requests: counters and a
+ * fixed-size histogram per key.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Histogram from "./internal/histogram.js"
+import type * as Key from "./Key.js"
+import type * as KeySelector from "./KeySelector.js"
+
+/**
+ * The Effect metrics the monitor updates. Read them with `Metric.value` (tagged by `key`), or
+ * export them with any metrics reporter; the gateway renders them as Prometheus text.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const metrics = {
+  requests: Metric.counter("or_balancer_requests_total", {
+    description: "Upstream attempts by key and outcome",
+    incremental: true
+  }),
+  latency: Metric.histogram(
+    "or_balancer_request_latency_ms",
+    MetricBoundaries.exponential({ start: 5, factor: 2, count: 14 }),
+    "Upstream attempt latency in milliseconds"
+  ),
+  inFlight: Metric.gauge("or_balancer_in_flight", { description: "Attempts in flight per key" }),
+  spend: Metric.counter("or_balancer_spend_usd_total", { description: "Reported cost in USD per key" }),
+  credit: Metric.gauge("or_balancer_credit_remaining_usd", { description: "Known remaining credit per key" }),
+  cooling: Metric.gauge("or_balancer_cooldown", { description: "1 while a key is cooling down or ejected" }),
+  retries: Metric.counter("or_balancer_retries_total", {
+    description: "Retries across all keys",
+    incremental: true
+  })
+} as const
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface KeyStats {
+  readonly id: string
+  readonly account: string | undefined
+  readonly requests: number
+  readonly successes: number
+  readonly failures: number
+  /** Failures by error tag (`RateLimited`, `ServerError`, ...). */
+  readonly errors: Readonly<Record<string, number>>
+  /** This key's share of all attempts, 0..1. */
+  readonly share: number
+  readonly errorRate: number
+  readonly inFlight: number
+  readonly latencyMs: {
+    readonly p50: number
+    readonly p99: number
+    readonly mean: number
+    readonly max: number
+  }
+  readonly spend: number
+  /** Last known remaining credit in USD; null means unlimited; undefined means never looked up. */
+  readonly credit: number | null | undefined
+  /** Epoch millis until which the key is cooling down or ejected, if it is. */
+  readonly coolingUntil: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Stats {
+  readonly requests: number
+  readonly successes: number
+  readonly failures: number
+  readonly retries: number
+  readonly spend: number
+  readonly inFlight: number
+  readonly keys: ReadonlyArray<KeyStats>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Service {
+  readonly started: (key: Key.Key) => Effect.Effect<void>
+  readonly finished: (key: Key.Key, outcome: KeySelector.Outcome) => Effect.Effect<void>
+  readonly retried: Effect.Effect<void>
+  readonly credit: (key: Key.Key, remaining: number | null) => Effect.Effect<void>
+  readonly cooldown: (key: Key.Key, until: number | undefined) => Effect.Effect<void>
+  readonly stats: Effect.Effect<Stats>
+}
+
+/**
+ * @since 0.1.0
+ * @category Context
+ */
+export class Monitor extends Context.Tag("@or-balancer/core/Monitor")<Monitor, Service>() {}
+
+interface Entry {
+  readonly id: string
+  readonly account: string | undefined
+  requests: number
+  successes: number
+  failures: number
+  readonly errors: Record<string, number>
+  inFlight: number
+  spend: number
+  credit: number | null | undefined
+  coolingUntil: number | undefined
+  readonly latency: Histogram.Histogram
+  // Metrics tagged once per key: tagging allocates, so it is kept off the per-request path.
+  readonly m: {
+    readonly success: Metric.Metric.Counter<number>
+    readonly latency: Metric.Metric.Histogram<number>
+    readonly inFlight: Metric.Metric.Gauge<number>
+    readonly spend: Metric.Metric.Counter<number>
+    readonly credit: Metric.Metric.Gauge<number>
+    readonly cooling: Metric.Metric.Gauge<number>
+  }
+  readonly failureMetrics: Map<string, Metric.Metric.Counter<number>>
+}
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make: Effect.Effect<Service> = Effect.sync(() => {
+  const entries = new Map<string, Entry>()
+  let retries = 0
+  const entry = (key: Key.Key): Entry => {
+    let e = entries.get(key.id)
+    if (e === undefined) {
+      const tag = <M extends Metric.Metric<any, any, any>>(m: M): M => Metric.tagged(m, "key", key.id) as M
+      e = {
+        id: key.id,
+        account: key.account,
+        requests: 0,
+        successes: 0,
+        failures: 0,
+        errors: {},
+        inFlight: 0,
+        spend: 0,
+        credit: undefined,
+        coolingUntil: undefined,
+        latency: Histogram.make(),
+        m: {
+          success: Metric.tagged(tag(metrics.requests), "outcome", "success"),
+          latency: tag(metrics.latency),
+          inFlight: tag(metrics.inFlight),
+          spend: tag(metrics.spend),
+          credit: tag(metrics.credit),
+          cooling: tag(metrics.cooling)
+        },
+        failureMetrics: new Map()
+      }
+      entries.set(key.id, e)
+    }
+    return e
+  }
+  const failureMetric = (e: Entry, tag: string) => {
+    let m = e.failureMetrics.get(tag)
+    if (m === undefined) {
+      m = Metric.tagged(Metric.tagged(metrics.requests, "key", e.id), "outcome", tag)
+      e.failureMetrics.set(tag, m)
+    }
+    return m
+  }
+  return Monitor.of({
+    started: (key) =>
+      Effect.suspend(() => {
+        const e = entry(key)
+        e.inFlight++
+        return Metric.set(e.m.inFlight, e.inFlight)
+      }),
+    finished: (key, outcome) =>
+      Effect.suspend(() => {
+        const e = entry(key)
+        e.inFlight = Math.max(0, e.inFlight - 1)
+        e.requests++
+        const ms = Duration.toMillis(outcome.latency)
+        Histogram.record(e.latency, ms)
+        const common = Effect.zipRight(Metric.set(e.m.inFlight, e.inFlight), Metric.update(e.m.latency, ms))
+        if (outcome._tag === "Success") {
+          e.successes++
+          const cost = outcome.cost ?? 0
+          e.spend += cost
+          if (typeof e.credit === "number") e.credit -= cost
+          return Effect.zipRight(
+            common,
+            Effect.zipRight(
+              Metric.increment(e.m.success),
+              cost > 0 ? Metric.incrementBy(e.m.spend, cost) : Effect.void
+            )
+          )
+        }
+        e.failures++
+        const tag = outcome.error._tag
+        e.errors[tag] = (e.errors[tag] ?? 0) + 1
+        return Effect.zipRight(common, Metric.increment(failureMetric(e, tag)))
+      }),
+    retried: Effect.suspend(() => {
+      retries++
+      return Metric.increment(metrics.retries)
+    }),
+    credit: (key, remaining) =>
+      Effect.suspend(() => {
+        const e = entry(key)
+        e.credit = remaining
+        return remaining === null ? Effect.void : Metric.set(e.m.credit, remaining)
+      }),
+    cooldown: (key, until) =>
+      Effect.suspend(() => {
+        const e = entry(key)
+        e.coolingUntil = until
+        return Metric.set(e.m.cooling, until === undefined ? 0 : 1)
+      }),
+    stats: Effect.map(Clock.currentTimeMillis, (now) => {
+      let requests = 0
+      let successes = 0
+      let failures = 0
+      let spend = 0
+      let inFlight = 0
+      for (const e of entries.values()) {
+        requests += e.requests
+        successes += e.successes
+        failures += e.failures
+        spend += e.spend
+        inFlight += e.inFlight
+      }
+      const keys = Array.from(entries.values(), (e): KeyStats => ({
+        id: e.id,
+        account: e.account,
+        requests: e.requests,
+        successes: e.successes,
+        failures: e.failures,
+        errors: { ...e.errors },
+        share: requests === 0 ? 0 : e.requests / requests,
+        errorRate: e.requests === 0 ? 0 : e.failures / e.requests,
+        inFlight: e.inFlight,
+        latencyMs: {
+          p50: Histogram.quantile(e.latency, 0.5),
+          p99: Histogram.quantile(e.latency, 0.99),
+          mean: e.latency.count === 0 ? 0 : e.latency.sum / e.latency.count,
+          max: e.latency.max
+        },
+        spend: e.spend,
+        credit: e.credit,
+        coolingUntil: e.coolingUntil !== undefined && e.coolingUntil > now ? e.coolingUntil : undefined
+      }))
+      return { requests, successes, failures, retries, spend, inFlight, keys }
+    })
+  })
+})
+
+/**
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer: Layer.Layer<Monitor> = Layer.effect(Monitor, make)

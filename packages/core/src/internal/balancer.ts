@@ -1,0 +1,295 @@
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as Intervals from "effect/ScheduleIntervals"
+import * as Scope from "effect/Scope"
+import type * as Balancer from "../Balancer.js"
+import { AllAttemptsFailed, defaultBackoff } from "../Balancer.js"
+import type * as Key from "../Key.js"
+import * as KeyPool from "../KeyPool.js"
+import * as KeySelector from "../KeySelector.js"
+import * as Monitor from "../Monitor.js"
+import * as StateStore from "../StateStore.js"
+import * as UpstreamError from "../UpstreamError.js"
+import * as RetryBudget from "./retryBudget.js"
+
+const COOLDOWN = "or-balancer/cooldown"
+const keyScope = (id: string) => `key:${id}`
+const accountScope = (id: string) => `account:${id}`
+
+type Step<A> =
+  | { readonly _tag: "Done"; readonly value: A; readonly scoped: Balancer.Scoped<A> | undefined }
+  | { readonly _tag: "Failed"; readonly key: Key.Key; readonly error: UpstreamError.UpstreamError }
+
+export const make = (options: Balancer.Options = {}) =>
+  Effect.gen(function* () {
+    const selector = yield* KeySelector.KeySelector
+    const pool = yield* KeyPool.KeyPool
+    const monitor = yield* Monitor.Monitor
+    const store = yield* StateStore.StateStore
+    const maxAttempts = Math.max(1, options.maxAttempts ?? 4)
+    const backoff = (options.backoff ?? defaultBackoff) as Schedule.Schedule<
+      unknown,
+      UpstreamError.UpstreamError
+    >
+    const deadlineMs = Duration.toMillis(options.deadline ?? Duration.seconds(30))
+    const budget =
+      options.budget === false
+        ? undefined
+        : RetryBudget.make({
+            ratio: options.budget?.ratio ?? 0.2,
+            minPerSecond: options.budget?.minPerSecond ?? 10,
+            windowMs: Duration.toMillis(options.budget?.window ?? Duration.seconds(10))
+          })
+
+    // --- Retry-After cooldowns, kept in the StateStore so replicas could share them ---------
+
+    const cooldownGate = (now: number): Effect.Effect<KeySelector.Gate | undefined> =>
+      Effect.map(store.entries<number>(COOLDOWN), (entries) => {
+        let active: Map<string, number> | undefined
+        for (const [id, until] of entries) {
+          if (until > now) (active ??= new Map()).set(id, until)
+        }
+        if (active === undefined) return undefined
+        const cooling = active
+        return (key: Key.Key) => {
+          const k = cooling.get(keyScope(key.id))
+          const a = key.account === undefined ? undefined : cooling.get(accountScope(key.account))
+          const until = k === undefined ? a : a === undefined ? k : Math.max(k, a)
+          return until === undefined ? undefined : { reason: "cooldown", until }
+        }
+      })
+
+    const coolDown = (key: Key.Key, error: UpstreamError.UpstreamError, now: number) =>
+      Option.match(UpstreamError.retryAfterOf(error), {
+        onNone: () => Effect.void,
+        onSome: (wait) => {
+          const until = now + Duration.toMillis(wait)
+          const accountWide =
+            error._tag === "RateLimited" && error.scope === "account" && key.account !== undefined
+          const id = accountWide ? accountScope(key.account!) : keyScope(key.id)
+          return store
+            .modify<number, void>(COOLDOWN, id, (cur) => [undefined, Math.max(cur ?? 0, until)])
+            .pipe(
+              Effect.zipRight(
+                accountWide
+                  ? Effect.flatMap(pool.get, (keys) =>
+                      Effect.forEach(
+                        keys.filter((k) => k.account === key.account),
+                        (k) => monitor.cooldown(k, until),
+                        { discard: true }
+                      )
+                    )
+                  : monitor.cooldown(key, until)
+              )
+            )
+        }
+      })
+
+    const cooldowns: Effect.Effect<ReadonlyArray<Balancer.Cooldown>> = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const entries = yield* store.entries<number>(COOLDOWN)
+      return entries
+        .filter(([, until]) => until > now)
+        .map(([id, until]) => {
+          const [scope, ...rest] = id.split(":")
+          return { scope: scope as "key" | "account", id: rest.join(":"), until }
+        })
+    })
+
+    // --- Selection, waiting up to the deadline for a key to become eligible ------------------
+
+    const selectWithin = (
+      base: Omit<KeySelector.SelectRequest, "gate" | "deadline">,
+      deadlineAt: number
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
+      Effect.gen(function* () {
+        while (true) {
+          const now = yield* Clock.currentTimeMillis
+          const gate = yield* cooldownGate(now)
+          const request: KeySelector.SelectRequest =
+            gate === undefined ? { ...base, deadline: deadlineAt } : { ...base, gate, deadline: deadlineAt }
+          const result = yield* Effect.either(selector.select(request))
+          if (result._tag === "Right") return result.right
+          const error = result.left
+          const wait =
+            error.retryAfter === undefined ? undefined : Math.max(1, Duration.toMillis(error.retryAfter))
+          if (wait === undefined || now + wait > deadlineAt) return yield* Effect.fail(error)
+          yield* Effect.sleep(Duration.millis(wait))
+        }
+      })
+
+    // --- One attempt ------------------------------------------------------------------------
+
+    const attemptOnce = <A, E, R>(
+      request: Balancer.RunRequest,
+      attempt: number,
+      tried: ReadonlySet<string>,
+      dead: ReadonlySet<string>,
+      deadlineAt: number,
+      use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
+      costOf: ((a: A) => number | undefined) | undefined,
+      keepOpen: Scope.Scope | undefined
+    ): Effect.Effect<Step<A>, E | KeySelector.NoKeyAvailable, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const scope = yield* Scope.make()
+          const base = { model: request.model, affinity: request.affinity, attempt }
+          const selected = yield* restore(
+            selectWithin({ ...base, tried }, deadlineAt).pipe(
+              // Every eligible key already failed this request: reuse one, but never a dead one.
+              Effect.catchIf(
+                (e) => e.reason === "tried",
+                () => selectWithin({ ...base, tried: dead }, deadlineAt)
+              ),
+              Scope.extend(scope),
+              Effect.exit
+            )
+          )
+          if (Exit.isFailure(selected)) {
+            yield* Scope.close(scope, selected)
+            return yield* Effect.failCause(selected.cause)
+          }
+          const lease = selected.value
+          const start = yield* Clock.currentTimeMillis
+          let reported = false
+          const report = (outcome: KeySelector.Outcome) =>
+            Effect.suspend(() => {
+              if (reported) return Effect.void
+              reported = true
+              return Effect.zipRight(lease.report(outcome), monitor.finished(lease.key, outcome))
+            })
+          const elapsed = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(now - start))
+          // Interrupted or died before any report: the in-flight count must still come down.
+          yield* Scope.addFinalizer(
+            scope,
+            Effect.suspend(() => (reported ? Effect.void : monitor.finished(lease.key, abandoned)))
+          )
+          yield* monitor.started(lease.key)
+          const exit = yield* restore(use(lease.key, { attempt })).pipe(Effect.exit)
+          if (Exit.isSuccess(exit)) {
+            if (keepOpen !== undefined) {
+              const scoped: Balancer.Scoped<A> = {
+                value: exit.value,
+                key: lease.key,
+                attempt,
+                succeed: (cost) =>
+                  Effect.flatMap(elapsed, (latency) => report({ _tag: "Success", latency, cost })),
+                fail: (error) =>
+                  Effect.flatMap(elapsed, (latency) => report({ _tag: "Failure", latency, error }))
+              }
+              yield* Scope.addFinalizer(keepOpen, Scope.close(scope, Exit.void))
+              return { _tag: "Done", value: exit.value, scoped } as Step<A>
+            }
+            const latency = yield* elapsed
+            yield* report({ _tag: "Success", latency, cost: costOf?.(exit.value) })
+            yield* Scope.close(scope, Exit.void)
+            return { _tag: "Done", value: exit.value, scoped: undefined } as Step<A>
+          }
+          const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+          if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
+            const latency = yield* elapsed
+            yield* report({ _tag: "Failure", latency, error: failure })
+            yield* Scope.close(scope, Exit.void)
+            return { _tag: "Failed", key: lease.key, error: failure } as Step<A>
+          }
+          // The caller's own error, an interruption or a defect: no verdict on the key.
+          yield* Scope.close(scope, exit)
+          return yield* Effect.failCause(exit.cause)
+        })
+      )
+
+    // --- The loop -----------------------------------------------------------------------------
+
+    const loop = <A, E, R>(
+      request: Balancer.RunRequest,
+      use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
+      costOf: ((a: A) => number | undefined) | undefined,
+      keepOpen: Scope.Scope | undefined
+    ): Effect.Effect<Step<A> & { _tag: "Done" }, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
+      Effect.gen(function* () {
+        const start = yield* Clock.currentTimeMillis
+        budget?.deposit(start)
+        const deadlineAt = start + deadlineMs
+        const tried = new Set<string>()
+        const dead = new Set<string>()
+        const attempts: Array<Balancer.Attempt> = []
+        let state = backoff.initial
+        for (let attempt = 1; ; attempt++) {
+          const step = yield* attemptOnce(
+            request,
+            attempt,
+            tried,
+            dead,
+            deadlineAt,
+            use,
+            costOf,
+            keepOpen
+          ).pipe(
+            Effect.catchIf(
+              (e): e is KeySelector.NoKeyAvailable => e instanceof KeySelector.NoKeyAvailable,
+              (e): Effect.Effect<never, KeySelector.NoKeyAvailable | AllAttemptsFailed> =>
+                attempts.length === 0
+                  ? Effect.fail(e)
+                  : Effect.fail(
+                      e.retryAfter === undefined
+                        ? new AllAttemptsFailed({ reason: "no-key", attempts })
+                        : new AllAttemptsFailed({ reason: "no-key", attempts, retryAfter: e.retryAfter })
+                    )
+            )
+          )
+          if (step._tag === "Done") return step
+          const { key, error } = step
+          attempts.push({ keyId: key.id, error })
+          const now = yield* Clock.currentTimeMillis
+          yield* coolDown(key, error, now)
+          const disposition = UpstreamError.disposition(error)
+          if (disposition === "fail") return yield* Effect.fail(error as E)
+          if (disposition !== "retry-same") tried.add(key.id)
+          if (disposition === "eject") dead.add(key.id)
+          if (attempt >= maxAttempts)
+            return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
+          if (budget !== undefined && !budget.tryWithdraw(now)) {
+            return yield* Effect.fail(new AllAttemptsFailed({ reason: "budget", attempts }))
+          }
+          const [next, , decision] = yield* backoff.step(now, error, state)
+          state = next
+          if (ScheduleDecision.isDone(decision)) {
+            return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
+          }
+          yield* monitor.retried
+          // A dead or empty key is someone else's problem: fail over at once. Otherwise back off;
+          // a Retry-After is enforced by the cooldown gate on whichever key it concerns.
+          if (disposition !== "eject") {
+            const delay = Intervals.start(decision.intervals) - now
+            if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
+          }
+        }
+      })
+
+    const run: Balancer.Service["run"] = (request, use, options) =>
+      Effect.map(loop(request, use, options?.costOf, undefined), (step) => step.value)
+
+    const runScoped: Balancer.Service["runScoped"] = (request, use) =>
+      Effect.flatMap(Effect.scope, (scope) =>
+        Effect.map(loop(request, use, undefined, scope), (step) => step.scoped!)
+      )
+
+    const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
+      Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })
+
+    return { run, runScoped, batch, cooldowns } satisfies Balancer.Service
+  })
+
+// An attempt that ended without a verdict (interrupted): counted as a transport failure in the
+// monitor's numbers only; strategies get no report and release through the lease's scope.
+const abandoned: KeySelector.Outcome = {
+  _tag: "Failure",
+  latency: Duration.zero,
+  error: new UpstreamError.Transport({ message: "attempt interrupted" })
+}
