@@ -2,6 +2,7 @@
  * @since 0.1.0
  */
 export * as Balancer from "./Balancer.js"
+export * as CreditLookup from "./CreditLookup.js"
 export * as Key from "./Key.js"
 export * as KeyPool from "./KeyPool.js"
 export * as KeySelector from "./KeySelector.js"
