@@ -131,6 +131,7 @@ export const make = (options: Balancer.Options = {}) =>
       attempt: number,
       tried: ReadonlySet<string>,
       dead: ReadonlySet<string>,
+      reuseDelay: number,
       deadlineAt: number,
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
       costOf: ((a: A) => number | undefined) | undefined,
@@ -142,10 +143,14 @@ export const make = (options: Balancer.Options = {}) =>
           const base = { model: request.model, affinity: request.affinity, attempt }
           const selected = yield* restore(
             selectWithin({ ...base, tried }, deadlineAt).pipe(
-              // Every eligible key already failed this request: reuse one, but never a dead one.
+              // Every eligible key already failed this request: back off, then reuse one, never a dead one.
               Effect.catchIf(
                 (e) => e.reason === "tried",
-                () => selectWithin({ ...base, tried: dead }, deadlineAt)
+                () =>
+                  Effect.zipRight(
+                    reuseDelay > 0 ? Effect.sleep(Duration.millis(reuseDelay)) : Effect.void,
+                    selectWithin({ ...base, tried: dead }, deadlineAt)
+                  )
               ),
               Scope.extend(scope),
               Effect.exit
@@ -220,12 +225,14 @@ export const make = (options: Balancer.Options = {}) =>
         const dead = new Set<string>()
         const attempts: Array<Balancer.Attempt> = []
         let state = backoff.initial
+        let reuseDelay = 0
         for (let attempt = 1; ; attempt++) {
           const step = yield* attemptOnce(
             request,
             attempt,
             tried,
             dead,
+            reuseDelay,
             deadlineAt,
             use,
             costOf,
@@ -263,11 +270,14 @@ export const make = (options: Balancer.Options = {}) =>
             return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
           }
           yield* monitor.retried
-          // A dead or empty key is someone else's problem: fail over at once. Otherwise back off;
-          // a Retry-After is enforced by the cooldown gate on whichever key it concerns.
-          if (disposition !== "eject") {
-            const delay = Intervals.start(decision.intervals) - now
+          // Failing over to a key that has not failed this request is immediate; the backoff applies
+          // when the same key is tried again. A Retry-After is enforced by the cooldown gate.
+          const delay = Math.max(0, Intervals.start(decision.intervals) - now)
+          if (disposition === "retry-same") {
             if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
+            reuseDelay = 0
+          } else {
+            reuseDelay = delay
           }
         }
       })
