@@ -1,0 +1,225 @@
+/**
+ * Concurrency-limited (a decorator): each key has a counting semaphore of `maxConcurrency`
+ * permits (the key's own, or `defaultMax`). The inner selector only sees keys with a free permit,
+ * so a key with a free permit is taken at once. When every candidate is full the caller waits,
+ * without polling, in one FIFO queue shared by all keys: a released permit is handed straight to
+ * the first waiter that can use that key (no barging by later arrivals), up to the request's
+ * `deadline`. The permit belongs to the lease's scope: it is released on success, failure or
+ * interruption, and a waiter interrupted in the queue leaves it cleanly.
+ *
+ * The permits are per process (they guard this process's sockets); effect's `Semaphore` is not
+ * used because a waiter must take "the first permit freed on any of several keys", which one
+ * semaphore per key cannot express without racing and leaking permits.
+ *
+ * @since 0.1.0
+ */
+import type * as Key from "@or-balancer/core/Key"
+import * as KeyPool from "@or-balancer/core/KeyPool"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import { only } from "./internal/common.js"
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** Permits for a key that sets no `maxConcurrency`. Default 10. */
+  readonly defaultMax?: number | undefined
+}
+
+/**
+ * Permits in use per key id, and how many callers wait.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Status {
+  readonly inUse: ReadonlyMap<string, number>
+  readonly waiting: number
+}
+
+interface Waiter {
+  readonly request: KeySelector.SelectRequest
+  readonly deferred: Deferred.Deferred<void>
+  key: Key.Key | undefined
+}
+
+const FULL: KeySelector.Ineligible = { reason: "concurrency" }
+
+/**
+ * The selector, and a `status` accessor (permits in use, waiters) for status pages and tests.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const makeWithStatus = (
+  options: Options = {}
+): Effect.Effect<
+  { readonly selector: KeySelector.Service; readonly status: Effect.Effect<Status> },
+  never,
+  KeySelector.KeySelector | KeyPool.KeyPool
+> =>
+  Effect.gen(function* () {
+    const inner = yield* KeySelector.KeySelector
+    const pool = yield* KeyPool.KeyPool
+    const defaultMax = options.defaultMax ?? 10
+    const inUse = new Map<string, number>()
+    const waiters: Array<Waiter> = []
+
+    const capOf = (k: Key.Key) => k.maxConcurrency ?? defaultMax
+    const isFree = (k: Key.Key) => (inUse.get(k.id) ?? 0) < capOf(k)
+    const fullGate: KeySelector.Gate = (k) => (isFree(k) ? undefined : FULL)
+    const take = (k: Key.Key) => {
+      inUse.set(k.id, (inUse.get(k.id) ?? 0) + 1)
+    }
+    // Hands the permit to the first waiter that can use this key, else gives it back.
+    const release = (k: Key.Key) => {
+      for (let i = 0; i < waiters.length; i++) {
+        const w = waiters[i]!
+        if (KeySelector.isCandidate(w.request, k)) {
+          waiters.splice(i, 1)
+          w.key = k
+          Deferred.unsafeDone(w.deferred, Exit.void)
+          return
+        }
+      }
+      const n = (inUse.get(k.id) ?? 0) - 1
+      if (n <= 0) inUse.delete(k.id)
+      else inUse.set(k.id, n)
+    }
+
+    // Waits in the queue; on a hand-over the permit is registered on `scope` before anything else can run.
+    const wait = (
+      request: KeySelector.SelectRequest,
+      millis: number,
+      scope: Scope.Scope
+    ): Effect.Effect<Key.Key | undefined> =>
+      Effect.uninterruptibleMask((restore) => {
+        const w: Waiter = { request, deferred: Deferred.unsafeMake<void>(FiberId.none), key: undefined }
+        waiters.push(w)
+        return restore(Effect.timeoutOption(Deferred.await(w.deferred), Duration.millis(millis))).pipe(
+          Effect.exit,
+          Effect.flatMap((exit) => {
+            const key = w.key
+            if (key === undefined) {
+              const i = waiters.indexOf(w)
+              if (i >= 0) waiters.splice(i, 1)
+              return Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.succeed(undefined)
+            }
+            const held = Scope.addFinalizer(
+              scope,
+              Effect.sync(() => release(key))
+            )
+            return Effect.zipRight(
+              held,
+              Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.succeed(key)
+            )
+          })
+        )
+      })
+
+    const select = (
+      request: KeySelector.SelectRequest
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
+      Effect.flatMap(Effect.scope, (parent) =>
+        Effect.flatMap(Scope.fork(parent, ExecutionStrategy.sequential), (child) =>
+          Effect.uninterruptibleMask((restore) =>
+            restore(Scope.extend(inner.select(KeySelector.withGate(request, fullGate)), child)).pipe(
+              Effect.matchEffect({
+                onSuccess: (lease) => {
+                  // The inner selector may have yielded; if the key filled up meanwhile, start over.
+                  if (!isFree(lease.key)) {
+                    return Effect.zipRight(Scope.close(child, Exit.void), restore(select(request)))
+                  }
+                  take(lease.key)
+                  const key = lease.key
+                  return Effect.as(
+                    Scope.addFinalizer(
+                      child,
+                      Effect.sync(() => release(key))
+                    ),
+                    lease
+                  )
+                },
+                onFailure: (error) =>
+                  Effect.zipRight(
+                    Scope.close(child, Exit.void),
+                    Effect.flatMap(pool.get, (keys) => {
+                      const deadline = request.deadline
+                      const full = KeySelector.candidates(request, keys).some((k) => !isFree(k))
+                      if (!full || deadline === undefined) return Effect.fail(error)
+                      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                        now >= deadline
+                          ? Effect.fail(error)
+                          : restore(waitAndSelect(request, deadline - now, parent, error))
+                      )
+                    })
+                  )
+              })
+            )
+          )
+        )
+      )
+
+    const waitAndSelect = (
+      request: KeySelector.SelectRequest,
+      millis: number,
+      parent: Scope.Scope,
+      error: KeySelector.NoKeyAvailable
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
+      Effect.flatMap(Scope.fork(parent, ExecutionStrategy.sequential), (child) =>
+        Effect.flatMap(wait(request, millis, child), (key) => {
+          if (key === undefined) {
+            return Effect.zipRight(
+              Scope.close(child, Exit.void),
+              Effect.fail(
+                new KeySelector.NoKeyAvailable({
+                  reason: "concurrency",
+                  message: `${error.message}; no permit freed before the deadline`
+                })
+              )
+            )
+          }
+          // The permit is ours: let the inner selector lease exactly that key.
+          return Scope.extend(
+            inner.select(KeySelector.withGate(request, only(key.id, "concurrency"))),
+            child
+          ).pipe(Effect.catchAll(() => Effect.zipRight(Scope.close(child, Exit.void), select(request))))
+        })
+      )
+
+    const status: Effect.Effect<Status> = Effect.sync(() => ({
+      inUse: new Map(inUse),
+      waiting: waiters.length
+    }))
+    return { selector: KeySelector.make(select), status }
+  })
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (
+  options?: Options
+): Effect.Effect<KeySelector.Service, never, KeySelector.KeySelector | KeyPool.KeyPool> =>
+  Effect.map(makeWithStatus(options), (m) => m.selector)
+
+/**
+ * Requires the inner `KeySelector`.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<KeySelector.KeySelector, never, KeySelector.KeySelector | KeyPool.KeyPool> =>
+  Layer.effect(KeySelector.KeySelector, make(options))

@@ -1,0 +1,271 @@
+/**
+ * The live credit of each key: the last `CreditLookup` answer (cached per key with a TTL, one
+ * lookup in flight per key however many selections ask, and only a short TTL after a failed
+ * lookup), minus the cost reported since that answer, minus reservations for requests still in
+ * flight. Shared by {@link CreditAware} and {@link Threshold}; readable through `snapshot` for a
+ * status page.
+ *
+ * The ledger itself (remaining, spent, reserved) lives in the `StateStore` (namespace
+ * `or-balancer/credit`); the lookup cache is per process.
+ *
+ * @since 0.1.0
+ */
+import * as CreditLookup from "@or-balancer/core/CreditLookup"
+import type * as Key from "@or-balancer/core/Key"
+import * as StateStore from "@or-balancer/core/StateStore"
+import * as Cache from "effect/Cache"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import { ns } from "./internal/common.js"
+
+/**
+ * One key's ledger entry, as stored.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Entry {
+  readonly id: string
+  /** Credit cap in USD from the last lookup; null = unlimited. */
+  readonly limit: number | null
+  /** `limit_remaining` from the last lookup; null = unlimited. */
+  readonly remaining: number | null
+  /** Cost reported since the last lookup. */
+  readonly spent: number
+  /** Estimates held by requests in flight. */
+  readonly reserved: number
+  /** When the last successful lookup answered (epoch ms), if ever. */
+  readonly lookedUpAt: number | undefined
+  /** The last lookup's error tag, if the last lookup failed. */
+  readonly error: string | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Credit {
+  /** USD that may still be spent: remaining − spent − reserved; null = unlimited. */
+  readonly available: number | null
+  /** When the cached lookup expires, so the balance may change (epoch ms). */
+  readonly refreshAt: number
+}
+
+/**
+ * A reservation held for one attempt; released when the attempt's scope closes.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Reservation {
+  /** Replace the estimate by the actual cost. Idempotent. */
+  readonly settle: (cost: number) => Effect.Effect<void>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Service {
+  /** The key's live credit; `undefined` when it was never looked up successfully. */
+  readonly credit: (key: Key.Key) => Effect.Effect<Credit | undefined>
+  /** Reserves `amount` if at least that much is available (unlimited always is); atomically. */
+  readonly tryReserve: (
+    key: Key.Key,
+    amount: number
+  ) => Effect.Effect<Reservation | undefined, never, Scope.Scope>
+  /** Reserves `amount` unconditionally. */
+  readonly reserve: (key: Key.Key, amount: number) => Effect.Effect<Reservation, never, Scope.Scope>
+  /** The upstream said 402: treat the key as empty until the next lookup says otherwise. */
+  readonly exhaust: (key: Key.Key) => Effect.Effect<void>
+  /** Drops the cached lookup, so the next `credit` asks again. */
+  readonly refresh: (key: Key.Key) => Effect.Effect<void>
+  readonly snapshot: Effect.Effect<ReadonlyArray<Entry & { readonly available: number | null }>>
+}
+
+/**
+ * @since 0.1.0
+ * @category Context
+ */
+export class CreditLedger extends Context.Tag("@or-balancer/strategies/CreditLedger")<
+  CreditLedger,
+  Service
+>() {}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** How long a lookup is trusted. Default 60 seconds. */
+  readonly ttl?: Duration.DurationInput | undefined
+  /** How long a failed lookup is remembered before the next try. Default 5 seconds. */
+  readonly failureTtl?: Duration.DurationInput | undefined
+}
+
+const availableOf = (e: Entry): number | null =>
+  e.remaining === null ? null : e.remaining - e.spent - e.reserved
+
+const empty = (id: string): Entry => ({
+  id,
+  limit: null,
+  remaining: 0,
+  spent: 0,
+  reserved: 0,
+  lookedUpAt: undefined,
+  error: undefined
+})
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<Service, never, CreditLookup.CreditLookup | StateStore.StateStore> =>
+  Effect.gen(function* () {
+    const lookup = yield* CreditLookup.CreditLookup
+    const store = yield* StateStore.StateStore
+    const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
+    const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
+    // When each key's cached answer expires, for `refreshAt` hints.
+    const expiry = new Map<string, number>()
+
+    const fetch = (key: Key.Key) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        lookup.lookup(key).pipe(
+          Effect.tapBoth({
+            onSuccess: (info) =>
+              Effect.sync(() => expiry.set(key.id, now + ttl)).pipe(
+                Effect.zipRight(
+                  store.modify<Entry, void>(ns.credit, key.id, (cur) => [
+                    undefined,
+                    {
+                      id: key.id,
+                      limit: info.limit,
+                      remaining: info.limitRemaining,
+                      spent: 0,
+                      reserved: cur?.reserved ?? 0,
+                      lookedUpAt: now,
+                      error: undefined
+                    }
+                  ])
+                )
+              ),
+            onFailure: (error) =>
+              Effect.sync(() => expiry.set(key.id, now + failureTtl)).pipe(
+                Effect.zipRight(
+                  store.modify<Entry, void>(ns.credit, key.id, (cur) => [
+                    undefined,
+                    // A failed lookup keeps the last known balance; it is not "balance 0".
+                    { ...(cur ?? { ...empty(key.id), remaining: null }), error: error._tag }
+                  ])
+                )
+              )
+          })
+        )
+      )
+
+    const cache = yield* Cache.makeWith({
+      capacity: 4096,
+      lookup: fetch,
+      timeToLive: Exit.match({ onFailure: () => failureTtl, onSuccess: () => ttl })
+    })
+
+    const credit: Service["credit"] = (key) =>
+      cache.get(key).pipe(
+        Effect.ignore,
+        Effect.zipRight(store.get<Entry>(ns.credit, key.id)),
+        Effect.map((e) =>
+          e === undefined || e.lookedUpAt === undefined
+            ? undefined
+            : { available: availableOf(e), refreshAt: expiry.get(key.id) ?? 0 }
+        )
+      )
+
+    const release = (key: Key.Key, amount: number, cost: number | undefined) =>
+      store.modify<Entry, void>(ns.credit, key.id, (cur) => {
+        const e = cur ?? empty(key.id)
+        return [undefined, { ...e, reserved: Math.max(0, e.reserved - amount), spent: e.spent + (cost ?? 0) }]
+      })
+
+    const holding = (key: Key.Key, amount: number) => {
+      let open = true
+      const reservation: Reservation = {
+        settle: (cost) =>
+          Effect.suspend(() => {
+            if (!open) return Effect.void
+            open = false
+            return release(key, amount, cost)
+          })
+      }
+      return {
+        reservation,
+        close: Effect.suspend(() => {
+          if (!open) return Effect.void
+          open = false
+          return release(key, amount, undefined)
+        })
+      }
+    }
+
+    const hold = (key: Key.Key, amount: number) => {
+      const h = holding(key, amount)
+      return Effect.as(
+        Effect.addFinalizer(() => h.close),
+        h.reservation
+      )
+    }
+
+    const tryReserve: Service["tryReserve"] = (key, amount) =>
+      Effect.uninterruptible(
+        Effect.flatMap(
+          store.modify<Entry, boolean>(ns.credit, key.id, (cur) => {
+            const e = cur ?? empty(key.id)
+            const a = availableOf(e)
+            if (a !== null && a < amount) return [false, cur]
+            return [true, { ...e, reserved: e.reserved + amount }]
+          }),
+          (ok) => (ok ? hold(key, amount) : Effect.succeed(undefined))
+        )
+      )
+
+    const reserve: Service["reserve"] = (key, amount) =>
+      Effect.uninterruptible(
+        store
+          .modify<Entry, void>(ns.credit, key.id, (cur) => {
+            const e = cur ?? empty(key.id)
+            return [undefined, { ...e, reserved: e.reserved + amount }]
+          })
+          .pipe(Effect.zipRight(hold(key, amount)))
+      )
+
+    return CreditLedger.of({
+      credit,
+      tryReserve,
+      reserve,
+      exhaust: (key) =>
+        store.modify<Entry, void>(ns.credit, key.id, (cur) => {
+          const e = cur ?? empty(key.id)
+          return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
+        }),
+      refresh: (key) => cache.invalidate(key),
+      snapshot: Effect.map(store.entries<Entry>(ns.credit), (es) =>
+        es.map(([, e]) => ({ ...e, available: availableOf(e) }))
+      )
+    })
+  })
+
+/**
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<CreditLedger, never, CreditLookup.CreditLookup | StateStore.StateStore> =>
+  Layer.effect(CreditLedger, make(options))

@@ -1,0 +1,309 @@
+/**
+ * Health-aware (a decorator): tracks each key's outcomes and takes sick keys out.
+ *
+ * - A failure that counts against the key (`UpstreamError.countsAgainstKey`: 401, 402, 429, 5xx,
+ *   timeouts; never 400/403/404) adds to its consecutive failures; at `failureThreshold` the key
+ *   is ejected. A 401 or 402 (disposition `eject`) ejects at once.
+ * - The cooldown is `baseCooldown`, doubling with each ejection in a row, up to `maxCooldown`;
+ *   a `Retry-After` sets it directly. A 429 with scope `account` ejects every key of that account.
+ * - When the cooldown ends the key is half-open: with `recovery: "trial"` one request is let
+ *   through and its outcome closes the key (back to healthy, doubling reset) or ejects it again;
+ *   with `recovery: "probe"` a free `CreditLookup` call (OpenRouter's `GET /key`) decides before
+ *   any paid traffic.
+ * - Panic: when more than `panicThreshold` of the pool is out, health is ignored and traffic is
+ *   spread across every key rather than piled on the last healthy one.
+ *
+ * Division of labour with the core `Balancer`: the Balancer enforces `Retry-After` cooldowns (per
+ * key, or per account) through its own gate whatever the stack. This decorator records them too,
+ * so `status` shows who is out and why, and it alone does consecutive-failure ejection, doubling,
+ * half-open recovery and panic.
+ *
+ * The state lives in the `StateStore` (namespace `or-balancer/health`); read it with {@link status}.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as CreditLookup from "@or-balancer/core/CreditLookup"
+import type * as Key from "@or-balancer/core/Key"
+import * as KeyPool from "@or-balancer/core/KeyPool"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+import * as StateStore from "@or-balancer/core/StateStore"
+import * as UpstreamError from "@or-balancer/core/UpstreamError"
+import { ns } from "./internal/common.js"
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** Consecutive failures that eject a key. Default 3. */
+  readonly failureThreshold?: number | undefined
+  /** First cooldown. Default 5 seconds. */
+  readonly baseCooldown?: Duration.DurationInput | undefined
+  /** Longest cooldown. Default 5 minutes. */
+  readonly maxCooldown?: Duration.DurationInput | undefined
+  /** How a half-open key is tested. Default "trial". "probe" needs a `CreditLookup`. */
+  readonly recovery?: "trial" | "probe" | undefined
+  /** Share of the pool (0..1) out above which health is ignored. Default 0.5. */
+  readonly panicThreshold?: number | undefined
+}
+
+/**
+ * One key's record as stored; absent means healthy with no recent failures.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Record {
+  readonly failures: number
+  /** Ejections in a row (reset by a success); the cooldown doubles with each. */
+  readonly ejections: number
+  /** While set, the key is out until then (epoch ms), then half-open. */
+  readonly until?: number | undefined
+  /** Why it was ejected: the error's tag, e.g. `RateLimited (account acme)`. */
+  readonly reason?: string | undefined
+  /** A half-open trial or probe is in flight. */
+  readonly testing?: boolean | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface KeyHealth {
+  readonly id: string
+  readonly state: "healthy" | "ejected" | "half-open"
+  readonly consecutiveFailures: number
+  readonly ejections: number
+  readonly until: number | undefined
+  readonly reason: string | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Status {
+  readonly keys: ReadonlyArray<KeyHealth>
+  /** More than the panic threshold is out: health is being ignored. */
+  readonly panic: boolean
+}
+
+const isOut = (r: Record | undefined, now: number) => r?.until !== undefined && r.until > now
+const isHalfOpen = (r: Record | undefined, now: number) => r?.until !== undefined && r.until <= now
+
+/**
+ * The health of every key in the pool. Panic is judged against `panicThreshold` (default 0.5).
+ *
+ * @since 0.1.0
+ * @category Accessors
+ */
+export const status = (
+  panicThreshold = 0.5
+): Effect.Effect<Status, never, StateStore.StateStore | KeyPool.KeyPool> =>
+  Effect.gen(function* () {
+    const store = yield* StateStore.StateStore
+    const pool = yield* KeyPool.KeyPool
+    const now = yield* Clock.currentTimeMillis
+    const keys = yield* pool.get
+    const records = new Map(yield* store.entries<Record>(ns.health))
+    let out = 0
+    const list = keys.map((k): KeyHealth => {
+      const r = records.get(k.id)
+      const state = isOut(r, now) ? "ejected" : isHalfOpen(r, now) ? "half-open" : "healthy"
+      if (state === "ejected") out++
+      return {
+        id: k.id,
+        state,
+        consecutiveFailures: r?.failures ?? 0,
+        ejections: r?.ejections ?? 0,
+        until: r?.until,
+        reason: r?.reason
+      }
+    })
+    return { keys: list, panic: keys.length > 0 && out / keys.length > panicThreshold }
+  })
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<
+  KeySelector.Service,
+  never,
+  KeySelector.KeySelector | KeyPool.KeyPool | StateStore.StateStore
+> =>
+  Effect.gen(function* () {
+    const inner = yield* KeySelector.KeySelector
+    const pool = yield* KeyPool.KeyPool
+    const store = yield* StateStore.StateStore
+    const lookup =
+      options.recovery === "probe"
+        ? yield* Effect.serviceOption(CreditLookup.CreditLookup)
+        : Option.none<CreditLookup.Service>()
+    const threshold = Math.max(1, options.failureThreshold ?? 3)
+    const base = Duration.toMillis(options.baseCooldown ?? Duration.seconds(5))
+    const max = Duration.toMillis(options.maxCooldown ?? Duration.minutes(5))
+    const panicThreshold = options.panicThreshold ?? 0.5
+    // Without a CreditLookup to probe with, recovery falls back to a trial request.
+    const trial = Option.isNone(lookup)
+
+    const ejected = (
+      r: Record | undefined,
+      now: number,
+      reason: string,
+      wait: number | undefined
+    ): Record => {
+      const ejections = (r?.ejections ?? 0) + 1
+      const cooldown = wait ?? Math.min(max, base * 2 ** (ejections - 1))
+      return { failures: 0, ejections, until: now + cooldown, reason }
+    }
+
+    const record = (key: Key.Key, error: UpstreamError.UpstreamError | undefined): Effect.Effect<void> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (error === undefined) return store.set(ns.health, key.id, undefined)
+        if (!UpstreamError.countsAgainstKey(error)) {
+          // Not the key's fault: a half-open trial simply ends, the key stays half-open.
+          return store.modify<Record, void>(ns.health, key.id, (r) => [
+            undefined,
+            r === undefined ? r : { ...r, testing: false }
+          ])
+        }
+        const wait = Option.getOrUndefined(Option.map(UpstreamError.retryAfterOf(error), Duration.toMillis))
+        const self = store.modify<Record, void>(ns.health, key.id, (r) => {
+          const failures = (r?.failures ?? 0) + 1
+          const eject =
+            r?.until !== undefined || // a failed half-open trial (or a late report while out)
+            wait !== undefined ||
+            UpstreamError.disposition(error) === "eject" ||
+            failures >= threshold
+          return [
+            undefined,
+            eject ? ejected(r, now, error._tag, wait) : { ...r, ejections: r?.ejections ?? 0, failures }
+          ]
+        })
+        if (error._tag !== "RateLimited" || error.scope !== "account" || key.account === undefined)
+          return self
+        const account = key.account
+        const until = now + (wait ?? base)
+        return Effect.zipRight(
+          self,
+          Effect.flatMap(pool.get, (keys) =>
+            Effect.forEach(
+              keys.filter((k) => k.account === account && k.id !== key.id),
+              (k) =>
+                store.modify<Record, void>(ns.health, k.id, (r) => [
+                  undefined,
+                  {
+                    failures: r?.failures ?? 0,
+                    ejections: r?.ejections ?? 0,
+                    until: Math.max(r?.until ?? 0, until),
+                    reason: `RateLimited (account ${account})`
+                  }
+                ]),
+              { discard: true }
+            )
+          )
+        )
+      })
+
+    // Free probes for keys whose cooldown ended: one per key at a time, before any paid request.
+    const probe = (keys: ReadonlyArray<Key.Key>, records: Map<string, Record>, now: number) => {
+      if (Option.isNone(lookup)) return Effect.void
+      const due = keys.filter((k) => {
+        const r = records.get(k.id)
+        return isHalfOpen(r, now) && r?.testing !== true
+      })
+      if (due.length === 0) return Effect.void
+      const service = lookup.value
+      return Effect.forEach(
+        due,
+        (k) =>
+          Effect.flatMap(
+            store.modify<Record, boolean>(ns.health, k.id, (r) =>
+              r === undefined || r.testing === true ? [false, r] : [true, { ...r, testing: true }]
+            ),
+            (claimed) =>
+              claimed
+                ? Effect.flatMap(Effect.either(service.lookup(k)), (result) =>
+                    record(k, result._tag === "Right" ? undefined : result.left)
+                  )
+                : Effect.void
+          ),
+        { concurrency: "unbounded", discard: true }
+      )
+    }
+
+    return KeySelector.make((request) =>
+      Effect.gen(function* () {
+        const keys = yield* pool.get
+        let now = yield* Clock.currentTimeMillis
+        let records = new Map(yield* store.entries<Record>(ns.health))
+        if (!trial && records.size > 0) {
+          yield* probe(keys, records, now)
+          records = new Map(yield* store.entries<Record>(ns.health))
+          now = yield* Clock.currentTimeMillis
+        }
+        let narrowed = request
+        if (records.size > 0) {
+          let out = 0
+          for (const k of keys) if (isOut(records.get(k.id), now)) out++
+          const panic = out / keys.length > panicThreshold
+          if (!panic) {
+            narrowed = KeySelector.withGate(request, (k) => {
+              const r = records.get(k.id)
+              if (r === undefined || r.until === undefined) return undefined
+              if (r.until > now) return { reason: "unhealthy", until: r.until }
+              // Half-open: with trials, one request at a time; with probes, not before the probe says so.
+              return trial && r.testing !== true ? undefined : { reason: "unhealthy" }
+            })
+          }
+        }
+        const lease = yield* inner.select(narrowed)
+        const key = lease.key
+        if (trial && isHalfOpen(records.get(key.id), now)) {
+          yield* Effect.acquireRelease(
+            store.modify<Record, void>(ns.health, key.id, (r) => [undefined, r && { ...r, testing: true }]),
+            // A trial that ends without a report (interrupted) frees the slot for the next one.
+            () =>
+              store.modify<Record, void>(ns.health, key.id, (r) => [
+                undefined,
+                r && r.testing === true ? { ...r, testing: false } : r
+              ])
+          )
+        }
+        let reported = false
+        return KeySelector.lease(key, (outcome) =>
+          Effect.suspend(() => {
+            if (reported) return Effect.void
+            reported = true
+            return Effect.zipRight(
+              record(key, outcome._tag === "Success" ? undefined : outcome.error),
+              lease.report(outcome)
+            )
+          })
+        )
+      })
+    )
+  })
+
+/**
+ * Requires the inner `KeySelector`; with `recovery: "probe"`, also uses a `CreditLookup` if one
+ * is provided.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<
+  KeySelector.KeySelector,
+  never,
+  KeySelector.KeySelector | KeyPool.KeyPool | StateStore.StateStore
+> => Layer.effect(KeySelector.KeySelector, make(options))

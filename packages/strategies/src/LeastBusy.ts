@@ -1,0 +1,71 @@
+/**
+ * Least busy by the power of two choices: two distinct candidates drawn through `Random`, the one
+ * with fewer requests in flight per unit of weight wins (`(inFlight + 1) / weight`, so an idle
+ * heavy key beats an idle light one). Two random choices avoid the herd that "always the least
+ * loaded" causes when many selections read the same counts.
+ *
+ * In-flight counts live in the `StateStore` (namespace `or-balancer/in-flight`), incremented for
+ * the lease's scope, so they come down however the attempt ends.
+ *
+ * @since 0.1.0
+ */
+import type * as Key from "@or-balancer/core/Key"
+import * as KeyPool from "@or-balancer/core/KeyPool"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+import * as StateStore from "@or-balancer/core/StateStore"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as EffectRandom from "effect/Random"
+import { noKey, ns, plainLease } from "./internal/common.js"
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool | StateStore.StateStore> =
+  Effect.gen(function* () {
+    const pool = yield* KeyPool.KeyPool
+    const store = yield* StateStore.StateStore
+    const hold = (key: Key.Key) =>
+      Effect.as(
+        Effect.acquireRelease(store.add(ns.inFlight, key.id, 1), () => store.add(ns.inFlight, key.id, -1)),
+        plainLease(key)
+      )
+    const load = (key: Key.Key) =>
+      Effect.map(store.get<number>(ns.inFlight, key.id), (n) => ((n ?? 0) + 1) / key.weight)
+    return KeySelector.make((request) =>
+      Effect.flatMap(pool.get, (keys) => {
+        const c = KeySelector.candidates(request, keys)
+        if (c.length === 0) return noKey(request, keys)
+        if (c.length === 1) return hold(c[0]!)
+        return Effect.flatMap(EffectRandom.nextIntBetween(0, c.length), (i) =>
+          Effect.flatMap(EffectRandom.nextIntBetween(0, c.length - 1), (j0) => {
+            const a = c[i]!
+            const b = c[j0 >= i ? j0 + 1 : j0]!
+            return Effect.flatMap(Effect.zip(load(a), load(b)), ([la, lb]) => hold(lb < la ? b : a))
+          })
+        )
+      })
+    )
+  })
+
+/**
+ * Requests in flight per key id, as counted by this strategy.
+ *
+ * @since 0.1.0
+ * @category Accessors
+ */
+export const inFlight: Effect.Effect<
+  ReadonlyMap<string, number>,
+  never,
+  StateStore.StateStore
+> = Effect.flatMap(StateStore.StateStore, (store) =>
+  Effect.map(store.entries<number>(ns.inFlight), (es) => new Map(es))
+)
+
+/**
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer: Layer.Layer<KeySelector.KeySelector, never, KeyPool.KeyPool | StateStore.StateStore> =
+  Layer.effect(KeySelector.KeySelector, make)

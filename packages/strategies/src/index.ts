@@ -1,0 +1,15 @@
+/**
+ * @since 0.1.0
+ */
+export * as ByModel from "./ByModel.js"
+export * as ConcurrencyLimited from "./ConcurrencyLimited.js"
+export * as CreditAware from "./CreditAware.js"
+export * as CreditLedger from "./CreditLedger.js"
+export * as HealthAware from "./HealthAware.js"
+export * as LeastBusy from "./LeastBusy.js"
+export * as Random from "./Random.js"
+export * as RoundRobin from "./RoundRobin.js"
+export * as Sticky from "./Sticky.js"
+export * as Threshold from "./Threshold.js"
+export * as Weighted from "./Weighted.js"
+export * as WeightedRandom from "./WeightedRandom.js"

@@ -1,0 +1,72 @@
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import type * as Key from "@or-balancer/core/Key"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+
+/** StateStore namespaces, one per kind of shared state. */
+export const ns = {
+  cursor: "or-balancer/round-robin",
+  weighted: "or-balancer/weighted",
+  inFlight: "or-balancer/in-flight",
+  credit: "or-balancer/credit",
+  threshold: "or-balancer/threshold",
+  health: "or-balancer/health"
+} as const
+
+/** Fails the way every strategy fails when no key is a candidate. */
+export const noKey = (
+  request: KeySelector.SelectRequest,
+  keys: ReadonlyArray<Key.Key>
+): Effect.Effect<never, KeySelector.NoKeyAvailable> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.fail(KeySelector.explain(request, keys, now)))
+
+// Leases of base strategies that learn nothing are immutable: share one per key, no per-select allocation.
+const leases = new WeakMap<Key.Key, KeySelector.Lease>()
+
+/** A report-nowhere lease for `key`, cached. */
+export const plainLease = (key: Key.Key): KeySelector.Lease => {
+  let l = leases.get(key)
+  if (l === undefined) {
+    l = KeySelector.lease(key)
+    leases.set(key, l)
+  }
+  return l
+}
+
+/** A succeeded effect of the plain lease, cached too. */
+const succeeded = new WeakMap<Key.Key, Effect.Effect<KeySelector.Lease>>()
+export const succeedLease = (key: Key.Key): Effect.Effect<KeySelector.Lease> => {
+  let e = succeeded.get(key)
+  if (e === undefined) {
+    e = Effect.succeed(plainLease(key))
+    succeeded.set(key, e)
+  }
+  return e
+}
+
+/** A gate admitting only the key with this id. */
+export const only =
+  (id: string, reason: KeySelector.Reason = "ineligible"): KeySelector.Gate =>
+  (k) =>
+    k.id === id ? undefined : { reason }
+
+/** 32-bit FNV-1a. */
+export const fnv1a = (s: string): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return h >>> 0
+}
+
+/** murmur3's finaliser: spreads every input bit over the output. */
+export const fmix32 = (x: number): number => {
+  let h = x >>> 0
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
