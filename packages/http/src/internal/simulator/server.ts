@@ -671,11 +671,12 @@ export const makeCore = (config: Simulator.Config): Core => {
     const acc = k.account
     acc.requests++
     if (acc.rpm !== null) {
-      const windowStart = now - (now % acc.windowMs)
-      if (windowStart !== acc.windowStart) {
-        acc.windowStart = windowStart
+      // A window opens at the first request after the previous one ended.
+      if (now >= acc.windowStart + acc.windowMs) {
+        acc.windowStart = now
         acc.count = 0
       }
+      const windowStart = acc.windowStart
       if (acc.count >= acc.rpm) {
         acc.rateLimited++
         record(k, "429")
