@@ -1,0 +1,44 @@
+import { describe, expect, it } from "@effect/vitest"
+import { KeySelector } from "@or-balancer/core"
+import { LeastBusy } from "@or-balancer/strategies"
+import { Effect, Exit, Layer, Random, Scope } from "effect"
+import { base, key, keys, request } from "./util.js"
+
+const hold = (scope: Scope.Scope) =>
+  Effect.flatMap(KeySelector.KeySelector, (s) =>
+    Effect.map(Scope.extend(s.select(request()), scope), (l) => l.key.id)
+  )
+
+describe("LeastBusy", () => {
+  it.effect("sends the next request to the less loaded key and counts in-flight per lease scope", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const first = yield* hold(scope)
+      const second = yield* hold(scope)
+      expect(second).not.toBe(first)
+      const held = yield* Effect.forEach(Array.from({ length: 8 }), () => hold(scope))
+      // With two keys both are always compared: the loads stay level.
+      expect(held.filter((id) => id === "a").length).toBe(4)
+      expect((yield* LeastBusy.inFlight).get("a")).toBe(5)
+      yield* Scope.close(scope, Exit.void)
+      expect((yield* LeastBusy.inFlight).get("a")).toBe(0)
+      expect((yield* LeastBusy.inFlight).get("b")).toBe(0)
+    }).pipe(
+      Effect.withRandom(Random.make(1)),
+      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base(keys("a", "b")))))
+    )
+  )
+
+  it.effect("respects weights: in-flight load settles in proportion", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const held = yield* Effect.forEach(Array.from({ length: 40 }), () => hold(scope))
+      const a = held.filter((id) => id === "a").length
+      expect(a).toBeGreaterThanOrEqual(29)
+      expect(a).toBeLessThanOrEqual(31)
+    }).pipe(
+      Effect.withRandom(Random.make(5)),
+      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base([key("a", { weight: 3 }), key("b")]))))
+    )
+  )
+})

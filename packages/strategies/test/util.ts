@@ -1,0 +1,39 @@
+import { Key, KeyPool, KeySelector, StateStore } from "@or-balancer/core"
+import { Effect, Layer, Redacted } from "effect"
+
+export const key = (
+  id: string,
+  options: {
+    readonly weight?: number
+    readonly account?: string
+    readonly maxConcurrency?: number
+    readonly models?: ReadonlyArray<string>
+  } = {}
+): Key.Key => Key.make({ id, secret: Redacted.make(`sk-or-v1-test-${id}-000000000000`), ...options })
+
+export const keys = (...ids: ReadonlyArray<string>) => ids.map((id) => key(id))
+
+/** Pool and memory store, kept in the output so tests can reach them. */
+export const base = (ks: ReadonlyArray<Key.Key>) =>
+  Layer.mergeAll(KeyPool.layer(ks).pipe(Layer.orDie), StateStore.layerMemory)
+
+export const request = (partial: Partial<KeySelector.SelectRequest> = {}): KeySelector.SelectRequest => ({
+  attempt: 1,
+  tried: new Set(),
+  ...partial
+})
+
+/** Selects and immediately releases; the chosen key's id. */
+export const pick = (partial: Partial<KeySelector.SelectRequest> = {}) =>
+  Effect.scoped(
+    Effect.flatMap(KeySelector.KeySelector, (s) => Effect.map(s.select(request(partial)), (l) => l.key.id))
+  )
+
+export const picks = (n: number, partial: Partial<KeySelector.SelectRequest> = {}) =>
+  Effect.forEach(Array.from({ length: n }), () => pick(partial))
+
+/** A gate refusing the given ids. */
+export const refuse =
+  (...ids: ReadonlyArray<string>): KeySelector.Gate =>
+  (k) =>
+    ids.includes(k.id) ? { reason: "ineligible" } : undefined
