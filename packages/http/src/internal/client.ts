@@ -4,6 +4,7 @@ import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import type * as CreditLookup from "@or-balancer/core/CreditLookup"
 import type * as Key from "@or-balancer/core/Key"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -13,7 +14,6 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as ChatCompletion from "../ChatCompletion.js"
 import * as Errors from "./errors.js"
@@ -273,11 +273,18 @@ export const openStream = (
             )
           }
           const all = chunks(Stream.mapError(response.stream, Errors.fromHttpClientError), request.model)
-          const [first, rest] = yield* Stream.peel(all, Sink.head())
-          return Option.match(first, {
-            onNone: () => rest,
-            onSome: (chunk) => Stream.concat(Stream.make(chunk), rest)
-          })
+          // Pull until the first chunk: keep-alives and empty reads do not count as "started".
+          const pull = yield* Stream.toPull(all)
+          let first = Chunk.empty<ChatCompletion.Chunk>()
+          let ended = false
+          while (Chunk.isEmpty(first) && !ended) {
+            const next = yield* Effect.either(pull)
+            if (next._tag === "Right") first = next.right
+            else if (Option.isSome(next.left)) return yield* Effect.fail(next.left.value)
+            else ended = true
+          }
+          const rest = ended ? Stream.empty : Stream.repeatEffectChunkOption(pull)
+          return Stream.concat(Stream.fromChunk(first), rest)
         }).pipe(Scope.extend(attemptScope))
       ).pipe(Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(attemptScope, exit) : Effect.void)))
     )
