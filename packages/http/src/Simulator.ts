@@ -151,7 +151,9 @@ export type KeyConfig = typeof KeyConfig.Type
 
 /**
  * An account: at most `rpm` chat requests per `windowMs` (default 60 000, a minute) over all
- * its keys, else OpenRouter's own 429. `totalCredits` is what `GET /credits` reports.
+ * its keys, else OpenRouter's own 429. A window opens at the first request after the previous
+ * window ended; `null` means no limit. `totalCredits` is what `GET /credits` reports (default:
+ * the sum of its keys' caps).
  *
  * @since 0.1.0
  * @category Schemas
