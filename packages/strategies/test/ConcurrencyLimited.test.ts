@@ -1,0 +1,105 @@
+import { describe, expect, it } from "@effect/vitest"
+import { KeySelector } from "@or-balancer/core"
+import { ConcurrencyLimited, RoundRobin } from "@or-balancer/strategies"
+import { Context, Effect, Exit, FastCheck as fc, Fiber, Layer, Scope, TestClock } from "effect"
+import { base, key } from "./util.js"
+
+const env = (ks: ReadonlyArray<ReturnType<typeof key>>) =>
+  Layer.effectContext(
+    Effect.map(ConcurrencyLimited.makeWithStatus({ defaultMax: 2 }), (m) => {
+      statusRef.current = m.status
+      return Context.make(KeySelector.KeySelector, m.selector)
+    })
+  ).pipe(Layer.provideMerge(RoundRobin.layer()), Layer.provideMerge(base(ks)))
+
+const statusRef: { current: Effect.Effect<ConcurrencyLimited.Status> } = { current: Effect.die("no status") }
+
+const hold = (scope: Scope.Scope, deadline = 10_000) =>
+  Effect.flatMap(KeySelector.KeySelector, (s) =>
+    Effect.map(Scope.extend(s.select({ attempt: 1, tried: new Set(), deadline }), scope), (l) => l.key.id)
+  )
+
+describe("ConcurrencyLimited", () => {
+  it.effect("takes a free permit at once, then hands freed permits over in arrival order", () =>
+    Effect.gen(function* () {
+      const s1 = yield* Scope.make()
+      expect(yield* hold(s1)).toBe("a")
+      const order: Array<string> = []
+      const waiter = (name: string) =>
+        Effect.gen(function* () {
+          const scope = yield* Scope.make()
+          yield* hold(scope)
+          order.push(name)
+          return scope
+        })
+      const w2 = yield* Effect.fork(waiter("second"))
+      yield* Effect.yieldNow()
+      const w3 = yield* Effect.fork(waiter("third"))
+      yield* Effect.yieldNow()
+      expect((yield* statusRef.current).waiting).toBe(2)
+      yield* Scope.close(s1, Exit.void)
+      const s2 = yield* Fiber.join(w2)
+      expect(order).toEqual(["second"])
+      yield* Scope.close(s2, Exit.void)
+      const s3 = yield* Fiber.join(w3)
+      expect(order).toEqual(["second", "third"])
+      yield* Scope.close(s3, Exit.void)
+      expect((yield* statusRef.current).inUse.size).toBe(0)
+    }).pipe(Effect.provide(env([key("a", { maxConcurrency: 1 })])))
+  )
+
+  it.effect("no permit leaks when a waiter or a holder is interrupted; the deadline ends a wait", () =>
+    Effect.gen(function* () {
+      const held = yield* Effect.fork(
+        Effect.scoped(Effect.flatMap(Effect.scope, (s) => Effect.zipRight(hold(s), Effect.never)))
+      )
+      yield* Effect.yieldNow()
+      const waiting = yield* Effect.fork(Effect.scoped(Effect.flatMap(Effect.scope, (s) => hold(s))))
+      yield* Effect.yieldNow()
+      expect((yield* statusRef.current).waiting).toBe(1)
+      yield* Fiber.interrupt(waiting)
+      expect((yield* statusRef.current).waiting).toBe(0)
+      yield* Fiber.interrupt(held)
+      expect((yield* statusRef.current).inUse.size).toBe(0)
+      // Free again: taken at once. Then a second caller times out at its deadline.
+      const s = yield* Scope.make()
+      expect(yield* hold(s)).toBe("a")
+      const late = yield* Effect.fork(Effect.scoped(Effect.flatMap(Effect.scope, (sc) => hold(sc, 1_000))))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(late).pipe(Effect.flip)
+      expect(error.reason).toBe("concurrency")
+      expect((yield* statusRef.current).waiting).toBe(0)
+    }).pipe(Effect.provide(env([key("a", { maxConcurrency: 1 })])))
+  )
+
+  it.effect.prop(
+    "per-key in-flight never exceeds its cap, and every request is served",
+    {
+      caps: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 3 }),
+      holds: fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 25 })
+    },
+    ({ caps, holds }) =>
+      Effect.gen(function* () {
+        const now = new Map<string, number>()
+        const peak = new Map<string, number>()
+        const selector = yield* KeySelector.KeySelector
+        const one = (ms: number) =>
+          Effect.scoped(
+            Effect.flatMap(selector.select({ attempt: 1, tried: new Set(), deadline: 1e9 }), (lease) => {
+              const id = lease.key.id
+              now.set(id, (now.get(id) ?? 0) + 1)
+              peak.set(id, Math.max(peak.get(id) ?? 0, now.get(id)!))
+              return Effect.sleep(ms).pipe(Effect.ensuring(Effect.sync(() => now.set(id, now.get(id)! - 1))))
+            })
+          )
+        const fiber = yield* Effect.fork(
+          Effect.forEach(holds, one, { concurrency: "unbounded", discard: true })
+        )
+        yield* TestClock.adjust(50 * holds.length)
+        yield* Fiber.join(fiber)
+        caps.forEach((cap, i) => expect(peak.get(`k${i}`) ?? 0).toBeLessThanOrEqual(cap))
+        expect((yield* statusRef.current).inUse.size).toBe(0)
+      }).pipe(Effect.provide(env(caps.map((cap, i) => key(`k${i}`, { maxConcurrency: cap }))))),
+    { fastCheck: { numRuns: 40 } }
+  )
+})

@@ -1,0 +1,118 @@
+import { describe, expect, it } from "@effect/vitest"
+import { CreditLookup, KeySelector, UpstreamError } from "@or-balancer/core"
+import { CreditAware, CreditLedger } from "@or-balancer/strategies"
+import { Deferred, Effect, Fiber, Layer, TestClock } from "effect"
+import { base, keys, pick, request } from "./util.js"
+
+const setup = (infos: Record<string, CreditLookup.KeyInfo>, ids: ReadonlyArray<string>, estimate = 0.1) =>
+  Effect.gen(function* () {
+    const memory = yield* CreditLookup.makeMemory(infos)
+    const layer = CreditAware.layer({ estimate }).pipe(
+      Layer.provideMerge(CreditLedger.layer({ ttl: "60 seconds", failureTtl: "5 seconds" })),
+      Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory.service)),
+      Layer.provideMerge(base(keys(...ids)))
+    )
+    return { memory, layer }
+  })
+
+describe("CreditAware", () => {
+  it.effect("prefers the key with the most credit; unlimited beats any balance", () =>
+    Effect.gen(function* () {
+      const { layer } = yield* setup(
+        { a: CreditLookup.keyInfo(2), b: CreditLookup.keyInfo(5), c: CreditLookup.keyInfo(null) },
+        ["a", "b", "c"]
+      )
+      yield* Effect.gen(function* () {
+        expect(yield* pick()).toBe("c")
+        expect(yield* pick({ tried: new Set(["c"]) })).toBe("b")
+      }).pipe(Effect.provide(layer))
+    })
+  )
+
+  it.effect("100 concurrent selections cause one lookup per key", () =>
+    Effect.gen(function* () {
+      const { layer, memory } = yield* setup(
+        { a: CreditLookup.keyInfo(50), b: CreditLookup.keyInfo(40) },
+        ["a", "b"],
+        0
+      )
+      yield* Effect.forEach(Array.from({ length: 100 }), () => pick(), { concurrency: "unbounded" }).pipe(
+        Effect.provide(layer)
+      )
+      expect(yield* memory.lookups("a")).toBe(1)
+      expect(yield* memory.lookups("b")).toBe(1)
+    })
+  )
+
+  it.effect("a failed lookup is retried after the short TTL, a good one only after the long TTL", () =>
+    Effect.gen(function* () {
+      const { layer, memory } = yield* setup({ a: CreditLookup.keyInfo(5) }, ["a", "b"])
+      yield* Effect.gen(function* () {
+        expect(yield* pick()).toBe("a") // b is unknown to the lookup: Unauthorized
+        yield* memory.set("b", CreditLookup.keyInfo(9))
+        expect(yield* pick()).toBe("a") // still the cached failure
+        yield* TestClock.adjust("6 seconds")
+        expect(yield* pick()).toBe("b")
+        expect(yield* memory.lookups("b")).toBe(2)
+        expect(yield* memory.lookups("a")).toBe(1)
+        yield* TestClock.adjust("55 seconds")
+        yield* pick()
+        expect(yield* memory.lookups("a")).toBe(2)
+      }).pipe(Effect.provide(layer))
+    })
+  )
+
+  it.effect("no overshoot: cap 1.00, 50 concurrent requests of 0.10, at most 10 run on the key", () =>
+    Effect.gen(function* () {
+      const { layer } = yield* setup({ a: CreditLookup.keyInfo(1) }, ["a"], 0.1)
+      yield* Effect.gen(function* () {
+        const selector = yield* KeySelector.KeySelector
+        const go = yield* Deferred.make<void>()
+        const one = Effect.scoped(
+          Effect.flatMap(selector.select(request()), (lease) =>
+            Deferred.await(go).pipe(
+              Effect.zipRight(lease.report(KeySelector.success("1 second", 0.1))),
+              Effect.as(true)
+            )
+          )
+        ).pipe(Effect.catchTag("NoKeyAvailable", (e) => Effect.succeed(e.reason)))
+        const fiber = yield* Effect.fork(
+          Effect.forEach(Array.from({ length: 50 }), () => one, { concurrency: "unbounded" })
+        )
+        yield* Effect.yieldNow()
+        yield* Deferred.succeed(go, undefined)
+        const results = yield* Fiber.join(fiber)
+        expect(results.filter((r) => r === true).length).toBe(10)
+        expect(results.filter((r) => r === "credit").length).toBe(40)
+        const [entry] = yield* Effect.flatMap(CreditLedger.CreditLedger, (l) => l.snapshot)
+        expect(entry!.reserved).toBeCloseTo(0)
+        expect(entry!.available).toBeCloseTo(0)
+        const after = yield* Effect.flip(pick())
+        expect(after.reason).toBe("credit")
+        expect(after.retryAfter).toBeDefined()
+      }).pipe(Effect.provide(layer))
+    })
+  )
+
+  it.effect(
+    "a 402 empties the key until its next lookup; a reservation is released when the attempt ends",
+    () =>
+      Effect.gen(function* () {
+        const { layer } = yield* setup({ a: CreditLookup.keyInfo(3), b: CreditLookup.keyInfo(1) }, ["a", "b"])
+        yield* Effect.gen(function* () {
+          const selector = yield* KeySelector.KeySelector
+          yield* Effect.scoped(
+            Effect.flatMap(selector.select(request()), (lease) =>
+              lease.report(
+                KeySelector.failure("1 second", new UpstreamError.InsufficientCredits({ message: "402" }))
+              )
+            )
+          )
+          expect(yield* pick()).toBe("b")
+          const snapshot = yield* Effect.flatMap(CreditLedger.CreditLedger, (l) => l.snapshot)
+          expect(snapshot.find((e) => e.id === "a")!.available).toBe(0)
+          expect(snapshot.every((e) => e.reserved === 0)).toBe(true)
+        }).pipe(Effect.provide(layer))
+      })
+  )
+})
