@@ -470,6 +470,21 @@ describe("Simulator", () => {
     })
   )
 
+  it.scopedLive("serves its stats and a reset over HTTP for out-of-process benchmarks", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make(basic())
+      yield* chat(sim, secret(0), { model: MINI, messages })
+      yield* chat(sim, secret(3), { model: MINI, messages })
+      const stats = yield* request(`${sim.url}/__simulator/stats`, {})
+      assert.strictEqual(stats.status, 200)
+      assert.deepStrictEqual(stats.json, yield* sim.stats)
+      assert.notInclude(stats.text, "sk-or-")
+      assert.strictEqual((yield* request(`${sim.url}/__simulator/reset`, { method: "POST" })).status, 200)
+      assert.strictEqual((yield* sim.stats).requests, 0)
+      assert.strictEqual((yield* request(`${sim.baseUrl}/nowhere`, {})).status, 404)
+    })
+  )
+
   it.scopedLive("provides the Simulator service as a layer", () =>
     Effect.gen(function* () {
       const sim = yield* Simulator.Simulator
