@@ -1,0 +1,142 @@
+import { describe, expect, it } from "@effect/vitest"
+import { CreditLookup, KeySelector, UpstreamError } from "@or-balancer/core"
+import { HealthAware, RoundRobin } from "@or-balancer/strategies"
+import { Duration, Effect, Layer, TestClock } from "effect"
+import { base, key, keys, pick, picks, request } from "./util.js"
+
+const env = (ks: ReadonlyArray<ReturnType<typeof key>>, options: HealthAware.Options = {}) =>
+  HealthAware.layer({
+    baseCooldown: "1 second",
+    maxCooldown: "3 seconds",
+    panicThreshold: 1,
+    ...options
+  }).pipe(Layer.provideMerge(RoundRobin.layer()), Layer.provideMerge(base(ks)))
+
+const server = new UpstreamError.ServerError({ message: "502", status: 502 })
+
+/** One attempt on whatever key is chosen, ending with `error` (or success). */
+const attempt = (error?: UpstreamError.UpstreamError, partial: Partial<KeySelector.SelectRequest> = {}) =>
+  Effect.scoped(
+    Effect.flatMap(KeySelector.KeySelector, (s) =>
+      Effect.flatMap(s.select(request(partial)), (l) =>
+        Effect.as(
+          l.report(
+            error === undefined ? KeySelector.success("1 second", 0) : KeySelector.failure("1 second", error)
+          ),
+          l.key.id
+        )
+      )
+    )
+  )
+
+const stateOf = (id: string) => Effect.map(HealthAware.status(), (s) => s.keys.find((k) => k.id === id)!)
+
+describe("HealthAware", () => {
+  it.effect("ejects after N consecutive counted failures; 400s do not count; a success resets", () =>
+    Effect.gen(function* () {
+      const onA = {
+        gate: (k: { id: string }) => (k.id === "a" ? undefined : { reason: "ineligible" as const })
+      }
+      yield* attempt(server, onA)
+      yield* attempt(new UpstreamError.BadRequest({ message: "400", status: 400 }), onA)
+      yield* attempt(server, onA)
+      expect((yield* stateOf("a")).state).toBe("healthy")
+      expect((yield* stateOf("a")).consecutiveFailures).toBe(2)
+      yield* attempt(server, onA)
+      const a = yield* stateOf("a")
+      expect(a.state).toBe("ejected")
+      expect(a.reason).toBe("ServerError")
+      expect(a.until).toBe(1_000)
+      expect(yield* picks(3)).toEqual(["b", "b", "b"])
+    }).pipe(Effect.provide(env(keys("a", "b"))))
+  )
+
+  it.effect("cooldown doubles up to the max; half-open lets one trial through; a good trial closes it", () =>
+    Effect.gen(function* () {
+      yield* attempt(new UpstreamError.Unauthorized({ message: "401" })) // ejects at once
+      const out = yield* Effect.flip(pick())
+      expect(out.reason).toBe("unhealthy")
+      expect(out.retryAfter).toEqual(Duration.seconds(1))
+      const cooldowns: Array<number> = []
+      for (let i = 0; i < 3; i++) {
+        const before = (yield* stateOf("a")).until!
+        yield* TestClock.setTime(before)
+        expect((yield* stateOf("a")).state).toBe("half-open")
+        yield* attempt(server) // the trial fails: ejected again, for longer
+        const now = before
+        cooldowns.push((yield* stateOf("a")).until! - now)
+      }
+      expect(cooldowns).toEqual([2_000, 3_000, 3_000])
+      yield* TestClock.setTime((yield* stateOf("a")).until!)
+      // One trial at a time: while it is open, a second request finds no key.
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const selector = yield* KeySelector.KeySelector
+          const trial = yield* selector.select(request())
+          expect((yield* Effect.flip(Effect.scoped(selector.select(request())))).reason).toBe("unhealthy")
+          yield* trial.report(KeySelector.success("1 second", 0))
+        })
+      )
+      const a = yield* stateOf("a")
+      expect(a.state).toBe("healthy")
+      expect(a.ejections).toBe(0)
+    }).pipe(Effect.provide(env(keys("a"))))
+  )
+
+  it.effect("Retry-After sets the cooldown; an account-wide 429 cools every key of that account", () =>
+    Effect.gen(function* () {
+      yield* attempt(
+        new UpstreamError.RateLimited({ message: "429", scope: "account", retryAfter: Duration.seconds(7) })
+      )
+      const status = yield* HealthAware.status()
+      expect(status.keys.map((k) => [k.id, k.state, k.until])).toEqual([
+        ["a", "ejected", 7_000],
+        ["b", "ejected", 7_000],
+        ["c", "healthy", undefined]
+      ])
+      expect(status.keys[1]!.reason).toBe("RateLimited (account acme)")
+      expect(yield* picks(2)).toEqual(["c", "c"])
+    }).pipe(
+      Effect.provide(
+        env([key("a", { account: "acme" }), key("b", { account: "acme" }), key("c", { account: "other" })], {
+          panicThreshold: 0.7
+        })
+      )
+    )
+  )
+
+  it.effect("panic: with more than the threshold out, traffic spreads over every key", () =>
+    Effect.gen(function* () {
+      const ejectNext = attempt(new UpstreamError.Unauthorized({ message: "401" }))
+      yield* ejectNext // a
+      yield* ejectNext // b: 2 of 4 out, not more than half
+      expect(yield* picks(4)).toEqual(["c", "d", "c", "d"])
+      yield* ejectNext // c: 3 of 4 out -> panic
+      expect((yield* HealthAware.status(0.5)).panic).toBe(true)
+      expect(new Set(yield* picks(4))).toEqual(new Set(["a", "b", "c", "d"]))
+    }).pipe(Effect.provide(env(keys("a", "b", "c", "d"), { panicThreshold: 0.5 })))
+  )
+
+  it.effect("probe recovery: a free CreditLookup call closes or re-ejects a cooled key", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory({})
+      yield* Effect.gen(function* () {
+        yield* attempt(new UpstreamError.Unauthorized({ message: "401" }))
+        yield* TestClock.adjust("1 second")
+        expect((yield* Effect.flip(pick())).reason).toBe("unhealthy") // probe fails: a is unknown
+        expect(yield* memory.lookups("a")).toBe(1)
+        expect((yield* stateOf("a")).until).toBe(3_000)
+        yield* memory.set("a", CreditLookup.keyInfo(5))
+        yield* TestClock.adjust("2 seconds")
+        expect(yield* pick()).toBe("a")
+        expect((yield* stateOf("a")).state).toBe("healthy")
+      }).pipe(
+        Effect.provide(
+          env(keys("a"), { recovery: "probe" }).pipe(
+            Layer.provide(Layer.succeed(CreditLookup.CreditLookup, memory.service))
+          )
+        )
+      )
+    })
+  )
+})
