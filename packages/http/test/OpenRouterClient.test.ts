@@ -133,7 +133,7 @@ describe("OpenRouterClient over the simulator", () => {
         const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(client.chatStream(request)))
         const text = chunks.map((c) => c.choices[0]?.delta?.content ?? "").join("")
         expect(text.length).toBeGreaterThan(0)
-        const cost = chunks.findLast((c) => c.usage != null)?.usage?.cost
+        const cost = [...chunks].reverse().find((c) => c.usage != null)?.usage?.cost
         expect(cost).toBeGreaterThan(0)
         expect(yield* reports).toEqual([{ key: "a", tag: "Success", cost }])
       })

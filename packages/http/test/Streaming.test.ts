@@ -5,7 +5,7 @@
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, FastCheck as fc, Layer, Stream } from "effect"
-import { OpenRouterClient } from "../src/index.js"
+import { ChatCompletion, OpenRouterClient } from "../src/index.js"
 import { balancerLayer, makeKeys } from "./support.js"
 
 const keys = makeKeys(["k1"])
@@ -60,9 +60,7 @@ const wire =
   "data: this is never parsed\n\n"
 const bytes = enc.encode(wire)
 
-const expectParsed = (
-  chunks: ReadonlyArray<{ choices: ReadonlyArray<{ delta?: { content?: string | null } }> }>
-) => {
+const expectParsed = (chunks: ReadonlyArray<ChatCompletion.Chunk>) => {
   expect(chunks.length).toBe(4)
   expect(chunks.map((c) => c.choices[0]?.delta?.content ?? "").join("")).toBe("Héllo wörld 🌍")
 }
