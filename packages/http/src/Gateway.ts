@@ -1,0 +1,187 @@
+/**
+ * An OpenAI-compatible gateway in front of the key pool: programs in any language use the
+ * balancer by changing their base URL.
+ *
+ * Routes: `POST /v1/chat/completions` and `/api/v1/chat/completions` (JSON and SSE, bytes passed
+ * through as they come, failover only before the first byte), `GET /v1/models` and
+ * `/api/v1/models` (passed through), `GET /healthz`, `GET /metrics` (Prometheus text from core's
+ * `Monitor` metrics, labelled by key id) and `GET /status` (JSON). Chat and models need a gateway
+ * token (`Authorization: Bearer …`); health, metrics and status are open, so bind the gateway to a
+ * private address.
+ *
+ * The hot path is a raw `node:http` handler with undici pools upstream and bodies piped as Node
+ * streams; Effect decides (selection, leases, outcome reports, retries) on a prebuilt runtime.
+ * `/metrics` and `/status` are Effect programs run on the same runtime. See `design.md`, "The
+ * gateway's hot path", for the measurements behind this split.
+ *
+ * @since 0.1.0
+ */
+import * as Monitor from "@or-balancer/core/Monitor"
+import * as StateStore from "@or-balancer/core/StateStore"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import type * as GatewayConfig from "./GatewayConfig.js"
+import * as Engine from "./internal/gateway/engine.js"
+import * as Prometheus from "./internal/gateway/prometheus.js"
+import * as Server from "./internal/gateway/server.js"
+
+/**
+ * The gateway could not start (the address is taken) or a configuration could not be applied.
+ * The message never holds a secret.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class GatewayError extends Schema.TaggedError<GatewayError>()("GatewayError", {
+  reason: Schema.Literal("Listen", "Config"),
+  message: Schema.String
+}) {}
+
+/**
+ * What `GET /status` answers.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type Status = Effect.Effect.Success<ReturnType<typeof Server.status>>
+
+/**
+ * A running gateway.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Gateway {
+  /** e.g. `http://127.0.0.1:8080`; clients use `${url}/v1` (OpenAI) or `${url}/api/v1` (OpenRouter). */
+  readonly url: string
+  readonly port: number
+  /**
+   * Applies new keys, tokens, strategy stack, retry policy, deadlines and body limit. Requests in
+   * flight finish on the configuration they started with; new requests take the new one. A config
+   * that fails to build leaves the old one in place. The listen address is not changed by a reload.
+   */
+  readonly reload: (config: GatewayConfig.GatewayConfig) => Effect.Effect<void, GatewayError>
+  readonly status: Effect.Effect<Status>
+  /** The `/metrics` text. */
+  readonly metrics: Effect.Effect<string>
+  /** Requests being served now. */
+  readonly inFlight: Effect.Effect<number>
+  /**
+   * Stops accepting, answers new requests on open connections with 503, waits for requests in
+   * flight up to `deadline` (default the config's `deadlines.drainMs`), then closes every
+   * connection. Also run when the gateway's scope closes.
+   */
+  readonly drain: (deadline?: Duration.DurationInput) => Effect.Effect<void>
+}
+
+/**
+ * Starts the gateway on the config's listen address (port 0: a free port). Closing the scope drains
+ * it.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (
+  config: GatewayConfig.GatewayConfig
+): Effect.Effect<Gateway, GatewayError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const monitor = yield* Monitor.make
+    const store = yield* StateStore.makeMemory
+    const provideShared = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(
+        Effect.provideService(Monitor.Monitor, monitor),
+        Effect.provideService(StateStore.StateStore, store)
+      )
+    const buildEngine = (c: GatewayConfig.GatewayConfig) =>
+      provideShared(Engine.build(c)).pipe(
+        Effect.map((built) => Server.makeEngineState(c, built)),
+        Effect.mapError((e) => new GatewayError({ reason: "Config", message: e.message }))
+      )
+    const runtime = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(runtime)
+    const first = yield* buildEngine(config)
+    const state: Server.ServerState = {
+      engine: first,
+      active: 0,
+      draining: false,
+      generation: 1,
+      idle: new Set(),
+      // The last request on a replaced configuration has finished: release what it held.
+      onRetired: (engine) => void runFork(Server.disposeEngine(engine))
+    }
+    const admin: Server.Admin = {
+      metrics: Prometheus.render("or_balancer_"),
+      status: provideShared(Server.status(state))
+    }
+    const server = http.createServer({ keepAliveTimeout: 65_000 }, Server.makeHandler(state, admin))
+    const port = yield* Effect.async<number, GatewayError>((resume) => {
+      const onError = (e: Error) =>
+        resume(
+          Effect.fail(
+            new GatewayError({
+              reason: "Listen",
+              message: `cannot listen on ${config.host}:${config.port}: ${e.message}`
+            })
+          )
+        )
+      server.once("error", onError)
+      server.listen(config.port, config.host, () => {
+        server.off("error", onError)
+        resume(Effect.succeed((server.address() as AddressInfo).port))
+      })
+    })
+    const host = config.host.includes(":") ? `[${config.host}]` : config.host
+
+    const waitIdle = Effect.async<void>((resume) => {
+      if (state.active === 0) return resume(Effect.void)
+      const f = () => {
+        state.idle.delete(f)
+        resume(Effect.void)
+      }
+      state.idle.add(f)
+      return Effect.sync(() => state.idle.delete(f))
+    })
+
+    let drained = false
+    const drain = (deadline?: Duration.DurationInput) =>
+      Effect.gen(function* () {
+        if (drained) return
+        drained = true
+        state.draining = true
+        server.close()
+        server.closeIdleConnections()
+        const ms =
+          deadline === undefined ? state.engine.config.deadlines.drainMs : Duration.toMillis(deadline)
+        yield* Effect.raceFirst(waitIdle, Effect.sleep(Duration.millis(ms)))
+        server.closeAllConnections()
+        yield* Server.disposeEngine(state.engine)
+      })
+    yield* Effect.addFinalizer(() => drain())
+
+    const reload = (c: GatewayConfig.GatewayConfig) =>
+      Effect.gen(function* () {
+        if (state.draining)
+          return yield* new GatewayError({ reason: "Config", message: "the gateway is draining" })
+        const next = yield* buildEngine(c)
+        const old = state.engine
+        state.engine = next
+        state.generation++
+        old.retired = true
+        if (old.active === 0) yield* Server.disposeEngine(old)
+      })
+
+    return {
+      url: `http://${host}:${port}`,
+      port,
+      reload,
+      status: admin.status as Effect.Effect<Status>,
+      metrics: admin.metrics,
+      inFlight: Effect.sync(() => state.active),
+      drain
+    } satisfies Gateway
+  })

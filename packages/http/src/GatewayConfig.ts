@@ -1,0 +1,358 @@
+/**
+ * The gateway's configuration file, decoded with Schema.
+ *
+ * ```json
+ * {
+ *   "listen": { "host": "127.0.0.1", "port": 8080 },
+ *   "baseUrl": "https://openrouter.ai/api/v1",
+ *   "tokens": ["OR_GATEWAY_TOKEN"],
+ *   "accounts": { "acme": {}, "globex": {} },
+ *   "keys": [{ "id": "primary", "secretEnv": "OR_KEY_PRIMARY", "account": "acme", "weight": 2 }],
+ *   "strategy": [{ "name": "health-aware", "failureThreshold": 3 }, { "name": "round-robin" }],
+ *   "retry": { "maxAttempts": 4, "baseDelayMs": 25, "maxDelayMs": 2000 },
+ *   "deadlines": { "keyWaitMs": 30000, "headersMs": 120000, "bodyIdleMs": 300000, "drainMs": 15000 },
+ *   "bodyLimitBytes": 1048576
+ * }
+ * ```
+ *
+ * Secrets never appear in the file: `secretEnv` and `tokens` name environment variables, read
+ * through Effect's `Config` (so tests supply a `ConfigProvider`). The strategy stack is listed
+ * outermost first; the last entry is the base strategy, every other one a decorator. A wrong
+ * file fails with the path of the field at fault, e.g. `keys[1].weight: must be a positive integer`.
+ *
+ * @since 0.1.0
+ */
+import * as Key from "@or-balancer/core/Key"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+
+const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "must be a positive integer" }))
+const NonNegativeInt = Schema.Int.pipe(
+  Schema.nonNegative({ message: () => "must be a non-negative integer" })
+)
+const EnvName = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+    message: () => "must be the name of an environment variable (letters, digits, _)"
+  })
+)
+const Ratio = Schema.Number.pipe(Schema.between(0, 1, { message: () => "must be between 0 and 1" }))
+
+/**
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const KeyEntry = Schema.Struct({
+  id: Schema.NonEmptyTrimmedString,
+  /** The environment variable holding the secret. */
+  secretEnv: EnvName,
+  account: Schema.optional(Schema.NonEmptyTrimmedString),
+  weight: Schema.optional(PositiveInt),
+  maxConcurrency: Schema.optional(PositiveInt),
+  models: Schema.optional(Schema.Array(Schema.NonEmptyTrimmedString)),
+  baseUrl: Schema.optional(Schema.String)
+})
+
+/**
+ * One entry of the strategy stack. Base strategies: `round-robin`, `weighted`, `random`,
+ * `weighted-random`, `least-busy`, `credit-aware`. Decorators (need an entry after them):
+ * `health-aware`, `concurrency-limited`, `threshold`.
+ *
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const StrategyEntry = Schema.Union(
+  Schema.Struct({ name: Schema.Literal("round-robin") }),
+  Schema.Struct({ name: Schema.Literal("weighted") }),
+  Schema.Struct({ name: Schema.Literal("random") }),
+  Schema.Struct({ name: Schema.Literal("weighted-random") }),
+  Schema.Struct({ name: Schema.Literal("least-busy") }),
+  Schema.Struct({
+    name: Schema.Literal("credit-aware"),
+    estimate: Schema.optional(Schema.NonNegative),
+    ttlMs: Schema.optional(PositiveInt)
+  }),
+  Schema.Struct({
+    name: Schema.Literal("health-aware"),
+    failureThreshold: Schema.optional(PositiveInt),
+    baseCooldownMs: Schema.optional(PositiveInt),
+    maxCooldownMs: Schema.optional(PositiveInt),
+    recovery: Schema.optional(Schema.Literal("trial", "probe")),
+    panicThreshold: Schema.optional(Ratio)
+  }),
+  Schema.Struct({ name: Schema.Literal("concurrency-limited"), defaultMax: Schema.optional(PositiveInt) }),
+  Schema.Struct({
+    name: Schema.Literal("threshold"),
+    threshold: Schema.NonNegative,
+    stay: Schema.optional(Schema.Boolean),
+    estimate: Schema.optional(Schema.NonNegative),
+    ttlMs: Schema.optional(PositiveInt)
+  })
+)
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type StrategyEntry = typeof StrategyEntry.Type
+
+/**
+ * The names that wrap an inner strategy.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const decorators: ReadonlySet<StrategyEntry["name"]> = new Set([
+  "health-aware",
+  "concurrency-limited",
+  "threshold"
+])
+
+/**
+ * The file, as written.
+ *
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const File = Schema.Struct({
+  listen: Schema.optional(
+    Schema.Struct({
+      host: Schema.optional(Schema.NonEmptyTrimmedString),
+      port: Schema.optional(NonNegativeInt.pipe(Schema.lessThanOrEqualTo(65535)))
+    })
+  ),
+  baseUrl: Schema.optional(
+    Schema.String.pipe(Schema.pattern(/^https?:\/\/[^/]/, { message: () => "must be an http(s) URL" }))
+  ),
+  /** Environment variables holding the gateway tokens clients must present. */
+  tokens: Schema.optional(Schema.Array(EnvName)),
+  /** Serve without tokens. Must be said explicitly. */
+  anonymous: Schema.optional(Schema.Boolean),
+  accounts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Struct({}) })),
+  keys: Schema.Array(KeyEntry),
+  strategy: Schema.optional(Schema.Array(StrategyEntry)),
+  retry: Schema.optional(
+    Schema.Struct({
+      maxAttempts: Schema.optional(PositiveInt),
+      baseDelayMs: Schema.optional(PositiveInt),
+      maxDelayMs: Schema.optional(PositiveInt),
+      budget: Schema.optional(
+        Schema.Union(
+          Schema.Literal(false),
+          Schema.Struct({ ratio: Ratio, minPerSecond: NonNegativeInt, windowMs: PositiveInt })
+        )
+      )
+    })
+  ),
+  deadlines: Schema.optional(
+    Schema.Struct({
+      /** How long a request may wait for a key to become eligible. */
+      keyWaitMs: Schema.optional(PositiveInt),
+      /** How long an attempt may wait for the upstream's response headers. */
+      headersMs: Schema.optional(PositiveInt),
+      /** Longest silence between two body chunks of an answer. */
+      bodyIdleMs: Schema.optional(PositiveInt),
+      /** How long shutdown waits for requests in flight. */
+      drainMs: Schema.optional(NonNegativeInt)
+    })
+  ),
+  bodyLimitBytes: Schema.optional(PositiveInt)
+})
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type File = typeof File.Type
+
+/**
+ * The configuration with defaults filled in and secrets read.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface GatewayConfig {
+  readonly host: string
+  readonly port: number
+  readonly baseUrl: string
+  readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
+  readonly keys: ReadonlyArray<Key.Key>
+  readonly strategy: ReadonlyArray<StrategyEntry>
+  readonly retry: {
+    readonly maxAttempts: number
+    readonly baseDelayMs: number
+    readonly maxDelayMs: number
+    readonly budget:
+      false | { readonly ratio: number; readonly minPerSecond: number; readonly windowMs: number }
+  }
+  readonly deadlines: {
+    readonly keyWaitMs: number
+    readonly headersMs: number
+    readonly bodyIdleMs: number
+    readonly drainMs: number
+  }
+  readonly bodyLimitBytes: number
+}
+
+/**
+ * The configuration is wrong. `path` names the field (`keys[1].secretEnv`); the message never
+ * holds a secret.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()("GatewayConfigError", {
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+
+const renderPath = (path: ReadonlyArray<PropertyKey>): string => {
+  let out = ""
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out === "" ? String(p) : `.${String(p)}`
+  return out === "" ? "(root)" : out
+}
+
+const fail = (path: string, message: string) =>
+  Effect.fail(new GatewayConfigError({ path, message: `${path}: ${message}` }))
+
+const decodeFile = (input: unknown): Effect.Effect<File, GatewayConfigError> =>
+  Schema.decodeUnknown(File, { errors: "all", onExcessProperty: "error" })(input).pipe(
+    Effect.mapError((e) => {
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(e)
+      const path = renderPath(issues[0]?.path ?? [])
+      const message = issues
+        .map((i) => `${renderPath(i.path)}: ${i.message.replace(/sk-or-[^\s"',]*/g, "sk-or-…")}`)
+        .join("; ")
+      return new GatewayConfigError({ path, message })
+    })
+  )
+
+const readEnv = (name: string, path: string) =>
+  Config.redacted(name).pipe(
+    Effect.mapError(
+      () => new GatewayConfigError({ path, message: `${path}: environment variable ${name} is not set` })
+    )
+  )
+
+/**
+ * Decodes a parsed JSON value and reads the secrets it names from the environment (through the
+ * current `ConfigProvider`).
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConfigError> =>
+  Effect.gen(function* () {
+    const file = yield* decodeFile(input)
+    if (file.keys.length === 0) return yield* fail("keys", "the pool has no keys")
+    const accounts = file.accounts
+    const keys: Array<Key.Key> = []
+    for (let i = 0; i < file.keys.length; i++) {
+      const entry = file.keys[i]!
+      const where = `keys[${i}]`
+      if (accounts !== undefined && entry.account !== undefined && !(entry.account in accounts)) {
+        return yield* fail(`${where}.account`, `account "${entry.account}" is not declared in accounts`)
+      }
+      const secret = yield* readEnv(entry.secretEnv, `${where}.secretEnv`)
+      const key = yield* Key.decode(
+        {
+          id: entry.id,
+          secret: Redacted.value(secret),
+          ...(entry.account === undefined ? {} : { account: entry.account }),
+          ...(entry.weight === undefined ? {} : { weight: entry.weight }),
+          ...(entry.maxConcurrency === undefined ? {} : { maxConcurrency: entry.maxConcurrency }),
+          ...(entry.models === undefined ? {} : { models: entry.models }),
+          ...(entry.baseUrl === undefined ? {} : { baseUrl: entry.baseUrl })
+        },
+        where
+      ).pipe(
+        Effect.mapError((e) =>
+          // The secret came from the environment: name the variable, not a field of the file.
+          e.path.endsWith(".secret")
+            ? new GatewayConfigError({
+                path: `${where}.secretEnv`,
+                message: `${where}.secretEnv: ${entry.secretEnv} does not hold an OpenRouter key (sk-or-…)`
+              })
+            : new GatewayConfigError({ path: e.path, message: e.message })
+        )
+      )
+      keys.push(key)
+    }
+    yield* Key.validateAll(keys).pipe(
+      Effect.mapError((e) => new GatewayConfigError({ path: e.path, message: e.message }))
+    )
+    const strategy = file.strategy ?? [{ name: "round-robin" as const }]
+    if (strategy.length === 0) return yield* fail("strategy", "needs at least one strategy")
+    for (let i = 0; i < strategy.length; i++) {
+      const last = i === strategy.length - 1
+      const isDecorator = decorators.has(strategy[i]!.name)
+      if (last && isDecorator) {
+        return yield* fail(
+          `strategy[${i}].name`,
+          `"${strategy[i]!.name}" wraps another strategy: end the stack with a base strategy`
+        )
+      }
+      if (!last && !isDecorator) {
+        return yield* fail(
+          `strategy[${i}].name`,
+          `"${strategy[i]!.name}" is a base strategy: only the last entry may be one`
+        )
+      }
+    }
+    const tokens: Array<Redacted.Redacted<string>> = []
+    const names = file.tokens ?? []
+    for (let i = 0; i < names.length; i++) tokens.push(yield* readEnv(names[i]!, `tokens[${i}]`))
+    if (tokens.length === 0 && file.anonymous !== true) {
+      return yield* fail("tokens", "name at least one token variable, or set anonymous: true")
+    }
+    const retry = file.retry ?? {}
+    const deadlines = file.deadlines ?? {}
+    return {
+      host: file.listen?.host ?? "127.0.0.1",
+      port: file.listen?.port ?? 8080,
+      baseUrl: (file.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, ""),
+      tokens,
+      keys,
+      strategy,
+      retry: {
+        maxAttempts: retry.maxAttempts ?? 4,
+        baseDelayMs: retry.baseDelayMs ?? 25,
+        maxDelayMs: retry.maxDelayMs ?? 2000,
+        budget: retry.budget ?? { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 }
+      },
+      deadlines: {
+        keyWaitMs: deadlines.keyWaitMs ?? 30_000,
+        headersMs: deadlines.headersMs ?? 120_000,
+        bodyIdleMs: deadlines.bodyIdleMs ?? 300_000,
+        drainMs: deadlines.drainMs ?? 15_000
+      },
+      bodyLimitBytes: file.bodyLimitBytes ?? 1024 * 1024
+    } satisfies GatewayConfig
+  })
+
+/**
+ * Parses JSON text, then {@link decode}s it. A parse error names the position only: the
+ * text could hold something secret.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const parse = (text: string): Effect.Effect<GatewayConfig, GatewayConfigError> =>
+  Effect.try({
+    try: () => JSON.parse(text) as unknown,
+    catch: (e) => {
+      const at = e instanceof Error ? /position \d+/.exec(e.message)?.[0] : undefined
+      return new GatewayConfigError({
+        path: "(root)",
+        message: `(root): not valid JSON${at === undefined ? "" : ` (at ${at})`}`
+      })
+    }
+  }).pipe(Effect.flatMap(decode))

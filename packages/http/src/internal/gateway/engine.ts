@@ -1,0 +1,161 @@
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Balancer from "@or-balancer/core/Balancer"
+import * as KeyPool from "@or-balancer/core/KeyPool"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+import type * as Monitor from "@or-balancer/core/Monitor"
+import type * as StateStore from "@or-balancer/core/StateStore"
+import * as ConcurrencyLimited from "@or-balancer/strategies/ConcurrencyLimited"
+import * as CreditAware from "@or-balancer/strategies/CreditAware"
+import * as CreditLedger from "@or-balancer/strategies/CreditLedger"
+import * as HealthAware from "@or-balancer/strategies/HealthAware"
+import * as LeastBusy from "@or-balancer/strategies/LeastBusy"
+import * as RandomStrategy from "@or-balancer/strategies/Random"
+import * as RoundRobin from "@or-balancer/strategies/RoundRobin"
+import * as Threshold from "@or-balancer/strategies/Threshold"
+import * as Weighted from "@or-balancer/strategies/Weighted"
+import * as WeightedRandom from "@or-balancer/strategies/WeightedRandom"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import type * as Runtime from "effect/Runtime"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import type * as GatewayConfig from "../../GatewayConfig.js"
+import * as HttpCreditLookup from "../../HttpCreditLookup.js"
+import * as OpenRouterClient from "../../OpenRouterClient.js"
+
+type Shared = Monitor.Monitor | StateStore.StateStore
+type SelectorLayer = Layer.Layer<
+  KeySelector.KeySelector,
+  never,
+  KeyPool.KeyPool | StateStore.StateStore | CreditLedger.CreditLedger
+>
+
+const needsLedger = (stack: ReadonlyArray<GatewayConfig.StrategyEntry>) =>
+  stack.some((s) => s.name === "credit-aware" || s.name === "threshold")
+
+const ledgerTtl = (stack: ReadonlyArray<GatewayConfig.StrategyEntry>) => {
+  for (const s of stack) {
+    if ((s.name === "credit-aware" || s.name === "threshold") && s.ttlMs !== undefined) return s.ttlMs
+  }
+  return undefined
+}
+
+const base = (entry: GatewayConfig.StrategyEntry): SelectorLayer => {
+  switch (entry.name) {
+    case "round-robin":
+      return RoundRobin.layer({ name: "gateway" })
+    case "weighted":
+      return Weighted.layer({ name: "gateway" })
+    case "random":
+      return RandomStrategy.layer
+    case "weighted-random":
+      return WeightedRandom.layer
+    case "least-busy":
+      return LeastBusy.layer
+    case "credit-aware":
+      return CreditAware.layer(entry.estimate === undefined ? {} : { estimate: entry.estimate })
+    default:
+      // decode() guarantees the last entry is a base strategy.
+      return RoundRobin.layer({ name: "gateway" })
+  }
+}
+
+const decorate = (entry: GatewayConfig.StrategyEntry, inner: SelectorLayer): SelectorLayer => {
+  switch (entry.name) {
+    case "health-aware":
+      return HealthAware.layer({
+        failureThreshold: entry.failureThreshold,
+        baseCooldown: entry.baseCooldownMs === undefined ? undefined : Duration.millis(entry.baseCooldownMs),
+        maxCooldown: entry.maxCooldownMs === undefined ? undefined : Duration.millis(entry.maxCooldownMs),
+        recovery: entry.recovery,
+        panicThreshold: entry.panicThreshold
+      }).pipe(Layer.provide(inner))
+    case "concurrency-limited":
+      return ConcurrencyLimited.layer({ defaultMax: entry.defaultMax }).pipe(Layer.provide(inner))
+    case "threshold":
+      return Threshold.layer({
+        threshold: entry.threshold,
+        stay: entry.stay,
+        estimate: entry.estimate,
+        name: "gateway"
+      }).pipe(Layer.provide(inner))
+    default:
+      return inner
+  }
+}
+
+/** The strategy stack, outermost first, as one `KeySelector` layer. */
+export const selectorLayer = (stack: ReadonlyArray<GatewayConfig.StrategyEntry>): SelectorLayer => {
+  let layer = base(stack[stack.length - 1]!)
+  for (let i = stack.length - 2; i >= 0; i--) layer = decorate(stack[i]!, layer)
+  return layer
+}
+
+export const balancerOptions = (config: GatewayConfig.GatewayConfig): Balancer.Options => ({
+  maxAttempts: config.retry.maxAttempts,
+  deadline: Duration.millis(config.deadlines.keyWaitMs),
+  backoff: Schedule.exponential(Duration.millis(config.retry.baseDelayMs)).pipe(
+    Schedule.jittered,
+    Schedule.modifyDelay((d) => Duration.min(d, Duration.millis(config.retry.maxDelayMs)))
+  ),
+  budget:
+    config.retry.budget === false
+      ? false
+      : {
+          ratio: config.retry.budget.ratio,
+          minPerSecond: config.retry.budget.minPerSecond,
+          window: Duration.millis(config.retry.budget.windowMs)
+        }
+})
+
+export type EngineServices = Balancer.Balancer | KeyPool.KeyPool | Monitor.Monitor | StateStore.StateStore
+
+export interface Built {
+  readonly runtime: Runtime.Runtime<EngineServices>
+  readonly balancer: Balancer.Service
+  readonly pool: KeyPool.Service
+  readonly scope: Scope.CloseableScope
+}
+
+/**
+ * Builds the key pool, strategy stack and balancer of one configuration on top of the shared
+ * monitor and state store (so stats, health and cooldowns survive a reload). Closing `scope`
+ * releases what the strategies hold.
+ */
+export const build = (
+  config: GatewayConfig.GatewayConfig
+): Effect.Effect<Built, import("@or-balancer/core/Key").KeyConfigError, Shared> =>
+  Effect.gen(function* () {
+    const pool = KeyPool.layer(config.keys)
+    const credit = needsLedger(config.strategy)
+      ? CreditLedger.layer(
+          ledgerTtl(config.strategy) === undefined
+            ? {}
+            : { ttl: Duration.millis(ledgerTtl(config.strategy)!) }
+        ).pipe(
+          Layer.provide(HttpCreditLookup.layer),
+          Layer.provide(OpenRouterClient.layerClientConfig({ baseUrl: config.baseUrl })),
+          Layer.provide(NodeHttpClient.layerUndici)
+        )
+      : // No strategy of this stack asks for the ledger: nothing reads this empty context.
+        Layer.succeedContext(Context.empty() as Context.Context<CreditLedger.CreditLedger>)
+    const layer = Balancer.layer(balancerOptions(config)).pipe(
+      Layer.provideMerge(selectorLayer(config.strategy)),
+      Layer.provideMerge(credit),
+      Layer.provideMerge(pool)
+    )
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(layer, scope).pipe(
+      Effect.tapErrorCause((cause) => Scope.close(scope, Exit.failCause(cause)))
+    )
+    const runtime = yield* Effect.runtime<EngineServices>().pipe(Effect.provide(context))
+    return {
+      runtime,
+      balancer: Context.get(context, Balancer.Balancer),
+      pool: Context.get(context, KeyPool.KeyPool),
+      scope
+    }
+  })

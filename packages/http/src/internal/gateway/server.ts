@@ -1,0 +1,634 @@
+/**
+ * The gateway's hot path: a raw `node:http` handler, upstream through undici `Pool`s, bodies piped
+ * as Node streams. Effect runs the decisions only (key selection, leases, outcome reports, retry
+ * and failover) on the engine's prebuilt runtime: one short fiber per request up to the upstream's
+ * first byte, then one to report the outcome and release the lease.
+ */
+import type * as Balancer from "@or-balancer/core/Balancer"
+import type * as Key from "@or-balancer/core/Key"
+import type * as KeySelector from "@or-balancer/core/KeySelector"
+import * as Monitor from "@or-balancer/core/Monitor"
+import * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
+import * as crypto from "node:crypto"
+import type * as http from "node:http"
+import type { Readable } from "node:stream"
+import { Pool } from "undici"
+import * as ErrorMapping from "../../ErrorMapping.js"
+import type * as GatewayConfig from "../../GatewayConfig.js"
+import type * as Engine from "./engine.js"
+
+// --- Engine: one configuration's runtime, tokens and upstream pools -------------------------
+
+export interface Upstream {
+  readonly pool: Pool
+  /** The base URL's path, e.g. `/api/v1`. */
+  readonly prefix: string
+}
+
+export interface EngineState {
+  readonly config: GatewayConfig.GatewayConfig
+  readonly built: Engine.Built
+  readonly fork: <A, E>(
+    effect: Effect.Effect<A, E, Engine.EngineServices>
+  ) => import("effect/Fiber").RuntimeFiber<A, E>
+  readonly tokens: ReadonlyArray<Buffer>
+  readonly upstreams: Map<string, Upstream>
+  active: number
+  retired: boolean
+}
+
+export const makeEngineState = (config: GatewayConfig.GatewayConfig, built: Engine.Built): EngineState => ({
+  config,
+  built,
+  fork: Runtime.runFork(built.runtime),
+  tokens: config.tokens.map((t) => digest(Redacted.value(t))),
+  upstreams: new Map(),
+  active: 0,
+  retired: false
+})
+
+const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
+  let u = engine.upstreams.get(baseUrl)
+  if (u === undefined) {
+    const url = new URL(baseUrl)
+    u = {
+      pool: new Pool(url.origin, {
+        connections: 256,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        headersTimeout: engine.config.deadlines.headersMs,
+        bodyTimeout: engine.config.deadlines.bodyIdleMs
+      }),
+      prefix: url.pathname.replace(/\/+$/, "")
+    }
+    engine.upstreams.set(baseUrl, u)
+  }
+  return u
+}
+
+/** Closes the engine's pools (waiting for requests on them) and its layer scope. */
+export const disposeEngine = (engine: EngineState): Effect.Effect<void> =>
+  Effect.zipRight(
+    Effect.promise(() =>
+      Promise.all(Array.from(engine.upstreams.values(), (u) => u.pool.close().catch(() => undefined)))
+    ),
+    Scope.close(engine.built.scope, Exit.void)
+  )
+
+// --- Server state ---------------------------------------------------------------------------
+
+export interface ServerState {
+  engine: EngineState
+  active: number
+  draining: boolean
+  generation: number
+  readonly idle: Set<() => void>
+  readonly onRetired: (engine: EngineState) => void
+}
+
+const digest = (s: string) => crypto.createHash("sha256").update(s).digest()
+
+/** Constant time in the token's content: compare fixed-size digests, and always all of them. */
+const authorized = (engine: EngineState, header: string | undefined): boolean => {
+  if (engine.tokens.length === 0) return true
+  if (header === undefined || !header.startsWith("Bearer ")) return false
+  const presented = digest(header.slice(7).trim())
+  let ok = false
+  for (const t of engine.tokens) ok = crypto.timingSafeEqual(presented, t) || ok
+  return ok
+}
+
+// --- Small answers in OpenAI's error shape ----------------------------------------------------
+
+const sendJson = (
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers?: Record<string, string>
+): void => {
+  if (res.headersSent || res.destroyed) return
+  const text = JSON.stringify(body)
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    ...headers
+  })
+  res.end(text)
+}
+
+const openAiError = (
+  res: http.ServerResponse,
+  status: number,
+  message: string,
+  type: string,
+  code: string | null,
+  headers?: Record<string, string>
+) => sendJson(res, status, { error: { message, type, param: null, code } }, headers)
+
+// --- Routing --------------------------------------------------------------------------------
+
+type Route = "chat" | "models" | "healthz" | "metrics" | "status" | undefined
+
+const routeOf = (method: string | undefined, path: string): Route => {
+  switch (path) {
+    case "/v1/chat/completions":
+    case "/api/v1/chat/completions":
+      return method === "POST" ? "chat" : undefined
+    case "/v1/models":
+    case "/api/v1/models":
+      return method === "GET" ? "models" : undefined
+    case "/healthz":
+      return method === "GET" ? "healthz" : undefined
+    case "/metrics":
+      return method === "GET" ? "metrics" : undefined
+    case "/status":
+      return method === "GET" ? "status" : undefined
+    default:
+      return undefined
+  }
+}
+
+export interface Admin {
+  readonly metrics: Effect.Effect<string>
+  readonly status: Effect.Effect<unknown>
+}
+
+export const makeHandler =
+  (state: ServerState, admin: Admin) =>
+  (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const url = req.url ?? "/"
+    const q = url.indexOf("?")
+    const path = q === -1 ? url : url.slice(0, q)
+    const route = routeOf(req.method, path)
+    if (route === "healthz") {
+      return sendJson(res, state.draining ? 503 : 200, { status: state.draining ? "draining" : "ok" })
+    }
+    if (route === "metrics" || route === "status") {
+      const engine = state.engine
+      engine.fork(route === "metrics" ? admin.metrics : admin.status).addObserver((exit) => {
+        if (Exit.isFailure(exit)) return openAiError(res, 500, "internal error", "server_error", null)
+        if (route === "metrics") {
+          const text = exit.value as string
+          res.writeHead(200, {
+            "content-type": "text/plain; version=0.0.4; charset=utf-8",
+            "content-length": Buffer.byteLength(text)
+          })
+          res.end(text)
+        } else {
+          sendJson(res, 200, exit.value)
+        }
+      })
+      return
+    }
+    if (route === undefined) {
+      return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
+    }
+    if (state.draining) {
+      return openAiError(res, 503, "the gateway is shutting down", "server_error", null, {
+        connection: "close",
+        "retry-after": "1"
+      })
+    }
+    const engine = state.engine
+    if (!authorized(engine, req.headers.authorization)) {
+      return openAiError(
+        res,
+        401,
+        "missing or invalid gateway token (send Authorization: Bearer <token>)",
+        "invalid_request_error",
+        "invalid_api_key"
+      )
+    }
+    // Counted from here to the response's close, so a drain or an engine swap waits for it.
+    state.active++
+    engine.active++
+    res.once("close", () => {
+      state.active--
+      engine.active--
+      if (engine.retired && engine.active === 0) state.onRetired(engine)
+      if (state.draining && state.active === 0) for (const f of state.idle) f()
+    })
+    if (route === "models")
+      return forward(engine, req, res, "GET", `/models${q === -1 ? "" : url.slice(q)}`, undefined, {})
+    readBody(engine, req, res)
+  }
+
+const readBody = (engine: EngineState, req: http.IncomingMessage, res: http.ServerResponse) => {
+  const limit = engine.config.bodyLimitBytes
+  const tooLarge = () => {
+    openAiError(
+      res,
+      413,
+      `request body is larger than the limit of ${limit} bytes`,
+      "invalid_request_error",
+      "request_too_large",
+      { connection: "close" }
+    )
+    req.resume()
+  }
+  const declared = Number(req.headers["content-length"])
+  if (declared > limit) return tooLarge()
+  const chunks: Array<Buffer> = []
+  let size = 0
+  let over = false
+  req.on("data", (chunk: Buffer) => {
+    if (over) return
+    size += chunk.length
+    if (size > limit) {
+      over = true
+      chunks.length = 0
+      return tooLarge()
+    }
+    chunks.push(chunk)
+  })
+  req.on("end", () => {
+    if (over || res.destroyed) return
+    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
+    let json: unknown
+    try {
+      json = JSON.parse(body.toString("utf8"))
+    } catch (e) {
+      const why = e instanceof Error ? e.message : "parse error"
+      return openAiError(
+        res,
+        400,
+        `invalid JSON in request body: ${why}`,
+        "invalid_request_error",
+        "invalid_json"
+      )
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) {
+      return openAiError(
+        res,
+        400,
+        "request body must be a JSON object",
+        "invalid_request_error",
+        "invalid_body"
+      )
+    }
+    const o = json as Record<string, unknown>
+    if (typeof o.model !== "string" && !Array.isArray(o.models)) {
+      return openAiError(
+        res,
+        400,
+        'request body needs a "model" (a string)',
+        "invalid_request_error",
+        "invalid_body"
+      )
+    }
+    const model = typeof o.model === "string" ? o.model : undefined
+    const affinity =
+      typeof o.session_id === "string"
+        ? o.session_id
+        : typeof o.prompt_cache_key === "string"
+          ? o.prompt_cache_key
+          : undefined
+    forward(engine, req, res, "POST", "/chat/completions", body, { model, affinity })
+  })
+}
+
+// --- Forwarding through the balancer --------------------------------------------------------
+
+interface Answer {
+  readonly status: number
+  readonly headers: Record<string, string | Array<string> | undefined>
+  readonly body: Readable
+}
+
+interface RawError {
+  readonly status: number
+  readonly headers: Record<string, string | Array<string> | undefined>
+  readonly text: string
+}
+
+/** The upstream's own error answer, kept so the client can get it verbatim when all attempts fail. */
+const rawErrors = new WeakMap<object, RawError>()
+
+type Outcome =
+  | { readonly _tag: "Stream"; readonly scoped: Balancer.Scoped<Answer> }
+  | {
+      readonly _tag: "Error"
+      readonly status: number
+      readonly headers: Record<string, string>
+      readonly body: string
+    }
+
+const HOP = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "proxy-connection",
+  "upgrade",
+  "te",
+  "trailer"
+])
+
+const copyHeaders = (h: Answer["headers"]) => {
+  const out: Record<string, string | Array<string>> = {}
+  for (const name in h) {
+    const v = h[name]
+    if (v !== undefined && !HOP.has(name)) out[name] = v
+  }
+  return out
+}
+
+const transportError = (e: unknown): UpstreamError.UpstreamError => {
+  const code = (e as { code?: unknown })?.code
+  if (
+    code === "UND_ERR_HEADERS_TIMEOUT" ||
+    code === "UND_ERR_CONNECT_TIMEOUT" ||
+    code === "UND_ERR_BODY_TIMEOUT"
+  ) {
+    return new UpstreamError.Timeout({ message: `upstream timed out (${code})` })
+  }
+  const message = e instanceof Error ? e.message : String(e)
+  return new UpstreamError.Transport({
+    message: ErrorMapping.scrub(`upstream connection failed: ${message}`)
+  })
+}
+
+const callUpstream = (
+  engine: EngineState,
+  ctx: RequestContext,
+  key: Key.Key,
+  method: "GET" | "POST",
+  suffix: string,
+  body: Buffer | undefined,
+  model: string | undefined
+): Effect.Effect<Answer, UpstreamError.UpstreamError> =>
+  Effect.flatMap(
+    Effect.async<Answer | RawError, UpstreamError.UpstreamError>((resume, signal) => {
+      const { pool, prefix } = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${Redacted.value(key.secret)}`,
+        accept: ctx.accept ?? "*/*"
+      }
+      if (body !== undefined) headers["content-type"] = "application/json"
+      if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
+      if (ctx.title !== undefined) headers["x-title"] = ctx.title
+      pool.request({ method, path: prefix + suffix, headers, body: body ?? null, signal }).then(
+        (r) => {
+          if (r.statusCode < 400) {
+            const answer: Answer = { status: r.statusCode, headers: r.headers, body: r.body }
+            ctx.answer = answer
+            return resume(Effect.succeed(answer))
+          }
+          r.body.text().then(
+            (text) => resume(Effect.succeed({ status: r.statusCode, headers: r.headers, text })),
+            (e) => resume(Effect.fail(transportError(e)))
+          )
+        },
+        (e) => resume(Effect.fail(transportError(e)))
+      )
+    }),
+    (r): Effect.Effect<Answer, UpstreamError.UpstreamError> => {
+      if ("body" in r) return Effect.succeed(r)
+      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const error = ErrorMapping.fromResponse(r.status, r.headers, r.text, { now, model })
+        rawErrors.set(error, r)
+        return Effect.fail(error)
+      })
+    }
+  )
+
+interface RequestContext {
+  readonly accept: string | undefined
+  readonly referer: string | undefined
+  readonly title: string | undefined
+  answer: Answer | undefined
+}
+
+const header1 = (v: string | Array<string> | undefined) => (Array.isArray(v) ? v[0] : v)
+
+const errorBody = (status: number, message: string, metadata?: Record<string, unknown>) =>
+  JSON.stringify({ error: { code: status, message, ...(metadata === undefined ? {} : { metadata }) } })
+
+const retryAfterHeader = (d: Duration.Duration | undefined, headers: Record<string, string>) => {
+  if (d !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(Duration.toSeconds(d))))
+}
+
+/** What the client gets when the balancer gives up. */
+const failureAnswer = (
+  balancer: Balancer.Service,
+  e: UpstreamError.UpstreamError | Balancer.AllAttemptsFailed | KeySelector.NoKeyAvailable
+): Effect.Effect<Outcome> =>
+  Effect.gen(function* () {
+    const headers: Record<string, string> = { "content-type": "application/json" }
+    if (e._tag === "NoKeyAvailable") {
+      const status = e.reason === "model" ? 400 : 503
+      retryAfterHeader(e.retryAfter, headers)
+      return {
+        _tag: "Error",
+        status,
+        headers,
+        body: errorBody(status, e.message, { reason: e.reason })
+      } as const
+    }
+    const last: UpstreamError.UpstreamError | undefined =
+      e._tag === "AllAttemptsFailed" ? e.attempts[e.attempts.length - 1]?.error : e
+    // Retry-After: the balancer's own (the pool is cooling), else the earliest cooldown, else upstream's.
+    let wait = e._tag === "AllAttemptsFailed" ? e.retryAfter : undefined
+    if (wait === undefined && e._tag === "AllAttemptsFailed") {
+      const cooling = yield* balancer.cooldowns
+      if (cooling.length > 0) {
+        const now = yield* Clock.currentTimeMillis
+        const until = Math.min(...cooling.map((c) => c.until))
+        wait = Duration.millis(Math.max(0, until - now))
+      }
+    }
+    const raw = last === undefined ? undefined : rawErrors.get(last)
+    if (raw !== undefined) {
+      const upstreamWait = header1(raw.headers["retry-after"])
+      if (wait === undefined && upstreamWait !== undefined) headers["retry-after"] = upstreamWait
+      else retryAfterHeader(wait, headers)
+      const ct = header1(raw.headers["content-type"])
+      if (ct !== undefined) headers["content-type"] = ct
+      return { _tag: "Error", status: raw.status, headers, body: raw.text } as const
+    }
+    retryAfterHeader(wait, headers)
+    const status = last === undefined ? 502 : UpstreamError.statusOf(last)
+    return {
+      _tag: "Error",
+      status,
+      headers,
+      body: errorBody(status, ErrorMapping.scrub(last?.message ?? e.message), {
+        error_type: last?._tag ?? e._tag
+      })
+    } as const
+  })
+
+const COST = /"cost"\s*:\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)/g
+
+/** The last `"cost": n` in the answer's tail (the final usage object), and any in-band error. */
+const inspectTail = (
+  tail: string
+): { cost: number | undefined; error: UpstreamError.UpstreamError | undefined } => {
+  let cost: number | undefined
+  for (const m of tail.matchAll(COST)) cost = Number(m[1])
+  let error: UpstreamError.UpstreamError | undefined
+  if (tail.includes('"finish_reason":"error"')) {
+    for (const line of tail.split("\n")) {
+      if (!line.startsWith("data:") || !line.includes('"finish_reason":"error"')) continue
+      try {
+        const chunk = JSON.parse(line.slice(5)) as { error?: unknown }
+        error = ErrorMapping.fromInBandError(chunk.error)
+      } catch {
+        error = new UpstreamError.ServerError({ message: "stream ended with an in-band error", status: 502 })
+      }
+    }
+  }
+  return { cost: Number.isFinite(cost) ? cost : undefined, error }
+}
+
+const TAIL = 4096
+
+const forward = (
+  engine: EngineState,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  method: "GET" | "POST",
+  suffix: string,
+  body: Buffer | undefined,
+  request: Balancer.RunRequest
+) => {
+  const balancer = engine.built.balancer
+  const ctx: RequestContext = {
+    accept: header1(req.headers.accept),
+    referer: header1(req.headers["http-referer"]),
+    title: header1(req.headers["x-title"]),
+    answer: undefined
+  }
+  let scope: Scope.CloseableScope | undefined
+  let done = false
+  const program = Effect.flatMap(Scope.make(), (s) => {
+    scope = s
+    return balancer
+      .runScoped(request, (key) => callUpstream(engine, ctx, key, method, suffix, body, request.model))
+      .pipe(
+        Scope.extend(s),
+        Effect.map((scoped): Outcome => ({ _tag: "Stream", scoped })),
+        Effect.catchAll((e) => Effect.zipRight(Scope.close(s, Exit.void), failureAnswer(balancer, e))),
+        Effect.onInterrupt(() => Scope.close(s, Exit.void))
+      )
+  })
+  const fiber = engine.fork(program)
+  const release = (effect: Effect.Effect<void>) => {
+    if (done) return
+    done = true
+    const s = scope
+    engine.fork(s === undefined ? effect : Effect.zipRight(effect, Scope.close(s, Exit.void)))
+  }
+  res.once("close", () => {
+    if (res.writableFinished) return
+    // The client went away: cancel the upstream call (or its body) and release the key.
+    fiber.unsafeInterruptAsFork(FiberId.none)
+    ctx.answer?.body.destroy()
+    release(Effect.void)
+  })
+  fiber.addObserver((exit) => {
+    if (Exit.isFailure(exit)) {
+      if (!Exit.isInterrupted(exit)) openAiError(res, 500, "internal gateway error", "server_error", null)
+      release(Effect.void)
+      return
+    }
+    const outcome = exit.value
+    if (outcome._tag === "Error") {
+      done = true
+      if (res.headersSent || res.destroyed) return
+      res.writeHead(outcome.status, { ...outcome.headers, "content-length": Buffer.byteLength(outcome.body) })
+      res.end(outcome.body)
+      return
+    }
+    const { scoped } = outcome
+    const answer = scoped.value
+    if (res.destroyed) {
+      answer.body.destroy()
+      return release(Effect.void)
+    }
+    res.writeHead(answer.status, copyHeaders(answer.headers))
+    // The tail is kept to read the final usage (cost) and an in-band stream error.
+    let prev: Buffer | undefined
+    let last: Buffer | undefined
+    answer.body.on("data", (chunk: Buffer) => {
+      prev = last
+      last = chunk
+    })
+    answer.body.once("end", () => {
+      const tailBuf = prev === undefined ? last : last === undefined ? prev : Buffer.concat([prev, last])
+      const tail =
+        tailBuf === undefined ? "" : tailBuf.subarray(Math.max(0, tailBuf.length - TAIL)).toString("utf8")
+      const { cost, error } = inspectTail(tail)
+      release(error === undefined ? scoped.succeed(cost) : scoped.fail(error))
+    })
+    answer.body.once("error", (e) => {
+      if (res.destroyed) return release(Effect.void)
+      release(scoped.fail(transportError(e)))
+      res.destroy()
+    })
+    answer.body.pipe(res)
+  })
+}
+
+// --- Admin: status ----------------------------------------------------------------------------
+
+export const status = (state: ServerState) =>
+  Effect.gen(function* () {
+    const engine = state.engine
+    const monitor = yield* Monitor.Monitor
+    const stats = yield* monitor.stats
+    const keys = yield* engine.built.pool.get
+    const cooldowns = yield* engine.built.balancer.cooldowns
+    const now = yield* Clock.currentTimeMillis
+    const byId = new Map(stats.keys.map((k) => [k.id, k]))
+    const coolingOf = (key: Key.Key) => {
+      let until = byId.get(key.id)?.coolingUntil
+      for (const c of cooldowns) {
+        if ((c.scope === "key" && c.id === key.id) || (c.scope === "account" && c.id === key.account)) {
+          until = until === undefined ? c.until : Math.max(until, c.until)
+        }
+      }
+      return until !== undefined && until > now ? until : undefined
+    }
+    return {
+      status: state.draining ? "draining" : "ok",
+      generation: state.generation,
+      inFlightRequests: state.active,
+      strategy: engine.config.strategy.map((s) => s.name),
+      totals: {
+        requests: stats.requests,
+        successes: stats.successes,
+        failures: stats.failures,
+        retries: stats.retries,
+        spendUsd: stats.spend,
+        inFlight: stats.inFlight
+      },
+      keys: keys.map((key) => {
+        const s = byId.get(key.id)
+        const until = coolingOf(key)
+        return {
+          id: key.id,
+          account: key.account ?? null,
+          weight: key.weight,
+          health: until === undefined ? "healthy" : "cooling",
+          coolingUntil: until === undefined ? null : new Date(until).toISOString(),
+          credit: s?.credit ?? null,
+          inFlight: s?.inFlight ?? 0,
+          requests: s?.requests ?? 0,
+          successes: s?.successes ?? 0,
+          failures: s?.failures ?? 0,
+          errors: s?.errors ?? {},
+          errorRate: s?.errorRate ?? 0,
+          latencyMs: s?.latencyMs ?? { p50: 0, p99: 0, mean: 0, max: 0 },
+          spendUsd: s?.spend ?? 0
+        }
+      })
+    }
+  })
