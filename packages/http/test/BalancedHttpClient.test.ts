@@ -1,0 +1,125 @@
+/**
+ * A plain `HttpClient` program, unaware of keys, balanced by wrapping its client.
+ */
+import { HttpClient, HttpClientError, HttpClientRequest } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Balancer, Key } from "@or-balancer/core"
+import { Effect, Layer, Ref } from "effect"
+import { BalancedHttpClient } from "../src/index.js"
+import * as Simulator from "../src/Simulator.js"
+import { balancerLayer, completion, errorBody, json, makeKeys, Recorder, serve } from "./support.js"
+
+const body = { model: "openai/gpt-4o-mini", messages: [{ role: "user", content: "hi" }], session_id: "s-1" }
+
+/** What any program written against HttpClient does. The caller's own Authorization must not win. */
+const program = (baseUrl: string) =>
+  Effect.gen(function* () {
+    const client = yield* HttpClient.HttpClient
+    const response = yield* client.execute(
+      HttpClientRequest.post(`${baseUrl}/chat/completions`).pipe(
+        HttpClientRequest.bearerToken("caller-token"),
+        HttpClientRequest.bodyUnsafeJson(body)
+      )
+    )
+    return { status: response.status, json: (yield* response.json) as { usage?: { cost?: number } } }
+  })
+
+const balanced = (keys: ReadonlyArray<Key.Key>, options: BalancedHttpClient.Options = {}) =>
+  BalancedHttpClient.layer(options).pipe(
+    Layer.provideMerge(balancerLayer(keys)),
+    Layer.provideMerge(NodeHttpClient.layerUndici)
+  )
+
+const reports = Effect.flatMap(Recorder, (r) => Ref.get(r.reports))
+
+describe("BalancedHttpClient", () => {
+  it.live(
+    "a plain HttpClient program against the simulator: keys injected, 402 fails over, costs reported",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* Simulator.make({
+          seed: 11,
+          keys: [
+            { label: "broke", secret: Simulator.simulatedSecret(11, 0), limit: 0 },
+            { label: "rich", secret: Simulator.simulatedSecret(11, 1), limit: 100 }
+          ],
+          retryAfterSeconds: 0
+        })
+        const keys = sim.keys.map((k) => Key.make({ id: k.label, secret: k.secret, account: k.account }))
+        yield* Effect.gen(function* () {
+          const first = yield* program(sim.baseUrl)
+          const second = yield* program(sim.baseUrl)
+          expect([first.status, second.status]).toEqual([200, 200])
+          const stats = yield* sim.stats
+          expect(stats.unauthenticated).toBe(0)
+          expect(stats.keys.broke?.byOutcome["402"]).toBe(1)
+          expect(stats.keys.rich?.byOutcome["200"]).toBe(2)
+          const rs = yield* reports
+          expect(rs).toEqual([
+            { key: "broke", tag: "Failure", error: "InsufficientCredits" },
+            { key: "rich", tag: "Success", cost: first.json.usage?.cost },
+            { key: "rich", tag: "Success", cost: second.json.usage?.cost }
+          ])
+          expect(first.json.usage?.cost).toBeGreaterThan(0)
+        }).pipe(Effect.provide(balanced(keys)))
+      }).pipe(Effect.scoped)
+  )
+
+  it.live("the pool's key is written last: a caller's header and request mapping never win", () =>
+    Effect.gen(function* () {
+      const server = yield* serve((_req, res) => json(res, 200, completion("ok")))
+      const keys = makeKeys(["k1"])
+      yield* Effect.gen(function* () {
+        const client = (yield* HttpClient.HttpClient).pipe(
+          HttpClient.mapRequest(HttpClientRequest.setHeader("authorization", "Bearer sk-or-v1-callers-own"))
+        )
+        const response = yield* client.execute(
+          HttpClientRequest.post(`${server.url}/chat/completions`).pipe(
+            HttpClientRequest.bodyUnsafeJson(body)
+          )
+        )
+        expect(response.status).toBe(200)
+        expect(server.seen[0]?.key).toBe("k1")
+      }).pipe(Effect.provide(balanced(keys)))
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("when every key fails, the caller gets the last upstream answer itself", () =>
+    Effect.gen(function* () {
+      const server = yield* serve((_req, res) => json(res, 402, errorBody(402, "Insufficient credits")))
+      const keys = makeKeys(["k1", "k2"])
+      const result = yield* program(server.url).pipe(Effect.provide(balanced(keys)))
+      expect(result.status).toBe(402)
+      expect(result.json).toEqual(errorBody(402, "Insufficient credits"))
+      expect(server.seen.map((s) => s.key)).toEqual(["k1", "k2"])
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("with no answer at all, a RequestError whose cause is the typed balancer error", () =>
+    Effect.gen(function* () {
+      const keys = makeKeys(["k1", "k2"])
+      // Nothing listens on port 1 of the loopback.
+      const error = yield* Effect.flip(program("http://127.0.0.1:1/api/v1")).pipe(
+        Effect.provide(balanced(keys))
+      )
+      expect(error).toBeInstanceOf(HttpClientError.RequestError)
+      const cause = (error as HttpClientError.RequestError).cause
+      expect(cause).toBeInstanceOf(Balancer.AllAttemptsFailed)
+      expect((cause as Balancer.AllAttemptsFailed).attempts.map((a) => a.error._tag)).toContain("Transport")
+    })
+  )
+
+  it.live("a key's baseUrl replaces the configured prefix", () =>
+    Effect.gen(function* () {
+      const server = yield* serve((_req, res) => json(res, 200, completion("ok")))
+      const [k] = makeKeys(["k1"])
+      const key = Key.make({ id: "k1", secret: k!.secret, baseUrl: server.url })
+      const result = yield* program("http://127.0.0.1:1/api/v1").pipe(
+        Effect.provide(balanced([key], { baseUrl: "http://127.0.0.1:1/api/v1" }))
+      )
+      expect(result.status).toBe(200)
+      expect(server.seen[0]?.path).toBe("/chat/completions")
+    }).pipe(Effect.scoped)
+  )
+})
