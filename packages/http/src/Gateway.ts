@@ -157,7 +157,8 @@ export const make = (
         server.closeIdleConnections()
         const ms =
           deadline === undefined ? state.engine.config.deadlines.drainMs : Duration.toMillis(deadline)
-        yield* Effect.raceFirst(waitIdle, Effect.sleep(Duration.millis(ms)))
+        // Finalizers run uninterruptibly: let the race interrupt its loser.
+        yield* Effect.interruptible(Effect.raceFirst(waitIdle, Effect.sleep(Duration.millis(ms))))
         server.closeAllConnections()
         yield* Server.disposeEngine(state.engine)
       })

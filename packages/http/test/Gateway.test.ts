@@ -1,28 +1,344 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Redacted from "effect/Redacted"
+import * as http from "node:http"
 import * as Gateway from "../src/Gateway.js"
 import * as Simulator from "../src/Simulator.js"
-import { chatBody, configFor, loadOpenAI, post, simKeys, TOKEN } from "./GatewaySupport.js"
+import { chatBody, configFor, loadOpenAI, loadOpenRouter, post, simKeys, TOKEN } from "./GatewaySupport.js"
 
-describe("Gateway", () => {
-  it.live("smoke", () =>
+const MODEL = "openai/gpt-4o-mini"
+const messages = [{ role: "user", content: "hello" }]
+
+const setup = (
+  labels: ReadonlyArray<string>,
+  sim: Partial<Simulator.Config> = {},
+  extra: Record<string, unknown> = {}
+) =>
+  Effect.gen(function* () {
+    const s = yield* Simulator.make({ seed: 7, keys: simKeys(labels), ...sim })
+    const gw = yield* Gateway.make(yield* configFor(s, extra))
+    return { sim: s, gw }
+  })
+
+const secretsOf = (sim: Simulator.Handle) => sim.keys.map((k) => Redacted.value(k.secret))
+
+const waitUntil = (f: Effect.Effect<boolean>, what: string) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 200; i++) {
+      if (yield* f) return
+      yield* Effect.sleep(Duration.millis(10))
+    }
+    assert.fail(`timed out waiting for ${what}`)
+  })
+
+describe("Gateway with the official clients", () => {
+  it.scopedLive("openai: chat completion and stream, failover around a revoked key is invisible", () =>
     Effect.gen(function* () {
-      const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["a", "b"]) })
-      const gw = yield* Gateway.make(yield* configFor(sim))
-      const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody())
-      console.log(r.status, r.text)
+      const { sim, gw } = yield* setup(["good-1", "revoked", "good-2"], {
+        keys: simKeys(["good-1", "revoked", "good-2"]).map((k) =>
+          k.label === "revoked" ? { ...k, revoked: true } : k
+        )
+      })
       const OpenAI = yield* Effect.promise(loadOpenAI)
-      const client = new OpenAI({ apiKey: TOKEN, baseURL: `${gw.url}/v1` })
-      const c = yield* Effect.promise(() =>
-        client.chat.completions.create({
-          model: "openai/gpt-4o-mini",
-          messages: [{ role: "user", content: "hi" }]
-        })
+      const client = new OpenAI({ apiKey: TOKEN, baseURL: `${gw.url}/v1`, maxRetries: 0 })
+      for (let i = 0; i < 6; i++) {
+        const c = yield* Effect.promise(() => client.chat.completions.create({ model: MODEL, messages }))
+        assert.strictEqual(c.object, "chat.completion")
+        assert.isTrue(c.choices[0].message.content.length > 0)
+      }
+      const stream = yield* Effect.promise(() =>
+        client.chat.completions.create({ model: MODEL, messages, stream: true })
       )
-      console.log(JSON.stringify(c))
-      console.log(yield* gw.metrics)
-      console.log(JSON.stringify(yield* gw.status, null, 1))
+      let text = ""
+      yield* Effect.promise(async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ""
+      })
+      assert.isTrue(text.length > 0)
+      const stats = yield* sim.stats
+      // The revoked key was tried and answered 401, but every client call succeeded.
+      assert.isTrue((stats.keys["revoked"]!.byOutcome["401"] ?? 0) >= 1)
+      assert.strictEqual(
+        (stats.keys["good-1"]!.byOutcome["200"] ?? 0) + (stats.keys["good-2"]!.byOutcome["200"] ?? 0),
+        7
+      )
+      const status = yield* gw.status
+      const revoked = status.keys.find((k) => k.id === "revoked")!
+      assert.isTrue((revoked.errors["Unauthorized"] ?? 0) >= 1)
+    })
+  )
+
+  // Non-streamed answers are not tested with this SDK: it rejects the simulator's JSON answer
+  // (no `system_fingerprint`), which the gateway passes through byte for byte.
+  it.scopedLive("@openrouter/sdk: a stream through the gateway's /api/v1", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["k1", "k2"], {
+        keys: simKeys(["k1", "k2"]).map((k) => (k.label === "k1" ? { ...k, revoked: true } : k))
+      })
+      const OpenRouter = yield* Effect.promise(loadOpenRouter)
+      const client = new OpenRouter({ apiKey: TOKEN, serverURL: `${gw.url}/api/v1` })
+      let text = ""
+      for (let i = 0; i < 2; i++) {
+        const stream = yield* Effect.promise(() =>
+          client.chat.send({ chatRequest: { model: MODEL, messages, stream: true } })
+        )
+        yield* Effect.promise(async () => {
+          for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ""
+        })
+      }
+      assert.isTrue(text.length > 0)
+      const stats = yield* sim.stats
+      assert.strictEqual(stats.keys["k2"]!.byOutcome["200"], 2)
+      assert.isTrue((stats.keys["k1"]!.byOutcome["401"] ?? 0) >= 1)
+    })
+  )
+})
+
+describe("Gateway protocol", () => {
+  it.scopedLive("SSE bytes pass through unchanged, keep-alive comments included", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["k1"], { stream: { keepAlives: 2, chunks: 3 } })
+      const direct = yield* Effect.promise(() =>
+        fetch(`${sim.baseUrl}/chat/completions`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${Redacted.value(sim.keys[0]!.secret)}`,
+            "content-type": "application/json"
+          },
+          body: chatBody({ stream: true })
+        }).then((r) => r.text())
+      )
+      const via = yield* post(`${gw.url}/api/v1/chat/completions`, chatBody({ stream: true }))
+      assert.strictEqual(via.status, 200)
+      assert.match(via.headers.get("content-type") ?? "", /text\/event-stream/)
+      assert.include(via.text, ": OPENROUTER PROCESSING")
+      assert.include(via.text, "data: [DONE]")
+      // Same shape as a direct answer: same number of lines of each kind.
+      const kinds = (t: string) =>
+        t.split("\n").map((l) => (l.startsWith(":") ? ":" : l.startsWith("data:") ? "d" : l))
+      assert.deepStrictEqual(
+        kinds(via.text).filter((k) => k === ":").length,
+        kinds(direct).filter((k) => k === ":").length
+      )
+      assert.deepStrictEqual(
+        kinds(via.text).filter((k) => k === "d").length,
+        kinds(direct).filter((k) => k === "d").length
+      )
+    })
+  )
+
+  it.scopedLive("GET /v1/models is passed through", () =>
+    Effect.gen(function* () {
+      const { gw } = yield* setup(["k1"])
+      const r = yield* Effect.promise(() =>
+        fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${TOKEN}` } }).then(async (r) => ({
+          status: r.status,
+          json: (await r.json()) as { data: Array<{ id: string }> }
+        }))
+      )
       assert.strictEqual(r.status, 200)
-    }).pipe(Effect.scoped)
+      assert.isTrue(r.json.data.some((m) => m.id === MODEL))
+    })
+  )
+
+  it.scopedLive("tokens: missing or wrong is a 401 in OpenAI's error shape; nothing reaches upstream", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["k1"])
+      const none = yield* Effect.promise(() =>
+        fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: chatBody() }).then(async (r) => ({
+          status: r.status,
+          json: await r.json()
+        }))
+      )
+      assert.strictEqual(none.status, 401)
+      assert.strictEqual(none.json.error.code, "invalid_api_key")
+      assert.strictEqual(none.json.error.type, "invalid_request_error")
+      const wrong = yield* post(`${gw.url}/v1/chat/completions`, chatBody(), {
+        authorization: `Bearer ${TOKEN}x`
+      })
+      assert.strictEqual(wrong.status, 401)
+      // An upstream key is not a gateway token.
+      const upstreamKey = yield* post(`${gw.url}/v1/chat/completions`, chatBody(), {
+        authorization: `Bearer ${Redacted.value(sim.keys[0]!.secret)}`
+      })
+      assert.strictEqual(upstreamKey.status, 401)
+      assert.strictEqual((yield* sim.stats).requests, 0)
+      const ok = yield* post(`${gw.url}/v1/chat/completions`, chatBody())
+      assert.strictEqual(ok.status, 200)
+    })
+  )
+
+  it.scopedLive("413 over the body limit, 400 naming the JSON problem", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["k1"], {}, { bodyLimitBytes: 1000 })
+      const big = yield* post(`${gw.url}/v1/chat/completions`, chatBody({ pad: "x".repeat(5000) }))
+      assert.strictEqual(big.status, 413)
+      assert.include(JSON.parse(big.text).error.message, "1000 bytes")
+      const bad = yield* post(`${gw.url}/v1/chat/completions`, '{"model": "a", "messages": [')
+      assert.strictEqual(bad.status, 400)
+      const error = JSON.parse(bad.text).error
+      assert.strictEqual(error.code, "invalid_json")
+      assert.match(error.message, /^invalid JSON in request body: /)
+      const notObject = yield* post(`${gw.url}/v1/chat/completions`, "[1,2]")
+      assert.strictEqual(notObject.status, 400)
+      assert.strictEqual((yield* sim.stats).requests, 0)
+    })
+  )
+
+  it.scopedLive(
+    "when every attempt fails the client gets OpenRouter's status and body, with Retry-After",
+    () =>
+      Effect.gen(function* () {
+        const rateLimited = { script: ["429" as const], loop: true }
+        const { gw } = yield* setup(["k1", "k2"], {
+          keys: simKeys(["k1", "k2"]).map((k) => ({ ...k, faults: rateLimited })),
+          retryAfterSeconds: 30
+        })
+        const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody())
+        assert.strictEqual(r.status, 429)
+        const body = JSON.parse(r.text)
+        assert.strictEqual(body.error.code, 429)
+        const retryAfter = Number(r.headers.get("retry-after"))
+        assert.isTrue(retryAfter >= 1 && retryAfter <= 30, `retry-after ${retryAfter}`)
+      })
+  )
+
+  it.scopedLive("a 400 from upstream is the client's fault: passed through, no failover", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["k1", "k2"])
+      const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody({ model: "no/such-model" }))
+      assert.isTrue(r.status === 400 || r.status === 404, `status ${r.status}`)
+      assert.isDefined(JSON.parse(r.text).error)
+      assert.strictEqual((yield* sim.stats).requests, 1)
+    })
+  )
+})
+
+describe("Gateway admin", () => {
+  it.scopedLive("/metrics and /status: per-key numbers, never a secret; /healthz", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["metrics-a", "metrics-b"], {
+        keys: simKeys(["metrics-a", "metrics-b"]).map((k) =>
+          k.label === "metrics-b" ? { ...k, faults: { script: ["500" as const] } } : k
+        )
+      })
+      for (let i = 0; i < 4; i++)
+        assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+      const metrics = yield* Effect.promise(() => fetch(`${gw.url}/metrics`).then((r) => r.text()))
+      assert.match(metrics, /# TYPE or_balancer_requests_total counter/)
+      assert.match(metrics, /or_balancer_requests_total\{key="metrics-a",outcome="success"\} \d+/)
+      assert.match(metrics, /or_balancer_requests_total\{key="metrics-b",outcome="ServerError"\} 1/)
+      assert.match(metrics, /or_balancer_request_latency_ms_bucket\{key="metrics-a",le="\+Inf"\} \d+/)
+      assert.match(metrics, /or_balancer_in_flight\{key="metrics-a"\} 0/)
+      const statusText = yield* Effect.promise(() => fetch(`${gw.url}/status`).then((r) => r.text()))
+      const status = JSON.parse(statusText)
+      assert.strictEqual(status.totals.successes, 4)
+      assert.strictEqual(status.totals.failures, 1)
+      const b = status.keys.find((k: { id: string }) => k.id === "metrics-b")
+      assert.strictEqual(b.errors.ServerError, 1)
+      assert.strictEqual(b.inFlight, 0)
+      for (const secret of secretsOf(sim)) {
+        assert.notInclude(metrics, secret)
+        assert.notInclude(statusText, secret)
+        assert.notInclude(metrics, secret.slice(-12))
+      }
+      const health = yield* Effect.promise(() => fetch(`${gw.url}/healthz`).then((r) => r.status))
+      assert.strictEqual(health, 200)
+    })
+  )
+
+  it.scopedLive("reload swaps keys and strategy without dropping a request in flight", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["old", "new"], {
+        keys: simKeys(["old", "new"]).map((k) =>
+          k.label === "old" ? { ...k, faults: { latency: { kind: "fixed" as const, ms: 300 } } } : k
+        )
+      })
+      // Only "old" at first.
+      yield* gw.reload(yield* configFor(sim, {}, ["old"]))
+      const slow = yield* Effect.fork(post(`${gw.url}/v1/chat/completions`, chatBody()))
+      yield* waitUntil(
+        Effect.map(sim.stats, (s) => s.inFlight === 1),
+        "the slow request to reach upstream"
+      )
+      yield* gw.reload(
+        yield* configFor(sim, { strategy: [{ name: "health-aware" }, { name: "weighted" }] }, ["new"])
+      )
+      for (let i = 0; i < 3; i++)
+        assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+      const first = yield* Fiber.join(slow)
+      assert.strictEqual(first.status, 200)
+      const stats = yield* sim.stats
+      assert.strictEqual(stats.keys["old"]!.requests, 1)
+      assert.strictEqual(stats.keys["new"]!.requests, 3)
+      const status = yield* gw.status
+      assert.deepStrictEqual(
+        status.keys.map((k) => k.id),
+        ["new"]
+      )
+      assert.deepStrictEqual(status.strategy, ["health-aware", "weighted"])
+    })
+  )
+
+  it.scopedLive("a client that disconnects cancels the upstream call and releases the key", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["stall"], {
+        keys: simKeys(["stall"]).map((k) => ({ ...k, faults: { script: ["stall" as const] } }))
+      })
+      const req = http.request(`${gw.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }
+      })
+      req.on("error", () => undefined)
+      req.end(chatBody())
+      yield* waitUntil(
+        Effect.map(sim.stats, (s) => s.inFlight === 1),
+        "the request to reach upstream"
+      )
+      assert.strictEqual((yield* gw.status).keys[0]!.inFlight, 1)
+      req.destroy()
+      yield* waitUntil(
+        Effect.map(sim.stats, (s) => s.inFlight === 0),
+        "upstream to see the cancel"
+      )
+      yield* waitUntil(
+        Effect.map(gw.status, (s) => s.keys[0]!.inFlight === 0 && s.inFlightRequests === 0),
+        "the key to be released"
+      )
+      // The key serves the next request.
+      assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+    })
+  )
+
+  it.scopedLive("drain: stops accepting, lets requests in flight finish", () =>
+    Effect.gen(function* () {
+      const { gw } = yield* setup(["slow"], { latency: { kind: "fixed", ms: 300 } })
+      const inFlight = yield* Effect.fork(post(`${gw.url}/v1/chat/completions`, chatBody()))
+      yield* waitUntil(
+        Effect.map(gw.inFlight, (n) => n === 1),
+        "the request to start"
+      )
+      const draining = yield* Effect.fork(gw.drain("5 seconds"))
+      yield* waitUntil(
+        Effect.promise(() =>
+          fetch(`${gw.url}/healthz`).then(
+            (r) => r.status === 503,
+            () => true
+          )
+        ),
+        "the gateway to refuse"
+      )
+      const r = yield* Fiber.join(inFlight)
+      assert.strictEqual(r.status, 200)
+      yield* Fiber.join(draining)
+      const after = yield* Effect.promise(() =>
+        fetch(`${gw.url}/healthz`).then(
+          () => "answered",
+          () => "refused"
+        )
+      )
+      assert.strictEqual(after, "refused")
+    })
   )
 })
