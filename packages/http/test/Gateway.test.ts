@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any */
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -44,11 +45,11 @@ describe("Gateway with the official clients", () => {
       const OpenAI = yield* Effect.promise(loadOpenAI)
       const client = new OpenAI({ apiKey: TOKEN, baseURL: `${gw.url}/v1`, maxRetries: 0 })
       for (let i = 0; i < 6; i++) {
-        const c = yield* Effect.promise(() => client.chat.completions.create({ model: MODEL, messages }))
+        const c = yield* Effect.promise<any>(() => client.chat.completions.create({ model: MODEL, messages }))
         assert.strictEqual(c.object, "chat.completion")
         assert.isTrue(c.choices[0].message.content.length > 0)
       }
-      const stream = yield* Effect.promise(() =>
+      const stream = yield* Effect.promise<any>(() =>
         client.chat.completions.create({ model: MODEL, messages, stream: true })
       )
       let text = ""
@@ -80,7 +81,7 @@ describe("Gateway with the official clients", () => {
       const client = new OpenRouter({ apiKey: TOKEN, serverURL: `${gw.url}/api/v1` })
       let text = ""
       for (let i = 0; i < 2; i++) {
-        const stream = yield* Effect.promise(() =>
+        const stream = yield* Effect.promise<any>(() =>
           client.chat.send({ chatRequest: { model: MODEL, messages, stream: true } })
         )
         yield* Effect.promise(async () => {
@@ -148,7 +149,7 @@ describe("Gateway protocol", () => {
       const none = yield* Effect.promise(() =>
         fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: chatBody() }).then(async (r) => ({
           status: r.status,
-          json: await r.json()
+          json: (await r.json()) as { error: { code: string; type: string } }
         }))
       )
       assert.strictEqual(none.status, 401)

@@ -67,7 +67,17 @@ export const configFor = (
 export const chatBody = (extra: Record<string, unknown> = {}) =>
   JSON.stringify({ model: "openai/gpt-4o-mini", messages: [{ role: "user", content: "hello" }], ...extra })
 
-export const post = (url: string, body: string, headers: Record<string, string> = {}) =>
+export interface Answer {
+  readonly status: number
+  readonly headers: { readonly get: (name: string) => string | null }
+  readonly text: string
+}
+
+export const post = (
+  url: string,
+  body: string,
+  headers: Record<string, string> = {}
+): Effect.Effect<Answer> =>
   Effect.promise(() =>
     fetch(url, {
       method: "POST",
