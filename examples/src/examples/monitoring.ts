@@ -14,15 +14,17 @@ import * as Pools from "../lib/Pools.js"
 import * as Runner from "../lib/Runner.js"
 import * as Stack from "../lib/Stack.js"
 
+// Labels of its own: the metrics are process-wide, and other examples use key-1..key-n.
 export const simulator: Simulator.Config = {
   ...Pools.healthy(3),
   keys: Pools.healthy(3).keys.map((k, i) =>
     i === 2
       ? {
           ...k,
+          label: "monitored-3",
           faults: { script: ["500", "ok", "ok", "502"], loop: true, latency: { kind: "fixed", ms: 20 } }
         }
-      : k
+      : { ...k, label: `monitored-${i + 1}` }
   )
 }
 
