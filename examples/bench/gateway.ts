@@ -197,7 +197,7 @@ export const runGatewayBench = async (
     )
     const secrets = sim.keys.map((k) => Redacted.value(k.secret))
     const env = new Map<string, string>([["BENCH_TOKEN", TOKEN]])
-    labels.forEach((l, i) => env.set(`BENCH_KEY_${i}`, secrets[i]!))
+    labels.forEach((_, i) => env.set(`BENCH_KEY_${i}`, secrets[i]!))
     const config = await Effect.runPromise(
       GatewayConfig.decode({
         listen: { host: "127.0.0.1", port: 0 },

@@ -18,9 +18,9 @@ import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
-import type * as http from "node:http"
+import * as http from "node:http"
+import * as https from "node:https"
 import type { Readable } from "node:stream"
-import { Pool } from "undici"
 import * as ErrorMapping from "../../ErrorMapping.js"
 import type * as GatewayConfig from "../../GatewayConfig.js"
 import type * as Engine from "./engine.js"
@@ -28,7 +28,10 @@ import type * as Engine from "./engine.js"
 // --- Engine: one configuration's runtime, tokens and upstream pools -------------------------
 
 export interface Upstream {
-  readonly pool: Pool
+  readonly request: typeof http.request
+  readonly agent: http.Agent
+  readonly hostname: string
+  readonly port: string
   /** The base URL's path, e.g. `/api/v1`. */
   readonly prefix: string
 }
@@ -59,14 +62,14 @@ const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
   let u = engine.upstreams.get(baseUrl)
   if (u === undefined) {
     const url = new URL(baseUrl)
+    const tls = url.protocol === "https:"
+    // Measured: node's client with a keep-alive agent answers sooner than undici's Pool here.
+    const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: "lifo" as const }
     u = {
-      pool: new Pool(url.origin, {
-        connections: 256,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        headersTimeout: engine.config.deadlines.headersMs,
-        bodyTimeout: engine.config.deadlines.bodyIdleMs
-      }),
+      request: tls ? https.request : http.request,
+      agent: tls ? new https.Agent(options) : new http.Agent(options),
+      hostname: url.hostname,
+      port: url.port,
       prefix: url.pathname.replace(/\/+$/, "")
     }
     engine.upstreams.set(baseUrl, u)
@@ -74,12 +77,12 @@ const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
   return u
 }
 
-/** Closes the engine's pools (waiting for requests on them) and its layer scope. */
+/** Closes the engine's upstream connections (called once no request uses it) and its layer scope. */
 export const disposeEngine = (engine: EngineState): Effect.Effect<void> =>
   Effect.zipRight(
-    Effect.promise(() =>
-      Promise.all(Array.from(engine.upstreams.values(), (u) => u.pool.close().catch(() => undefined)))
-    ),
+    Effect.sync(() => {
+      for (const u of engine.upstreams.values()) u.agent.destroy()
+    }),
     Scope.close(engine.built.scope, Exit.void)
   )
 
@@ -365,29 +368,63 @@ const callUpstream = (
   model: string | undefined
 ): Effect.Effect<Answer, UpstreamError.UpstreamError> =>
   Effect.flatMap(
-    Effect.async<Answer | RawError, UpstreamError.UpstreamError>((resume, signal) => {
-      const { pool, prefix } = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
-      const headers: Record<string, string> = {
+    Effect.async<Answer | RawError, UpstreamError.UpstreamError>((resume) => {
+      const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+      const headers: Record<string, string | number> = {
         authorization: `Bearer ${Redacted.value(key.secret)}`,
         accept: ctx.accept ?? "*/*"
       }
-      if (body !== undefined) headers["content-type"] = "application/json"
+      if (body !== undefined) {
+        headers["content-type"] = "application/json"
+        headers["content-length"] = body.length
+      }
       if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
       if (ctx.title !== undefined) headers["x-title"] = ctx.title
-      pool.request({ method, path: prefix + suffix, headers, body: body ?? null, signal }).then(
-        (r) => {
-          if (r.statusCode < 400) {
-            const answer: Answer = { status: r.statusCode, headers: r.headers, body: r.body }
+      let settled = false
+      const req = up.request(
+        { agent: up.agent, hostname: up.hostname, port: up.port, method, path: up.prefix + suffix, headers },
+        (res) => {
+          const status = res.statusCode ?? 502
+          if (status < 400) {
+            settled = true
+            // From here the deadline is the longest silence between two body chunks.
+            req.setTimeout(engine.config.deadlines.bodyIdleMs)
+            const answer: Answer = { status, headers: res.headers, body: res }
             ctx.answer = answer
             return resume(Effect.succeed(answer))
           }
-          r.body.text().then(
-            (text) => resume(Effect.succeed({ status: r.statusCode, headers: r.headers, text })),
-            (e) => resume(Effect.fail(transportError(e)))
-          )
-        },
-        (e) => resume(Effect.fail(transportError(e)))
+          const chunks: Array<Buffer> = []
+          res.on("data", (c: Buffer) => chunks.push(c))
+          res.on("end", () => {
+            settled = true
+            resume(
+              Effect.succeed({ status, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") })
+            )
+          })
+          res.on("error", (e) => {
+            if (settled) return
+            settled = true
+            resume(Effect.fail(transportError(e)))
+          })
+        }
       )
+      req.setTimeout(engine.config.deadlines.headersMs, () => {
+        const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
+        req.destroy(e)
+        // After the first byte the response stream carries the error to the piping code.
+        ctx.answer?.body.destroy(e)
+      })
+      req.on("error", (e) => {
+        if (settled) return
+        settled = true
+        resume(Effect.fail(transportError(e)))
+      })
+      req.end(body)
+      // Interrupted (client gone, or the balancer gave up): abort the upstream call.
+      return Effect.sync(() => {
+        settled = true
+        req.destroy()
+      })
     }),
     (r): Effect.Effect<Answer, UpstreamError.UpstreamError> => {
       if ("body" in r) return Effect.succeed(r)
