@@ -1,0 +1,179 @@
+/**
+ * Selection cost: select-and-report cycles per second for each strategy and the composed stack,
+ * over pools of 5 and 500 keys, with the seed's round-robin cycle as the floor. No network: the
+ * cost measured is the balancer's own per request.
+ */
+import * as Balancer from "@or-balancer/core/Balancer"
+import * as CreditLookup from "@or-balancer/core/CreditLookup"
+import * as Key from "@or-balancer/core/Key"
+import * as KeyPool from "@or-balancer/core/KeyPool"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+import * as Monitor from "@or-balancer/core/Monitor"
+import * as StateStore from "@or-balancer/core/StateStore"
+import * as ByModel from "@or-balancer/strategies/ByModel"
+import * as ConcurrencyLimited from "@or-balancer/strategies/ConcurrencyLimited"
+import * as CreditAware from "@or-balancer/strategies/CreditAware"
+import * as CreditLedger from "@or-balancer/strategies/CreditLedger"
+import * as HealthAware from "@or-balancer/strategies/HealthAware"
+import * as LeastBusy from "@or-balancer/strategies/LeastBusy"
+import * as Random from "@or-balancer/strategies/Random"
+import * as RoundRobin from "@or-balancer/strategies/RoundRobin"
+import * as Sticky from "@or-balancer/strategies/Sticky"
+import * as Threshold from "@or-balancer/strategies/Threshold"
+import * as Weighted from "@or-balancer/strategies/Weighted"
+import * as WeightedRandom from "@or-balancer/strategies/WeightedRandom"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import { Cycle } from "../src/lib/SeedRoundRobin.js"
+import * as Stack from "../src/lib/Stack.js"
+
+export type Env =
+  | KeyPool.KeyPool
+  | StateStore.StateStore
+  | CreditLookup.CreditLookup
+  | CreditLedger.CreditLedger
+  | Monitor.Monitor
+
+export const keys = (n: number): ReadonlyArray<Key.Key> =>
+  Array.from({ length: n }, (_, i) =>
+    Key.make({
+      id: `k${i}`,
+      secret: Redacted.make(`sk-or-v1-bench${String(i).padStart(8, "0")}`),
+      account: `acct-${i % 3}`,
+      weight: 1 + (i % 3)
+    })
+  )
+
+/** Pool, store, unlimited credit (so credit never runs out mid-benchmark), ledger, monitor. */
+export const env = (n: number): Layer.Layer<Env, Key.KeyConfigError> => {
+  const ks = keys(n)
+  const credit = Object.fromEntries(ks.map((k) => [k.id, CreditLookup.keyInfo(1e9)]))
+  return CreditLedger.layer().pipe(
+    Layer.provideMerge(
+      Layer.mergeAll(KeyPool.layer(ks), StateStore.layerMemory, CreditLookup.layerMemory(credit), Monitor.layer)
+    )
+  )
+}
+
+const rr = RoundRobin.layer()
+const over = <E, R>(decorator: Layer.Layer<KeySelector.KeySelector, E, R>) =>
+  decorator.pipe(Layer.provide(rr)) as Layer.Layer<KeySelector.KeySelector, never, Env>
+
+export const strategies: ReadonlyArray<readonly [string, Layer.Layer<KeySelector.KeySelector, never, Env>]> = [
+  ["round robin", rr],
+  ["weighted (smooth)", Weighted.layer()],
+  ["random", Random.layer],
+  ["weighted random", WeightedRandom.layer],
+  ["least busy", LeastBusy.layer],
+  ["credit aware", CreditAware.layer()],
+  ["threshold (over rr)", over(Threshold.layer({ threshold: 1 }))],
+  ["concurrency limited (over rr)", over(ConcurrencyLimited.layer())],
+  ["health aware (over rr)", over(HealthAware.layer())],
+  ["sticky (over rr)", over(Sticky.layer)],
+  ["by model (over rr)", over(ByModel.layer([{ pattern: "openai/*" }, { pattern: "*" }]))],
+  ["composed: health > concurrency > credit", Stack.defaultStrategy() as Layer.Layer<KeySelector.KeySelector, never, Env>]
+]
+
+const outcome = KeySelector.success(12, 0.0001)
+const request: KeySelector.SelectRequest = { model: "openai/gpt-4o-mini", attempt: 1, tried: new Set() }
+
+/** `n` select-and-report cycles, each lease in its own scope (as the balancer does). */
+export const cycles = (selector: KeySelector.Service, n: number) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < n; i++) {
+      yield* Effect.scoped(Effect.flatMap(selector.select(request), (lease) => lease.report(outcome)))
+    }
+  })
+
+export interface Row {
+  readonly strategy: string
+  readonly keys: number
+  readonly opsPerSec: number
+  readonly nsPerOp: number
+  /** ns per op over the seed floor's ns per op, same pool size, same run. */
+  readonly vsSeedFloor: number
+}
+
+const measure = async (run: (n: number) => Promise<void>, budgetMs: number, batch: number) => {
+  await run(batch) // warm up
+  let ops = 0
+  const start = performance.now()
+  while (performance.now() - start < budgetMs) {
+    await run(batch)
+    ops += batch
+  }
+  const ms = performance.now() - start
+  return { ops, ms }
+}
+
+export const floor = (n: number): { readonly nsPerOp: number; readonly opsPerSec: number } => {
+  const cycle = new Cycle(keys(n).map((_, i) => i))
+  let sink = 0
+  const N = 5_000_000
+  for (let i = 0; i < 100_000; i++) sink += cycle.next()
+  const start = performance.now()
+  for (let i = 0; i < N; i++) sink += cycle.next()
+  const ms = performance.now() - start
+  if (sink < 0) console.log(sink)
+  return { nsPerOp: (ms * 1e6) / N, opsPerSec: N / (ms / 1000) }
+}
+
+export const run = async (options: { readonly budgetMs?: number } = {}): Promise<ReadonlyArray<Row>> => {
+  const budgetMs = options.budgetMs ?? 600
+  const rows: Array<Row> = []
+  for (const n of [5, 500]) {
+    const base = floor(n)
+    rows.push({ strategy: "seed RoundRobinClient.get_client (floor)", keys: n, ...base, vsSeedFloor: 1 })
+    {
+      // What the harness itself costs: a selector that always hands out the same lease.
+      const fixed = KeySelector.lease(keys(1)[0]!)
+      const constant = KeySelector.make(() => Effect.succeed(fixed))
+      const m = await measure((k) => Effect.runPromise(cycles(constant, k)), budgetMs, 2000)
+      const nsPerOp = (m.ms * 1e6) / m.ops
+      rows.push({
+        strategy: "harness: constant selector, scoped lease",
+        keys: n,
+        opsPerSec: m.ops / (m.ms / 1000),
+        nsPerOp,
+        vsSeedFloor: nsPerOp / base.nsPerOp
+      })
+    }
+    for (const [name, layer] of strategies) {
+      const runtime = ManagedRuntime.make(Layer.provideMerge(layer, env(n)))
+      const selector = Context.get(await runtime.runtime().then((r) => r.context), KeySelector.KeySelector)
+      const m = await measure((k) => runtime.runPromise(cycles(selector, k)), budgetMs, n === 5 ? 2000 : 200)
+      await runtime.dispose()
+      const nsPerOp = (m.ms * 1e6) / m.ops
+      rows.push({ strategy: name, keys: n, opsPerSec: m.ops / (m.ms / 1000), nsPerOp, vsSeedFloor: nsPerOp / base.nsPerOp })
+    }
+    // The whole per-request path of core's Balancer.run over the composed stack, upstream a no-op.
+    const runtime = ManagedRuntime.make(
+      Balancer.layer().pipe(Layer.provideMerge(Stack.defaultStrategy() as Layer.Layer<KeySelector.KeySelector, never, Env>), Layer.provideMerge(env(n)))
+    )
+    const balancer = Context.get(await runtime.runtime().then((r) => r.context), Balancer.Balancer)
+    const call = balancer.run({ model: "openai/gpt-4o-mini" }, () => Effect.succeed(1), { costOf: () => 0.0001 })
+    const m = await measure(
+      (k) =>
+        runtime.runPromise(
+          Effect.gen(function* () {
+            for (let i = 0; i < k; i++) yield* call
+          })
+        ),
+      budgetMs,
+      n === 5 ? 2000 : 200
+    )
+    await runtime.dispose()
+    const nsPerOp = (m.ms * 1e6) / m.ops
+    rows.push({
+      strategy: "Balancer.run over the composed stack (no-op upstream)",
+      keys: n,
+      opsPerSec: m.ops / (m.ms / 1000),
+      nsPerOp,
+      vsSeedFloor: nsPerOp / base.nsPerOp
+    })
+  }
+  return rows
+}
