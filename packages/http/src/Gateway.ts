@@ -9,7 +9,7 @@
  * token (`Authorization: Bearer …`); health, metrics and status are open, so bind the gateway to a
  * private address.
  *
- * The hot path is a raw `node:http` handler with undici pools upstream and bodies piped as Node
+ * The hot path is a raw `node:http` handler with keep-alive `http.Agent`s upstream and bodies piped as Node
  * streams; Effect decides (selection, leases, outcome reports, retries) on a prebuilt runtime.
  * `/metrics` and `/status` are Effect programs run on the same runtime. See `design.md`, "The
  * gateway's hot path", for the measurements behind this split.

@@ -1,5 +1,5 @@
 /**
- * The gateway's hot path: a raw `node:http` handler, upstream through undici `Pool`s, bodies piped
+ * The gateway's hot path: a raw `node:http` handler, upstream through keep-alive `http.Agent`s, bodies piped
  * as Node streams. Effect runs the decisions only (key selection, leases, outcome reports, retry
  * and failover) on the engine's prebuilt runtime: one short fiber per request up to the upstream's
  * first byte, then one to report the outcome and release the lease.
