@@ -125,6 +125,10 @@ export type Faults = typeof Faults.Type
 /**
  * A simulated key. The secret is fake, so it may be a plain string (as in a JSON file).
  * `limit` is the credit cap in USD (`null` or absent: unlimited); `usage` the USD already spent.
+ * With a `limitReset`, the cap applies to each period's spend: when the period rolls over
+ * (measured from when the key was added, or from the last roll-over), `limit_remaining` is back
+ * to the whole `limit`. `resetPeriodMs` shortens the period for tests (default: a day, a week,
+ * or 30 days).
  *
  * @since 0.1.0
  * @category Schemas
@@ -135,6 +139,7 @@ export const KeyConfig = Schema.Struct({
   account: Schema.optional(Schema.NonEmptyTrimmedString),
   limit: Schema.optional(Schema.NullOr(NonNegative)),
   limitReset: Schema.optional(Schema.NullOr(Schema.Literal("daily", "weekly", "monthly"))),
+  resetPeriodMs: Schema.optional(PositiveInt),
   usage: Schema.optional(NonNegative),
   revoked: Schema.optional(Schema.Boolean),
   management: Schema.optional(Schema.Boolean),
@@ -264,6 +269,8 @@ export interface KeyStats {
   readonly overspentRequests: number
   readonly usage: number
   readonly limit: number | null
+  /** What `GET /key` would answer as `limit_remaining` now (null: unlimited). */
+  readonly limitRemaining: number | null
   readonly revoked: boolean
   /** `GET /key` and `/auth/key` lookups (they cost nothing). */
   readonly keyLookups: number
@@ -319,6 +326,8 @@ export interface KeyUpdate {
   readonly limit?: number | null
   readonly usage?: number
   readonly limitReset?: "daily" | "weekly" | "monthly" | null
+  /** Length of the `limitReset` period in ms; a change starts a new period now. */
+  readonly resetPeriodMs?: number
   readonly management?: boolean
   readonly faults?: Faults
 }
@@ -344,6 +353,11 @@ export interface Handle {
     script: ReadonlyArray<FaultKind>,
     options?: { readonly loop?: boolean }
   ) => Effect.Effect<void, SimulatorError>
+  /**
+   * Rolls the key's `limitReset` period over now, as if the period had ended: the period's spend
+   * goes back to 0, so its whole `limit` is available again.
+   */
+  readonly resetCredit: (label: string) => Effect.Effect<void, SimulatorError>
   /** Adds a key, or fails if its label or secret is taken. */
   readonly addKey: (key: KeyConfig) => Effect.Effect<SimulatedKey, SimulatorError>
   /** Changes (or creates) an account's rate limit and credits. */
@@ -495,6 +509,8 @@ export const make = (config: Config): Effect.Effect<Handle, SimulatorError, Scop
           try: () => core.updateKey(label, update),
           catch: (e) => invalid(e instanceof Error ? e.message : String(e))
         }).pipe(Effect.flatMap((found) => (found ? Effect.void : Effect.fail(unknownKey(label))))),
+      resetCredit: (label) =>
+        Effect.suspend(() => (core.resetCredit(label) ? Effect.void : Effect.fail(unknownKey(label)))),
       setFaultScript: (label, script, options) =>
         Effect.suspend(() =>
           core.setScript(label, script, options?.loop) ? Effect.void : Effect.fail(unknownKey(label))

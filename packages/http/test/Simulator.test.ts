@@ -146,6 +146,47 @@ describe("Simulator", () => {
     })
   )
 
+  it.scopedLive("gives a capped key its whole limit again when its limit_reset period rolls over", () =>
+    Effect.gen(function* () {
+      const c = costOf(32)
+      const sim = yield* Simulator.make(
+        basic({
+          keys: [
+            // Two answers fit. "short" gets a short period once spent, "long" keeps the default (a day).
+            { label: "short", secret: secret(0), limit: 2.5 * c, limitReset: "daily" },
+            { label: "long", secret: secret(1), limit: 2.5 * c, limitReset: "daily" },
+            { label: "manual", secret: secret(2), limit: 2.5 * c, limitReset: "monthly" },
+            { label: "never", secret: secret(3), limit: 2.5 * c, limitReset: null }
+          ]
+        })
+      )
+      const spend = (i: number) =>
+        Effect.forEach([0, 1, 2], () =>
+          Effect.map(chat(sim, secret(i), { model: MINI, messages }), (r) => r.status)
+        )
+      for (const i of [0, 1, 2, 3]) assert.deepStrictEqual(yield* spend(i), [200, 200, 402])
+      yield* sim.resetCredit("manual")
+      // A new period length starts a new period now: nothing rolls over while the keys are spent.
+      yield* sim.updateKey("short", { resetPeriodMs: 100 })
+      yield* sim.updateKey("never", { resetPeriodMs: 100 })
+      yield* Effect.sleep("300 millis")
+      const remaining = (i: number) => Effect.map(get(sim, "/key", secret(i)), (r) => r.json.data)
+      const short = yield* remaining(0)
+      assert.closeTo(short.limit_remaining, 2.5 * c, 1e-15)
+      assert.closeTo(short.usage, 2 * c, 1e-15) // all-time usage is kept
+      assert.closeTo(short.usage_daily, 0, 1e-15)
+      assert.closeTo((yield* remaining(1)).limit_remaining, 0.5 * c, 1e-15)
+      assert.closeTo((yield* remaining(2)).limit_remaining, 2.5 * c, 1e-15)
+      assert.closeTo((yield* remaining(3)).limit_remaining, 0.5 * c, 1e-15) // no limit_reset: no period
+      assert.strictEqual((yield* chat(sim, secret(0), { model: MINI, messages })).status, 200)
+      assert.strictEqual((yield* chat(sim, secret(1), { model: MINI, messages })).status, 402)
+      const stats = yield* sim.stats
+      assert.closeTo(stats.keys.short!.limitRemaining!, 1.5 * c, 1e-15)
+      assert.closeTo(stats.keys.long!.limitRemaining!, 0.5 * c, 1e-15)
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(sim.resetCredit("nobody"))))
+    })
+  )
+
   it.scopedLive("records overspend when concurrent requests race a small cap", () =>
     Effect.gen(function* () {
       const c = costOf(32)

@@ -20,19 +20,20 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
 /**
+ * One route. `E` and `R` are what its strategy's layer may fail with and requires (inferred from
+ * the routes given to {@link layer}, as unions over all of them).
+ *
  * @since 0.1.0
  * @category Models
  */
-export interface Route {
+export interface Route<E = never, R = never> {
   /** `*`, `vendor/*` (prefix) or an exact model id. */
   readonly pattern: string
   /** Ids of the keys this route may use; default all. */
   readonly keys?: ReadonlyArray<string> | undefined
   /** This route's own strategy; default the inner selector. */
-  readonly strategy?: Layer.Layer<KeySelector.KeySelector, any, any> | undefined
+  readonly strategy?: Layer.Layer<KeySelector.KeySelector, E, R> | undefined
 }
-
-type Strategies<Routes extends ReadonlyArray<Route>> = Exclude<Routes[number]["strategy"], undefined>
 
 const MODEL: KeySelector.Ineligible = { reason: "model" }
 
@@ -43,13 +44,9 @@ const MODEL: KeySelector.Ineligible = { reason: "model" }
  * @since 0.1.0
  * @category Layers
  */
-export const layer = <const Routes extends ReadonlyArray<Route>>(
-  routes: Routes
-): Layer.Layer<
-  KeySelector.KeySelector,
-  Layer.Layer.Error<Strategies<Routes>>,
-  Layer.Layer.Context<Strategies<Routes>> | KeySelector.KeySelector | KeyPool.KeyPool
-> =>
+export const layer = <E = never, R = never>(
+  routes: ReadonlyArray<Route<E, R>>
+): Layer.Layer<KeySelector.KeySelector, E, R | KeySelector.KeySelector | KeyPool.KeyPool> =>
   Layer.scoped(
     KeySelector.KeySelector,
     Effect.gen(function* () {
@@ -89,4 +86,4 @@ export const layer = <const Routes extends ReadonlyArray<Route>>(
         )
       })
     })
-  ) as any
+  )

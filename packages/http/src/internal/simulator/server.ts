@@ -12,6 +12,10 @@ import { deriveSeed, mulberry32, normal } from "./prng.js"
 
 const Z99 = 2.3263478740408408
 const EPSILON = 1e-12
+const DAY_MS = 86_400_000
+/** Default `limitReset` period lengths; OpenRouter resets at UTC midnight, the simulator counts from the key's start. */
+const PERIOD_MS = { daily: DAY_MS, weekly: 7 * DAY_MS, monthly: 30 * DAY_MS } as const
+
 const RATE_ORDER = ["500", "502", "503", "408", "429", "stall", "reset", "slow", "midstream"] as const
 const PROVIDER = "SimProvider"
 const KEEP_ALIVE = ": OPENROUTER PROCESSING\n\n"
@@ -34,7 +38,12 @@ interface KeyState {
   readonly account: AccountState
   limit: number | null
   limitReset: "daily" | "weekly" | "monthly" | null
+  /** All-time spend. */
   usage: number
+  /** Spend in the current `limitReset` period (all-time when there is none): what the cap limits. */
+  periodUsage: number
+  periodStart: number
+  resetPeriodMs: number | undefined
   revoked: boolean
   management: boolean
   readonly isFreeTier: boolean
@@ -92,6 +101,8 @@ export interface Core {
   readonly simulatedKeys: () => ReadonlyArray<Simulator.SimulatedKey>
   /** False when no key has that label; throws on an invalid update. */
   readonly updateKey: (label: string, update: Simulator.KeyUpdate) => boolean
+  /** False when no key has that label. */
+  readonly resetCredit: (label: string) => boolean
   readonly setScript: (
     label: string,
     script: ReadonlyArray<Simulator.FaultKind>,
@@ -285,6 +296,9 @@ export const makeCore = (config: Simulator.Config): Core => {
       limit: input.limit ?? null,
       limitReset: input.limitReset ?? null,
       usage: input.usage ?? 0,
+      periodUsage: input.usage ?? 0,
+      periodStart: Date.now(),
+      resetPeriodMs: input.resetPeriodMs,
       revoked: input.revoked ?? false,
       management: input.management ?? false,
       isFreeTier: input.isFreeTier ?? false,
@@ -323,6 +337,20 @@ export const makeCore = (config: Simulator.Config): Core => {
   // ---------------------------------------------------------------------------------------------
   // Recording
 
+  // A key's `limitReset` period: the cap applies to the spend within it.
+  const periodMs = (k: KeyState): number | undefined =>
+    k.limitReset === null ? undefined : (k.resetPeriodMs ?? PERIOD_MS[k.limitReset])
+
+  const roll = (k: KeyState, now: number): void => {
+    const length = periodMs(k)
+    if (length === undefined || now < k.periodStart + length) return
+    k.periodStart += Math.floor((now - k.periodStart) / length) * length
+    k.periodUsage = 0
+  }
+
+  const remaining = (k: KeyState): number | null =>
+    k.limit === null ? null : Math.max(0, k.limit - k.periodUsage)
+
   const record = (k: KeyState | undefined, outcome: string): void => {
     global.byOutcome[outcome] = (global.byOutcome[outcome] ?? 0) + 1
     if (k !== undefined) k.byOutcome[outcome] = (k.byOutcome[outcome] ?? 0) + 1
@@ -330,12 +358,14 @@ export const makeCore = (config: Simulator.Config): Core => {
 
   const debit = (a: Admitted, id: string): void => {
     const k = a.key
-    const before = k.usage
+    roll(k, Date.now())
+    const before = k.periodUsage
     k.usage += a.cost
+    k.periodUsage += a.cost
     k.spend += a.cost
     global.spend += a.cost
-    if (k.limit !== null && k.usage > k.limit + EPSILON) {
-      const over = k.usage - Math.max(k.limit, before)
+    if (k.limit !== null && k.periodUsage > k.limit + EPSILON) {
+      const over = k.periodUsage - Math.max(k.limit, before)
       k.overspend += over
       k.overspentRequests++
       global.overspend += over
@@ -701,10 +731,14 @@ export const makeCore = (config: Simulator.Config): Core => {
     const completionTokens = typeof maxTokens === "number" ? maxTokens : defaultCompletionTokens
     const cost = promptTokens * price.prompt + completionTokens * price.completion
     // Checked on arrival, debited on completion: concurrent requests can overshoot a small cap.
-    if (k.limit !== null && cost > k.limit - k.usage + EPSILON) {
+    roll(k, now)
+    if (k.limit !== null && cost > k.limit - k.periodUsage + EPSILON) {
       record(k, "402")
       const perToken = price.completion > 0 ? price.completion : 1
-      const affordable = Math.max(0, Math.floor((k.limit - k.usage - promptTokens * price.prompt) / perToken))
+      const affordable = Math.max(
+        0,
+        Math.floor((k.limit - k.periodUsage - promptTokens * price.prompt) / perToken)
+      )
       return sendError(
         res,
         402,
@@ -780,7 +814,10 @@ export const makeCore = (config: Simulator.Config): Core => {
     const k = authenticate(req, res)
     if (k === undefined) return
     k.keyLookups++
+    roll(k, Date.now())
     const a = k.account
+    const ofPeriod = (period: "daily" | "weekly" | "monthly") =>
+      k.limitReset === period ? k.periodUsage : k.usage
     sendJson(
       res,
       200,
@@ -788,12 +825,12 @@ export const makeCore = (config: Simulator.Config): Core => {
         data: {
           label: k.label,
           limit: k.limit,
-          limit_remaining: k.limit === null ? null : Math.max(0, k.limit - k.usage),
+          limit_remaining: remaining(k),
           limit_reset: k.limitReset,
           usage: k.usage,
-          usage_daily: k.usage,
-          usage_weekly: k.usage,
-          usage_monthly: k.usage,
+          usage_daily: ofPeriod("daily"),
+          usage_weekly: ofPeriod("weekly"),
+          usage_monthly: ofPeriod("monthly"),
           byok_usage: 0,
           is_free_tier: k.isFreeTier,
           is_provisioning_key: k.management,
@@ -889,7 +926,9 @@ export const makeCore = (config: Simulator.Config): Core => {
 
   const stats = (): Simulator.Stats => {
     const keyStats: Record<string, Simulator.KeyStats> = {}
+    const now = Date.now()
     for (const k of keys) {
+      roll(k, now)
       keyStats[k.label] = {
         label: k.label,
         account: k.account.name,
@@ -902,6 +941,7 @@ export const makeCore = (config: Simulator.Config): Core => {
         overspentRequests: k.overspentRequests,
         usage: k.usage,
         limit: k.limit,
+        limitRemaining: remaining(k),
         revoked: k.revoked,
         keyLookups: k.keyLookups
       }
@@ -950,9 +990,24 @@ export const makeCore = (config: Simulator.Config): Core => {
     if (update.faults !== undefined) applyFaults(k, update.faults)
     if (update.revoked !== undefined) k.revoked = update.revoked
     if (update.limit !== undefined) k.limit = update.limit
-    if (update.usage !== undefined) k.usage = update.usage
-    if (update.limitReset !== undefined) k.limitReset = update.limitReset
+    if (update.usage !== undefined) {
+      k.usage = update.usage
+      k.periodUsage = update.usage
+    }
+    if (update.limitReset !== undefined || update.resetPeriodMs !== undefined) {
+      if (update.limitReset !== undefined) k.limitReset = update.limitReset
+      if (update.resetPeriodMs !== undefined) k.resetPeriodMs = update.resetPeriodMs
+      k.periodStart = Date.now()
+    }
     if (update.management !== undefined) k.management = update.management
+    return true
+  }
+
+  const resetCredit = (label: string): boolean => {
+    const k = byLabel.get(label)
+    if (k === undefined) return false
+    k.periodUsage = 0
+    k.periodStart = Date.now()
     return true
   }
 
@@ -1015,6 +1070,7 @@ export const makeCore = (config: Simulator.Config): Core => {
     handler,
     stats,
     resetStats,
+    resetCredit,
     simulatedKeys: () => keys.map(simulatedKey),
     updateKey,
     setScript,
