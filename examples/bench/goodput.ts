@@ -94,10 +94,16 @@ export const ours = (requests: number, concurrency: number, seed: number) =>
       { concurrency, discard: true }
     )
     const wall = (performance.now() - start) / 1000
-    return summarize("or-balancer default stack", requests, succeeded, failures, yield* target.simulator!.stats, wall)
-  }).pipe(
-    Effect.provide(Stack.layer(Stack.defaultStrategy())),
-    (program) => Runner.provide({ simulator: Simulator.demoPool(seed), program })
+    return summarize(
+      "or-balancer default stack",
+      requests,
+      succeeded,
+      failures,
+      yield* target.simulator!.stats,
+      wall
+    )
+  }).pipe(Effect.provide(Stack.layer(Stack.defaultStrategy())), (program) =>
+    Runner.provide({ simulator: Simulator.demoPool(seed), program })
   )
 
 export const seedPort = (requests: number, concurrency: number, seed: number) =>
@@ -136,7 +142,14 @@ export const run = async (options: { requests?: number; concurrency?: number; se
   const requests = options.requests ?? 10_000
   const concurrency = options.concurrency ?? 64
   const seed = options.seed ?? 42
-  const a = await Effect.runPromise(ours(requests, concurrency, seed)) as Result
+  const a = (await Effect.runPromise(ours(requests, concurrency, seed))) as Result
   const b = await Effect.runPromise(seedPort(requests, concurrency, seed))
-  return { requests, concurrency, seed, ours: a, seed_port: b, wastedRatio: a.wastedCalls === 0 ? Infinity : b.wastedCalls / a.wastedCalls }
+  return {
+    requests,
+    concurrency,
+    seed,
+    ours: a,
+    seed_port: b,
+    wastedRatio: a.wastedCalls === 0 ? Infinity : b.wastedCalls / a.wastedCalls
+  }
 }

@@ -53,7 +53,12 @@ export const env = (n: number): Layer.Layer<Env, Key.KeyConfigError> => {
   const credit = Object.fromEntries(ks.map((k) => [k.id, CreditLookup.keyInfo(1e9)]))
   return CreditLedger.layer().pipe(
     Layer.provideMerge(
-      Layer.mergeAll(KeyPool.layer(ks), StateStore.layerMemory, CreditLookup.layerMemory(credit), Monitor.layer)
+      Layer.mergeAll(
+        KeyPool.layer(ks),
+        StateStore.layerMemory,
+        CreditLookup.layerMemory(credit),
+        Monitor.layer
+      )
     )
   )
 }
@@ -62,20 +67,24 @@ const rr = RoundRobin.layer()
 const over = <E, R>(decorator: Layer.Layer<KeySelector.KeySelector, E, R>) =>
   decorator.pipe(Layer.provide(rr)) as Layer.Layer<KeySelector.KeySelector, never, Env>
 
-export const strategies: ReadonlyArray<readonly [string, Layer.Layer<KeySelector.KeySelector, never, Env>]> = [
-  ["round robin", rr],
-  ["weighted (smooth)", Weighted.layer()],
-  ["random", Random.layer],
-  ["weighted random", WeightedRandom.layer],
-  ["least busy", LeastBusy.layer],
-  ["credit aware", CreditAware.layer()],
-  ["threshold (over rr)", over(Threshold.layer({ threshold: 1 }))],
-  ["concurrency limited (over rr)", over(ConcurrencyLimited.layer())],
-  ["health aware (over rr)", over(HealthAware.layer())],
-  ["sticky (over rr)", over(Sticky.layer)],
-  ["by model (over rr)", over(ByModel.layer([{ pattern: "openai/*" }, { pattern: "*" }]))],
-  ["composed: health > concurrency > credit", Stack.defaultStrategy() as Layer.Layer<KeySelector.KeySelector, never, Env>]
-]
+export const strategies: ReadonlyArray<readonly [string, Layer.Layer<KeySelector.KeySelector, never, Env>]> =
+  [
+    ["round robin", rr],
+    ["weighted (smooth)", Weighted.layer()],
+    ["random", Random.layer],
+    ["weighted random", WeightedRandom.layer],
+    ["least busy", LeastBusy.layer],
+    ["credit aware", CreditAware.layer()],
+    ["threshold (over rr)", over(Threshold.layer({ threshold: 1 }))],
+    ["concurrency limited (over rr)", over(ConcurrencyLimited.layer())],
+    ["health aware (over rr)", over(HealthAware.layer())],
+    ["sticky (over rr)", over(Sticky.layer)],
+    ["by model (over rr)", over(ByModel.layer([{ pattern: "openai/*" }, { pattern: "*" }]))],
+    [
+      "composed: health > concurrency > credit",
+      Stack.defaultStrategy() as Layer.Layer<KeySelector.KeySelector, never, Env>
+    ]
+  ]
 
 const outcome = KeySelector.success(12, 0.0001)
 const request: KeySelector.SelectRequest = { model: "openai/gpt-4o-mini", attempt: 1, tried: new Set() }
@@ -147,14 +156,25 @@ export const run = async (options: { readonly budgetMs?: number } = {}): Promise
       const m = await measure((k) => runtime.runPromise(cycles(selector, k)), budgetMs, n === 5 ? 2000 : 200)
       await runtime.dispose()
       const nsPerOp = (m.ms * 1e6) / m.ops
-      rows.push({ strategy: name, keys: n, opsPerSec: m.ops / (m.ms / 1000), nsPerOp, vsSeedFloor: nsPerOp / base.nsPerOp })
+      rows.push({
+        strategy: name,
+        keys: n,
+        opsPerSec: m.ops / (m.ms / 1000),
+        nsPerOp,
+        vsSeedFloor: nsPerOp / base.nsPerOp
+      })
     }
     // The whole per-request path of core's Balancer.run over the composed stack, upstream a no-op.
     const runtime = ManagedRuntime.make(
-      Balancer.layer().pipe(Layer.provideMerge(Stack.defaultStrategy() as Layer.Layer<KeySelector.KeySelector, never, Env>), Layer.provideMerge(env(n)))
+      Balancer.layer().pipe(
+        Layer.provideMerge(Stack.defaultStrategy() as Layer.Layer<KeySelector.KeySelector, never, Env>),
+        Layer.provideMerge(env(n))
+      )
     )
     const balancer = Context.get(await runtime.runtime().then((r) => r.context), Balancer.Balancer)
-    const call = balancer.run({ model: "openai/gpt-4o-mini" }, () => Effect.succeed(1), { costOf: () => 0.0001 })
+    const call = balancer.run({ model: "openai/gpt-4o-mini" }, () => Effect.succeed(1), {
+      costOf: () => 0.0001
+    })
     const m = await measure(
       (k) =>
         runtime.runPromise(
