@@ -13,36 +13,71 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
+import type * as MetricKeyType from "effect/MetricKeyType"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Histogram from "./internal/histogram.js"
 import type * as Key from "./Key.js"
 import type * as KeySelector from "./KeySelector.js"
 
+const keys = {
+  requests: MetricKey.counter("or_balancer_requests_total", {
+    description: "Upstream attempts by key and outcome",
+    incremental: true
+  }),
+  latency: MetricKey.histogram(
+    "or_balancer_request_latency_ms",
+    MetricBoundaries.exponential({ start: 5, factor: 2, count: 14 }),
+    "Upstream attempt latency in milliseconds"
+  ),
+  inFlight: MetricKey.gauge("or_balancer_in_flight", { description: "Attempts in flight per key" }),
+  spend: MetricKey.counter("or_balancer_spend_usd_total", { description: "Reported cost in USD per key" }),
+  credit: MetricKey.gauge("or_balancer_credit_remaining_usd", {
+    description: "Known remaining credit per key"
+  }),
+  cooling: MetricKey.gauge("or_balancer_cooldown", {
+    description: "1 while a key is cooling down or ejected"
+  }),
+  retries: MetricKey.counter("or_balancer_retries_total", {
+    description: "Retries across all keys",
+    incremental: true
+  })
+} as const
+
 /**
- * The Effect metrics the monitor updates. Read them with `Metric.value` (tagged by `key`), or
- * export them with any metrics reporter; the gateway renders them as Prometheus text.
+ * The Effect metrics the monitor updates. Read them with `Metric.value` (tagged by `key`, and
+ * `outcome` for requests), or export them with any metrics reporter; the gateway renders them as
+ * Prometheus text.
  *
  * @since 0.1.0
  * @category Metrics
  */
 export const metrics = {
-  requests: Metric.counter("or_balancer_requests_total", {
-    description: "Upstream attempts by key and outcome",
-    incremental: true
-  }),
-  latency: Metric.histogram(
-    "or_balancer_request_latency_ms",
-    MetricBoundaries.exponential({ start: 5, factor: 2, count: 14 }),
-    "Upstream attempt latency in milliseconds"
-  ),
-  inFlight: Metric.gauge("or_balancer_in_flight", { description: "Attempts in flight per key" }),
-  spend: Metric.counter("or_balancer_spend_usd_total", { description: "Reported cost in USD per key" }),
-  credit: Metric.gauge("or_balancer_credit_remaining_usd", { description: "Known remaining credit per key" }),
-  cooling: Metric.gauge("or_balancer_cooldown", { description: "1 while a key is cooling down or ejected" }),
-  retries: Metric.counter("or_balancer_retries_total", {
-    description: "Retries across all keys",
-    incremental: true
-  })
+  requests: Metric.fromMetricKey(keys.requests),
+  latency: Metric.fromMetricKey(keys.latency),
+  inFlight: Metric.fromMetricKey(keys.inFlight),
+  spend: Metric.fromMetricKey(keys.spend),
+  credit: Metric.fromMetricKey(keys.credit),
+  cooling: Metric.fromMetricKey(keys.cooling),
+  retries: Metric.fromMetricKey(keys.retries)
 } as const
+
+// `Metric.tagged` re-derives the tagged key (allocate, hash, registry lookup) on every update; a
+// metric made from an already-tagged key resolves its registry hook once. So per-key metrics are
+// built once per key from tagged keys, and updated synchronously (`unsafeUpdate`) on the hot path.
+const tagged = <Type extends MetricKeyType.MetricKeyType<any, any>>(
+  key: MetricKey.MetricKey<Type>,
+  ...labels: ReadonlyArray<readonly [string, string]>
+) =>
+  Metric.fromMetricKey(
+    MetricKey.taggedWithLabels(
+      key,
+      labels.map(([k, v]) => MetricLabel.make(k, v))
+    )
+  )
+
+const noTags: ReadonlyArray<MetricLabel.MetricLabel> = []
+const retriesMetric = metrics.retries
 
 /**
  * @since 0.1.0
@@ -140,7 +175,6 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
   const entry = (key: Key.Key): Entry => {
     let e = entries.get(key.id)
     if (e === undefined) {
-      const tag = <M extends Metric.Metric<any, any, any>>(m: M): M => Metric.tagged(m, "key", key.id) as M
       e = {
         id: key.id,
         account: key.account,
@@ -154,12 +188,12 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
         coolingUntil: undefined,
         latency: Histogram.make(),
         m: {
-          success: Metric.tagged(tag(metrics.requests), "outcome", "success"),
-          latency: tag(metrics.latency),
-          inFlight: tag(metrics.inFlight),
-          spend: tag(metrics.spend),
-          credit: tag(metrics.credit),
-          cooling: tag(metrics.cooling)
+          success: tagged(keys.requests, ["key", key.id], ["outcome", "success"]),
+          latency: tagged(keys.latency, ["key", key.id]),
+          inFlight: tagged(keys.inFlight, ["key", key.id]),
+          spend: tagged(keys.spend, ["key", key.id]),
+          credit: tagged(keys.credit, ["key", key.id]),
+          cooling: tagged(keys.cooling, ["key", key.id])
         },
         failureMetrics: new Map()
       }
@@ -170,59 +204,56 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
   const failureMetric = (e: Entry, tag: string) => {
     let m = e.failureMetrics.get(tag)
     if (m === undefined) {
-      m = Metric.tagged(Metric.tagged(metrics.requests, "key", e.id), "outcome", tag)
+      m = tagged(keys.requests, ["key", e.id], ["outcome", tag])
       e.failureMetrics.set(tag, m)
     }
     return m
   }
   return Monitor.of({
     started: (key) =>
-      Effect.suspend(() => {
+      Effect.sync(() => {
         const e = entry(key)
         e.inFlight++
-        return Metric.set(e.m.inFlight, e.inFlight)
+        e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
       }),
     finished: (key, outcome) =>
-      Effect.suspend(() => {
+      Effect.sync(() => {
         const e = entry(key)
         e.inFlight = Math.max(0, e.inFlight - 1)
         e.requests++
         const ms = Duration.toMillis(outcome.latency)
         Histogram.record(e.latency, ms)
-        const common = Effect.zipRight(Metric.set(e.m.inFlight, e.inFlight), Metric.update(e.m.latency, ms))
+        e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
+        e.m.latency.unsafeUpdate(ms, noTags)
         if (outcome._tag === "Success") {
           e.successes++
           const cost = outcome.cost ?? 0
           e.spend += cost
           if (typeof e.credit === "number") e.credit -= cost
-          return Effect.zipRight(
-            common,
-            Effect.zipRight(
-              Metric.increment(e.m.success),
-              cost > 0 ? Metric.incrementBy(e.m.spend, cost) : Effect.void
-            )
-          )
+          e.m.success.unsafeUpdate(1, noTags)
+          if (cost > 0) e.m.spend.unsafeUpdate(cost, noTags)
+          return
         }
         e.failures++
         const tag = outcome.error._tag
         e.errors[tag] = (e.errors[tag] ?? 0) + 1
-        return Effect.zipRight(common, Metric.increment(failureMetric(e, tag)))
+        failureMetric(e, tag).unsafeUpdate(1, noTags)
       }),
-    retried: Effect.suspend(() => {
+    retried: Effect.sync(() => {
       retries++
-      return Metric.increment(metrics.retries)
+      retriesMetric.unsafeUpdate(1, noTags)
     }),
     credit: (key, remaining) =>
-      Effect.suspend(() => {
+      Effect.sync(() => {
         const e = entry(key)
         e.credit = remaining
-        return remaining === null ? Effect.void : Metric.set(e.m.credit, remaining)
+        if (remaining !== null) e.m.credit.unsafeUpdate(remaining, noTags)
       }),
     cooldown: (key, until) =>
-      Effect.suspend(() => {
+      Effect.sync(() => {
         const e = entry(key)
         e.coolingUntil = until
-        return Metric.set(e.m.cooling, until === undefined ? 0 : 1)
+        e.m.cooling.unsafeUpdate(until === undefined ? 0 : 1, noTags)
       }),
     stats: Effect.map(Clock.currentTimeMillis, (now) => {
       let requests = 0
