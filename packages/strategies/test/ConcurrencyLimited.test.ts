@@ -72,6 +72,105 @@ describe("ConcurrencyLimited", () => {
     }).pipe(Effect.provide(env([key("a", { maxConcurrency: 1 })])))
   )
 
+  it.effect("a waiter interrupted as a permit is handed to it gives the permit on, never leaks it", () =>
+    Effect.gen(function* () {
+      const s1 = yield* Scope.make()
+      expect(yield* hold(s1)).toBe("a")
+      const scoped = Effect.scoped(
+        Effect.flatMap(Effect.scope, (s) => Effect.zipRight(hold(s), Effect.never))
+      )
+      const first = yield* Effect.fork(scoped)
+      yield* Effect.yieldNow()
+      const second = yield* Effect.fork(
+        Effect.scoped(Effect.flatMap(Effect.scope, (s) => hold(s))).pipe(Effect.as("served"))
+      )
+      yield* Effect.yieldNow()
+      expect((yield* statusRef.current).waiting).toBe(2)
+      // The interrupt is sent but not yet seen by `first` when the permit is handed to it.
+      yield* Fiber.interruptFork(first)
+      yield* Scope.close(s1, Exit.void)
+      const exit = yield* Fiber.await(first)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      // The permit went on to the next waiter in line (a leak would leave it waiting), then came back.
+      const served = yield* Effect.fork(Effect.timeout(Fiber.join(second), "1 second"))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(served)).toBe("served")
+      const status = yield* statusRef.current
+      expect(status.waiting).toBe(0)
+      expect(status.inUse.size).toBe(0)
+      const s2 = yield* Scope.make()
+      expect(yield* hold(s2)).toBe("a")
+      yield* Scope.close(s2, Exit.void)
+    }).pipe(Effect.provide(env([key("a", { maxConcurrency: 1 })])))
+  )
+
+  it.effect.prop(
+    "interruptions racing hand-overs: no permit leaks, the cap holds, and every survivor is served in order",
+    {
+      ops: fc.array(
+        fc.record({
+          wait: fc.boolean(),
+          hold: fc.integer({ min: 0, max: 3 }),
+          cut: fc.integer({ min: 0, max: 4 })
+        }),
+        { minLength: 1, maxLength: 20 }
+      )
+    },
+    ({ ops }) =>
+      Effect.gen(function* () {
+        const selector = yield* KeySelector.KeySelector
+        let current = 0
+        let peak = 0
+        const order: Array<number> = []
+        const fibers = yield* Effect.forEach(ops, (op, i) =>
+          Effect.gen(function* () {
+            const fiber = yield* Effect.fork(
+              Effect.scoped(
+                Effect.flatMap(selector.select({ attempt: 1, tried: new Set(), deadline: 1e9 }), () =>
+                  Effect.gen(function* () {
+                    order.push(i)
+                    current++
+                    peak = Math.max(peak, current)
+                    yield* Effect.sleep(op.hold).pipe(Effect.ensuring(Effect.sync(() => current--)))
+                  })
+                )
+              )
+            )
+            yield* Effect.yieldNow()
+            return fiber
+          })
+        )
+        // Some are interrupted at the very instant holders release (same TestClock tick), with the
+        // interrupt in flight before the hand-over runs.
+        const cut = ops.flatMap((op, i) => (op.wait ? [] : [[i, op.cut] as const]))
+        const interrupter = yield* Effect.fork(
+          Effect.forEach(
+            cut,
+            ([i, at]) => Effect.zipRight(Effect.sleep(at), Fiber.interruptFork(fibers[i]!)),
+            {
+              concurrency: "unbounded",
+              discard: true
+            }
+          )
+        )
+        yield* TestClock.adjust(10 * ops.length)
+        yield* Fiber.join(interrupter)
+        const exits = yield* Effect.forEach(fibers, Fiber.await)
+        expect(peak).toBeLessThanOrEqual(1)
+        const status = yield* statusRef.current
+        expect(status.inUse.size).toBe(0)
+        expect(status.waiting).toBe(0)
+        // Those never interrupted were all served, in arrival order.
+        const survivors = ops.flatMap((op, i) => (op.wait ? [i] : []))
+        survivors.forEach((i) => expect(Exit.isSuccess(exits[i]!)).toBe(true))
+        expect(order.filter((i) => ops[i]!.wait)).toEqual(survivors)
+        const s = yield* Scope.make()
+        expect(yield* hold(s)).toBe("a")
+        yield* Scope.close(s, Exit.void)
+      }).pipe(Effect.provide(env([key("a", { maxConcurrency: 1 })]))),
+    { fastCheck: { numRuns: 60 } }
+  )
+
   it.effect.prop(
     "per-key in-flight never exceeds its cap, and every request is served",
     {
