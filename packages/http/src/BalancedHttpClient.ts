@@ -9,8 +9,12 @@
  *   over to another key. When the balancer gives up, the caller gets the last upstream answer
  *   itself (e.g. the 402), as it would without the wrapper; with no answer at all (transport
  *   failures, no key), a `RequestError` whose `cause` is the typed balancer error.
- * - A JSON answer's `usage.cost` is reported to the lease. A streamed (SSE) answer counts as served
- *   when its headers arrive; its cost is not read (use `OpenRouterClient.chatStream` for that).
+ * - A JSON answer's `usage.cost` is reported to the lease. A streamed (SSE) answer is chosen for
+ *   once its headers arrive (a failure before that fails over; after it, no replay) and reported
+ *   when its body ends: a success with the final chunk's `usage.cost`, or the typed failure of an
+ *   in-band error (`finish_reason: "error"`) or a broken body. The body's bytes reach the caller
+ *   unchanged. The lease (a concurrency permit, say) is held until the body is read to the end or
+ *   cancelled, as the connection is: read or cancel every streamed body.
  * - The request's JSON body gives the `model` and affinity (`session_id`, `prompt_cache_key`, `user`).
  *
  * @since 0.1.0
@@ -25,10 +29,14 @@ import * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { affinityOf } from "./ChatCompletion.js"
 import { authorize } from "./internal/client.js"
 import * as Errors from "./internal/errors.js"
+import * as Sse from "./internal/sse.js"
 
 /**
  * @since 0.1.0
@@ -86,6 +94,50 @@ const replay = (response: HttpClientResponse.HttpClientResponse, text: string) =
 interface Answer {
   readonly response: HttpClientResponse.HttpClientResponse
   readonly cost: number | undefined
+  /** A `text/event-stream` body, still to be read. */
+  readonly streamed: boolean
+}
+
+/** What a streamed body said about itself, read as it passes: the last `usage.cost`, an in-band error. */
+const watchEvents = () => {
+  const parser = Sse.makeParser()
+  const decoder = new TextDecoder()
+  const seen: { cost: number | undefined; error: Errors.ErrorInfo | undefined } = {
+    cost: undefined,
+    error: undefined
+  }
+  const inspect = (data: string) => {
+    if (data.trim() === "[DONE]") return
+    let json: unknown
+    try {
+      json = JSON.parse(data)
+    } catch {
+      return
+    }
+    if (typeof json !== "object" || json === null) return
+    const chunk = json as {
+      usage?: { cost?: unknown }
+      error?: unknown
+      choices?: ReadonlyArray<{ finish_reason?: unknown } | null>
+    }
+    if (typeof chunk.usage?.cost === "number") seen.cost = chunk.usage.cost
+    const failed =
+      chunk.error !== undefined ||
+      (Array.isArray(chunk.choices) && chunk.choices.some((c) => c?.finish_reason === "error"))
+    if (failed && seen.error === undefined) {
+      seen.error = Errors.errorInfo(chunk.error) ?? {
+        code: undefined,
+        message: 'the stream ended with finish_reason "error"',
+        errorType: undefined
+      }
+    }
+  }
+  return {
+    seen,
+    feed: (bytes: Uint8Array) => {
+      for (const event of parser.feed(decoder.decode(bytes, { stream: true }))) inspect(event.data)
+    }
+  }
 }
 
 /**
@@ -118,10 +170,11 @@ export const wrap = (
       Effect.flatMap((response): Effect.Effect<Answer, UpstreamError.UpstreamError> => {
         const type = response.headers["content-type"] ?? ""
         if (response.status < 400 && !type.includes("json"))
-          return Effect.succeed({ response, cost: undefined })
+          return Effect.succeed({ response, cost: undefined, streamed: type.includes("text/event-stream") })
         return Effect.flatMap(Effect.mapError(response.text, Errors.fromHttpClientError), (text) => {
           const again = replay(response, text)
-          if (response.status < 400) return Effect.succeed({ response: again, cost: costOf(text) })
+          if (response.status < 400)
+            return Effect.succeed({ response: again, cost: costOf(text), streamed: false })
           return Effect.flatMap(Clock.currentTimeMillis, (now) => {
             const error = Errors.fromResponse(response.status, response.headers, text, { now, model })
             onError(error, again)
@@ -147,31 +200,78 @@ export const wrap = (
       // The last upstream answer and the error it mapped to: handed back as-is if the balancer gives up on it.
       let last:
         { error: UpstreamError.UpstreamError; response: HttpClientResponse.HttpClientResponse } | undefined
-      return balancer
-        .run(
-          runRequest,
-          (key) =>
-            attempt(request, key, runRequest.model, (error, response) => {
-              last = { error, response }
-            }),
-          { costOf: (answer) => answer.cost }
-        )
-        .pipe(
-          Effect.map((answer) => answer.response),
-          Effect.catchAll((error) => {
-            const final =
-              error._tag === "AllAttemptsFailed" ? error.attempts[error.attempts.length - 1]?.error : error
-            if (last !== undefined && final === last.error) return Effect.succeed(last.response)
-            return Effect.fail(
-              new HttpClientError.RequestError({
-                request,
-                reason: "Transport",
-                cause: error,
-                description: error.message
+      // The lease outlives this call when the answer is a stream: it lives in its own scope,
+      // closed when the answer is whole (now for JSON, at the body's end for a stream).
+      const balanced = Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Scope.make(), (scope) =>
+          restore(
+            balancer.runScoped(runRequest, (key) =>
+              attempt(request, key, runRequest.model, (error, response) => {
+                last = { error, response }
               })
             )
-          })
+          ).pipe(
+            Scope.extend(scope),
+            Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)),
+            Effect.flatMap((scoped) =>
+              scoped.value.streamed
+                ? reportAtEnd(scoped, scope, runRequest.model)
+                : Effect.as(
+                    Effect.zipRight(scoped.succeed(scoped.value.cost), Scope.close(scope, Exit.void)),
+                    scoped.value.response
+                  )
+            )
+          )
         )
+      )
+      return balanced.pipe(
+        Effect.catchAll((error) => {
+          const final =
+            error._tag === "AllAttemptsFailed" ? error.attempts[error.attempts.length - 1]?.error : error
+          if (last !== undefined && final === last.error) return Effect.succeed(last.response)
+          return Effect.fail(
+            new HttpClientError.RequestError({
+              request,
+              reason: "Transport",
+              cause: error,
+              description: error.message
+            })
+          )
+        })
+      )
+    })
+
+  // The streamed body, passed through unchanged, reports the attempt's outcome when it ends.
+  const reportAtEnd = (
+    scoped: Balancer.Scoped<Answer>,
+    scope: Scope.CloseableScope,
+    model: string | undefined
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse> =>
+    Effect.gen(function* () {
+      const response = scoped.value.response
+      const watch = watchEvents()
+      const finish = Effect.suspend(() => {
+        const inBand = watch.seen.error
+        const outcome =
+          inBand === undefined
+            ? scoped.succeed(watch.seen.cost)
+            : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                scoped.fail(Errors.fromErrorObject(inBand, { now, model }))
+              )
+        return Effect.zipRight(outcome, Scope.close(scope, Exit.void))
+      })
+      const body = response.stream.pipe(
+        Stream.tap((bytes) => Effect.sync(() => watch.feed(bytes))),
+        // A broken body is the attempt's failure (reported first: the lease takes one report).
+        Stream.tapError((error) => scoped.fail(Errors.fromHttpClientError(error))),
+        // The end, an error, or a caller that stopped reading: what was streamed was served.
+        Stream.ensuring(finish)
+      )
+      const readable = yield* Stream.toReadableStreamEffect(body)
+      return HttpClientResponse.fromWeb(
+        response.request,
+        new globalThis.Response(readable, { status: response.status, headers: response.headers })
+      )
     })
 
   return HttpClient.makeWith<never, never, HttpClientError.HttpClientError, never>(

@@ -4,8 +4,8 @@
 import { HttpClient, HttpClientError, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Balancer, Key } from "@or-balancer/core"
-import { Effect, Layer, Ref } from "effect"
+import { Balancer, Key, Monitor } from "@or-balancer/core"
+import { Effect, Layer, Ref, Schedule, Stream } from "effect"
 import { BalancedHttpClient } from "../src/index.js"
 import * as Simulator from "../src/Simulator.js"
 import { balancerLayer, completion, errorBody, json, makeKeys, Recorder, serve } from "./support.js"
@@ -64,6 +64,101 @@ describe("BalancedHttpClient", () => {
           expect(first.json.usage?.cost).toBeGreaterThan(0)
         }).pipe(Effect.provide(balanced(keys)))
       }).pipe(Effect.scoped)
+  )
+
+  it.live("a streamed answer is reported when its body ends, with the final chunk's cost", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make({
+        seed: 12,
+        keys: [{ label: "k", secret: Simulator.simulatedSecret(12, 0), limit: 100 }],
+        stream: { keepAlives: 2, chunks: 5, chunkIntervalMs: 1 }
+      })
+      const keys = sim.keys.map((k) => Key.make({ id: k.label, secret: k.secret }))
+      yield* Effect.gen(function* () {
+        const client = yield* HttpClient.HttpClient
+        const response = yield* client.execute(
+          HttpClientRequest.post(`${sim.baseUrl}/chat/completions`).pipe(
+            HttpClientRequest.bodyUnsafeJson({ ...body, stream: true })
+          )
+        )
+        expect(response.status).toBe(200)
+        expect(response.headers["content-type"]).toContain("text/event-stream")
+        // Headers only: the attempt is not over yet.
+        expect(yield* reports).toEqual([])
+        const text = yield* response.text
+        const usage = text
+          .split("\n")
+          .filter((l) => l.startsWith("data: {"))
+          .map((l) => JSON.parse(l.slice(6)) as { usage?: { cost?: number } })
+          .find((c) => c.usage?.cost !== undefined)?.usage?.cost
+        expect(text).toContain(": ") // keep-alives passed through untouched
+        expect(text.trim().endsWith("data: [DONE]")).toBe(true)
+        expect(usage).toBeGreaterThan(0)
+        expect(yield* reports).toEqual([{ key: "k", tag: "Success", cost: usage }])
+        expect((yield* sim.stats).keys.k!.spend).toBeCloseTo(usage!, 12)
+      }).pipe(Effect.provide(balanced(keys)))
+    }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "a mid-stream error reaches the caller as sent, is reported as the attempt's failure, and is not replayed",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* Simulator.make({
+          seed: 13,
+          keys: [
+            { label: "k1", secret: Simulator.simulatedSecret(13, 0), faults: { script: ["midstream"] } },
+            { label: "k2", secret: Simulator.simulatedSecret(13, 1) }
+          ]
+        })
+        const keys = sim.keys.map((k) => Key.make({ id: k.label, secret: k.secret }))
+        yield* Effect.gen(function* () {
+          const client = yield* HttpClient.HttpClient
+          const response = yield* client.execute(
+            HttpClientRequest.post(`${sim.baseUrl}/chat/completions`).pipe(
+              HttpClientRequest.bodyUnsafeJson({ ...body, stream: true })
+            )
+          )
+          expect(response.status).toBe(200)
+          const text = yield* response.text
+          expect(text).toContain('"finish_reason":"error"')
+          const rs = yield* reports
+          expect(rs.length).toBe(1)
+          expect(rs[0]!.key).toBe("k1")
+          expect(rs[0]!.tag).toBe("Failure")
+          expect(rs[0]!.error).toBeDefined()
+          const stats = yield* sim.stats
+          expect(stats.keys.k1!.requests).toBe(1)
+          expect(stats.keys.k2!.requests).toBe(0)
+        }).pipe(Effect.provide(balanced(keys)))
+      }).pipe(Effect.scoped)
+  )
+
+  it.live("a streamed body the caller cancels early still ends its attempt", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make({
+        seed: 14,
+        keys: [{ label: "k", secret: Simulator.simulatedSecret(14, 0) }],
+        stream: { keepAlives: 0, chunks: 50, chunkIntervalMs: 5 }
+      })
+      const keys = sim.keys.map((k) => Key.make({ id: k.label, secret: k.secret }))
+      yield* Effect.gen(function* () {
+        const client = yield* HttpClient.HttpClient
+        const response = yield* client.execute(
+          HttpClientRequest.post(`${sim.baseUrl}/chat/completions`).pipe(
+            HttpClientRequest.bodyUnsafeJson({ ...body, stream: true })
+          )
+        )
+        yield* response.stream.pipe(Stream.take(1), Stream.runDrain)
+        const rs = yield* reports.pipe(
+          Effect.filterOrFail((r) => r.length > 0),
+          Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo("5 seconds"))),
+          Effect.orDie
+        )
+        expect(rs).toEqual([{ key: "k", tag: "Success", cost: undefined }])
+        expect((yield* (yield* Monitor.Monitor).stats).inFlight).toBe(0)
+      }).pipe(Effect.provide(balanced(keys)))
+    }).pipe(Effect.scoped)
   )
 
   it.live("the pool's key is written last: a caller's header and request mapping never win", () =>
