@@ -49,6 +49,11 @@ export interface Options {
   readonly title?: string | undefined
   /** Per attempt: a whole answer, or a stream's first chunk. None by default. */
   readonly timeout?: Duration.Duration | undefined
+  /**
+   * A stream that sends no bytes for this long (keep-alive comments count) fails with `Timeout`:
+   * before its first chunk it fails over, after it the stream fails. None by default.
+   */
+  readonly streamIdleTimeout?: Duration.Duration | undefined
 }
 
 /**
@@ -73,17 +78,20 @@ export const layerClientConfig = (options: {
   readonly referer?: string | undefined
   readonly title?: string | undefined
   readonly timeout?: Duration.DurationInput | undefined
+  readonly streamIdleTimeout?: Duration.DurationInput | undefined
 }): Layer.Layer<ClientConfig> =>
   Layer.succeed(ClientConfig, {
     baseUrl: options.baseUrl ?? internal.DEFAULT_BASE_URL,
     referer: options.referer,
     title: options.title,
-    timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout)
+    timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
+    streamIdleTimeout:
+      options.streamIdleTimeout === undefined ? undefined : Duration.decode(options.streamIdleTimeout)
   })
 
 /**
- * Reads `OPENROUTER_BASE_URL`, `OPENROUTER_REFERER`, `OPENROUTER_TITLE` and
- * `OPENROUTER_TIMEOUT` (a duration such as `60 seconds`), all optional.
+ * Reads `OPENROUTER_BASE_URL`, `OPENROUTER_REFERER`, `OPENROUTER_TITLE`, `OPENROUTER_TIMEOUT`
+ * and `OPENROUTER_STREAM_IDLE_TIMEOUT` (durations such as `60 seconds`), all optional.
  *
  * @since 0.1.0
  * @category Layers
@@ -95,14 +103,16 @@ export const layerClientConfigFromEnv: Layer.Layer<ClientConfig, ConfigError.Con
         baseUrl: Config.string("OPENROUTER_BASE_URL").pipe(Config.withDefault(internal.DEFAULT_BASE_URL)),
         referer: Config.option(Config.string("OPENROUTER_REFERER")),
         title: Config.option(Config.string("OPENROUTER_TITLE")),
-        timeout: Config.option(Config.duration("OPENROUTER_TIMEOUT"))
+        timeout: Config.option(Config.duration("OPENROUTER_TIMEOUT")),
+        streamIdleTimeout: Config.option(Config.duration("OPENROUTER_STREAM_IDLE_TIMEOUT"))
       }),
       (c) =>
         layerClientConfig({
           baseUrl: c.baseUrl,
           referer: c.referer._tag === "Some" ? c.referer.value : undefined,
           title: c.title._tag === "Some" ? c.title.value : undefined,
-          timeout: c.timeout._tag === "Some" ? c.timeout.value : undefined
+          timeout: c.timeout._tag === "Some" ? c.timeout.value : undefined,
+          streamIdleTimeout: c.streamIdleTimeout._tag === "Some" ? c.streamIdleTimeout.value : undefined
         })
     )
   )

@@ -24,6 +24,7 @@ export interface ClientConfig {
   readonly referer?: string | undefined
   readonly title?: string | undefined
   readonly timeout?: Duration.Duration | undefined
+  readonly streamIdleTimeout?: Duration.Duration | undefined
 }
 
 export const DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
@@ -272,7 +273,21 @@ export const openStream = (
               })
             )
           }
-          const all = chunks(Stream.mapError(response.stream, Errors.fromHttpClientError), request.model)
+          const idle = config.streamIdleTimeout
+          const body = Stream.mapError(response.stream, Errors.fromHttpClientError)
+          // Any bytes (a keep-alive comment too) show the connection is alive.
+          const watched =
+            idle === undefined
+              ? body
+              : Stream.timeoutFail(
+                  body,
+                  () =>
+                    new UpstreamError.Timeout({
+                      message: `the stream sent nothing for ${Duration.format(idle)}`
+                    }),
+                  idle
+                )
+          const all = chunks(watched, request.model)
           // Pull until the first chunk: keep-alives and empty reads do not count as "started".
           const pull = yield* Stream.toPull(all)
           let first = Chunk.empty<ChatCompletion.Chunk>()
