@@ -20,13 +20,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
 /**
- * One route. `E` and `R` are what its strategy's layer may fail with and requires (inferred from
- * the routes given to {@link layer}, as unions over all of them).
+ * One route. `E` and `R` are what its strategy's layer may fail with and requires; {@link layer}
+ * reads them from each route it is given, so its own type lists exactly what the routes need.
  *
  * @since 0.1.0
  * @category Models
  */
-export interface Route<E = never, R = never> {
+export interface Route<E = any, R = any> {
   /** `*`, `vendor/*` (prefix) or an exact model id. */
   readonly pattern: string
   /** Ids of the keys this route may use; default all. */
@@ -34,6 +34,8 @@ export interface Route<E = never, R = never> {
   /** This route's own strategy; default the inner selector. */
   readonly strategy?: Layer.Layer<KeySelector.KeySelector, E, R> | undefined
 }
+
+type Strategies<Routes extends ReadonlyArray<Route>> = Exclude<Routes[number]["strategy"], undefined>
 
 const MODEL: KeySelector.Ineligible = { reason: "model" }
 
@@ -44,9 +46,13 @@ const MODEL: KeySelector.Ineligible = { reason: "model" }
  * @since 0.1.0
  * @category Layers
  */
-export const layer = <E = never, R = never>(
-  routes: ReadonlyArray<Route<E, R>>
-): Layer.Layer<KeySelector.KeySelector, E, R | KeySelector.KeySelector | KeyPool.KeyPool> =>
+export const layer = <const Routes extends ReadonlyArray<Route>>(
+  routes: Routes
+): Layer.Layer<
+  KeySelector.KeySelector,
+  Layer.Layer.Error<Strategies<Routes>>,
+  Layer.Layer.Context<Strategies<Routes>> | KeySelector.KeySelector | KeyPool.KeyPool
+> =>
   Layer.scoped(
     KeySelector.KeySelector,
     Effect.gen(function* () {
