@@ -32,13 +32,14 @@ const attempt = (error?: UpstreamError.UpstreamError, partial: Partial<KeySelect
 const stateOf = (id: string) => Effect.map(HealthAware.status(), (s) => s.keys.find((k) => k.id === id)!)
 
 describe("HealthAware", () => {
-  it.effect("ejects after N consecutive counted failures; 400s do not count; a success resets", () =>
+  it.effect("ejects after N consecutive counted failures; 400s and 403s do not count; a success resets", () =>
     Effect.gen(function* () {
       const onA = {
         gate: (k: { id: string }) => (k.id === "a" ? undefined : { reason: "ineligible" as const })
       }
       yield* attempt(server, onA)
       yield* attempt(new UpstreamError.BadRequest({ message: "400", status: 400 }), onA)
+      yield* attempt(new UpstreamError.BadRequest({ message: "403 flagged by moderation", status: 403 }), onA)
       yield* attempt(server, onA)
       expect((yield* stateOf("a")).state).toBe("healthy")
       expect((yield* stateOf("a")).consecutiveFailures).toBe(2)
