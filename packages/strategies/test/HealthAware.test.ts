@@ -43,6 +43,11 @@ describe("HealthAware", () => {
       yield* attempt(server, onA)
       expect((yield* stateOf("a")).state).toBe("healthy")
       expect((yield* stateOf("a")).consecutiveFailures).toBe(2)
+      yield* attempt(undefined, onA) // a success starts the count over
+      expect((yield* stateOf("a")).consecutiveFailures).toBe(0)
+      yield* attempt(server, onA)
+      yield* attempt(server, onA)
+      expect((yield* stateOf("a")).state).toBe("healthy")
       yield* attempt(server, onA)
       const a = yield* stateOf("a")
       expect(a.state).toBe("ejected")
