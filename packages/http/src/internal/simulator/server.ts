@@ -460,6 +460,8 @@ export const makeCore = (config: Simulator.Config): Core => {
         created,
         model: a.model,
         provider: PROVIDER,
+        // OpenRouter sends it (null for most providers); @openrouter/sdk's schema requires the field.
+        system_fingerprint: null,
         choices: [
           {
             index: 0,
@@ -486,6 +488,7 @@ export const makeCore = (config: Simulator.Config): Core => {
         `data: ${JSON.stringify({
           id,
           object: "chat.completion.chunk",
+          system_fingerprint: null,
           created,
           model: a.model,
           provider: PROVIDER,
@@ -506,6 +509,7 @@ export const makeCore = (config: Simulator.Config): Core => {
         `data: ${JSON.stringify({
           id,
           object: "chat.completion.chunk",
+          system_fingerprint: null,
           created,
           model: a.model,
           provider: PROVIDER,
@@ -524,6 +528,7 @@ export const makeCore = (config: Simulator.Config): Core => {
         `data: ${JSON.stringify({
           id,
           object: "chat.completion.chunk",
+          system_fingerprint: null,
           created,
           model: a.model,
           provider: PROVIDER,
