@@ -488,7 +488,6 @@ export const makeCore = (config: Simulator.Config): Core => {
         `data: ${JSON.stringify({
           id,
           object: "chat.completion.chunk",
-          system_fingerprint: null,
           created,
           model: a.model,
           provider: PROVIDER,
@@ -509,7 +508,6 @@ export const makeCore = (config: Simulator.Config): Core => {
         `data: ${JSON.stringify({
           id,
           object: "chat.completion.chunk",
-          system_fingerprint: null,
           created,
           model: a.model,
           provider: PROVIDER,
@@ -528,7 +526,6 @@ export const makeCore = (config: Simulator.Config): Core => {
         `data: ${JSON.stringify({
           id,
           object: "chat.completion.chunk",
-          system_fingerprint: null,
           created,
           model: a.model,
           provider: PROVIDER,
