@@ -1,26 +1,29 @@
 /**
- * Gateway benchmark: requests per second and added p50/p99 latency at `connections` concurrent
- * connections, in one run, against
+ * Gateway benchmark: requests per second, added p50/p99 latency and CPU per request at
+ * `connections` concurrent connections, in one run, against
  *   (a) the simulator directly,
  *   (b) a minimal raw Node pass-through proxy (node:http server + keep-alive agent, round robin
  *       over the keys): the floor for any Node gateway,
  *   (c) the or-balancer gateway.
- * Everything on 127.0.0.1; the load is generated in-process with a keep-alive `http.Agent`, bounded
- * in request count. "Added" latency is a target's percentile minus the simulator's own.
+ *
+ * The simulator, the raw proxy and the gateway each run in their own child process (this file,
+ * forked with a role); the load generator runs here, with a keep-alive `http.Agent`, bounded in
+ * request count. Each child reports `process.cpuUsage()` over IPC, so besides wall-clock figures
+ * the result holds each target's CPU µs per request: on a shared, loaded machine that is the
+ * robust comparison (throughput and latency move with the neighbours' load; CPU per request
+ * hardly does). The raw proxy and the gateway are measured in alternating rounds so both see
+ * the same machine. Everything on 127.0.0.1. "Added" latency is a target's percentile minus the
+ * simulator's own.
  *
  *   npx tsx examples/bench/gateway.ts [requests] [connections] [upstreamLatencyMs]
+ *   GATEWAY_CPU_PROF=/tmp/prof npx tsx examples/bench/gateway.ts   # --cpu-prof the gateway child
  */
-import * as Gateway from "@or-balancer/http/Gateway"
-import * as GatewayConfig from "@or-balancer/http/GatewayConfig"
-import * as Simulator from "@or-balancer/http/Simulator"
-import * as ConfigProvider from "effect/ConfigProvider"
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Redacted from "effect/Redacted"
-import * as Scope from "effect/Scope"
+import { fork, type ChildProcess } from "node:child_process"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as path from "node:path"
 import { performance } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
 
 export interface TargetResult {
   readonly name: "simulator" | "raw-proxy" | "gateway"
@@ -33,17 +36,36 @@ export interface TargetResult {
   /** This target's percentile minus the simulator's (0 for the simulator itself). */
   readonly addedP50Ms: number
   readonly addedP99Ms: number
+  /** CPU (user + system) the target's own process spent per request, in µs. */
+  readonly cpuUsPerRequest: number
+  /** CPU the simulator's process spent per request while this target was measured, in µs. */
+  readonly upstreamCpuUsPerRequest: number
 }
 
 export interface GatewayBenchResult {
   readonly requests: number
   readonly connections: number
   readonly upstreamLatencyMs: number
+  /** Alternating measurement rounds of the raw proxy and the gateway (figures are over all rounds). */
+  readonly rounds: number
   readonly targets: ReadonlyArray<TargetResult>
   /** The gateway's throughput over the raw proxy's (target ≥ 0.7). */
   readonly gatewayVsRawProxy: number
   /** Target < 1 ms. */
   readonly gatewayAddedP50Ms: number
+  readonly rawProxyCpuUsPerRequest: number
+  readonly gatewayCpuUsPerRequest: number
+  /** The raw proxy's CPU per request over the gateway's: the load-independent throughput ratio. */
+  readonly gatewayVsRawProxyCpu: number
+}
+
+export interface GatewayBenchOptions {
+  readonly requests?: number
+  readonly connections?: number
+  readonly upstreamLatencyMs?: number
+  readonly rounds?: number
+  /** Run the raw proxy and gateway children with `--cpu-prof`, into `raw-proxy/` and `gateway/` under this directory (the largest file is the main thread's). */
+  readonly cpuProfileDir?: string
 }
 
 const BODY = JSON.stringify({
@@ -53,9 +75,181 @@ const BODY = JSON.stringify({
 })
 
 const TOKEN = "bench-gateway-token"
+const LABELS = ["bench-1", "bench-2", "bench-3"]
 
 const quantile = (sorted: ReadonlyArray<number>, q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+
+// --- IPC between the parent and a target child ------------------------------------------------
+
+type ToChild = { readonly type: "cpu" } | { readonly type: "stop" }
+type FromChild =
+  | { readonly type: "ready"; readonly url: string; readonly secrets?: ReadonlyArray<string> }
+  | { readonly type: "cpu"; readonly micros: number }
+  | { readonly type: "error"; readonly message: string }
+
+interface Child {
+  readonly process: ChildProcess
+  readonly url: string
+  readonly secrets: ReadonlyArray<string>
+  /** The child's total CPU (user + system) so far, in µs. */
+  readonly cpu: () => Promise<number>
+  readonly stop: () => Promise<void>
+}
+
+const here = fileURLToPath(import.meta.url)
+
+const spawnChild = (role: string, env: Record<string, string>, execArgv: Array<string> = []) =>
+  new Promise<Child>((resolve, reject) => {
+    const child = fork(here, [], {
+      cwd: path.join(path.dirname(here), ".."),
+      execArgv: [...execArgv, "--import", "tsx"],
+      env: { ...process.env, OR_GATEWAY_BENCH_ROLE: role, ...env },
+      stdio: ["ignore", "inherit", "inherit", "ipc"]
+    })
+    // Answers come back in order: a FIFO of waiters.
+    const cpuWaiters: Array<(micros: number) => void> = []
+    child.on("message", (m: FromChild) => {
+      if (m.type === "ready") {
+        resolve({
+          process: child,
+          url: m.url,
+          secrets: m.secrets ?? [],
+          cpu: () =>
+            new Promise((r) => {
+              cpuWaiters.push(r)
+              child.send({ type: "cpu" } satisfies ToChild)
+            }),
+          stop: () =>
+            new Promise((r) => {
+              if (child.exitCode !== null) return r()
+              child.once("exit", () => r())
+              child.send({ type: "stop" } satisfies ToChild)
+            })
+        })
+      } else if (m.type === "cpu") {
+        cpuWaiters.shift()?.(m.micros)
+      } else reject(new Error(`${role}: ${m.message}`))
+    })
+    child.once("exit", (code) => reject(new Error(`${role} exited with ${code}`)))
+  })
+
+/** In a child: answer CPU queries and stop requests from the parent. */
+const serveIpc = (stop: () => Promise<void>) => {
+  process.on("message", (m: ToChild) => {
+    if (m.type === "cpu") {
+      const u = process.cpuUsage()
+      process.send!({ type: "cpu", micros: u.user + u.system } satisfies FromChild)
+    } else {
+      // Give a CPU profile (if any) the normal exit it needs to be written.
+      stop().then(
+        () => process.exit(0),
+        () => process.exit(1)
+      )
+    }
+  })
+}
+
+// --- The children -------------------------------------------------------------------------------
+
+const runSimulator = async () => {
+  const [Simulator, Effect, Scope, Exit, Redacted] = await Promise.all([
+    import("@or-balancer/http/Simulator"),
+    import("effect/Effect"),
+    import("effect/Scope"),
+    import("effect/Exit"),
+    import("effect/Redacted")
+  ])
+  const scope = Effect.runSync(Scope.make())
+  const sim = await Effect.runPromise(
+    Simulator.make({
+      seed: 1,
+      keys: LABELS.map((label, i) => ({ label, account: "bench", secret: Simulator.simulatedSecret(1, i) })),
+      latency: { kind: "fixed", ms: Number(process.env.OR_GATEWAY_BENCH_LATENCY ?? 50) }
+    }).pipe(Scope.extend(scope))
+  )
+  serveIpc(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+  process.send!({
+    type: "ready",
+    url: sim.baseUrl,
+    secrets: sim.keys.map((k) => Redacted.value(k.secret))
+  } satisfies FromChild)
+}
+
+/** The floor: node:http in, keep-alive agent out, round robin over the keys, bodies piped. */
+const runRawProxy = async () => {
+  const base = new URL(process.env.OR_GATEWAY_BENCH_UPSTREAM!)
+  const secrets = JSON.parse(process.env.OR_GATEWAY_BENCH_SECRETS!) as Array<string>
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
+  let cursor = 0
+  const server = http.createServer((req, res) => {
+    const secret = secrets[cursor++ % secrets.length]!
+    const up = http.request(
+      {
+        agent,
+        host: base.hostname,
+        port: base.port,
+        method: req.method,
+        path: `${base.pathname}/chat/completions`,
+        headers: {
+          authorization: `Bearer ${secret}`,
+          "content-type": "application/json",
+          ...(req.headers["content-length"] === undefined
+            ? {}
+            : { "content-length": req.headers["content-length"] })
+        }
+      },
+      (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+        upRes.pipe(res)
+      }
+    )
+    up.on("error", () => {
+      if (!res.headersSent) res.writeHead(502)
+      res.end()
+    })
+    req.pipe(up)
+  })
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  serveIpc(
+    () =>
+      new Promise((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      })
+  )
+  const port = (server.address() as AddressInfo).port
+  process.send!({ type: "ready", url: `http://127.0.0.1:${port}/api/v1/chat/completions` } satisfies FromChild)
+}
+
+const runGateway = async () => {
+  const [Gateway, GatewayConfig, ConfigProvider, Effect, Scope, Exit] = await Promise.all([
+    import("@or-balancer/http/Gateway"),
+    import("@or-balancer/http/GatewayConfig"),
+    import("effect/ConfigProvider"),
+    import("effect/Effect"),
+    import("effect/Scope"),
+    import("effect/Exit")
+  ])
+  const secrets = JSON.parse(process.env.OR_GATEWAY_BENCH_SECRETS!) as Array<string>
+  const env = new Map<string, string>([["BENCH_TOKEN", TOKEN]])
+  LABELS.forEach((_, i) => env.set(`BENCH_KEY_${i}`, secrets[i]!))
+  const config = await Effect.runPromise(
+    GatewayConfig.decode({
+      listen: { host: "127.0.0.1", port: 0 },
+      baseUrl: process.env.OR_GATEWAY_BENCH_UPSTREAM!,
+      tokens: ["BENCH_TOKEN"],
+      keys: LABELS.map((id, i) => ({ id, secretEnv: `BENCH_KEY_${i}` })),
+      strategy: [{ name: "round-robin" }]
+    }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
+  )
+  const scope = Effect.runSync(Scope.make())
+  const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
+  serveIpc(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+  process.send!({ type: "ready", url: `${gateway.url}/v1/chat/completions` } satisfies FromChild)
+}
+
+// --- Load --------------------------------------------------------------------------------------
 
 interface Load {
   readonly latencies: Array<number>
@@ -68,6 +262,11 @@ const load = (url: string, auth: string, requests: number, connections: number):
   new Promise((resolve) => {
     const target = new URL(url)
     const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
+    const headers: Record<string, string | number> = {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(BODY)
+    }
+    if (auth !== "") headers.authorization = auth
     const latencies: Array<number> = []
     let errors = 0
     let started = 0
@@ -78,18 +277,7 @@ const load = (url: string, auth: string, requests: number, connections: number):
       started++
       const t = performance.now()
       const req = http.request(
-        {
-          agent,
-          host: target.hostname,
-          port: target.port,
-          path: target.pathname,
-          method: "POST",
-          headers: {
-            authorization: auth,
-            "content-type": "application/json",
-            "content-length": Buffer.byteLength(BODY)
-          }
-        },
+        { agent, host: target.hostname, port: target.port, path: target.pathname, method: "POST", headers },
         (res) => {
           res.on("data", () => undefined)
           res.on("end", () => {
@@ -115,142 +303,132 @@ const load = (url: string, auth: string, requests: number, connections: number):
     for (let i = 0; i < connections; i++) one()
   })
 
-/** The floor: node:http in, keep-alive agent out, round robin over the keys, bodies piped. */
-const rawProxy = (upstream: string, secrets: ReadonlyArray<string>): Promise<http.Server> =>
-  new Promise((resolve) => {
-    const base = new URL(upstream)
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
-    let cursor = 0
-    const server = http.createServer((req, res) => {
-      const secret = secrets[cursor++ % secrets.length]!
-      const up = http.request(
-        {
-          agent,
-          host: base.hostname,
-          port: base.port,
-          method: req.method,
-          path: `${base.pathname}/chat/completions`,
-          headers: {
-            authorization: `Bearer ${secret}`,
-            "content-type": "application/json",
-            ...(req.headers["content-length"] === undefined
-              ? {}
-              : { "content-length": req.headers["content-length"] })
-          }
-        },
-        (upRes) => {
-          res.writeHead(upRes.statusCode ?? 502, upRes.headers)
-          upRes.pipe(res)
-        }
-      )
-      up.on("error", () => {
-        if (!res.headersSent) res.writeHead(502)
-        res.end()
-      })
-      req.pipe(up)
-    })
-    server.listen(0, "127.0.0.1", () => resolve(server))
-  })
+interface Tally {
+  latencies: Array<number>
+  requests: number
+  errors: number
+  seconds: number
+  cpu: number
+  upstreamCpu: number
+}
 
-const measure = async (
-  name: TargetResult["name"],
-  url: string,
+const tally = (): Tally => ({ latencies: [], requests: 0, errors: 0, seconds: 0, cpu: 0, upstreamCpu: 0 })
+
+/** One measured run against `target`, counting its own and the simulator's CPU over the run. */
+const measureInto = async (
+  t: Tally,
+  target: Child,
+  sim: Child,
   auth: string,
   requests: number,
   connections: number
-): Promise<Omit<TargetResult, "addedP50Ms" | "addedP99Ms">> => {
-  // Warm-up: connections, JIT.
-  await load(url, auth, Math.min(requests, Math.max(connections * 4, 200)), connections)
-  const r = await load(url, auth, requests, connections)
-  const sorted = r.latencies.sort((a, b) => a - b)
+) => {
+  const [c0, s0] = await Promise.all([target.cpu(), sim.cpu()])
+  const r = await load(target.url, auth, requests, connections)
+  const [c1, s1] = await Promise.all([target.cpu(), sim.cpu()])
+  t.latencies.push(...r.latencies)
+  t.requests += requests
+  t.errors += r.errors
+  t.seconds += r.seconds
+  t.cpu += c1 - c0
+  t.upstreamCpu += s1 - s0
+}
+
+const summarize = (name: TargetResult["name"], t: Tally) => {
+  const sorted = t.latencies.sort((a, b) => a - b)
   return {
     name,
-    requests,
-    errors: r.errors,
-    seconds: r.seconds,
-    rps: requests / r.seconds,
+    requests: t.requests,
+    errors: t.errors,
+    seconds: t.seconds,
+    rps: t.requests / t.seconds,
     p50Ms: quantile(sorted, 0.5),
-    p99Ms: quantile(sorted, 0.99)
+    p99Ms: quantile(sorted, 0.99),
+    cpuUsPerRequest: t.cpu / t.requests,
+    upstreamCpuUsPerRequest: t.upstreamCpu / t.requests
   }
 }
 
-export const runGatewayBench = async (
-  options: { requests?: number; connections?: number; upstreamLatencyMs?: number } = {}
-): Promise<GatewayBenchResult> => {
+export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promise<GatewayBenchResult> => {
   const requests = options.requests ?? 5000
   const connections = options.connections ?? 50
   const upstreamLatencyMs = options.upstreamLatencyMs ?? 50
-  const scope = Effect.runSync(Scope.make())
-  let proxy: http.Server | undefined
+  const rounds = Math.max(1, options.rounds ?? 2)
+  const cpuProfileDir = options.cpuProfileDir ?? process.env.GATEWAY_CPU_PROF
+  const children: Array<Child> = []
   try {
-    const labels = ["bench-1", "bench-2", "bench-3"]
-    const sim = await Effect.runPromise(
-      Simulator.make({
-        seed: 1,
-        keys: labels.map((label, i) => ({
-          label,
-          account: "bench",
-          secret: Simulator.simulatedSecret(1, i)
-        })),
-        latency: { kind: "fixed", ms: upstreamLatencyMs }
-      }).pipe(Scope.extend(scope))
-    )
-    const secrets = sim.keys.map((k) => Redacted.value(k.secret))
-    const env = new Map<string, string>([["BENCH_TOKEN", TOKEN]])
-    labels.forEach((_, i) => env.set(`BENCH_KEY_${i}`, secrets[i]!))
-    const config = await Effect.runPromise(
-      GatewayConfig.decode({
-        listen: { host: "127.0.0.1", port: 0 },
-        baseUrl: sim.baseUrl,
-        tokens: ["BENCH_TOKEN"],
-        keys: labels.map((id, i) => ({ id, secretEnv: `BENCH_KEY_${i}` })),
-        strategy: [{ name: "round-robin" }]
-      }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
-    )
-    const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
-    proxy = await rawProxy(sim.baseUrl, secrets)
-    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/api/v1/chat/completions`
+    const sim = await spawnChild("simulator", { OR_GATEWAY_BENCH_LATENCY: String(upstreamLatencyMs) })
+    children.push(sim)
+    const upstream = { OR_GATEWAY_BENCH_UPSTREAM: sim.url, OR_GATEWAY_BENCH_SECRETS: JSON.stringify(sim.secrets) }
+    const prof = (name: string) =>
+      cpuProfileDir === undefined
+        ? []
+        : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, name)}`]
+    const [raw, gateway] = await Promise.all([
+      spawnChild("raw-proxy", upstream, prof("raw-proxy")),
+      spawnChild("gateway", upstream, prof("gateway"))
+    ])
+    children.push(raw, gateway)
+    const directUrl = `${sim.url}/chat/completions`
+    const directAuth = `Bearer ${sim.secrets[0]}`
+    const simChild: Child = { ...sim, url: directUrl }
+    const gwAuth = `Bearer ${TOKEN}`
+    // Warm-up: connections, JIT.
+    const warm = Math.min(requests, Math.max(connections * 4, 500))
+    await load(directUrl, directAuth, warm, connections)
+    await load(raw.url, "", warm, connections)
+    await load(gateway.url, gwAuth, warm, connections)
 
-    const direct = await measure(
-      "simulator",
-      `${sim.baseUrl}/chat/completions`,
-      `Bearer ${secrets[0]}`,
-      requests,
-      connections
-    )
-    const raw = await measure("raw-proxy", proxyUrl, "", requests, connections)
-    const gw = await measure(
-      "gateway",
-      `${gateway.url}/v1/chat/completions`,
-      `Bearer ${TOKEN}`,
-      requests,
-      connections
-    )
-    const added = (t: typeof direct): TargetResult => ({
+    const direct = tally()
+    const rawT = tally()
+    const gwT = tally()
+    const per = Math.ceil(requests / rounds)
+    await measureInto(direct, simChild, sim, directAuth, requests, connections)
+    for (let i = 0; i < rounds; i++) {
+      // Alternate the order so neither target always runs right after the other.
+      if (i % 2 === 0) {
+        await measureInto(rawT, raw, sim, "", per, connections)
+        await measureInto(gwT, gateway, sim, gwAuth, per, connections)
+      } else {
+        await measureInto(gwT, gateway, sim, gwAuth, per, connections)
+        await measureInto(rawT, raw, sim, "", per, connections)
+      }
+    }
+    const d = summarize("simulator", direct)
+    const r = summarize("raw-proxy", rawT)
+    const g = summarize("gateway", gwT)
+    const added = (t: typeof d): TargetResult => ({
       ...t,
-      addedP50Ms: t.name === "simulator" ? 0 : t.p50Ms - direct.p50Ms,
-      addedP99Ms: t.name === "simulator" ? 0 : t.p99Ms - direct.p99Ms
+      addedP50Ms: t.name === "simulator" ? 0 : t.p50Ms - d.p50Ms,
+      addedP99Ms: t.name === "simulator" ? 0 : t.p99Ms - d.p99Ms
     })
-    const targets = [added(direct), added(raw), added(gw)]
     return {
       requests,
       connections,
       upstreamLatencyMs,
-      targets,
-      gatewayVsRawProxy: gw.rps / raw.rps,
-      gatewayAddedP50Ms: gw.p50Ms - direct.p50Ms
+      rounds,
+      targets: [added(d), added(r), added(g)],
+      gatewayVsRawProxy: g.rps / r.rps,
+      gatewayAddedP50Ms: g.p50Ms - d.p50Ms,
+      rawProxyCpuUsPerRequest: r.cpuUsPerRequest,
+      gatewayCpuUsPerRequest: g.cpuUsPerRequest,
+      gatewayVsRawProxyCpu: r.cpuUsPerRequest / g.cpuUsPerRequest
     }
   } finally {
-    if (proxy !== undefined) {
-      proxy.closeAllConnections()
-      proxy.close()
-    }
-    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await Promise.all(children.map((c) => c.stop()))
   }
 }
 
-const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, "/"))
-if (isMain) {
+const role = process.env.OR_GATEWAY_BENCH_ROLE
+if (role !== undefined) {
+  const start = role === "simulator" ? runSimulator : role === "raw-proxy" ? runRawProxy : runGateway
+  if (process.env.GATEWAY_BENCH_VERBOSE !== undefined) console.error(`[bench] ${role}: pid ${process.pid}`)
+  start().catch((e: unknown) => {
+    console.error(e)
+    process.send?.({ type: "error", message: e instanceof Error ? e.message : String(e) } satisfies FromChild)
+    process.exit(1)
+  })
+} else if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === here) {
   const [requests, connections, latency] = process.argv.slice(2).map(Number)
   runGatewayBench({
     ...(requests ? { requests } : {}),
@@ -259,15 +437,15 @@ if (isMain) {
   }).then(
     (r) => {
       console.log(
-        `gateway bench: ${r.requests} requests, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms`
+        `gateway bench: ${r.requests} requests, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} rounds, each target in its own process`
       )
       for (const t of r.targets) {
         console.log(
-          `  ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms  added p99 ${t.addedP99Ms.toFixed(2)} ms  errors ${t.errors}`
+          `  ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms  added p99 ${t.addedP99Ms.toFixed(2)} ms  cpu ${t.cpuUsPerRequest.toFixed(0)} µs/req (simulator ${t.upstreamCpuUsPerRequest.toFixed(0)})  errors ${t.errors}`
         )
       }
       console.log(
-        `  gateway / raw proxy throughput: ${r.gatewayVsRawProxy.toFixed(2)}; gateway added p50 ${r.gatewayAddedP50Ms.toFixed(2)} ms`
+        `  gateway / raw proxy: throughput ${r.gatewayVsRawProxy.toFixed(2)}, by CPU per request ${r.gatewayVsRawProxyCpu.toFixed(2)}; gateway added p50 ${r.gatewayAddedP50Ms.toFixed(2)} ms`
       )
     },
     (e) => {
