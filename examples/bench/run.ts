@@ -2,7 +2,8 @@
  * `pnpm bench`: selection cost, goodput under trouble, memory, and the gateway (when
  * `bench/gateway.ts` exists). Writes `bench/results.json` and `bench/results.md`.
  *
- * Options: `--quick` (smaller counts, for a smoke run).
+ * Options: `--quick` (smaller counts, for a smoke run); `--only=<section>[,<section>]` (selection,
+ * goodput, memory, gateway) reruns those sections and keeps the others from the last results.json.
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -16,6 +17,12 @@ import * as Selection from "./selection.js"
 const here = path.dirname(fileURLToPath(import.meta.url))
 const quick = process.argv.includes("--quick")
 const log = (s: string) => console.log(`[bench] ${s}`)
+const onlyArg = process.argv.find((a) => a.startsWith("--only="))
+const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice("--only=".length).split(","))
+const want = (section: string) => only === undefined || only.has(section)
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const previous: any =
+  only === undefined ? undefined : JSON.parse(fs.readFileSync(path.join(here, "results.json"), "utf8"))
 
 const machine = {
   cpu: os.cpus()[0]?.model ?? "unknown",
@@ -32,33 +39,35 @@ log(
 )
 
 log("1/4 selection cost")
-const selection = await Selection.run({ budgetMs: quick ? 200 : 800 })
+const selection: ReadonlyArray<Selection.Row> = want("selection")
+  ? await Selection.run({ budgetMs: quick ? 200 : 800 })
+  : previous.selection
 
 log("2/4 goodput under trouble")
-const goodput = await Goodput.run(quick ? { requests: 1000 } : {})
+const goodput: Awaited<ReturnType<typeof Goodput.run>> = want("goodput")
+  ? await Goodput.run(quick ? { requests: 1000 } : {})
+  : previous.goodput
 
 log("3/4 memory (child process with --expose-gc)")
-const large = quick ? 100_000 : 1_000_000
-const child = spawnSync(
-  process.execPath,
-  ["--expose-gc", "--import", "tsx", path.join(here, "memory.ts"), String(large)],
-  {
-    encoding: "utf8",
-    cwd: path.join(here, ".."),
-    maxBuffer: 1 << 20
+const measureMemory = (): Memory.Result | { error: string } => {
+  const large = quick ? 100_000 : 1_000_000
+  const child = spawnSync(
+    process.execPath,
+    ["--expose-gc", "--import", "tsx", path.join(here, "memory.ts"), String(large)],
+    { encoding: "utf8", cwd: path.join(here, ".."), maxBuffer: 1 << 20 }
+  )
+  const line = child.stdout.trim().split("\n").pop() ?? ""
+  try {
+    return JSON.parse(line) as Memory.Result
+  } catch {
+    return { error: (child.stderr || line || "no output").slice(0, 500) }
   }
-)
-const memoryLine = child.stdout.trim().split("\n").pop() ?? ""
-let memory: Memory.Result | { error: string }
-try {
-  memory = JSON.parse(memoryLine) as Memory.Result
-} catch {
-  memory = { error: (child.stderr || memoryLine || "no output").slice(0, 500) }
 }
+const memory: Memory.Result | { error: string } = want("memory") ? measureMemory() : previous.memory
 
 log("4/4 gateway")
-let gateway: unknown = { skipped: "bench/gateway.ts not present" }
-if (fs.existsSync(path.join(here, "gateway.ts"))) {
+let gateway: unknown = want("gateway") ? { skipped: "bench/gateway.ts not present" } : previous.gateway
+if (want("gateway") && fs.existsSync(path.join(here, "gateway.ts"))) {
   try {
     const mod = (await import("./gateway.js")) as {
       runGatewayBench: (o?: { requests?: number }) => Promise<unknown>
@@ -85,7 +94,16 @@ const targets = {
   wastedAtLeast5xFewer: goodput.wastedRatio >= 5,
   memoryUnder10Percent: "growthPercent" in memory && memory.growthPercent < 10
 }
-const results = { machine, quick, selection, goodput, memory, gateway, targets }
+const results = {
+  machine,
+  quick,
+  rerun: only === undefined ? undefined : [...only],
+  selection,
+  goodput,
+  memory,
+  gateway,
+  targets
+}
 fs.writeFileSync(path.join(here, "results.json"), JSON.stringify(results, null, 2) + "\n")
 
 const f = (n: number, d = 0) =>
@@ -93,7 +111,7 @@ const f = (n: number, d = 0) =>
 const md: Array<string> = []
 md.push("# Benchmark results", "")
 md.push(
-  `Machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.platform}. Run ${machine.date}${quick ? " (quick)" : ""}, load average ${machine.loadAverage} at the start.`,
+  `Machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.platform}. Run ${machine.date}${quick ? " (quick)" : ""}, load average ${machine.loadAverage} at the start.${only === undefined ? "" : ` Sections rerun in this run: ${[...only].join(", ")}; the others are from the previous full run.`}`,
   ""
 )
 md.push("## 1. Selection cost (select-and-report, no network)", "")
@@ -165,12 +183,12 @@ if (gw.targets !== undefined) {
     ""
   )
   md.push(
-    "| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |",
-    "|---|---:|---:|---:|---:|---:|---:|"
+    "| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU µs/request | errors |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|"
   )
   for (const t of gw.targets) {
     md.push(
-      `| ${t.name} | ${f(Number(t.rps))} | ${f(Number(t.p50Ms), 2)} | ${f(Number(t.p99Ms), 2)} | ${f(Number(t.addedP50Ms), 2)} | ${f(Number(t.addedP99Ms), 2)} | ${t.errors} |`
+      `| ${t.name} | ${f(Number(t.rps))} | ${f(Number(t.p50Ms), 2)} | ${f(Number(t.p99Ms), 2)} | ${f(Number(t.addedP50Ms), 2)} | ${f(Number(t.addedP99Ms), 2)} | ${t.cpuUsPerRequest === undefined ? "" : f(Number(t.cpuUsPerRequest))} | ${t.errors} |`
     )
   }
   md.push(
