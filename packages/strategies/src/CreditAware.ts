@@ -19,7 +19,8 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
-import { creditsOf, settleReport } from "./internal/credit.js"
+import type * as Scope from "effect/Scope"
+import { creditGate, settleReport } from "./internal/credit.js"
 import { noKey } from "./internal/common.js"
 
 /**
@@ -43,44 +44,56 @@ export const make = (
     const ledger = yield* CreditLedger.CreditLedger
     const estimate = options.estimate ?? 0.01
 
-    // Tries the best key first; a lost race for the last credit moves on to the next best.
+    const NOOP = () => Effect.void
+    const leaseOf = (key: Key.Key, r: CreditLedger.Reservation) =>
+      KeySelector.lease(key, settleReport(ledger, key, r, estimate, NOOP))
+
+    // After losing the race for the best key's last credit: the others, best first.
     const attempt = (
       request: KeySelector.SelectRequest,
       keys: ReadonlyArray<Key.Key>,
       ranked: ReadonlyArray<Key.Key>,
       i: number
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, import("effect/Scope").Scope> => {
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> => {
       if (i >= ranked.length) return noKey(request, keys)
       const key = ranked[i]!
       return Effect.flatMap(ledger.tryReserve(key, estimate), (r) =>
-        r === undefined
-          ? attempt(request, keys, ranked, i + 1)
-          : Effect.succeed(
-              KeySelector.lease(
-                key,
-                settleReport(ledger, key, r, estimate, () => Effect.void)
-              )
-            )
+        r === undefined ? attempt(request, keys, ranked, i + 1) : Effect.succeed(leaseOf(key, r))
       )
     }
 
     return KeySelector.make((request) =>
       Effect.flatMap(pool.get, (keys) =>
-        Effect.flatMap(creditsOf(ledger, request, keys), (credits) => {
-          const gate: KeySelector.Gate = (k) => {
-            const c = credits.get(k.id)
-            if (c === undefined) return { reason: "credit", until: undefined }
-            if (c.available !== null && c.available < estimate)
-              return { reason: "credit", until: c.refreshAt }
-            return undefined
+        Effect.flatMap(
+          ledger.balances(keys, (k) => KeySelector.isCandidate(request, k)),
+          (balances) => {
+            // The best key in one pass; ties go to the first in pool order.
+            let best: Key.Key | undefined
+            let bestValue = -Infinity
+            for (const k of keys) {
+              if (!KeySelector.isCandidate(request, k)) continue
+              const a = balances.available(k)
+              if (a === undefined || (a !== null && a < estimate)) continue
+              const v = a ?? Infinity
+              if (v > bestValue) {
+                best = k
+                bestValue = v
+              }
+            }
+            const narrowed = () => KeySelector.withGate(request, creditGate(balances, estimate))
+            if (best === undefined) return noKey(narrowed(), keys)
+            const first = best
+            return Effect.flatMap(ledger.tryReserve(first, estimate), (r) => {
+              if (r !== undefined) return Effect.succeed(leaseOf(first, r))
+              const gated = narrowed()
+              const value = (k: Key.Key) => balances.available(k) ?? Infinity
+              const ranked = KeySelector.candidates(gated, keys)
+                .filter((k) => k !== first)
+                .sort((x, y) => value(y) - value(x))
+              return attempt(gated, keys, ranked, 0)
+            })
           }
-          const narrowed = KeySelector.withGate(request, gate)
-          const value = (k: Key.Key) => credits.get(k.id)?.available ?? Infinity
-          const ranked = KeySelector.candidates(narrowed, keys)
-            .slice()
-            .sort((a, b) => value(b) - value(a))
-          return ranked.length === 0 ? noKey(narrowed, keys) : attempt(narrowed, keys, ranked, 0)
-        })
+        )
       )
     )
   })

@@ -6,7 +6,8 @@
  * status page.
  *
  * The ledger itself (remaining, spent, reserved) lives in the `StateStore` (namespace
- * `or-balancer/credit`); the lookup cache is per process.
+ * `or-balancer/credit`, id `ledger`: one record of every key's entry, so a selection reads it
+ * once); the lookup cache is per process.
  *
  * @since 0.1.0
  */
@@ -21,7 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { ns } from "./internal/common.js"
+import { ns, onRelease } from "./internal/common.js"
 
 /**
  * One key's ledger entry, as stored.
@@ -68,12 +69,34 @@ export interface Reservation {
 }
 
 /**
+ * Live balances of a set of keys, read once for one selection (see `Service.balances`).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Balances {
+  /** USD available (remaining − spent − reserved); null = unlimited; undefined = never looked up successfully. */
+  readonly available: (key: Key.Key) => number | null | undefined
+  /** When the key's cached lookup expires (epoch ms), 0 if unknown. */
+  readonly refreshAt: (key: Key.Key) => number
+}
+
+/**
  * @since 0.1.0
  * @category Models
  */
 export interface Service {
   /** The key's live credit; `undefined` when it was never looked up successfully. */
   readonly credit: (key: Key.Key) => Effect.Effect<Credit | undefined>
+  /**
+   * The live credit of every key `include` admits, for one selection: stale lookups are
+   * refreshed first (through the same single-flight cache as `credit`), then the ledger is read
+   * once. Cheaper than `credit` per key.
+   */
+  readonly balances: (
+    keys: ReadonlyArray<Key.Key>,
+    include: (key: Key.Key) => boolean
+  ) => Effect.Effect<Balances>
   /** Reserves `amount` if at least that much is available (unlimited always is); atomically. */
   readonly tryReserve: (
     key: Key.Key,
@@ -121,6 +144,11 @@ const empty = (id: string): Entry => ({
   error: undefined
 })
 
+/** Every key's entry, by id: one store entry, so one read serves a whole selection. */
+type Ledger = { [id: string]: Entry | undefined }
+
+const LEDGER = "ledger"
+
 /**
  * @since 0.1.0
  * @category Constructors
@@ -135,38 +163,52 @@ export const make = (
     const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
     // When each key's cached answer expires, for `refreshAt` hints.
     const expiry = new Map<string, number>()
+    // Until when the cache surely holds an answer for this key (it counts its TTL from the end of
+    // the lookup, this from the start): selections skip the cache until then. Per key object, as
+    // the cache is.
+    const fresh = new WeakMap<Key.Key, number>()
+
+    // Replaces one key's entry (`undefined`: leave it as it is). The record is plain data,
+    // changed in place, so a shared store can still serialise it.
+    const update = <B>(id: string, f: (current: Entry | undefined) => readonly [B, Entry | undefined]) =>
+      store.modify<Ledger, B>(ns.credit, LEDGER, (current) => {
+        const ledger: Ledger = current ?? Object.create(null)
+        const [b, next] = f(ledger[id])
+        if (next !== undefined) ledger[id] = next
+        return [b, ledger]
+      })
 
     const fetch = (key: Key.Key) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         lookup.lookup(key).pipe(
           Effect.tapBoth({
             onSuccess: (info) =>
-              Effect.sync(() => expiry.set(key.id, now + ttl)).pipe(
-                Effect.zipRight(
-                  store.modify<Entry, void>(ns.credit, key.id, (cur) => [
-                    undefined,
-                    {
-                      id: key.id,
-                      limit: info.limit,
-                      remaining: info.limitRemaining,
-                      spent: 0,
-                      reserved: cur?.reserved ?? 0,
-                      lookedUpAt: now,
-                      error: undefined
-                    }
-                  ])
-                )
-              ),
+              Effect.suspend(() => {
+                expiry.set(key.id, now + ttl)
+                fresh.set(key, now + ttl)
+                return update<void>(key.id, (cur) => [
+                  undefined,
+                  {
+                    id: key.id,
+                    limit: info.limit,
+                    remaining: info.limitRemaining,
+                    spent: 0,
+                    reserved: cur?.reserved ?? 0,
+                    lookedUpAt: now,
+                    error: undefined
+                  }
+                ])
+              }),
             onFailure: (error) =>
-              Effect.sync(() => expiry.set(key.id, now + failureTtl)).pipe(
-                Effect.zipRight(
-                  store.modify<Entry, void>(ns.credit, key.id, (cur) => [
-                    undefined,
-                    // A failed lookup keeps the last known balance; it is not "balance 0".
-                    { ...(cur ?? { ...empty(key.id), remaining: null }), error: error._tag }
-                  ])
-                )
-              )
+              Effect.suspend(() => {
+                expiry.set(key.id, now + failureTtl)
+                fresh.set(key, now + failureTtl)
+                return update<void>(key.id, (cur) => [
+                  undefined,
+                  // A failed lookup keeps the last known balance; it is not "balance 0".
+                  { ...(cur ?? { ...empty(key.id), remaining: null }), error: error._tag }
+                ])
+              })
           })
         )
       )
@@ -177,24 +219,51 @@ export const make = (
       timeToLive: Exit.match({ onFailure: () => failureTtl, onSuccess: () => ttl })
     })
 
+    const ledger = store.get<Ledger>(ns.credit, LEDGER)
+    const liveOf = (e: Entry | undefined) =>
+      e === undefined || e.lookedUpAt === undefined ? undefined : availableOf(e)
+
     const credit: Service["credit"] = (key) =>
       cache.get(key).pipe(
         Effect.ignore,
-        Effect.zipRight(store.get<Entry>(ns.credit, key.id)),
-        Effect.map((e) =>
-          e === undefined || e.lookedUpAt === undefined
+        Effect.zipRight(ledger),
+        Effect.map((l) => {
+          const e = l?.[key.id]
+          return e === undefined || e.lookedUpAt === undefined
             ? undefined
             : { available: availableOf(e), refreshAt: expiry.get(key.id) ?? 0 }
-        )
+        })
       )
 
+    const refreshAt = (key: Key.Key) => expiry.get(key.id) ?? 0
+    const read = Effect.map(ledger, (l): Balances => ({
+      available: l === undefined ? () => undefined : (key) => liveOf(l[key.id]),
+      refreshAt
+    }))
+
+    const balances: Service["balances"] = (keys, include) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        let stale: Array<Key.Key> | undefined
+        for (const k of keys) {
+          if (!include(k)) continue
+          const until = fresh.get(k)
+          if (until === undefined || now >= until) (stale ??= []).push(k)
+        }
+        if (stale === undefined) return read
+        // One at a time, as `credit` per key did; the cache makes concurrent selections share a lookup.
+        return Effect.zipRight(
+          Effect.forEach(stale, (k) => Effect.ignore(cache.get(k)), { discard: true }),
+          read
+        )
+      })
+
     const release = (key: Key.Key, amount: number, cost: number | undefined) =>
-      store.modify<Entry, void>(ns.credit, key.id, (cur) => {
+      update<void>(key.id, (cur) => {
         const e = cur ?? empty(key.id)
         return [undefined, { ...e, reserved: Math.max(0, e.reserved - amount), spent: e.spent + (cost ?? 0) }]
       })
 
-    const holding = (key: Key.Key, amount: number) => {
+    const hold = (key: Key.Key, amount: number) => {
       let open = true
       const reservation: Reservation = {
         settle: (cost) =>
@@ -204,31 +273,21 @@ export const make = (
             return release(key, amount, cost)
           })
       }
-      return {
-        reservation,
-        close: Effect.suspend(() => {
-          if (!open) return Effect.void
-          open = false
-          return release(key, amount, undefined)
-        })
-      }
-    }
-
-    const hold = (key: Key.Key, amount: number) => {
-      const h = holding(key, amount)
-      return Effect.as(
-        Effect.addFinalizer(() => h.close),
-        h.reservation
-      )
+      const close = Effect.suspend(() => {
+        if (!open) return Effect.void
+        open = false
+        return release(key, amount, undefined)
+      })
+      return Effect.as(onRelease(close), reservation)
     }
 
     const tryReserve: Service["tryReserve"] = (key, amount) =>
       Effect.uninterruptible(
         Effect.flatMap(
-          store.modify<Entry, boolean>(ns.credit, key.id, (cur) => {
+          update<boolean>(key.id, (cur) => {
             const e = cur ?? empty(key.id)
             const a = availableOf(e)
-            if (a !== null && a < amount) return [false, cur]
+            if (a !== null && a < amount) return [false, undefined]
             return [true, { ...e, reserved: e.reserved + amount }]
           }),
           (ok) => (ok ? hold(key, amount) : Effect.succeed(undefined))
@@ -237,26 +296,37 @@ export const make = (
 
     const reserve: Service["reserve"] = (key, amount) =>
       Effect.uninterruptible(
-        store
-          .modify<Entry, void>(ns.credit, key.id, (cur) => {
+        Effect.zipRight(
+          update<void>(key.id, (cur) => {
             const e = cur ?? empty(key.id)
             return [undefined, { ...e, reserved: e.reserved + amount }]
-          })
-          .pipe(Effect.zipRight(hold(key, amount)))
+          }),
+          hold(key, amount)
+        )
       )
 
     return CreditLedger.of({
       credit,
+      balances,
       tryReserve,
       reserve,
       exhaust: (key) =>
-        store.modify<Entry, void>(ns.credit, key.id, (cur) => {
+        update<void>(key.id, (cur) => {
           const e = cur ?? empty(key.id)
           return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
         }),
-      refresh: (key) => cache.invalidate(key),
-      snapshot: Effect.map(store.entries<Entry>(ns.credit), (es) =>
-        es.map(([, e]) => ({ ...e, available: availableOf(e) }))
+      refresh: (key) =>
+        Effect.zipRight(
+          cache.invalidate(key),
+          Effect.sync(() => fresh.delete(key))
+        ),
+      snapshot: Effect.map(ledger, (l) =>
+        l === undefined
+          ? []
+          : Object.keys(l).flatMap((id) => {
+              const e = l[id]
+              return e === undefined ? [] : [{ ...e, available: availableOf(e) }]
+            })
       )
     })
   })

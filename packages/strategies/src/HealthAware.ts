@@ -33,7 +33,8 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
-import { ns } from "./internal/common.js"
+import type * as Scope from "effect/Scope"
+import { acquireRelease, ns } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -92,6 +93,8 @@ export interface Status {
   /** More than the panic threshold is out: health is being ignored. */
   readonly panic: boolean
 }
+
+const NONE: ReadonlyMap<string, Record> = new Map()
 
 const isOut = (r: Record | undefined, now: number) => r?.until !== undefined && r.until > now
 const isHalfOpen = (r: Record | undefined, now: number) => r?.until !== undefined && r.until <= now
@@ -166,8 +169,11 @@ export const make = (
     }
 
     const record = (key: Key.Key, error: UpstreamError.UpstreamError | undefined): Effect.Effect<void> =>
+      // A success needs no clock: it clears the record.
+      error === undefined ? store.set(ns.health, key.id, undefined) : recordFailure(key, error)
+
+    const recordFailure = (key: Key.Key, error: UpstreamError.UpstreamError): Effect.Effect<void> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        if (error === undefined) return store.set(ns.health, key.id, undefined)
         if (!UpstreamError.countsAgainstKey(error)) {
           // Not the key's fault: a half-open trial simply ends, the key stays half-open.
           return store.modify<Record, void>(ns.health, key.id, (r) => [
@@ -214,7 +220,7 @@ export const make = (
       })
 
     // Free probes for keys whose cooldown ended: one per key at a time, before any paid request.
-    const probe = (keys: ReadonlyArray<Key.Key>, records: Map<string, Record>, now: number) => {
+    const probe = (keys: ReadonlyArray<Key.Key>, records: ReadonlyMap<string, Record>, now: number) => {
       if (Option.isNone(lookup)) return Effect.void
       const due = keys.filter((k) => {
         const r = records.get(k.id)
@@ -240,35 +246,51 @@ export const make = (
       )
     }
 
-    return KeySelector.make((request) =>
-      Effect.gen(function* () {
-        const keys = yield* pool.get
-        let now = yield* Clock.currentTimeMillis
-        let records = new Map(yield* store.entries<Record>(ns.health))
-        if (!trial && records.size > 0) {
-          yield* probe(keys, records, now)
-          records = new Map(yield* store.entries<Record>(ns.health))
-          now = yield* Clock.currentTimeMillis
+    const records = Effect.map(store.entries<Record>(ns.health), (es) =>
+      es.length === 0 ? NONE : new Map(es)
+    )
+
+    const wrap = (lease: KeySelector.Lease): KeySelector.Lease => {
+      const key = lease.key
+      let reported = false
+      return KeySelector.lease(key, (outcome) =>
+        Effect.suspend(() => {
+          if (reported) return Effect.void
+          reported = true
+          return Effect.zipRight(
+            record(key, outcome._tag === "Success" ? undefined : outcome.error),
+            lease.report(outcome)
+          )
+        })
+      )
+    }
+
+    const choose = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      records: ReadonlyMap<string, Record>,
+      now: number
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> => {
+      let narrowed = request
+      if (records.size > 0) {
+        let out = 0
+        for (const k of keys) if (isOut(records.get(k.id), now)) out++
+        const panic = out / keys.length > panicThreshold
+        if (!panic) {
+          narrowed = KeySelector.withGate(request, (k) => {
+            const r = records.get(k.id)
+            if (r === undefined || r.until === undefined) return undefined
+            if (r.until > now) return { reason: "unhealthy", until: r.until }
+            // Half-open: with trials, one request at a time; with probes, not before the probe says so.
+            return trial && r.testing !== true ? undefined : { reason: "unhealthy" }
+          })
         }
-        let narrowed = request
-        if (records.size > 0) {
-          let out = 0
-          for (const k of keys) if (isOut(records.get(k.id), now)) out++
-          const panic = out / keys.length > panicThreshold
-          if (!panic) {
-            narrowed = KeySelector.withGate(request, (k) => {
-              const r = records.get(k.id)
-              if (r === undefined || r.until === undefined) return undefined
-              if (r.until > now) return { reason: "unhealthy", until: r.until }
-              // Half-open: with trials, one request at a time; with probes, not before the probe says so.
-              return trial && r.testing !== true ? undefined : { reason: "unhealthy" }
-            })
-          }
-        }
-        const lease = yield* inner.select(narrowed)
+      }
+      return Effect.flatMap(inner.select(narrowed), (lease) => {
         const key = lease.key
-        if (trial && isHalfOpen(records.get(key.id), now)) {
-          yield* Effect.acquireRelease(
+        if (!(trial && isHalfOpen(records.get(key.id), now))) return Effect.succeed(wrap(lease))
+        return Effect.as(
+          acquireRelease(
             store.modify<Record, void>(ns.health, key.id, (r) => [undefined, r && { ...r, testing: true }]),
             // A trial that ends without a report (interrupted) frees the slot for the next one.
             () =>
@@ -276,20 +298,27 @@ export const make = (
                 undefined,
                 r && r.testing === true ? { ...r, testing: false } : r
               ])
-          )
-        }
-        let reported = false
-        return KeySelector.lease(key, (outcome) =>
-          Effect.suspend(() => {
-            if (reported) return Effect.void
-            reported = true
-            return Effect.zipRight(
-              record(key, outcome._tag === "Success" ? undefined : outcome.error),
-              lease.report(outcome)
-            )
-          })
+          ),
+          wrap(lease)
         )
       })
+    }
+
+    return KeySelector.make((request) =>
+      Effect.flatMap(pool.get, (keys) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.flatMap(records, (current) =>
+            trial || current.size === 0
+              ? choose(request, keys, current, now)
+              : Effect.zipRight(
+                  probe(keys, current, now),
+                  Effect.flatMap(records, (after) =>
+                    Effect.flatMap(Clock.currentTimeMillis, (later) => choose(request, keys, after, later))
+                  )
+                )
+          )
+        )
+      )
     )
   })
 

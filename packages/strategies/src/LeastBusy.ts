@@ -16,7 +16,7 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EffectRandom from "effect/Random"
-import { noKey, ns, plainLease } from "./internal/common.js"
+import { acquireRelease, noKey, ns, plainLease } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -28,11 +28,10 @@ export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool | S
     const store = yield* StateStore.StateStore
     const hold = (key: Key.Key) =>
       Effect.as(
-        Effect.acquireRelease(store.add(ns.inFlight, key.id, 1), () => store.add(ns.inFlight, key.id, -1)),
+        acquireRelease(store.add(ns.inFlight, key.id, 1), () => store.add(ns.inFlight, key.id, -1)),
         plainLease(key)
       )
-    const load = (key: Key.Key) =>
-      Effect.map(store.get<number>(ns.inFlight, key.id), (n) => ((n ?? 0) + 1) / key.weight)
+    const load = (n: number | undefined, key: Key.Key) => ((n ?? 0) + 1) / key.weight
     return KeySelector.make((request) =>
       Effect.flatMap(pool.get, (keys) => {
         const c = KeySelector.candidates(request, keys)
@@ -42,7 +41,11 @@ export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool | S
           Effect.flatMap(EffectRandom.nextIntBetween(0, c.length - 1), (j0) => {
             const a = c[i]!
             const b = c[j0 >= i ? j0 + 1 : j0]!
-            return Effect.flatMap(Effect.zip(load(a), load(b)), ([la, lb]) => hold(lb < la ? b : a))
+            return Effect.flatMap(store.get<number>(ns.inFlight, a.id), (na) =>
+              Effect.flatMap(store.get<number>(ns.inFlight, b.id), (nb) =>
+                hold(load(nb, b) < load(na, a) ? b : a)
+              )
+            )
           })
         )
       })

@@ -20,7 +20,7 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
-import { creditsOf, settleReport } from "./internal/credit.js"
+import { creditGate, settleReport } from "./internal/credit.js"
 import { ns } from "./internal/common.js"
 
 /**
@@ -61,32 +61,32 @@ export const make = (
     const estimate = options.estimate ?? 0
     const name = options.name ?? "default"
 
+    const current = store.get<string>(ns.threshold, name)
+    const reserve = (lease: KeySelector.Lease) =>
+      Effect.map(ledger.reserve(lease.key, estimate), (reservation) =>
+        KeySelector.lease(lease.key, settleReport(ledger, lease.key, reservation, estimate, lease.report))
+      )
+    const remember = (lease: KeySelector.Lease) =>
+      Effect.zipRight(store.set(ns.threshold, name, lease.key.id), reserve(lease))
+
     return KeySelector.make((request) =>
-      Effect.gen(function* () {
-        const keys = yield* pool.get
-        const credits = yield* creditsOf(ledger, request, keys)
-        const gate: KeySelector.Gate = (k) => {
-          const c = credits.get(k.id)
-          if (c === undefined) return { reason: "credit", until: undefined }
-          if (c.available !== null && c.available < threshold) return { reason: "credit", until: c.refreshAt }
-          return undefined
-        }
-        let narrowed = KeySelector.withGate(request, gate)
-        if (stay) {
-          const current = yield* store.get<string>(ns.threshold, name)
-          const cur = current === undefined ? undefined : keys.find((k) => k.id === current)
-          if (cur !== undefined && KeySelector.isCandidate(narrowed, cur)) {
-            narrowed = KeySelector.withGate(narrowed, (k) => (k.id === cur.id ? undefined : OTHER))
+      Effect.flatMap(pool.get, (keys) =>
+        Effect.flatMap(
+          ledger.balances(keys, (k) => KeySelector.isCandidate(request, k)),
+          (balances) => {
+            const narrowed = KeySelector.withGate(request, creditGate(balances, threshold))
+            if (!stay) return Effect.flatMap(inner.select(narrowed), reserve)
+            return Effect.flatMap(current, (id) => {
+              const cur = id === undefined ? undefined : keys.find((k) => k.id === id)
+              const gated =
+                cur !== undefined && KeySelector.isCandidate(narrowed, cur)
+                  ? KeySelector.withGate(narrowed, (k) => (k.id === cur.id ? undefined : OTHER))
+                  : narrowed
+              return Effect.flatMap(inner.select(gated), remember)
+            })
           }
-        }
-        const lease = yield* inner.select(narrowed)
-        if (stay) yield* store.set(ns.threshold, name, lease.key.id)
-        const reservation = yield* ledger.reserve(lease.key, estimate)
-        return KeySelector.lease(
-          lease.key,
-          settleReport(ledger, lease.key, reservation, estimate, lease.report)
         )
-      })
+      )
     )
   })
 

@@ -1,20 +1,19 @@
 import type * as Key from "@or-balancer/core/Key"
-import * as KeySelector from "@or-balancer/core/KeySelector"
+import type * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import type * as CreditLedger from "../CreditLedger.js"
 
-/** Reads the live credit of every candidate, in pool order. */
-export const creditsOf = (
-  ledger: CreditLedger.Service,
-  request: KeySelector.SelectRequest,
-  keys: ReadonlyArray<Key.Key>
-): Effect.Effect<Map<string, CreditLedger.Credit | undefined>> =>
-  Effect.map(
-    Effect.forEach(KeySelector.candidates(request, keys), (k) =>
-      Effect.map(ledger.credit(k), (c) => [k.id, c] as const)
-    ),
-    (pairs) => new Map(pairs)
-  )
+/** A gate refusing keys with less than `min` USD of live credit, by the balances read for one selection. */
+export const creditGate =
+  (balances: CreditLedger.Balances, min: number): KeySelector.Gate =>
+  (k) => {
+    const a = balances.available(k)
+    if (a === undefined) return NEVER_LOOKED_UP
+    if (a !== null && a < min) return { reason: "credit", until: balances.refreshAt(k) }
+    return undefined
+  }
+
+const NEVER_LOOKED_UP: KeySelector.Ineligible = { reason: "credit", until: undefined }
 
 /** Settles the reservation from the outcome; a 402 empties the key until its next lookup. */
 export const settleReport =
