@@ -103,26 +103,32 @@ export const make = (options: Balancer.Options = {}) =>
     })
 
     // --- Selection, waiting up to the deadline for a key to become eligible ------------------
+    // The per-request path is written with plain combinators rather than `Effect.gen`: it runs
+    // for every request the gateway forwards, and generators plus their extra steps showed up in
+    // its profile.
 
     const selectWithin = (
       base: Omit<KeySelector.SelectRequest, "gate" | "deadline">,
       deadlineAt: number
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
-      Effect.gen(function* () {
-        while (true) {
-          const now = yield* Clock.currentTimeMillis
-          const gate = yield* cooldownGate(now)
-          const request: KeySelector.SelectRequest =
-            gate === undefined ? { ...base, deadline: deadlineAt } : { ...base, gate, deadline: deadlineAt }
-          const result = yield* Effect.either(selector.select(request))
-          if (result._tag === "Right") return result.right
-          const error = result.left
-          const wait =
-            error.retryAfter === undefined ? undefined : Math.max(1, Duration.toMillis(error.retryAfter))
-          if (wait === undefined || now + wait > deadlineAt) return yield* Effect.fail(error)
-          yield* Effect.sleep(Duration.millis(wait))
-        }
-      })
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(cooldownGate(now), (gate) =>
+          Effect.catchAll(
+            selector.select(
+              gate === undefined ? { ...base, deadline: deadlineAt } : { ...base, gate, deadline: deadlineAt }
+            ),
+            (error) => {
+              const wait =
+                error.retryAfter === undefined ? undefined : Math.max(1, Duration.toMillis(error.retryAfter))
+              if (wait === undefined || now + wait > deadlineAt) return Effect.fail(error)
+              return Effect.zipRight(
+                Effect.sleep(Duration.millis(wait)),
+                Effect.suspend(() => selectWithin(base, deadlineAt))
+              )
+            }
+          )
+        )
+      )
 
     // --- One attempt ------------------------------------------------------------------------
 
@@ -138,74 +144,86 @@ export const make = (options: Balancer.Options = {}) =>
       keepOpen: Scope.Scope | undefined
     ): Effect.Effect<Step<A>, E | KeySelector.NoKeyAvailable, R> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function* () {
-          const scope = yield* Scope.make()
+        Effect.flatMap(Scope.make(), (scope) => {
           const base = { model: request.model, affinity: request.affinity, attempt }
-          const selected = yield* restore(
-            selectWithin({ ...base, tried }, deadlineAt).pipe(
-              // Every eligible key already failed this request: back off, then reuse one, never a dead one.
-              Effect.catchIf(
-                (e) => e.reason === "tried",
-                () =>
-                  Effect.zipRight(
-                    reuseDelay > 0 ? Effect.sleep(Duration.millis(reuseDelay)) : Effect.void,
-                    selectWithin({ ...base, tried: dead }, deadlineAt)
-                  )
-              ),
-              Scope.extend(scope),
-              Effect.exit
-            )
+          const selection = selectWithin({ ...base, tried }, deadlineAt).pipe(
+            // Every eligible key already failed this request: back off, then reuse one, never a dead one.
+            Effect.catchIf(
+              (e) => e.reason === "tried",
+              () =>
+                Effect.zipRight(
+                  reuseDelay > 0 ? Effect.sleep(Duration.millis(reuseDelay)) : Effect.void,
+                  selectWithin({ ...base, tried: dead }, deadlineAt)
+                )
+            ),
+            Scope.extend(scope),
+            Effect.exit
           )
-          if (Exit.isFailure(selected)) {
-            yield* Scope.close(scope, selected)
-            return yield* Effect.failCause(selected.cause)
-          }
-          const lease = selected.value
-          const start = yield* Clock.currentTimeMillis
-          let reported = false
-          const report = (outcome: KeySelector.Outcome) =>
-            Effect.suspend(() => {
-              if (reported) return Effect.void
-              reported = true
-              return Effect.zipRight(lease.report(outcome), monitor.finished(lease.key, outcome))
-            })
-          const elapsed = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(now - start))
-          // Interrupted or died before any report: the in-flight count must still come down.
-          yield* Scope.addFinalizer(
-            scope,
-            Effect.suspend(() => (reported ? Effect.void : monitor.finished(lease.key, abandoned)))
-          )
-          yield* monitor.started(lease.key)
-          const exit = yield* restore(use(lease.key, { attempt })).pipe(Effect.exit)
-          if (Exit.isSuccess(exit)) {
-            if (keepOpen !== undefined) {
-              const scoped: Balancer.Scoped<A> = {
-                value: exit.value,
-                key: lease.key,
-                attempt,
-                succeed: (cost) =>
-                  Effect.flatMap(elapsed, (latency) => report({ _tag: "Success", latency, cost })),
-                fail: (error) =>
-                  Effect.flatMap(elapsed, (latency) => report({ _tag: "Failure", latency, error }))
+          return Effect.flatMap(
+            restore(selection),
+            (selected): Effect.Effect<Step<A>, E | KeySelector.NoKeyAvailable, R> => {
+              if (Exit.isFailure(selected)) {
+                return Effect.zipRight(Scope.close(scope, selected), Effect.failCause(selected.cause))
               }
-              yield* Scope.addFinalizer(keepOpen, Scope.close(scope, Exit.void))
-              return { _tag: "Done", value: exit.value, scoped } as Step<A>
+              const lease = selected.value
+              return Effect.flatMap(Clock.currentTimeMillis, (start) => {
+                let reported = false
+                const report = (outcome: KeySelector.Outcome) =>
+                  Effect.suspend(() => {
+                    if (reported) return Effect.void
+                    reported = true
+                    return Effect.zipRight(lease.report(outcome), monitor.finished(lease.key, outcome))
+                  })
+                const elapsed = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(now - start))
+                const settle = (outcome: (latency: Duration.Duration) => KeySelector.Outcome) =>
+                  Effect.flatMap(elapsed, (latency) => report(outcome(latency)))
+                const onExit = (exit: Exit.Exit<A, E>): Effect.Effect<Step<A>, E> => {
+                  if (Exit.isSuccess(exit)) {
+                    if (keepOpen !== undefined) {
+                      const scoped: Balancer.Scoped<A> = {
+                        value: exit.value,
+                        key: lease.key,
+                        attempt,
+                        succeed: (cost) => settle((latency) => ({ _tag: "Success", latency, cost })),
+                        fail: (error) => settle((latency) => ({ _tag: "Failure", latency, error }))
+                      }
+                      return Effect.as(Scope.addFinalizer(keepOpen, Scope.close(scope, Exit.void)), {
+                        _tag: "Done",
+                        value: exit.value,
+                        scoped
+                      } as Step<A>)
+                    }
+                    return settle((latency) => ({
+                      _tag: "Success",
+                      latency,
+                      cost: costOf?.(exit.value)
+                    })).pipe(
+                      Effect.zipRight(Scope.close(scope, Exit.void)),
+                      Effect.as({ _tag: "Done", value: exit.value, scoped: undefined } as Step<A>)
+                    )
+                  }
+                  const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+                  if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
+                    return settle((latency) => ({ _tag: "Failure", latency, error: failure })).pipe(
+                      Effect.zipRight(Scope.close(scope, Exit.void)),
+                      Effect.as({ _tag: "Failed", key: lease.key, error: failure } as Step<A>)
+                    )
+                  }
+                  // The caller's own error, an interruption or a defect: no verdict on the key.
+                  return Effect.zipRight(Scope.close(scope, exit), Effect.failCause(exit.cause))
+                }
+                // Interrupted or died before any report: the in-flight count must still come down.
+                return Scope.addFinalizer(
+                  scope,
+                  Effect.suspend(() => (reported ? Effect.void : monitor.finished(lease.key, abandoned)))
+                ).pipe(
+                  Effect.zipRight(monitor.started(lease.key)),
+                  Effect.zipRight(Effect.exit(restore(use(lease.key, { attempt })))),
+                  Effect.flatMap(onExit)
+                )
+              })
             }
-            const latency = yield* elapsed
-            yield* report({ _tag: "Success", latency, cost: costOf?.(exit.value) })
-            yield* Scope.close(scope, Exit.void)
-            return { _tag: "Done", value: exit.value, scoped: undefined } as Step<A>
-          }
-          const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
-          if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
-            const latency = yield* elapsed
-            yield* report({ _tag: "Failure", latency, error: failure })
-            yield* Scope.close(scope, Exit.void)
-            return { _tag: "Failed", key: lease.key, error: failure } as Step<A>
-          }
-          // The caller's own error, an interruption or a defect: no verdict on the key.
-          yield* Scope.close(scope, exit)
-          return yield* Effect.failCause(exit.cause)
+          )
         })
       )
 
@@ -217,8 +235,7 @@ export const make = (options: Balancer.Options = {}) =>
       costOf: ((a: A) => number | undefined) | undefined,
       keepOpen: Scope.Scope | undefined
     ): Effect.Effect<Step<A> & { _tag: "Done" }, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
-      Effect.gen(function* () {
-        const start = yield* Clock.currentTimeMillis
+      Effect.flatMap(Clock.currentTimeMillis, (start) => {
         budget?.deposit(start)
         const deadlineAt = start + deadlineMs
         const tried = new Set<string>()
@@ -226,60 +243,60 @@ export const make = (options: Balancer.Options = {}) =>
         const attempts: Array<Balancer.Attempt> = []
         let state = backoff.initial
         let reuseDelay = 0
-        for (let attempt = 1; ; attempt++) {
-          const step = yield* attemptOnce(
-            request,
-            attempt,
-            tried,
-            dead,
-            reuseDelay,
-            deadlineAt,
-            use,
-            costOf,
-            keepOpen
-          ).pipe(
+        const noKey = (
+          e: KeySelector.NoKeyAvailable
+        ): Effect.Effect<never, KeySelector.NoKeyAvailable | AllAttemptsFailed> =>
+          attempts.length === 0
+            ? Effect.fail(e)
+            : Effect.fail(
+                e.retryAfter === undefined
+                  ? new AllAttemptsFailed({ reason: "no-key", attempts })
+                  : new AllAttemptsFailed({ reason: "no-key", attempts, retryAfter: e.retryAfter })
+              )
+        const from = (
+          attempt: number
+        ): Effect.Effect<Step<A> & { _tag: "Done" }, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
+          attemptOnce(request, attempt, tried, dead, reuseDelay, deadlineAt, use, costOf, keepOpen).pipe(
             Effect.catchIf(
               (e): e is KeySelector.NoKeyAvailable => e instanceof KeySelector.NoKeyAvailable,
-              (e): Effect.Effect<never, KeySelector.NoKeyAvailable | AllAttemptsFailed> =>
-                attempts.length === 0
-                  ? Effect.fail(e)
-                  : Effect.fail(
-                      e.retryAfter === undefined
-                        ? new AllAttemptsFailed({ reason: "no-key", attempts })
-                        : new AllAttemptsFailed({ reason: "no-key", attempts, retryAfter: e.retryAfter })
-                    )
-            )
+              noKey
+            ),
+            Effect.flatMap((step) => (step._tag === "Done" ? Effect.succeed(step) : failed(attempt, step)))
           )
-          if (step._tag === "Done") return step
-          const { key, error } = step
-          attempts.push({ keyId: key.id, error })
-          const now = yield* Clock.currentTimeMillis
-          yield* coolDown(key, error, now)
-          const disposition = UpstreamError.disposition(error)
-          if (disposition === "fail") return yield* Effect.fail(error as E)
-          if (disposition !== "retry-same") tried.add(key.id)
-          if (disposition === "eject") dead.add(key.id)
-          if (attempt >= maxAttempts)
-            return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
-          if (budget !== undefined && !budget.tryWithdraw(now)) {
-            return yield* Effect.fail(new AllAttemptsFailed({ reason: "budget", attempts }))
-          }
-          const [next, , decision] = yield* backoff.step(now, error, state)
-          state = next
-          if (ScheduleDecision.isDone(decision)) {
-            return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
-          }
-          yield* monitor.retried
-          // Failing over to a key that has not failed this request is immediate; the backoff applies
-          // when the same key is tried again. A Retry-After is enforced by the cooldown gate.
-          const delay = Math.max(0, Intervals.start(decision.intervals) - now)
-          if (disposition === "retry-same") {
-            if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
-            reuseDelay = 0
-          } else {
-            reuseDelay = delay
-          }
-        }
+        // A failed attempt: record it, cool the key down, and decide whether and when to go on.
+        const failed = (attempt: number, step: Step<A> & { _tag: "Failed" }) =>
+          Effect.gen(function* () {
+            const { key, error } = step
+            attempts.push({ keyId: key.id, error })
+            const now = yield* Clock.currentTimeMillis
+            yield* coolDown(key, error, now)
+            const disposition = UpstreamError.disposition(error)
+            if (disposition === "fail") return yield* Effect.fail(error as E)
+            if (disposition !== "retry-same") tried.add(key.id)
+            if (disposition === "eject") dead.add(key.id)
+            if (attempt >= maxAttempts)
+              return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
+            if (budget !== undefined && !budget.tryWithdraw(now)) {
+              return yield* Effect.fail(new AllAttemptsFailed({ reason: "budget", attempts }))
+            }
+            const [next, , decision] = yield* backoff.step(now, error, state)
+            state = next
+            if (ScheduleDecision.isDone(decision)) {
+              return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
+            }
+            yield* monitor.retried
+            // Failing over to a key that has not failed this request is immediate; the backoff applies
+            // when the same key is tried again. A Retry-After is enforced by the cooldown gate.
+            const delay = Math.max(0, Intervals.start(decision.intervals) - now)
+            if (disposition === "retry-same") {
+              if (delay > 0) yield* Effect.sleep(Duration.millis(delay))
+              reuseDelay = 0
+            } else {
+              reuseDelay = delay
+            }
+            return yield* from(attempt + 1)
+          })
+        return from(1)
       })
 
     const run: Balancer.Service["run"] = (request, use, options) =>

@@ -9,6 +9,7 @@ import type * as Key from "@or-balancer/core/Key"
 import type * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Monitor from "@or-balancer/core/Monitor"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -315,14 +316,13 @@ interface RawError {
 /** The upstream's own error answer, kept so the client can get it verbatim when all attempts fail. */
 const rawErrors = new WeakMap<object, RawError>()
 
-type Outcome =
-  | { readonly _tag: "Stream"; readonly scoped: Balancer.Scoped<Answer> }
-  | {
-      readonly _tag: "Error"
-      readonly status: number
-      readonly headers: Record<string, string>
-      readonly body: string
-    }
+/** The answer sent when the balancer gives up. */
+interface Outcome {
+  readonly _tag: "Error"
+  readonly status: number
+  readonly headers: Record<string, string>
+  readonly body: string
+}
 
 const HOP = new Set([
   "connection",
@@ -527,6 +527,19 @@ const inspectTail = (
 
 const TAIL = 4096
 
+/** Sends a failure answer (status, headers and body as decided by `failureAnswer`). */
+const sendOutcome = (res: http.ServerResponse, outcome: Outcome) => {
+  if (res.headersSent || res.destroyed) return
+  res.writeHead(outcome.status, { ...outcome.headers, "content-length": Buffer.byteLength(outcome.body) })
+  res.end(outcome.body)
+}
+
+/**
+ * One request is one fiber: select and call upstream through the balancer; once the answer's
+ * head is in, pipe its body to the client while the fiber waits (suspended, costing nothing) for
+ * the body's end, then report the outcome; the request's scope then releases the lease. A client
+ * that goes away interrupts the fiber, which aborts the upstream call and releases the key.
+ */
 const forward = (
   engine: EngineState,
   req: http.IncomingMessage,
@@ -543,74 +556,67 @@ const forward = (
     title: header1(req.headers["x-title"]),
     answer: undefined
   }
-  let scope: Scope.CloseableScope | undefined
-  let done = false
-  const program = Effect.flatMap(Scope.make(), (s) => {
-    scope = s
-    return balancer
-      .runScoped(request, (key) => callUpstream(engine, ctx, key, method, suffix, body, request.model))
-      .pipe(
-        Scope.extend(s),
-        Effect.map((scoped): Outcome => ({ _tag: "Stream", scoped })),
-        Effect.catchAll((e) => Effect.zipRight(Scope.close(s, Exit.void), failureAnswer(balancer, e))),
-        Effect.onInterrupt(() => Scope.close(s, Exit.void))
+  // Set once the outcome is being reported: closing the response after that is not a disconnect.
+  let settled = false
+  const pipeAnswer = (scoped: Balancer.Scoped<Answer>): Effect.Effect<void> =>
+    Effect.async<void>((resume) => {
+      const answer = scoped.value
+      const settle = (effect: Effect.Effect<void>) => {
+        if (settled) return
+        settled = true
+        resume(effect)
+      }
+      if (res.destroyed) {
+        answer.body.destroy()
+        return settle(Effect.void)
+      }
+      res.writeHead(answer.status, copyHeaders(answer.headers))
+      // The tail is kept to read the final usage (cost) and an in-band stream error.
+      let prev: Buffer | undefined
+      let last: Buffer | undefined
+      answer.body.on("data", (chunk: Buffer) => {
+        prev = last
+        last = chunk
+      })
+      answer.body.once("end", () => {
+        const tailBuf = prev === undefined ? last : last === undefined ? prev : Buffer.concat([prev, last])
+        const tail =
+          tailBuf === undefined ? "" : tailBuf.subarray(Math.max(0, tailBuf.length - TAIL)).toString("utf8")
+        const { cost, error } = inspectTail(tail)
+        settle(error === undefined ? scoped.succeed(cost) : scoped.fail(error))
+      })
+      answer.body.once("error", (e) => {
+        if (res.destroyed) return
+        settle(scoped.fail(transportError(e)))
+        res.destroy()
+      })
+      answer.body.pipe(res)
+    })
+  const program = balancer
+    .runScoped(request, (key) => callUpstream(engine, ctx, key, method, suffix, body, request.model))
+    .pipe(
+      Effect.flatMap(pipeAnswer),
+      Effect.catchAll((e) =>
+        Effect.map(failureAnswer(balancer, e), (outcome) => {
+          settled = true
+          sendOutcome(res, outcome)
+        })
+      ),
+      Effect.scoped,
+      Effect.catchAllCause((cause) =>
+        Effect.sync(() => {
+          if (!Cause.isInterruptedOnly(cause)) {
+            openAiError(res, 500, "internal gateway error", "server_error", null)
+          }
+        })
       )
-  })
+    )
   const fiber = engine.fork(program)
-  const release = (effect: Effect.Effect<void>) => {
-    if (done) return
-    done = true
-    const s = scope
-    engine.fork(s === undefined ? effect : Effect.zipRight(effect, Scope.close(s, Exit.void)))
-  }
   res.once("close", () => {
-    if (res.writableFinished) return
-    // The client went away: cancel the upstream call (or its body) and release the key.
+    if (res.writableFinished || settled) return
+    // The client went away: cancel the upstream call (or its body); the scope releases the key.
     fiber.unsafeInterruptAsFork(FiberId.none)
     ctx.answer?.body.destroy()
-    release(Effect.void)
-  })
-  fiber.addObserver((exit) => {
-    if (Exit.isFailure(exit)) {
-      if (!Exit.isInterrupted(exit)) openAiError(res, 500, "internal gateway error", "server_error", null)
-      release(Effect.void)
-      return
-    }
-    const outcome = exit.value
-    if (outcome._tag === "Error") {
-      done = true
-      if (res.headersSent || res.destroyed) return
-      res.writeHead(outcome.status, { ...outcome.headers, "content-length": Buffer.byteLength(outcome.body) })
-      res.end(outcome.body)
-      return
-    }
-    const { scoped } = outcome
-    const answer = scoped.value
-    if (res.destroyed) {
-      answer.body.destroy()
-      return release(Effect.void)
-    }
-    res.writeHead(answer.status, copyHeaders(answer.headers))
-    // The tail is kept to read the final usage (cost) and an in-band stream error.
-    let prev: Buffer | undefined
-    let last: Buffer | undefined
-    answer.body.on("data", (chunk: Buffer) => {
-      prev = last
-      last = chunk
-    })
-    answer.body.once("end", () => {
-      const tailBuf = prev === undefined ? last : last === undefined ? prev : Buffer.concat([prev, last])
-      const tail =
-        tailBuf === undefined ? "" : tailBuf.subarray(Math.max(0, tailBuf.length - TAIL)).toString("utf8")
-      const { cost, error } = inspectTail(tail)
-      release(error === undefined ? scoped.succeed(cost) : scoped.fail(error))
-    })
-    answer.body.once("error", (e) => {
-      if (res.destroyed) return release(Effect.void)
-      release(scoped.fail(transportError(e)))
-      res.destroy()
-    })
-    answer.body.pipe(res)
   })
 }
 
