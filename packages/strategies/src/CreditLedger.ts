@@ -178,6 +178,16 @@ export const make = (
         return [b, ledger]
       })
 
+    // Every key of `scanned` is fresh until `scannedUntil`: while the pool and that bound hold,
+    // a selection needs no per-key check at all.
+    let scanned: ReadonlyArray<Key.Key> | undefined
+    let scannedUntil = 0
+
+    const trust = (key: Key.Key, until: number) => {
+      fresh.set(key, until)
+      if (until < scannedUntil) scannedUntil = until
+    }
+
     const fetch = (key: Key.Key) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         lookup.lookup(key).pipe(
@@ -185,7 +195,7 @@ export const make = (
             onSuccess: (info) =>
               Effect.suspend(() => {
                 expiry.set(key.id, now + ttl)
-                fresh.set(key, now + ttl)
+                trust(key, now + ttl)
                 return update<void>(key.id, (cur) => [
                   undefined,
                   {
@@ -202,7 +212,7 @@ export const make = (
             onFailure: (error) =>
               Effect.suspend(() => {
                 expiry.set(key.id, now + failureTtl)
-                fresh.set(key, now + failureTtl)
+                trust(key, now + failureTtl)
                 return update<void>(key.id, (cur) => [
                   undefined,
                   // A failed lookup keeps the last known balance; it is not "balance 0".
@@ -243,12 +253,16 @@ export const make = (
 
     const balances: Service["balances"] = (keys, include) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (keys === scanned && now < scannedUntil) return read
         let stale: Array<Key.Key> | undefined
+        let until = Infinity
         for (const k of keys) {
-          if (!include(k)) continue
-          const until = fresh.get(k)
-          if (until === undefined || now >= until) (stale ??= []).push(k)
+          const u = fresh.get(k) ?? 0
+          if (u < until) until = u
+          if (now >= u && include(k)) (stale ??= []).push(k)
         }
+        scanned = keys
+        scannedUntil = until
         if (stale === undefined) return read
         // One at a time, as `credit` per key did; the cache makes concurrent selections share a lookup.
         return Effect.zipRight(
@@ -318,7 +332,10 @@ export const make = (
       refresh: (key) =>
         Effect.zipRight(
           cache.invalidate(key),
-          Effect.sync(() => fresh.delete(key))
+          Effect.sync(() => {
+            fresh.delete(key)
+            scannedUntil = 0
+          })
         ),
       snapshot: Effect.map(ledger, (l) =>
         l === undefined
