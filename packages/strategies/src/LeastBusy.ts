@@ -16,7 +16,7 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EffectRandom from "effect/Random"
-import { acquireRelease, noKey, ns, plainLease } from "./internal/common.js"
+import { acquireRelease, candidatesOf, noKey, ns, plainLease } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -34,7 +34,7 @@ export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool | S
     const load = (n: number | undefined, key: Key.Key) => ((n ?? 0) + 1) / key.weight
     return KeySelector.make((request) =>
       Effect.flatMap(pool.get, (keys) => {
-        const c = KeySelector.candidates(request, keys)
+        const c = candidatesOf(request, keys)
         if (c.length === 0) return noKey(request, keys)
         if (c.length === 1) return hold(c[0]!)
         return Effect.flatMap(EffectRandom.nextIntBetween(0, c.length), (i) =>

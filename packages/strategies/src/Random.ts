@@ -9,7 +9,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EffectRandom from "effect/Random"
-import { noKey, succeedLease } from "./internal/common.js"
+import { candidatesOf, noKey, succeedLease } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -20,7 +20,7 @@ export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool> = 
   (pool) =>
     KeySelector.make((request) =>
       Effect.flatMap(pool.get, (keys) => {
-        const c = KeySelector.candidates(request, keys)
+        const c = candidatesOf(request, keys)
         if (c.length === 0) return noKey(request, keys)
         if (c.length === 1) return succeedLease(c[0]!)
         return Effect.flatMap(EffectRandom.nextIntBetween(0, c.length), (i) => succeedLease(c[i]!))

@@ -93,3 +93,13 @@ export const acquireRelease = <A>(
       )
     )
   )
+
+/**
+ * `KeySelector.candidates`, without a copy when every key is one (no gate, nothing tried):
+ * the common first attempt under no decorator.
+ */
+export const candidatesOf = (
+  request: KeySelector.SelectRequest,
+  keys: ReadonlyArray<Key.Key>
+): ReadonlyArray<Key.Key> =>
+  request.gate === undefined && request.tried.size === 0 ? keys : KeySelector.candidates(request, keys)
