@@ -374,7 +374,7 @@ export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promis
     const simChild: Child = { ...sim, url: directUrl }
     const gwAuth = `Bearer ${TOKEN}`
     // Warm-up: connections, JIT.
-    const warm = Math.min(requests, Math.max(connections * 4, 500))
+    const warm = Math.max(connections * 40, 2000)
     await load(directUrl, directAuth, warm, connections)
     await load(raw.url, "", warm, connections)
     await load(gateway.url, gwAuth, warm, connections)

@@ -58,7 +58,10 @@ export const KeyEntry = Schema.Struct({
 /**
  * One entry of the strategy stack. Base strategies: `round-robin`, `weighted`, `random`,
  * `weighted-random`, `least-busy`, `credit-aware`. Decorators (need an entry after them):
- * `health-aware`, `concurrency-limited`, `threshold`.
+ * `health-aware`, `concurrency-limited`, `threshold`, `sticky` (the same `session_id` or
+ * `prompt_cache_key` goes to the same key), `by-model` (routes by the request's model: each route
+ * a model pattern such as `anthropic/*` and optionally the key ids that serve it; routes share the
+ * strategy below, and a model no route matches is refused with 400).
  *
  * @since 0.1.0
  * @category Schemas
@@ -89,6 +92,16 @@ export const StrategyEntry = Schema.Union(
     stay: Schema.optional(Schema.Boolean),
     estimate: Schema.optional(Schema.NonNegative),
     ttlMs: Schema.optional(PositiveInt)
+  }),
+  Schema.Struct({ name: Schema.Literal("sticky") }),
+  Schema.Struct({
+    name: Schema.Literal("by-model"),
+    routes: Schema.NonEmptyArray(
+      Schema.Struct({
+        pattern: Schema.NonEmptyTrimmedString,
+        keys: Schema.optional(Schema.NonEmptyArray(Schema.NonEmptyTrimmedString))
+      })
+    )
   })
 )
 
@@ -107,7 +120,9 @@ export type StrategyEntry = typeof StrategyEntry.Type
 export const decorators: ReadonlySet<StrategyEntry["name"]> = new Set([
   "health-aware",
   "concurrency-limited",
-  "threshold"
+  "threshold",
+  "sticky",
+  "by-model"
 ])
 
 /**
@@ -305,6 +320,21 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
           `strategy[${i}].name`,
           `"${strategy[i]!.name}" is a base strategy: only the last entry may be one`
         )
+      }
+      const entry = strategy[i]!
+      if (entry.name === "by-model") {
+        const ids = new Set(keys.map((k) => k.id))
+        for (let r = 0; r < entry.routes.length; r++) {
+          const routeKeys = entry.routes[r]!.keys ?? []
+          for (let k = 0; k < routeKeys.length; k++) {
+            if (!ids.has(routeKeys[k]!)) {
+              return yield* fail(
+                `strategy[${i}].routes[${r}].keys[${k}]`,
+                `"${routeKeys[k]}" is not the id of a configured key`
+              )
+            }
+          }
+        }
       }
     }
     const tokens: Array<Redacted.Redacted<string>> = []

@@ -1,27 +1,12 @@
 /**
  * Gateway test support: a simulator with a few keys, a gateway config pointing at it (secrets
- * passed through a `ConfigProvider`, as env vars would be), and the official clients.
- *
- * `openai` and `@openrouter/sdk` are dependencies of the examples package only, so they are
- * loaded from there.
+ * passed through a `ConfigProvider`, as env vars would be), and raw requests.
  */
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { createRequire } from "node:module"
-import { pathToFileURL } from "node:url"
 import * as GatewayConfig from "../src/GatewayConfig.js"
 import * as Simulator from "../src/Simulator.js"
-
-const fromExamples = createRequire(new URL("../../../examples/package.json", import.meta.url))
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const loadOpenAI = (): Promise<any> =>
-  import(pathToFileURL(fromExamples.resolve("openai")).href).then((m) => m.default ?? m.OpenAI)
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const loadOpenRouter = (): Promise<any> =>
-  import(pathToFileURL(fromExamples.resolve("@openrouter/sdk")).href).then((m) => m.OpenRouter)
 
 export const TOKEN = "gw-test-token-0123456789"
 

@@ -4,6 +4,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as Monitor from "@or-balancer/core/Monitor"
 import type * as StateStore from "@or-balancer/core/StateStore"
+import * as ByModel from "@or-balancer/strategies/ByModel"
 import * as ConcurrencyLimited from "@or-balancer/strategies/ConcurrencyLimited"
 import * as CreditAware from "@or-balancer/strategies/CreditAware"
 import * as CreditLedger from "@or-balancer/strategies/CreditLedger"
@@ -11,6 +12,7 @@ import * as HealthAware from "@or-balancer/strategies/HealthAware"
 import * as LeastBusy from "@or-balancer/strategies/LeastBusy"
 import * as RandomStrategy from "@or-balancer/strategies/Random"
 import * as RoundRobin from "@or-balancer/strategies/RoundRobin"
+import * as Sticky from "@or-balancer/strategies/Sticky"
 import * as Threshold from "@or-balancer/strategies/Threshold"
 import * as Weighted from "@or-balancer/strategies/Weighted"
 import * as WeightedRandom from "@or-balancer/strategies/WeightedRandom"
@@ -82,6 +84,14 @@ const decorate = (entry: GatewayConfig.StrategyEntry, inner: SelectorLayer): Sel
         estimate: entry.estimate,
         name: "gateway"
       }).pipe(Layer.provide(inner))
+    case "sticky":
+      return Sticky.layer.pipe(Layer.provide(inner))
+    case "by-model":
+      return ByModel.layer(
+        entry.routes.map((r) =>
+          r.keys === undefined ? { pattern: r.pattern } : { pattern: r.pattern, keys: r.keys }
+        )
+      ).pipe(Layer.provide(inner))
     default:
       return inner
   }
