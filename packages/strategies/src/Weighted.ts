@@ -44,12 +44,14 @@ export const make = (
         Effect.flatMap(
           store.modify<Totals, Key.Key | undefined>(ns.weighted, id, (current) => {
             // Updated in place: the totals are plain data, so a shared store can still serialise them.
-            const totals: Totals = current ?? {}
+            const totals: Totals = current ?? Object.create(null)
+            // Nothing to ask per key on a first attempt under no decorator.
+            const all = request.gate === undefined && request.tried.size === 0
             let total = 0
             let best: Key.Key | undefined
             let bestValue = -Infinity
             for (const k of keys) {
-              if (!KeySelector.isCandidate(request, k)) continue
+              if (!all && !KeySelector.isCandidate(request, k)) continue
               const v = (totals[k.id] ?? 0) + k.weight
               totals[k.id] = v
               total += k.weight
