@@ -16,6 +16,7 @@
 import type * as Key from "@or-balancer/core/Key"
 import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -24,6 +25,7 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { only } from "./internal/common.js"
 
@@ -131,10 +133,12 @@ export const makeWithStatus = (
       request: KeySelector.SelectRequest
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
       Effect.flatMap(Effect.scope, (parent) =>
-        Effect.flatMap(Scope.fork(parent, ExecutionStrategy.sequential), (child) =>
-          Effect.uninterruptibleMask((restore) =>
-            restore(Scope.extend(inner.select(KeySelector.withGate(request, fullGate)), child)).pipe(
-              Effect.matchEffect({
+        Effect.uninterruptibleMask((restore) =>
+          // The inner lease lives in a scope of its own, so a lost race can give it back at once.
+          Effect.flatMap(Scope.make(ExecutionStrategy.sequential), (child) =>
+            Effect.matchCauseEffect(
+              restore(Scope.extend(inner.select(KeySelector.withGate(request, fullGate)), child)),
+              {
                 onSuccess: (lease) => {
                   // The inner selector may have yielded; if the key filled up meanwhile, start over.
                   if (!isFree(lease.key)) {
@@ -142,16 +146,23 @@ export const makeWithStatus = (
                   }
                   take(lease.key)
                   const key = lease.key
+                  // One finalizer on the caller's scope (cheaper than two): the permit, then the inner lease.
                   return Effect.as(
-                    Scope.addFinalizer(
-                      child,
-                      Effect.sync(() => release(key))
-                    ),
+                    Scope.addFinalizerExit(parent, (exit) => {
+                      release(key)
+                      return Scope.close(child, exit)
+                    }),
                     lease
                   )
                 },
-                onFailure: (error) =>
-                  Effect.zipRight(
+                onFailure: (cause) => {
+                  // As `matchEffect` would: defects and interruptions pass through, a failure is handled.
+                  const failure = Cause.isDie(cause) ? Option.none() : Cause.failureOption(cause)
+                  if (Option.isNone(failure)) {
+                    return Effect.zipRight(Scope.close(child, Exit.failCause(cause)), Effect.failCause(cause))
+                  }
+                  const error = failure.value
+                  return Effect.zipRight(
                     Scope.close(child, Exit.void),
                     Effect.flatMap(pool.get, (keys) => {
                       const deadline = request.deadline
@@ -164,7 +175,8 @@ export const makeWithStatus = (
                       )
                     })
                   )
-              })
+                }
+              }
             )
           )
         )
