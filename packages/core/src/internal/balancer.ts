@@ -49,21 +49,23 @@ export const make = (options: Balancer.Options = {}) =>
 
     // --- Retry-After cooldowns, kept in the StateStore so replicas could share them ---------
 
-    const cooldownGate = (now: number): Effect.Effect<KeySelector.Gate | undefined> =>
-      Effect.map(store.entries<number>(COOLDOWN), (entries) => {
-        let active: Map<string, number> | undefined
-        for (const [id, until] of entries) {
-          if (until > now) (active ??= new Map()).set(id, until)
-        }
-        if (active === undefined) return undefined
-        const cooling = active
-        return (key: Key.Key) => {
-          const k = cooling.get(keyScope(key.id))
-          const a = key.account === undefined ? undefined : cooling.get(accountScope(key.account))
-          const until = k === undefined ? a : a === undefined ? k : Math.max(k, a)
-          return until === undefined ? undefined : { reason: "cooldown", until }
-        }
-      })
+    const gateOf = (
+      entries: ReadonlyArray<readonly [string, number]>,
+      now: number
+    ): KeySelector.Gate | undefined => {
+      let active: Map<string, number> | undefined
+      for (const [id, until] of entries) {
+        if (until > now) (active ??= new Map()).set(id, until)
+      }
+      if (active === undefined) return undefined
+      const cooling = active
+      return (key: Key.Key) => {
+        const k = cooling.get(keyScope(key.id))
+        const a = key.account === undefined ? undefined : cooling.get(accountScope(key.account))
+        const until = k === undefined ? a : a === undefined ? k : Math.max(k, a)
+        return until === undefined ? undefined : { reason: "cooldown", until }
+      }
+    }
 
     const coolDown = (key: Key.Key, error: UpstreamError.UpstreamError, now: number) =>
       Option.match(UpstreamError.retryAfterOf(error), {
@@ -107,32 +109,36 @@ export const make = (options: Balancer.Options = {}) =>
     // for every request the gateway forwards, and generators plus their extra steps showed up in
     // its profile.
 
+    // The request's clock is read synchronously (`unsafeCurrentTimeMillis`, TestClock included):
+    // the same instants as `Clock.currentTimeMillis`, without an Effect step each.
     const selectWithin = (
+      clock: Clock.Clock,
       base: Omit<KeySelector.SelectRequest, "gate" | "deadline">,
       deadlineAt: number
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.flatMap(cooldownGate(now), (gate) =>
-          Effect.catchAll(
-            selector.select(
-              gate === undefined ? { ...base, deadline: deadlineAt } : { ...base, gate, deadline: deadlineAt }
-            ),
-            (error) => {
-              const wait =
-                error.retryAfter === undefined ? undefined : Math.max(1, Duration.toMillis(error.retryAfter))
-              if (wait === undefined || now + wait > deadlineAt) return Effect.fail(error)
-              return Effect.zipRight(
-                Effect.sleep(Duration.millis(wait)),
-                Effect.suspend(() => selectWithin(base, deadlineAt))
-              )
-            }
-          )
+      Effect.flatMap(store.entries<number>(COOLDOWN), (entries) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const gate = gateOf(entries, now)
+        return Effect.catchAll(
+          selector.select(
+            gate === undefined ? { ...base, deadline: deadlineAt } : { ...base, gate, deadline: deadlineAt }
+          ),
+          (error) => {
+            const wait =
+              error.retryAfter === undefined ? undefined : Math.max(1, Duration.toMillis(error.retryAfter))
+            if (wait === undefined || now + wait > deadlineAt) return Effect.fail(error)
+            return Effect.zipRight(
+              Effect.sleep(Duration.millis(wait)),
+              Effect.suspend(() => selectWithin(clock, base, deadlineAt))
+            )
+          }
         )
-      )
+      })
 
     // --- One attempt ------------------------------------------------------------------------
 
     const attemptOnce = <A, E, R>(
+      clock: Clock.Clock,
       request: Balancer.RunRequest,
       attempt: number,
       tried: ReadonlySet<string>,
@@ -146,14 +152,14 @@ export const make = (options: Balancer.Options = {}) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Scope.make(), (scope) => {
           const base = { model: request.model, affinity: request.affinity, attempt }
-          const selection = selectWithin({ ...base, tried }, deadlineAt).pipe(
+          const selection = selectWithin(clock, { ...base, tried }, deadlineAt).pipe(
             // Every eligible key already failed this request: back off, then reuse one, never a dead one.
             Effect.catchIf(
               (e) => e.reason === "tried",
               () =>
                 Effect.zipRight(
                   reuseDelay > 0 ? Effect.sleep(Duration.millis(reuseDelay)) : Effect.void,
-                  selectWithin({ ...base, tried: dead }, deadlineAt)
+                  selectWithin(clock, { ...base, tried: dead }, deadlineAt)
                 )
             ),
             Scope.extend(scope),
@@ -166,62 +172,59 @@ export const make = (options: Balancer.Options = {}) =>
                 return Effect.zipRight(Scope.close(scope, selected), Effect.failCause(selected.cause))
               }
               const lease = selected.value
-              return Effect.flatMap(Clock.currentTimeMillis, (start) => {
-                let reported = false
-                const report = (outcome: KeySelector.Outcome) =>
-                  Effect.suspend(() => {
-                    if (reported) return Effect.void
-                    reported = true
-                    return Effect.zipRight(lease.report(outcome), monitor.finished(lease.key, outcome))
-                  })
-                const elapsed = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(now - start))
-                const settle = (outcome: (latency: Duration.Duration) => KeySelector.Outcome) =>
-                  Effect.flatMap(elapsed, (latency) => report(outcome(latency)))
-                const onExit = (exit: Exit.Exit<A, E>): Effect.Effect<Step<A>, E> => {
-                  if (Exit.isSuccess(exit)) {
-                    if (keepOpen !== undefined) {
-                      const scoped: Balancer.Scoped<A> = {
-                        value: exit.value,
-                        key: lease.key,
-                        attempt,
-                        succeed: (cost) => settle((latency) => ({ _tag: "Success", latency, cost })),
-                        fail: (error) => settle((latency) => ({ _tag: "Failure", latency, error }))
-                      }
-                      return Effect.as(Scope.addFinalizer(keepOpen, Scope.close(scope, Exit.void)), {
-                        _tag: "Done",
-                        value: exit.value,
-                        scoped
-                      } as Step<A>)
+              const start = clock.unsafeCurrentTimeMillis()
+              let reported = false
+              const settle = (outcome: (latency: Duration.Duration) => KeySelector.Outcome) =>
+                Effect.suspend(() => {
+                  if (reported) return Effect.void
+                  reported = true
+                  const o = outcome(Duration.millis(clock.unsafeCurrentTimeMillis() - start))
+                  return Effect.zipRight(lease.report(o), monitor.finished(lease.key, o))
+                })
+              const onExit = (exit: Exit.Exit<A, E>): Effect.Effect<Step<A>, E> => {
+                if (Exit.isSuccess(exit)) {
+                  if (keepOpen !== undefined) {
+                    const scoped: Balancer.Scoped<A> = {
+                      value: exit.value,
+                      key: lease.key,
+                      attempt,
+                      succeed: (cost) => settle((latency) => ({ _tag: "Success", latency, cost })),
+                      fail: (error) => settle((latency) => ({ _tag: "Failure", latency, error }))
                     }
-                    return settle((latency) => ({
-                      _tag: "Success",
-                      latency,
-                      cost: costOf?.(exit.value)
-                    })).pipe(
-                      Effect.zipRight(Scope.close(scope, Exit.void)),
-                      Effect.as({ _tag: "Done", value: exit.value, scoped: undefined } as Step<A>)
-                    )
+                    return Effect.as(Scope.addFinalizer(keepOpen, Scope.close(scope, Exit.void)), {
+                      _tag: "Done",
+                      value: exit.value,
+                      scoped
+                    } as Step<A>)
                   }
-                  const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
-                  if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
-                    return settle((latency) => ({ _tag: "Failure", latency, error: failure })).pipe(
-                      Effect.zipRight(Scope.close(scope, Exit.void)),
-                      Effect.as({ _tag: "Failed", key: lease.key, error: failure } as Step<A>)
-                    )
-                  }
-                  // The caller's own error, an interruption or a defect: no verdict on the key.
-                  return Effect.zipRight(Scope.close(scope, exit), Effect.failCause(exit.cause))
+                  return settle((latency) => ({
+                    _tag: "Success",
+                    latency,
+                    cost: costOf?.(exit.value)
+                  })).pipe(
+                    Effect.zipRight(Scope.close(scope, Exit.void)),
+                    Effect.as({ _tag: "Done", value: exit.value, scoped: undefined } as Step<A>)
+                  )
                 }
-                // Interrupted or died before any report: the in-flight count must still come down.
-                return Scope.addFinalizer(
-                  scope,
-                  Effect.suspend(() => (reported ? Effect.void : monitor.finished(lease.key, abandoned)))
-                ).pipe(
-                  Effect.zipRight(monitor.started(lease.key)),
-                  Effect.zipRight(Effect.exit(restore(use(lease.key, { attempt })))),
-                  Effect.flatMap(onExit)
-                )
-              })
+                const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+                if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
+                  return settle((latency) => ({ _tag: "Failure", latency, error: failure })).pipe(
+                    Effect.zipRight(Scope.close(scope, Exit.void)),
+                    Effect.as({ _tag: "Failed", key: lease.key, error: failure } as Step<A>)
+                  )
+                }
+                // The caller's own error, an interruption or a defect: no verdict on the key.
+                return Effect.zipRight(Scope.close(scope, exit), Effect.failCause(exit.cause))
+              }
+              // Interrupted or died before any report: the in-flight count must still come down.
+              return Scope.addFinalizer(
+                scope,
+                Effect.suspend(() => (reported ? Effect.void : monitor.finished(lease.key, abandoned)))
+              ).pipe(
+                Effect.zipRight(monitor.started(lease.key)),
+                Effect.zipRight(Effect.exit(restore(use(lease.key, { attempt })))),
+                Effect.flatMap(onExit)
+              )
             }
           )
         })
@@ -235,7 +238,8 @@ export const make = (options: Balancer.Options = {}) =>
       costOf: ((a: A) => number | undefined) | undefined,
       keepOpen: Scope.Scope | undefined
     ): Effect.Effect<Step<A> & { _tag: "Done" }, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
-      Effect.flatMap(Clock.currentTimeMillis, (start) => {
+      Effect.clockWith((clock) => {
+        const start = clock.unsafeCurrentTimeMillis()
         budget?.deposit(start)
         const deadlineAt = start + deadlineMs
         const tried = new Set<string>()
@@ -256,7 +260,18 @@ export const make = (options: Balancer.Options = {}) =>
         const from = (
           attempt: number
         ): Effect.Effect<Step<A> & { _tag: "Done" }, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
-          attemptOnce(request, attempt, tried, dead, reuseDelay, deadlineAt, use, costOf, keepOpen).pipe(
+          attemptOnce(
+            clock,
+            request,
+            attempt,
+            tried,
+            dead,
+            reuseDelay,
+            deadlineAt,
+            use,
+            costOf,
+            keepOpen
+          ).pipe(
             Effect.catchIf(
               (e): e is KeySelector.NoKeyAvailable => e instanceof KeySelector.NoKeyAvailable,
               noKey
