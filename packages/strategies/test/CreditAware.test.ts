@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { CreditLookup, KeySelector, UpstreamError } from "@or-balancer/core"
+import { CreditLookup, KeyPool, KeySelector, UpstreamError } from "@or-balancer/core"
 import { CreditAware, CreditLedger } from "@or-balancer/strategies"
 import { Deferred, Effect, Fiber, Layer, TestClock } from "effect"
-import { base, keys, pick, request } from "./util.js"
+import { base, key, keys, pick, picks as pickMany, refuse, request } from "./util.js"
 
 const setup = (infos: Record<string, CreditLookup.KeyInfo>, ids: ReadonlyArray<string>, estimate = 0.1) =>
   Effect.gen(function* () {
@@ -114,5 +114,45 @@ describe("CreditAware", () => {
           expect(snapshot.every((e) => e.reserved === 0)).toBe(true)
         }).pipe(Effect.provide(layer))
       })
+  )
+
+  it.effect("refresh makes the next selection ask again while the lookup is still fresh", () =>
+    Effect.gen(function* () {
+      const { layer, memory } = yield* setup({ a: CreditLookup.keyInfo(5), b: CreditLookup.keyInfo(1) }, [
+        "a",
+        "b"
+      ])
+      yield* Effect.gen(function* () {
+        const ledger = yield* CreditLedger.CreditLedger
+        const pool = yield* KeyPool.KeyPool
+        expect(yield* pickMany(3)).toEqual(["a", "a", "a"])
+        expect(yield* memory.lookups("a")).toBe(1)
+        yield* memory.set("a", CreditLookup.keyInfo(0.5))
+        const a = (yield* pool.get).find((k) => k.id === "a")!
+        yield* ledger.refresh(a)
+        expect(yield* pick()).toBe("b") // a's new balance is under b's
+        expect(yield* memory.lookups("a")).toBe(2)
+        expect(yield* memory.lookups("b")).toBe(1)
+      }).pipe(Effect.provide(layer))
+    })
+  )
+
+  it.effect("a key added to the pool is looked up by the next selection; a refused key is not", () =>
+    Effect.gen(function* () {
+      const { layer, memory } = yield* setup(
+        { a: CreditLookup.keyInfo(1), b: CreditLookup.keyInfo(2), c: CreditLookup.keyInfo(9) },
+        ["a", "b"]
+      )
+      yield* Effect.gen(function* () {
+        const pool = yield* KeyPool.KeyPool
+        expect(yield* pick({ gate: refuse("b") })).toBe("a")
+        expect(yield* memory.lookups("b")).toBe(0)
+        expect(yield* pickMany(2)).toEqual(["b", "b"])
+        yield* pool.add(key("c"))
+        expect(yield* pick()).toBe("c")
+        expect(yield* memory.lookups("c")).toBe(1)
+        expect(yield* memory.lookups("a")).toBe(1)
+      }).pipe(Effect.provide(layer))
+    })
   )
 })
