@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { KeySelector } from "@or-balancer/core"
 import { ConcurrencyLimited, RoundRobin } from "@or-balancer/strategies"
-import { Context, Effect, Exit, FastCheck as fc, Fiber, Layer, Scope, TestClock } from "effect"
+import { Context, Deferred, Effect, Exit, FastCheck as fc, Fiber, Layer, Scope, TestClock } from "effect"
 import { base, key } from "./util.js"
 
 const env = (ks: ReadonlyArray<ReturnType<typeof key>>) =>
@@ -200,5 +200,36 @@ describe("ConcurrencyLimited", () => {
         expect((yield* statusRef.current).inUse.size).toBe(0)
       }).pipe(Effect.provide(env(caps.map((cap, i) => key(`k${i}`, { maxConcurrency: cap }))))),
     { fastCheck: { numRuns: 40 } }
+  )
+
+  it.effect(
+    "an inner selection interrupted mid-way gives back what it held, at once, and takes no permit",
+    () =>
+      Effect.gen(function* () {
+        const log: Array<string> = []
+        const started = yield* Deferred.make<void>()
+        // An inner selector that holds something, then never answers.
+        const inner = KeySelector.make(() =>
+          Effect.zipRight(
+            Effect.addFinalizer(() => Effect.sync(() => log.push("inner released"))),
+            Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
+          )
+        )
+        const { selector, status } = yield* ConcurrencyLimited.makeWithStatus({ defaultMax: 1 }).pipe(
+          Effect.provideService(KeySelector.KeySelector, inner),
+          Effect.provide(base([key("a")]))
+        )
+        const outer = yield* Scope.make()
+        const fiber = yield* Effect.fork(
+          Scope.extend(selector.select({ attempt: 1, tried: new Set() }), outer)
+        )
+        yield* Deferred.await(started)
+        yield* Fiber.interrupt(fiber)
+        // Released with the interruption, before the caller's scope closes.
+        expect(log).toEqual(["inner released"])
+        expect((yield* status).inUse.size).toBe(0)
+        yield* Scope.close(outer, Exit.void)
+        expect(log).toEqual(["inner released"])
+      })
   )
 })
