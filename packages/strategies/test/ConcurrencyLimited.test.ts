@@ -202,34 +202,29 @@ describe("ConcurrencyLimited", () => {
     { fastCheck: { numRuns: 40 } }
   )
 
-  it.effect(
-    "an inner selection interrupted mid-way gives back what it held, at once, and takes no permit",
-    () =>
-      Effect.gen(function* () {
-        const log: Array<string> = []
-        const started = yield* Deferred.make<void>()
-        // An inner selector that holds something, then never answers.
-        const inner = KeySelector.make(() =>
-          Effect.zipRight(
-            Effect.addFinalizer(() => Effect.sync(() => log.push("inner released"))),
-            Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
-          )
+  it.effect("an inner selection interrupted mid-way gives back what it held, once, and takes no permit", () =>
+    Effect.gen(function* () {
+      const log: Array<string> = []
+      const started = yield* Deferred.make<void>()
+      // An inner selector that holds something, then never answers.
+      const inner = KeySelector.make(() =>
+        Effect.zipRight(
+          Effect.addFinalizer(() => Effect.sync(() => log.push("inner released"))),
+          Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
         )
-        const { selector, status } = yield* ConcurrencyLimited.makeWithStatus({ defaultMax: 1 }).pipe(
-          Effect.provideService(KeySelector.KeySelector, inner),
-          Effect.provide(base([key("a")]))
-        )
-        const outer = yield* Scope.make()
-        const fiber = yield* Effect.fork(
-          Scope.extend(selector.select({ attempt: 1, tried: new Set() }), outer)
-        )
-        yield* Deferred.await(started)
-        yield* Fiber.interrupt(fiber)
-        // Released with the interruption, before the caller's scope closes.
-        expect(log).toEqual(["inner released"])
-        expect((yield* status).inUse.size).toBe(0)
-        yield* Scope.close(outer, Exit.void)
-        expect(log).toEqual(["inner released"])
-      })
+      )
+      const { selector, status } = yield* ConcurrencyLimited.makeWithStatus({ defaultMax: 1 }).pipe(
+        Effect.provideService(KeySelector.KeySelector, inner),
+        Effect.provide(base([key("a")]))
+      )
+      const outer = yield* Scope.make()
+      const fiber = yield* Effect.fork(Scope.extend(selector.select({ attempt: 1, tried: new Set() }), outer))
+      yield* Deferred.await(started)
+      yield* Fiber.interrupt(fiber)
+      expect((yield* status).inUse.size).toBe(0)
+      yield* Scope.close(outer, Exit.void)
+      // Released once, by the time the caller's scope is closed.
+      expect(log).toEqual(["inner released"])
+    })
   )
 })
