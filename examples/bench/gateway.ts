@@ -219,7 +219,10 @@ const runRawProxy = async () => {
       })
   )
   const port = (server.address() as AddressInfo).port
-  process.send!({ type: "ready", url: `http://127.0.0.1:${port}/api/v1/chat/completions` } satisfies FromChild)
+  process.send!({
+    type: "ready",
+    url: `http://127.0.0.1:${port}/api/v1/chat/completions`
+  } satisfies FromChild)
 }
 
 const runGateway = async () => {
@@ -359,11 +362,12 @@ export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promis
   try {
     const sim = await spawnChild("simulator", { OR_GATEWAY_BENCH_LATENCY: String(upstreamLatencyMs) })
     children.push(sim)
-    const upstream = { OR_GATEWAY_BENCH_UPSTREAM: sim.url, OR_GATEWAY_BENCH_SECRETS: JSON.stringify(sim.secrets) }
+    const upstream = {
+      OR_GATEWAY_BENCH_UPSTREAM: sim.url,
+      OR_GATEWAY_BENCH_SECRETS: JSON.stringify(sim.secrets)
+    }
     const prof = (name: string) =>
-      cpuProfileDir === undefined
-        ? []
-        : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, name)}`]
+      cpuProfileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, name)}`]
     const [raw, gateway] = await Promise.all([
       spawnChild("raw-proxy", upstream, prof("raw-proxy")),
       spawnChild("gateway", upstream, prof("gateway"))
