@@ -305,19 +305,24 @@ export const make = (
     }
 
     return KeySelector.make((request) =>
-      Effect.flatMap(pool.get, (keys) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.flatMap(records, (current) =>
-            trial || current.size === 0
-              ? choose(request, keys, current, now)
-              : Effect.zipRight(
-                  probe(keys, current, now),
-                  Effect.flatMap(records, (after) =>
-                    Effect.flatMap(Clock.currentTimeMillis, (later) => choose(request, keys, after, later))
-                  )
-                )
-          )
-        )
+      Effect.flatMap(records, (current) =>
+        // No record: every key is healthy, so there is nothing to gate and no clock to read.
+        current.size === 0
+          ? Effect.map(inner.select(request), wrap)
+          : Effect.flatMap(pool.get, (keys) =>
+              Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                trial
+                  ? choose(request, keys, current, now)
+                  : Effect.zipRight(
+                      probe(keys, current, now),
+                      Effect.flatMap(records, (after) =>
+                        Effect.flatMap(Clock.currentTimeMillis, (later) =>
+                          choose(request, keys, after, later)
+                        )
+                      )
+                    )
+              )
+            )
       )
     )
   })
