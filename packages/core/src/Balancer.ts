@@ -74,7 +74,9 @@ export type Attempt = typeof Attempt.Type
 export class AllAttemptsFailed extends Schema.TaggedError<AllAttemptsFailed>()("AllAttemptsFailed", {
   reason: Schema.Literal("attempts", "budget", "no-key"),
   attempts: Schema.Array(Attempt),
-  retryAfter: Schema.optional(Schema.DurationFromSelf)
+  retryAfter: Schema.optional(Schema.DurationFromSelf),
+  /** With reason `no-key`: why no further key was eligible (the selector's own explanation). */
+  noKey: Schema.optional(Schema.String)
 }) {
   override get message(): string {
     const list = this.attempts.map((a) => `${a.keyId}: ${a.error._tag}`).join(", ")
@@ -83,7 +85,7 @@ export class AllAttemptsFailed extends Schema.TaggedError<AllAttemptsFailed>()("
         ? "no attempts left"
         : this.reason === "budget"
           ? "the retry budget is spent"
-          : "no other key became eligible in time"
+          : `no other key became eligible in time${this.noKey === undefined ? "" : `: ${this.noKey}`}`
     return `all ${this.attempts.length} attempts failed (${why}): ${list}`
   }
 }

@@ -203,6 +203,27 @@ describe("Balancer", () => {
     }).pipe(Effect.provide(env(keys(["a"]), { deadline: "5 seconds" })))
   )
 
+  it.effect(
+    "when the only key that failed is cooling past the deadline: AllAttemptsFailed no-key, with why and when",
+    () =>
+      Effect.gen(function* () {
+        const balancer = yield* Balancer.Balancer
+        const fiber = yield* balancer
+          .run({}, () => Effect.fail(rateLimited(60)))
+          .pipe(Effect.flip, Effect.fork)
+        // The backoff before reusing the key passes; the 60 s cooldown is beyond the 5 s deadline.
+        yield* TestClock.adjust("3 seconds")
+        const error = yield* Fiber.join(fiber)
+        expect(error._tag).toBe("AllAttemptsFailed")
+        if (error._tag !== "AllAttemptsFailed") return
+        expect(error.reason).toBe("no-key")
+        expect(error.attempts.map((a) => a.keyId)).toEqual(["a"])
+        expect(error.noKey).toContain("cooling down")
+        expect(error.message).toContain("no other key became eligible in time: every key is cooling down")
+        expect(error.retryAfter !== undefined && Duration.toSeconds(error.retryAfter)).toBeCloseTo(60, 0)
+      }).pipe(Effect.provide(env(keys(["a"]), { deadline: "5 seconds" })))
+  )
+
   it.effect("runScoped keeps the lease until the scope closes and reports once", () =>
     Effect.gen(function* () {
       const balancer = yield* Balancer.Balancer

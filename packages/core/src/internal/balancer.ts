@@ -254,8 +254,13 @@ export const make = (options: Balancer.Options = {}) =>
             ? Effect.fail(e)
             : Effect.fail(
                 e.retryAfter === undefined
-                  ? new AllAttemptsFailed({ reason: "no-key", attempts })
-                  : new AllAttemptsFailed({ reason: "no-key", attempts, retryAfter: e.retryAfter })
+                  ? new AllAttemptsFailed({ reason: "no-key", attempts, noKey: e.message })
+                  : new AllAttemptsFailed({
+                      reason: "no-key",
+                      attempts,
+                      retryAfter: e.retryAfter,
+                      noKey: e.message
+                    })
               )
         const from = (
           attempt: number
