@@ -171,6 +171,7 @@ const gw = gateway as {
   targets?: ReadonlyArray<Record<string, number | string>>
   gatewayVsRawProxy?: number
   gatewayAddedP50Ms?: number
+  gatewayVsRawProxyCpu?: number
   requests?: number
   connections?: number
   upstreamLatencyMs?: number
@@ -193,7 +194,7 @@ if (gw.targets !== undefined) {
   }
   md.push(
     "",
-    `Gateway / raw proxy throughput: **${f(gw.gatewayVsRawProxy ?? 0, 2)}**; added p50 ${f(gw.gatewayAddedP50Ms ?? 0, 2)} ms.`,
+    `Gateway / raw proxy throughput: **${f(gw.gatewayVsRawProxy ?? 0, 2)}** (target ≥ 0.7); added p50 ${f(gw.gatewayAddedP50Ms ?? 0, 2)} ms (target < 1 ms); raw proxy CPU per request / gateway's: **${f(gw.gatewayVsRawProxyCpu ?? 0, 2)}** (the load-independent ratio).`,
     ""
   )
 } else md.push(gw.error ?? gw.skipped ?? "not run", "")
