@@ -11,8 +11,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Key from "@or-balancer/core/Key"
-import { noKey, ns, succeedLease } from "./internal/common.js"
+import { ns, storedSelector } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -34,23 +33,16 @@ export const make = (
     const pool = yield* KeyPool.KeyPool
     const store = yield* StateStore.StateStore
     const id = options.name ?? "default"
-    return KeySelector.make((request) =>
-      Effect.flatMap(pool.get, (keys) =>
-        Effect.flatMap(
-          store.modify<number, Key.Key | undefined>(ns.cursor, id, (cursor) => {
-            const n = keys.length
-            const start = n === 0 ? 0 : (cursor ?? 0) % n
-            for (let i = 0; i < n; i++) {
-              const j = (start + i) % n
-              const k = keys[j]!
-              if (KeySelector.isCandidate(request, k)) return [k, (j + 1) % n]
-            }
-            return [undefined, cursor]
-          }),
-          (key) => (key === undefined ? noKey(request, keys) : succeedLease(key))
-        )
-      )
-    )
+    return storedSelector<number>(pool, store, ns.cursor, id, (request, keys, cursor) => {
+      const n = keys.length
+      const start = n === 0 ? 0 : (cursor ?? 0) % n
+      for (let i = 0; i < n; i++) {
+        const j = (start + i) % n
+        const k = keys[j]!
+        if (KeySelector.isCandidate(request, k)) return [k, (j + 1) % n]
+      }
+      return [undefined, cursor]
+    })
   })
 
 /**

@@ -15,7 +15,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { noKey, ns, succeedLease } from "./internal/common.js"
+import { ns, storedSelector } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -39,34 +39,27 @@ export const make = (
     const pool = yield* KeyPool.KeyPool
     const store = yield* StateStore.StateStore
     const id = options.name ?? "default"
-    return KeySelector.make((request) =>
-      Effect.flatMap(pool.get, (keys) =>
-        Effect.flatMap(
-          store.modify<Totals, Key.Key | undefined>(ns.weighted, id, (current) => {
-            // Updated in place: the totals are plain data, so a shared store can still serialise them.
-            const totals: Totals = current ?? Object.create(null)
-            // Nothing to ask per key on a first attempt under no decorator.
-            const all = request.gate === undefined && request.tried.size === 0
-            let total = 0
-            let best: Key.Key | undefined
-            let bestValue = -Infinity
-            for (const k of keys) {
-              if (!all && !KeySelector.isCandidate(request, k)) continue
-              const v = (totals[k.id] ?? 0) + k.weight
-              totals[k.id] = v
-              total += k.weight
-              if (v > bestValue) {
-                best = k
-                bestValue = v
-              }
-            }
-            if (best !== undefined) totals[best.id] = bestValue - total
-            return [best, totals]
-          }),
-          (key) => (key === undefined ? noKey(request, keys) : succeedLease(key))
-        )
-      )
-    )
+    return storedSelector<Totals>(pool, store, ns.weighted, id, (request, keys, current) => {
+      // Updated in place: the totals are plain data, so a shared store can still serialise them.
+      const totals: Totals = current ?? Object.create(null)
+      // Nothing to ask per key on a first attempt under no decorator.
+      const all = request.gate === undefined && request.tried.size === 0
+      let total = 0
+      let best: Key.Key | undefined
+      let bestValue = -Infinity
+      for (const k of keys) {
+        if (!all && !KeySelector.isCandidate(request, k)) continue
+        const v = (totals[k.id] ?? 0) + k.weight
+        totals[k.id] = v
+        total += k.weight
+        if (v > bestValue) {
+          best = k
+          bestValue = v
+        }
+      }
+      if (best !== undefined) totals[best.id] = bestValue - total
+      return [best, totals]
+    })
   })
 
 /**

@@ -1,7 +1,9 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Key from "@or-balancer/core/Key"
+import type * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
+import type * as StateStore from "@or-balancer/core/StateStore"
 import * as Scope from "effect/Scope"
 
 /** StateStore namespaces, one per kind of shared state. */
@@ -103,3 +105,27 @@ export const candidatesOf = (
   keys: ReadonlyArray<Key.Key>
 ): ReadonlyArray<Key.Key> =>
   request.gate === undefined && request.tried.size === 0 ? keys : KeySelector.candidates(request, keys)
+
+/**
+ * A selector whose whole choice is one `StateStore.modify`: `step` picks a key (or none) from the
+ * pool and returns the next state, so replicas sharing the store share the state.
+ */
+export const storedSelector = <S>(
+  pool: KeyPool.Service,
+  store: StateStore.Service,
+  namespace: string,
+  id: string,
+  step: (
+    request: KeySelector.SelectRequest,
+    keys: ReadonlyArray<Key.Key>,
+    current: S | undefined
+  ) => readonly [Key.Key | undefined, S | undefined]
+): KeySelector.Service =>
+  KeySelector.make((request) =>
+    Effect.flatMap(pool.get, (keys) =>
+      Effect.flatMap(
+        store.modify<S, Key.Key | undefined>(namespace, id, (current) => step(request, keys, current)),
+        (key) => (key === undefined ? noKey(request, keys) : succeedLease(key))
+      )
+    )
+  )
