@@ -9,7 +9,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EffectRandom from "effect/Random"
-import { candidatesOf, noKey, succeedLease } from "./internal/common.js"
+import { candidateSelector, succeedLease } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -18,13 +18,8 @@ import { candidatesOf, noKey, succeedLease } from "./internal/common.js"
 export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool> = Effect.map(
   KeyPool.KeyPool,
   (pool) =>
-    KeySelector.make((request) =>
-      Effect.flatMap(pool.get, (keys) => {
-        const c = candidatesOf(request, keys)
-        if (c.length === 0) return noKey(request, keys)
-        if (c.length === 1) return succeedLease(c[0]!)
-        return Effect.flatMap(EffectRandom.nextIntBetween(0, c.length), (i) => succeedLease(c[i]!))
-      })
+    candidateSelector(pool, (c) =>
+      Effect.flatMap(EffectRandom.nextIntBetween(0, c.length), (i) => succeedLease(c[i]!))
     )
 )
 

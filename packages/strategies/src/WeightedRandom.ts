@@ -8,7 +8,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EffectRandom from "effect/Random"
-import { candidatesOf, noKey, succeedLease } from "./internal/common.js"
+import { candidateSelector, succeedLease } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -17,22 +17,17 @@ import { candidatesOf, noKey, succeedLease } from "./internal/common.js"
 export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool> = Effect.map(
   KeyPool.KeyPool,
   (pool) =>
-    KeySelector.make((request) =>
-      Effect.flatMap(pool.get, (keys) => {
-        const c = candidatesOf(request, keys)
-        if (c.length === 0) return noKey(request, keys)
-        if (c.length === 1) return succeedLease(c[0]!)
-        let total = 0
-        for (const k of c) total += k.weight
-        return Effect.flatMap(EffectRandom.nextIntBetween(0, total), (r) => {
-          for (const k of c) {
-            r -= k.weight
-            if (r < 0) return succeedLease(k)
-          }
-          return succeedLease(c[c.length - 1]!)
-        })
+    candidateSelector(pool, (c) => {
+      let total = 0
+      for (const k of c) total += k.weight
+      return Effect.flatMap(EffectRandom.nextIntBetween(0, total), (r) => {
+        for (const k of c) {
+          r -= k.weight
+          if (r < 0) return succeedLease(k)
+        }
+        return succeedLease(c[c.length - 1]!)
       })
-    )
+    })
 )
 
 /**

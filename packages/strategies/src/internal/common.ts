@@ -129,3 +129,20 @@ export const storedSelector = <S>(
       )
     )
   )
+
+/**
+ * A selector over the request's candidates: none fails, one is taken without asking `pick`, and
+ * `pick` chooses among two or more.
+ */
+export const candidateSelector = (
+  pool: KeyPool.Service,
+  pick: (candidates: ReadonlyArray<Key.Key>) => Effect.Effect<KeySelector.Lease>
+): KeySelector.Service =>
+  KeySelector.make((request) =>
+    Effect.flatMap(pool.get, (keys) => {
+      const c = candidatesOf(request, keys)
+      if (c.length === 0) return noKey(request, keys)
+      if (c.length === 1) return succeedLease(c[0]!)
+      return pick(c)
+    })
+  )
