@@ -47,7 +47,13 @@ export const Secret = Schema.String.pipe(
   Schema.annotations({ identifier: "Secret" })
 )
 
-const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "must be a positive integer" }))
+/**
+ * An integer above zero, failing with "must be a positive integer".
+ *
+ * @since 0.1.0
+ * @category Schemas
+ */
+export const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "must be a positive integer" }))
 
 /**
  * How a key is written in config: the secret as a plain string (from env or file).

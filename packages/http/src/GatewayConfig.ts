@@ -28,8 +28,9 @@ import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as Struct from "effect/Struct"
 
-const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "must be a positive integer" }))
+const PositiveInt = Key.PositiveInt
 const NonNegativeInt = Schema.Int.pipe(
   Schema.nonNegative({ message: () => "must be a non-negative integer" })
 )
@@ -48,11 +49,8 @@ export const KeyEntry = Schema.Struct({
   id: Schema.NonEmptyTrimmedString,
   /** The environment variable holding the secret. */
   secretEnv: EnvName,
-  account: Schema.optional(Schema.NonEmptyTrimmedString),
-  weight: Schema.optional(PositiveInt),
-  maxConcurrency: Schema.optional(PositiveInt),
-  models: Schema.optional(Schema.Array(Schema.NonEmptyTrimmedString)),
-  baseUrl: Schema.optional(Schema.String)
+  // The rest as core's `KeyInput` has them, so the file accepts exactly what `Key.decode` does.
+  ...Struct.omit(Key.KeyInput.fields, "id", "secret")
 })
 
 /**
