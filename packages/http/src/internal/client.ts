@@ -128,9 +128,32 @@ export const decodeJson = <A, I>(
     )
   })
 
-const chatRequest = (config: ClientConfig, key: Key.Key, body: unknown) =>
-  HttpClientRequest.post(`${baseUrlFor(config, key)}/chat/completions`).pipe(
-    HttpClientRequest.bodyUnsafeJson(body)
+/** Reads the body of a sent request and decodes it with `decodeJson`. */
+const readJson = <A, I>(
+  schema: Schema.Schema<A, I>,
+  what: string,
+  response: HttpClientResponse.HttpClientResponse,
+  model?: string | undefined
+): Effect.Effect<A, UpstreamError.UpstreamError> =>
+  Effect.flatMap(readText(response), (text) =>
+    decodeJson(schema, what, response.status, response.headers, text, model)
+  )
+
+const sendChat = (
+  client: HttpClient.HttpClient,
+  config: ClientConfig,
+  key: Key.Key,
+  request: ChatCompletion.Request,
+  stream: boolean
+) =>
+  send(
+    client,
+    config,
+    key,
+    HttpClientRequest.post(`${baseUrlFor(config, key)}/chat/completions`).pipe(
+      HttpClientRequest.bodyUnsafeJson({ ...request, stream })
+    ),
+    request.model
   )
 
 export const chat = (
@@ -142,22 +165,8 @@ export const chat = (
   withTimeout(
     config,
     Effect.gen(function* () {
-      const response = yield* send(
-        client,
-        config,
-        key,
-        chatRequest(config, key, { ...request, stream: false }),
-        request.model
-      )
-      const text = yield* readText(response)
-      return yield* decodeJson(
-        ChatCompletion.Response,
-        "chat completion",
-        response.status,
-        response.headers,
-        text,
-        request.model
-      )
+      const response = yield* sendChat(client, config, key, request, false)
+      return yield* readJson(ChatCompletion.Response, "chat completion", response, request.model)
     })
   )
 
@@ -247,25 +256,11 @@ export const openStream = (
       withTimeout(
         config,
         Effect.gen(function* () {
-          const response = yield* send(
-            client,
-            config,
-            key,
-            chatRequest(config, key, { ...request, stream: true }),
-            request.model
-          )
+          const response = yield* sendChat(client, config, key, request, true)
           const type = response.headers["content-type"] ?? ""
           if (!type.includes("text/event-stream")) {
             // Some errors come as JSON with a 200; anything else is not a stream.
-            const text = yield* readText(response)
-            yield* decodeJson(
-              ChatCompletion.Chunk,
-              "stream",
-              response.status,
-              response.headers,
-              text,
-              request.model
-            )
+            yield* readJson(ChatCompletion.Chunk, "stream", response, request.model)
             return yield* Effect.fail(
               new UpstreamError.InvalidResponse({
                 message: `stream: expected text/event-stream, got ${type === "" ? "no content type" : type}`,
@@ -335,14 +330,7 @@ export const keyInfo = (
           key,
           HttpClientRequest.get(`${baseUrlFor(config, key)}${path}`)
         )
-        const text = yield* readText(response)
-        const body = yield* decodeJson(
-          KeyInfoFromResponse,
-          `GET ${path}`,
-          response.status,
-          response.headers,
-          text
-        )
+        const body = yield* readJson(KeyInfoFromResponse, `GET ${path}`, response)
         return toKeyInfo(body.data)
       })
     )
