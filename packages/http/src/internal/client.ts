@@ -16,16 +16,12 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChatCompletion from "../ChatCompletion.js"
+import type * as OpenRouterClient from "../OpenRouterClient.js"
 import * as Errors from "./errors.js"
 import * as Sse from "./sse.js"
 
-export interface ClientConfig {
-  readonly baseUrl: string
-  readonly referer?: string | undefined
-  readonly title?: string | undefined
-  readonly timeout?: Duration.Duration | undefined
-  readonly streamIdleTimeout?: Duration.Duration | undefined
-}
+/** The public `OpenRouterClient.Options` (a type-only import: no cycle at run time). */
+export type ClientConfig = OpenRouterClient.Options
 
 export const DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
