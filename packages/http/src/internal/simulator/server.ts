@@ -449,6 +449,18 @@ export const makeCore = (config: Simulator.Config): Core => {
     step()
   }
 
+  // One SSE chunk event. `error` and `usage` are left out of the JSON when undefined, and the
+  // literal's key order is the order on the wire.
+  const chunkEvent = (
+    id: string,
+    created: number,
+    model: string,
+    choices: ReadonlyArray<unknown>,
+    error?: unknown,
+    usage?: unknown
+  ): string =>
+    `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, provider: PROVIDER, error, choices, usage })}\n\n`
+
   const answer = (res: http.ServerResponse, a: Admitted, slow: boolean, midstream: boolean): void => {
     const id = `${genPrefix}-${++generationCounter}`
     const created = Math.floor(a.arrivedAt / 1000)
@@ -485,51 +497,38 @@ export const makeCore = (config: Simulator.Config): Core => {
     const sent = midstream ? Math.ceil(pieces / 2) : pieces
     for (let i = 0; i < sent; i++) {
       parts.push(
-        `data: ${JSON.stringify({
-          id,
-          object: "chat.completion.chunk",
-          created,
-          model: a.model,
-          provider: PROVIDER,
-          choices: [
-            {
-              index: 0,
-              delta: { role: "assistant", content: content.slice(i * pieceLength, (i + 1) * pieceLength) },
-              finish_reason: null,
-              native_finish_reason: null,
-              logprobs: null
-            }
-          ]
-        })}\n\n`
+        chunkEvent(id, created, a.model, [
+          {
+            index: 0,
+            delta: { role: "assistant", content: content.slice(i * pieceLength, (i + 1) * pieceLength) },
+            finish_reason: null,
+            native_finish_reason: null,
+            logprobs: null
+          }
+        ])
       )
     }
     if (midstream) {
       parts.push(
-        `data: ${JSON.stringify({
+        chunkEvent(
           id,
-          object: "chat.completion.chunk",
           created,
-          model: a.model,
-          provider: PROVIDER,
-          error: {
+          a.model,
+          [{ index: 0, delta: { content: "" }, finish_reason: "error", native_finish_reason: "error" }],
+          {
             code: 502,
             message: "Provider disconnected mid-stream",
             metadata: { error_type: "provider_unavailable", provider_name: PROVIDER }
-          },
-          choices: [
-            { index: 0, delta: { content: "" }, finish_reason: "error", native_finish_reason: "error" }
-          ]
-        })}\n\n`
+          }
+        )
       )
     } else {
       parts.push(
-        `data: ${JSON.stringify({
+        chunkEvent(
           id,
-          object: "chat.completion.chunk",
           created,
-          model: a.model,
-          provider: PROVIDER,
-          choices: [
+          a.model,
+          [
             {
               index: 0,
               delta: { role: "assistant", content: "" },
@@ -538,8 +537,9 @@ export const makeCore = (config: Simulator.Config): Core => {
               logprobs: null
             }
           ],
-          usage: usageOf(a)
-        })}\n\n`,
+          undefined,
+          usageOf(a)
+        ),
         "data: [DONE]\n\n"
       )
     }
