@@ -115,7 +115,7 @@ export const make = (
       onRetired: (engine) => void runFork(Server.disposeEngine(engine))
     }
     const admin: Server.Admin = {
-      metrics: Prometheus.render("or_balancer_"),
+      metrics: provideShared(Effect.zipRight(Server.refreshGauges(state), Prometheus.render("or_balancer_"))),
       status: provideShared(Server.status(state))
     }
     const server = http.createServer({ keepAliveTimeout: 65_000 }, Server.makeHandler(state, admin))

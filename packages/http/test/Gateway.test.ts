@@ -268,6 +268,47 @@ describe("Gateway admin", () => {
     })
   )
 
+  it.scopedLive("credit remaining and cooldowns appear in /metrics and /status once known", () =>
+    Effect.gen(function* () {
+      const labels = ["gauge-rich", "gauge-broken"]
+      const { sim, gw } = yield* setup(
+        labels,
+        {
+          keys: simKeys(labels).map((k) =>
+            k.label === "gauge-broken"
+              ? { ...k, limit: 9, faults: { script: ["500" as const], loop: true } }
+              : { ...k, limit: 5 }
+          )
+        },
+        {
+          strategy: [
+            { name: "health-aware", failureThreshold: 1, baseCooldownMs: 60_000 },
+            { name: "credit-aware" }
+          ]
+        }
+      )
+      // The richer key is tried first, fails, is ejected; the other answers.
+      for (let i = 0; i < 3; i++)
+        assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+      assert.isAtLeast((yield* sim.stats).keys["gauge-broken"]!.requests, 1)
+      const metrics = yield* Effect.promise(() => fetch(`${gw.url}/metrics`).then((r) => r.text()))
+      const rich = /or_balancer_credit_remaining_usd\{key="gauge-rich"\} ([0-9.e-]+)/.exec(metrics)
+      assert.isNotNull(rich, metrics)
+      const richCredit = Number(rich![1])
+      assert.isTrue(richCredit > 4 && richCredit < 5, `credit ${richCredit}`)
+      assert.match(metrics, /or_balancer_cooldown\{key="gauge-broken"\} 1/)
+      assert.match(metrics, /or_balancer_cooldown\{key="gauge-rich"\} 0/)
+      const status = yield* gw.status
+      const byId = new Map(status.keys.map((k) => [k.id, k]))
+      assert.strictEqual(byId.get("gauge-broken")!.health, "ejected")
+      assert.isNotNull(byId.get("gauge-broken")!.coolingUntil)
+      assert.strictEqual(byId.get("gauge-rich")!.health, "healthy")
+      assert.isNull(byId.get("gauge-rich")!.coolingUntil)
+      assert.strictEqual(byId.get("gauge-rich")!.credit, richCredit)
+      assert.strictEqual(byId.get("gauge-broken")!.credit, 9)
+    })
+  )
+
   it.scopedLive("reload swaps keys and strategy without dropping a request in flight", () =>
     Effect.gen(function* () {
       const { sim, gw } = yield* setup(["old", "new"], {

@@ -127,6 +127,8 @@ export interface Built {
   readonly runtime: Runtime.Runtime<EngineServices>
   readonly balancer: Balancer.Service
   readonly pool: KeyPool.Service
+  /** The credit ledger, when a strategy of the stack keeps one: `/metrics` and `/status` read it. */
+  readonly ledger: CreditLedger.Service | undefined
   readonly scope: Scope.CloseableScope
 }
 
@@ -166,6 +168,7 @@ export const build = (
       runtime,
       balancer: Context.get(context, Balancer.Balancer),
       pool: Context.get(context, KeyPool.KeyPool),
+      ledger: needsLedger(config.strategy) ? Context.get(context, CreditLedger.CreditLedger) : undefined,
       scope
     }
   })
