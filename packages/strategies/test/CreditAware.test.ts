@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { CreditLookup, KeyPool, KeySelector, UpstreamError } from "@or-balancer/core"
 import { CreditAware, CreditLedger } from "@or-balancer/strategies"
-import { Deferred, Effect, Fiber, Layer, TestClock } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, TestClock } from "effect"
 import { base, key, keys, pick, picks as pickMany, refuse, request } from "./util.js"
 
 const setup = (infos: Record<string, CreditLookup.KeyInfo>, ids: ReadonlyArray<string>, estimate = 0.1) =>
@@ -41,6 +41,22 @@ describe("CreditAware", () => {
       )
       expect(yield* memory.lookups("a")).toBe(1)
       expect(yield* memory.lookups("b")).toBe(1)
+    })
+  )
+
+  it.effect("a key whose lookup failed says when it is retried, so a request can wait for it", () =>
+    Effect.gen(function* () {
+      const { layer, memory } = yield* setup({}, ["a"])
+      yield* Effect.gen(function* () {
+        const error = yield* Effect.flip(pick())
+        expect(error.reason).toBe("credit")
+        // The failed lookup is retried after the 5 s failure TTL: that is the hint.
+        expect(error.retryAfter !== undefined && Duration.toSeconds(error.retryAfter)).toBe(5)
+        yield* memory.set("a", CreditLookup.keyInfo(3))
+        // (At exactly 5 s the failure still counts; the balancer then waits its minimum 1 ms.)
+        yield* TestClock.adjust("5001 millis")
+        expect(yield* pick()).toBe("a")
+      }).pipe(Effect.provide(layer))
     })
   )
 

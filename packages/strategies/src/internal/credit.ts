@@ -8,7 +8,12 @@ export const creditGate =
   (balances: CreditLedger.Balances, min: number): KeySelector.Gate =>
   (k) => {
     const a = balances.available(k)
-    if (a === undefined) return NEVER_LOOKED_UP
+    if (a === undefined) {
+      // The lookup failed: the key may come back when it is retried, so say when (the balancer
+      // waits for that, within its deadline, rather than failing the request at once).
+      const at = balances.refreshAt(k)
+      return at > 0 ? { reason: "credit", until: at } : NEVER_LOOKED_UP
+    }
     if (a !== null && a < min) return { reason: "credit", until: balances.refreshAt(k) }
     return undefined
   }
