@@ -1,9 +1,9 @@
 /**
  * The `or-balancer` command line, built with `@effect/cli`:
  *
- * - `or-balancer serve --config FILE`: runs the gateway. `SIGHUP` re-reads the file and reloads
- *   keys, tokens and strategy without dropping requests in flight (a bad file is reported and the
- *   running configuration kept); `SIGTERM`/`SIGINT` drain up to `deadlines.drainMs`, then exit.
+ * - `or-balancer serve --config FILE`: runs the gateway. `SIGHUP`, or a change to the file,
+ *   re-reads it and reloads keys, tokens and strategy without dropping requests in flight (a bad
+ *   file is reported and the running configuration kept); `SIGTERM`/`SIGINT` drain up to `deadlines.drainMs`, then exit.
  * - `or-balancer check [--config FILE]`: `GET /api/v1/key` for every key (from the file, else from
  *   `OPENROUTER_API_KEYS` and `OPENROUTER_BASE_URL`), printed as a table; fails if any key is bad.
  * - `or-balancer simulate [--port N] [--seed N] [--config FILE]`: runs the OpenRouter simulator.
@@ -13,17 +13,20 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
 import type * as Key from "@or-balancer/core/Key"
 import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as Gateway from "./Gateway.js"
 import * as GatewayConfig from "./GatewayConfig.js"
 import * as HttpCreditLookup from "./HttpCreditLookup.js"
@@ -86,6 +89,20 @@ export const serve = Command.make("serve", { config: configOption }, ({ config: 
     yield* Effect.acquireRelease(
       Effect.sync(() => process.on("SIGHUP", onHup)),
       () => Effect.sync(() => process.off("SIGHUP", onHup))
+    )
+    // A change to the file reloads it too. The directory is watched, not the file, so an editor
+    // that saves by renaming a new file over the old one is seen; the debounce folds the several
+    // events of one save into one reload. (Also the way to reload under `tsx`'s CLI, which does
+    // not pass SIGHUP on to the program.)
+    const fs = yield* FileSystem.FileSystem
+    const paths = yield* Path.Path
+    const name = paths.basename(path)
+    yield* fs.watch(paths.dirname(paths.resolve(path))).pipe(
+      Stream.filter((event) => paths.basename(event.path) === name),
+      Stream.debounce(Duration.millis(200)),
+      Stream.runForEach(() => reload),
+      Effect.catchAll((e) => Console.error(`not watching ${path} for changes: ${e.message}`)),
+      Effect.forkScoped
     )
     return yield* Effect.never
   }).pipe(Effect.scoped)

@@ -157,8 +157,13 @@ export const make = (
         server.closeIdleConnections()
         const ms =
           deadline === undefined ? state.engine.config.deadlines.drainMs : Duration.toMillis(deadline)
-        // Finalizers run uninterruptibly: let the race interrupt its loser.
-        yield* Effect.interruptible(Effect.raceFirst(waitIdle, Effect.sleep(Duration.millis(ms))))
+        // A finalizer of an interrupted fiber (SIGTERM) runs with that interruption pending: the
+        // wait itself stays uninterruptible, or it would end at once and cut the requests in
+        // flight. Only the racers are interruptible, so the loser is stopped when the other wins.
+        yield* Effect.raceFirst(
+          Effect.interruptible(waitIdle),
+          Effect.interruptible(Effect.sleep(Duration.millis(ms)))
+        )
         server.closeAllConnections()
         yield* Server.disposeEngine(state.engine)
       })
