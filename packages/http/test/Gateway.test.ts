@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -7,6 +8,7 @@ import { OpenRouter } from "@openrouter/sdk"
 import * as http from "node:http"
 import OpenAI from "openai"
 import * as Gateway from "../src/Gateway.js"
+import * as GatewayConfig from "../src/GatewayConfig.js"
 import * as Simulator from "../src/Simulator.js"
 import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 
@@ -200,8 +202,14 @@ describe("Gateway protocol", () => {
       const error = JSON.parse(bad.text).error
       assert.strictEqual(error.code, "invalid_json")
       assert.match(error.message, /^invalid JSON in request body: /)
-      const notObject = yield* post(`${gw.url}/v1/chat/completions`, "[1,2]")
-      assert.strictEqual(notObject.status, 400)
+      for (const body of ["[1,2]", "[]", '"x"', "null", "42"]) {
+        const notObject = yield* post(`${gw.url}/v1/chat/completions`, body)
+        assert.strictEqual(notObject.status, 400, body)
+        assert.strictEqual(JSON.parse(notObject.text).error.message, "request body must be a JSON object")
+      }
+      const noModel = yield* post(`${gw.url}/v1/chat/completions`, '{"messages": []}')
+      assert.strictEqual(noModel.status, 400)
+      assert.include(JSON.parse(noModel.text).error.message, '"model"')
       assert.strictEqual((yield* sim.stats).requests, 0)
     })
   )
@@ -400,6 +408,153 @@ describe("Gateway admin", () => {
         )
       )
       assert.strictEqual(after, "refused")
+    })
+  )
+})
+
+describe("Gateway with a misbehaving upstream", () => {
+  type Mode = "garbage" | "truncated" | "reset"
+  /** A scripted upstream on 127.0.0.1: each chat is answered by the next mode, then normally. */
+  const scripted = (modes: Array<Mode>) =>
+    Effect.acquireRelease(
+      Effect.async<{ server: http.Server; url: string; seen: Array<string> }>((resume) => {
+        const seen: Array<string> = []
+        const server = http.createServer((req, res) => {
+          req.resume()
+          req.on("end", () => {
+            seen.push(req.headers.authorization ?? "")
+            const mode = modes.shift()
+            if (mode === "garbage") {
+              res.writeHead(200, { "content-type": "application/json" })
+              return res.end("<html>upstream proxy error</html>")
+            }
+            if (mode === "truncated") {
+              res.writeHead(200, { "content-type": "application/json", "content-length": "500" })
+              res.write('{"id":"gen-1","choices":[{"mess')
+              return setTimeout(() => res.socket?.destroy(), 20)
+            }
+            if (mode === "reset") return req.socket.destroy()
+            const body = JSON.stringify({
+              id: "gen-ok",
+              object: "chat.completion",
+              model: MODEL,
+              choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }],
+              usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2, cost: 0.0001 }
+            })
+            res.writeHead(200, { "content-type": "application/json" })
+            res.end(body)
+          })
+        })
+        server.listen(0, "127.0.0.1", () =>
+          resume(
+            Effect.succeed({
+              server,
+              url: `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v1`,
+              seen
+            })
+          )
+        )
+      }),
+      ({ server }) =>
+        Effect.async<void>((resume) => {
+          server.closeAllConnections()
+          server.close(() => resume(Effect.void))
+        })
+    )
+
+  const gatewayOn = (url: string) =>
+    Effect.gen(function* () {
+      const secret = Simulator.simulatedSecret(7, 0)
+      const config = yield* GatewayConfig.decode({
+        listen: { host: "127.0.0.1", port: 0 },
+        baseUrl: url,
+        tokens: ["GW_TOKEN"],
+        keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
+        strategy: [{ name: "round-robin" }],
+        retry: { maxAttempts: 2, baseDelayMs: 5, maxDelayMs: 20, budget: false },
+        deadlines: { keyWaitMs: 2000, drainMs: 1000 }
+      }).pipe(
+        Effect.withConfigProvider(
+          ConfigProvider.fromMap(
+            new Map([
+              ["GW_TOKEN", TOKEN],
+              ["KEY_ONLY", secret]
+            ])
+          )
+        )
+      )
+      return { gw: yield* Gateway.make(config), secret }
+    })
+
+  const attempt = (url: string) =>
+    Effect.promise(() =>
+      fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        body: chatBody()
+      }).then(
+        async (r) => {
+          const text = await r.text().then(
+            (t) => t,
+            (e: unknown) => `<body failed: ${String(e)}>`
+          )
+          return { status: r.status, text }
+        },
+        (e: unknown) => ({ status: 0, text: `<request failed: ${String(e)}>` })
+      )
+    )
+
+  it.scopedLive(
+    "a body cut short reaches the client as an error, counts against the key, loses nothing",
+    () =>
+      Effect.gen(function* () {
+        const up = yield* scripted(["truncated"])
+        const { gw } = yield* gatewayOn(up.url)
+        const cut = yield* attempt(gw.url)
+        // The head was already sent: the client sees the answer end early (never a well-formed 200).
+        assert.isTrue(cut.status === 0 || /body failed/.test(cut.text), JSON.stringify(cut))
+        yield* waitUntil(
+          Effect.map(gw.status, (s) => s.keys[0]!.inFlight === 0 && s.inFlightRequests === 0),
+          "the key to be released"
+        )
+        const status = yield* gw.status
+        assert.strictEqual(status.keys[0]!.failures, 1)
+        assert.strictEqual(status.keys[0]!.errors.Transport, 1)
+        // The process is up and the key serves the next request.
+        const next = yield* attempt(gw.url)
+        assert.strictEqual(next.status, 200)
+        assert.strictEqual(JSON.parse(next.text).choices[0].message.content, "fine")
+      })
+  )
+
+  it.scopedLive(
+    "connections reset before any byte: failover, then a clear 502 in JSON naming the failure",
+    () =>
+      Effect.gen(function* () {
+        const up = yield* scripted(["reset", "reset"])
+        const { gw, secret } = yield* gatewayOn(up.url)
+        const r = yield* attempt(gw.url)
+        assert.strictEqual(r.status, 502)
+        const error = JSON.parse(r.text).error
+        assert.strictEqual(error.code, 502)
+        assert.match(error.message, /upstream connection failed/)
+        assert.strictEqual(error.metadata.error_type, "Transport")
+        assert.notInclude(r.text, secret)
+        assert.strictEqual(up.seen.length, 2)
+        assert.strictEqual((yield* attempt(gw.url)).status, 200)
+      })
+  )
+
+  it.scopedLive("a 200 that is not JSON is passed through as sent; the gateway keeps serving", () =>
+    Effect.gen(function* () {
+      const up = yield* scripted(["garbage"])
+      const { gw } = yield* gatewayOn(up.url)
+      const r = yield* attempt(gw.url)
+      // A pass-through proxy: the client's SDK sees the upstream's own bytes and reports them.
+      assert.strictEqual(r.status, 200)
+      assert.strictEqual(r.text, "<html>upstream proxy error</html>")
+      assert.strictEqual((yield* attempt(gw.url)).status, 200)
+      assert.strictEqual((yield* gw.status).inFlightRequests, 0)
     })
   )
 })
