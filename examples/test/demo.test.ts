@@ -41,7 +41,20 @@ describe("demo", () => {
         expect(revoked.upstream["200"] ?? 0).toBe(0)
         expect(json.keys.reduce((a, k) => a + k.requests, 0)).toBe(json.totals.attempts)
         const printed = out.lines.join("\n")
+        // Progress (at least the final line), the per-key table, totals and the bar chart.
+        expect(printed).toMatch(/ {2}300\/300 {2}ok \d+ {2}failed \d+/)
+        expect(printed).toMatch(
+          /^key +account +requests +share +p50 ms +p99 ms +credit left +health +errors$/m
+        )
+        expect(printed).toMatch(/^primary +acme +\d+ +[\d.]+% +\d+ +\d+ +\$[\d.]+ +healthy/m)
+        expect(printed).toMatch(/retries \d+ {2}spend \$[\d.]+/)
         expect(printed).toContain("distribution of upstream attempts")
+        expect(printed).toMatch(/^ {2}primary +█+·*/m)
+        const primary = json.keys.find((k) => k.id === "primary")!
+        expect(primary.p50Ms).toBeGreaterThan(0)
+        expect(primary.p99Ms).toBeGreaterThanOrEqual(primary.p50Ms)
+        expect(primary.creditLeft).toBeLessThan(50)
+        expect(revoked.health).toMatch(/excluded/)
         expect(printed).toMatch(/requests 300 {2}succeeded/)
         // No secret of the pool, nor anything key-shaped, in the file or the output.
         for (const s of Simulator.demoPool(42).keys) {

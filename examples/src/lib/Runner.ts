@@ -42,7 +42,7 @@ export interface Example<A, E> {
  */
 export const provide = <A, E>(example: Example<A, E>, options: Options = {}): Effect.Effect<A, unknown> => {
   const target: Layer.Layer<Target.Target, unknown> = options.real
-    ? Target.layerReal
+    ? Target.layerRealWith(example.keys)
     : Target.layerSimulator(example.simulator, example.keys)
   const program = Effect.provide(example.program, target)
   return options.console === undefined ? program : Effect.withConsole(program, options.console)

@@ -72,23 +72,36 @@ export const layerSimulator = (
 
 /**
  * The real API: keys from `OPENROUTER_API_KEYS` (comma separated, `label=secret` or `secret`),
- * base URL from `OPENROUTER_BASE_URL` (default OpenRouter's).
+ * base URL from `OPENROUTER_BASE_URL` (default OpenRouter's). No simulator is started. `extra`
+ * gives a key its per-key settings (weight, concurrency, models) by label, as in the simulator.
  *
  * @since 0.1.0
  * @category Layers
  */
-export const layerReal: Layer.Layer<Target, Key.KeyConfigError | import("effect/ConfigError").ConfigError> =
+export const layerRealWith = (
+  extra?: (label: string) => Partial<Omit<Key.Key, "id" | "secret">>
+): Layer.Layer<Target, Key.KeyConfigError | import("effect/ConfigError").ConfigError> =>
   Layer.effect(
     Target,
     Effect.gen(function* () {
       const text = yield* Config.redacted("OPENROUTER_API_KEYS")
-      const keys = yield* KeyPool.parseKeyList(text)
+      const parsed = yield* KeyPool.parseKeyList(text)
+      const keys = extra === undefined ? parsed : parsed.map((k) => Key.make({ ...k, ...extra(k.id) }))
       const baseUrl = yield* Config.string("OPENROUTER_BASE_URL").pipe(
         Config.withDefault(OpenRouterClient.DEFAULT_BASE_URL)
       )
       return { mode: "real" as const, baseUrl, keys, simulator: undefined }
     })
   )
+
+/**
+ * {@link layerRealWith} without per-key settings.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerReal: Layer.Layer<Target, Key.KeyConfigError | import("effect/ConfigError").ConfigError> =
+  layerRealWith()
 
 /**
  * The key pool of the target.
