@@ -150,6 +150,56 @@ describe("Gateway protocol", () => {
     })
   )
 
+  it.scopedLive("a stream reaches the client while upstream is still sending (no buffering)", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["k1"], { stream: { keepAlives: 1, chunks: 6, chunkIntervalMs: 150 } })
+      const res = yield* Effect.promise(() =>
+        fetch(`${gw.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+          body: chatBody({ stream: true })
+        })
+      )
+      assert.strictEqual(res.status, 200)
+      const reader = res.body!.getReader()
+      const first = yield* Effect.promise(() => reader.read())
+      assert.isFalse(first.done)
+      // The first bytes are here and the upstream answer is still being written.
+      assert.strictEqual((yield* sim.stats).inFlight, 1)
+      let rest = new TextDecoder().decode(first.value)
+      for (;;) {
+        const r = yield* Effect.promise(() => reader.read())
+        if (r.done) break
+        rest += new TextDecoder().decode(r.value)
+      }
+      assert.include(rest, "data: [DONE]")
+    })
+  )
+
+  it.scopedLive("a stream that fails after its first byte is not replayed on another key", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["mid-a", "mid-b"], {
+        keys: simKeys(["mid-a", "mid-b"]).map((k) => ({
+          ...k,
+          faults: { script: ["midstream" as const], loop: true }
+        })),
+        stream: { keepAlives: 1, chunks: 4, chunkIntervalMs: 2 }
+      })
+      const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody({ stream: true }))
+      // The head went out with the first byte: the client gets the 200 and the in-band error.
+      assert.strictEqual(r.status, 200)
+      assert.include(r.text, '"finish_reason":"error"')
+      assert.strictEqual((yield* sim.stats).requests, 1)
+      yield* waitUntil(
+        Effect.map(gw.status, (s) => s.inFlightRequests === 0),
+        "the request to finish"
+      )
+      const status = yield* gw.status
+      assert.strictEqual(status.totals.failures, 1)
+      assert.strictEqual(status.totals.retries, 0)
+    })
+  )
+
   it.scopedLive("GET /v1/models is passed through", () =>
     Effect.gen(function* () {
       const { gw } = yield* setup(["k1"])
