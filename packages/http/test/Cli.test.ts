@@ -4,6 +4,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -78,6 +79,45 @@ describe("or-balancer check", () => {
       )
       assert.isTrue(Exit.isFailure(exit))
       if (Exit.isFailure(exit)) assert.include(String(exit.cause), "retry.maxAttempts")
+    })
+  )
+})
+
+describe("or-balancer simulate", () => {
+  it.scopedLive("runs the simulator standalone: it prints its URL and keys, and answers a chat", () =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      const current = yield* Console.consoleWith(Effect.succeed)
+      const recording: Console.Console = {
+        ...current,
+        log: (...args: ReadonlyArray<unknown>) =>
+          Effect.sync(() => void lines.push(args.map(String).join(" ")))
+      }
+      const fiber = yield* Cli.run(["node", "or-balancer", "simulate", "--port", "0", "--seed", "5"]).pipe(
+        Effect.provide(NodeContext.layer),
+        Effect.withConsole(recording),
+        Effect.forkScoped
+      )
+      let url: string | undefined
+      for (let i = 0; i < 200 && url === undefined; i++) {
+        url = /simulator listening: (http:\/\/127\.0\.0\.1:\d+\/api\/v1)/.exec(lines.join("\n"))?.[1]
+        if (url === undefined) yield* Effect.sleep("10 millis")
+      }
+      assert.isDefined(url, lines.join("\n"))
+      // The demo pool by default; its fake keys are printed so a client can use them.
+      const primary = /^ {2}primary +account=acme +(sk-or-v1-\S+)$/m.exec(lines.join("\n"))?.[1]
+      assert.isDefined(primary)
+      assert.strictEqual(primary, Simulator.simulatedSecret(5, 0))
+      const answer = yield* Effect.promise(() =>
+        fetch(`${url}/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${primary}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: "openai/gpt-4o-mini", messages: [{ role: "user", content: "hi" }] })
+        }).then(async (r) => ({ status: r.status, json: (await r.json()) as { choices: Array<unknown> } }))
+      )
+      assert.strictEqual(answer.status, 200)
+      assert.lengthOf(answer.json.choices, 1)
+      yield* Fiber.interrupt(fiber)
     })
   )
 })
