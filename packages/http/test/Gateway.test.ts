@@ -282,6 +282,35 @@ describe("Gateway protocol", () => {
       })
   )
 
+  it.scopedLive("every key ejected: a 503 in JSON with Retry-After, no upstream call", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(
+        ["cool-a"],
+        {
+          keys: simKeys(["cool-a"]).map((k) => ({ ...k, faults: { script: ["500" as const], loop: true } }))
+        },
+        {
+          strategy: [
+            { name: "health-aware", failureThreshold: 1, baseCooldownMs: 30_000, panicThreshold: 1 },
+            { name: "round-robin" }
+          ],
+          deadlines: { keyWaitMs: 200, drainMs: 1000 }
+        }
+      )
+      const first = yield* post(`${gw.url}/v1/chat/completions`, chatBody())
+      assert.strictEqual(first.status, 500)
+      const calls = (yield* sim.stats).requests
+      const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody())
+      assert.strictEqual(r.status, 503, r.text)
+      const body = JSON.parse(r.text)
+      assert.strictEqual(body.error.code, 503)
+      assert.isString(body.error.message)
+      const retryAfter = Number(r.headers.get("retry-after"))
+      assert.isTrue(retryAfter >= 1 && retryAfter <= 30, `retry-after ${retryAfter}`)
+      assert.strictEqual((yield* sim.stats).requests, calls)
+    })
+  )
+
   it.scopedLive("a 400 from upstream is the client's fault: passed through, no failover", () =>
     Effect.gen(function* () {
       const { sim, gw } = yield* setup(["k1", "k2"])
