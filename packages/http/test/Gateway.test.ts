@@ -624,16 +624,22 @@ describe("Gateway with a misbehaving upstream", () => {
       })
   )
 
-  it.scopedLive("a 200 that is not JSON is passed through as sent; the gateway keeps serving", () =>
-    Effect.gen(function* () {
-      const up = yield* scripted(["garbage"])
-      const { gw } = yield* gatewayOn(up.url)
-      const r = yield* attempt(gw.url)
-      // A pass-through proxy: the client's SDK sees the upstream's own bytes and reports them.
-      assert.strictEqual(r.status, 200)
-      assert.strictEqual(r.text, "<html>upstream proxy error</html>")
-      assert.strictEqual((yield* attempt(gw.url)).status, 200)
-      assert.strictEqual((yield* gw.status).inFlightRequests, 0)
-    })
+  it.scopedLive(
+    "a 200 that is not JSON is passed through as sent, counts against the key; the gateway keeps serving",
+    () =>
+      Effect.gen(function* () {
+        const up = yield* scripted(["garbage"])
+        const { gw } = yield* gatewayOn(up.url)
+        const r = yield* attempt(gw.url)
+        // A pass-through proxy: the client's SDK sees the upstream's own bytes and reports them.
+        assert.strictEqual(r.status, 200)
+        assert.strictEqual(r.text, "<html>upstream proxy error</html>")
+        assert.strictEqual((yield* attempt(gw.url)).status, 200)
+        const status = yield* gw.status
+        assert.strictEqual(status.inFlightRequests, 0)
+        // ...but it counts against the key; the well-formed answer after it does not.
+        assert.strictEqual(status.keys[0]!.errors.ServerError, 1)
+        assert.strictEqual(status.keys[0]!.successes, 1)
+      })
   )
 })

@@ -591,7 +591,19 @@ const forward = (
         const tail =
           tailBuf === undefined ? "" : tailBuf.subarray(Math.max(0, tailBuf.length - TAIL)).toString("utf8")
         const { cost, error } = inspectTail(tail)
-        settle(error === undefined ? scoped.succeed(cost) : scoped.fail(error))
+        // A JSON answer that does not end as JSON does (an HTML error page behind a 200, say)
+        // reached the client as sent, but counts against the key, so health can take it out.
+        const notJson =
+          error === undefined &&
+          /json/i.test(header1(answer.headers["content-type"]) ?? "") &&
+          !/[}\]]\s*$/.test(tail)
+            ? new UpstreamError.ServerError({
+                message: "upstream answered with a body that is not JSON",
+                status: 502
+              })
+            : undefined
+        const failure = error ?? notJson
+        settle(failure === undefined ? scoped.succeed(cost) : scoped.fail(failure))
       })
       answer.body.once("error", (e) => {
         if (res.destroyed) return
