@@ -459,6 +459,36 @@ describe("Gateway admin", () => {
     })
   )
 
+  it.scopedLive("a client that leaves mid-stream cancels the upstream stream and releases the key", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["midway"], {
+        stream: { keepAlives: 1, chunks: 20, chunkIntervalMs: 100 }
+      })
+      const controller = new AbortController()
+      const res = yield* Effect.promise(() =>
+        fetch(`${gw.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+          body: chatBody({ stream: true }),
+          signal: controller.signal
+        })
+      )
+      const reader = res.body!.getReader()
+      yield* Effect.promise(() => reader.read())
+      assert.strictEqual((yield* gw.status).keys[0]!.inFlight, 1)
+      controller.abort()
+      yield* waitUntil(
+        Effect.map(sim.stats, (s) => s.inFlight === 0),
+        "upstream to see the cancel"
+      )
+      yield* waitUntil(
+        Effect.map(gw.status, (s) => s.keys[0]!.inFlight === 0 && s.inFlightRequests === 0),
+        "the key to be released"
+      )
+      assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+    })
+  )
+
   it.scopedLive("drain: stops accepting, lets requests in flight finish", () =>
     Effect.gen(function* () {
       const { gw } = yield* setup(["slow"], { latency: { kind: "fixed", ms: 300 } })
