@@ -461,8 +461,9 @@ describe("Gateway admin", () => {
 
   it.scopedLive("a client that leaves mid-stream cancels the upstream stream and releases the key", () =>
     Effect.gen(function* () {
+      // Ten seconds of stream: only a cancel lets upstream finish within the waits below.
       const { sim, gw } = yield* setup(["midway"], {
-        stream: { keepAlives: 1, chunks: 20, chunkIntervalMs: 100 }
+        stream: { keepAlives: 1, chunks: 100, chunkIntervalMs: 100 }
       })
       const controller = new AbortController()
       const res = yield* Effect.promise(() =>
