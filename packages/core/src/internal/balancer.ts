@@ -75,8 +75,21 @@ export const make = (options: Balancer.Options = {}) =>
           const accountWide =
             error._tag === "RateLimited" && error.scope === "account" && key.account !== undefined
           const id = accountWide ? accountScope(key.account!) : keyScope(key.id)
-          return store
-            .modify<number, void>(COOLDOWN, id, (cur) => [undefined, Math.max(cur ?? 0, until)])
+          // Expired cooldowns are dropped here, on the (rare) failure path, so the namespace every
+          // selection reads holds only cooldowns that may still be running.
+          const prune = Effect.flatMap(store.entries<number>(COOLDOWN), (entries) =>
+            Effect.forEach(
+              entries.filter(([, u]) => u <= now),
+              ([expired]) => store.set(COOLDOWN, expired, undefined),
+              { discard: true }
+            )
+          )
+          return prune
+            .pipe(
+              Effect.zipRight(
+                store.modify<number, void>(COOLDOWN, id, (cur) => [undefined, Math.max(cur ?? 0, until)])
+              )
+            )
             .pipe(
               Effect.zipRight(
                 accountWide
