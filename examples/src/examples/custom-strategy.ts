@@ -37,6 +37,7 @@ export const FastestFirst = Layer.effect(
         return Effect.succeed(
           KeySelector.lease(best, (outcome) =>
             Effect.sync(() => {
+              if (outcome._tag === "Cancelled") return // no verdict, nothing learned
               const ms = outcome._tag === "Success" ? Duration.toMillis(outcome.latency) : 10_000
               const prev = ewma.get(best.id)
               ewma.set(best.id, prev === undefined ? ms : 0.7 * prev + 0.3 * ms)

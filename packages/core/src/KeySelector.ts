@@ -1,10 +1,16 @@
 /**
  * The service at the centre: every balancing strategy provides a `KeySelector`.
  *
- * `select` hands out a scoped {@link Lease} on one key. The caller reports the outcome through
- * the lease, so every strategy learns from every answer (health counts failures, credit
- * subtracts cost, least-busy tracks in-flight). Whatever the lease holds (a concurrency permit,
- * an in-flight count, a credit reservation) is released when its scope closes.
+ * `select` hands out a {@link Lease} on one key. The caller reports how the attempt ended through
+ * the lease, exactly once, and that report also gives back whatever the lease holds (a
+ * concurrency permit, an in-flight count, a credit reservation): every strategy learns from every
+ * answer (health counts failures, credit subtracts cost, least-busy tracks in-flight). An attempt
+ * that reached no verdict (interrupted, or the lease never used) is reported as `Cancelled`.
+ *
+ * Leases are released by the report rather than by a `Scope`: a scope per attempt, provided to
+ * the selector and closed with its finalizers, cost more than the whole composed strategy stack
+ * (measured: ~9 µs against ~3 µs). {@link use} and {@link scoped} give the usual safe forms, and
+ * core's `Balancer` reports on every exit.
  *
  * Decorators (health, credit, concurrency, by-model) require an inner `KeySelector` and provide a
  * new one: they narrow the request's {@link Gate} and wrap the lease's `report`.
@@ -14,6 +20,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Key from "./Key.js"
@@ -86,6 +93,8 @@ export type Outcome =
       readonly latency: Duration.Duration
       readonly error: UpstreamError.UpstreamError
     }
+  /** No verdict on the key: the attempt was interrupted, or the lease was never used. */
+  | { readonly _tag: "Cancelled"; readonly latency: Duration.Duration }
 
 /**
  * @since 0.1.0
@@ -108,6 +117,18 @@ export const failure = (latency: Duration.DurationInput, error: UpstreamError.Up
 })
 
 /**
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const cancelled = (latency: Duration.DurationInput = Duration.zero): Outcome => ({
+  _tag: "Cancelled",
+  latency: Duration.decode(latency)
+})
+
+const CANCELLED = cancelled()
+const SUCCESS = success(0)
+
+/**
  * One key, handed out for one attempt.
  *
  * @since 0.1.0
@@ -115,7 +136,11 @@ export const failure = (latency: Duration.DurationInput, error: UpstreamError.Up
  */
 export interface Lease {
   readonly key: Key.Key
-  /** Report how the attempt ended. Call once; later calls are ignored by well-behaved strategies. */
+  /**
+   * Reports how the attempt ended and gives back what the lease holds. Call it exactly once,
+   * on every path (`Cancelled` when there is no verdict): {@link use}, {@link scoped} and the
+   * `Balancer` do.
+   */
   readonly report: (outcome: Outcome) => Effect.Effect<void>
 }
 
@@ -145,7 +170,13 @@ export class NoKeyAvailable extends Schema.TaggedError<NoKeyAvailable>()("NoKeyA
  * @category Models
  */
 export interface Service {
-  readonly select: (request: SelectRequest) => Effect.Effect<Lease, NoKeyAvailable, Scope.Scope>
+  /**
+   * Leases a key for one attempt. Callers run it uninterruptibly ({@link use}, {@link scoped} and
+   * the `Balancer` do), so a lease cannot be lost between being handed out and being held; a
+   * selector that waits (for a permit, say) makes that wait interruptible itself and gives back
+   * what it took if interrupted.
+   */
+  readonly select: (request: SelectRequest) => Effect.Effect<Lease, NoKeyAvailable>
 }
 
 /**
@@ -170,6 +201,59 @@ export const lease = (key: Key.Key, report?: Lease["report"]): Lease => ({
   key,
   report: report ?? (() => Effect.void)
 })
+
+/**
+ * A lease whose report runs once: later reports are ignored.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const once = (lease: Lease): Lease => {
+  let reported = false
+  return {
+    key: lease.key,
+    report: (outcome) =>
+      Effect.suspend(() => {
+        if (reported) return Effect.void
+        reported = true
+        return lease.report(outcome)
+      })
+  }
+}
+
+/**
+ * Leases a key for `f` and reports on every exit: `outcome` maps how `f` ended to the report
+ * (by default a success, or `Cancelled` on any failure, interruption included).
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const use = <A, E, R>(
+  selector: Service,
+  request: SelectRequest,
+  f: (lease: Lease) => Effect.Effect<A, E, R>,
+  outcome: (exit: Exit.Exit<A, E>) => Outcome = (exit) => (Exit.isSuccess(exit) ? SUCCESS : CANCELLED)
+): Effect.Effect<A, E | NoKeyAvailable, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(selector.select(request), (lease) =>
+      Effect.flatMap(Effect.exit(restore(f(lease))), (exit) =>
+        Effect.zipRight(lease.report(outcome(exit)), exit)
+      )
+    )
+  )
+
+/**
+ * A lease as a scoped resource, for code that holds one across several steps: reported
+ * `Cancelled` when the scope closes, unless it was reported before (the first report counts).
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const scoped = (
+  selector: Service,
+  request: SelectRequest
+): Effect.Effect<Lease, NoKeyAvailable, Scope.Scope> =>
+  Effect.acquireRelease(Effect.map(selector.select(request), once), (lease) => lease.report(CANCELLED))
 
 /**
  * Narrows a request's gate with another one (both must admit the key).

@@ -220,10 +220,12 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
       Effect.sync(() => {
         const e = entry(key)
         e.inFlight = Math.max(0, e.inFlight - 1)
+        e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
+        // No verdict (interrupted, never used): out of flight, but not a request of the key's.
+        if (outcome._tag === "Cancelled") return
         e.requests++
         const ms = Duration.toMillis(outcome.latency)
         Histogram.record(e.latency, ms)
-        e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
         e.m.latency.unsafeUpdate(ms, noTags)
         if (outcome._tag === "Success") {
           e.successes++

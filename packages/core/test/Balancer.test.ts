@@ -184,6 +184,7 @@ describe("Balancer", () => {
       expect(inFlight).toBe(1)
       yield* Fiber.interrupt(fiber)
       expect(yield* Ref.get(probe.open)).toBe(0)
+      expect((yield* Ref.get(probe.reports)).map((r) => r.outcome._tag)).toEqual(["Cancelled"])
       expect((yield* (yield* Monitor.Monitor).stats).inFlight).toBe(0)
     }).pipe(Effect.provide(env(keys(["a"]))))
   )

@@ -30,12 +30,13 @@ export const FirstCandidate = Layer.effect(
         if (c.length === 0)
           return yield* Effect.fail(KeySelector.explain(request, ks, yield* Clock.currentTimeMillis))
         const key = c[0]!
-        yield* Effect.acquireRelease(
-          Ref.update(probe.open, (n) => n + 1),
-          () => Ref.update(probe.open, (n) => n - 1)
-        )
+        yield* Ref.update(probe.open, (n) => n + 1)
+        // The report gives the lease back: `open` counts leases not yet reported.
         return KeySelector.lease(key, (outcome) =>
-          Ref.update(probe.reports, (r) => [...r, { key: key.id, outcome }])
+          Effect.zipRight(
+            Ref.update(probe.open, (n) => n - 1),
+            Ref.update(probe.reports, (r) => [...r, { key: key.id, outcome }])
+          )
         )
       })
     )

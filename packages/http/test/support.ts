@@ -16,7 +16,7 @@ export const makeKeys = (ids: ReadonlyArray<string>) =>
 
 export interface Report {
   readonly key: string
-  readonly tag: "Success" | "Failure"
+  readonly tag: "Success" | "Failure" | "Cancelled"
   readonly error?: string
   readonly cost?: number | undefined
 }
@@ -53,7 +53,9 @@ export const RoundRobin = Layer.effect(
             const report: Report =
               outcome._tag === "Success"
                 ? { key: key.id, tag: "Success", cost: outcome.cost }
-                : { key: key.id, tag: "Failure", error: outcome.error._tag }
+                : outcome._tag === "Failure"
+                  ? { key: key.id, tag: "Failure", error: outcome.error._tag }
+                  : { key: key.id, tag: "Cancelled" }
             yield* Ref.update(recorder.reports, (r) => [...r, report])
             if (outcome._tag === "Failure" && UpstreamError.disposition(outcome.error) === "eject") {
               yield* Ref.update(recorder.dead, (d) => new Set([...d, key.id]))

@@ -4,8 +4,8 @@
  * so a key with a free permit is taken at once. When every candidate is full the caller waits,
  * without polling, in one FIFO queue shared by all keys: a released permit is handed straight to
  * the first waiter that can use that key (no barging by later arrivals), up to the request's
- * `deadline`. The permit belongs to the lease's scope: it is released on success, failure or
- * interruption, and a waiter interrupted in the queue leaves it cleanly.
+ * `deadline`. The lease's report gives the permit back (success, failure, or `Cancelled` on
+ * interruption), and a waiter interrupted in the queue leaves it cleanly.
  *
  * The permits are per process (they guard this process's sockets); effect's `Semaphore` is not
  * used because a waiter must take "the first permit freed on any of several keys", which one
@@ -16,17 +16,13 @@
 import type * as Key from "@or-balancer/core/Key"
 import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Scope from "effect/Scope"
 import { only } from "./internal/common.js"
 
 /**
@@ -56,6 +52,7 @@ interface Waiter {
 }
 
 const FULL: KeySelector.Ineligible = { reason: "concurrency" }
+const CANCELLED = KeySelector.cancelled()
 
 /**
  * The selector, and a `status` accessor (permits in use, waiters) for status pages and tests.
@@ -99,16 +96,26 @@ export const makeWithStatus = (
       else inUse.set(k.id, n)
     }
 
-    // Waits in the queue; on a hand-over the permit is registered on `scope` before anything else can run.
-    const wait = (
-      request: KeySelector.SelectRequest,
-      millis: number,
-      scope: Scope.Scope
-    ): Effect.Effect<Key.Key | undefined> =>
-      Effect.uninterruptibleMask((restore) => {
+    // The lease gives its permit back when reported, then reports to the inner lease.
+    const holding = (lease: KeySelector.Lease): KeySelector.Lease => {
+      const key = lease.key
+      return KeySelector.lease(key, (outcome) =>
+        Effect.suspend(() => {
+          release(key)
+          return lease.report(outcome)
+        })
+      )
+    }
+
+    // Waits in the queue, interruptibly (selection itself runs uninterruptibly). A permit handed
+    // over is ours from then on: if an interruption lands at the same moment, it is passed on.
+    const wait = (request: KeySelector.SelectRequest, millis: number): Effect.Effect<Key.Key | undefined> =>
+      Effect.suspend(() => {
         const w: Waiter = { request, deferred: Deferred.unsafeMake<void>(FiberId.none), key: undefined }
         waiters.push(w)
-        return restore(Effect.timeoutOption(Deferred.await(w.deferred), Duration.millis(millis))).pipe(
+        return Effect.interruptible(
+          Effect.timeoutOption(Deferred.await(w.deferred), Duration.millis(millis))
+        ).pipe(
           Effect.exit,
           Effect.flatMap((exit) => {
             const key = w.key
@@ -117,97 +124,60 @@ export const makeWithStatus = (
               if (i >= 0) waiters.splice(i, 1)
               return Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.succeed(undefined)
             }
-            const held = Scope.addFinalizer(
-              scope,
-              Effect.sync(() => release(key))
-            )
-            return Effect.zipRight(
-              held,
-              Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.succeed(key)
-            )
+            if (Exit.isFailure(exit)) {
+              release(key)
+              return Effect.failCause(exit.cause)
+            }
+            return Effect.succeed(key)
           })
         )
       })
 
     const select = (
       request: KeySelector.SelectRequest
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
-      Effect.flatMap(Effect.scope, (parent) =>
-        Effect.uninterruptibleMask((restore) =>
-          // The inner lease lives in a scope of its own, so a lost race can give it back at once.
-          Effect.flatMap(Scope.make(ExecutionStrategy.sequential), (child) =>
-            Effect.matchCauseEffect(
-              restore(Scope.extend(inner.select(KeySelector.withGate(request, fullGate)), child)),
-              {
-                onSuccess: (lease) => {
-                  // The inner selector may have yielded; if the key filled up meanwhile, start over.
-                  if (!isFree(lease.key)) {
-                    return Effect.zipRight(Scope.close(child, Exit.void), restore(select(request)))
-                  }
-                  take(lease.key)
-                  const key = lease.key
-                  // One finalizer on the caller's scope (cheaper than two): the permit, then the inner lease.
-                  return Effect.as(
-                    Scope.addFinalizerExit(parent, (exit) => {
-                      release(key)
-                      return Scope.close(child, exit)
-                    }),
-                    lease
-                  )
-                },
-                onFailure: (cause) => {
-                  // As `matchEffect` would: defects and interruptions pass through, a failure is handled.
-                  const failure = Cause.isDie(cause) ? Option.none() : Cause.failureOption(cause)
-                  if (Option.isNone(failure)) {
-                    return Effect.zipRight(Scope.close(child, Exit.failCause(cause)), Effect.failCause(cause))
-                  }
-                  const error = failure.value
-                  return Effect.zipRight(
-                    Scope.close(child, Exit.void),
-                    Effect.flatMap(pool.get, (keys) => {
-                      const deadline = request.deadline
-                      const full = KeySelector.candidates(request, keys).some((k) => !isFree(k))
-                      if (!full || deadline === undefined) return Effect.fail(error)
-                      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-                        now >= deadline
-                          ? Effect.fail(error)
-                          : restore(waitAndSelect(request, deadline - now, parent, error))
-                      )
-                    })
-                  )
-                }
-              }
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
+      Effect.matchEffect(inner.select(KeySelector.withGate(request, fullGate)), {
+        onSuccess: (lease) => {
+          // The inner selector may have yielded; if the key filled up meanwhile, start over.
+          if (!isFree(lease.key)) return Effect.zipRight(lease.report(CANCELLED), select(request))
+          take(lease.key)
+          return Effect.succeed(holding(lease))
+        },
+        onFailure: (error) =>
+          Effect.flatMap(pool.get, (keys) => {
+            const deadline = request.deadline
+            const full = KeySelector.candidates(request, keys).some((k) => !isFree(k))
+            if (!full || deadline === undefined) return Effect.fail(error)
+            return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              now >= deadline ? Effect.fail(error) : waitAndSelect(request, deadline - now, error)
             )
-          )
-        )
-      )
+          })
+      })
 
     const waitAndSelect = (
       request: KeySelector.SelectRequest,
       millis: number,
-      parent: Scope.Scope,
       error: KeySelector.NoKeyAvailable
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
-      Effect.flatMap(Scope.fork(parent, ExecutionStrategy.sequential), (child) =>
-        Effect.flatMap(wait(request, millis, child), (key) => {
-          if (key === undefined) {
-            return Effect.zipRight(
-              Scope.close(child, Exit.void),
-              Effect.fail(
-                new KeySelector.NoKeyAvailable({
-                  reason: "concurrency",
-                  message: `${error.message}; no permit freed before the deadline`
-                })
-              )
-            )
-          }
-          // The permit is ours: let the inner selector lease exactly that key.
-          return Scope.extend(
-            inner.select(KeySelector.withGate(request, only(key.id, "concurrency"))),
-            child
-          ).pipe(Effect.catchAll(() => Effect.zipRight(Scope.close(child, Exit.void), select(request))))
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
+      Effect.flatMap(wait(request, millis), (key) => {
+        if (key === undefined) {
+          return Effect.fail(
+            new KeySelector.NoKeyAvailable({
+              reason: "concurrency",
+              message: `${error.message}; no permit freed before the deadline`
+            })
+          )
+        }
+        // The permit is ours: let the inner selector lease exactly that key.
+        return Effect.matchEffect(inner.select(KeySelector.withGate(request, only(key.id, "concurrency"))), {
+          onSuccess: (lease) => Effect.succeed(holding(lease)),
+          onFailure: () =>
+            Effect.suspend(() => {
+              release(key)
+              return select(request)
+            })
         })
-      )
+      })
 
     const status: Effect.Effect<Status> = Effect.sync(() => ({
       inUse: new Map(inUse),

@@ -19,7 +19,6 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
-import type * as Scope from "effect/Scope"
 import { creditGate, settleReport } from "./internal/credit.js"
 import { noKey } from "./internal/common.js"
 
@@ -54,7 +53,7 @@ export const make = (
       keys: ReadonlyArray<Key.Key>,
       ranked: ReadonlyArray<Key.Key>,
       i: number
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> => {
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> => {
       if (i >= ranked.length) return noKey(request, keys)
       const key = ranked[i]!
       return Effect.flatMap(ledger.tryReserve(key, estimate), (r) =>

@@ -21,8 +21,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
-import { ns, onRelease } from "./internal/common.js"
+import { ns } from "./internal/common.js"
 
 /**
  * One key's ledger entry, as stored.
@@ -58,13 +57,13 @@ export interface Credit {
 }
 
 /**
- * A reservation held for one attempt; released when the attempt's scope closes.
+ * A reservation held for one attempt; the lease's report settles it.
  *
  * @since 0.1.0
  * @category Models
  */
 export interface Reservation {
-  /** Replace the estimate by the actual cost. Idempotent. */
+  /** Replaces the estimate by the actual cost (0: nothing was spent) and ends the reservation. Idempotent. */
   readonly settle: (cost: number) => Effect.Effect<void>
 }
 
@@ -98,12 +97,9 @@ export interface Service {
     include: (key: Key.Key) => boolean
   ) => Effect.Effect<Balances>
   /** Reserves `amount` if at least that much is available (unlimited always is); atomically. */
-  readonly tryReserve: (
-    key: Key.Key,
-    amount: number
-  ) => Effect.Effect<Reservation | undefined, never, Scope.Scope>
+  readonly tryReserve: (key: Key.Key, amount: number) => Effect.Effect<Reservation | undefined>
   /** Reserves `amount` unconditionally. */
-  readonly reserve: (key: Key.Key, amount: number) => Effect.Effect<Reservation, never, Scope.Scope>
+  readonly reserve: (key: Key.Key, amount: number) => Effect.Effect<Reservation>
   /** The upstream said 402: treat the key as empty until the next lookup says otherwise. */
   readonly exhaust: (key: Key.Key) => Effect.Effect<void>
   /** Drops the cached lookup, so the next `credit` asks again. */
@@ -277,9 +273,9 @@ export const make = (
         return [undefined, { ...e, reserved: Math.max(0, e.reserved - amount), spent: e.spent + (cost ?? 0) }]
       })
 
-    const hold = (key: Key.Key, amount: number) => {
+    const hold = (key: Key.Key, amount: number): Reservation => {
       let open = true
-      const reservation: Reservation = {
+      return {
         settle: (cost) =>
           Effect.suspend(() => {
             if (!open) return Effect.void
@@ -287,37 +283,21 @@ export const make = (
             return release(key, amount, cost)
           })
       }
-      const close = Effect.suspend(() => {
-        if (!open) return Effect.void
-        open = false
-        return release(key, amount, undefined)
-      })
-      return Effect.as(onRelease(close), reservation)
     }
 
     const tryReserve: Service["tryReserve"] = (key, amount) =>
-      Effect.uninterruptible(
-        Effect.flatMap(
-          update<boolean>(key.id, (cur) => {
-            const e = cur ?? empty(key.id)
-            const a = availableOf(e)
-            if (a !== null && a < amount) return [false, undefined]
-            return [true, { ...e, reserved: e.reserved + amount }]
-          }),
-          (ok) => (ok ? hold(key, amount) : Effect.succeed(undefined))
-        )
-      )
+      update<Reservation | undefined>(key.id, (cur) => {
+        const e = cur ?? empty(key.id)
+        const a = availableOf(e)
+        if (a !== null && a < amount) return [undefined, undefined]
+        return [hold(key, amount), { ...e, reserved: e.reserved + amount }]
+      })
 
     const reserve: Service["reserve"] = (key, amount) =>
-      Effect.uninterruptible(
-        Effect.zipRight(
-          update<void>(key.id, (cur) => {
-            const e = cur ?? empty(key.id)
-            return [undefined, { ...e, reserved: e.reserved + amount }]
-          }),
-          hold(key, amount)
-        )
-      )
+      update<Reservation>(key.id, (cur) => {
+        const e = cur ?? empty(key.id)
+        return [hold(key, amount), { ...e, reserved: e.reserved + amount }]
+      })
 
     return CreditLedger.of({
       credit,

@@ -33,8 +33,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
-import type * as Scope from "effect/Scope"
-import { acquireRelease, ns } from "./internal/common.js"
+import { ns } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -250,27 +249,35 @@ export const make = (
       es.length === 0 ? NONE : new Map(es)
     )
 
-    const wrap = (lease: KeySelector.Lease): KeySelector.Lease => {
+    // A half-open trial that ends without a verdict frees the slot for the next one.
+    const endTrial = (key: Key.Key) =>
+      store.modify<Record, void>(ns.health, key.id, (r) => [
+        undefined,
+        r && r.testing === true ? { ...r, testing: false } : r
+      ])
+
+    const wrap = (lease: KeySelector.Lease, trialLease: boolean): KeySelector.Lease => {
       const key = lease.key
-      let reported = false
-      return KeySelector.lease(key, (outcome) =>
-        Effect.suspend(() => {
-          if (reported) return Effect.void
-          reported = true
-          return Effect.zipRight(
-            record(key, outcome._tag === "Success" ? undefined : outcome.error),
-            lease.report(outcome)
-          )
-        })
-      )
+      return KeySelector.lease(key, (outcome) => {
+        const own =
+          outcome._tag === "Success"
+            ? record(key, undefined)
+            : outcome._tag === "Failure"
+              ? record(key, outcome.error)
+              : trialLease
+                ? endTrial(key)
+                : Effect.void
+        return Effect.zipRight(own, lease.report(outcome))
+      })
     }
+    const plain = (lease: KeySelector.Lease) => wrap(lease, false)
 
     const choose = (
       request: KeySelector.SelectRequest,
       keys: ReadonlyArray<Key.Key>,
       records: ReadonlyMap<string, Record>,
       now: number
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> => {
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> => {
       let narrowed = request
       if (records.size > 0) {
         let out = 0
@@ -288,18 +295,10 @@ export const make = (
       }
       return Effect.flatMap(inner.select(narrowed), (lease) => {
         const key = lease.key
-        if (!(trial && isHalfOpen(records.get(key.id), now))) return Effect.succeed(wrap(lease))
+        if (!(trial && isHalfOpen(records.get(key.id), now))) return Effect.succeed(plain(lease))
         return Effect.as(
-          acquireRelease(
-            store.modify<Record, void>(ns.health, key.id, (r) => [undefined, r && { ...r, testing: true }]),
-            // A trial that ends without a report (interrupted) frees the slot for the next one.
-            () =>
-              store.modify<Record, void>(ns.health, key.id, (r) => [
-                undefined,
-                r && r.testing === true ? { ...r, testing: false } : r
-              ])
-          ),
-          wrap(lease)
+          store.modify<Record, void>(ns.health, key.id, (r) => [undefined, r && { ...r, testing: true }]),
+          wrap(lease, true)
         )
       })
     }
@@ -308,7 +307,7 @@ export const make = (
       Effect.flatMap(records, (current) =>
         // No record: every key is healthy, so there is nothing to gate and no clock to read.
         current.size === 0
-          ? Effect.map(inner.select(request), wrap)
+          ? Effect.map(inner.select(request), plain)
           : Effect.flatMap(pool.get, (keys) =>
               Effect.flatMap(Clock.currentTimeMillis, (now) =>
                 trial

@@ -4,8 +4,8 @@
  * heavy key beats an idle light one). Two random choices avoid the herd that "always the least
  * loaded" causes when many selections read the same counts.
  *
- * In-flight counts live in the `StateStore` (namespace `or-balancer/in-flight`), incremented for
- * the lease's scope, so they come down however the attempt ends.
+ * In-flight counts live in the `StateStore` (namespace `or-balancer/in-flight`), incremented at
+ * selection and brought down by the lease's report, which comes however the attempt ends.
  *
  * @since 0.1.0
  */
@@ -16,7 +16,7 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EffectRandom from "effect/Random"
-import { acquireRelease, candidatesOf, noKey, ns, plainLease } from "./internal/common.js"
+import { candidatesOf, noKey, ns } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -26,11 +26,19 @@ export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool | S
   Effect.gen(function* () {
     const pool = yield* KeyPool.KeyPool
     const store = yield* StateStore.StateStore
-    const hold = (key: Key.Key) =>
-      Effect.as(
-        acquireRelease(store.add(ns.inFlight, key.id, 1), () => store.add(ns.inFlight, key.id, -1)),
-        plainLease(key)
-      )
+    // One lease per key serves every selection of it: its report only brings the count down.
+    const leases = new WeakMap<Key.Key, Effect.Effect<KeySelector.Lease>>()
+    const hold = (key: Key.Key) => {
+      let lease = leases.get(key)
+      if (lease === undefined) {
+        lease = Effect.as(
+          store.add(ns.inFlight, key.id, 1),
+          KeySelector.lease(key, () => store.add(ns.inFlight, key.id, -1))
+        )
+        leases.set(key, lease)
+      }
+      return lease
+    }
     const load = (n: number | undefined, key: Key.Key) => ((n ?? 0) + 1) / key.weight
     return KeySelector.make((request) =>
       Effect.flatMap(pool.get, (keys) => {

@@ -16,7 +16,10 @@ const statusRef: { current: Effect.Effect<ConcurrencyLimited.Status> } = { curre
 
 const hold = (scope: Scope.Scope, deadline = 10_000) =>
   Effect.flatMap(KeySelector.KeySelector, (s) =>
-    Effect.map(Scope.extend(s.select({ attempt: 1, tried: new Set(), deadline }), scope), (l) => l.key.id)
+    Effect.map(
+      Scope.extend(KeySelector.scoped(s, { attempt: 1, tried: new Set(), deadline }), scope),
+      (l) => l.key.id
+    )
   )
 
 describe("ConcurrencyLimited", () => {
@@ -125,15 +128,13 @@ describe("ConcurrencyLimited", () => {
         const fibers = yield* Effect.forEach(ops, (op, i) =>
           Effect.gen(function* () {
             const fiber = yield* Effect.fork(
-              Effect.scoped(
-                Effect.flatMap(selector.select({ attempt: 1, tried: new Set(), deadline: 1e9 }), () =>
-                  Effect.gen(function* () {
-                    order.push(i)
-                    current++
-                    peak = Math.max(peak, current)
-                    yield* Effect.sleep(op.hold).pipe(Effect.ensuring(Effect.sync(() => current--)))
-                  })
-                )
+              KeySelector.use(selector, { attempt: 1, tried: new Set(), deadline: 1e9 }, () =>
+                Effect.gen(function* () {
+                  order.push(i)
+                  current++
+                  peak = Math.max(peak, current)
+                  yield* Effect.sleep(op.hold).pipe(Effect.ensuring(Effect.sync(() => current--)))
+                })
               )
             )
             yield* Effect.yieldNow()
@@ -183,14 +184,12 @@ describe("ConcurrencyLimited", () => {
         const peak = new Map<string, number>()
         const selector = yield* KeySelector.KeySelector
         const one = (ms: number) =>
-          Effect.scoped(
-            Effect.flatMap(selector.select({ attempt: 1, tried: new Set(), deadline: 1e9 }), (lease) => {
-              const id = lease.key.id
-              now.set(id, (now.get(id) ?? 0) + 1)
-              peak.set(id, Math.max(peak.get(id) ?? 0, now.get(id)!))
-              return Effect.sleep(ms).pipe(Effect.ensuring(Effect.sync(() => now.set(id, now.get(id)! - 1))))
-            })
-          )
+          KeySelector.use(selector, { attempt: 1, tried: new Set(), deadline: 1e9 }, (lease) => {
+            const id = lease.key.id
+            now.set(id, (now.get(id) ?? 0) + 1)
+            peak.set(id, Math.max(peak.get(id) ?? 0, now.get(id)!))
+            return Effect.sleep(ms).pipe(Effect.ensuring(Effect.sync(() => now.set(id, now.get(id)! - 1))))
+          })
         const fiber = yield* Effect.fork(
           Effect.forEach(holds, one, { concurrency: "unbounded", discard: true })
         )
@@ -202,29 +201,59 @@ describe("ConcurrencyLimited", () => {
     { fastCheck: { numRuns: 40 } }
   )
 
-  it.effect("an inner selection interrupted mid-way gives back what it held, once, and takes no permit", () =>
+  it.effect("an inner selection interrupted while it waits takes no permit, and the key stays usable", () =>
     Effect.gen(function* () {
       const log: Array<string> = []
       const started = yield* Deferred.make<void>()
-      // An inner selector that holds something, then never answers.
+      // An inner selector that waits (interruptibly, as the contract asks) and never answers.
       const inner = KeySelector.make(() =>
         Effect.zipRight(
-          Effect.addFinalizer(() => Effect.sync(() => log.push("inner released"))),
-          Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
+          Deferred.succeed(started, undefined),
+          Effect.interruptible(Effect.never).pipe(
+            Effect.onInterrupt(() => Effect.sync(() => log.push("inner gave up")))
+          )
         )
       )
       const { selector, status } = yield* ConcurrencyLimited.makeWithStatus({ defaultMax: 1 }).pipe(
         Effect.provideService(KeySelector.KeySelector, inner),
         Effect.provide(base([key("a")]))
       )
-      const outer = yield* Scope.make()
-      const fiber = yield* Effect.fork(Scope.extend(selector.select({ attempt: 1, tried: new Set() }), outer))
+      const fiber = yield* Effect.fork(
+        KeySelector.use(selector, { attempt: 1, tried: new Set() }, () => Effect.void)
+      )
       yield* Deferred.await(started)
       yield* Fiber.interrupt(fiber)
       expect((yield* status).inUse.size).toBe(0)
-      yield* Scope.close(outer, Exit.void)
-      // Released once, by the time the caller's scope is closed.
-      expect(log).toEqual(["inner released"])
+      expect((yield* status).waiting).toBe(0)
+      expect(log).toEqual(["inner gave up"])
     })
+  )
+
+  it.effect("a lease reported once gives its permit back; use and scoped report on every exit", () =>
+    Effect.gen(function* () {
+      const selector = yield* KeySelector.KeySelector
+      const req = { attempt: 1, tried: new Set<string>() }
+      const lease = yield* selector.select(req)
+      expect((yield* statusRef.current).inUse.get("a")).toBe(1)
+      yield* lease.report(KeySelector.success(5))
+      expect((yield* statusRef.current).inUse.size).toBe(0)
+      // `use`: failed, the permit still comes back.
+      const failed = yield* KeySelector.use(selector, req, () => Effect.fail("boom" as const)).pipe(
+        Effect.flip
+      )
+      expect(failed).toBe("boom")
+      expect((yield* statusRef.current).inUse.size).toBe(0)
+      // `scoped`: reported early, then the scope closes; the permit comes back once, not twice.
+      yield* Effect.scoped(
+        Effect.flatMap(KeySelector.scoped(selector, req), (l) => l.report(KeySelector.success(1)))
+      )
+      expect((yield* statusRef.current).inUse.size).toBe(0)
+      const s = yield* Scope.make()
+      expect(yield* hold(s)).toBe("a")
+      expect(yield* hold(s)).toBe("a")
+      expect((yield* statusRef.current).inUse.get("a")).toBe(2)
+      yield* Scope.close(s, Exit.void)
+      expect((yield* statusRef.current).inUse.size).toBe(0)
+    }).pipe(Effect.provide(env([key("a")])))
   )
 })

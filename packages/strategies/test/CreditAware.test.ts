@@ -84,13 +84,11 @@ describe("CreditAware", () => {
       yield* Effect.gen(function* () {
         const selector = yield* KeySelector.KeySelector
         const go = yield* Deferred.make<void>()
-        const one = Effect.scoped(
-          Effect.flatMap(selector.select(request()), (lease) =>
-            Deferred.await(go).pipe(
-              Effect.zipRight(lease.report(KeySelector.success("1 second", 0.1))),
-              Effect.as(true)
-            )
-          )
+        const one = KeySelector.use(
+          selector,
+          request(),
+          () => Effect.as(Deferred.await(go), true),
+          () => KeySelector.success("1 second", 0.1)
         ).pipe(Effect.catchTag("NoKeyAvailable", (e) => Effect.succeed(e.reason)))
         const fiber = yield* Effect.fork(
           Effect.forEach(Array.from({ length: 50 }), () => one, { concurrency: "unbounded" })
@@ -117,12 +115,9 @@ describe("CreditAware", () => {
         const { layer } = yield* setup({ a: CreditLookup.keyInfo(3), b: CreditLookup.keyInfo(1) }, ["a", "b"])
         yield* Effect.gen(function* () {
           const selector = yield* KeySelector.KeySelector
-          yield* Effect.scoped(
-            Effect.flatMap(selector.select(request()), (lease) =>
-              lease.report(
-                KeySelector.failure("1 second", new UpstreamError.InsufficientCredits({ message: "402" }))
-              )
-            )
+          const lease = yield* selector.select(request())
+          yield* lease.report(
+            KeySelector.failure("1 second", new UpstreamError.InsufficientCredits({ message: "402" }))
           )
           expect(yield* pick()).toBe("b")
           const snapshot = yield* Effect.flatMap(CreditLedger.CreditLedger, (l) => l.snapshot)

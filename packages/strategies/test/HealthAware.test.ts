@@ -16,15 +16,13 @@ const server = new UpstreamError.ServerError({ message: "502", status: 502 })
 
 /** One attempt on whatever key is chosen, ending with `error` (or success). */
 const attempt = (error?: UpstreamError.UpstreamError, partial: Partial<KeySelector.SelectRequest> = {}) =>
-  Effect.scoped(
-    Effect.flatMap(KeySelector.KeySelector, (s) =>
-      Effect.flatMap(s.select(request(partial)), (l) =>
-        Effect.as(
-          l.report(
-            error === undefined ? KeySelector.success("1 second", 0) : KeySelector.failure("1 second", error)
-          ),
-          l.key.id
-        )
+  Effect.flatMap(KeySelector.KeySelector, (s) =>
+    Effect.flatMap(s.select(request(partial)), (l) =>
+      Effect.as(
+        l.report(
+          error === undefined ? KeySelector.success("1 second", 0) : KeySelector.failure("1 second", error)
+        ),
+        l.key.id
       )
     )
   )
@@ -75,14 +73,15 @@ describe("HealthAware", () => {
       expect(cooldowns).toEqual([2_000, 3_000, 3_000])
       yield* TestClock.setTime((yield* stateOf("a")).until!)
       // One trial at a time: while it is open, a second request finds no key.
-      yield* Effect.scoped(
-        Effect.gen(function* () {
-          const selector = yield* KeySelector.KeySelector
-          const trial = yield* selector.select(request())
-          expect((yield* Effect.flip(Effect.scoped(selector.select(request())))).reason).toBe("unhealthy")
-          yield* trial.report(KeySelector.success("1 second", 0))
-        })
-      )
+      const selector = yield* KeySelector.KeySelector
+      const trial = yield* selector.select(request())
+      expect((yield* Effect.flip(selector.select(request()))).reason).toBe("unhealthy")
+      // A trial with no verdict (interrupted) frees the slot; the key stays half-open.
+      yield* trial.report(KeySelector.cancelled())
+      expect((yield* stateOf("a")).state).toBe("half-open")
+      const next = yield* selector.select(request())
+      expect((yield* Effect.flip(selector.select(request()))).reason).toBe("unhealthy")
+      yield* next.report(KeySelector.success("1 second", 0))
       const a = yield* stateOf("a")
       expect(a.state).toBe("healthy")
       expect(a.ejections).toBe(0)

@@ -6,7 +6,7 @@ import { base, key, keys, request } from "./util.js"
 
 const hold = (scope: Scope.Scope) =>
   Effect.flatMap(KeySelector.KeySelector, (s) =>
-    Effect.map(Scope.extend(s.select(request()), scope), (l) => l.key.id)
+    Effect.map(Scope.extend(KeySelector.scoped(s, request()), scope), (l) => l.key.id)
   )
 
 describe("LeastBusy", () => {

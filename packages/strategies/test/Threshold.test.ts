@@ -5,11 +5,9 @@ import { Effect, Layer, TestClock } from "effect"
 import { base, keys, request } from "./util.js"
 
 const spend = (cost: number) =>
-  Effect.scoped(
-    Effect.flatMap(KeySelector.KeySelector, (s) =>
-      Effect.flatMap(s.select(request()), (l) =>
-        Effect.as(l.report(KeySelector.success("1 second", cost)), l.key.id)
-      )
+  Effect.flatMap(KeySelector.KeySelector, (s) =>
+    Effect.flatMap(s.select(request()), (l) =>
+      Effect.as(l.report(KeySelector.success("1 second", cost)), l.key.id)
     )
   )
 

@@ -23,10 +23,15 @@ export const request = (partial: Partial<KeySelector.SelectRequest> = {}): KeySe
   ...partial
 })
 
-/** Selects and immediately releases; the chosen key's id. */
+/** Selects and gives the lease straight back (no verdict); the chosen key's id. */
 export const pick = (partial: Partial<KeySelector.SelectRequest> = {}) =>
-  Effect.scoped(
-    Effect.flatMap(KeySelector.KeySelector, (s) => Effect.map(s.select(request(partial)), (l) => l.key.id))
+  Effect.flatMap(KeySelector.KeySelector, (s) =>
+    KeySelector.use(
+      s,
+      request(partial),
+      (l) => Effect.succeed(l.key.id),
+      () => KeySelector.cancelled()
+    )
   )
 
 export const picks = (n: number, partial: Partial<KeySelector.SelectRequest> = {}) =>

@@ -123,12 +123,14 @@ export const make = (options: Balancer.Options = {}) =>
     // its profile.
 
     // The request's clock is read synchronously (`unsafeCurrentTimeMillis`, TestClock included):
-    // the same instants as `Clock.currentTimeMillis`, without an Effect step each.
+    // the same instants as `Clock.currentTimeMillis`, without an Effect step each. Selection runs
+    // uninterruptibly (the KeySelector contract); only the waits between tries are interruptible.
     const selectWithin = (
       clock: Clock.Clock,
+      restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
       base: Omit<KeySelector.SelectRequest, "gate" | "deadline">,
       deadlineAt: number
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable, Scope.Scope> =>
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
       Effect.flatMap(store.entries<number>(COOLDOWN), (entries) => {
         const now = clock.unsafeCurrentTimeMillis()
         const gate = gateOf(entries, now)
@@ -141,8 +143,8 @@ export const make = (options: Balancer.Options = {}) =>
               error.retryAfter === undefined ? undefined : Math.max(1, Duration.toMillis(error.retryAfter))
             if (wait === undefined || now + wait > deadlineAt) return Effect.fail(error)
             return Effect.zipRight(
-              Effect.sleep(Duration.millis(wait)),
-              Effect.suspend(() => selectWithin(clock, base, deadlineAt))
+              restore(Effect.sleep(Duration.millis(wait))),
+              Effect.suspend(() => selectWithin(clock, restore, base, deadlineAt))
             )
           }
         )
@@ -162,86 +164,73 @@ export const make = (options: Balancer.Options = {}) =>
       costOf: ((a: A) => number | undefined) | undefined,
       keepOpen: Scope.Scope | undefined
     ): Effect.Effect<Step<A>, E | KeySelector.NoKeyAvailable, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Scope.make(), (scope) => {
-          const base = { model: request.model, affinity: request.affinity, attempt }
-          const selection = selectWithin(clock, { ...base, tried }, deadlineAt).pipe(
-            // Every eligible key already failed this request: back off, then reuse one, never a dead one.
-            Effect.catchIf(
-              (e) => e.reason === "tried",
-              () =>
-                Effect.zipRight(
-                  reuseDelay > 0 ? Effect.sleep(Duration.millis(reuseDelay)) : Effect.void,
-                  selectWithin(clock, { ...base, tried: dead }, deadlineAt)
-                )
-            ),
-            Scope.extend(scope),
-            Effect.exit
+      Effect.uninterruptibleMask((restore) => {
+        const base = { model: request.model, affinity: request.affinity, attempt }
+        const selection = selectWithin(clock, restore, { ...base, tried }, deadlineAt).pipe(
+          // Every eligible key already failed this request: back off, then reuse one, never a dead one.
+          Effect.catchIf(
+            (e) => e.reason === "tried",
+            () =>
+              Effect.zipRight(
+                reuseDelay > 0 ? restore(Effect.sleep(Duration.millis(reuseDelay))) : Effect.void,
+                selectWithin(clock, restore, { ...base, tried: dead }, deadlineAt)
+              )
           )
-          return Effect.flatMap(
-            restore(selection),
-            (selected): Effect.Effect<Step<A>, E | KeySelector.NoKeyAvailable, R> => {
-              if (Exit.isFailure(selected)) {
-                return Effect.zipRight(Scope.close(scope, selected), Effect.failCause(selected.cause))
-              }
-              const lease = selected.value
-              const start = clock.unsafeCurrentTimeMillis()
-              let reported = false
-              const settle = (outcome: (latency: Duration.Duration) => KeySelector.Outcome) =>
-                Effect.suspend(() => {
-                  if (reported) return Effect.void
-                  reported = true
-                  const o = outcome(Duration.millis(clock.unsafeCurrentTimeMillis() - start))
-                  return Effect.zipRight(lease.report(o), monitor.finished(lease.key, o))
-                })
-              const onExit = (exit: Exit.Exit<A, E>): Effect.Effect<Step<A>, E> => {
-                if (Exit.isSuccess(exit)) {
-                  if (keepOpen !== undefined) {
-                    const scoped: Balancer.Scoped<A> = {
-                      value: exit.value,
-                      key: lease.key,
-                      attempt,
-                      succeed: (cost) => settle((latency) => ({ _tag: "Success", latency, cost })),
-                      fail: (error) => settle((latency) => ({ _tag: "Failure", latency, error }))
-                    }
-                    return Effect.as(Scope.addFinalizer(keepOpen, Scope.close(scope, Exit.void)), {
-                      _tag: "Done",
-                      value: exit.value,
-                      scoped
-                    } as Step<A>)
-                  }
-                  return settle((latency) => ({
-                    _tag: "Success",
-                    latency,
-                    cost: costOf?.(exit.value)
-                  })).pipe(
-                    Effect.zipRight(Scope.close(scope, Exit.void)),
-                    Effect.as({ _tag: "Done", value: exit.value, scoped: undefined } as Step<A>)
-                  )
+        )
+        return Effect.flatMap(selection, (lease): Effect.Effect<Step<A>, E, R> => {
+          const start = clock.unsafeCurrentTimeMillis()
+          // The lease is reported exactly once, whichever way the attempt ends: that report is
+          // also what gives back its permit, reservation or in-flight count.
+          let reported = false
+          const settle = (outcome: (latency: Duration.Duration) => KeySelector.Outcome) =>
+            Effect.suspend(() => {
+              if (reported) return Effect.void
+              reported = true
+              const o = outcome(Duration.millis(clock.unsafeCurrentTimeMillis() - start))
+              return Effect.zipRight(lease.report(o), monitor.finished(lease.key, o))
+            })
+          const onExit = (exit: Exit.Exit<A, E>): Effect.Effect<Step<A>, E> => {
+            if (Exit.isSuccess(exit)) {
+              if (keepOpen !== undefined) {
+                const scoped: Balancer.Scoped<A> = {
+                  value: exit.value,
+                  key: lease.key,
+                  attempt,
+                  succeed: (cost) => settle((latency) => ({ _tag: "Success", latency, cost })),
+                  fail: (error) => settle((latency) => ({ _tag: "Failure", latency, error }))
                 }
-                const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
-                if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
-                  return settle((latency) => ({ _tag: "Failure", latency, error: failure })).pipe(
-                    Effect.zipRight(Scope.close(scope, Exit.void)),
-                    Effect.as({ _tag: "Failed", key: lease.key, error: failure } as Step<A>)
-                  )
-                }
-                // The caller's own error, an interruption or a defect: no verdict on the key.
-                return Effect.zipRight(Scope.close(scope, exit), Effect.failCause(exit.cause))
+                // Held until the caller settles it, or its scope closes (then: no verdict).
+                return Effect.as(Scope.addFinalizer(keepOpen, settle(cancelledAfter)), {
+                  _tag: "Done",
+                  value: exit.value,
+                  scoped
+                } as Step<A>)
               }
-              // Interrupted or died before any report: the in-flight count must still come down.
-              return Scope.addFinalizer(
-                scope,
-                Effect.suspend(() => (reported ? Effect.void : monitor.finished(lease.key, abandoned)))
-              ).pipe(
-                Effect.zipRight(monitor.started(lease.key)),
-                Effect.zipRight(Effect.exit(restore(use(lease.key, { attempt })))),
-                Effect.flatMap(onExit)
+              return Effect.as(
+                settle((latency) => ({ _tag: "Success", latency, cost: costOf?.(exit.value) })),
+                { _tag: "Done", value: exit.value, scoped: undefined } as Step<A>
               )
             }
+            const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+            if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
+              return Effect.as(
+                settle((latency) => ({ _tag: "Failure", latency, error: failure })),
+                {
+                  _tag: "Failed",
+                  key: lease.key,
+                  error: failure
+                } as Step<A>
+              )
+            }
+            // The caller's own error, an interruption or a defect: no verdict on the key.
+            return Effect.zipRight(settle(cancelledAfter), Effect.failCause(exit.cause))
+          }
+          return Effect.zipRight(
+            monitor.started(lease.key),
+            Effect.flatMap(Effect.exit(restore(use(lease.key, { attempt }))), onExit)
           )
         })
-      )
+      })
 
     // --- The loop -----------------------------------------------------------------------------
 
@@ -346,10 +335,4 @@ export const make = (options: Balancer.Options = {}) =>
     return { run, runScoped, batch, cooldowns } satisfies Balancer.Service
   })
 
-// An attempt that ended without a verdict (interrupted): counted as a transport failure in the
-// monitor's numbers only; strategies get no report and release through the lease's scope.
-const abandoned: KeySelector.Outcome = {
-  _tag: "Failure",
-  latency: Duration.zero,
-  error: new UpstreamError.Transport({ message: "attempt interrupted" })
-}
+const cancelledAfter = (latency: Duration.Duration): KeySelector.Outcome => ({ _tag: "Cancelled", latency })

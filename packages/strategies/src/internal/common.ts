@@ -4,7 +4,6 @@ import type * as Key from "@or-balancer/core/Key"
 import type * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as StateStore from "@or-balancer/core/StateStore"
-import * as Scope from "effect/Scope"
 
 /** StateStore namespaces, one per kind of shared state. */
 export const ns = {
@@ -73,28 +72,6 @@ export const fmix32 = (x: number): number => {
   h ^= h >>> 16
   return h >>> 0
 }
-
-/**
- * Runs `release` when the current scope closes. Unlike `Effect.addFinalizer` it does not capture
- * and restore the fiber's refs around the finalizer, which costs more than a store update; our
- * finalizers read no fiber refs.
- */
-export const onRelease = (release: Effect.Effect<void>): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.flatMap(Effect.scope, (scope) => Scope.addFinalizer(scope, release))
-
-/** `acquire`, then `release(a)` when the current scope closes; uninterruptible in between. */
-export const acquireRelease = <A>(
-  acquire: Effect.Effect<A>,
-  release: (a: A) => Effect.Effect<void>
-): Effect.Effect<A, never, Scope.Scope> =>
-  Effect.uninterruptible(
-    Effect.flatMap(acquire, (a) =>
-      Effect.as(
-        Effect.flatMap(Effect.scope, (scope) => Scope.addFinalizer(scope, release(a))),
-        a
-      )
-    )
-  )
 
 /**
  * `KeySelector.candidates`, without a copy when every key is one (no gate, nothing tried):

@@ -20,7 +20,7 @@ export const creditGate =
 
 const NEVER_LOOKED_UP: KeySelector.Ineligible = { reason: "credit", until: undefined }
 
-/** Settles the reservation from the outcome; a 402 empties the key until its next lookup. */
+/** Settles the reservation from the outcome (no verdict: nothing spent); a 402 empties the key until its next lookup. */
 export const settleReport =
   (
     ledger: CreditLedger.Service,
@@ -33,7 +33,7 @@ export const settleReport =
     const settle =
       outcome._tag === "Success"
         ? reservation.settle(outcome.cost ?? estimate)
-        : outcome.error._tag === "InsufficientCredits"
+        : outcome._tag === "Failure" && outcome.error._tag === "InsufficientCredits"
           ? Effect.zipRight(reservation.settle(0), ledger.exhaust(key))
           : reservation.settle(0)
     return Effect.zipRight(settle, inner(outcome))
