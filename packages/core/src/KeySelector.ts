@@ -263,9 +263,15 @@ export const scoped = (
  */
 export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
   const outer = request.gate
+  // Spelled out rather than spread: every request then has one shape, and a spread of it cost
+  // a tenth of a composed stack's selection.
   return {
-    ...request,
-    gate: outer === undefined ? gate : (key) => outer(key) ?? gate(key)
+    model: request.model,
+    attempt: request.attempt,
+    tried: request.tried,
+    affinity: request.affinity,
+    gate: outer === undefined ? gate : (key) => outer(key) ?? gate(key),
+    deadline: request.deadline
   }
 }
 

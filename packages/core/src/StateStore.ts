@@ -43,39 +43,58 @@ export class StateStore extends Context.Tag("@or-balancer/core/StateStore")<Stat
  * @category Constructors
  */
 export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
-  const spaces = new Map<string, Map<string, unknown>>()
+  const spaces = new Map<string, Space>()
   const space = (ns: string) => {
     let m = spaces.get(ns)
     if (m === undefined) {
-      m = new Map()
+      m = { map: new Map(), entries: undefined }
       spaces.set(ns, m)
     }
     return m
   }
-  const put = (m: Map<string, unknown>, id: string, value: unknown) => {
-    if (value === undefined) m.delete(id)
-    else m.set(id, value)
+  // `entries` is read on every selection (cooldowns, health) and written rarely: its array is
+  // kept until the namespace changes.
+  const put = (m: Space, id: string, value: unknown) => {
+    if (value === undefined) {
+      if (m.map.delete(id)) m.entries = undefined
+    } else {
+      m.map.set(id, value)
+      m.entries = undefined
+    }
   }
   return StateStore.of({
     add: (ns, id, delta) =>
       Effect.sync(() => {
         const m = space(ns)
-        const next = ((m.get(id) as number | undefined) ?? 0) + delta
-        m.set(id, next)
+        const next = ((m.map.get(id) as number | undefined) ?? 0) + delta
+        put(m, id, next)
         return next
       }),
-    get: <A>(ns: string, id: string) => Effect.sync(() => space(ns).get(id) as A | undefined),
+    get: <A>(ns: string, id: string) => Effect.sync(() => space(ns).map.get(id) as A | undefined),
     set: (ns, id, value) => Effect.sync(() => put(space(ns), id, value)),
     modify: <A, B>(ns: string, id: string, f: (current: A | undefined) => readonly [B, A | undefined]) =>
       Effect.sync(() => {
         const m = space(ns)
-        const [b, next] = f(m.get(id) as A | undefined)
+        const [b, next] = f(m.map.get(id) as A | undefined)
         put(m, id, next)
         return b
       }),
-    entries: <A>(ns: string) => Effect.sync(() => Array.from(space(ns)) as Array<readonly [string, A]>)
+    entries: <A>(ns: string) =>
+      Effect.sync(() => {
+        const m = space(ns)
+        return (m.entries ??= m.map.size === 0 ? EMPTY : Array.from(m.map)) as ReadonlyArray<
+          readonly [string, A]
+        >
+      })
   })
 })
+
+interface Space {
+  readonly map: Map<string, unknown>
+  entries: ReadonlyArray<readonly [string, unknown]> | undefined
+}
+
+const EMPTY: ReadonlyArray<readonly [string, unknown]> = []
 
 /**
  * @since 0.1.0

@@ -91,9 +91,8 @@ export const makeWithStatus = (
           return
         }
       }
-      const n = (inUse.get(k.id) ?? 0) - 1
-      if (n <= 0) inUse.delete(k.id)
-      else inUse.set(k.id, n)
+      // A count of 0 stays in the map: deleting and re-adding on every request costs more.
+      inUse.set(k.id, Math.max(0, (inUse.get(k.id) ?? 0) - 1))
     }
 
     // The lease gives its permit back when reported, then reports to the inner lease.
@@ -136,14 +135,17 @@ export const makeWithStatus = (
     const select = (
       request: KeySelector.SelectRequest
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
-      Effect.matchEffect(inner.select(KeySelector.withGate(request, fullGate)), {
-        onSuccess: (lease) => {
+      // (`catchAll` over `flatMap` rather than `matchEffect`, which costs several times more: a
+      // failure of the start-over path below is that selection's own, past its wait, so it
+      // fails again here at once.)
+      Effect.catchAll(
+        Effect.flatMap(inner.select(KeySelector.withGate(request, fullGate)), (lease) => {
           // The inner selector may have yielded; if the key filled up meanwhile, start over.
           if (!isFree(lease.key)) return Effect.zipRight(lease.report(CANCELLED), select(request))
           take(lease.key)
           return Effect.succeed(holding(lease))
-        },
-        onFailure: (error) =>
+        }),
+        (error) =>
           Effect.flatMap(pool.get, (keys) => {
             const deadline = request.deadline
             const full = KeySelector.candidates(request, keys).some((k) => !isFree(k))
@@ -152,7 +154,7 @@ export const makeWithStatus = (
               now >= deadline ? Effect.fail(error) : waitAndSelect(request, deadline - now, error)
             )
           })
-      })
+      )
 
     const waitAndSelect = (
       request: KeySelector.SelectRequest,
@@ -180,7 +182,7 @@ export const makeWithStatus = (
       })
 
     const status: Effect.Effect<Status> = Effect.sync(() => ({
-      inUse: new Map(inUse),
+      inUse: new Map(Array.from(inUse).filter(([, n]) => n > 0)),
       waiting: waiters.length
     }))
     return { selector: KeySelector.make(select), status }

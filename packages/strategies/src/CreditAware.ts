@@ -19,7 +19,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
-import { creditGate, settleReport } from "./internal/credit.js"
+import { creditGate, settle } from "./internal/credit.js"
 import { noKey } from "./internal/common.js"
 
 /**
@@ -43,59 +43,30 @@ export const make = (
     const ledger = yield* CreditLedger.CreditLedger
     const estimate = options.estimate ?? 0.01
 
-    const NOOP = () => Effect.void
-    const leaseOf = (key: Key.Key, r: CreditLedger.Reservation) =>
-      KeySelector.lease(key, settleReport(ledger, key, r, estimate, NOOP))
+    const leaseOf = (held: CreditLedger.Reserved) =>
+      KeySelector.lease(held.key, (outcome) => settle(ledger, held.key, held.reservation, estimate, outcome))
 
-    // After losing the race for the best key's last credit: the others, best first.
-    const attempt = (
-      request: KeySelector.SelectRequest,
-      keys: ReadonlyArray<Key.Key>,
-      ranked: ReadonlyArray<Key.Key>,
-      i: number
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> => {
-      if (i >= ranked.length) return noKey(request, keys)
-      const key = ranked[i]!
-      return Effect.flatMap(ledger.tryReserve(key, estimate), (r) =>
-        r === undefined ? attempt(request, keys, ranked, i + 1) : Effect.succeed(leaseOf(key, r))
+    // No key has the credit: say which and until when (the rare path, so balances are read again).
+    const none = (request: KeySelector.SelectRequest, keys: ReadonlyArray<Key.Key>, include: Include) =>
+      Effect.flatMap(ledger.balances(keys, include), (balances) =>
+        noKey(KeySelector.withGate(request, creditGate(balances, estimate)), keys)
       )
-    }
 
     return KeySelector.make((request) =>
-      Effect.flatMap(pool.get, (keys) =>
-        Effect.flatMap(
-          ledger.balances(keys, (k) => KeySelector.isCandidate(request, k)),
-          (balances) => {
-            // The best key in one pass; ties go to the first in pool order.
-            let best: Key.Key | undefined
-            let bestValue = -Infinity
-            for (const k of keys) {
-              if (!KeySelector.isCandidate(request, k)) continue
-              const a = balances.available(k)
-              if (a === undefined || (a !== null && a < estimate)) continue
-              const v = a ?? Infinity
-              if (v > bestValue) {
-                best = k
-                bestValue = v
-              }
-            }
-            const narrowed = () => KeySelector.withGate(request, creditGate(balances, estimate))
-            if (best === undefined) return noKey(narrowed(), keys)
-            const first = best
-            return Effect.flatMap(ledger.tryReserve(first, estimate), (r) => {
-              if (r !== undefined) return Effect.succeed(leaseOf(first, r))
-              const gated = narrowed()
-              const value = (k: Key.Key) => balances.available(k) ?? Infinity
-              const ranked = KeySelector.candidates(gated, keys)
-                .filter((k) => k !== first)
-                .sort((x, y) => value(y) - value(x))
-              return attempt(gated, keys, ranked, 0)
-            })
-          }
+      Effect.flatMap(pool.get, (keys) => {
+        const include: Include =
+          request.gate === undefined && request.tried.size === 0
+            ? all
+            : (k) => KeySelector.isCandidate(request, k)
+        return Effect.flatMap(ledger.tryReserveBest(keys, include, estimate), (held) =>
+          held === undefined ? none(request, keys, include) : Effect.succeed(leaseOf(held))
         )
-      )
+      })
     )
   })
+
+type Include = (key: Key.Key) => boolean
+const all: Include = () => true
 
 /**
  * Needs a {@link CreditLedger} (`CreditLedger.layer()`), which needs a `CreditLookup`.

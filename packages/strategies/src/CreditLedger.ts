@@ -68,6 +68,17 @@ export interface Reservation {
 }
 
 /**
+ * A reservation on the key it was taken on.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Reserved {
+  readonly key: Key.Key
+  readonly reservation: Reservation
+}
+
+/**
  * Live balances of a set of keys, read once for one selection (see `Service.balances`).
  *
  * @since 0.1.0
@@ -96,6 +107,18 @@ export interface Service {
     keys: ReadonlyArray<Key.Key>,
     include: (key: Key.Key) => boolean
   ) => Effect.Effect<Balances>
+  /**
+   * Reserves `amount` on the key with the most live credit among those `include` admits and that
+   * have at least `amount` available (unlimited beats any balance; ties go to the first in pool
+   * order). Stale lookups are refreshed first, as in `balances`; then reading the balances and
+   * reserving are one atomic store update, so concurrent selections never both take a key's
+   * last credit. `undefined` when no key qualifies.
+   */
+  readonly tryReserveBest: (
+    keys: ReadonlyArray<Key.Key>,
+    include: (key: Key.Key) => boolean,
+    amount: number
+  ) => Effect.Effect<Reserved | undefined>
   /** Reserves `amount` if at least that much is available (unlimited always is); atomically. */
   readonly tryReserve: (key: Key.Key, amount: number) => Effect.Effect<Reservation | undefined>
   /** Reserves `amount` unconditionally. */
@@ -140,8 +163,11 @@ const empty = (id: string): Entry => ({
   error: undefined
 })
 
+/** An entry as the ledger changes it: in place, so a reservation allocates nothing. */
+type Slot = { -readonly [K in keyof Entry]: Entry[K] }
+
 /** Every key's entry, by id: one store entry, so one read serves a whole selection. */
-type Ledger = { [id: string]: Entry | undefined }
+type Ledger = { [id: string]: Slot | undefined }
 
 const LEDGER = "ledger"
 
@@ -155,6 +181,7 @@ export const make = (
   Effect.gen(function* () {
     const lookup = yield* CreditLookup.CreditLookup
     const store = yield* StateStore.StateStore
+    const clock = yield* Effect.clock
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
     // When each key's cached answer expires, for `refreshAt` hints.
@@ -170,9 +197,44 @@ export const make = (
       store.modify<Ledger, B>(ns.credit, LEDGER, (current) => {
         const ledger: Ledger = current ?? Object.create(null)
         const [b, next] = f(ledger[id])
-        if (next !== undefined) ledger[id] = next
+        if (next !== undefined) {
+          ledger[id] = next
+          version++
+        }
         return [b, ledger]
       })
+
+    // Changes one key's entry in place (creating it if missing).
+    const adjust = (id: string, f: (entry: Slot) => void) =>
+      store.modify<Ledger, void>(ns.credit, LEDGER, (current) => {
+        const ledger: Ledger = current ?? Object.create(null)
+        let e = ledger[id]
+        if (e === undefined) {
+          e = empty(id)
+          ledger[id] = e
+          version++
+        }
+        f(e)
+        return [undefined, ledger]
+      })
+
+    // The entries of a pool in pool order, kept while the ledger object, the pool and the set of
+    // entry objects are the same: a big pool's scan then reads an array, not a map per key. (A
+    // store that hands back a fresh ledger on every read simply rebuilds it.)
+    let version = 0
+    let slotsLedger: Ledger | undefined
+    let slotsKeys: ReadonlyArray<Key.Key> | undefined
+    let slotsVersion = -1
+    let slots: Array<Slot | undefined> = []
+    const slotsOf = (ledger: Ledger, keys: ReadonlyArray<Key.Key>) => {
+      if (ledger !== slotsLedger || keys !== slotsKeys || version !== slotsVersion) {
+        slots = keys.map((k) => ledger[k.id])
+        slotsLedger = ledger
+        slotsKeys = keys
+        slotsVersion = version
+      }
+      return slots
+    }
 
     // Every key of `scanned` is fresh until `scannedUntil`: while the pool and that bound hold,
     // a selection needs no per-key check at all.
@@ -247,9 +309,17 @@ export const make = (
       refreshAt
     }))
 
-    const balances: Service["balances"] = (keys, include) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        if (keys === scanned && now < scannedUntil) return read
+    // Runs `then` after looking up the keys `include` admits whose cached answer may have
+    // expired. The clock is the one the ledger was built with, as the cache's is; while nothing
+    // is stale (nearly always), no Effect step is added.
+    const afterRefresh = <A>(
+      keys: ReadonlyArray<Key.Key>,
+      include: (key: Key.Key) => boolean,
+      then: Effect.Effect<A>
+    ): Effect.Effect<A> =>
+      Effect.suspend(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        if (keys === scanned && now < scannedUntil) return then
         let stale: Array<Key.Key> | undefined
         let until = Infinity
         for (const k of keys) {
@@ -259,49 +329,93 @@ export const make = (
         }
         scanned = keys
         scannedUntil = until
-        if (stale === undefined) return read
+        if (stale === undefined) return then
         // One at a time, as `credit` per key did; the cache makes concurrent selections share a lookup.
         return Effect.zipRight(
           Effect.forEach(stale, (k) => Effect.ignore(cache.get(k)), { discard: true }),
-          read
+          then
         )
       })
 
+    const balances: Service["balances"] = (keys, include) => afterRefresh(keys, include, read)
+
+    const tryReserveBest: Service["tryReserveBest"] = (keys, include, amount) =>
+      afterRefresh(
+        keys,
+        include,
+        store.modify<Ledger, Reserved | undefined>(ns.credit, LEDGER, (current) => {
+          if (current === undefined) return [undefined, current]
+          const entries = slotsOf(current, keys)
+          let best = -1
+          let bestValue = -Infinity
+          for (let i = 0; i < entries.length; i++) {
+            const e = entries[i]
+            if (e === undefined || e.lookedUpAt === undefined) continue
+            const a = e.remaining === null ? Infinity : e.remaining - e.spent - e.reserved
+            // The gate is asked only of a key that would win: most keys of a big pool never are.
+            if (a >= amount && a > bestValue && include(keys[i]!)) {
+              best = i
+              bestValue = a
+            }
+          }
+          if (best < 0) return [undefined, current]
+          entries[best]!.reserved += amount
+          return [new Held(keys[best]!, amount), current]
+        })
+      )
+
     const release = (key: Key.Key, amount: number, cost: number | undefined) =>
-      update<void>(key.id, (cur) => {
-        const e = cur ?? empty(key.id)
-        return [undefined, { ...e, reserved: Math.max(0, e.reserved - amount), spent: e.spent + (cost ?? 0) }]
+      adjust(key.id, (e) => {
+        e.reserved = Math.max(0, e.reserved - amount)
+        e.spent += cost ?? 0
       })
 
-    const hold = (key: Key.Key, amount: number): Reservation => {
-      let open = true
-      return {
-        settle: (cost) =>
-          Effect.suspend(() => {
-            if (!open) return Effect.void
-            open = false
-            return release(key, amount, cost)
-          })
+    // A class, not a closure per reservation: one small object on the selection path.
+    class Held implements Reservation, Reserved {
+      private open = true
+      readonly reservation: Reservation = this
+      constructor(
+        readonly key: Key.Key,
+        readonly amount: number
+      ) {}
+      settle(cost: number): Effect.Effect<void> {
+        return Effect.suspend(() => {
+          if (!this.open) return Effect.void
+          this.open = false
+          return release(this.key, this.amount, cost)
+        })
       }
     }
 
     const tryReserve: Service["tryReserve"] = (key, amount) =>
-      update<Reservation | undefined>(key.id, (cur) => {
-        const e = cur ?? empty(key.id)
-        const a = availableOf(e)
-        if (a !== null && a < amount) return [undefined, undefined]
-        return [hold(key, amount), { ...e, reserved: e.reserved + amount }]
+      Effect.suspend(() => {
+        let held: Held | undefined
+        return Effect.map(
+          adjust(key.id, (e) => {
+            const a = availableOf(e)
+            if (a !== null && a < amount) return
+            e.reserved += amount
+            held = new Held(key, amount)
+          }),
+          () => held
+        )
       })
 
     const reserve: Service["reserve"] = (key, amount) =>
-      update<Reservation>(key.id, (cur) => {
-        const e = cur ?? empty(key.id)
-        return [hold(key, amount), { ...e, reserved: e.reserved + amount }]
+      Effect.suspend(() => {
+        const held = new Held(key, amount)
+        return Effect.as(
+          adjust(key.id, (e) => {
+            e.reserved += amount
+          }),
+          held
+        )
       })
 
     return CreditLedger.of({
       credit,
       balances,
+      tryReserveBest,
       tryReserve,
       reserve,
       exhaust: (key) =>

@@ -245,9 +245,17 @@ export const make = (
       )
     }
 
-    const records = Effect.map(store.entries<Record>(ns.health), (es) =>
-      es.length === 0 ? NONE : new Map(es)
-    )
+    // The store hands back the same entries until they change: so is the map built from them.
+    let lastEntries: ReadonlyArray<readonly [string, Record]> | undefined
+    let lastMap: ReadonlyMap<string, Record> = NONE
+    const recordsOf = (entries: ReadonlyArray<readonly [string, Record]>): ReadonlyMap<string, Record> => {
+      if (entries !== lastEntries) {
+        lastEntries = entries
+        lastMap = entries.length === 0 ? NONE : new Map(entries)
+      }
+      return lastMap
+    }
+    const records = Effect.map(store.entries<Record>(ns.health), recordsOf)
 
     // A half-open trial that ends without a verdict frees the slot for the next one.
     const endTrial = (key: Key.Key) =>
@@ -304,25 +312,24 @@ export const make = (
     }
 
     return KeySelector.make((request) =>
-      Effect.flatMap(records, (current) =>
+      Effect.flatMap(store.entries<Record>(ns.health), (entries) => {
         // No record: every key is healthy, so there is nothing to gate and no clock to read.
-        current.size === 0
-          ? Effect.map(inner.select(request), plain)
-          : Effect.flatMap(pool.get, (keys) =>
-              Effect.flatMap(Clock.currentTimeMillis, (now) =>
-                trial
-                  ? choose(request, keys, current, now)
-                  : Effect.zipRight(
-                      probe(keys, current, now),
-                      Effect.flatMap(records, (after) =>
-                        Effect.flatMap(Clock.currentTimeMillis, (later) =>
-                          choose(request, keys, after, later)
-                        )
-                      )
-                    )
-              )
-            )
-      )
+        if (entries.length === 0) return Effect.map(inner.select(request), plain)
+        const current = recordsOf(entries)
+        return Effect.flatMap(pool.get, (keys) =>
+          Effect.clockWith((clock) => {
+            const now = clock.unsafeCurrentTimeMillis()
+            return trial
+              ? choose(request, keys, current, now)
+              : Effect.zipRight(
+                  probe(keys, current, now),
+                  Effect.flatMap(records, (after) =>
+                    Effect.flatMap(Clock.currentTimeMillis, (later) => choose(request, keys, after, later))
+                  )
+                )
+          })
+        )
+      })
     )
   })
 

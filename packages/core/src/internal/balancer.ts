@@ -136,7 +136,15 @@ export const make = (options: Balancer.Options = {}) =>
         const gate = gateOf(entries, now)
         return Effect.catchAll(
           selector.select(
-            gate === undefined ? { ...base, deadline: deadlineAt } : { ...base, gate, deadline: deadlineAt }
+            // One object shape for every request (see `KeySelector.withGate`).
+            {
+              model: base.model,
+              attempt: base.attempt,
+              tried: base.tried,
+              affinity: base.affinity,
+              gate,
+              deadline: deadlineAt
+            }
           ),
           (error) => {
             const wait =
@@ -165,15 +173,20 @@ export const make = (options: Balancer.Options = {}) =>
       keepOpen: Scope.Scope | undefined
     ): Effect.Effect<Step<A>, E | KeySelector.NoKeyAvailable, R> =>
       Effect.uninterruptibleMask((restore) => {
-        const base = { model: request.model, affinity: request.affinity, attempt }
-        const selection = selectWithin(clock, restore, { ...base, tried }, deadlineAt).pipe(
+        const base = (tried: ReadonlySet<string>) => ({
+          model: request.model,
+          attempt,
+          tried,
+          affinity: request.affinity
+        })
+        const selection = selectWithin(clock, restore, base(tried), deadlineAt).pipe(
           // Every eligible key already failed this request: back off, then reuse one, never a dead one.
           Effect.catchIf(
             (e) => e.reason === "tried",
             () =>
               Effect.zipRight(
                 reuseDelay > 0 ? restore(Effect.sleep(Duration.millis(reuseDelay))) : Effect.void,
-                selectWithin(clock, restore, { ...base, tried: dead }, deadlineAt)
+                selectWithin(clock, restore, base(dead), deadlineAt)
               )
           )
         )

@@ -21,6 +21,20 @@ export const creditGate =
 const NEVER_LOOKED_UP: KeySelector.Ineligible = { reason: "credit", until: undefined }
 
 /** Settles the reservation from the outcome (no verdict: nothing spent); a 402 empties the key until its next lookup. */
+export const settle = (
+  ledger: CreditLedger.Service,
+  key: Key.Key,
+  reservation: CreditLedger.Reservation,
+  estimate: number,
+  outcome: KeySelector.Outcome
+): Effect.Effect<void> =>
+  outcome._tag === "Success"
+    ? reservation.settle(outcome.cost ?? estimate)
+    : outcome._tag === "Failure" && outcome.error._tag === "InsufficientCredits"
+      ? Effect.zipRight(reservation.settle(0), ledger.exhaust(key))
+      : reservation.settle(0)
+
+/** A report that settles the reservation, then reports to `inner`. */
 export const settleReport =
   (
     ledger: CreditLedger.Service,
@@ -29,12 +43,5 @@ export const settleReport =
     estimate: number,
     inner: KeySelector.Lease["report"]
   ): KeySelector.Lease["report"] =>
-  (outcome) => {
-    const settle =
-      outcome._tag === "Success"
-        ? reservation.settle(outcome.cost ?? estimate)
-        : outcome._tag === "Failure" && outcome.error._tag === "InsufficientCredits"
-          ? Effect.zipRight(reservation.settle(0), ledger.exhaust(key))
-          : reservation.settle(0)
-    return Effect.zipRight(settle, inner(outcome))
-  }
+  (outcome) =>
+    Effect.zipRight(settle(ledger, key, reservation, estimate, outcome), inner(outcome))
