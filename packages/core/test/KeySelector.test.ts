@@ -1,0 +1,71 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Balancer, KeySelector } from "@or-balancer/core"
+import { Deferred, Effect, Exit, Fiber, Ref, Scope } from "effect"
+import { env, keys, Probe } from "./fixtures.js"
+
+const request: KeySelector.SelectRequest = { attempt: 1, tried: new Set() }
+const tags = (probe: Probe) => Effect.map(Ref.get(probe.reports), (r) => r.map((x) => x.outcome._tag))
+
+describe("KeySelector leases", () => {
+  it.effect("use reports once on every exit: success, failure, interruption", () =>
+    Effect.gen(function* () {
+      const selector = yield* KeySelector.KeySelector
+      const probe = yield* Probe
+      expect(yield* KeySelector.use(selector, request, (lease) => Effect.succeed(lease.key.id))).toBe("a")
+      const failed = yield* KeySelector.use(selector, request, () => Effect.fail("nope" as const)).pipe(
+        Effect.flip
+      )
+      expect(failed).toBe("nope")
+      const started = yield* Deferred.make<void>()
+      const fiber = yield* Effect.fork(
+        KeySelector.use(selector, request, () =>
+          Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
+        )
+      )
+      yield* Deferred.await(started)
+      expect(yield* Ref.get(probe.open)).toBe(1)
+      yield* Fiber.interrupt(fiber)
+      expect(yield* Ref.get(probe.open)).toBe(0)
+      expect(yield* tags(probe)).toEqual(["Success", "Cancelled", "Cancelled"])
+      // The caller may map the exit to its own outcome.
+      yield* KeySelector.use(
+        selector,
+        request,
+        () => Effect.void,
+        () => KeySelector.success("2 millis", 0.5)
+      )
+      const last = (yield* Ref.get(probe.reports)).at(-1)!.outcome
+      expect(last._tag === "Success" && last.cost).toBe(0.5)
+    }).pipe(Effect.provide(env(keys(["a"]))))
+  )
+
+  it.effect("scoped: released as Cancelled when the scope closes, unless reported first; once only", () =>
+    Effect.gen(function* () {
+      const selector = yield* KeySelector.KeySelector
+      const probe = yield* Probe
+      const scope = yield* Scope.make()
+      const kept = yield* Scope.extend(KeySelector.scoped(selector, request), scope)
+      expect(kept.key.id).toBe("a")
+      expect(yield* Ref.get(probe.open)).toBe(1)
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* Ref.get(probe.open)).toBe(0)
+      yield* Effect.scoped(
+        Effect.flatMap(KeySelector.scoped(selector, request), (lease) =>
+          Effect.zipRight(lease.report(KeySelector.success(1)), lease.report(KeySelector.success(1)))
+        )
+      )
+      expect(yield* Ref.get(probe.open)).toBe(0)
+      expect(yield* tags(probe)).toEqual(["Cancelled", "Success"])
+    }).pipe(Effect.provide(env(keys(["a"]))))
+  )
+
+  it.effect("Balancer.runScoped: a stream never settled is released as Cancelled when its scope closes", () =>
+    Effect.gen(function* () {
+      const balancer = yield* Balancer.Balancer
+      const probe = yield* Probe
+      yield* Effect.scoped(balancer.runScoped({}, () => Effect.succeed("stream")))
+      expect(yield* Ref.get(probe.open)).toBe(0)
+      expect(yield* tags(probe)).toEqual(["Cancelled"])
+    }).pipe(Effect.provide(env(keys(["a"]))))
+  )
+})
