@@ -222,18 +222,26 @@ export const makeHandler =
     // Counted from here to the response's close, so a drain or an engine swap waits for it.
     state.active++
     engine.active++
+    // One close listener per request: the counts, then the request's own cancel (client gone).
+    const live: Live = { cancel: undefined }
     res.once("close", () => {
       state.active--
       engine.active--
       if (engine.retired && engine.active === 0) state.onRetired(engine)
       if (state.draining && state.active === 0) for (const f of state.idle) f()
+      live.cancel?.()
     })
     if (route === "models")
-      return forward(engine, req, res, "GET", `/models${q === -1 ? "" : url.slice(q)}`, undefined, {})
-    readBody(engine, req, res)
+      return forward(engine, live, req, res, "GET", `/models${q === -1 ? "" : url.slice(q)}`, undefined, {})
+    readBody(engine, live, req, res)
   }
 
-const readBody = (engine: EngineState, req: http.IncomingMessage, res: http.ServerResponse) => {
+/** Per-request hook run when the response closes: set once the request is forwarded. */
+interface Live {
+  cancel: (() => void) | undefined
+}
+
+const readBody = (engine: EngineState, live: Live, req: http.IncomingMessage, res: http.ServerResponse) => {
   const limit = engine.config.bodyLimitBytes
   const tooLarge = () => {
     openAiError(
@@ -303,7 +311,7 @@ const readBody = (engine: EngineState, req: http.IncomingMessage, res: http.Serv
         : typeof o.prompt_cache_key === "string"
           ? o.prompt_cache_key
           : undefined
-    forward(engine, req, res, "POST", "/chat/completions", body, { model, affinity })
+    forward(engine, live, req, res, "POST", "/chat/completions", body, { model, affinity })
   })
 }
 
@@ -375,74 +383,79 @@ const callUpstream = (
   body: Buffer | undefined,
   model: string | undefined
 ): Effect.Effect<Answer, UpstreamError.UpstreamError> =>
-  Effect.flatMap(
-    Effect.async<Answer | RawError, UpstreamError.UpstreamError>((resume) => {
-      const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
-      const headers: Record<string, string | number> = {
-        authorization: `Bearer ${Redacted.value(key.secret)}`,
-        accept: ctx.accept ?? "*/*"
-      }
-      if (body !== undefined) {
-        headers["content-type"] = "application/json"
-        headers["content-length"] = body.length
-      }
-      if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
-      if (ctx.title !== undefined) headers["x-title"] = ctx.title
-      let settled = false
-      const req = up.request(
-        { agent: up.agent, hostname: up.hostname, port: up.port, method, path: up.prefix + suffix, headers },
-        (res) => {
-          const status = res.statusCode ?? 502
-          if (status < 400) {
-            settled = true
-            // From here the deadline is the longest silence between two body chunks.
-            req.setTimeout(engine.config.deadlines.bodyIdleMs)
-            const answer: Answer = { status, headers: res.headers, body: res }
-            ctx.answer = answer
-            return resume(Effect.succeed(answer))
-          }
-          const chunks: Array<Buffer> = []
-          res.on("data", (c: Buffer) => chunks.push(c))
-          res.on("end", () => {
-            settled = true
-            resume(
-              Effect.succeed({ status, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") })
-            )
-          })
-          res.on("error", (e) => {
-            if (settled) return
-            settled = true
-            resume(Effect.fail(transportError(e)))
-          })
-        }
-      )
-      req.setTimeout(engine.config.deadlines.headersMs, () => {
-        const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
-        req.destroy(e)
-        // After the first byte the response stream carries the error to the piping code.
-        ctx.answer?.body.destroy(e)
-      })
-      req.on("error", (e) => {
-        if (settled) return
-        settled = true
-        resume(Effect.fail(transportError(e)))
-      })
-      req.end(body)
-      // Interrupted (client gone, or the balancer gave up): abort the upstream call.
-      return Effect.sync(() => {
-        settled = true
-        req.destroy()
-      })
-    }),
-    (r): Effect.Effect<Answer, UpstreamError.UpstreamError> => {
-      if ("body" in r) return Effect.succeed(r)
-      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const error = ErrorMapping.fromResponse(r.status, r.headers, r.text, { now, model })
-        rawErrors.set(error, r)
-        return Effect.fail(error)
-      })
+  // The answer's head resumes the fiber directly: no further step on the success path.
+  Effect.async<Answer, UpstreamError.UpstreamError>((resume) => {
+    const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    const headers: Record<string, string | number> = {
+      authorization: `Bearer ${Redacted.value(key.secret)}`,
+      accept: ctx.accept ?? "*/*"
     }
-  )
+    if (body !== undefined) {
+      headers["content-type"] = "application/json"
+      headers["content-length"] = body.length
+    }
+    if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
+    if (ctx.title !== undefined) headers["x-title"] = ctx.title
+    let settled = false
+    const req = up.request(
+      { agent: up.agent, hostname: up.hostname, port: up.port, method, path: up.prefix + suffix, headers },
+      (res) => {
+        const status = res.statusCode ?? 502
+        if (status < 400) {
+          settled = true
+          // From here the deadline is the longest silence between two body chunks.
+          req.setTimeout(engine.config.deadlines.bodyIdleMs)
+          const answer: Answer = { status, headers: res.headers, body: res }
+          ctx.answer = answer
+          return resume(Effect.succeed(answer))
+        }
+        const chunks: Array<Buffer> = []
+        res.on("data", (c: Buffer) => chunks.push(c))
+        res.on("end", () => {
+          settled = true
+          resume(
+            upstreamFailure(
+              { status, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") },
+              model
+            )
+          )
+        })
+        res.on("error", (e) => {
+          if (settled) return
+          settled = true
+          resume(Effect.fail(transportError(e)))
+        })
+      }
+    )
+    req.setTimeout(engine.config.deadlines.headersMs, () => {
+      const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
+      req.destroy(e)
+      // After the first byte the response stream carries the error to the piping code.
+      ctx.answer?.body.destroy(e)
+    })
+    req.on("error", (e) => {
+      if (settled) return
+      settled = true
+      resume(Effect.fail(transportError(e)))
+    })
+    req.end(body)
+    // Interrupted (client gone, or the balancer gave up): abort the upstream call.
+    return Effect.sync(() => {
+      settled = true
+      req.destroy()
+    })
+  })
+
+/** An upstream error answer as the balancer's error, its raw form kept for the client. */
+const upstreamFailure = (
+  r: RawError,
+  model: string | undefined
+): Effect.Effect<never, UpstreamError.UpstreamError> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const error = ErrorMapping.fromResponse(r.status, r.headers, r.text, { now, model })
+    rawErrors.set(error, r)
+    return Effect.fail(error)
+  })
 
 interface RequestContext {
   readonly accept: string | undefined
@@ -550,6 +563,7 @@ const sendOutcome = (res: http.ServerResponse, outcome: Outcome) => {
  */
 const forward = (
   engine: EngineState,
+  live: Live,
   req: http.IncomingMessage,
   res: http.ServerResponse,
   method: "GET" | "POST",
@@ -612,32 +626,35 @@ const forward = (
       })
       answer.body.pipe(res)
     })
-  const program = balancer
-    .runScoped(request, (key) => callUpstream(engine, ctx, key, method, suffix, body, request.model))
-    .pipe(
-      Effect.flatMap(pipeAnswer),
-      Effect.catchAll((e) =>
-        Effect.map(failureAnswer(balancer, e), (outcome) => {
-          settled = true
-          sendOutcome(res, outcome)
-        })
+  // The failure answer is decided in the fiber's observer, off the success path.
+  const program = Effect.scoped(
+    Effect.flatMap(
+      balancer.runScoped(request, (key) =>
+        callUpstream(engine, ctx, key, method, suffix, body, request.model)
       ),
-      Effect.scoped,
-      Effect.catchAllCause((cause) =>
-        Effect.sync(() => {
-          if (!Cause.isInterruptedOnly(cause)) {
-            openAiError(res, 500, "internal gateway error", "server_error", null)
-          }
-        })
-      )
+      pipeAnswer
     )
+  )
   const fiber = engine.fork(program)
-  res.once("close", () => {
+  fiber.addObserver((exit) => {
+    if (Exit.isSuccess(exit)) return
+    const failure = Cause.failureOption(exit.cause)
+    if (failure._tag === "Some") {
+      settled = true
+      engine.fork(failureAnswer(balancer, failure.value)).addObserver((answer) => {
+        if (Exit.isSuccess(answer)) sendOutcome(res, answer.value)
+        else openAiError(res, 500, "internal gateway error", "server_error", null)
+      })
+    } else if (!Cause.isInterruptedOnly(exit.cause)) {
+      openAiError(res, 500, "internal gateway error", "server_error", null)
+    }
+  })
+  live.cancel = () => {
     if (res.writableFinished || settled) return
     // The client went away: cancel the upstream call (or its body); the scope releases the key.
     fiber.unsafeInterruptAsFork(FiberId.none)
     ctx.answer?.body.destroy()
-  })
+  }
 }
 
 // --- Admin: status and the gauges it shares with /metrics ------------------------------------
