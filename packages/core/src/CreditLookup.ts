@@ -37,6 +37,42 @@ export interface Service {
   readonly lookup: (key: Key.Key) => Effect.Effect<KeyInfo, UpstreamError.UpstreamError>
 }
 
+const DAY_MS = 86_400_000
+
+/**
+ * When the `limit_reset` period holding `now` began (epoch ms), as OpenRouter counts periods: from
+ * UTC midnight of the day, of the week's Monday, or of the month's first day.
+ *
+ * @since 0.1.0
+ * @category Periods
+ */
+export const periodStart = (reset: "daily" | "weekly" | "monthly", now: number): number => {
+  const d = new Date(now)
+  const midnight = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate())
+  switch (reset) {
+    case "daily":
+      return midnight
+    case "weekly":
+      return midnight - ((d.getUTCDay() + 6) % 7) * DAY_MS
+    case "monthly":
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1)
+  }
+}
+
+/**
+ * When the `limit_reset` period holding `now` ends and the key's cap applies afresh (epoch ms).
+ *
+ * @since 0.1.0
+ * @category Periods
+ */
+export const nextReset = (reset: "daily" | "weekly" | "monthly", now: number): number => {
+  const start = periodStart(reset, now)
+  if (reset === "daily") return start + DAY_MS
+  if (reset === "weekly") return start + 7 * DAY_MS
+  const d = new Date(start)
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1)
+}
+
 /**
  * @since 0.1.0
  * @category Context

@@ -125,10 +125,10 @@ export type Faults = typeof Faults.Type
 /**
  * A simulated key. The secret is fake, so it may be a plain string (as in a JSON file).
  * `limit` is the credit cap in USD (`null` or absent: unlimited); `usage` the USD already spent.
- * With a `limitReset`, the cap applies to each period's spend: when the period rolls over
- * (measured from when the key was added, or from the last roll-over), `limit_remaining` is back
- * to the whole `limit`. `resetPeriodMs` shortens the period for tests (default: a day, a week,
- * or 30 days).
+ * With a `limitReset`, the cap applies to each period's spend: when the period rolls over (at
+ * UTC midnight, Monday's for weekly, the 1st's for monthly, as OpenRouter's do),
+ * `limit_remaining` is back to the whole `limit`. `resetPeriodMs` replaces the calendar with a
+ * short period counted from when the key was added, for tests.
  *
  * @since 0.1.0
  * @category Schemas

@@ -7,14 +7,12 @@ import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import type * as net from "node:net"
+import * as CreditLookup from "@or-balancer/core/CreditLookup"
 import type * as Simulator from "../../Simulator.js"
 import { deriveSeed, mulberry32, normal } from "./prng.js"
 
 const Z99 = 2.3263478740408408
 const EPSILON = 1e-12
-const DAY_MS = 86_400_000
-/** Default `limitReset` period lengths; OpenRouter resets at UTC midnight, the simulator counts from the key's start. */
-const PERIOD_MS = { daily: DAY_MS, weekly: 7 * DAY_MS, monthly: 30 * DAY_MS } as const
 
 const RATE_ORDER = ["500", "502", "503", "408", "429", "stall", "reset", "slow", "midstream"] as const
 const PROVIDER = "SimProvider"
@@ -337,13 +335,19 @@ export const makeCore = (config: Simulator.Config): Core => {
   // ---------------------------------------------------------------------------------------------
   // Recording
 
-  // A key's `limitReset` period: the cap applies to the spend within it.
-  const periodMs = (k: KeyState): number | undefined =>
-    k.limitReset === null ? undefined : (k.resetPeriodMs ?? PERIOD_MS[k.limitReset])
-
+  // A key's `limitReset` period: the cap applies to the spend within it. Periods follow the UTC
+  // calendar, as OpenRouter's do; a test's `resetPeriodMs` counts from the key's start instead.
   const roll = (k: KeyState, now: number): void => {
-    const length = periodMs(k)
-    if (length === undefined || now < k.periodStart + length) return
+    if (k.limitReset === null) return
+    const length = k.resetPeriodMs
+    if (length === undefined) {
+      const start = CreditLookup.periodStart(k.limitReset, now)
+      if (start <= k.periodStart) return
+      k.periodStart = start
+      k.periodUsage = 0
+      return
+    }
+    if (now < k.periodStart + length) return
     k.periodStart += Math.floor((now - k.periodStart) / length) * length
     k.periodUsage = 0
   }
