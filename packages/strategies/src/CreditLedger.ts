@@ -171,6 +171,11 @@ type Ledger = { [id: string]: Slot | undefined }
 
 const LEDGER = "ledger"
 
+// Bumped whenever any ledger of this process replaces or adds an entry object. Module-wide, not
+// per `make`: two ledgers over one memory store share the stored record, so one's replacement
+// must invalidate the other's cached slots (else it reserves on a detached entry).
+let version = 0
+
 /**
  * @since 0.1.0
  * @category Constructors
@@ -219,9 +224,8 @@ export const make = (
       })
 
     // The entries of a pool in pool order, kept while the ledger object, the pool and the set of
-    // entry objects are the same: a big pool's scan then reads an array, not a map per key. (A
+    // entry objects (`version`) are the same: a big pool's scan then reads an array, not a map per key. (A
     // store that hands back a fresh ledger on every read simply rebuilds it.)
-    let version = 0
     let slotsLedger: Ledger | undefined
     let slotsKeys: ReadonlyArray<Key.Key> | undefined
     let slotsVersion = -1
