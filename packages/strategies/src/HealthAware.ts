@@ -287,11 +287,13 @@ export const make = (
       now: number
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> => {
       let narrowed = request
+      let gated = false
       if (records.size > 0) {
         let out = 0
         for (const k of keys) if (isOut(records.get(k.id), now)) out++
         const panic = out / keys.length > panicThreshold
         if (!panic) {
+          gated = true
           narrowed = KeySelector.withGate(request, (k) => {
             const r = records.get(k.id)
             if (r === undefined || r.until === undefined) return undefined
@@ -304,14 +306,29 @@ export const make = (
       return Effect.flatMap(inner.select(narrowed), (lease) => {
         const key = lease.key
         if (!(trial && isHalfOpen(records.get(key.id), now))) return Effect.succeed(plain(lease))
-        return Effect.as(
-          store.modify<Record, void>(ns.health, key.id, (r) => [undefined, r && { ...r, testing: true }]),
-          wrap(lease, true)
+        // The trial slot is claimed atomically: the gate read the records before the inner
+        // selector ran, and another selection may have claimed the slot while it yielded.
+        return Effect.flatMap(
+          store.modify<Record, Claim>(ns.health, key.id, (r) =>
+            r === undefined || r.until === undefined
+              ? ["plain", r] // closed meanwhile (a late success): no trial needed
+              : r.testing === true
+                ? ["taken", r]
+                : ["trial", { ...r, testing: true }]
+          ),
+          (claim) =>
+            claim === "trial"
+              ? Effect.succeed(wrap(lease, true))
+              : claim === "plain" || !gated // in panic health is ignored: no trial to wait for
+                ? Effect.succeed(plain(lease))
+                : Effect.zipRight(lease.report(CANCELLED), select(request))
         )
       })
     }
 
-    return KeySelector.make((request) =>
+    const select = (
+      request: KeySelector.SelectRequest
+    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
       Effect.flatMap(store.entries<Record>(ns.health), (entries) => {
         // No record: every key is healthy, so there is nothing to gate and no clock to read.
         if (entries.length === 0) return Effect.map(inner.select(request), plain)
@@ -330,8 +347,11 @@ export const make = (
           })
         )
       })
-    )
+    return KeySelector.make(select)
   })
+
+type Claim = "trial" | "plain" | "taken"
+const CANCELLED = KeySelector.cancelled()
 
 /**
  * Requires the inner `KeySelector`; with `recovery: "probe"`, also uses a `CreditLookup` if one
