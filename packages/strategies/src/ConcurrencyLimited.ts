@@ -96,10 +96,14 @@ export const makeWithStatus = (
     }
 
     // The lease gives its permit back when reported, then reports to the inner lease.
+    // A second report (a caller breaking the once-only contract) must not free a second permit.
     const holding = (lease: KeySelector.Lease): KeySelector.Lease => {
       const key = lease.key
+      let held = true
       return KeySelector.lease(key, (outcome) =>
         Effect.suspend(() => {
+          if (!held) return Effect.void
+          held = false
           release(key)
           return lease.report(outcome)
         })

@@ -26,19 +26,18 @@ export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool | S
   Effect.gen(function* () {
     const pool = yield* KeyPool.KeyPool
     const store = yield* StateStore.StateStore
-    // One lease per key serves every selection of it: its report only brings the count down.
-    const leases = new WeakMap<Key.Key, Effect.Effect<KeySelector.Lease>>()
-    const hold = (key: Key.Key) => {
-      let lease = leases.get(key)
-      if (lease === undefined) {
-        lease = Effect.as(
-          store.add(ns.inFlight, key.id, 1),
-          KeySelector.lease(key, () => store.add(ns.inFlight, key.id, -1))
+    // The report brings the count down, once however often it is called.
+    const hold = (key: Key.Key) =>
+      Effect.map(store.add(ns.inFlight, key.id, 1), () => {
+        let held = true
+        return KeySelector.lease(key, () =>
+          Effect.suspend(() => {
+            if (!held) return Effect.void
+            held = false
+            return store.add(ns.inFlight, key.id, -1)
+          })
         )
-        leases.set(key, lease)
-      }
-      return lease
-    }
+      })
     const load = (n: number | undefined, key: Key.Key) => ((n ?? 0) + 1) / key.weight
     return KeySelector.make((request) =>
       Effect.flatMap(pool.get, (keys) => {

@@ -237,6 +237,11 @@ describe("ConcurrencyLimited", () => {
       expect((yield* statusRef.current).inUse.get("a")).toBe(1)
       yield* lease.report(KeySelector.success(5))
       expect((yield* statusRef.current).inUse.size).toBe(0)
+      // A second report frees no second permit: the cap of 1 still holds.
+      const other = yield* selector.select(req)
+      yield* lease.report(KeySelector.success(5))
+      expect((yield* statusRef.current).inUse.get("a")).toBe(1)
+      yield* other.report(KeySelector.success(5))
       // `use`: failed, the permit still comes back.
       const failed = yield* KeySelector.use(selector, req, () => Effect.fail("boom" as const)).pipe(
         Effect.flip

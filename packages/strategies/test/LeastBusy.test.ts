@@ -41,4 +41,20 @@ describe("LeastBusy", () => {
       Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base([key("a", { weight: 3 }), key("b")]))))
     )
   )
+
+  it.effect("a lease reported twice brings its count down once", () =>
+    Effect.gen(function* () {
+      const selector = yield* KeySelector.KeySelector
+      const kept = yield* selector.select(request())
+      const lease = yield* selector.select(request())
+      yield* lease.report(KeySelector.success(1))
+      yield* lease.report(KeySelector.success(1))
+      const counts = yield* LeastBusy.inFlight
+      expect(counts.get(kept.key.id)).toBe(1)
+      expect(counts.get(lease.key.id)).toBe(lease.key.id === kept.key.id ? 1 : 0)
+    }).pipe(
+      Effect.withRandom(Random.make(1)),
+      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base(keys("a", "b")))))
+    )
+  )
 })
