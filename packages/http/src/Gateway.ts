@@ -14,6 +14,9 @@
  * `/metrics` and `/status` are Effect programs run on the same runtime. See `design.md`, "The
  * gateway's hot path", for the measurements behind this split.
  *
+ * Starting a gateway turns off V8's allocation-site pretenuring for the process (a GC heuristic
+ * that per-request fibers defeat; about 30% less CPU per request without it, measured).
+ *
  * @since 0.1.0
  */
 import * as Monitor from "@or-balancer/core/Monitor"
@@ -90,6 +93,7 @@ export const make = (
   config: GatewayConfig.GatewayConfig
 ): Effect.Effect<Gateway, GatewayError, Scope.Scope> =>
   Effect.gen(function* () {
+    yield* Effect.sync(Server.tuneGc)
     const monitor = yield* Monitor.make
     const store = yield* StateStore.makeMemory
     const provideShared = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
