@@ -172,6 +172,16 @@ export interface Service {
     use: (key: Key.Key, info: AttemptInfo) => Effect.Effect<A, E, R>
   ) => Effect.Effect<Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R | Scope.Scope>
   /**
+   * `runScoped` with the scope given rather than read from the context: for a server that keeps
+   * one `Scope.make()` per request and closes it when the answer ends, where providing a scope
+   * to every request's effect costs more than the rest of the balancer (measured in the gateway).
+   */
+  readonly runWithScope: <A, E, R>(
+    scope: Scope.Scope,
+    request: RunRequest,
+    use: (key: Key.Key, info: AttemptInfo) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R>
+  /**
    * Runs every request with at most `concurrency` in flight; one `Either` per input, in order
    * (the seed's `gather(return_exceptions=True)`, typed).
    */

@@ -337,15 +337,16 @@ export const make = (options: Balancer.Options = {}) =>
     const run: Balancer.Service["run"] = (request, use, options) =>
       Effect.map(loop(request, use, options?.costOf, undefined), (step) => step.value)
 
+    const runWithScope: Balancer.Service["runWithScope"] = (scope, request, use) =>
+      Effect.map(loop(request, use, undefined, scope), (step) => step.scoped!)
+
     const runScoped: Balancer.Service["runScoped"] = (request, use) =>
-      Effect.flatMap(Effect.scope, (scope) =>
-        Effect.map(loop(request, use, undefined, scope), (step) => step.scoped!)
-      )
+      Effect.flatMap(Effect.scope, (scope) => runWithScope(scope, request, use))
 
     const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
       Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })
 
-    return { run, runScoped, batch, cooldowns } satisfies Balancer.Service
+    return { run, runScoped, runWithScope, batch, cooldowns } satisfies Balancer.Service
   })
 
 const cancelledAfter = (latency: Duration.Duration): KeySelector.Outcome => ({ _tag: "Cancelled", latency })

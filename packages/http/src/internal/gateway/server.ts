@@ -647,12 +647,17 @@ const forward = (
       answer.body.pipe(res)
     })
   // The failure answer is decided in the fiber's observer, off the success path.
-  const program = Effect.scoped(
-    Effect.flatMap(
-      balancer.runScoped(request, (key) =>
-        callUpstream(engine, ctx, key, method, suffix, body, request.model)
+  // The request's scope is made and closed here rather than provided (`Effect.scoped`): giving
+  // every request a scope through its context cost ~20 µs of CPU per request (GC included).
+  const program = Effect.flatMap(Scope.make(), (scope) =>
+    Effect.onExit(
+      Effect.flatMap(
+        balancer.runWithScope(scope, request, (key) =>
+          callUpstream(engine, ctx, key, method, suffix, body, request.model)
+        ),
+        pipeAnswer
       ),
-      pipeAnswer
+      (exit) => Scope.close(scope, exit)
     )
   )
   const fiber = engine.fork(program)
