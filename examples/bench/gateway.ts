@@ -247,6 +247,8 @@ const runGateway = async () => {
     }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
   )
   const scope = Effect.runSync(Scope.make())
+  // As `or-balancer serve` runs it.
+  await Effect.runPromise(Gateway.tuneGc)
   const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
   serveIpc(() => Effect.runPromise(Scope.close(scope, Exit.void)))
   process.send!({ type: "ready", url: `${gateway.url}/v1/chat/completions` } satisfies FromChild)

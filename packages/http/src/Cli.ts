@@ -74,6 +74,7 @@ const configOption = Options.file("config").pipe(
 export const serve = Command.make("serve", { config: configOption }, ({ config: path }) =>
   Effect.gen(function* () {
     const config = yield* loadConfig(path)
+    yield* Gateway.tuneGc
     const gateway = yield* Gateway.make(config)
     yield* Console.log(`or-balancer gateway listening on ${gateway.url} (OpenAI base URL ${gateway.url}/v1)`)
     yield* Console.log(
