@@ -171,10 +171,50 @@ type Ledger = { [id: string]: Slot | undefined }
 
 const LEDGER = "ledger"
 
-// Bumped whenever any ledger of this process replaces or adds an entry object. Module-wide, not
-// per `make`: two ledgers over one memory store share the stored record, so one's replacement
-// must invalidate the other's cached slots (else it reserves on a detached entry).
-let version = 0
+/**
+ * A pool-ordered index over one stored ledger record: each key's live credit as an unboxed double,
+ * so a big pool's scan reads one typed array instead of three boxed fields per key. It hangs off
+ * the record itself and every ledger of the process keeps it current on each change (`touch`), so
+ * two ledgers over one memory store see each other's reservations. A store that hands back a fresh
+ * record on every read simply gets a fresh index.
+ */
+interface Index {
+  readonly keys: ReadonlyArray<Key.Key>
+  readonly position: Map<string, number>
+  readonly live: Float64Array
+}
+
+const indexes = new WeakMap<Ledger, Index>()
+
+/** Live credit for the scan: never looked up is -Infinity (never chosen), unlimited +Infinity. */
+const liveOfSlot = (e: Slot | undefined): number =>
+  e === undefined || e.lookedUpAt === undefined
+    ? -Infinity
+    : e.remaining === null
+      ? Infinity
+      : e.remaining - e.spent - e.reserved
+
+const indexOf = (ledger: Ledger, keys: ReadonlyArray<Key.Key>): Index => {
+  let index = indexes.get(ledger)
+  if (index === undefined || index.keys !== keys) {
+    const position = new Map<string, number>()
+    const live = new Float64Array(keys.length)
+    keys.forEach((k, i) => {
+      position.set(k.id, i)
+      live[i] = liveOfSlot(ledger[k.id])
+    })
+    index = { keys, position, live }
+    indexes.set(ledger, index)
+  }
+  return index
+}
+
+const touch = (ledger: Ledger, id: string, e: Slot): void => {
+  const index = indexes.get(ledger)
+  if (index === undefined) return
+  const i = index.position.get(id)
+  if (i !== undefined) index.live[i] = liveOfSlot(e)
+}
 
 /**
  * @since 0.1.0
@@ -204,7 +244,7 @@ export const make = (
         const [b, next] = f(ledger[id])
         if (next !== undefined) {
           ledger[id] = next
-          version++
+          touch(ledger, id, next)
         }
         return [b, ledger]
       })
@@ -217,28 +257,11 @@ export const make = (
         if (e === undefined) {
           e = empty(id)
           ledger[id] = e
-          version++
         }
         f(e)
+        touch(ledger, id, e)
         return [undefined, ledger]
       })
-
-    // The entries of a pool in pool order, kept while the ledger object, the pool and the set of
-    // entry objects (`version`) are the same: a big pool's scan then reads an array, not a map per key. (A
-    // store that hands back a fresh ledger on every read simply rebuilds it.)
-    let slotsLedger: Ledger | undefined
-    let slotsKeys: ReadonlyArray<Key.Key> | undefined
-    let slotsVersion = -1
-    let slots: Array<Slot | undefined> = []
-    const slotsOf = (ledger: Ledger, keys: ReadonlyArray<Key.Key>) => {
-      if (ledger !== slotsLedger || keys !== slotsKeys || version !== slotsVersion) {
-        slots = keys.map((k) => ledger[k.id])
-        slotsLedger = ledger
-        slotsKeys = keys
-        slotsVersion = version
-      }
-      return slots
-    }
 
     // Every key of `scanned` is fresh until `scannedUntil`: while the pool and that bound hold,
     // a selection needs no per-key check at all.
@@ -349,13 +372,11 @@ export const make = (
         include,
         store.modify<Ledger, Reserved | undefined>(ns.credit, LEDGER, (current) => {
           if (current === undefined) return [undefined, current]
-          const entries = slotsOf(current, keys)
+          const live = indexOf(current, keys).live
           let best = -1
           let bestValue = -Infinity
-          for (let i = 0; i < entries.length; i++) {
-            const e = entries[i]
-            if (e === undefined || e.lookedUpAt === undefined) continue
-            const a = e.remaining === null ? Infinity : e.remaining - e.spent - e.reserved
+          for (let i = 0; i < live.length; i++) {
+            const a = live[i]!
             // The gate is asked only of a key that would win: most keys of a big pool never are.
             if (a >= amount && a > bestValue && include(keys[i]!)) {
               best = i
@@ -363,8 +384,11 @@ export const make = (
             }
           }
           if (best < 0) return [undefined, current]
-          entries[best]!.reserved += amount
-          return [new Held(keys[best]!, amount), current]
+          const key = keys[best]!
+          const e = current[key.id]!
+          e.reserved += amount
+          live[best] = liveOfSlot(e)
+          return [new Held(key, amount), current]
         })
       )
 
