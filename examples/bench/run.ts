@@ -30,15 +30,17 @@ const want = (section: string) => only === undefined || only.has(section)
 const previous: any =
   only === undefined ? undefined : JSON.parse(fs.readFileSync(path.join(here, "results.json"), "utf8"))
 
-const machine = reportOnly ? previous.machine : {
-  cpu: os.cpus()[0]?.model ?? "unknown",
-  cores: os.cpus().length,
-  node: process.version,
-  platform: `${os.platform()} ${os.release()}`,
-  date: new Date().toISOString(),
-  /** One-minute load average at the start: other work on the machine skews the timings. */
-  loadAverage: Number(os.loadavg()[0]!.toFixed(2))
-}
+const machine = reportOnly
+  ? previous.machine
+  : {
+      cpu: os.cpus()[0]?.model ?? "unknown",
+      cores: os.cpus().length,
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+      date: new Date().toISOString(),
+      /** One-minute load average at the start: other work on the machine skews the timings. */
+      loadAverage: Number(os.loadavg()[0]!.toFixed(2))
+    }
 
 log(
   `machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, load average ${os.loadavg()[0]!.toFixed(2)}`
@@ -97,7 +99,10 @@ const composed500 = selection.find((r) => r.keys === 500 && r.strategy.startsWit
 const targets = {
   // Judged with both pool sizes.
   composedUnder5us:
-    composed5 !== undefined && composed5.nsPerOp < 5_000 && composed500 !== undefined && composed500.nsPerOp < 5_000,
+    composed5 !== undefined &&
+    composed5.nsPerOp < 5_000 &&
+    composed500 !== undefined &&
+    composed500.nsPerOp < 5_000,
   zeroCallerFailures: goodput.ours.failed === 0,
   zeroOverspend: goodput.ours.overspendUsd === 0,
   wastedAtLeast5xFewer: goodput.wastedRatio >= 5,
@@ -125,7 +130,7 @@ md.push(
 )
 md.push("## 1. Selection cost (select-and-report, no network)", "")
 md.push(
-  'Each cycle is `select(request) >>= lease.report(success)`, run uninterruptibly, as core\'s Balancer runs it: the report gives the lease back. The harness row (a selector handing out a fixed lease) is the cost of the Effect steps alone; "over harness" subtracts it. The last row per pool size is the whole `Balancer.run` over the composed stack, with an upstream that answers at once.',
+  'Each cycle is `select(request) >>= lease.report(success)`, run uninterruptibly, as core\'s Balancer runs it: the report gives the lease back. The harness row (a selector handing out a fixed lease) is the cost of the Effect steps alone; "over harness" subtracts it. The last row per pool size is the whole `Balancer.run` over the composed stack, with an upstream that answers at once. Each figure is the fastest of five equal time slices (other work on a shared machine only slows a slice down).',
   ""
 )
 md.push(

@@ -107,16 +107,22 @@ export interface Row {
   readonly vsSeedFloor: number
 }
 
+// The budget in five slices, and the fastest slice counts: on a shared machine, other work can
+// only slow a slice down, so the fastest is the closest to the code's own cost.
 const measure = async (run: (n: number) => Promise<void>, budgetMs: number, batch: number) => {
   await run(batch) // warm up
-  let ops = 0
-  const start = performance.now()
-  while (performance.now() - start < budgetMs) {
-    await run(batch)
-    ops += batch
+  let best = { ops: 0, ms: Infinity }
+  for (let slice = 0; slice < 5; slice++) {
+    let ops = 0
+    const start = performance.now()
+    while (performance.now() - start < budgetMs / 5) {
+      await run(batch)
+      ops += batch
+    }
+    const ms = performance.now() - start
+    if (ms / ops < best.ms / Math.max(1, best.ops)) best = { ops, ms }
   }
-  const ms = performance.now() - start
-  return { ops, ms }
+  return best
 }
 
 export const floor = (n: number): { readonly nsPerOp: number; readonly opsPerSec: number } => {

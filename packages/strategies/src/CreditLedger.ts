@@ -373,17 +373,28 @@ export const make = (
         store.modify<Ledger, Reserved | undefined>(ns.credit, LEDGER, (current) => {
           if (current === undefined) return [undefined, current]
           const live = indexOf(current, keys).live
+          // First the richest key, in a plain numeric loop (ties: the first); nearly always the
+          // gate admits it. Only if not, a second pass asks the gate of each key that would win.
           let best = -1
           let bestValue = -Infinity
           for (let i = 0; i < live.length; i++) {
-            const a = live[i]!
-            // The gate is asked only of a key that would win: most keys of a big pool never are.
-            if (a >= amount && a > bestValue && include(keys[i]!)) {
+            if (live[i]! > bestValue) {
               best = i
-              bestValue = a
+              bestValue = live[i]!
             }
           }
-          if (best < 0) return [undefined, current]
+          if (best >= 0 && !(bestValue >= amount && include(keys[best]!))) {
+            best = -1
+            bestValue = -Infinity
+            for (let i = 0; i < live.length; i++) {
+              const a = live[i]!
+              if (a >= amount && a > bestValue && include(keys[i]!)) {
+                best = i
+                bestValue = a
+              }
+            }
+          }
+          if (best < 0 || bestValue < amount) return [undefined, current]
           const key = keys[best]!
           const e = current[key.id]!
           e.reserved += amount

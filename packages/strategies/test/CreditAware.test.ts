@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { CreditLookup, KeyPool, KeySelector, UpstreamError } from "@or-balancer/core"
 import { CreditAware, CreditLedger } from "@or-balancer/strategies"
-import { Deferred, Duration, Effect, Fiber, Layer, TestClock } from "effect"
+import { Deferred, Duration, Effect, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
 import { base, key, keys, pick, picks as pickMany, refuse, request } from "./util.js"
 
 const setup = (infos: Record<string, CreditLookup.KeyInfo>, ids: ReadonlyArray<string>, estimate = 0.1) =>
@@ -25,8 +25,43 @@ describe("CreditAware", () => {
       yield* Effect.gen(function* () {
         expect(yield* pick()).toBe("c")
         expect(yield* pick({ tried: new Set(["c"]) })).toBe("b")
+        expect(yield* pick({ gate: refuse("c", "b") })).toBe("a")
       }).pipe(Effect.provide(layer))
     })
+  )
+
+  it.effect.prop(
+    "chooses the first key with the most credit among those admitted and with enough for the estimate",
+    {
+      credits: fc.array(fc.option(fc.integer({ min: 0, max: 6 }), { nil: null }), {
+        minLength: 1,
+        maxLength: 8
+      }),
+      refused: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 })
+    },
+    ({ credits, refused }) =>
+      Effect.gen(function* () {
+        const ids = credits.map((_, i) => `k${i}`)
+        const infos = Object.fromEntries(ids.map((id, i) => [id, CreditLookup.keyInfo(credits[i]!)]))
+        const { layer } = yield* setup(infos, ids, 1)
+        let expected: string | undefined
+        let most = -Infinity
+        ids.forEach((id, i) => {
+          const c = credits[i] === null ? Infinity : credits[i]!
+          if (!refused[i] && c >= 1 && c > most) {
+            expected = id
+            most = c
+          }
+        })
+        const gate = refuse(...ids.filter((_, i) => refused[i]))
+        const chosen = yield* pick({ gate }).pipe(
+          Effect.map((id): string | undefined => id),
+          Effect.catchTag("NoKeyAvailable", () => Effect.succeed(undefined)),
+          Effect.provide(layer)
+        )
+        expect(chosen).toBe(expected)
+      }),
+    { fastCheck: { numRuns: 200 } }
   )
 
   it.effect("100 concurrent selections cause one lookup per key", () =>
