@@ -25,6 +25,18 @@ const program = (baseUrl: string) =>
     return { status: response.status, json: (yield* response.json) as { usage?: { cost?: number } } }
   })
 
+/** A streamed chat through whatever HttpClient is provided. */
+const postStream = (baseUrl: string) =>
+  Effect.flatMap(HttpClient.HttpClient, (client) =>
+    client.execute(
+      HttpClientRequest.post(`${baseUrl}/chat/completions`).pipe(
+        HttpClientRequest.bodyUnsafeJson({ ...body, stream: true })
+      )
+    )
+  )
+
+const keysOf = (sim: Simulator.Handle) => sim.keys.map((k) => Key.make({ id: k.label, secret: k.secret }))
+
 const balanced = (keys: ReadonlyArray<Key.Key>, options: BalancedHttpClient.Options = {}) =>
   BalancedHttpClient.layer(options).pipe(
     Layer.provideMerge(balancerLayer(keys)),
@@ -73,14 +85,9 @@ describe("BalancedHttpClient", () => {
         keys: [{ label: "k", secret: Simulator.simulatedSecret(12, 0), limit: 100 }],
         stream: { keepAlives: 2, chunks: 5, chunkIntervalMs: 1 }
       })
-      const keys = sim.keys.map((k) => Key.make({ id: k.label, secret: k.secret }))
+      const keys = keysOf(sim)
       yield* Effect.gen(function* () {
-        const client = yield* HttpClient.HttpClient
-        const response = yield* client.execute(
-          HttpClientRequest.post(`${sim.baseUrl}/chat/completions`).pipe(
-            HttpClientRequest.bodyUnsafeJson({ ...body, stream: true })
-          )
-        )
+        const response = yield* postStream(sim.baseUrl)
         expect(response.status).toBe(200)
         expect(response.headers["content-type"]).toContain("text/event-stream")
         // Headers only: the attempt is not over yet.
@@ -111,14 +118,9 @@ describe("BalancedHttpClient", () => {
             { label: "k2", secret: Simulator.simulatedSecret(13, 1) }
           ]
         })
-        const keys = sim.keys.map((k) => Key.make({ id: k.label, secret: k.secret }))
+        const keys = keysOf(sim)
         yield* Effect.gen(function* () {
-          const client = yield* HttpClient.HttpClient
-          const response = yield* client.execute(
-            HttpClientRequest.post(`${sim.baseUrl}/chat/completions`).pipe(
-              HttpClientRequest.bodyUnsafeJson({ ...body, stream: true })
-            )
-          )
+          const response = yield* postStream(sim.baseUrl)
           expect(response.status).toBe(200)
           const text = yield* response.text
           expect(text).toContain('"finish_reason":"error"')
@@ -141,14 +143,9 @@ describe("BalancedHttpClient", () => {
         keys: [{ label: "k", secret: Simulator.simulatedSecret(14, 0) }],
         stream: { keepAlives: 0, chunks: 50, chunkIntervalMs: 5 }
       })
-      const keys = sim.keys.map((k) => Key.make({ id: k.label, secret: k.secret }))
+      const keys = keysOf(sim)
       yield* Effect.gen(function* () {
-        const client = yield* HttpClient.HttpClient
-        const response = yield* client.execute(
-          HttpClientRequest.post(`${sim.baseUrl}/chat/completions`).pipe(
-            HttpClientRequest.bodyUnsafeJson({ ...body, stream: true })
-          )
-        )
+        const response = yield* postStream(sim.baseUrl)
         yield* response.stream.pipe(Stream.take(1), Stream.runDrain)
         const rs = yield* reports.pipe(
           Effect.filterOrFail((r) => r.length > 0),

@@ -37,6 +37,20 @@ const waitUntil = (f: Effect.Effect<boolean>, what: string) =>
     assert.fail(`timed out waiting for ${what}`)
   })
 
+/** After a client left: upstream saw the cancel, the key is free again, and it serves the next request. */
+const cancelledAndReleased = (sim: Simulator.Handle, gw: Gateway.Gateway) =>
+  Effect.gen(function* () {
+    yield* waitUntil(
+      Effect.map(sim.stats, (s) => s.inFlight === 0),
+      "upstream to see the cancel"
+    )
+    yield* waitUntil(
+      Effect.map(gw.status, (s) => s.keys[0]!.inFlight === 0 && s.inFlightRequests === 0),
+      "the key to be released"
+    )
+    assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+  })
+
 describe("Gateway with the official clients", () => {
   it.scopedLive("openai: chat completion and stream, failover around a revoked key is invisible", () =>
     Effect.gen(function* () {
@@ -446,16 +460,7 @@ describe("Gateway admin", () => {
       )
       assert.strictEqual((yield* gw.status).keys[0]!.inFlight, 1)
       req.destroy()
-      yield* waitUntil(
-        Effect.map(sim.stats, (s) => s.inFlight === 0),
-        "upstream to see the cancel"
-      )
-      yield* waitUntil(
-        Effect.map(gw.status, (s) => s.keys[0]!.inFlight === 0 && s.inFlightRequests === 0),
-        "the key to be released"
-      )
-      // The key serves the next request.
-      assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+      yield* cancelledAndReleased(sim, gw)
     })
   )
 
@@ -478,15 +483,7 @@ describe("Gateway admin", () => {
       yield* Effect.promise(() => reader.read())
       assert.strictEqual((yield* gw.status).keys[0]!.inFlight, 1)
       controller.abort()
-      yield* waitUntil(
-        Effect.map(sim.stats, (s) => s.inFlight === 0),
-        "upstream to see the cancel"
-      )
-      yield* waitUntil(
-        Effect.map(gw.status, (s) => s.keys[0]!.inFlight === 0 && s.inFlightRequests === 0),
-        "the key to be released"
-      )
-      assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+      yield* cancelledAndReleased(sim, gw)
     })
   )
 

@@ -119,8 +119,6 @@ export interface Service {
     include: (key: Key.Key) => boolean,
     amount: number
   ) => Effect.Effect<Reserved | undefined>
-  /** Reserves `amount` if at least that much is available (unlimited always is); atomically. */
-  readonly tryReserve: (key: Key.Key, amount: number) => Effect.Effect<Reservation | undefined>
   /** Reserves `amount` unconditionally. */
   readonly reserve: (key: Key.Key, amount: number) => Effect.Effect<Reservation>
   /** The upstream said 402: treat the key as empty until the next lookup says otherwise. */
@@ -187,12 +185,10 @@ interface Index {
 const indexes = new WeakMap<Ledger, Index>()
 
 /** Live credit for the scan: never looked up is -Infinity (never chosen), unlimited +Infinity. */
-const liveOfSlot = (e: Slot | undefined): number =>
-  e === undefined || e.lookedUpAt === undefined
-    ? -Infinity
-    : e.remaining === null
-      ? Infinity
-      : e.remaining - e.spent - e.reserved
+const liveOfSlot = (e: Slot | undefined): number => {
+  if (e === undefined || e.lookedUpAt === undefined) return -Infinity
+  return availableOf(e) ?? Infinity
+}
 
 const indexOf = (ledger: Ledger, keys: ReadonlyArray<Key.Key>): Index => {
   let index = indexes.get(ledger)
@@ -426,20 +422,6 @@ export const make = (
       }
     }
 
-    const tryReserve: Service["tryReserve"] = (key, amount) =>
-      Effect.suspend(() => {
-        let held: Held | undefined
-        return Effect.map(
-          adjust(key.id, (e) => {
-            const a = availableOf(e)
-            if (a !== null && a < amount) return
-            e.reserved += amount
-            held = new Held(key, amount)
-          }),
-          () => held
-        )
-      })
-
     const reserve: Service["reserve"] = (key, amount) =>
       Effect.suspend(() => {
         const held = new Held(key, amount)
@@ -455,7 +437,6 @@ export const make = (
       credit,
       balances,
       tryReserveBest,
-      tryReserve,
       reserve,
       exhaust: (key) =>
         update<void>(key.id, (cur) => {
