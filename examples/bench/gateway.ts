@@ -11,16 +11,26 @@
  * request count. Each child reports `process.cpuUsage()` over IPC, so besides wall-clock figures
  * the result holds each target's CPU µs per request: on a shared, loaded machine that is the
  * robust comparison (throughput and latency move with the neighbours' load; CPU per request
- * hardly does). The raw proxy and the gateway are measured in alternating rounds so both see
- * the same machine. Everything on 127.0.0.1. "Added" latency is a target's percentile minus the
- * simulator's own.
+ * hardly does). The three targets are measured in interleaved rounds (each round the simulator
+ * directly, the raw proxy and the gateway, the order rotating from round to round), so the
+ * direct baseline sees the same machine as the proxies; each target's figures are over all its
+ * rounds. Everything on 127.0.0.1. "Added" latency is a target's percentile minus the
+ * simulator's own, measured directly in the same rounds.
+ *
+ * Two layouts, each with fresh children and its own rounds:
+ *   - "shared": nothing pinned; the load generator, the simulator and the proxy compete for the
+ *     machine's cores (on a 2-core machine a proxy's added latency is then largely CPU contention);
+ *   - "pinned": with `taskset`, the load generator (this process) and the simulator share one
+ *     CPU and the proxy under test gets another to itself, as a gateway has its own host. Skipped,
+ *     with the reason in the result, without `taskset` or with fewer than two CPUs.
  *
  *   npx tsx examples/bench/gateway.ts [requests] [connections] [upstreamLatencyMs]
  *   GATEWAY_CPU_PROF=/tmp/prof npx tsx examples/bench/gateway.ts   # --cpu-prof the gateway child
  */
-import { fork, type ChildProcess } from "node:child_process"
+import { execFileSync, fork, type ChildProcess } from "node:child_process"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
@@ -40,29 +50,51 @@ export interface TargetResult {
   readonly cpuUsPerRequest: number
   /** CPU the simulator's process spent per request while this target was measured, in µs. */
   readonly upstreamCpuUsPerRequest: number
+  /** Per round: this target's p50 minus the simulator's p50 in the same round (the spread between rounds). */
+  readonly roundAddedP50Ms: ReadonlyArray<number>
 }
 
-export interface GatewayBenchResult {
-  readonly requests: number
-  readonly connections: number
-  readonly upstreamLatencyMs: number
-  /** Alternating measurement rounds of the raw proxy and the gateway (figures are over all rounds). */
+export type Layout = "shared" | "pinned"
+
+/** One layout's figures, from its own interleaved rounds. */
+export interface LayoutResult {
+  readonly layout: Layout
+  /** Which process ran on which CPU (absent when nothing was pinned). */
+  readonly pinning?: { readonly loadGeneratorAndSimulatorCpu: number; readonly proxyCpu: number }
   readonly rounds: number
   readonly targets: ReadonlyArray<TargetResult>
   /** The gateway's throughput over the raw proxy's (target ≥ 0.7). */
   readonly gatewayVsRawProxy: number
   /** Target < 1 ms. */
   readonly gatewayAddedP50Ms: number
+  readonly rawProxyAddedP50Ms: number
   readonly rawProxyCpuUsPerRequest: number
   readonly gatewayCpuUsPerRequest: number
   /** The raw proxy's CPU per request over the gateway's: the load-independent throughput ratio. */
   readonly gatewayVsRawProxyCpu: number
 }
 
+export interface SkippedLayout {
+  readonly layout: Layout
+  readonly skipped: string
+}
+
+/**
+ * The top-level figures are the shared layout's (as before there were layouts); `layouts` holds
+ * both layouts in full, the pinned one possibly skipped.
+ */
+export interface GatewayBenchResult extends Omit<LayoutResult, "layout" | "pinning"> {
+  readonly requests: number
+  readonly connections: number
+  readonly upstreamLatencyMs: number
+  readonly layouts: ReadonlyArray<LayoutResult | SkippedLayout>
+}
+
 export interface GatewayBenchOptions {
   readonly requests?: number
   readonly connections?: number
   readonly upstreamLatencyMs?: number
+  /** Interleaved rounds per layout (default 3: each target once in each position). */
   readonly rounds?: number
   /** Run the raw proxy and gateway children with `--cpu-prof`, into `raw-proxy/` and `gateway/` under this directory (the largest file is the main thread's). */
   readonly cpuProfileDir?: string
@@ -315,9 +347,19 @@ interface Tally {
   seconds: number
   cpu: number
   upstreamCpu: number
+  /** Each round's p50, in round order. */
+  roundP50s: Array<number>
 }
 
-const tally = (): Tally => ({ latencies: [], requests: 0, errors: 0, seconds: 0, cpu: 0, upstreamCpu: 0 })
+const tally = (): Tally => ({
+  latencies: [],
+  requests: 0,
+  errors: 0,
+  seconds: 0,
+  cpu: 0,
+  upstreamCpu: 0,
+  roundP50s: []
+})
 
 /** One measured run against `target`, counting its own and the simulator's CPU over the run. */
 const measureInto = async (
@@ -332,6 +374,12 @@ const measureInto = async (
   const r = await load(target.url, auth, requests, connections)
   const [c1, s1] = await Promise.all([target.cpu(), sim.cpu()])
   t.latencies.push(...r.latencies)
+  t.roundP50s.push(
+    quantile(
+      [...r.latencies].sort((a, b) => a - b),
+      0.5
+    )
+  )
   t.requests += requests
   t.errors += r.errors
   t.seconds += r.seconds
@@ -354,12 +402,74 @@ const summarize = (name: TargetResult["name"], t: Tally) => {
   }
 }
 
-export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promise<GatewayBenchResult> => {
-  const requests = options.requests ?? 5000
-  const connections = options.connections ?? 50
-  const upstreamLatencyMs = options.upstreamLatencyMs ?? 50
-  const rounds = Math.max(1, options.rounds ?? 2)
-  const cpuProfileDir = options.cpuProfileDir ?? process.env.GATEWAY_CPU_PROF
+// --- Pinning (the "pinned" layout) -------------------------------------------------------------
+
+const taskset = (args: ReadonlyArray<string>) =>
+  execFileSync("taskset", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+
+const message = (e: unknown) =>
+  (e instanceof Error ? e.message : String(e)).split("\n").filter((l) => l.trim() !== "")[0] ??
+  "unknown error"
+
+/** "0,2-3" → [0, 2, 3]; undefined for a form this does not read (such as a stride, "0-7:2"). */
+const parseCpuList = (list: string): Array<number> | undefined => {
+  const cpus: Array<number> = []
+  for (const part of list.split(",")) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim())
+    if (m === null) return undefined
+    for (let c = Number(m[1]); c <= Number(m[2] ?? m[1]); c++) cpus.push(c)
+  }
+  return cpus
+}
+
+interface Pinning {
+  /** This process's affinity list before pinning, to restore afterwards. */
+  readonly original: string
+  readonly loadGeneratorAndSimulatorCpu: number
+  readonly proxyCpu: number
+}
+
+/** The two CPUs to pin to (the first two this process may use), or why the layout cannot run here. */
+const planPinning = (): Pinning | { readonly skipped: string } => {
+  const parallelism = os.availableParallelism()
+  if (parallelism < 2) return { skipped: `needs two CPUs; os.availableParallelism() is ${parallelism}` }
+  let original: string
+  try {
+    // "pid 123's current affinity list: 0,1"
+    const out = taskset(["-c", "-p", String(process.pid)])
+    original = out.slice(out.lastIndexOf(":") + 1).trim()
+  } catch (e) {
+    return { skipped: `taskset is not available (${message(e)})` }
+  }
+  const cpus = parseCpuList(original)
+  if (cpus === undefined) return { skipped: `cannot read taskset's affinity list "${original}"` }
+  if (cpus.length < 2) return { skipped: `needs two CPUs; this process may run on ${original} only` }
+  return { original, loadGeneratorAndSimulatorCpu: cpus[0]!, proxyCpu: cpus[1]! }
+}
+
+/** Pin every thread of `pid` (-a) to `cpus`. */
+const pin = (pid: number | undefined, cpus: string) => {
+  if (pid === undefined) throw new Error("a child has no pid")
+  taskset(["-a", "-p", "-c", cpus, String(pid)])
+}
+
+// --- One layout --------------------------------------------------------------------------------
+
+interface LayoutSettings {
+  readonly requests: number
+  readonly connections: number
+  readonly upstreamLatencyMs: number
+  readonly rounds: number
+  readonly cpuProfileDir: string | undefined
+}
+
+/** Fresh children, pinned if asked, warmed up, then `rounds` interleaved rounds of the three targets. */
+const runLayout = async (
+  layout: Layout,
+  settings: LayoutSettings,
+  pinning: Pinning | undefined
+): Promise<LayoutResult | SkippedLayout> => {
+  const { connections, requests, rounds, upstreamLatencyMs, cpuProfileDir } = settings
   const children: Array<Child> = []
   try {
     const sim = await spawnChild("simulator", { OR_GATEWAY_BENCH_LATENCY: String(upstreamLatencyMs) })
@@ -369,12 +479,26 @@ export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promis
       OR_GATEWAY_BENCH_SECRETS: JSON.stringify(sim.secrets)
     }
     const prof = (name: string) =>
-      cpuProfileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, name)}`]
+      cpuProfileDir === undefined
+        ? []
+        : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, layout, name)}`]
     const [raw, gateway] = await Promise.all([
       spawnChild("raw-proxy", upstream, prof("raw-proxy")),
       spawnChild("gateway", upstream, prof("gateway"))
     ])
     children.push(raw, gateway)
+    if (pinning !== undefined) {
+      try {
+        const shared = String(pinning.loadGeneratorAndSimulatorCpu)
+        const own = String(pinning.proxyCpu)
+        pin(process.pid, shared)
+        pin(sim.process.pid, shared)
+        pin(raw.process.pid, own)
+        pin(gateway.process.pid, own)
+      } catch (e) {
+        return { layout, skipped: `pinning with taskset failed: ${message(e)}` }
+      }
+    }
     const directUrl = `${sim.url}/chat/completions`
     const directAuth = `Bearer ${sim.secrets[0]}`
     const simChild: Child = { ...sim, url: directUrl }
@@ -388,41 +512,110 @@ export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promis
     const direct = tally()
     const rawT = tally()
     const gwT = tally()
+    const runs: ReadonlyArray<readonly [Tally, Child, string]> = [
+      [direct, simChild, directAuth],
+      [rawT, raw, ""],
+      [gwT, gateway, gwAuth]
+    ]
     const per = Math.ceil(requests / rounds)
-    await measureInto(direct, simChild, sim, directAuth, requests, connections)
     for (let i = 0; i < rounds; i++) {
-      // Alternate the order so neither target always runs right after the other.
-      if (i % 2 === 0) {
-        await measureInto(rawT, raw, sim, "", per, connections)
-        await measureInto(gwT, gateway, sim, gwAuth, per, connections)
-      } else {
-        await measureInto(gwT, gateway, sim, gwAuth, per, connections)
-        await measureInto(rawT, raw, sim, "", per, connections)
+      // Rotate the order so no target always runs first, or right after another.
+      for (let j = 0; j < runs.length; j++) {
+        const [t, target, auth] = runs[(i + j) % runs.length]!
+        await measureInto(t, target, sim, auth, per, connections)
       }
     }
     const d = summarize("simulator", direct)
     const r = summarize("raw-proxy", rawT)
     const g = summarize("gateway", gwT)
-    const added = (t: typeof d): TargetResult => ({
+    const added = (t: typeof d, tl: Tally): TargetResult => ({
       ...t,
       addedP50Ms: t.name === "simulator" ? 0 : t.p50Ms - d.p50Ms,
-      addedP99Ms: t.name === "simulator" ? 0 : t.p99Ms - d.p99Ms
+      addedP99Ms: t.name === "simulator" ? 0 : t.p99Ms - d.p99Ms,
+      roundAddedP50Ms: tl.roundP50s.map((p, i) => (t.name === "simulator" ? 0 : p - direct.roundP50s[i]!))
     })
     return {
-      requests,
-      connections,
-      upstreamLatencyMs,
+      layout,
+      ...(pinning === undefined
+        ? {}
+        : {
+            pinning: {
+              loadGeneratorAndSimulatorCpu: pinning.loadGeneratorAndSimulatorCpu,
+              proxyCpu: pinning.proxyCpu
+            }
+          }),
       rounds,
-      targets: [added(d), added(r), added(g)],
+      targets: [added(d, direct), added(r, rawT), added(g, gwT)],
       gatewayVsRawProxy: g.rps / r.rps,
       gatewayAddedP50Ms: g.p50Ms - d.p50Ms,
+      rawProxyAddedP50Ms: r.p50Ms - d.p50Ms,
       rawProxyCpuUsPerRequest: r.cpuUsPerRequest,
       gatewayCpuUsPerRequest: g.cpuUsPerRequest,
       gatewayVsRawProxyCpu: r.cpuUsPerRequest / g.cpuUsPerRequest
     }
   } finally {
-    await Promise.all(children.map((c) => c.stop()))
+    try {
+      await Promise.all(children.map((c) => c.stop()))
+    } finally {
+      // The caller (bench/run.ts) goes on in this process: give it all its CPUs back.
+      if (pinning !== undefined) taskset(["-a", "-p", "-c", pinning.original, String(process.pid)])
+    }
   }
+}
+
+export const isSkipped = (l: LayoutResult | SkippedLayout): l is SkippedLayout => "skipped" in l
+
+export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promise<GatewayBenchResult> => {
+  const settings: LayoutSettings = {
+    requests: options.requests ?? 5000,
+    connections: options.connections ?? 50,
+    upstreamLatencyMs: options.upstreamLatencyMs ?? 50,
+    rounds: Math.max(1, options.rounds ?? 3),
+    cpuProfileDir: options.cpuProfileDir ?? process.env.GATEWAY_CPU_PROF
+  }
+  const shared = await runLayout("shared", settings, undefined)
+  // Never skipped: only pinning skips a layout.
+  if (isSkipped(shared)) throw new Error(shared.skipped)
+  const plan = planPinning()
+  const pinned: LayoutResult | SkippedLayout =
+    "skipped" in plan
+      ? { layout: "pinned", skipped: plan.skipped }
+      : await runLayout("pinned", settings, plan)
+  const { layout: _layout, pinning: _pinning, ...top } = shared
+  return {
+    requests: settings.requests,
+    connections: settings.connections,
+    upstreamLatencyMs: settings.upstreamLatencyMs,
+    ...top,
+    layouts: [shared, pinned]
+  }
+}
+
+const LAYOUT_TEXT: Record<Layout, string> = {
+  shared: "nothing pinned: the load generator, the simulator and the proxy compete for the cores",
+  pinned: "load generator and simulator on one CPU, the proxy under test on another of its own"
+}
+
+const printLayout = (l: LayoutResult | SkippedLayout) => {
+  if (isSkipped(l)) {
+    console.log(`  layout ${l.layout}: skipped (${l.skipped})`)
+    return
+  }
+  const where =
+    l.pinning === undefined
+      ? ""
+      : ` (CPU ${l.pinning.loadGeneratorAndSimulatorCpu}: load generator + simulator; CPU ${l.pinning.proxyCpu}: proxy)`
+  console.log(`  layout ${l.layout}: ${LAYOUT_TEXT[l.layout]}${where}`)
+  for (const t of l.targets) {
+    const spread =
+      t.name === "simulator" ? "" : `  by round ${t.roundAddedP50Ms.map((x) => x.toFixed(2)).join("/")}`
+    console.log(
+      `    ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms${spread}  added p99 ${t.addedP99Ms.toFixed(2)} ms  cpu ${t.cpuUsPerRequest.toFixed(0)} µs/req (simulator ${t.upstreamCpuUsPerRequest.toFixed(0)})  errors ${t.errors}`
+    )
+  }
+  console.log(
+    `    gateway / raw proxy: throughput ${l.gatewayVsRawProxy.toFixed(2)}, by CPU per request ${l.gatewayVsRawProxyCpu.toFixed(2)}; added p50 gateway ${l.gatewayAddedP50Ms.toFixed(2)} ms, raw proxy ${l.rawProxyAddedP50Ms.toFixed(2)} ms`
+  )
 }
 
 const role = process.env.OR_GATEWAY_BENCH_ROLE
@@ -443,16 +636,9 @@ if (role !== undefined) {
   }).then(
     (r) => {
       console.log(
-        `gateway bench: ${r.requests} requests, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} rounds, each target in its own process`
+        `gateway bench: ${r.requests} requests per target and layout, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} interleaved rounds, each target in its own process`
       )
-      for (const t of r.targets) {
-        console.log(
-          `  ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms  added p99 ${t.addedP99Ms.toFixed(2)} ms  cpu ${t.cpuUsPerRequest.toFixed(0)} µs/req (simulator ${t.upstreamCpuUsPerRequest.toFixed(0)})  errors ${t.errors}`
-        )
-      }
-      console.log(
-        `  gateway / raw proxy: throughput ${r.gatewayVsRawProxy.toFixed(2)}, by CPU per request ${r.gatewayVsRawProxyCpu.toFixed(2)}; gateway added p50 ${r.gatewayAddedP50Ms.toFixed(2)} ms`
-      )
+      r.layouts.forEach(printLayout)
     },
     (e) => {
       console.error(e)
