@@ -79,4 +79,54 @@ describe("KeySelector leases", () => {
       expect(yield* tags(probe)).toEqual(["Cancelled", "Success", "Cancelled"])
     }).pipe(Effect.provide(env(keys(["a"]))))
   )
+
+  it.effect("Balancer.runHeld: the holder settles once; cancel after interruption releases the key", () =>
+    Effect.gen(function* () {
+      const balancer = yield* Balancer.Balancer
+      const probe = yield* Probe
+      const handed: Array<Balancer.Scoped<string>> = []
+      const held = yield* balancer.runHeld(
+        {},
+        () => Effect.succeed("stream"),
+        (h) => handed.push(h)
+      )
+      // Handed over synchronously, before the effect returned: the same held attempt.
+      expect(handed).toEqual([held])
+      expect(yield* Ref.get(probe.open)).toBe(1)
+      yield* held.succeed(0.2)
+      yield* held.cancel
+      expect(yield* Ref.get(probe.open)).toBe(0)
+      // Interrupted right after the hand-over: the holder still has it and cancels it.
+      const gate = yield* Deferred.make<void>()
+      const fiber = yield* Effect.fork(
+        Effect.zipRight(
+          balancer.runHeld(
+            {},
+            () => Effect.succeed("stream"),
+            (h) => handed.push(h)
+          ),
+          Deferred.await(gate)
+        )
+      )
+      yield* Effect.yieldNow()
+      expect(handed).toHaveLength(2)
+      expect(yield* Ref.get(probe.open)).toBe(1)
+      yield* Fiber.interrupt(fiber)
+      expect(yield* Ref.get(probe.open)).toBe(1)
+      yield* handed[1]!.cancel
+      expect(yield* Ref.get(probe.open)).toBe(0)
+      // A failed `use` fails over and is never handed over.
+      const failing = yield* balancer
+        .runHeld(
+          {},
+          () => Effect.fail("own error" as const),
+          (h) => handed.push(h)
+        )
+        .pipe(Effect.flip)
+      expect(failing).toBe("own error")
+      expect(handed).toHaveLength(2)
+      expect(yield* Ref.get(probe.open)).toBe(0)
+      expect(yield* tags(probe)).toEqual(["Success", "Cancelled", "Cancelled"])
+    }).pipe(Effect.provide(env(keys(["a"]))))
+  )
 })

@@ -2,7 +2,6 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
@@ -129,7 +128,10 @@ export const make = (options: Balancer.Options = {}) =>
       clock: Clock.Clock,
       restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
       base: Omit<KeySelector.SelectRequest, "gate" | "deadline">,
-      deadlineAt: number
+      deadlineAt: number,
+      // Every eligible key already failed this request: what to try instead (one handler, not a
+      // second catch frame on every selection).
+      onTried: (() => Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable>) | undefined
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
       Effect.flatMap(store.entries<number>(COOLDOWN), (entries) => {
         const now = clock.unsafeCurrentTimeMillis()
@@ -149,16 +151,21 @@ export const make = (options: Balancer.Options = {}) =>
           (error) => {
             const wait =
               error.retryAfter === undefined ? undefined : Math.max(1, Duration.toMillis(error.retryAfter))
-            if (wait === undefined || now + wait > deadlineAt) return Effect.fail(error)
-            return Effect.zipRight(
-              restore(Effect.sleep(Duration.millis(wait))),
-              Effect.suspend(() => selectWithin(clock, restore, base, deadlineAt))
-            )
+            if (wait !== undefined && now + wait <= deadlineAt) {
+              return Effect.zipRight(
+                restore(Effect.sleep(Duration.millis(wait))),
+                Effect.suspend(() => selectWithin(clock, restore, base, deadlineAt, onTried))
+              )
+            }
+            return error.reason === "tried" && onTried !== undefined ? onTried() : Effect.fail(error)
           }
         )
       })
 
     // --- One attempt ------------------------------------------------------------------------
+
+    /** What a successful attempt hands over besides its value: nothing (`run`), or a held lease. */
+    type Hold<A> = ((scoped: Balancer.Scoped<A>) => Effect.Effect<void> | undefined) | undefined
 
     const attemptOnce = <A, E, R>(
       clock: Clock.Clock,
@@ -170,7 +177,7 @@ export const make = (options: Balancer.Options = {}) =>
       deadlineAt: number,
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
       costOf: ((a: A) => number | undefined) | undefined,
-      keepOpen: Scope.Scope | undefined
+      hold: Hold<A>
     ): Effect.Effect<Step<A>, E | KeySelector.NoKeyAvailable, R> =>
       Effect.uninterruptibleMask((restore) => {
         const base = (tried: ReadonlySet<string>) => ({
@@ -179,17 +186,13 @@ export const make = (options: Balancer.Options = {}) =>
           tried,
           affinity: request.affinity
         })
-        const selection = selectWithin(clock, restore, base(tried), deadlineAt).pipe(
-          // Every eligible key already failed this request: back off, then reuse one, never a dead one.
-          Effect.catchIf(
-            (e) => e.reason === "tried",
-            () =>
-              Effect.zipRight(
-                reuseDelay > 0 ? restore(Effect.sleep(Duration.millis(reuseDelay))) : Effect.void,
-                selectWithin(clock, restore, base(dead), deadlineAt)
-              )
+        // Every eligible key already failed this request: back off, then reuse one, never a dead one.
+        const reuse = () =>
+          Effect.zipRight(
+            reuseDelay > 0 ? restore(Effect.sleep(Duration.millis(reuseDelay))) : Effect.void,
+            selectWithin(clock, restore, base(dead), deadlineAt, undefined)
           )
-        )
+        const selection = selectWithin(clock, restore, base(tried), deadlineAt, reuse)
         return Effect.flatMap(selection, (lease): Effect.Effect<Step<A>, E, R> => {
           const start = clock.unsafeCurrentTimeMillis()
           // The lease is reported exactly once, whichever way the attempt ends: that report is
@@ -202,29 +205,32 @@ export const make = (options: Balancer.Options = {}) =>
               const o = outcome(Duration.millis(clock.unsafeCurrentTimeMillis() - start))
               return Effect.zipRight(lease.report(o), monitor.finished(lease.key, o))
             })
-          const onExit = (exit: Exit.Exit<A, E>): Effect.Effect<Step<A>, E> => {
-            if (Exit.isSuccess(exit)) {
-              if (keepOpen !== undefined) {
-                const scoped: Balancer.Scoped<A> = {
-                  value: exit.value,
-                  key: lease.key,
-                  attempt,
-                  succeed: (cost) => settle((latency) => ({ _tag: "Success", latency, cost })),
-                  fail: (error) => settle((latency) => ({ _tag: "Failure", latency, error }))
-                }
-                // Held until the caller settles it, or its scope closes (then: no verdict).
-                return Effect.as(Scope.addFinalizer(keepOpen, settle(cancelledAfter)), {
-                  _tag: "Done",
-                  value: exit.value,
-                  scoped
-                } as Step<A>)
+          const onSuccess = (value: A): Effect.Effect<Step<A>> => {
+            if (hold !== undefined) {
+              const scoped: Balancer.Scoped<A> = {
+                value,
+                key: lease.key,
+                attempt,
+                succeed: (cost) => settle((latency) => ({ _tag: "Success", latency, cost })),
+                fail: (error) => settle((latency) => ({ _tag: "Failure", latency, error })),
+                cancel: settle(cancelledAfter)
               }
-              return Effect.as(
-                settle((latency) => ({ _tag: "Success", latency, cost: costOf?.(exit.value) })),
-                { _tag: "Done", value: exit.value, scoped: undefined } as Step<A>
-              )
+              // Handed over while still uninterruptible: from here the holder settles it.
+              const step: Step<A> = { _tag: "Done", value, scoped }
+              const registered = hold(scoped)
+              return registered === undefined ? Effect.succeed(step) : Effect.as(registered, step)
             }
-            const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+            return Effect.as(
+              settle((latency) => ({ _tag: "Success", latency, cost: costOf?.(value) })),
+              {
+                _tag: "Done",
+                value,
+                scoped: undefined
+              } as Step<A>
+            )
+          }
+          const onFailure = (cause: Cause.Cause<E>): Effect.Effect<Step<A>, E> => {
+            const failure = Option.getOrUndefined(Cause.failureOption(cause))
             if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
               return Effect.as(
                 settle((latency) => ({ _tag: "Failure", latency, error: failure })),
@@ -236,23 +242,25 @@ export const make = (options: Balancer.Options = {}) =>
               )
             }
             // The caller's own error, an interruption or a defect: no verdict on the key.
-            return Effect.zipRight(settle(cancelledAfter), Effect.failCause(exit.cause))
+            return Effect.zipRight(settle(cancelledAfter), Effect.failCause(cause))
           }
           return Effect.zipRight(
             monitor.started(lease.key),
-            Effect.flatMap(Effect.exit(restore(use(lease.key, { attempt }))), onExit)
+            Effect.matchCauseEffect(restore(use(lease.key, { attempt })), { onSuccess, onFailure })
           )
         })
       })
 
     // --- The loop -----------------------------------------------------------------------------
 
-    const loop = <A, E, R>(
+    const loop = <A, E, R, B>(
       request: Balancer.RunRequest,
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
       costOf: ((a: A) => number | undefined) | undefined,
-      keepOpen: Scope.Scope | undefined
-    ): Effect.Effect<Step<A> & { _tag: "Done" }, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
+      hold: Hold<A>,
+      // What the caller gets from the attempt that succeeded (no extra map step after the loop).
+      result: (done: Step<A> & { _tag: "Done" }) => B
+    ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
       Effect.clockWith((clock) => {
         const start = clock.unsafeCurrentTimeMillis()
         budget?.deposit(start)
@@ -279,24 +287,22 @@ export const make = (options: Balancer.Options = {}) =>
               )
         const from = (
           attempt: number
-        ): Effect.Effect<Step<A> & { _tag: "Done" }, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
-          attemptOnce(
-            clock,
-            request,
-            attempt,
-            tried,
-            dead,
-            reuseDelay,
-            deadlineAt,
-            use,
-            costOf,
-            keepOpen
-          ).pipe(
-            Effect.catchIf(
-              (e): e is KeySelector.NoKeyAvailable => e instanceof KeySelector.NoKeyAvailable,
-              noKey
-            ),
-            Effect.flatMap((step) => (step._tag === "Done" ? Effect.succeed(step) : failed(attempt, step)))
+        ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
+          // One frame for both ways out of an attempt (as `catchIf` then `flatMap`, without the second frame).
+          Effect.matchCauseEffect(
+            attemptOnce(clock, request, attempt, tried, dead, reuseDelay, deadlineAt, use, costOf, hold),
+            {
+              onFailure: (
+                cause
+              ): Effect.Effect<never, E | AllAttemptsFailed | KeySelector.NoKeyAvailable> => {
+                const failure = Cause.failureOrCause(cause)
+                return failure._tag === "Left" && failure.left instanceof KeySelector.NoKeyAvailable
+                  ? noKey(failure.left)
+                  : Effect.failCause(cause)
+              },
+              onSuccess: (step) =>
+                step._tag === "Done" ? Effect.succeed(result(step)) : failed(attempt, step)
+            }
           )
         // A failed attempt: record it, cool the key down, and decide whether and when to go on.
         const failed = (attempt: number, step: Step<A> & { _tag: "Failed" }) =>
@@ -335,18 +341,35 @@ export const make = (options: Balancer.Options = {}) =>
       })
 
     const run: Balancer.Service["run"] = (request, use, options) =>
-      Effect.map(loop(request, use, options?.costOf, undefined), (step) => step.value)
+      loop(request, use, options?.costOf, undefined, valueOf)
 
     const runWithScope: Balancer.Service["runWithScope"] = (scope, request, use) =>
-      Effect.map(loop(request, use, undefined, scope), (step) => step.scoped!)
+      // Held until the caller settles it, or its scope closes (then: no verdict).
+      loop(request, use, undefined, (scoped) => Scope.addFinalizer(scope, scoped.cancel), scopedOf)
 
     const runScoped: Balancer.Service["runScoped"] = (request, use) =>
       Effect.flatMap(Effect.scope, (scope) => runWithScope(scope, request, use))
 
+    const runHeld: Balancer.Service["runHeld"] = (request, use, onHeld) =>
+      loop(
+        request,
+        use,
+        undefined,
+        (scoped) => {
+          onHeld(scoped)
+          return undefined
+        },
+        scopedOf
+      )
+
     const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
       Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })
 
-    return { run, runScoped, runWithScope, batch, cooldowns } satisfies Balancer.Service
+    return { run, runScoped, runWithScope, runHeld, batch, cooldowns } satisfies Balancer.Service
   })
+
+const valueOf = <A>(done: { readonly value: A }): A => done.value
+const scopedOf = <A>(done: { readonly scoped: Balancer.Scoped<A> | undefined }): Balancer.Scoped<A> =>
+  done.scoped!
 
 const cancelledAfter = (latency: Duration.Duration): KeySelector.Outcome => ({ _tag: "Cancelled", latency })
