@@ -153,7 +153,7 @@ fs.writeFileSync(path.join(here, "results.json"), JSON.stringify(results, null, 
 const md: Array<string> = []
 md.push("# Benchmark results", "")
 md.push(
-  `Machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.platform}. Run ${machine.date}${quick ? " (quick)" : ""}, load average ${machine.loadAverage} at the start.${only === undefined || reportOnly ? "" : ` Sections rerun in this run: ${[...only].join(", ")}; the others are from the previous full run.`}`,
+  `Machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.platform}. Run ${machine.date}${quick ? " (quick)" : ""}, load average ${machine.loadAverage} at the start.${results.rerun === undefined ? "" : ` Sections rerun in this run: ${results.rerun.join(", ")}; the others are from the previous full run.`}`,
   ""
 )
 md.push("## 1. Selection cost (select-and-report, no network)", "")
