@@ -255,6 +255,47 @@ describe("Gateway protocol", () => {
     })
   )
 
+  it.scopedLive("tokens on one keep-alive connection: each request is checked, and a reload re-checks", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(["k1"])
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+      const send = (token: string) =>
+        Effect.async<{ status: number; reused: boolean }>((resume) => {
+          const req = http.request(`${gw.url}/v1/chat/completions`, {
+            agent,
+            method: "POST",
+            headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }
+          })
+          req.on("response", (res) => {
+            res.resume()
+            res.on("end", () =>
+              resume(Effect.succeed({ status: res.statusCode ?? 0, reused: req.reusedSocket }))
+            )
+          })
+          req.on("error", (e) => resume(Effect.die(e)))
+          req.end(chatBody())
+        })
+      assert.strictEqual((yield* send(TOKEN)).status, 200)
+      // The same connection, another header: not taken on trust from the last request.
+      const wrong = yield* send(`${TOKEN}x`)
+      assert.deepStrictEqual(wrong, { status: 401, reused: true })
+      assert.deepStrictEqual(yield* send(TOKEN), { status: 200, reused: true })
+      // A reload that replaces the token: the connection's earlier acceptance no longer counts.
+      const env = new Map([["GW_TOKEN_2", "gw-test-token-second-0123"]])
+      for (const k of sim.keys) env.set(`KEY_${k.label.toUpperCase()}`, Redacted.value(k.secret))
+      const next = yield* GatewayConfig.decode({
+        listen: { host: "127.0.0.1", port: 0 },
+        baseUrl: sim.baseUrl,
+        tokens: ["GW_TOKEN_2"],
+        keys: [{ id: "k1", secretEnv: "KEY_K1" }]
+      }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
+      yield* gw.reload(next)
+      assert.deepStrictEqual(yield* send(TOKEN), { status: 401, reused: true })
+      assert.deepStrictEqual(yield* send("gw-test-token-second-0123"), { status: 200, reused: true })
+    })
+  )
+
   it.scopedLive("413 over the body limit, 400 naming the JSON problem", () =>
     Effect.gen(function* () {
       const { sim, gw } = yield* setup(["k1"], {}, { bodyLimitBytes: 1000 })

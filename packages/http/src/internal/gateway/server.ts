@@ -129,14 +129,23 @@ const digest: (s: string) => Buffer =
     : (s) => crypto.createHash("sha256").update(s).digest()
 
 /** Constant time in the token's content: compare fixed-size digests, and always all of them. */
-const authorized = (engine: EngineState, header: string | undefined): boolean => {
+const authorized = (engine: EngineState, header: string | undefined, connection: object): boolean => {
   if (engine.tokens.length === 0) return true
   if (header === undefined || !header.startsWith("Bearer ")) return false
+  // A keep-alive client sends the same header on every request: once accepted on a connection,
+  // it is accepted again without hashing (the digest showed in profiles). Only a connection's own
+  // earlier header is compared with what it sends, so timing tells it nothing of other tokens.
+  const known = accepted.get(connection)
+  if (known !== undefined && known.engine === engine && known.header === header) return true
   const presented = digest(header.slice(7).trim())
   let ok = false
   for (const t of engine.tokens) ok = crypto.timingSafeEqual(presented, t) || ok
+  if (ok) accepted.set(connection, { engine, header })
   return ok
 }
+
+/** Per connection, the last header accepted and the configuration it was accepted by (a reload re-checks). */
+const accepted = new WeakMap<object, { readonly engine: EngineState; readonly header: string }>()
 
 // --- Small answers in OpenAI's error shape ----------------------------------------------------
 
@@ -230,7 +239,7 @@ export const makeHandler =
       })
     }
     const engine = state.engine
-    if (!authorized(engine, req.headers.authorization)) {
+    if (!authorized(engine, req.headers.authorization, req.socket)) {
       return openAiError(
         res,
         401,
@@ -543,14 +552,26 @@ const failureAnswer = (
     } as const
   })
 
-const COST = /"cost"\s*:\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)/g
+const COST_VALUE = /\s*:\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)/y
 
 /** The last `"cost": n` in the answer's tail (the final usage object), and any in-band error. */
 const inspectTail = (
   tail: string
 ): { cost: number | undefined; error: UpstreamError.UpstreamError | undefined } => {
+  // Searched from the end: the usage object is last, and a regex over the whole tail showed in profiles.
   let cost: number | undefined
-  for (const m of tail.matchAll(COST)) cost = Number(m[1])
+  for (
+    let at = tail.lastIndexOf('"cost"');
+    at !== -1;
+    at = at === 0 ? -1 : tail.lastIndexOf('"cost"', at - 1)
+  ) {
+    COST_VALUE.lastIndex = at + 6
+    const m = COST_VALUE.exec(tail)
+    if (m !== null) {
+      cost = Number(m[1])
+      break
+    }
+  }
   let error: UpstreamError.UpstreamError | undefined
   if (tail.includes('"finish_reason":"error"')) {
     for (const line of tail.split("\n")) {
@@ -567,6 +588,16 @@ const inspectTail = (
 }
 
 const TAIL = 4096
+
+/** Whether the text's last non-blank character closes an object or array (a scan, not `/[}\]]\s*$/`, which backtracks over every blank run). */
+const endsLikeJson = (text: string): boolean => {
+  for (let i = text.length - 1; i >= 0; i--) {
+    const c = text.charCodeAt(i)
+    if (c === 0x7d || c === 0x5d) return true
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return false
+  }
+  return false
+}
 
 /** Sends a failure answer (status, headers and body as decided by `failureAnswer`). */
 const sendOutcome = (res: http.ServerResponse, outcome: Outcome) => {
@@ -630,7 +661,7 @@ const forward = (
         const notJson =
           error === undefined &&
           /json/i.test(header1(answer.headers["content-type"]) ?? "") &&
-          !/[}\]]\s*$/.test(tail)
+          !endsLikeJson(tail)
             ? new UpstreamError.ServerError({
                 message: "upstream answered with a body that is not JSON",
                 status: 502
