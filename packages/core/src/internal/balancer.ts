@@ -21,9 +21,58 @@ const COOLDOWN = "or-balancer/cooldown"
 const keyScope = (id: string) => `key:${id}`
 const accountScope = (id: string) => `account:${id}`
 
-type Step<A> =
-  | { readonly _tag: "Done"; readonly value: A; readonly scoped: Balancer.Scoped<A> | undefined }
-  | { readonly _tag: "Failed"; readonly key: Key.Key; readonly error: UpstreamError.UpstreamError }
+/**
+ * One attempt on one lease. It is reported exactly once, whichever way it ends: that report is
+ * also what gives back its permit, reservation or in-flight count. Held, it is the caller's
+ * `Scoped`. A class because one is built for every request: its methods are shared, not closures.
+ */
+class Attempt<A> implements Balancer.Scoped<A> {
+  value: A = undefined as A
+  /** Set when the key failed this attempt (the loop then decides whether to go on). */
+  error: UpstreamError.UpstreamError | undefined = undefined
+  readonly key: Key.Key
+  private reported = false
+  private readonly start: number
+  constructor(
+    private readonly lease: KeySelector.Lease,
+    readonly attempt: number,
+    private readonly clock: Clock.Clock,
+    private readonly monitor: Monitor.Service
+  ) {
+    this.key = lease.key
+    this.start = clock.unsafeCurrentTimeMillis()
+  }
+
+  /** Reports now, unless reported already; latency counted from the attempt's start. */
+  settleNow(
+    tag: KeySelector.Outcome["_tag"],
+    cost: number | undefined,
+    error: UpstreamError.UpstreamError | undefined
+  ): Effect.Effect<void> {
+    if (this.reported) return Effect.void
+    this.reported = true
+    const latency = Duration.millis(this.clock.unsafeCurrentTimeMillis() - this.start)
+    const outcome: KeySelector.Outcome =
+      tag === "Success"
+        ? { _tag: "Success", latency, cost }
+        : tag === "Failure"
+          ? { _tag: "Failure", latency, error: error! }
+          : { _tag: "Cancelled", latency }
+    return Effect.zipRight(this.lease.report(outcome), this.monitor.finished(this.key, outcome))
+  }
+
+  succeed(cost?: number | undefined): Effect.Effect<void> {
+    return Effect.suspend(() => this.settleNow("Success", cost, undefined))
+  }
+
+  fail(error: UpstreamError.UpstreamError): Effect.Effect<void> {
+    return Effect.suspend(() => this.settleNow("Failure", undefined, error))
+  }
+
+  get cancel(): Effect.Effect<void> {
+    return Effect.suspend(() => this.settleNow("Cancelled", undefined, undefined))
+  }
+}
 
 export const make = (options: Balancer.Options = {}) =>
   Effect.gen(function* () {
@@ -165,7 +214,32 @@ export const make = (options: Balancer.Options = {}) =>
     // --- One attempt ------------------------------------------------------------------------
 
     /** What a successful attempt hands over besides its value: nothing (`run`), or a held lease. */
-    type Hold<A> = ((scoped: Balancer.Scoped<A>) => Effect.Effect<void> | undefined) | undefined
+    type Hold<A> = ((held: Balancer.Scoped<A>) => Effect.Effect<void> | undefined) | undefined
+
+    // The attempt's outcome: the attempt itself, its `error` set when the key failed it.
+    const succeeded = <A>(
+      attempt: Attempt<A>,
+      value: A,
+      costOf: ((a: A) => number | undefined) | undefined,
+      hold: Hold<A>
+    ): Effect.Effect<Attempt<A>> => {
+      attempt.value = value
+      if (hold === undefined)
+        return Effect.as(attempt.settleNow("Success", costOf?.(value), undefined), attempt)
+      // Handed over while still uninterruptible: from here the holder settles it.
+      const registered = hold(attempt)
+      return registered === undefined ? Effect.succeed(attempt) : Effect.as(registered, attempt)
+    }
+
+    const failed = <A, E>(attempt: Attempt<A>, cause: Cause.Cause<E>): Effect.Effect<Attempt<A>, E> => {
+      const failure = Option.getOrUndefined(Cause.failureOption(cause))
+      if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
+        attempt.error = failure
+        return Effect.as(attempt.settleNow("Failure", undefined, failure), attempt)
+      }
+      // The caller's own error, an interruption or a defect: no verdict on the key.
+      return Effect.zipRight(attempt.settleNow("Cancelled", undefined, undefined), Effect.failCause(cause))
+    }
 
     const attemptOnce = <A, E, R>(
       clock: Clock.Clock,
@@ -178,78 +252,39 @@ export const make = (options: Balancer.Options = {}) =>
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
       costOf: ((a: A) => number | undefined) | undefined,
       hold: Hold<A>
-    ): Effect.Effect<Step<A>, E | KeySelector.NoKeyAvailable, R> =>
-      Effect.uninterruptibleMask((restore) => {
-        const base = (tried: ReadonlySet<string>) => ({
-          model: request.model,
-          attempt,
-          tried,
-          affinity: request.affinity
-        })
-        // Every eligible key already failed this request: back off, then reuse one, never a dead one.
-        const reuse = () =>
-          Effect.zipRight(
-            reuseDelay > 0 ? restore(Effect.sleep(Duration.millis(reuseDelay))) : Effect.void,
-            selectWithin(clock, restore, base(dead), deadlineAt, undefined)
-          )
-        const selection = selectWithin(clock, restore, base(tried), deadlineAt, reuse)
-        return Effect.flatMap(selection, (lease): Effect.Effect<Step<A>, E, R> => {
-          const start = clock.unsafeCurrentTimeMillis()
-          // The lease is reported exactly once, whichever way the attempt ends: that report is
-          // also what gives back its permit, reservation or in-flight count.
-          let reported = false
-          const settle = (outcome: (latency: Duration.Duration) => KeySelector.Outcome) =>
-            Effect.suspend(() => {
-              if (reported) return Effect.void
-              reported = true
-              const o = outcome(Duration.millis(clock.unsafeCurrentTimeMillis() - start))
-              return Effect.zipRight(lease.report(o), monitor.finished(lease.key, o))
-            })
-          const onSuccess = (value: A): Effect.Effect<Step<A>> => {
-            if (hold !== undefined) {
-              const scoped: Balancer.Scoped<A> = {
-                value,
-                key: lease.key,
-                attempt,
-                succeed: (cost) => settle((latency) => ({ _tag: "Success", latency, cost })),
-                fail: (error) => settle((latency) => ({ _tag: "Failure", latency, error })),
-                cancel: settle(cancelledAfter)
-              }
-              // Handed over while still uninterruptible: from here the holder settles it.
-              const step: Step<A> = { _tag: "Done", value, scoped }
-              const registered = hold(scoped)
-              return registered === undefined ? Effect.succeed(step) : Effect.as(registered, step)
-            }
-            return Effect.as(
-              settle((latency) => ({ _tag: "Success", latency, cost: costOf?.(value) })),
-              {
-                _tag: "Done",
-                value,
-                scoped: undefined
-              } as Step<A>
+    ): Effect.Effect<Attempt<A>, E | KeySelector.NoKeyAvailable, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          selectWithin(
+            clock,
+            restore,
+            { model: request.model, attempt, tried, affinity: request.affinity },
+            deadlineAt,
+            // Every eligible key already failed this request: back off, then reuse one, never a dead one.
+            () =>
+              Effect.zipRight(
+                reuseDelay > 0 ? restore(Effect.sleep(Duration.millis(reuseDelay))) : Effect.void,
+                selectWithin(
+                  clock,
+                  restore,
+                  { model: request.model, attempt, tried: dead, affinity: request.affinity },
+                  deadlineAt,
+                  undefined
+                )
+              )
+          ),
+          (lease) => {
+            const current = new Attempt<A>(lease, attempt, clock, monitor)
+            return Effect.zipRight(
+              monitor.started(lease.key),
+              Effect.matchCauseEffect(restore(use(lease.key, { attempt })), {
+                onSuccess: (value) => succeeded(current, value, costOf, hold),
+                onFailure: (cause) => failed(current, cause)
+              })
             )
           }
-          const onFailure = (cause: Cause.Cause<E>): Effect.Effect<Step<A>, E> => {
-            const failure = Option.getOrUndefined(Cause.failureOption(cause))
-            if (failure !== undefined && UpstreamError.isUpstreamError(failure)) {
-              return Effect.as(
-                settle((latency) => ({ _tag: "Failure", latency, error: failure })),
-                {
-                  _tag: "Failed",
-                  key: lease.key,
-                  error: failure
-                } as Step<A>
-              )
-            }
-            // The caller's own error, an interruption or a defect: no verdict on the key.
-            return Effect.zipRight(settle(cancelledAfter), Effect.failCause(cause))
-          }
-          return Effect.zipRight(
-            monitor.started(lease.key),
-            Effect.matchCauseEffect(restore(use(lease.key, { attempt })), { onSuccess, onFailure })
-          )
-        })
-      })
+        )
+      )
 
     // --- The loop -----------------------------------------------------------------------------
 
@@ -259,7 +294,7 @@ export const make = (options: Balancer.Options = {}) =>
       costOf: ((a: A) => number | undefined) | undefined,
       hold: Hold<A>,
       // What the caller gets from the attempt that succeeded (no extra map step after the loop).
-      result: (done: Step<A> & { _tag: "Done" }) => B
+      result: (done: Attempt<A>) => B
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
       Effect.clockWith((clock) => {
         const start = clock.unsafeCurrentTimeMillis()
@@ -300,14 +335,13 @@ export const make = (options: Balancer.Options = {}) =>
                   ? noKey(failure.left)
                   : Effect.failCause(cause)
               },
-              onSuccess: (step) =>
-                step._tag === "Done" ? Effect.succeed(result(step)) : failed(attempt, step)
+              onSuccess: (done) =>
+                done.error === undefined ? Effect.succeed(result(done)) : next(attempt, done.key, done.error)
             }
           )
         // A failed attempt: record it, cool the key down, and decide whether and when to go on.
-        const failed = (attempt: number, step: Step<A> & { _tag: "Failed" }) =>
+        const next = (attempt: number, key: Key.Key, error: UpstreamError.UpstreamError) =>
           Effect.gen(function* () {
-            const { key, error } = step
             attempts.push({ keyId: key.id, error })
             const now = yield* Clock.currentTimeMillis
             yield* coolDown(key, error, now)
@@ -368,8 +402,5 @@ export const make = (options: Balancer.Options = {}) =>
     return { run, runScoped, runWithScope, runHeld, batch, cooldowns } satisfies Balancer.Service
   })
 
-const valueOf = <A>(done: { readonly value: A }): A => done.value
-const scopedOf = <A>(done: { readonly scoped: Balancer.Scoped<A> | undefined }): Balancer.Scoped<A> =>
-  done.scoped!
-
-const cancelledAfter = (latency: Duration.Duration): KeySelector.Outcome => ({ _tag: "Cancelled", latency })
+const valueOf = <A>(done: Attempt<A>): A => done.value
+const scopedOf = <A>(done: Attempt<A>): Balancer.Scoped<A> => done
