@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Balancer, KeySelector } from "@or-balancer/core"
+import { Balancer, KeySelector, UpstreamError } from "@or-balancer/core"
 import { Deferred, Effect, Exit, Fiber, Ref, Scope } from "effect"
 import { env, keys, Probe } from "./fixtures.js"
 
@@ -115,7 +115,7 @@ describe("KeySelector leases", () => {
       expect(yield* Ref.get(probe.open)).toBe(1)
       yield* handed[1]!.cancel
       expect(yield* Ref.get(probe.open)).toBe(0)
-      // A failed `use` fails over and is never handed over.
+      // The caller's own error: no verdict, and nothing handed over.
       const failing = yield* balancer
         .runHeld(
           {},
@@ -128,5 +128,32 @@ describe("KeySelector leases", () => {
       expect(yield* Ref.get(probe.open)).toBe(0)
       expect(yield* tags(probe)).toEqual(["Success", "Cancelled", "Cancelled"])
     }).pipe(Effect.provide(env(keys(["a"]))))
+  )
+
+  it.effect(
+    "Balancer.runHeld: only the attempt that succeeded is handed over; its settlers work detached",
+    () =>
+      Effect.gen(function* () {
+        const balancer = yield* Balancer.Balancer
+        const probe = yield* Probe
+        const handed: Array<Balancer.Scoped<string>> = []
+        const held = yield* balancer.runHeld(
+          {},
+          (key) =>
+            key.id === "a"
+              ? Effect.fail(new UpstreamError.ServerError({ message: "boom", status: 500 }))
+              : Effect.succeed(key.id),
+          (h) => handed.push(h)
+        )
+        expect(handed.map((h) => h.key.id)).toEqual(["b"])
+        expect(held.value).toBe("b")
+        expect(held.attempt).toBe(2)
+        // Point-free use, as in `Stream.tapError(held.fail)`: the settlers need no `this`.
+        const { fail, succeed } = held
+        yield* fail(new UpstreamError.ServerError({ message: "broke mid-stream", status: 502 }))
+        yield* succeed(1)
+        expect(yield* Ref.get(probe.open)).toBe(0)
+        expect(yield* tags(probe)).toEqual(["Failure", "Failure"])
+      }).pipe(Effect.provide(env(keys(["a", "b"]))))
   )
 })

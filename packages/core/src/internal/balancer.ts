@@ -41,7 +41,13 @@ class Attempt<A> implements Balancer.Scoped<A> {
   ) {
     this.key = lease.key
     this.start = clock.unsafeCurrentTimeMillis()
+    // Own closures, not methods: `Stream.tapError(held.fail)` must work detached from the object.
+    this.succeed = (cost) => Effect.suspend(() => this.settleNow("Success", cost, undefined))
+    this.fail = (error) => Effect.suspend(() => this.settleNow("Failure", undefined, error))
   }
+
+  readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
+  readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
 
   /** Reports now, unless reported already; latency counted from the attempt's start. */
   settleNow(
@@ -59,14 +65,6 @@ class Attempt<A> implements Balancer.Scoped<A> {
           ? { _tag: "Failure", latency, error: error! }
           : { _tag: "Cancelled", latency }
     return Effect.zipRight(this.lease.report(outcome), this.monitor.finished(this.key, outcome))
-  }
-
-  succeed(cost?: number | undefined): Effect.Effect<void> {
-    return Effect.suspend(() => this.settleNow("Success", cost, undefined))
-  }
-
-  fail(error: UpstreamError.UpstreamError): Effect.Effect<void> {
-    return Effect.suspend(() => this.settleNow("Failure", undefined, error))
   }
 
   get cancel(): Effect.Effect<void> {

@@ -50,6 +50,8 @@ export interface EngineState {
   ) => import("effect/Fiber").RuntimeFiber<A, E>
   readonly tokens: ReadonlyArray<Buffer>
   readonly upstreams: Map<string, Upstream>
+  /** Per connection, the last Authorization header this configuration accepted (a reload re-checks). */
+  readonly accepted: WeakMap<object, string>
   active: number
   retired: boolean
 }
@@ -60,6 +62,7 @@ export const makeEngineState = (config: GatewayConfig.GatewayConfig, built: Engi
   fork: Runtime.runFork(built.runtime),
   tokens: config.tokens.map((t) => digest(Redacted.value(t))),
   upstreams: new Map(),
+  accepted: new WeakMap(),
   active: 0,
   retired: false
 })
@@ -133,19 +136,25 @@ const authorized = (engine: EngineState, header: string | undefined, connection:
   if (engine.tokens.length === 0) return true
   if (header === undefined || !header.startsWith("Bearer ")) return false
   // A keep-alive client sends the same header on every request: once accepted on a connection,
-  // it is accepted again without hashing (the digest showed in profiles). Only a connection's own
-  // earlier header is compared with what it sends, so timing tells it nothing of other tokens.
-  const known = accepted.get(connection)
-  if (known !== undefined && known.engine === engine && known.header === header) return true
+  // it is accepted again without hashing (the digest showed in profiles). The comparison with the
+  // accepted header takes time set by the presented header alone, so a connection shared by
+  // several clients (a reverse proxy's) tells one nothing of another's token.
+  const known = engine.accepted.get(connection)
+  if (known !== undefined && sameText(header, known)) return true
   const presented = digest(header.slice(7).trim())
   let ok = false
   for (const t of engine.tokens) ok = crypto.timingSafeEqual(presented, t) || ok
-  if (ok) accepted.set(connection, { engine, header })
+  if (ok) engine.accepted.set(connection, header)
   return ok
 }
 
-/** Per connection, the last header accepted and the configuration it was accepted by (a reload re-checks). */
-const accepted = new WeakMap<object, { readonly engine: EngineState; readonly header: string }>()
+/** Equality in time that depends on `presented`'s length only: every character is compared. */
+const sameText = (presented: string, known: string): boolean => {
+  let diff = presented.length ^ known.length
+  for (let i = 0; i < presented.length; i++)
+    diff |= presented.charCodeAt(i) ^ known.charCodeAt(i % known.length)
+  return diff === 0
+}
 
 // --- Small answers in OpenAI's error shape ----------------------------------------------------
 
@@ -641,7 +650,7 @@ const forward = (
       }
       if (res.destroyed) {
         answer.body.destroy()
-        return settle(Effect.void)
+        return settle(scoped.cancel)
       }
       res.writeHead(answer.status, copyHeaders(answer.headers))
       // The tail is kept to read the final usage (cost) and an in-band stream error.
