@@ -125,8 +125,9 @@ export interface RunOptions<A> {
 }
 
 /**
- * What {@link Service.runScoped} gives back: the value, and the still-open lease through which the
- * caller reports the final outcome later (a stream reports when it ends).
+ * What {@link Service.runScoped} (and `runWithScope`, `runHeld`) gives back: the value, and the
+ * still-open lease through which the caller reports the final outcome later (a stream reports when
+ * it ends). The first of `succeed`, `fail` and `cancel` to run reports; the others do nothing.
  *
  * @since 0.1.0
  * @category Models
@@ -135,7 +136,7 @@ export interface Scoped<A> {
   readonly value: A
   readonly key: Key.Key
   readonly attempt: number
-  /** Reports the outcome (latency counted from the attempt's start). Idempotent. */
+  /** Reports the outcome (latency counted from the attempt's start). Works detached (point-free). */
   readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
   readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
   /** Gives the lease back with no verdict on the key (the answer was abandoned). Idempotent. */
@@ -175,8 +176,8 @@ export interface Service {
   ) => Effect.Effect<Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R | Scope.Scope>
   /**
    * `runScoped` with the scope given rather than read from the context: for a server that keeps
-   * one `Scope.make()` per request and closes it when the answer ends, where providing a scope
-   * to every request's effect costs more than the rest of the balancer (measured in the gateway).
+   * one `Scope.make()` per request and closes it when the answer ends (providing a scope to every
+   * request's effect cost about 20 µs of CPU per request in the gateway, measured).
    */
   readonly runWithScope: <A, E, R>(
     scope: Scope.Scope,
