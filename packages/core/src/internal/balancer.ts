@@ -24,7 +24,8 @@ const accountScope = (id: string) => `account:${id}`
 /**
  * One attempt on one lease. It is reported exactly once, whichever way it ends: that report is
  * also what gives back its permit, reservation or in-flight count. Held, it is the caller's
- * `Scoped`. A class because one is built for every request: its methods are shared, not closures.
+ * `Scoped`. A class because one is built for every request: its settling is shared code; only
+ * `succeed` and `fail` are closures of its own, so that they work detached.
  */
 class Attempt<A> implements Balancer.Scoped<A> {
   value: A = undefined as A
@@ -256,19 +257,13 @@ export const make = (options: Balancer.Options = {}) =>
           selectWithin(
             clock,
             restore,
-            { model: request.model, attempt, tried, affinity: request.affinity },
+            selectBase(request, attempt, tried),
             deadlineAt,
             // Every eligible key already failed this request: back off, then reuse one, never a dead one.
             () =>
               Effect.zipRight(
                 reuseDelay > 0 ? restore(Effect.sleep(Duration.millis(reuseDelay))) : Effect.void,
-                selectWithin(
-                  clock,
-                  restore,
-                  { model: request.model, attempt, tried: dead, affinity: request.affinity },
-                  deadlineAt,
-                  undefined
-                )
+                selectWithin(clock, restore, selectBase(request, attempt, dead), deadlineAt, undefined)
               )
           ),
           (lease) => {
@@ -399,6 +394,18 @@ export const make = (options: Balancer.Options = {}) =>
 
     return { run, runScoped, runWithScope, runHeld, batch, cooldowns } satisfies Balancer.Service
   })
+
+/** A selection's request but for its gate and deadline, which each try sets. */
+const selectBase = (
+  request: Balancer.RunRequest,
+  attempt: number,
+  tried: ReadonlySet<string>
+): Omit<KeySelector.SelectRequest, "gate" | "deadline"> => ({
+  model: request.model,
+  attempt,
+  tried,
+  affinity: request.affinity
+})
 
 const valueOf = <A>(done: Attempt<A>): A => done.value
 const scopedOf = <A>(done: Attempt<A>): Balancer.Scoped<A> => done
