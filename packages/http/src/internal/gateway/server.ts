@@ -620,7 +620,7 @@ const sendOutcome = (res: http.ServerResponse, outcome: Outcome) => {
  * One request is one fiber: select and call upstream through the balancer; once the answer's
  * head is in, pipe its body to the client while the fiber waits (suspended, costing nothing) for
  * the body's end, then report the outcome, which releases the lease. A client that goes away
- * interrupts the fiber, which aborts the upstream call; the fiber's observer releases the key.
+ * interrupts the fiber; the fiber's observer then aborts the upstream call and releases the key.
  */
 const forward = (
   engine: EngineState,
