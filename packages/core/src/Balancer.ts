@@ -39,6 +39,30 @@ export interface RunRequest {
   readonly model?: string | undefined
   /** Affinity id for sticky routing (`session_id`, `prompt_cache_key`, a user id, ...). */
   readonly affinity?: string | undefined
+  /**
+   * A first attempt started with {@link Service.unsafeStart} that failed (`unsafeFail`) before
+   * any of its answer reached the caller: the run goes on from it as from its own failed first
+   * attempt. It records the failure, cools the key down, then fails over or gives up; its
+   * deadline counts from that attempt's start. A `Started` that did not fail is a defect.
+   */
+  readonly after?: Started | undefined
+}
+
+/**
+ * A request's first attempt, started synchronously by {@link Service.unsafeStart}. Settle it
+ * exactly once: the first of `unsafeSucceed`, `unsafeFail` and `unsafeCancel` reports (to the
+ * strategies, which also gives back what the lease holds, and to the monitor); the others do
+ * nothing. They work detached from the object.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export interface Started {
+  readonly key: Key.Key
+  readonly unsafeSucceed: (cost?: number | undefined) => void
+  readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
+  /** No verdict on the key (the answer was abandoned, the client went away). */
+  readonly unsafeCancel: () => void
 }
 
 /**
@@ -208,6 +232,18 @@ export interface Service {
   ) => Effect.Effect<Array<Either.Either<A, E>>, never, R>
   /** Active `Retry-After` cooldowns. */
   readonly cooldowns: Effect.Effect<ReadonlyArray<Cooldown>>
+  /**
+   * A request's first attempt, started synchronously and with no fiber: the hot path of a
+   * server outside Effect (the gateway forwards most requests this way; a fiber per request was
+   * most of its CPU over a raw proxy's, measured). It leases a key when every part can decide at
+   * once: the selector offers `unsafeSelect`; the pool, state store and monitor their synchronous
+   * forms; and a key is eligible now. Otherwise it answers `undefined`, and the caller runs the
+   * request with `runHeld` (or `run`), which waits, backs off and fails over.
+   *
+   * The caller settles the attempt exactly once. A failed one goes on with
+   * `runHeld({ ...request, after: started }, ...)`, as retries and failover are Effect's work.
+   */
+  readonly unsafeStart: (request: RunRequest) => Started | undefined
 }
 
 /**

@@ -28,6 +28,8 @@ export interface Service {
   readonly remove: (id: string) => Effect.Effect<boolean>
   /** The current set, then every change. */
   readonly changes: Stream.Stream<ReadonlyArray<Key.Key>>
+  /** The current keys, read synchronously (for `KeySelector.unsafeSelect`); a pool without it turns that path off. */
+  readonly unsafeGet?: (() => ReadonlyArray<Key.Key>) | undefined
 }
 
 /**
@@ -44,8 +46,17 @@ export const make = (keys: ReadonlyArray<Key.Key>): Effect.Effect<Service, Key.K
   Effect.gen(function* () {
     const valid = yield* Key.validateAll(keys)
     const ref = yield* SubscriptionRef.make(valid)
+    // Mirrors the ref, written inside its updates (which run one at a time), for `unsafeGet`.
+    let current = valid
     const set = (next: ReadonlyArray<Key.Key>) =>
-      Key.validateAll(next).pipe(Effect.flatMap((v) => SubscriptionRef.set(ref, v)))
+      Key.validateAll(next).pipe(
+        Effect.flatMap((v) =>
+          SubscriptionRef.update(ref, () => {
+            current = v
+            return v
+          })
+        )
+      )
     return KeyPool.of({
       get: SubscriptionRef.get(ref),
       set,
@@ -53,9 +64,11 @@ export const make = (keys: ReadonlyArray<Key.Key>): Effect.Effect<Service, Key.K
       remove: (id) =>
         SubscriptionRef.modify(ref, (cur) => {
           const next = cur.filter((k) => k.id !== id)
+          current = next
           return [next.length !== cur.length, next]
         }),
-      changes: ref.changes
+      changes: ref.changes,
+      unsafeGet: () => current
     })
   })
 

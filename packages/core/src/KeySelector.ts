@@ -145,6 +145,17 @@ export interface Lease {
 }
 
 /**
+ * A lease from {@link Service.unsafeSelect}: it can also be reported synchronously. Its `report`
+ * and `unsafeReport` are the same report (whichever runs first counts).
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export interface UnsafeLease extends Lease {
+  readonly unsafeReport: (outcome: Outcome) => void
+}
+
+/**
  * No key can take the request. `retryAfter` is when the earliest key may become eligible.
  *
  * @since 0.1.0
@@ -177,6 +188,14 @@ export interface Service {
    * what it took if interrupted.
    */
   readonly select: (request: SelectRequest) => Effect.Effect<Lease, NoKeyAvailable>
+  /**
+   * The same choice, made synchronously with no fiber, for callers on a hot path outside Effect
+   * (the gateway runs most requests this way, through `Balancer.unsafeStart`). It answers
+   * `undefined` when it cannot decide without waiting (for a permit, a credit lookup) or without
+   * an effect: the caller then runs `select`. Optional: a decorator offers it only when its inner
+   * selector does, so one selector without it turns the fast path off for the whole stack.
+   */
+  readonly unsafeSelect?: ((request: SelectRequest) => UnsafeLease | NoKeyAvailable | undefined) | undefined
 }
 
 /**
@@ -189,7 +208,8 @@ export class KeySelector extends Context.Tag("@or-balancer/core/KeySelector")<Ke
  * @since 0.1.0
  * @category Constructors
  */
-export const make = (select: Service["select"]): Service => KeySelector.of({ select })
+export const make = (select: Service["select"], unsafeSelect?: Service["unsafeSelect"]): Service =>
+  KeySelector.of(unsafeSelect === undefined ? { select } : { select, unsafeSelect })
 
 /**
  * A lease that reports nowhere: for strategies that learn nothing from outcomes.
@@ -201,6 +221,30 @@ export const lease = (key: Key.Key, report?: Lease["report"]): Lease => ({
   key,
   report: report ?? (() => Effect.void)
 })
+
+const noReport = (): void => {}
+
+/**
+ * A lease that can be reported synchronously: `report` runs `unsafeReport`. With no report, it
+ * reports nowhere.
+ *
+ * @since 0.2.0
+ * @category Constructors
+ */
+export const unsafeLease = (key: Key.Key, unsafeReport: (outcome: Outcome) => void = noReport): UnsafeLease => ({
+  key,
+  report: unsafeReport === noReport ? () => Effect.void : (outcome) => Effect.sync(() => unsafeReport(outcome)),
+  unsafeReport
+})
+
+/**
+ * Whether `x`, an answer of {@link Service.unsafeSelect}, is a lease (rather than a refusal, or no answer).
+ *
+ * @since 0.2.0
+ * @category Predicates
+ */
+export const isUnsafeLease = (x: UnsafeLease | NoKeyAvailable | undefined): x is UnsafeLease =>
+  x !== undefined && !(x instanceof NoKeyAvailable)
 
 /**
  * A lease whose report runs once: later reports are ignored.

@@ -133,6 +133,12 @@ export interface Service {
   readonly credit: (key: Key.Key, remaining: number | null) => Effect.Effect<void>
   readonly cooldown: (key: Key.Key, until: number | undefined) => Effect.Effect<void>
   readonly stats: Effect.Effect<Stats>
+  /**
+   * `started` and `finished`, synchronous: the balancer's fiber-free first attempt
+   * (`Balancer.unsafeStart`) needs them. A monitor without them turns that path off.
+   */
+  readonly unsafeStarted?: ((key: Key.Key) => void) | undefined
+  readonly unsafeFinished?: ((key: Key.Key, outcome: KeySelector.Outcome) => void) | undefined
 }
 
 /**
@@ -209,38 +215,40 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
     }
     return m
   }
+  const unsafeStarted = (key: Key.Key): void => {
+    const e = entry(key)
+    e.inFlight++
+    e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
+  }
+  const unsafeFinished = (key: Key.Key, outcome: KeySelector.Outcome): void => {
+    const e = entry(key)
+    e.inFlight = Math.max(0, e.inFlight - 1)
+    e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
+    // No verdict (interrupted, never used): out of flight, but not a request of the key's.
+    if (outcome._tag === "Cancelled") return
+    e.requests++
+    const ms = Duration.toMillis(outcome.latency)
+    Histogram.record(e.latency, ms)
+    e.m.latency.unsafeUpdate(ms, noTags)
+    if (outcome._tag === "Success") {
+      e.successes++
+      const cost = outcome.cost ?? 0
+      e.spend += cost
+      if (typeof e.credit === "number") e.credit -= cost
+      e.m.success.unsafeUpdate(1, noTags)
+      if (cost > 0) e.m.spend.unsafeUpdate(cost, noTags)
+      return
+    }
+    e.failures++
+    const tag = outcome.error._tag
+    e.errors[tag] = (e.errors[tag] ?? 0) + 1
+    failureMetric(e, tag).unsafeUpdate(1, noTags)
+  }
   return Monitor.of({
-    started: (key) =>
-      Effect.sync(() => {
-        const e = entry(key)
-        e.inFlight++
-        e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
-      }),
-    finished: (key, outcome) =>
-      Effect.sync(() => {
-        const e = entry(key)
-        e.inFlight = Math.max(0, e.inFlight - 1)
-        e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
-        // No verdict (interrupted, never used): out of flight, but not a request of the key's.
-        if (outcome._tag === "Cancelled") return
-        e.requests++
-        const ms = Duration.toMillis(outcome.latency)
-        Histogram.record(e.latency, ms)
-        e.m.latency.unsafeUpdate(ms, noTags)
-        if (outcome._tag === "Success") {
-          e.successes++
-          const cost = outcome.cost ?? 0
-          e.spend += cost
-          if (typeof e.credit === "number") e.credit -= cost
-          e.m.success.unsafeUpdate(1, noTags)
-          if (cost > 0) e.m.spend.unsafeUpdate(cost, noTags)
-          return
-        }
-        e.failures++
-        const tag = outcome.error._tag
-        e.errors[tag] = (e.errors[tag] ?? 0) + 1
-        failureMetric(e, tag).unsafeUpdate(1, noTags)
-      }),
+    started: (key) => Effect.sync(() => unsafeStarted(key)),
+    finished: (key, outcome) => Effect.sync(() => unsafeFinished(key, outcome)),
+    unsafeStarted,
+    unsafeFinished,
     retried: Effect.sync(() => {
       retries++
       retriesMetric.unsafeUpdate(1, noTags)

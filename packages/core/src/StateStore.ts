@@ -27,6 +27,30 @@ export interface Service {
     f: (current: A | undefined) => readonly [B, A | undefined]
   ) => Effect.Effect<B>
   readonly entries: <A>(namespace: string) => Effect.Effect<ReadonlyArray<readonly [string, A]>>
+  /**
+   * The same operations, synchronous: only a store that holds its state in this process (the
+   * memory store) has them. Strategies use them for `KeySelector.unsafeSelect`, the fiber-free
+   * path the gateway runs most requests on; over a store without them that path is off.
+   */
+  readonly unsafe?: Unsafe | undefined
+}
+
+/**
+ * Synchronous access to a store in this process. Each operation is atomic as JavaScript runs it.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export interface Unsafe {
+  readonly add: (namespace: string, id: string, delta: number) => number
+  readonly get: <A>(namespace: string, id: string) => A | undefined
+  readonly set: <A>(namespace: string, id: string, value: A | undefined) => void
+  readonly modify: <A, B>(
+    namespace: string,
+    id: string,
+    f: (current: A | undefined) => readonly [B, A | undefined]
+  ) => B
+  readonly entries: <A>(namespace: string) => ReadonlyArray<readonly [string, A]>
 }
 
 /**
@@ -36,8 +60,8 @@ export interface Service {
 export class StateStore extends Context.Tag("@or-balancer/core/StateStore")<StateStore, Service>() {}
 
 /**
- * An in-memory store for one process. Synchronous maps inside `Effect.sync`: each operation is
- * atomic because a fiber never yields inside it.
+ * An in-memory store for one process. Synchronous maps: each operation is atomic because a fiber
+ * never yields inside it, and the store offers them synchronously too (`unsafe`).
  *
  * @since 0.1.0
  * @category Constructors
@@ -62,30 +86,35 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
       m.entries = undefined
     }
   }
+  const unsafe: Unsafe = {
+    add: (ns, id, delta) => {
+      const m = space(ns)
+      const next = ((m.map.get(id) as number | undefined) ?? 0) + delta
+      put(m, id, next)
+      return next
+    },
+    get: <A>(ns: string, id: string) => space(ns).map.get(id) as A | undefined,
+    set: (ns, id, value) => put(space(ns), id, value),
+    modify: <A, B>(ns: string, id: string, f: (current: A | undefined) => readonly [B, A | undefined]) => {
+      const m = space(ns)
+      const [b, next] = f(m.map.get(id) as A | undefined)
+      put(m, id, next)
+      return b
+    },
+    entries: <A>(ns: string) => {
+      const m = space(ns)
+      return (m.entries ??= m.map.size === 0 ? EMPTY : Array.from(m.map)) as ReadonlyArray<
+        readonly [string, A]
+      >
+    }
+  }
   return StateStore.of({
-    add: (ns, id, delta) =>
-      Effect.sync(() => {
-        const m = space(ns)
-        const next = ((m.map.get(id) as number | undefined) ?? 0) + delta
-        put(m, id, next)
-        return next
-      }),
-    get: <A>(ns: string, id: string) => Effect.sync(() => space(ns).map.get(id) as A | undefined),
-    set: (ns, id, value) => Effect.sync(() => put(space(ns), id, value)),
-    modify: <A, B>(ns: string, id: string, f: (current: A | undefined) => readonly [B, A | undefined]) =>
-      Effect.sync(() => {
-        const m = space(ns)
-        const [b, next] = f(m.map.get(id) as A | undefined)
-        put(m, id, next)
-        return b
-      }),
-    entries: <A>(ns: string) =>
-      Effect.sync(() => {
-        const m = space(ns)
-        return (m.entries ??= m.map.size === 0 ? EMPTY : Array.from(m.map)) as ReadonlyArray<
-          readonly [string, A]
-        >
-      })
+    add: (ns, id, delta) => Effect.sync(() => unsafe.add(ns, id, delta)),
+    get: (ns, id) => Effect.sync(() => unsafe.get(ns, id)),
+    set: (ns, id, value) => Effect.sync(() => unsafe.set(ns, id, value)),
+    modify: (ns, id, f) => Effect.sync(() => unsafe.modify(ns, id, f)),
+    entries: (ns) => Effect.sync(() => unsafe.entries(ns)),
+    unsafe
   })
 })
 

@@ -33,7 +33,7 @@ export const make = (
     const pool = yield* KeyPool.KeyPool
     const store = yield* StateStore.StateStore
     const id = options.name ?? "default"
-    return storedSelector<number>(pool, store, ns.cursor, id, (request, keys, cursor) => {
+    return storedSelector<number>(pool, store, yield* Effect.clock, ns.cursor, id, (request, keys, cursor) => {
       const n = keys.length
       const start = n === 0 ? 0 : (cursor ?? 0) % n
       for (let i = 0; i < n; i++) {

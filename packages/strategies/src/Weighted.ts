@@ -39,7 +39,7 @@ export const make = (
     const pool = yield* KeyPool.KeyPool
     const store = yield* StateStore.StateStore
     const id = options.name ?? "default"
-    return storedSelector<Totals>(pool, store, ns.weighted, id, (request, keys, current) => {
+    return storedSelector<Totals>(pool, store, yield* Effect.clock, ns.weighted, id, (request, keys, current) => {
       // Updated in place: the totals are plain data, so a shared store can still serialise them.
       const totals: Totals = current ?? Object.create(null)
       // Nothing to ask per key on a first attempt under no decorator.

@@ -32,16 +32,17 @@ class Attempt<A> implements Balancer.Scoped<A> {
   /** Set when the key failed this attempt (the loop then decides whether to go on). */
   error: UpstreamError.UpstreamError | undefined = undefined
   readonly key: Key.Key
-  private reported = false
-  private readonly start: number
+  protected reported = false
+  readonly start: number
   constructor(
-    private readonly lease: KeySelector.Lease,
+    protected readonly lease: KeySelector.Lease,
     readonly attempt: number,
-    private readonly clock: Clock.Clock,
-    private readonly monitor: Monitor.Service
+    protected readonly clock: Clock.Clock,
+    protected readonly monitor: Monitor.Service,
+    start?: number
   ) {
     this.key = lease.key
-    this.start = clock.unsafeCurrentTimeMillis()
+    this.start = start ?? clock.unsafeCurrentTimeMillis()
     // Own closures, not methods: `Stream.tapError(held.fail)` must work detached from the object.
     this.succeed = (cost) => Effect.suspend(() => this.settleNow("Success", cost, undefined))
     this.fail = (error) => Effect.suspend(() => this.settleNow("Failure", undefined, error))
@@ -50,21 +51,30 @@ class Attempt<A> implements Balancer.Scoped<A> {
   readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
   readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
 
-  /** Reports now, unless reported already; latency counted from the attempt's start. */
+  /** The outcome to report, or `undefined` when reported already; latency counted from the start. */
+  protected claim(
+    tag: KeySelector.Outcome["_tag"],
+    cost: number | undefined,
+    error: UpstreamError.UpstreamError | undefined
+  ): KeySelector.Outcome | undefined {
+    if (this.reported) return undefined
+    this.reported = true
+    const latency = Duration.millis(this.clock.unsafeCurrentTimeMillis() - this.start)
+    return tag === "Success"
+      ? { _tag: "Success", latency, cost }
+      : tag === "Failure"
+        ? { _tag: "Failure", latency, error: error! }
+        : { _tag: "Cancelled", latency }
+  }
+
+  /** Reports now, unless reported already. */
   settleNow(
     tag: KeySelector.Outcome["_tag"],
     cost: number | undefined,
     error: UpstreamError.UpstreamError | undefined
   ): Effect.Effect<void> {
-    if (this.reported) return Effect.void
-    this.reported = true
-    const latency = Duration.millis(this.clock.unsafeCurrentTimeMillis() - this.start)
-    const outcome: KeySelector.Outcome =
-      tag === "Success"
-        ? { _tag: "Success", latency, cost }
-        : tag === "Failure"
-          ? { _tag: "Failure", latency, error: error! }
-          : { _tag: "Cancelled", latency }
+    const outcome = this.claim(tag, cost, error)
+    if (outcome === undefined) return Effect.void
     return Effect.zipRight(this.lease.report(outcome), this.monitor.finished(this.key, outcome))
   }
 
@@ -73,12 +83,49 @@ class Attempt<A> implements Balancer.Scoped<A> {
   }
 }
 
+/** A first attempt started synchronously (`unsafeStart`): settled synchronously too. */
+class Started extends Attempt<void> implements Balancer.Started {
+  constructor(
+    private readonly unsafeLease: KeySelector.UnsafeLease,
+    clock: Clock.Clock,
+    monitor: Monitor.Service,
+    private readonly finished: (key: Key.Key, outcome: KeySelector.Outcome) => void,
+    start: number
+  ) {
+    super(unsafeLease, 1, clock, monitor, start)
+    this.unsafeSucceed = (cost) => this.settleSync("Success", cost, undefined)
+    this.unsafeFail = (error) => {
+      if (!this.reported) this.error = error
+      this.settleSync("Failure", undefined, error)
+    }
+    this.unsafeCancel = () => this.settleSync("Cancelled", undefined, undefined)
+  }
+
+  readonly unsafeSucceed: (cost?: number | undefined) => void
+  readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
+  readonly unsafeCancel: () => void
+
+  private settleSync(
+    tag: KeySelector.Outcome["_tag"],
+    cost: number | undefined,
+    error: UpstreamError.UpstreamError | undefined
+  ): void {
+    const outcome = this.claim(tag, cost, error)
+    if (outcome === undefined) return
+    this.unsafeLease.unsafeReport(outcome)
+    this.finished(this.key, outcome)
+  }
+}
+
+const NOTHING_TRIED: ReadonlySet<string> = new Set()
+
 export const make = (options: Balancer.Options = {}) =>
   Effect.gen(function* () {
     const selector = yield* KeySelector.KeySelector
     const pool = yield* KeyPool.KeyPool
     const monitor = yield* Monitor.Monitor
     const store = yield* StateStore.StateStore
+    const ownClock = yield* Effect.clock
     const maxAttempts = Math.max(1, options.maxAttempts ?? 4)
     const backoff = (options.backoff ?? defaultBackoff) as Schedule.Schedule<
       unknown,
@@ -281,6 +328,39 @@ export const make = (options: Balancer.Options = {}) =>
 
     // --- The loop -----------------------------------------------------------------------------
 
+    // --- The synchronous first attempt --------------------------------------------------------
+
+    const syncParts =
+      selector.unsafeSelect !== undefined &&
+      store.unsafe !== undefined &&
+      monitor.unsafeStarted !== undefined &&
+      monitor.unsafeFinished !== undefined
+        ? {
+            select: selector.unsafeSelect,
+            store: store.unsafe,
+            started: monitor.unsafeStarted,
+            finished: monitor.unsafeFinished
+          }
+        : undefined
+
+    const unsafeStart: Balancer.Service["unsafeStart"] = (request) => {
+      if (syncParts === undefined || request.after !== undefined) return undefined
+      const now = ownClock.unsafeCurrentTimeMillis()
+      const selected = syncParts.select({
+        model: request.model,
+        attempt: 1,
+        tried: NOTHING_TRIED,
+        affinity: request.affinity,
+        gate: gateOf(syncParts.store.entries<number>(COOLDOWN), now),
+        deadline: now + deadlineMs
+      })
+      // Refused or undecided: `run`/`runHeld` select again, and wait or fail as they do.
+      if (!KeySelector.isUnsafeLease(selected)) return undefined
+      budget?.deposit(now)
+      syncParts.started(selected.key)
+      return new Started(selected, ownClock, monitor, syncParts.finished, now)
+    }
+
     const loop = <A, E, R, B>(
       request: Balancer.RunRequest,
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
@@ -290,8 +370,13 @@ export const make = (options: Balancer.Options = {}) =>
       result: (done: Attempt<A>) => B
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
       Effect.clockWith((clock) => {
-        const start = clock.unsafeCurrentTimeMillis()
-        budget?.deposit(start)
+        const after = request.after
+        if (after !== undefined && !(after instanceof Started && after.error !== undefined)) {
+          return Effect.dieMessage("Balancer: `after` must be a first attempt from unsafeStart that failed")
+        }
+        const start = after === undefined ? clock.unsafeCurrentTimeMillis() : after.start
+        // A continued request was counted by `unsafeStart`.
+        if (after === undefined) budget?.deposit(start)
         const deadlineAt = start + deadlineMs
         const tried = new Set<string>()
         const dead = new Set<string>()
@@ -364,7 +449,7 @@ export const make = (options: Balancer.Options = {}) =>
             }
             return yield* from(attempt + 1)
           })
-        return from(1)
+        return after === undefined ? from(1) : next(1, after.key, after.error!)
       })
 
     const run: Balancer.Service["run"] = (request, use, options) =>
@@ -392,7 +477,7 @@ export const make = (options: Balancer.Options = {}) =>
     const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
       Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })
 
-    return { run, runScoped, runWithScope, runHeld, batch, cooldowns } satisfies Balancer.Service
+    return { run, runScoped, runWithScope, runHeld, batch, cooldowns, unsafeStart } satisfies Balancer.Service
   })
 
 /** A selection's request but for its gate and deadline, which each try sets. */

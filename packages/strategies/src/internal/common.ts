@@ -23,13 +23,13 @@ export const noKey = (
   Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.fail(KeySelector.explain(request, keys, now)))
 
 // Leases of base strategies that learn nothing are immutable: share one per key, no per-select allocation.
-const leases = new WeakMap<Key.Key, KeySelector.Lease>()
+const leases = new WeakMap<Key.Key, KeySelector.UnsafeLease>()
 
 /** A report-nowhere lease for `key`, cached. */
-export const plainLease = (key: Key.Key): KeySelector.Lease => {
+export const plainLease = (key: Key.Key): KeySelector.UnsafeLease => {
   let l = leases.get(key)
   if (l === undefined) {
-    l = KeySelector.lease(key)
+    l = KeySelector.unsafeLease(key)
     leases.set(key, l)
   }
   return l
@@ -90,6 +90,7 @@ export const candidatesOf = (
 export const storedSelector = <S>(
   pool: KeyPool.Service,
   store: StateStore.Service,
+  clock: Clock.Clock,
   namespace: string,
   id: string,
   step: (
@@ -97,15 +98,38 @@ export const storedSelector = <S>(
     keys: ReadonlyArray<Key.Key>,
     current: S | undefined
   ) => readonly [Key.Key | undefined, S | undefined]
-): KeySelector.Service =>
-  KeySelector.make((request) =>
-    Effect.flatMap(pool.get, (keys) =>
-      Effect.flatMap(
-        store.modify<S, Key.Key | undefined>(namespace, id, (current) => step(request, keys, current)),
-        (key) => (key === undefined ? noKey(request, keys) : succeedLease(key))
-      )
-    )
+): KeySelector.Service => {
+  const sync = syncAccess(pool, store)
+  return KeySelector.make(
+    (request) =>
+      Effect.flatMap(pool.get, (keys) =>
+        Effect.flatMap(
+          store.modify<S, Key.Key | undefined>(namespace, id, (current) => step(request, keys, current)),
+          (key) => (key === undefined ? noKey(request, keys) : succeedLease(key))
+        )
+      ),
+    sync === undefined
+      ? undefined
+      : (request) => {
+          const keys = sync.keys()
+          const key = sync.store.modify<S, Key.Key | undefined>(namespace, id, (current) =>
+            step(request, keys, current)
+          )
+          return key === undefined
+            ? KeySelector.explain(request, keys, clock.unsafeCurrentTimeMillis())
+            : plainLease(key)
+        }
   )
+}
+
+/** The pool's and store's synchronous forms, when both have them: `unsafeSelect` is built on them. */
+export const syncAccess = (
+  pool: KeyPool.Service,
+  store: StateStore.Service
+): { readonly keys: () => ReadonlyArray<Key.Key>; readonly store: StateStore.Unsafe } | undefined =>
+  pool.unsafeGet === undefined || store.unsafe === undefined
+    ? undefined
+    : { keys: pool.unsafeGet, store: store.unsafe }
 
 /**
  * A selector over the request's candidates: none fails, one is taken without asking `pick`, and

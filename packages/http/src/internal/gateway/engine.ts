@@ -17,6 +17,7 @@ import * as Threshold from "@or-balancer/strategies/Threshold"
 import * as Weighted from "@or-balancer/strategies/Weighted"
 import * as WeightedRandom from "@or-balancer/strategies/WeightedRandom"
 import * as Context from "effect/Context"
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -130,6 +131,8 @@ export interface Built {
   /** The credit ledger, when a strategy of the stack keeps one: `/metrics` and `/status` read it. */
   readonly ledger: CreditLedger.Service | undefined
   readonly scope: Scope.CloseableScope
+  /** The runtime's clock, for the decisions made outside a fiber. */
+  readonly clock: Clock.Clock
 }
 
 /**
@@ -169,6 +172,7 @@ export const build = (
       balancer: Context.get(context, Balancer.Balancer),
       pool: Context.get(context, KeyPool.KeyPool),
       ledger: needsLedger(config.strategy) ? Context.get(context, CreditLedger.CreditLedger) : undefined,
-      scope
+      scope,
+      clock: yield* Effect.clock
     }
   })

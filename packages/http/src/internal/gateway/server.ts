@@ -412,6 +412,85 @@ const transportError = (e: unknown): UpstreamError.UpstreamError => {
   })
 }
 
+/**
+ * Calls upstream with one key; `done` gets the answer's head (status < 400, its body still to
+ * come) or the key's failure, once. Callbacks rather than an Effect: the fast path runs with no fiber.
+ */
+const startUpstream = (
+  engine: EngineState,
+  ctx: RequestContext,
+  key: Key.Key,
+  method: "GET" | "POST",
+  suffix: string,
+  body: Buffer | undefined,
+  model: string | undefined,
+  done: (result: Answer | UpstreamError.UpstreamError) => void
+): void => {
+  const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+  const headers: Record<string, string | number> = {
+    authorization: `Bearer ${Redacted.value(key.secret)}`,
+    accept: ctx.accept ?? "*/*"
+  }
+  if (body !== undefined) {
+    headers["content-type"] = "application/json"
+    headers["content-length"] = body.length
+  }
+  if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
+  if (ctx.title !== undefined) headers["x-title"] = ctx.title
+  let settled = false
+  const req = up.request(
+    { agent: up.agent, hostname: up.hostname, port: up.port, method, path: up.prefix + suffix, headers },
+    (res) => {
+      const status = res.statusCode ?? 502
+      if (status < 400) {
+        settled = true
+        // From here the deadline is the longest silence between two body chunks.
+        req.setTimeout(engine.config.deadlines.bodyIdleMs)
+        const answer: Answer = { status, headers: res.headers, body: res }
+        ctx.answer = answer
+        return done(answer)
+      }
+      const chunks: Array<Buffer> = []
+      res.on("data", (c: Buffer) => chunks.push(c))
+      res.on("end", () => {
+        settled = true
+        done(
+          upstreamFailure(
+            engine,
+            { status, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") },
+            model
+          )
+        )
+      })
+      res.on("error", (e) => {
+        if (settled) return
+        settled = true
+        done(transportError(e))
+      })
+    }
+  )
+  req.setTimeout(engine.config.deadlines.headersMs, () => {
+    const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
+    req.destroy(e)
+    // After the first byte the response stream carries the error to the piping code.
+    ctx.answer?.body.destroy(e)
+  })
+  req.on("error", (e) => {
+    if (settled) return
+    settled = true
+    done(transportError(e))
+  })
+  req.end(body)
+  ctx.upstream = req
+}
+
+const isAnswer = (result: Answer | UpstreamError.UpstreamError): result is Answer => "body" in result
+
+/**
+ * `startUpstream` for the balancer's retries. No canceler: it would cost five more fiber steps
+ * on every request. An interrupted request (the client went away) has its upstream call aborted
+ * by the fiber's observer instead, and a late answer's resume is ignored by the interrupted fiber.
+ */
 const callUpstream = (
   engine: EngineState,
   ctx: RequestContext,
@@ -421,78 +500,23 @@ const callUpstream = (
   body: Buffer | undefined,
   model: string | undefined
 ): Effect.Effect<Answer, UpstreamError.UpstreamError> =>
-  // The answer's head resumes the fiber directly: no further step on the success path.
-  Effect.async<Answer, UpstreamError.UpstreamError>((resume) => {
-    const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
-    const headers: Record<string, string | number> = {
-      authorization: `Bearer ${Redacted.value(key.secret)}`,
-      accept: ctx.accept ?? "*/*"
-    }
-    if (body !== undefined) {
-      headers["content-type"] = "application/json"
-      headers["content-length"] = body.length
-    }
-    if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
-    if (ctx.title !== undefined) headers["x-title"] = ctx.title
-    let settled = false
-    const req = up.request(
-      { agent: up.agent, hostname: up.hostname, port: up.port, method, path: up.prefix + suffix, headers },
-      (res) => {
-        const status = res.statusCode ?? 502
-        if (status < 400) {
-          settled = true
-          // From here the deadline is the longest silence between two body chunks.
-          req.setTimeout(engine.config.deadlines.bodyIdleMs)
-          const answer: Answer = { status, headers: res.headers, body: res }
-          ctx.answer = answer
-          return resume(Effect.succeed(answer))
-        }
-        const chunks: Array<Buffer> = []
-        res.on("data", (c: Buffer) => chunks.push(c))
-        res.on("end", () => {
-          settled = true
-          resume(
-            upstreamFailure(
-              { status, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") },
-              model
-            )
-          )
-        })
-        res.on("error", (e) => {
-          if (settled) return
-          settled = true
-          resume(Effect.fail(transportError(e)))
-        })
-      }
+  Effect.async<Answer, UpstreamError.UpstreamError>((resume) =>
+    startUpstream(engine, ctx, key, method, suffix, body, model, (result) =>
+      resume(isAnswer(result) ? Effect.succeed(result) : Effect.fail(result))
     )
-    req.setTimeout(engine.config.deadlines.headersMs, () => {
-      const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
-      req.destroy(e)
-      // After the first byte the response stream carries the error to the piping code.
-      ctx.answer?.body.destroy(e)
-    })
-    req.on("error", (e) => {
-      if (settled) return
-      settled = true
-      resume(Effect.fail(transportError(e)))
-    })
-    req.end(body)
-    // No canceler: it would cost five more fiber steps on every request. An interrupted request
-    // (the client went away) has its upstream call aborted by the fiber's observer instead, and a
-    // late answer's resume is ignored by the interrupted fiber.
-    ctx.upstream = req
-  })
+  )
 
 /** An upstream error answer as the balancer's error, its raw form kept for the client. */
 const upstreamFailure = (
+  engine: EngineState,
   r: RawError,
   model: string | undefined
-): Effect.Effect<never, UpstreamError.UpstreamError> =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => {
-    const error = ErrorMapping.fromResponse(r.status, r.headers, r.text, { now, model })
-    rawErrors.set(error, r)
-    return Effect.fail(error)
-  })
+): UpstreamError.UpstreamError => {
+  const now = engine.built.clock.unsafeCurrentTimeMillis()
+  const error = ErrorMapping.fromResponse(r.status, r.headers, r.text, { now, model })
+  rawErrors.set(error, r)
+  return error
+}
 
 interface RequestContext {
   readonly accept: string | undefined
@@ -616,11 +640,68 @@ const sendOutcome = (res: http.ServerResponse, outcome: Outcome) => {
   res.end(outcome.body)
 }
 
+/** How a piped answer is settled: `Balancer.Started` has this shape, and the fiber path adapts to it. */
+interface Settler {
+  readonly unsafeSucceed: (cost?: number | undefined) => void
+  readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
+  readonly unsafeCancel: () => void
+}
+
 /**
- * One request is one fiber: select and call upstream through the balancer; once the answer's
- * head is in, pipe its body to the client while the fiber waits (suspended, costing nothing) for
- * the body's end, then report the outcome, which releases the lease. A client that goes away
- * interrupts the fiber; the fiber's observer then aborts the upstream call and releases the key.
+ * Pipes the answer's body to the client as it comes, then settles: success with the cost read
+ * from the tail, or failure for an in-band stream error, a body that is not the JSON it claims
+ * to be, or a broken upstream stream. Settles exactly once.
+ */
+const pipeAnswer = (res: http.ServerResponse, answer: Answer, settler: Settler): void => {
+  if (res.destroyed) {
+    answer.body.destroy()
+    return settler.unsafeCancel()
+  }
+  res.writeHead(answer.status, copyHeaders(answer.headers))
+  // The tail is kept to read the final usage (cost) and an in-band stream error.
+  let prev: Buffer | undefined
+  let last: Buffer | undefined
+  let settled = false
+  answer.body.on("data", (chunk: Buffer) => {
+    prev = last
+    last = chunk
+  })
+  answer.body.once("end", () => {
+    if (settled) return
+    settled = true
+    const tailBuf = prev === undefined ? last : last === undefined ? prev : Buffer.concat([prev, last])
+    const tail =
+      tailBuf === undefined ? "" : tailBuf.subarray(Math.max(0, tailBuf.length - TAIL)).toString("utf8")
+    const { cost, error } = inspectTail(tail)
+    // A JSON answer that does not end as JSON does (an HTML error page behind a 200, say)
+    // reached the client as sent, but counts against the key, so health can take it out.
+    const notJson =
+      error === undefined && /json/i.test(header1(answer.headers["content-type"]) ?? "") && !endsLikeJson(tail)
+        ? new UpstreamError.ServerError({
+            message: "upstream answered with a body that is not JSON",
+            status: 502
+          })
+        : undefined
+    const failure = error ?? notJson
+    if (failure === undefined) settler.unsafeSucceed(cost)
+    else settler.unsafeFail(failure)
+  })
+  answer.body.once("error", (e) => {
+    if (res.destroyed || settled) return
+    settled = true
+    settler.unsafeFail(transportError(e))
+    res.destroy()
+  })
+  answer.body.pipe(res)
+}
+
+/**
+ * Forwards one request. Most take the fast path, with no fiber: the balancer leases a key
+ * synchronously (`Balancer.unsafeStart`), the upstream call and the piping run on callbacks, and
+ * the outcome is reported synchronously. A fiber per request was most of the gateway's CPU over
+ * a raw proxy's (measured in `examples/bench/gateway.ts`). Whatever needs waiting or a retry
+ * goes to {@link forwardOnFiber}: a stack that cannot select synchronously, no key eligible
+ * right now, or a first attempt that failed before any byte reached the client.
  */
 const forward = (
   engine: EngineState,
@@ -632,64 +713,84 @@ const forward = (
   body: Buffer | undefined,
   request: Balancer.RunRequest
 ) => {
-  const balancer = engine.built.balancer
-  const ctx: RequestContext = {
-    accept: header1(req.headers.accept),
-    referer: header1(req.headers["http-referer"]),
-    title: header1(req.headers["x-title"]),
-    upstream: undefined,
-    answer: undefined
+  const ctx = contextOf(req)
+  const started = engine.built.balancer.unsafeStart(request)
+  if (started === undefined) return forwardOnFiber(engine, live, res, ctx, method, suffix, body, request)
+  // Set once the attempt is settled: closing the response after that is not a disconnect.
+  let settled = false
+  const settler: Settler = {
+    unsafeSucceed: (cost) => {
+      settled = true
+      started.unsafeSucceed(cost)
+    },
+    unsafeFail: (error) => {
+      settled = true
+      started.unsafeFail(error)
+    },
+    unsafeCancel: () => {
+      settled = true
+      started.unsafeCancel()
+    }
   }
+  live.cancel = () => {
+    if (res.writableFinished || settled) return
+    // The client went away: abort the upstream call (or its body) and give the key back.
+    ctx.upstream?.destroy()
+    ctx.answer?.body.destroy()
+    settler.unsafeCancel()
+  }
+  startUpstream(engine, ctx, started.key, method, suffix, body, request.model, (result) => {
+    if (settled) return // the client went away meanwhile
+    if (isAnswer(result)) return pipeAnswer(res, result, settler)
+    settler.unsafeFail(result)
+    // Nothing reached the client yet: the balancer's loop goes on from this failure.
+    if (!res.destroyed) forwardOnFiber(engine, live, res, ctx, method, suffix, body, { ...request, after: started })
+  })
+}
+
+const contextOf = (req: http.IncomingMessage): RequestContext => ({
+  accept: header1(req.headers.accept),
+  referer: header1(req.headers["http-referer"]),
+  title: header1(req.headers["x-title"]),
+  upstream: undefined,
+  answer: undefined
+})
+
+/**
+ * One request on one fiber: select and call upstream through the balancer, with its waits,
+ * backoff and failover; once the answer's head is in, pipe its body to the client while the
+ * fiber waits (suspended, costing nothing) for the body's end, then report the outcome, which
+ * releases the lease. A client that goes away interrupts the fiber; the fiber's observer then
+ * aborts the upstream call and releases the key.
+ */
+const forwardOnFiber = (
+  engine: EngineState,
+  live: Live,
+  res: http.ServerResponse,
+  ctx: RequestContext,
+  method: "GET" | "POST",
+  suffix: string,
+  body: Buffer | undefined,
+  request: Balancer.RunRequest
+) => {
+  const balancer = engine.built.balancer
   // Set once the outcome is being reported: closing the response after that is not a disconnect.
   let settled = false
-  const pipeAnswer = (scoped: Balancer.Scoped<Answer>): Effect.Effect<void> =>
+  const pipeOnFiber = (scoped: Balancer.Scoped<Answer>): Effect.Effect<void> =>
     Effect.async<void>((resume) => {
-      const answer = scoped.value
       const settle = (effect: Effect.Effect<void>) => {
         if (settled) return
         settled = true
         resume(effect)
       }
-      if (res.destroyed) {
-        answer.body.destroy()
-        return settle(scoped.cancel)
-      }
-      res.writeHead(answer.status, copyHeaders(answer.headers))
-      // The tail is kept to read the final usage (cost) and an in-band stream error.
-      let prev: Buffer | undefined
-      let last: Buffer | undefined
-      answer.body.on("data", (chunk: Buffer) => {
-        prev = last
-        last = chunk
+      pipeAnswer(res, scoped.value, {
+        unsafeSucceed: (cost) => settle(scoped.succeed(cost)),
+        unsafeFail: (error) => settle(scoped.fail(error)),
+        unsafeCancel: () => settle(scoped.cancel)
       })
-      answer.body.once("end", () => {
-        const tailBuf = prev === undefined ? last : last === undefined ? prev : Buffer.concat([prev, last])
-        const tail =
-          tailBuf === undefined ? "" : tailBuf.subarray(Math.max(0, tailBuf.length - TAIL)).toString("utf8")
-        const { cost, error } = inspectTail(tail)
-        // A JSON answer that does not end as JSON does (an HTML error page behind a 200, say)
-        // reached the client as sent, but counts against the key, so health can take it out.
-        const notJson =
-          error === undefined &&
-          /json/i.test(header1(answer.headers["content-type"]) ?? "") &&
-          !endsLikeJson(tail)
-            ? new UpstreamError.ServerError({
-                message: "upstream answered with a body that is not JSON",
-                status: 502
-              })
-            : undefined
-        const failure = error ?? notJson
-        settle(failure === undefined ? scoped.succeed(cost) : scoped.fail(failure))
-      })
-      answer.body.once("error", (e) => {
-        if (res.destroyed) return
-        settle(scoped.fail(transportError(e)))
-        res.destroy()
-      })
-      answer.body.pipe(res)
     })
   // The failure answer is decided in the fiber's observer, off the success path.
-  // The held answer is settled by `pipeAnswer`, or cancelled by the observer if the fiber ends
+  // The held answer is settled by `pipeOnFiber`, or cancelled by the observer if the fiber ends
   // any other way: no `Scope` per request (making and closing one cost ~13 µs of CPU, measured).
   let held: Balancer.Scoped<Answer> | undefined
   const program = Effect.flatMap(
@@ -700,7 +801,7 @@ const forward = (
         held = h
       }
     ),
-    pipeAnswer
+    pipeOnFiber
   )
   const fiber = engine.fork(program)
   fiber.addObserver((exit) => {
