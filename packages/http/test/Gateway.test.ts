@@ -48,6 +48,8 @@ const cancelledAndReleased = (sim: Simulator.Handle, gw: Gateway.Gateway) =>
       Effect.map(gw.status, (s) => s.keys[0]!.inFlight === 0 && s.inFlightRequests === 0),
       "the key to be released"
     )
+    // Released with no verdict: a client leaving is not the key's fault.
+    assert.strictEqual((yield* gw.status).keys[0]!.failures, 0)
     assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
   })
 
@@ -710,5 +712,99 @@ describe("Gateway with a misbehaving upstream", () => {
         assert.strictEqual(status.keys[0]!.errors.ServerError, 1)
         assert.strictEqual(status.keys[0]!.successes, 1)
       })
+  )
+})
+
+// Most requests are forwarded with no fiber (round robin offers `unsafeSelect`); a stack without
+// it (random draws from `Random`) runs every request on a fiber. Both must behave the same.
+describe.each([
+  { path: "fast path", strategy: "round-robin" },
+  { path: "fiber path", strategy: "random" }
+])("Gateway forwarding, $path", ({ strategy }) => {
+  const extra = { strategy: [{ name: strategy }] }
+
+  it.scopedLive("failover around a failing key is invisible; every key is released", () =>
+    Effect.gen(function* () {
+      const { sim, gw } = yield* setup(
+        ["flaky", "good"],
+        {
+          keys: simKeys(["flaky", "good"]).map((k) =>
+            k.label === "flaky" ? { ...k, faults: { script: ["500" as const], loop: true } } : k
+          )
+        },
+        extra
+      )
+      for (let i = 0; i < 6; i++) {
+        const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody({ stream: i % 2 === 1 }))
+        assert.strictEqual(r.status, 200)
+      }
+      assert.strictEqual((yield* sim.stats).keys["good"]!.byOutcome["200"], 6)
+      yield* waitUntil(
+        Effect.map(gw.status, (s) => s.inFlightRequests === 0 && s.keys.every((k) => k.inFlight === 0)),
+        "every key to be released"
+      )
+      const status = yield* gw.status
+      assert.strictEqual(status.totals.successes, 6)
+      assert.strictEqual(status.totals.failures, (yield* sim.stats).keys["flaky"]!.byOutcome["500"] ?? 0)
+    })
+  )
+
+  it.scopedLive("every attempt failing: the client gets upstream's own status and body", () =>
+    Effect.gen(function* () {
+      const { gw } = yield* setup(
+        ["down-1", "down-2"],
+        {
+          keys: simKeys(["down-1", "down-2"]).map((k) => ({
+            ...k,
+            faults: { script: ["500" as const], loop: true }
+          }))
+        },
+        extra
+      )
+      const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody())
+      assert.strictEqual(r.status, 500)
+      assert.include(r.text, '"error"')
+      const status = yield* gw.status
+      assert.strictEqual(status.totals.failures, 4)
+      assert.isTrue(status.keys.every((k) => k.inFlight === 0))
+    })
+  )
+
+  it.scopedLive("a client leaving while a retry is in flight cancels it and releases both keys", () =>
+    Effect.gen(function* () {
+      // Round robin starts on `bad` (500), then retries on `stall`; random may start on either.
+      const { sim, gw } = yield* setup(
+        ["bad", "stall"],
+        {
+          keys: simKeys(["bad", "stall"]).map((k) => ({
+            ...k,
+            faults: { script: [k.label === "bad" ? ("500" as const) : ("stall" as const)], loop: true }
+          }))
+        },
+        extra
+      )
+      const req = http.request(`${gw.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }
+      })
+      req.on("error", () => undefined)
+      req.end(chatBody())
+      yield* waitUntil(
+        Effect.map(sim.stats, (s) => s.inFlight === 1),
+        "a request to stall upstream"
+      )
+      assert.strictEqual((yield* gw.status).keys.find((k) => k.id === "stall")!.inFlight, 1)
+      req.destroy()
+      yield* waitUntil(
+        Effect.map(sim.stats, (s) => s.inFlight === 0),
+        "upstream to see the cancel"
+      )
+      yield* waitUntil(
+        Effect.map(gw.status, (s) => s.inFlightRequests === 0 && s.keys.every((k) => k.inFlight === 0)),
+        "both keys to be released"
+      )
+      // The stalled attempt was cancelled, not failed: a client leaving is not the key's fault.
+      assert.strictEqual((yield* gw.status).keys.find((k) => k.id === "stall")!.failures, 0)
+    })
   )
 })
