@@ -231,9 +231,13 @@ const noReport = (): void => {}
  * @since 0.2.0
  * @category Constructors
  */
-export const unsafeLease = (key: Key.Key, unsafeReport: (outcome: Outcome) => void = noReport): UnsafeLease => ({
+export const unsafeLease = (
+  key: Key.Key,
+  unsafeReport: (outcome: Outcome) => void = noReport
+): UnsafeLease => ({
   key,
-  report: unsafeReport === noReport ? () => Effect.void : (outcome) => Effect.sync(() => unsafeReport(outcome)),
+  report:
+    unsafeReport === noReport ? () => Effect.void : (outcome) => Effect.sync(() => unsafeReport(outcome)),
   unsafeReport
 })
 

@@ -33,16 +33,23 @@ export const make = (
     const pool = yield* KeyPool.KeyPool
     const store = yield* StateStore.StateStore
     const id = options.name ?? "default"
-    return storedSelector<number>(pool, store, yield* Effect.clock, ns.cursor, id, (request, keys, cursor) => {
-      const n = keys.length
-      const start = n === 0 ? 0 : (cursor ?? 0) % n
-      for (let i = 0; i < n; i++) {
-        const j = (start + i) % n
-        const k = keys[j]!
-        if (KeySelector.isCandidate(request, k)) return [k, (j + 1) % n]
+    return storedSelector<number>(
+      pool,
+      store,
+      yield* Effect.clock,
+      ns.cursor,
+      id,
+      (request, keys, cursor) => {
+        const n = keys.length
+        const start = n === 0 ? 0 : (cursor ?? 0) % n
+        for (let i = 0; i < n; i++) {
+          const j = (start + i) % n
+          const k = keys[j]!
+          if (KeySelector.isCandidate(request, k)) return [k, (j + 1) % n]
+        }
+        return [undefined, cursor]
       }
-      return [undefined, cursor]
-    })
+    )
   })
 
 /**

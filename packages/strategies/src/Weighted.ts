@@ -39,27 +39,34 @@ export const make = (
     const pool = yield* KeyPool.KeyPool
     const store = yield* StateStore.StateStore
     const id = options.name ?? "default"
-    return storedSelector<Totals>(pool, store, yield* Effect.clock, ns.weighted, id, (request, keys, current) => {
-      // Updated in place: the totals are plain data, so a shared store can still serialise them.
-      const totals: Totals = current ?? Object.create(null)
-      // Nothing to ask per key on a first attempt under no decorator.
-      const all = request.gate === undefined && request.tried.size === 0
-      let total = 0
-      let best: Key.Key | undefined
-      let bestValue = -Infinity
-      for (const k of keys) {
-        if (!all && !KeySelector.isCandidate(request, k)) continue
-        const v = (totals[k.id] ?? 0) + k.weight
-        totals[k.id] = v
-        total += k.weight
-        if (v > bestValue) {
-          best = k
-          bestValue = v
+    return storedSelector<Totals>(
+      pool,
+      store,
+      yield* Effect.clock,
+      ns.weighted,
+      id,
+      (request, keys, current) => {
+        // Updated in place: the totals are plain data, so a shared store can still serialise them.
+        const totals: Totals = current ?? Object.create(null)
+        // Nothing to ask per key on a first attempt under no decorator.
+        const all = request.gate === undefined && request.tried.size === 0
+        let total = 0
+        let best: Key.Key | undefined
+        let bestValue = -Infinity
+        for (const k of keys) {
+          if (!all && !KeySelector.isCandidate(request, k)) continue
+          const v = (totals[k.id] ?? 0) + k.weight
+          totals[k.id] = v
+          total += k.weight
+          if (v > bestValue) {
+            best = k
+            bestValue = v
+          }
         }
+        if (best !== undefined) totals[best.id] = bestValue - total
+        return [best, totals]
       }
-      if (best !== undefined) totals[best.id] = bestValue - total
-      return [best, totals]
-    })
+    )
   })
 
 /**

@@ -676,7 +676,9 @@ const pipeAnswer = (res: http.ServerResponse, answer: Answer, settler: Settler):
     // A JSON answer that does not end as JSON does (an HTML error page behind a 200, say)
     // reached the client as sent, but counts against the key, so health can take it out.
     const notJson =
-      error === undefined && /json/i.test(header1(answer.headers["content-type"]) ?? "") && !endsLikeJson(tail)
+      error === undefined &&
+      /json/i.test(header1(answer.headers["content-type"]) ?? "") &&
+      !endsLikeJson(tail)
         ? new UpstreamError.ServerError({
             message: "upstream answered with a body that is not JSON",
             status: 502
@@ -744,7 +746,8 @@ const forward = (
     if (isAnswer(result)) return pipeAnswer(res, result, settler)
     settler.unsafeFail(result)
     // Nothing reached the client yet: the balancer's loop goes on from this failure.
-    if (!res.destroyed) forwardOnFiber(engine, live, res, ctx, method, suffix, body, { ...request, after: started })
+    if (!res.destroyed)
+      forwardOnFiber(engine, live, res, ctx, method, suffix, body, { ...request, after: started })
   })
 }
 
