@@ -108,9 +108,11 @@ const gatewayLayouts: ReadonlyArray<GatewayLayout> =
   gw.layouts ?? (gw.targets === undefined ? [] : [{ ...(gw as GatewayBench.LayoutResult), layout: "shared" }])
 const measured = (name: GatewayBench.Layout) =>
   gatewayLayouts.find((l): l is GatewayBench.LayoutResult => l.layout === name && !("skipped" in l))
-// Throughput on the shared layout, the harder one; added latency where the proxy has a core of its own, when it could run.
+// Both targets are judged on the shared layout, the harder one (and the issue's own); the pinned
+// layout's added latency is reported beside it.
 const throughputLayout = measured("shared")
-const latencyLayout = measured("pinned") ?? measured("shared")
+const latencyLayout = measured("shared") ?? measured("pinned")
+const pinnedLayout = measured("pinned")
 const gatewayTargetNotes: Record<string, string> = {
   gatewayAtLeast07xRawProxy:
     throughputLayout === undefined
@@ -119,7 +121,10 @@ const gatewayTargetNotes: Record<string, string> = {
   gatewayAddedP50Under1ms:
     latencyLayout === undefined
       ? "not measured"
-      : `judged on the ${latencyLayout.layout} layout: ${f(latencyLayout.gatewayAddedP50Ms, 2)} ms`
+      : `judged on the ${latencyLayout.layout} layout: ${f(latencyLayout.gatewayAddedP50Ms, 2)} ms` +
+        (pinnedLayout === undefined || pinnedLayout === latencyLayout
+          ? ""
+          : ` (pinned: ${f(pinnedLayout.gatewayAddedP50Ms, 2)} ms)`)
 }
 
 const targets = {
@@ -158,7 +163,7 @@ md.push(
 )
 md.push("## 1. Selection cost (select-and-report, no network)", "")
 md.push(
-  'Each cycle is `select(request) >>= lease.report(success)`, run uninterruptibly, as core\'s Balancer runs it: the report gives the lease back. The harness row (a selector handing out a fixed lease) is the cost of the Effect steps alone; "over harness" subtracts it. The last row per pool size is the whole `Balancer.run` over the composed stack, with an upstream that answers at once. Each figure is the fastest of five equal time slices (other work on a shared machine only slows a slice down).',
+  "Each cycle is `select(request) >>= lease.report(success)`, run uninterruptibly, as core's Balancer runs it: the report gives the lease back. The harness row (a selector handing out a fixed lease) is the cost of the Effect steps alone; \"over harness\" subtracts it. The last rows per pool size are the whole `Balancer.run` over the composed stack, with an upstream that answers at once, and the gateway's fast path over the same stack (`Balancer.unsafeStart` then `unsafeSucceed`). Rows marked `unsafeSelect` are the same cycle run synchronously, with no fiber (`unsafeSelect` then `unsafeReport`): they have no Effect steps, so nothing is subtracted. Each figure is the fastest of five equal time slices (other work on a shared machine only slows a slice down).",
   ""
 )
 md.push(
@@ -168,7 +173,10 @@ md.push(
 for (const r of selection) {
   const harness = selection.find((h) => h.keys === r.keys && h.strategy.startsWith("harness"))
   const over =
-    harness === undefined || r.strategy.startsWith("seed") || r.strategy.startsWith("harness")
+    harness === undefined ||
+    r.strategy.startsWith("seed") ||
+    r.strategy.startsWith("harness") ||
+    r.strategy.includes("unsafe")
       ? ""
       : f(Math.max(0, r.nsPerOp - harness.nsPerOp))
   md.push(

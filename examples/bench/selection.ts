@@ -98,6 +98,16 @@ export const cycles = (selector: KeySelector.Service, n: number) =>
     for (let i = 0; i < n; i++) yield* cycle
   })
 
+/** `n` synchronous select-and-report cycles through `unsafeSelect`, the gateway's fast path. */
+export const unsafeCycles = (unsafeSelect: NonNullable<KeySelector.Service["unsafeSelect"]>, n: number) => {
+  for (let i = 0; i < n; i++) {
+    const lease = unsafeSelect(request)
+    if (!KeySelector.isUnsafeLease(lease))
+      throw new Error("unsafeSelect did not decide: the row would measure nothing")
+    lease.unsafeReport(outcome)
+  }
+}
+
 export interface Row {
   readonly strategy: string
   readonly keys: number
@@ -165,15 +175,23 @@ export const run = async (options: { readonly budgetMs?: number } = {}): Promise
       const runtime = ManagedRuntime.make(Layer.provideMerge(layer, env(n)))
       const selector = Context.get(await runtime.runtime().then((r) => r.context), KeySelector.KeySelector)
       const m = await measure((k) => runtime.runPromise(cycles(selector, k)), budgetMs, n === 5 ? 2000 : 200)
+      const unsafeSelect = selector.unsafeSelect
+      const u =
+        unsafeSelect === undefined
+          ? undefined
+          : await measure(async (k) => unsafeCycles(unsafeSelect, k), budgetMs, n === 5 ? 2000 : 200)
       await runtime.dispose()
-      const nsPerOp = (m.ms * 1e6) / m.ops
-      rows.push({
-        strategy: name,
-        keys: n,
-        opsPerSec: m.ops / (m.ms / 1000),
-        nsPerOp,
-        vsSeedFloor: nsPerOp / base.nsPerOp
-      })
+      for (const [label, r] of [[name, m] as const, [`${name}, unsafeSelect`, u] as const]) {
+        if (r === undefined) continue
+        const nsPerOp = (r.ms * 1e6) / r.ops
+        rows.push({
+          strategy: label,
+          keys: n,
+          opsPerSec: r.ops / (r.ms / 1000),
+          nsPerOp,
+          vsSeedFloor: nsPerOp / base.nsPerOp
+        })
+      }
     }
     // The whole per-request path of core's Balancer.run over the composed stack, upstream a no-op.
     const runtime = ManagedRuntime.make(
@@ -196,15 +214,39 @@ export const run = async (options: { readonly budgetMs?: number } = {}): Promise
       budgetMs,
       n === 5 ? 2000 : 200
     )
+    // The gateway's fast path over the same stack: the first attempt leased and settled synchronously.
+    const fast = balancer.unsafeStart({ model: "openai/gpt-4o-mini" })
+    fast?.unsafeCancel()
+    const u =
+      fast === undefined
+        ? undefined
+        : await measure(
+            async (k) => {
+              for (let i = 0; i < k; i++) {
+                const started = balancer.unsafeStart({ model: "openai/gpt-4o-mini" })
+                if (started === undefined)
+                  throw new Error("unsafeStart did not start: the row would measure nothing")
+                started.unsafeSucceed(0.0001)
+              }
+            },
+            budgetMs,
+            n === 5 ? 2000 : 200
+          )
     await runtime.dispose()
-    const nsPerOp = (m.ms * 1e6) / m.ops
-    rows.push({
-      strategy: "Balancer.run over the composed stack (no-op upstream)",
-      keys: n,
-      opsPerSec: m.ops / (m.ms / 1000),
-      nsPerOp,
-      vsSeedFloor: nsPerOp / base.nsPerOp
-    })
+    for (const [label, r] of [
+      ["Balancer.run over the composed stack (no-op upstream)", m] as const,
+      ["Balancer.unsafeStart + unsafeSucceed over the composed stack", u] as const
+    ]) {
+      if (r === undefined) continue
+      const nsPerOp = (r.ms * 1e6) / r.ops
+      rows.push({
+        strategy: label,
+        keys: n,
+        opsPerSec: r.ops / (r.ms / 1000),
+        nsPerOp,
+        vsSeedFloor: nsPerOp / base.nsPerOp
+      })
+    }
   }
   return rows
 }

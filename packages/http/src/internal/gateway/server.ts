@@ -1,9 +1,10 @@
 /**
  * The gateway's hot path: a raw `node:http` handler, upstream through keep-alive `http.Agent`s, bodies piped
- * as Node streams. Effect runs the decisions only (key selection, leases, outcome reports, retry
- * and failover) on the engine's prebuilt runtime: one fiber per request, which selects and calls
- * upstream, waits suspended while the body is piped, then reports the outcome and releases the lease.
- * Measured per-request cost and where it goes: `examples/bench/gateway.ts` (CPU µs per request).
+ * as Node streams. A request whose stack can decide at once is forwarded with no fiber: the
+ * balancer leases its first attempt synchronously (`Balancer.unsafeStart`) and callbacks settle
+ * it. Effect runs everything that waits or retries (a permit, a cooldown, failover, backoff) on
+ * the engine's prebuilt runtime, one fiber per such request. Measured per-request cost and where
+ * it goes: `examples/bench/gateway.ts` (CPU µs per request).
  */
 import type * as Balancer from "@or-balancer/core/Balancer"
 import type * as Key from "@or-balancer/core/Key"
