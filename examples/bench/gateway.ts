@@ -275,7 +275,8 @@ const runGateway = async () => {
       baseUrl: process.env.OR_GATEWAY_BENCH_UPSTREAM!,
       tokens: ["BENCH_TOKEN"],
       keys: LABELS.map((id, i) => ({ id, secretEnv: `BENCH_KEY_${i}` })),
-      strategy: [{ name: "round-robin" }]
+      // Round robin, like the raw proxy; OR_GATEWAY_BENCH_STRATEGY (the config's JSON list) measures another stack.
+      strategy: JSON.parse(process.env.OR_GATEWAY_BENCH_STRATEGY ?? '[{ "name": "round-robin" }]') as unknown
     }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
   )
   const scope = Effect.runSync(Scope.make())
