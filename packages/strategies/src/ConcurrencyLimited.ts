@@ -11,6 +11,10 @@
  * used because a waiter must take "the first permit freed on any of several keys", which one
  * semaphore per key cannot express without racing and leaking permits.
  *
+ * `unsafeSelect` (offered when the inner selector has it and the pool reads synchronously) takes
+ * a free permit as `select` would, and answers `undefined`, having taken nothing, where `select`
+ * would wait in the queue.
+ *
  * @since 0.1.0
  */
 import type * as Key from "@or-balancer/core/Key"
@@ -70,6 +74,7 @@ export const makeWithStatus = (
   Effect.gen(function* () {
     const inner = yield* KeySelector.KeySelector
     const pool = yield* KeyPool.KeyPool
+    const clock = yield* Effect.clock
     const defaultMax = options.defaultMax ?? 10
     const inUse = new Map<string, number>()
     const waiters: Array<Waiter> = []
@@ -97,18 +102,32 @@ export const makeWithStatus = (
 
     // The lease gives its permit back when reported, then reports to the inner lease.
     // A second report (a caller breaking the once-only contract) must not free a second permit.
-    const holding = (lease: KeySelector.Lease): KeySelector.Lease => {
-      const key = lease.key
+    // One release path for both report forms: `giveBack` answers whether this report is the first.
+    const permit = (key: Key.Key) => {
       let held = true
-      return KeySelector.lease(key, (outcome) =>
-        Effect.suspend(() => {
-          if (!held) return Effect.void
-          held = false
-          release(key)
-          return lease.report(outcome)
-        })
+      return (): boolean => {
+        if (!held) return false
+        held = false
+        release(key)
+        return true
+      }
+    }
+    const holding = (lease: KeySelector.Lease): KeySelector.Lease => {
+      const giveBack = permit(lease.key)
+      return KeySelector.lease(lease.key, (outcome) =>
+        Effect.suspend(() => (giveBack() ? lease.report(outcome) : Effect.void))
       )
     }
+    const unsafeHolding = (lease: KeySelector.UnsafeLease): KeySelector.UnsafeLease => {
+      const giveBack = permit(lease.key)
+      return KeySelector.unsafeLease(lease.key, (outcome) => {
+        if (giveBack()) lease.unsafeReport(outcome)
+      })
+    }
+    // Whether a selection the inner selector refused waits for a permit (else it fails at once):
+    // some candidate is only full, and the deadline is still ahead.
+    const waitsFor = (request: KeySelector.SelectRequest, keys: ReadonlyArray<Key.Key>): boolean =>
+      request.deadline !== undefined && KeySelector.candidates(request, keys).some((k) => !isFree(k))
 
     // Waits in the queue, interruptibly (selection itself runs uninterruptibly). A permit handed
     // over is ours from then on: if an interruption lands at the same moment, it is passed on.
@@ -152,8 +171,7 @@ export const makeWithStatus = (
         (error) =>
           Effect.flatMap(pool.get, (keys) => {
             const deadline = request.deadline
-            const full = KeySelector.candidates(request, keys).some((k) => !isFree(k))
-            if (!full || deadline === undefined) return Effect.fail(error)
+            if (deadline === undefined || !waitsFor(request, keys)) return Effect.fail(error)
             return Effect.flatMap(Clock.currentTimeMillis, (now) =>
               now >= deadline ? Effect.fail(error) : waitAndSelect(request, deadline - now, error)
             )
@@ -185,11 +203,37 @@ export const makeWithStatus = (
         })
       })
 
+    const innerUnsafe = inner.unsafeSelect
+    const keysNow = pool.unsafeGet
+    const unsafeSelect: KeySelector.Service["unsafeSelect"] =
+      innerUnsafe === undefined || keysNow === undefined
+        ? undefined
+        : (request) => {
+            const picked = innerUnsafe(KeySelector.withGate(request, fullGate))
+            if (picked === undefined) return undefined
+            if (picked instanceof KeySelector.NoKeyAvailable) {
+              const deadline = request.deadline
+              return deadline !== undefined &&
+                waitsFor(request, keysNow()) &&
+                clock.unsafeCurrentTimeMillis() < deadline
+                ? undefined
+                : picked
+            }
+            // Nothing yielded since the gate was read, so the key is still free, unless the inner
+            // selector ignored the gate: then, as `select` does, give its lease back and start over.
+            if (!isFree(picked.key)) {
+              picked.unsafeReport(CANCELLED)
+              return unsafeSelect!(request)
+            }
+            take(picked.key)
+            return unsafeHolding(picked)
+          }
+
     const status: Effect.Effect<Status> = Effect.sync(() => ({
       inUse: new Map(Array.from(inUse).filter(([, n]) => n > 0)),
       waiting: waiters.length
     }))
-    return { selector: KeySelector.make(select), status }
+    return { selector: KeySelector.make(select, unsafeSelect), status }
   })
 
 /**

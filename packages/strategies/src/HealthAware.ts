@@ -20,6 +20,10 @@
  *
  * The state lives in the `StateStore` (namespace `or-balancer/health`); read it with {@link status}.
  *
+ * `unsafeSelect` (offered when the inner selector has it and the pool and store have synchronous
+ * forms) makes `select`'s choice synchronously, claiming a half-open trial slot the same way; with
+ * probes, it answers `undefined`, having changed nothing, whenever a probe is due.
+ *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
@@ -33,7 +37,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
-import { ns } from "./internal/common.js"
+import { ns, syncAccess } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -167,51 +171,66 @@ export const make = (
       return { failures: 0, ejections, until: now + cooldown, reason }
     }
 
+    // --- State transitions: each is one `modify` of a key's record, run by both paths ---------
+
+    const failed = (error: UpstreamError.UpstreamError, now: number): Step => {
+      const wait = waitOf(error)
+      return (r) => {
+        const failures = (r?.failures ?? 0) + 1
+        const eject =
+          r?.until !== undefined || // a failed half-open trial (or a late report while out)
+          wait !== undefined ||
+          UpstreamError.disposition(error) === "eject" ||
+          failures >= threshold
+        return [
+          undefined,
+          eject ? ejected(r, now, error._tag, wait) : { ...r, ejections: r?.ejections ?? 0, failures }
+        ]
+      }
+    }
+
+    // A 429 for the whole account cools the account's other keys: which ones, and their transition.
+    const accountWide = (
+      key: Key.Key,
+      error: UpstreamError.UpstreamError,
+      now: number
+    ): { readonly covers: (k: Key.Key) => boolean; readonly step: Step } | undefined => {
+      if (error._tag !== "RateLimited" || error.scope !== "account" || key.account === undefined)
+        return undefined
+      const account = key.account
+      const wait = waitOf(error)
+      const until = now + (wait ?? base)
+      return {
+        covers: (k) => k.account === account && k.id !== key.id,
+        step: (r) => [
+          undefined,
+          {
+            failures: r?.failures ?? 0,
+            ejections: r?.ejections ?? 0,
+            until: Math.max(r?.until ?? 0, until),
+            reason: `RateLimited (account ${account})`
+          }
+        ]
+      }
+    }
+
     const record = (key: Key.Key, error: UpstreamError.UpstreamError | undefined): Effect.Effect<void> =>
       // A success needs no clock: it clears the record.
       error === undefined ? store.set(ns.health, key.id, undefined) : recordFailure(key, error)
 
     const recordFailure = (key: Key.Key, error: UpstreamError.UpstreamError): Effect.Effect<void> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        if (!UpstreamError.countsAgainstKey(error)) {
-          // Not the key's fault: a half-open trial simply ends, the key stays half-open.
-          return store.modify<Record, void>(ns.health, key.id, (r) => [
-            undefined,
-            r === undefined ? r : { ...r, testing: false }
-          ])
-        }
-        const wait = Option.getOrUndefined(Option.map(UpstreamError.retryAfterOf(error), Duration.toMillis))
-        const self = store.modify<Record, void>(ns.health, key.id, (r) => {
-          const failures = (r?.failures ?? 0) + 1
-          const eject =
-            r?.until !== undefined || // a failed half-open trial (or a late report while out)
-            wait !== undefined ||
-            UpstreamError.disposition(error) === "eject" ||
-            failures >= threshold
-          return [
-            undefined,
-            eject ? ejected(r, now, error._tag, wait) : { ...r, ejections: r?.ejections ?? 0, failures }
-          ]
-        })
-        if (error._tag !== "RateLimited" || error.scope !== "account" || key.account === undefined)
-          return self
-        const account = key.account
-        const until = now + (wait ?? base)
+        if (!UpstreamError.countsAgainstKey(error))
+          return store.modify<Record, void>(ns.health, key.id, endTesting)
+        const self = store.modify<Record, void>(ns.health, key.id, failed(error, now))
+        const cool = accountWide(key, error, now)
+        if (cool === undefined) return self
         return Effect.zipRight(
           self,
           Effect.flatMap(pool.get, (keys) =>
             Effect.forEach(
-              keys.filter((k) => k.account === account && k.id !== key.id),
-              (k) =>
-                store.modify<Record, void>(ns.health, k.id, (r) => [
-                  undefined,
-                  {
-                    failures: r?.failures ?? 0,
-                    ejections: r?.ejections ?? 0,
-                    until: Math.max(r?.until ?? 0, until),
-                    reason: `RateLimited (account ${account})`
-                  }
-                ]),
+              keys.filter(cool.covers),
+              (k) => store.modify<Record, void>(ns.health, k.id, cool.step),
               { discard: true }
             )
           )
@@ -221,10 +240,7 @@ export const make = (
     // Free probes for keys whose cooldown ended: one per key at a time, before any paid request.
     const probe = (keys: ReadonlyArray<Key.Key>, records: ReadonlyMap<string, Record>, now: number) => {
       if (Option.isNone(lookup)) return Effect.void
-      const due = keys.filter((k) => {
-        const r = records.get(k.id)
-        return isHalfOpen(r, now) && r?.testing !== true
-      })
+      const due = keys.filter((k) => isDue(records.get(k.id), now))
       if (due.length === 0) return Effect.void
       const service = lookup.value
       return Effect.forEach(
@@ -258,11 +274,7 @@ export const make = (
     const records = Effect.map(store.entries<Record>(ns.health), recordsOf)
 
     // A half-open trial that ends without a verdict frees the slot for the next one.
-    const endTrial = (key: Key.Key) =>
-      store.modify<Record, void>(ns.health, key.id, (r) => [
-        undefined,
-        r && r.testing === true ? { ...r, testing: false } : r
-      ])
+    const endTrial = (key: Key.Key) => store.modify<Record, void>(ns.health, key.id, endTrialStep)
 
     const wrap = (lease: KeySelector.Lease, trialLease: boolean): KeySelector.Lease => {
       const key = lease.key
@@ -280,49 +292,47 @@ export const make = (
     }
     const plain = (lease: KeySelector.Lease) => wrap(lease, false)
 
+    // The request the inner selector sees: out keys gated away, unless in panic (then unchanged).
+    const narrow = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      records: ReadonlyMap<string, Record>,
+      now: number
+    ): KeySelector.SelectRequest => {
+      if (records.size === 0) return request
+      let out = 0
+      for (const k of keys) if (isOut(records.get(k.id), now)) out++
+      if (out / keys.length > panicThreshold) return request
+      return KeySelector.withGate(request, (k) => {
+        const r = records.get(k.id)
+        if (r === undefined || r.until === undefined) return undefined
+        if (r.until > now) return { reason: "unhealthy", until: r.until }
+        // Half-open: with trials, one request at a time; with probes, not before the probe says so.
+        return trial && r.testing !== true ? undefined : { reason: "unhealthy" }
+      })
+    }
+    const needsTrial = (key: Key.Key, records: ReadonlyMap<string, Record>, now: number) =>
+      trial && isHalfOpen(records.get(key.id), now)
+
     const choose = (
       request: KeySelector.SelectRequest,
       keys: ReadonlyArray<Key.Key>,
       records: ReadonlyMap<string, Record>,
       now: number
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> => {
-      let narrowed = request
-      let gated = false
-      if (records.size > 0) {
-        let out = 0
-        for (const k of keys) if (isOut(records.get(k.id), now)) out++
-        const panic = out / keys.length > panicThreshold
-        if (!panic) {
-          gated = true
-          narrowed = KeySelector.withGate(request, (k) => {
-            const r = records.get(k.id)
-            if (r === undefined || r.until === undefined) return undefined
-            if (r.until > now) return { reason: "unhealthy", until: r.until }
-            // Half-open: with trials, one request at a time; with probes, not before the probe says so.
-            return trial && r.testing !== true ? undefined : { reason: "unhealthy" }
-          })
-        }
-      }
+      const narrowed = narrow(request, keys, records, now)
       return Effect.flatMap(inner.select(narrowed), (lease) => {
-        const key = lease.key
-        if (!(trial && isHalfOpen(records.get(key.id), now))) return Effect.succeed(plain(lease))
+        if (!needsTrial(lease.key, records, now)) return Effect.succeed(plain(lease))
         // The trial slot is claimed atomically: the gate read the records before the inner
         // selector ran, and another selection may have claimed the slot while it yielded.
-        return Effect.flatMap(
-          store.modify<Record, Claim>(ns.health, key.id, (r) =>
-            r === undefined || r.until === undefined
-              ? ["plain", r] // closed meanwhile (a late success): no trial needed
-              : r.testing === true
-                ? ["taken", r]
-                : ["trial", { ...r, testing: true }]
-          ),
-          (claim) =>
-            claim === "trial"
-              ? Effect.succeed(wrap(lease, true))
-              : claim === "plain" || !gated // in panic health is ignored: no trial to wait for
-                ? Effect.succeed(plain(lease))
-                : Effect.zipRight(lease.report(CANCELLED), select(request))
-        )
+        return Effect.flatMap(store.modify<Record, Claim>(ns.health, lease.key.id, claimTrial), (claim) => {
+          const next = afterClaim(claim, narrowed !== request)
+          return next === "trial"
+            ? Effect.succeed(wrap(lease, true))
+            : next === "plain"
+              ? Effect.succeed(plain(lease))
+              : Effect.zipRight(lease.report(CANCELLED), select(request))
+        })
       })
     }
 
@@ -347,10 +357,90 @@ export const make = (
           })
         )
       })
-    return KeySelector.make(select)
+
+    // --- The synchronous path: the same transitions, on the store's synchronous forms ----------
+
+    const sync = syncAccess(pool, store)
+    const innerUnsafe = inner.unsafeSelect
+    if (sync === undefined || innerUnsafe === undefined) return KeySelector.make(select)
+    const clock = yield* Effect.clock
+
+    const unsafeRecord = (key: Key.Key, error: UpstreamError.UpstreamError | undefined): void => {
+      if (error === undefined) return sync.store.set(ns.health, key.id, undefined)
+      if (!UpstreamError.countsAgainstKey(error))
+        return sync.store.modify<Record, void>(ns.health, key.id, endTesting)
+      const now = clock.unsafeCurrentTimeMillis()
+      sync.store.modify<Record, void>(ns.health, key.id, failed(error, now))
+      const cool = accountWide(key, error, now)
+      if (cool === undefined) return
+      for (const k of sync.keys())
+        if (cool.covers(k)) sync.store.modify<Record, void>(ns.health, k.id, cool.step)
+    }
+
+    const unsafeWrap = (lease: KeySelector.UnsafeLease, trialLease: boolean): KeySelector.UnsafeLease => {
+      const key = lease.key
+      return KeySelector.unsafeLease(key, (outcome) => {
+        if (outcome._tag === "Success") unsafeRecord(key, undefined)
+        else if (outcome._tag === "Failure") unsafeRecord(key, outcome.error)
+        else if (trialLease) sync.store.modify<Record, void>(ns.health, key.id, endTrialStep)
+        lease.unsafeReport(outcome)
+      })
+    }
+
+    const unsafeSelect = (
+      request: KeySelector.SelectRequest
+    ): KeySelector.UnsafeLease | KeySelector.NoKeyAvailable | undefined => {
+      const entries = sync.store.entries<Record>(ns.health)
+      if (entries.length === 0) {
+        const picked = innerUnsafe(request)
+        return KeySelector.isUnsafeLease(picked) ? unsafeWrap(picked, false) : picked
+      }
+      const current = recordsOf(entries)
+      const keys = sync.keys()
+      const now = clock.unsafeCurrentTimeMillis()
+      // A probe due is a `CreditLookup` call `select` runs first: not ours to run.
+      if (!trial && keys.some((k) => isDue(current.get(k.id), now))) return undefined
+      const narrowed = narrow(request, keys, current, now)
+      const picked = innerUnsafe(narrowed)
+      if (!KeySelector.isUnsafeLease(picked)) return picked
+      if (!needsTrial(picked.key, current, now)) return unsafeWrap(picked, false)
+      const next = afterClaim(
+        sync.store.modify<Record, Claim>(ns.health, picked.key.id, claimTrial),
+        narrowed !== request
+      )
+      if (next !== "again") return unsafeWrap(picked, next === "trial")
+      picked.unsafeReport(CANCELLED)
+      return unsafeSelect(request)
+    }
+    return KeySelector.make(select, unsafeSelect)
   })
 
 type Claim = "trial" | "plain" | "taken"
+type Step = (r: Record | undefined) => readonly [void, Record | undefined]
+
+const isDue = (r: Record | undefined, now: number) => isHalfOpen(r, now) && r?.testing !== true
+
+// A failure that is not the key's: a half-open trial simply ends, the key stays half-open.
+const endTesting: Step = (r) => [undefined, r === undefined ? r : { ...r, testing: false }]
+
+// A trial with no verdict frees the slot.
+const endTrialStep: Step = (r) => [undefined, r && r.testing === true ? { ...r, testing: false } : r]
+
+const claimTrial = (r: Record | undefined): readonly [Claim, Record | undefined] =>
+  r === undefined || r.until === undefined
+    ? ["plain", r] // closed meanwhile (a late success): no trial needed
+    : r.testing === true
+      ? ["taken", r]
+      : ["trial", { ...r, testing: true }]
+
+// What the claim makes of the inner lease. A slot taken by another selection sends this one back
+// to select again, unless in panic, where health is ignored and there is no trial to wait for.
+const afterClaim = (claim: Claim, gated: boolean): "trial" | "plain" | "again" =>
+  claim === "trial" ? "trial" : claim === "plain" || !gated ? "plain" : "again"
+
+const waitOf = (error: UpstreamError.UpstreamError): number | undefined =>
+  Option.getOrUndefined(Option.map(UpstreamError.retryAfterOf(error), Duration.toMillis))
+
 const CANCELLED = KeySelector.cancelled()
 
 /**

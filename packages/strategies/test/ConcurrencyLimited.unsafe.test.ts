@@ -1,0 +1,192 @@
+import { describe, expect, it } from "@effect/vitest"
+import { KeyPool, KeySelector, StateStore, UpstreamError } from "@or-balancer/core"
+import { ConcurrencyLimited, RoundRobin } from "@or-balancer/strategies"
+import { Context, Effect, Either, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
+import { base, key, refuse, request } from "./util.js"
+
+// ConcurrencyLimited.unsafeSelect: the same choice as `select`, synchronously; `undefined` where
+// `select` would wait for a permit.
+
+class Status extends Context.Tag("test/ConcurrencyLimited/Status")<
+  Status,
+  Effect.Effect<ConcurrencyLimited.Status>
+>() {}
+
+const limited = (
+  inner: Layer.Layer<KeySelector.KeySelector, never, KeyPool.KeyPool | StateStore.StateStore>
+) =>
+  Layer.effectContext(
+    Effect.map(ConcurrencyLimited.makeWithStatus({ defaultMax: 2 }), (m) =>
+      Context.make(KeySelector.KeySelector, m.selector).pipe(Context.add(Status, m.status))
+    )
+  ).pipe(Layer.provideMerge(inner))
+
+const pool = [key("a", { maxConcurrency: 1 }), key("b"), key("c", { maxConcurrency: 1 })]
+
+const stack = (ks: ReadonlyArray<ReturnType<typeof key>> = pool) =>
+  limited(RoundRobin.layer()).pipe(Layer.provideMerge(base(ks)))
+
+const statusOf = (ctx: Context.Context<Status>) => Effect.flatMap(Context.get(ctx, Status), snapshot)
+const snapshot = (s: ConcurrencyLimited.Status) =>
+  Effect.succeed({ inUse: Object.fromEntries(s.inUse), waiting: s.waiting })
+
+const server = new UpstreamError.ServerError({ message: "502", status: 502 })
+const outcomeOf = (kind: "success" | "failure" | "cancelled"): KeySelector.Outcome =>
+  kind === "success"
+    ? KeySelector.success("1 millis", 0.01)
+    : kind === "failure"
+      ? KeySelector.failure("1 millis", server)
+      : KeySelector.cancelled()
+
+const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
+  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
+
+const op = fc.oneof(
+  fc.record({
+    _tag: fc.constant("select" as const),
+    refused: fc.subarray(["a", "b", "c"])
+  }),
+  fc.record({
+    _tag: fc.constant("report" as const),
+    // Any lease taken so far: some are reported twice.
+    which: fc.nat(),
+    outcome: fc.constantFrom("success" as const, "failure" as const, "cancelled" as const),
+    // How the fast path's lease is reported: both forms are the same report.
+    effect: fc.boolean()
+  })
+)
+
+describe("ConcurrencyLimited.unsafeSelect", () => {
+  it.effect.prop(
+    "random selections and reports, through select/report and through unsafeSelect/unsafeReport: same picks, same permits",
+    { ops: fc.array(op, { maxLength: 40 }) },
+    ({ ops }) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const viaEffect = yield* Layer.build(stack())
+          const viaSync = yield* Layer.build(stack())
+          const slow = Context.get(viaEffect, KeySelector.KeySelector)
+          const fast = Context.get(viaSync, KeySelector.KeySelector)
+          const unsafeSelect = fast.unsafeSelect!
+          expect(unsafeSelect).toBeDefined()
+          const slowLeases: Array<KeySelector.Lease> = []
+          const fastLeases: Array<KeySelector.UnsafeLease> = []
+          for (const o of ops) {
+            if (o._tag === "select") {
+              // No deadline: `select` never waits, so the fast path always decides.
+              const req = request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {})
+              const s = yield* Effect.either(slow.select(req))
+              const f = unsafeSelect(req)
+              expect(f).toBeDefined()
+              expect(describeAnswer(f!)).toBe(describeAnswer(Either.isRight(s) ? s.right : s.left))
+              if (Either.isRight(s)) slowLeases.push(s.right)
+              if (KeySelector.isUnsafeLease(f)) fastLeases.push(f)
+            } else if (slowLeases.length > 0) {
+              const i = o.which % slowLeases.length
+              const outcome = outcomeOf(o.outcome)
+              yield* slowLeases[i]!.report(outcome)
+              if (o.effect) yield* fastLeases[i]!.report(outcome)
+              else fastLeases[i]!.unsafeReport(outcome)
+            }
+            expect(yield* statusOf(viaSync)).toEqual(yield* statusOf(viaEffect))
+          }
+        })
+      ),
+    { fastCheck: { numRuns: 150 } }
+  )
+
+  it.effect(
+    "every candidate full: undefined while select would wait (nothing taken), the refusal once it would fail",
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(
+            stack([key("a", { maxConcurrency: 1 }), key("b", { maxConcurrency: 1 })])
+          )
+          const selector = Context.get(ctx, KeySelector.KeySelector)
+          const unsafeSelect = selector.unsafeSelect!
+          const a = unsafeSelect(request({ deadline: 1_000 }))
+          const b = unsafeSelect(request({ deadline: 1_000 }))
+          expect([a, b].map((l) => (KeySelector.isUnsafeLease(l) ? l.key.id : l))).toEqual(["a", "b"])
+          const before = yield* statusOf(ctx)
+          expect(before).toEqual({ inUse: { a: 1, b: 1 }, waiting: 0 })
+
+          // A deadline ahead: `select` would queue, so the fast path does not decide.
+          expect(unsafeSelect(request({ deadline: 1_000 }))).toBeUndefined()
+          expect(yield* statusOf(ctx)).toEqual(before)
+          // No deadline, or one already passed: `select` fails at once, and so does this, alike.
+          const none = unsafeSelect(request())
+          expect(none).toBeInstanceOf(KeySelector.NoKeyAvailable)
+          expect((none as KeySelector.NoKeyAvailable).reason).toBe("concurrency")
+          expect(none).toEqual(yield* Effect.flip(selector.select(request())))
+          yield* TestClock.setTime(1_000)
+          expect(unsafeSelect(request({ deadline: 1_000 }))).toEqual(
+            yield* Effect.flip(selector.select(request({ deadline: 1_000 })))
+          )
+          // With a free, once reported back: a gate leaving only the full b waits; leaving none fails.
+          ;(a as KeySelector.UnsafeLease).unsafeReport(KeySelector.success("1 millis"))
+          expect(unsafeSelect(request({ deadline: 5_000, gate: refuse("a") }))).toBeUndefined()
+          expect(unsafeSelect(request({ deadline: 5_000, gate: refuse("a", "b") }))).toBeInstanceOf(
+            KeySelector.NoKeyAvailable
+          )
+          expect(yield* statusOf(ctx)).toEqual({ inUse: { b: 1 }, waiting: 0 })
+        })
+      )
+  )
+
+  it.effect("a permit given back by unsafeReport is handed to a waiter of select, once", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const ctx = yield* Layer.build(stack([key("a", { maxConcurrency: 1 })]))
+        const selector = Context.get(ctx, KeySelector.KeySelector)
+        const held = selector.unsafeSelect!(request({ deadline: 10_000 }))
+        expect(KeySelector.isUnsafeLease(held)).toBe(true)
+        const lease = held as KeySelector.UnsafeLease
+        const waiter = yield* Effect.fork(selector.select(request({ deadline: 10_000 })))
+        yield* TestClock.adjust("1 millis")
+        expect(yield* statusOf(ctx)).toEqual({ inUse: { a: 1 }, waiting: 1 })
+        lease.unsafeReport(KeySelector.success("1 millis"))
+        const next = yield* Fiber.join(waiter)
+        expect(next.key.id).toBe("a")
+        expect(yield* statusOf(ctx)).toEqual({ inUse: { a: 1 }, waiting: 0 })
+        // Reported again, by either form: the waiter's permit is not freed.
+        lease.unsafeReport(KeySelector.success("1 millis"))
+        yield* lease.report(KeySelector.cancelled())
+        expect(yield* statusOf(ctx)).toEqual({ inUse: { a: 1 }, waiting: 0 })
+        expect(selector.unsafeSelect!(request({ deadline: 10_000 }))).toBeUndefined()
+        yield* next.report(KeySelector.success("1 millis"))
+        expect(yield* statusOf(ctx)).toEqual({ inUse: {}, waiting: 0 })
+      })
+    )
+  )
+
+  it.effect("absent when the inner selector has no unsafeSelect, or the pool no synchronous read", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const plainInner = Layer.effect(
+          KeySelector.KeySelector,
+          Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
+        )
+        const noSyncInner = yield* Layer.build(limited(plainInner).pipe(Layer.provideMerge(base(pool))))
+        expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
+
+        // The inner round robin reads the real pool (it has its fast path); the decorator a pool without one.
+        const asyncPool = Layer.effect(
+          KeyPool.KeyPool,
+          Effect.map(KeyPool.KeyPool, (p) => KeyPool.KeyPool.of({ ...p, unsafeGet: undefined }))
+        )
+        const noSyncPool = yield* Layer.build(
+          Layer.effect(KeySelector.KeySelector, ConcurrencyLimited.make()).pipe(
+            Layer.provide(asyncPool),
+            Layer.provideMerge(RoundRobin.layer()),
+            Layer.provideMerge(base(pool))
+          )
+        )
+        expect(Context.get(noSyncPool, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
+        // The Effect path still works there.
+        const lease = yield* Context.get(noSyncPool, KeySelector.KeySelector).select(request())
+        expect(lease.key.id).toBe("a")
+      })
+    )
+  )
+})
