@@ -10,6 +10,10 @@
  * Sub-strategies are built once, sharing this layer's environment (pool, store). Give stateful
  * ones distinct `name`s (e.g. `RoundRobin.layer({ name: "anthropic" })`) so their state is apart.
  *
+ * `unsafeSelect` (offered when the inner selector and every route's strategy offer it) takes the
+ * same route and asks that selector's `unsafeSelect`: the same choice and state changes,
+ * synchronously, and `undefined`, changing nothing, where that selector would wait.
+ *
  * @since 0.1.0
  */
 import * as Key from "@or-balancer/core/Key"
@@ -39,6 +43,12 @@ type Strategies<Routes extends ReadonlyArray<Route>> = Exclude<Routes[number]["s
 
 const MODEL: KeySelector.Ineligible = { reason: "model" }
 
+interface Compiled {
+  readonly pattern: string
+  readonly subset: ReadonlySet<string> | undefined
+  readonly selector: KeySelector.Service
+}
+
 /**
  * Requires the inner `KeySelector` (the default for routes without a strategy) and whatever the
  * routes' strategies require.
@@ -57,7 +67,7 @@ export const layer = <const Routes extends ReadonlyArray<Route>>(
     KeySelector.KeySelector,
     Effect.gen(function* () {
       const inner = yield* KeySelector.KeySelector
-      const compiled = yield* Effect.forEach(routes, (route) =>
+      const compiled: ReadonlyArray<Compiled> = yield* Effect.forEach(routes, (route) =>
         Effect.map(
           route.strategy === undefined
             ? Effect.succeed(inner)
@@ -71,25 +81,43 @@ export const layer = <const Routes extends ReadonlyArray<Route>>(
       )
       const known = routes.map((r) => r.pattern).join(", ")
       const wildcard = compiled.find((r) => r.pattern === "*")
-      return KeySelector.make((request) => {
-        const model = request.model
-        const route =
-          model === undefined ? wildcard : compiled.find((r) => Key.matchesModel(r.pattern, model))
-        if (route === undefined) {
-          if (model === undefined) return inner.select(request)
-          return Effect.fail(
-            new KeySelector.NoKeyAvailable({
-              reason: "model",
-              message: `no route for model "${model}"; known patterns: ${known}`
-            })
-          )
-        }
+
+      // The pure parts, shared by both paths: the route a model takes, the refusal of a model
+      // no route takes, and the route's gate on the request.
+      const routeOf = (model: string | undefined) =>
+        model === undefined ? wildcard : compiled.find((r) => Key.matchesModel(r.pattern, model))
+      const noRoute = (model: string) =>
+        new KeySelector.NoKeyAvailable({
+          reason: "model",
+          message: `no route for model "${model}"; known patterns: ${known}`
+        })
+      const narrow = (route: Compiled, request: KeySelector.SelectRequest) => {
         const subset = route.subset
-        return route.selector.select(
-          KeySelector.withGate(request, (k) =>
-            (subset !== undefined && !subset.has(k.id)) || !Key.servesModel(k, model) ? MODEL : undefined
-          )
+        const model = request.model
+        return KeySelector.withGate(request, (k) =>
+          (subset !== undefined && !subset.has(k.id)) || !Key.servesModel(k, model) ? MODEL : undefined
         )
+      }
+
+      const select: KeySelector.Service["select"] = (request) => {
+        const model = request.model
+        const route = routeOf(model)
+        if (route === undefined)
+          return model === undefined ? inner.select(request) : Effect.fail(noRoute(model))
+        return route.selector.select(narrow(route, request))
+      }
+
+      // Offered only when every selector it may hand a request to offers it.
+      const innerUnsafe = inner.unsafeSelect
+      if (innerUnsafe === undefined || compiled.some((r) => r.selector.unsafeSelect === undefined)) {
+        return KeySelector.make(select)
+      }
+      return KeySelector.make(select, (request) => {
+        const model = request.model
+        const route = routeOf(model)
+        if (route === undefined) return model === undefined ? innerUnsafe(request) : noRoute(model)
+        // Every route's selector offers it (checked above).
+        return route.selector.unsafeSelect!(narrow(route, request))
       })
     })
   )

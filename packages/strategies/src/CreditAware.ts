@@ -11,6 +11,10 @@
  * expires; a key never looked up successfully is ineligible until the failed lookup may be
  * retried (a short TTL).
  *
+ * `unsafeSelect` (over a pool and ledger store with synchronous forms) makes the same choice and
+ * reservation synchronously from the cached balances, with leases settled synchronously too; it
+ * answers `undefined`, changing nothing, whenever `select` would first look a key's credit up.
+ *
  * @since 0.1.0
  */
 import type * as Key from "@or-balancer/core/Key"
@@ -19,7 +23,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
-import { creditGate, settle } from "./internal/credit.js"
+import { creditGate, settle, unsafeSettle } from "./internal/credit.js"
 import { noKey } from "./internal/common.js"
 
 /**
@@ -41,28 +45,54 @@ export const make = (
   Effect.gen(function* () {
     const pool = yield* KeyPool.KeyPool
     const ledger = yield* CreditLedger.CreditLedger
+    const clock = yield* Effect.clock
     const estimate = options.estimate ?? 0.01
 
     const leaseOf = (held: CreditLedger.Reserved) =>
       KeySelector.lease(held.key, (outcome) => settle(ledger, held.key, held.reservation, estimate, outcome))
 
+    // Which keys a selection considers: every key on a first attempt under no gate, no per-key test.
+    const includeOf = (request: KeySelector.SelectRequest): Include =>
+      request.gate === undefined && request.tried.size === 0
+        ? all
+        : (k) => KeySelector.isCandidate(request, k)
+
+    // The request as the credit sees it, to say which key lacks credit and until when.
+    const narrowed = (request: KeySelector.SelectRequest, balances: CreditLedger.Balances) =>
+      KeySelector.withGate(request, creditGate(balances, estimate))
+
     // No key has the credit: say which and until when (the rare path, so balances are read again).
     const none = (request: KeySelector.SelectRequest, keys: ReadonlyArray<Key.Key>, include: Include) =>
-      Effect.flatMap(ledger.balances(keys, include), (balances) =>
-        noKey(KeySelector.withGate(request, creditGate(balances, estimate)), keys)
-      )
+      Effect.flatMap(ledger.balances(keys, include), (balances) => noKey(narrowed(request, balances), keys))
 
-    return KeySelector.make((request) =>
+    const select: KeySelector.Service["select"] = (request) =>
       Effect.flatMap(pool.get, (keys) => {
-        const include: Include =
-          request.gate === undefined && request.tried.size === 0
-            ? all
-            : (k) => KeySelector.isCandidate(request, k)
+        const include = includeOf(request)
         return Effect.flatMap(ledger.tryReserveBest(keys, include, estimate), (held) =>
           held === undefined ? none(request, keys, include) : Effect.succeed(leaseOf(held))
         )
       })
-    )
+
+    const unsafeGet = pool.unsafeGet
+    const unsafe = ledger.unsafe
+    if (unsafeGet === undefined || unsafe === undefined) return KeySelector.make(select)
+
+    const unsafeLeaseOf = (held: CreditLedger.UnsafeReserved) =>
+      KeySelector.unsafeLease(held.key, (outcome) =>
+        unsafeSettle(unsafe, held.key, held.reservation, estimate, outcome)
+      )
+
+    return KeySelector.make(select, (request) => {
+      const keys = unsafeGet()
+      const include = includeOf(request)
+      // A stale key would be looked up first: that is the Effect path's work.
+      if (!unsafe.fresh(keys, include)) return undefined
+      const held = unsafe.tryReserveBest(keys, include, estimate)
+      if (held !== undefined) return unsafeLeaseOf(held)
+      // As `none`, whose balances would look up a key gone stale since.
+      if (!unsafe.fresh(keys, include)) return undefined
+      return KeySelector.explain(narrowed(request, unsafe.balances()), keys, clock.unsafeCurrentTimeMillis())
+    })
   })
 
 type Include = (key: Key.Key) => boolean

@@ -68,6 +68,17 @@ export interface Reservation {
 }
 
 /**
+ * A reservation that can also be settled synchronously (handed out by {@link Unsafe}). `settle`
+ * and `unsafeSettle` are one settlement: whichever runs first counts.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export interface UnsafeReservation extends Reservation {
+  readonly unsafeSettle: (cost: number) => void
+}
+
+/**
  * A reservation on the key it was taken on.
  *
  * @since 0.1.0
@@ -76,6 +87,16 @@ export interface Reservation {
 export interface Reserved {
   readonly key: Key.Key
   readonly reservation: Reservation
+}
+
+/**
+ * A synchronously settled reservation on the key it was taken on.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export interface UnsafeReserved extends Reserved {
+  readonly reservation: UnsafeReservation
 }
 
 /**
@@ -126,6 +147,36 @@ export interface Service {
   /** Drops the cached lookup, so the next `credit` asks again. */
   readonly refresh: (key: Key.Key) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<ReadonlyArray<Entry & { readonly available: number | null }>>
+  /**
+   * The selection-path operations, synchronous, for `KeySelector.unsafeSelect`: only over a
+   * store with synchronous forms (`StateStore.unsafe`). They never look anything up: `fresh`
+   * says whether the Effect forms would (then the caller takes the Effect path instead).
+   */
+  readonly unsafe?: Unsafe | undefined
+}
+
+/**
+ * Synchronous forms of the ledger's selection path, over the cached lookups as they stand.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export interface Unsafe {
+  /**
+   * Whether no key `include` admits needs a lookup now: then `balances` and `tryReserveBest`
+   * would refresh nothing, and the forms below decide exactly as they would.
+   */
+  readonly fresh: (keys: ReadonlyArray<Key.Key>, include: (key: Key.Key) => boolean) => boolean
+  /** `Service.balances` without the refresh: ask `fresh` first. */
+  readonly balances: () => Balances
+  /** `Service.tryReserveBest` without the refresh: ask `fresh` first. */
+  readonly tryReserveBest: (
+    keys: ReadonlyArray<Key.Key>,
+    include: (key: Key.Key) => boolean,
+    amount: number
+  ) => UnsafeReserved | undefined
+  readonly reserve: (key: Key.Key, amount: number) => UnsafeReservation
+  readonly exhaust: (key: Key.Key) => void
 }
 
 /**
@@ -232,10 +283,15 @@ export const make = (
     // the cache is.
     const fresh = new WeakMap<Key.Key, number>()
 
+    // The store's synchronous forms, if any: `unsafe` is built on them.
+    const syncStore = store.unsafe
+
     // Replaces one key's entry (`undefined`: leave it as it is). The record is plain data,
-    // changed in place, so a shared store can still serialise it.
-    const update = <B>(id: string, f: (current: Entry | undefined) => readonly [B, Entry | undefined]) =>
-      store.modify<Ledger, B>(ns.credit, LEDGER, (current) => {
+    // changed in place, so a shared store can still serialise it. The store update, for
+    // `store.modify` and its synchronous form alike.
+    const updating =
+      <B>(id: string, f: (current: Entry | undefined) => readonly [B, Entry | undefined]) =>
+      (current: Ledger | undefined): readonly [B, Ledger] => {
         const ledger: Ledger = current ?? Object.create(null)
         const [b, next] = f(ledger[id])
         if (next !== undefined) {
@@ -243,11 +299,14 @@ export const make = (
           touch(ledger, id, next)
         }
         return [b, ledger]
-      })
+      }
+    const update = <B>(id: string, f: (current: Entry | undefined) => readonly [B, Entry | undefined]) =>
+      store.modify<Ledger, B>(ns.credit, LEDGER, updating(id, f))
 
-    // Changes one key's entry in place (creating it if missing).
-    const adjust = (id: string, f: (entry: Slot) => void) =>
-      store.modify<Ledger, void>(ns.credit, LEDGER, (current) => {
+    // Changes one key's entry in place (creating it if missing); the store update.
+    const adjusting =
+      (id: string, f: (entry: Slot) => void) =>
+      (current: Ledger | undefined): readonly [void, Ledger] => {
         const ledger: Ledger = current ?? Object.create(null)
         let e = ledger[id]
         if (e === undefined) {
@@ -257,7 +316,9 @@ export const make = (
         f(e)
         touch(ledger, id, e)
         return [undefined, ledger]
-      })
+      }
+    const adjust = (id: string, f: (entry: Slot) => void) =>
+      store.modify<Ledger, void>(ns.credit, LEDGER, adjusting(id, f))
 
     // Every key of `scanned` is fresh until `scannedUntil`: while the pool and that bound hold,
     // a selection needs no per-key check at all.
@@ -327,31 +388,41 @@ export const make = (
       )
 
     const refreshAt = (key: Key.Key) => expiry.get(key.id) ?? 0
-    const read = Effect.map(ledger, (l): Balances => ({
+    const balancesOf = (l: Ledger | undefined): Balances => ({
       available: l === undefined ? () => undefined : (key) => liveOf(l[key.id]),
       refreshAt
-    }))
+    })
+    const read = Effect.map(ledger, balancesOf)
 
-    // Runs `then` after looking up the keys `include` admits whose cached answer may have
-    // expired. The clock is the one the ledger was built with, as the cache's is; while nothing
-    // is stale (nearly always), no Effect step is added.
+    // The keys `include` admits whose cached answer may have expired at `now` (undefined: none).
+    // The clock is the one the ledger was built with, as the cache's is.
+    const staleOf = (
+      keys: ReadonlyArray<Key.Key>,
+      include: (key: Key.Key) => boolean,
+      now: number
+    ): Array<Key.Key> | undefined => {
+      if (keys === scanned && now < scannedUntil) return undefined
+      let stale: Array<Key.Key> | undefined
+      let until = Infinity
+      for (const k of keys) {
+        const u = fresh.get(k) ?? 0
+        if (u < until) until = u
+        if (now >= u && include(k)) (stale ??= []).push(k)
+      }
+      scanned = keys
+      scannedUntil = until
+      return stale
+    }
+
+    // Runs `then` after looking up the stale keys; while nothing is stale (nearly always), no
+    // Effect step is added.
     const afterRefresh = <A>(
       keys: ReadonlyArray<Key.Key>,
       include: (key: Key.Key) => boolean,
       then: Effect.Effect<A>
     ): Effect.Effect<A> =>
       Effect.suspend(() => {
-        const now = clock.unsafeCurrentTimeMillis()
-        if (keys === scanned && now < scannedUntil) return then
-        let stale: Array<Key.Key> | undefined
-        let until = Infinity
-        for (const k of keys) {
-          const u = fresh.get(k) ?? 0
-          if (u < until) until = u
-          if (now >= u && include(k)) (stale ??= []).push(k)
-        }
-        scanned = keys
-        scannedUntil = until
+        const stale = staleOf(keys, include, clock.unsafeCurrentTimeMillis())
         if (stale === undefined) return then
         // One at a time, as `credit` per key did; the cache makes concurrent selections share a lookup.
         return Effect.zipRight(
@@ -362,53 +433,70 @@ export const make = (
 
     const balances: Service["balances"] = (keys, include) => afterRefresh(keys, include, read)
 
+    // `tryReserveBest`'s store update, for both forms.
+    const reservingBest =
+      (keys: ReadonlyArray<Key.Key>, include: (key: Key.Key) => boolean, amount: number) =>
+      (current: Ledger | undefined): readonly [Held | undefined, Ledger | undefined] => {
+        if (current === undefined) return [undefined, current]
+        const live = indexOf(current, keys).live
+        // First the richest key, in a plain numeric loop (ties: the first); nearly always the
+        // gate admits it. Only if not, a second pass asks the gate of each key that would win.
+        let best = -1
+        let bestValue = -Infinity
+        for (let i = 0; i < live.length; i++) {
+          if (live[i]! > bestValue) {
+            best = i
+            bestValue = live[i]!
+          }
+        }
+        if (best >= 0 && !(bestValue >= amount && include(keys[best]!))) {
+          best = -1
+          bestValue = -Infinity
+          for (let i = 0; i < live.length; i++) {
+            const a = live[i]!
+            if (a >= amount && a > bestValue && include(keys[i]!)) {
+              best = i
+              bestValue = a
+            }
+          }
+        }
+        if (best < 0 || bestValue < amount) return [undefined, current]
+        const key = keys[best]!
+        const e = current[key.id]!
+        e.reserved += amount
+        live[best] = liveOfSlot(e)
+        return [new Held(key, amount), current]
+      }
+
     const tryReserveBest: Service["tryReserveBest"] = (keys, include, amount) =>
       afterRefresh(
         keys,
         include,
-        store.modify<Ledger, Reserved | undefined>(ns.credit, LEDGER, (current) => {
-          if (current === undefined) return [undefined, current]
-          const live = indexOf(current, keys).live
-          // First the richest key, in a plain numeric loop (ties: the first); nearly always the
-          // gate admits it. Only if not, a second pass asks the gate of each key that would win.
-          let best = -1
-          let bestValue = -Infinity
-          for (let i = 0; i < live.length; i++) {
-            if (live[i]! > bestValue) {
-              best = i
-              bestValue = live[i]!
-            }
-          }
-          if (best >= 0 && !(bestValue >= amount && include(keys[best]!))) {
-            best = -1
-            bestValue = -Infinity
-            for (let i = 0; i < live.length; i++) {
-              const a = live[i]!
-              if (a >= amount && a > bestValue && include(keys[i]!)) {
-                best = i
-                bestValue = a
-              }
-            }
-          }
-          if (best < 0 || bestValue < amount) return [undefined, current]
-          const key = keys[best]!
-          const e = current[key.id]!
-          e.reserved += amount
-          live[best] = liveOfSlot(e)
-          return [new Held(key, amount), current]
-        })
+        store.modify<Ledger, Reserved | undefined>(ns.credit, LEDGER, reservingBest(keys, include, amount))
       )
 
-    const release = (key: Key.Key, amount: number, cost: number | undefined) =>
-      adjust(key.id, (e) => {
+    const releasing =
+      (amount: number, cost: number | undefined) =>
+      (e: Slot): void => {
         e.reserved = Math.max(0, e.reserved - amount)
         e.spent += cost ?? 0
-      })
+      }
+    const reserving =
+      (amount: number) =>
+      (e: Slot): void => {
+        e.reserved += amount
+      }
+    const exhausting =
+      (id: string) =>
+      (cur: Entry | undefined): readonly [void, Entry] => {
+        const e = cur ?? empty(id)
+        return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
+      }
 
     // A class, not a closure per reservation: one small object on the selection path.
-    class Held implements Reservation, Reserved {
+    class Held implements UnsafeReservation, UnsafeReserved {
       private open = true
-      readonly reservation: Reservation = this
+      readonly reservation: UnsafeReservation = this
       constructor(
         readonly key: Key.Key,
         readonly amount: number
@@ -417,32 +505,54 @@ export const make = (
         return Effect.suspend(() => {
           if (!this.open) return Effect.void
           this.open = false
-          return release(this.key, this.amount, cost)
+          return adjust(this.key.id, releasing(this.amount, cost))
         })
+      }
+      // Reached only through `unsafe`, which exists only over a store with synchronous forms.
+      unsafeSettle(cost: number): void {
+        if (!this.open || syncStore === undefined) return
+        this.open = false
+        syncStore.modify<Ledger, void>(
+          ns.credit,
+          LEDGER,
+          adjusting(this.key.id, releasing(this.amount, cost))
+        )
       }
     }
 
     const reserve: Service["reserve"] = (key, amount) =>
       Effect.suspend(() => {
         const held = new Held(key, amount)
-        return Effect.as(
-          adjust(key.id, (e) => {
-            e.reserved += amount
-          }),
-          held
-        )
+        return Effect.as(adjust(key.id, reserving(amount)), held)
       })
+
+    const unsafe: Unsafe | undefined =
+      syncStore === undefined
+        ? undefined
+        : {
+            fresh: (keys, include) => staleOf(keys, include, clock.unsafeCurrentTimeMillis()) === undefined,
+            balances: () => balancesOf(syncStore.get<Ledger>(ns.credit, LEDGER)),
+            tryReserveBest: (keys, include, amount) =>
+              syncStore.modify<Ledger, Held | undefined>(
+                ns.credit,
+                LEDGER,
+                reservingBest(keys, include, amount)
+              ),
+            reserve: (key, amount) => {
+              const held = new Held(key, amount)
+              syncStore.modify<Ledger, void>(ns.credit, LEDGER, adjusting(key.id, reserving(amount)))
+              return held
+            },
+            exhaust: (key) =>
+              syncStore.modify<Ledger, void>(ns.credit, LEDGER, updating(key.id, exhausting(key.id)))
+          }
 
     return CreditLedger.of({
       credit,
       balances,
       tryReserveBest,
       reserve,
-      exhaust: (key) =>
-        update<void>(key.id, (cur) => {
-          const e = cur ?? empty(key.id)
-          return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
-        }),
+      exhaust: (key) => update<void>(key.id, exhausting(key.id)),
       refresh: (key) =>
         Effect.zipRight(
           cache.invalidate(key),
@@ -458,7 +568,8 @@ export const make = (
               const e = l[id]
               return e === undefined ? [] : [{ ...e, available: availableOf(e) }]
             })
-      )
+      ),
+      unsafe
     })
   })
 

@@ -10,6 +10,10 @@
  * the inner selector's own choice. Requests without affinity pass straight through. Placed above
  * `ConcurrencyLimited`, a session waits for its own key's permit rather than moving.
  *
+ * `unsafeSelect` (offered when the inner selector offers it and the pool reads synchronously)
+ * makes the same choice synchronously: the inner `unsafeSelect` for the session's key, its own
+ * choice when refused at once, and `undefined`, changing nothing, where the inner would wait.
+ *
  * @since 0.1.0
  */
 import type * as Key from "@or-balancer/core/Key"
@@ -70,19 +74,38 @@ export const make: Effect.Effect<KeySelector.Service, never, KeySelector.KeySele
   Effect.gen(function* () {
     const inner = yield* KeySelector.KeySelector
     const pool = yield* KeyPool.KeyPool
-    return KeySelector.make((request) => {
+
+    // The session's key among the request's candidates (undefined when none is a candidate).
+    const ownerFor = (affinity: string, request: KeySelector.SelectRequest, keys: ReadonlyArray<Key.Key>) =>
+      owner(
+        affinity,
+        keys.filter((k) => KeySelector.isCandidate(request, k))
+      )
+
+    const select: KeySelector.Service["select"] = (request) => {
       const affinity = request.affinity
       if (affinity === undefined) return inner.select(request)
       return Effect.flatMap(pool.get, (keys) => {
-        const best = owner(
-          affinity,
-          keys.filter((k) => KeySelector.isCandidate(request, k))
-        )
+        const best = ownerFor(affinity, request, keys)
         if (best === undefined) return inner.select(request)
         return inner
           .select(KeySelector.withGate(request, only(best.id)))
           .pipe(Effect.catchAll(() => inner.select(request)))
       })
+    }
+
+    const innerUnsafe = inner.unsafeSelect
+    const unsafeGet = pool.unsafeGet
+    if (innerUnsafe === undefined || unsafeGet === undefined) return KeySelector.make(select)
+    return KeySelector.make(select, (request) => {
+      const affinity = request.affinity
+      if (affinity === undefined) return innerUnsafe(request)
+      const best = ownerFor(affinity, request, unsafeGet())
+      if (best === undefined) return innerUnsafe(request)
+      const own = innerUnsafe(KeySelector.withGate(request, only(best.id)))
+      // Refused at once: the inner selector's own choice, as `select` falls back. Undecided (the
+      // inner selector would wait for that key): undecided too.
+      return own instanceof KeySelector.NoKeyAvailable ? innerUnsafe(request) : own
     })
   })
 

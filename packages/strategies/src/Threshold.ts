@@ -12,16 +12,22 @@
  * Each attempt reserves `estimate` USD on its key and settles it with the reported cost; a 402
  * empties the key in the ledger until its next lookup.
  *
+ * `unsafeSelect` (when the inner selector offers it, over a pool, store and ledger with
+ * synchronous forms) gates, chooses, remembers and reserves as `select` does, synchronously; it
+ * answers `undefined`, changing nothing, whenever `select` would first look a key's credit up or
+ * the inner selector would wait.
+ *
  * @since 0.1.0
  */
+import type * as Key from "@or-balancer/core/Key"
 import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
-import { creditGate, settleReport } from "./internal/credit.js"
-import { ns } from "./internal/common.js"
+import { creditGate, settleReport, unsafeSettle } from "./internal/credit.js"
+import { ns, syncAccess } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -69,25 +75,62 @@ export const make = (
     const remember = (lease: KeySelector.Lease) =>
       Effect.zipRight(store.set(ns.threshold, name, lease.key.id), reserve(lease))
 
-    return KeySelector.make((request) =>
+    // The pure parts, shared by both paths: the keys whose balances matter, the credit gate, and
+    // the gate keeping to the current key (by its id in the store) while it is still a candidate.
+    const includeOf =
+      (request: KeySelector.SelectRequest) =>
+      (k: Key.Key): boolean =>
+        KeySelector.isCandidate(request, k)
+    const narrow = (request: KeySelector.SelectRequest, balances: CreditLedger.Balances) =>
+      KeySelector.withGate(request, creditGate(balances, threshold))
+    const keepTo = (
+      narrowed: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      id: string | undefined
+    ) => {
+      const cur = id === undefined ? undefined : keys.find((k) => k.id === id)
+      return cur !== undefined && KeySelector.isCandidate(narrowed, cur)
+        ? KeySelector.withGate(narrowed, (k) => (k.id === cur.id ? undefined : OTHER))
+        : narrowed
+    }
+
+    const select: KeySelector.Service["select"] = (request) =>
       Effect.flatMap(pool.get, (keys) =>
-        Effect.flatMap(
-          ledger.balances(keys, (k) => KeySelector.isCandidate(request, k)),
-          (balances) => {
-            const narrowed = KeySelector.withGate(request, creditGate(balances, threshold))
-            if (!stay) return Effect.flatMap(inner.select(narrowed), reserve)
-            return Effect.flatMap(current, (id) => {
-              const cur = id === undefined ? undefined : keys.find((k) => k.id === id)
-              const gated =
-                cur !== undefined && KeySelector.isCandidate(narrowed, cur)
-                  ? KeySelector.withGate(narrowed, (k) => (k.id === cur.id ? undefined : OTHER))
-                  : narrowed
-              return Effect.flatMap(inner.select(gated), remember)
-            })
-          }
-        )
+        Effect.flatMap(ledger.balances(keys, includeOf(request)), (balances) => {
+          const narrowed = narrow(request, balances)
+          if (!stay) return Effect.flatMap(inner.select(narrowed), reserve)
+          return Effect.flatMap(current, (id) =>
+            Effect.flatMap(inner.select(keepTo(narrowed, keys, id)), remember)
+          )
+        })
       )
-    )
+
+    const innerUnsafe = inner.unsafeSelect
+    const sync = syncAccess(pool, store)
+    const unsafe = ledger.unsafe
+    if (innerUnsafe === undefined || sync === undefined || unsafe === undefined)
+      return KeySelector.make(select)
+
+    const unsafeReserve = (lease: KeySelector.UnsafeLease): KeySelector.UnsafeLease => {
+      const reservation = unsafe.reserve(lease.key, estimate)
+      return KeySelector.unsafeLease(lease.key, (outcome) => {
+        unsafeSettle(unsafe, lease.key, reservation, estimate, outcome)
+        lease.unsafeReport(outcome)
+      })
+    }
+
+    return KeySelector.make(select, (request) => {
+      const keys = sync.keys()
+      // A stale key would be looked up first: that is the Effect path's work.
+      if (!unsafe.fresh(keys, includeOf(request))) return undefined
+      const narrowed = narrow(request, unsafe.balances())
+      const chosen = innerUnsafe(
+        stay ? keepTo(narrowed, keys, sync.store.get<string>(ns.threshold, name)) : narrowed
+      )
+      if (!KeySelector.isUnsafeLease(chosen)) return chosen
+      if (stay) sync.store.set(ns.threshold, name, chosen.key.id)
+      return unsafeReserve(chosen)
+    })
   })
 
 /**

@@ -20,6 +20,14 @@ export const creditGate =
 
 const NEVER_LOOKED_UP: KeySelector.Ineligible = { reason: "credit", until: undefined }
 
+/** What an outcome spent: its cost (the estimate when it names none) on success, else nothing. */
+const costOf = (outcome: KeySelector.Outcome, estimate: number): number =>
+  outcome._tag === "Success" ? (outcome.cost ?? estimate) : 0
+
+/** A 402: the key is empty until its next lookup. */
+const exhausts = (outcome: KeySelector.Outcome): boolean =>
+  outcome._tag === "Failure" && outcome.error._tag === "InsufficientCredits"
+
 /** Settles the reservation from the outcome (no verdict: nothing spent); a 402 empties the key until its next lookup. */
 export const settle = (
   ledger: CreditLedger.Service,
@@ -27,12 +35,22 @@ export const settle = (
   reservation: CreditLedger.Reservation,
   estimate: number,
   outcome: KeySelector.Outcome
-): Effect.Effect<void> =>
-  outcome._tag === "Success"
-    ? reservation.settle(outcome.cost ?? estimate)
-    : outcome._tag === "Failure" && outcome.error._tag === "InsufficientCredits"
-      ? Effect.zipRight(reservation.settle(0), ledger.exhaust(key))
-      : reservation.settle(0)
+): Effect.Effect<void> => {
+  const settled = reservation.settle(costOf(outcome, estimate))
+  return exhausts(outcome) ? Effect.zipRight(settled, ledger.exhaust(key)) : settled
+}
+
+/** {@link settle}, synchronously. */
+export const unsafeSettle = (
+  ledger: CreditLedger.Unsafe,
+  key: Key.Key,
+  reservation: CreditLedger.UnsafeReservation,
+  estimate: number,
+  outcome: KeySelector.Outcome
+): void => {
+  reservation.unsafeSettle(costOf(outcome, estimate))
+  if (exhausts(outcome)) ledger.exhaust(key)
+}
 
 /** A report that settles the reservation, then reports to `inner`. */
 export const settleReport =
