@@ -102,26 +102,27 @@ export const makeWithStatus = (
 
     // The lease gives its permit back when reported, then reports to the inner lease.
     // A second report (a caller breaking the once-only contract) must not free a second permit.
-    // One release path for both report forms: `giveBack` answers whether this report is the first.
-    const permit = (key: Key.Key) => {
-      let held = true
-      return (): boolean => {
-        if (!held) return false
-        held = false
-        release(key)
-        return true
-      }
-    }
     const holding = (lease: KeySelector.Lease): KeySelector.Lease => {
-      const giveBack = permit(lease.key)
-      return KeySelector.lease(lease.key, (outcome) =>
-        Effect.suspend(() => (giveBack() ? lease.report(outcome) : Effect.void))
+      const key = lease.key
+      let held = true
+      return KeySelector.lease(key, (outcome) =>
+        Effect.suspend(() => {
+          if (!held) return Effect.void
+          held = false
+          release(key)
+          return lease.report(outcome)
+        })
       )
     }
+    // The same for the fast path's lease, whose `report` runs this too (`KeySelector.unsafeLease`).
     const unsafeHolding = (lease: KeySelector.UnsafeLease): KeySelector.UnsafeLease => {
-      const giveBack = permit(lease.key)
-      return KeySelector.unsafeLease(lease.key, (outcome) => {
-        if (giveBack()) lease.unsafeReport(outcome)
+      const key = lease.key
+      let held = true
+      return KeySelector.unsafeLease(key, (outcome) => {
+        if (!held) return
+        held = false
+        release(key)
+        lease.unsafeReport(outcome)
       })
     }
     // Whether a selection the inner selector refused waits for a permit (else it fails at once):
