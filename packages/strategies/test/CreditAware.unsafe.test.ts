@@ -1,0 +1,300 @@
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Balancer,
+  CreditLookup,
+  KeyPool,
+  KeySelector,
+  Monitor,
+  StateStore,
+  UpstreamError
+} from "@or-balancer/core"
+import { CreditAware, CreditLedger } from "@or-balancer/strategies"
+import { Context, Effect, Either, FastCheck as fc, Layer, TestClock } from "effect"
+import { base, keys, refuse, request } from "./util.js"
+
+// CreditAware.unsafeSelect: the same choice and reservation as `select`, synchronously, from
+// the ledger's cached balances; `undefined` (nothing changed) whenever `select` would look up.
+
+const infos = {
+  a: CreditLookup.keyInfo(1),
+  b: CreditLookup.keyInfo(0.5),
+  c: CreditLookup.keyInfo(0.3)
+  // d is unknown to the lookup: its lookups fail.
+}
+const ids = ["a", "b", "c", "d"]
+
+const stack = (
+  memory: CreditLookup.Service,
+  store: Layer.Layer<StateStore.StateStore> = StateStore.layerMemory
+) =>
+  CreditAware.layer({ estimate: 0.2 }).pipe(
+    Layer.provideMerge(CreditLedger.layer({ ttl: "60 seconds", failureTtl: "5 seconds" })),
+    Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory)),
+    Layer.provideMerge(Layer.merge(KeyPool.layer(keys(...ids)).pipe(Layer.orDie), store))
+  )
+
+type Memory = Effect.Effect.Success<ReturnType<typeof CreditLookup.makeMemory>>
+
+/** What the two stacks must agree on after every step: the ledger and how often each key was looked up. */
+const stateOf = (ctx: Context.Context<CreditLedger.CreditLedger>, memory: Memory) =>
+  Effect.gen(function* () {
+    const snapshot = yield* Context.get(ctx, CreditLedger.CreditLedger).snapshot
+    const lookups = yield* Effect.forEach(ids, (id) => memory.lookups(id))
+    return { snapshot: [...snapshot].sort((x, y) => x.id.localeCompare(y.id)), lookups }
+  })
+
+const insufficient = new UpstreamError.InsufficientCredits({ message: "402" })
+const server = new UpstreamError.ServerError({ message: "502", status: 502 })
+
+const outcomeOf = (kind: number): KeySelector.Outcome =>
+  kind === 0
+    ? KeySelector.success("1 millis", 0.05)
+    : kind === 1
+      ? KeySelector.success("1 millis") // no cost: the estimate counts
+      : kind === 2
+        ? KeySelector.failure("1 millis", insufficient)
+        : kind === 3
+          ? KeySelector.failure("1 millis", server)
+          : KeySelector.cancelled()
+
+const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
+  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
+
+const op = fc.oneof(
+  {
+    arbitrary: fc.record({ _tag: fc.constant("select" as const), refused: fc.subarray(ids) }),
+    weight: 4
+  },
+  {
+    arbitrary: fc.record({
+      _tag: fc.constant("report" as const),
+      which: fc.nat(),
+      outcome: fc.integer({ min: 0, max: 4 }),
+      effect: fc.boolean(),
+      twice: fc.boolean()
+    }),
+    weight: 3
+  },
+  {
+    arbitrary: fc.record({
+      _tag: fc.constant("credit" as const),
+      id: fc.constantFrom(...ids),
+      limit: fc.option(fc.constantFrom(0, 0.1, 0.6, 2), { nil: null })
+    }),
+    weight: 1
+  },
+  {
+    arbitrary: fc.record({ _tag: fc.constant("tick" as const), millis: fc.integer({ min: 0, max: 40_000 }) }),
+    weight: 1
+  }
+)
+
+describe("CreditAware.unsafeSelect", () => {
+  it.effect.prop(
+    "random selections, reports, credit changes and time through either path: same picks, same ledger, same lookups",
+    { ops: fc.array(op, { maxLength: 40, size: "max" }) },
+    ({ ops }) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const slowMemory = yield* CreditLookup.makeMemory(infos)
+          const fastMemory = yield* CreditLookup.makeMemory(infos)
+          const viaEffect = yield* Layer.build(stack(slowMemory.service))
+          const viaSync = yield* Layer.build(stack(fastMemory.service))
+          const slow = Context.get(viaEffect, KeySelector.KeySelector)
+          const fast = Context.get(viaSync, KeySelector.KeySelector)
+          const unsafeSelect = fast.unsafeSelect!
+          expect(unsafeSelect).toBeDefined()
+          const slowLeases: Array<KeySelector.Lease> = []
+          // Leases from `unsafeSelect` are reported through either form; those from the fallback through `report`.
+          const fastLeases: Array<KeySelector.Lease | KeySelector.UnsafeLease> = []
+          const synchronous: Array<boolean> = []
+          for (const o of ops) {
+            if (o._tag === "select") {
+              const req = request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {})
+              const s = yield* Effect.either(slow.select(req))
+              const before = yield* stateOf(viaSync, fastMemory)
+              let f: KeySelector.Lease | KeySelector.NoKeyAvailable | undefined = unsafeSelect(req)
+              const decided = f !== undefined
+              if (f === undefined) {
+                // Undecided: nothing changed, and the caller takes the Effect path, as the balancer does.
+                expect(yield* stateOf(viaSync, fastMemory)).toEqual(before)
+                f = Either.merge(yield* Effect.either(fast.select(req)))
+              }
+              expect(describeAnswer(f)).toBe(describeAnswer(Either.merge(s)))
+              if (Either.isRight(s)) slowLeases.push(s.right)
+              if (!(f instanceof KeySelector.NoKeyAvailable)) {
+                fastLeases.push(f)
+                synchronous.push(decided)
+              }
+            } else if (o._tag === "report") {
+              if (slowLeases.length === 0) continue
+              const i = o.which % slowLeases.length
+              const outcome = outcomeOf(o.outcome)
+              for (let n = o.twice ? 2 : 1; n > 0; n--) {
+                yield* slowLeases[i]!.report(outcome)
+                const l = fastLeases[i]!
+                if (o.effect || !synchronous[i]) yield* l.report(outcome)
+                else (l as KeySelector.UnsafeLease).unsafeReport(outcome)
+              }
+            } else if (o._tag === "credit") {
+              const info = CreditLookup.keyInfo(o.limit)
+              yield* slowMemory.set(o.id, info)
+              yield* fastMemory.set(o.id, info)
+            } else {
+              yield* TestClock.adjust(o.millis)
+            }
+            expect(yield* stateOf(viaSync, fastMemory)).toEqual(yield* stateOf(viaEffect, slowMemory))
+          }
+        })
+      ),
+    { fastCheck: { numRuns: 100 } }
+  )
+
+  it.effect("undefined while a lookup is due (never looked up, expired, refreshed); decided otherwise", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory(infos)
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(stack(memory.service))
+          const selector = Context.get(ctx, KeySelector.KeySelector)
+          const ledger = Context.get(ctx, CreditLedger.CreditLedger)
+          const unsafeSelect = selector.unsafeSelect!
+          // Nothing looked up yet.
+          expect(unsafeSelect(request())).toBeUndefined()
+          expect(yield* stateOf(ctx, memory)).toEqual({ snapshot: [], lookups: [0, 0, 0, 0] })
+
+          const first = yield* selector.select(request())
+          expect(first.key.id).toBe("a")
+          // Everything fresh: decided synchronously, reserving as `select` does (0.2 of a's 1.00).
+          const second = unsafeSelect(request()) as KeySelector.UnsafeLease
+          expect(second.key.id).toBe("a")
+          const entryOf = (id: string) => Effect.map(ledger.snapshot, (s) => s.find((e) => e.id === id)!)
+          expect((yield* entryOf("a")).reserved).toBeCloseTo(0.4)
+          // Reported twice, by either form: given back once, the cost replacing the estimate.
+          second.unsafeReport(KeySelector.success("1 millis", 0.05))
+          yield* second.report(KeySelector.success("1 millis", 0.05))
+          yield* first.report(KeySelector.cancelled())
+          expect(yield* entryOf("a")).toMatchObject({ reserved: 0, spent: 0.05 })
+
+          // A refused key that is due a lookup does not count; d's lookup failed 5 s ago.
+          yield* TestClock.adjust("5 seconds")
+          const skipD = unsafeSelect(request({ gate: refuse("d") })) as KeySelector.UnsafeLease
+          expect(skipD.key.id).toBe("a")
+          skipD.unsafeReport(KeySelector.cancelled())
+          const before = yield* stateOf(ctx, memory)
+          expect(unsafeSelect(request())).toBeUndefined()
+          expect(yield* stateOf(ctx, memory)).toEqual(before)
+
+          // Expired: due again.
+          yield* TestClock.adjust("60 seconds")
+          expect(unsafeSelect(request({ gate: refuse("d") }))).toBeUndefined()
+          const third = yield* selector.select(request({ gate: refuse("d") }))
+          yield* third.report(KeySelector.cancelled())
+          expect(yield* memory.lookups("a")).toBe(2)
+          const fourth = unsafeSelect(request({ gate: refuse("d") }))
+          expect(KeySelector.isUnsafeLease(fourth)).toBe(true)
+          ;(fourth as KeySelector.UnsafeLease).unsafeReport(KeySelector.cancelled())
+
+          // Refreshed by hand: due until looked up.
+          const a = (yield* Context.get(ctx, KeyPool.KeyPool).get).find((k) => k.id === "a")!
+          yield* ledger.refresh(a)
+          expect(unsafeSelect(request({ gate: refuse("d") }))).toBeUndefined()
+        })
+      )
+    })
+  )
+
+  it.effect("no key with the credit: the same NoKeyAvailable as select, at once", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory({
+        a: CreditLookup.keyInfo(0.3),
+        b: CreditLookup.keyInfo(0.1)
+      })
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(stack(memory.service))
+          const selector = Context.get(ctx, KeySelector.KeySelector)
+          const onlyAB = request({ gate: refuse("c", "d") })
+          const lease = yield* selector.select(onlyAB) // 0.1 left on a, under the estimate
+          yield* TestClock.adjust("10 seconds")
+          const refused = selector.unsafeSelect!(onlyAB)
+          expect(refused).toBeInstanceOf(KeySelector.NoKeyAvailable)
+          expect((refused as KeySelector.NoKeyAvailable).reason).toBe("credit")
+          expect(refused).toEqual(yield* Effect.flip(selector.select(onlyAB)))
+          // A 402 empties a until its next lookup.
+          yield* lease.report(KeySelector.failure("1 millis", insufficient))
+          const entries = yield* Context.get(ctx, CreditLedger.CreditLedger).snapshot
+          expect(entries.find((e) => e.id === "a")).toMatchObject({ available: 0, reserved: 0 })
+        })
+      )
+    })
+  )
+
+  it.effect("absent over a store without synchronous forms; the Effect path still reserves there", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory(infos)
+      const asyncStore = Layer.effect(
+        StateStore.StateStore,
+        Effect.map(StateStore.makeMemory, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
+      )
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(stack(memory.service, asyncStore))
+          const selector = Context.get(ctx, KeySelector.KeySelector)
+          expect(selector.unsafeSelect).toBeUndefined()
+          expect(Context.get(ctx, CreditLedger.CreditLedger).unsafe).toBeUndefined()
+          const lease = yield* selector.select(request())
+          expect(lease.key.id).toBe("a")
+          const [entry] = yield* Context.get(ctx, CreditLedger.CreditLedger).snapshot.pipe(
+            Effect.map((s) => s.filter((e) => e.id === "a"))
+          )
+          expect(entry!.reserved).toBeCloseTo(0.2)
+        })
+      )
+    })
+  )
+
+  it.effect("through Balancer.unsafeStart: leases with a reservation, settled by unsafeSucceed", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory({
+        a: CreditLookup.keyInfo(1),
+        b: CreditLookup.keyInfo(2)
+      })
+      yield* Effect.gen(function* () {
+        const balancer = yield* Balancer.Balancer
+        const ledger = yield* CreditLedger.CreditLedger
+        const monitor = yield* Monitor.Monitor
+        // The first request must look the keys up: not for the fast path.
+        expect(balancer.unsafeStart({})).toBeUndefined()
+        yield* balancer.run({}, () => Effect.void)
+        const started = balancer.unsafeStart({})!
+        expect(started.key.id).toBe("b")
+        const entryOf = (id: string) => Effect.map(ledger.snapshot, (s) => s.find((e) => e.id === id)!)
+        expect((yield* entryOf("b")).reserved).toBeCloseTo(0.2)
+        expect((yield* monitor.stats).inFlight).toBe(1)
+        started.unsafeSucceed(0.5)
+        started.unsafeCancel()
+        expect((yield* entryOf("b")).reserved).toBe(0)
+        expect((yield* entryOf("b")).spent).toBeCloseTo(0.7)
+        // b has 2 - 0.2 (the run's success, no cost: the estimate) - 0.5 = 1.3 left, a 1.00.
+        const next = balancer.unsafeStart({})!
+        expect(next.key.id).toBe("b")
+        next.unsafeFail(insufficient) // b is empty now: the next one takes a
+        expect((yield* entryOf("b")).available).toBe(0)
+        const last = balancer.unsafeStart({})!
+        expect(last.key.id).toBe("a")
+        last.unsafeCancel()
+        expect(yield* monitor.stats).toMatchObject({ inFlight: 0, successes: 2, failures: 1 })
+      }).pipe(
+        Effect.provide(
+          Balancer.layer().pipe(
+            Layer.provideMerge(CreditAware.layer({ estimate: 0.2 })),
+            Layer.provideMerge(CreditLedger.layer()),
+            Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory.service)),
+            Layer.provideMerge(Layer.merge(base(keys("a", "b")), Monitor.layer))
+          )
+        )
+      )
+    })
+  )
+})
