@@ -1,0 +1,304 @@
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Balancer,
+  CreditLookup,
+  KeyPool,
+  KeySelector,
+  Monitor,
+  StateStore,
+  UpstreamError
+} from "@or-balancer/core"
+import { CreditLedger, RoundRobin, Threshold } from "@or-balancer/strategies"
+import { Context, Effect, Either, FastCheck as fc, Layer, TestClock } from "effect"
+import { base, keys, refuse, request } from "./util.js"
+
+// Threshold.unsafeSelect over RoundRobin: the same gate, choice, remembered key and reservation as
+// `select`, synchronously; `undefined` (nothing changed) whenever `select` would look a credit up
+// or the inner selector would wait.
+
+const infos = {
+  a: CreditLookup.keyInfo(1),
+  b: CreditLookup.keyInfo(0.5),
+  c: CreditLookup.keyInfo(0.35)
+  // d is unknown to the lookup: its lookups fail.
+}
+const ids = ["a", "b", "c", "d"]
+
+const stack = (
+  memory: CreditLookup.Service,
+  options: Partial<Threshold.Options> = {},
+  inner: Layer.Layer<
+    KeySelector.KeySelector,
+    never,
+    KeyPool.KeyPool | StateStore.StateStore
+  > = RoundRobin.layer(),
+  store: Layer.Layer<StateStore.StateStore> = StateStore.layerMemory
+) =>
+  Threshold.layer({ threshold: 0.3, estimate: 0.1, ...options }).pipe(
+    Layer.provideMerge(inner),
+    Layer.provideMerge(CreditLedger.layer({ ttl: "60 seconds", failureTtl: "5 seconds" })),
+    Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory)),
+    Layer.provideMerge(Layer.merge(KeyPool.layer(keys(...ids)).pipe(Layer.orDie), store))
+  )
+
+type Memory = Effect.Effect.Success<ReturnType<typeof CreditLookup.makeMemory>>
+type Ctx = Context.Context<CreditLedger.CreditLedger | StateStore.StateStore>
+
+/** The ledger, the remembered key, the round-robin cursor and the lookups made. */
+const stateOf = (ctx: Ctx, memory: Memory) =>
+  Effect.gen(function* () {
+    const store = Context.get(ctx, StateStore.StateStore)
+    const snapshot = yield* Context.get(ctx, CreditLedger.CreditLedger).snapshot
+    return {
+      snapshot: [...snapshot].sort((x, y) => x.id.localeCompare(y.id)),
+      current: yield* store.entries("or-balancer/threshold"),
+      cursor: yield* store.entries("or-balancer/round-robin"),
+      lookups: yield* Effect.forEach(ids, (id) => memory.lookups(id))
+    }
+  })
+
+const insufficient = new UpstreamError.InsufficientCredits({ message: "402" })
+const server = new UpstreamError.ServerError({ message: "502", status: 502 })
+
+const outcomeOf = (kind: number): KeySelector.Outcome =>
+  kind === 0
+    ? KeySelector.success("1 millis", 0.15)
+    : kind === 1
+      ? KeySelector.success("1 millis")
+      : kind === 2
+        ? KeySelector.failure("1 millis", insufficient)
+        : kind === 3
+          ? KeySelector.failure("1 millis", server)
+          : KeySelector.cancelled()
+
+const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
+  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
+
+const op = fc.oneof(
+  {
+    arbitrary: fc.record({ _tag: fc.constant("select" as const), refused: fc.subarray(ids) }),
+    weight: 4
+  },
+  {
+    arbitrary: fc.record({
+      _tag: fc.constant("report" as const),
+      which: fc.nat(),
+      outcome: fc.integer({ min: 0, max: 4 }),
+      effect: fc.boolean(),
+      twice: fc.boolean()
+    }),
+    weight: 3
+  },
+  {
+    arbitrary: fc.record({
+      _tag: fc.constant("credit" as const),
+      id: fc.constantFrom(...ids),
+      limit: fc.option(fc.constantFrom(0, 0.2, 0.6, 2), { nil: null })
+    }),
+    weight: 1
+  },
+  {
+    arbitrary: fc.record({ _tag: fc.constant("tick" as const), millis: fc.integer({ min: 0, max: 40_000 }) }),
+    weight: 1
+  }
+)
+
+/** Round robin whose `unsafeSelect` is undecided for requests with affinity "wait" (as if it had to wait). */
+const hesitant = Layer.effect(
+  KeySelector.KeySelector,
+  Effect.map(RoundRobin.make(), (rr) =>
+    KeySelector.make(rr.select, (req) => (req.affinity === "wait" ? undefined : rr.unsafeSelect!(req)))
+  )
+)
+
+describe("Threshold.unsafeSelect", () => {
+  it.effect.prop(
+    "random selections, reports, credit changes and time through either path: same picks, same ledger, same current key",
+    { ops: fc.array(op, { maxLength: 40, size: "max" }), stay: fc.boolean() },
+    ({ ops, stay }) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const slowMemory = yield* CreditLookup.makeMemory(infos)
+          const fastMemory = yield* CreditLookup.makeMemory(infos)
+          const viaEffect = yield* Layer.build(stack(slowMemory.service, { stay }))
+          const viaSync = yield* Layer.build(stack(fastMemory.service, { stay }))
+          const slow = Context.get(viaEffect, KeySelector.KeySelector)
+          const fast = Context.get(viaSync, KeySelector.KeySelector)
+          const unsafeSelect = fast.unsafeSelect!
+          expect(unsafeSelect).toBeDefined()
+          const slowLeases: Array<KeySelector.Lease> = []
+          // Leases from `unsafeSelect` are reported through either form; those from the fallback through `report`.
+          const fastLeases: Array<KeySelector.Lease | KeySelector.UnsafeLease> = []
+          const synchronous: Array<boolean> = []
+          for (const o of ops) {
+            if (o._tag === "select") {
+              const req = request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {})
+              const s = yield* Effect.either(slow.select(req))
+              const before = yield* stateOf(viaSync, fastMemory)
+              let f: KeySelector.Lease | KeySelector.NoKeyAvailable | undefined = unsafeSelect(req)
+              const decided = f !== undefined
+              if (f === undefined) {
+                // Undecided: nothing changed, and the caller takes the Effect path, as the balancer does.
+                expect(yield* stateOf(viaSync, fastMemory)).toEqual(before)
+                f = Either.merge(yield* Effect.either(fast.select(req)))
+              }
+              expect(describeAnswer(f)).toBe(describeAnswer(Either.merge(s)))
+              if (Either.isRight(s)) slowLeases.push(s.right)
+              if (!(f instanceof KeySelector.NoKeyAvailable)) {
+                fastLeases.push(f)
+                synchronous.push(decided)
+              }
+            } else if (o._tag === "report") {
+              if (slowLeases.length === 0) continue
+              const i = o.which % slowLeases.length
+              const outcome = outcomeOf(o.outcome)
+              for (let n = o.twice ? 2 : 1; n > 0; n--) {
+                yield* slowLeases[i]!.report(outcome)
+                const l = fastLeases[i]!
+                if (o.effect || !synchronous[i]) yield* l.report(outcome)
+                else (l as KeySelector.UnsafeLease).unsafeReport(outcome)
+              }
+            } else if (o._tag === "credit") {
+              const info = CreditLookup.keyInfo(o.limit)
+              yield* slowMemory.set(o.id, info)
+              yield* fastMemory.set(o.id, info)
+            } else {
+              yield* TestClock.adjust(o.millis)
+            }
+            expect(yield* stateOf(viaSync, fastMemory)).toEqual(yield* stateOf(viaEffect, slowMemory))
+          }
+        })
+      ),
+    { fastCheck: { numRuns: 100 } }
+  )
+
+  it.effect("stays on its key synchronously; undefined while a lookup is due or the inner would wait", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory(infos)
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(stack(memory.service, {}, hesitant))
+          const selector = Context.get(ctx, KeySelector.KeySelector)
+          const unsafeSelect = selector.unsafeSelect!
+          const notD = request({ gate: refuse("d") })
+          // Nothing looked up yet.
+          expect(unsafeSelect(notD)).toBeUndefined()
+          expect(yield* stateOf(ctx, memory)).toMatchObject({
+            snapshot: [],
+            current: [],
+            lookups: [0, 0, 0, 0]
+          })
+
+          const first = yield* selector.select(notD)
+          expect(first.key.id).toBe("a")
+          yield* first.report(KeySelector.success("1 millis", 0.3))
+          // a keeps 0.7: stay on it, whatever the round robin's cursor says.
+          const picks: Array<string> = []
+          for (let i = 0; i < 3; i++) {
+            const lease = unsafeSelect(notD) as KeySelector.UnsafeLease
+            picks.push(lease.key.id)
+            lease.unsafeReport(KeySelector.success("1 millis", 0.15))
+          }
+          // 0.7, 0.55, 0.4 before each: a, a, a; then 0.25 is under the threshold: move on.
+          expect(picks).toEqual(["a", "a", "a"])
+          const moved = unsafeSelect(notD) as KeySelector.UnsafeLease
+          expect(moved.key.id).not.toBe("a")
+          expect(yield* Context.get(ctx, StateStore.StateStore).get("or-balancer/threshold", "default")).toBe(
+            moved.key.id
+          )
+          // A reservation of 0.1 held until reported, once by either form.
+          const entryOf = (id: string) =>
+            Effect.map(Context.get(ctx, CreditLedger.CreditLedger).snapshot, (s) =>
+              s.find((e) => e.id === id)!
+            )
+          expect((yield* entryOf(moved.key.id)).reserved).toBeCloseTo(0.1)
+          yield* moved.report(KeySelector.cancelled())
+          moved.unsafeReport(KeySelector.cancelled())
+          expect((yield* entryOf(moved.key.id)).reserved).toBe(0)
+
+          // The inner would wait: undecided, nothing reserved or remembered.
+          const before = yield* stateOf(ctx, memory)
+          expect(unsafeSelect(request({ gate: refuse("d"), affinity: "wait" }))).toBeUndefined()
+          // d's failed lookup is due again after 5 s: a request that may take d is undecided.
+          yield* TestClock.adjust("5 seconds")
+          expect(unsafeSelect(request())).toBeUndefined()
+          expect(yield* stateOf(ctx, memory)).toEqual(before)
+          // Every key under the threshold: the same typed refusal as `select`, at once.
+          const poor = request({ gate: refuse("b", "c", "d") })
+          const refused = unsafeSelect(poor)
+          expect((refused as KeySelector.NoKeyAvailable).reason).toBe("credit")
+          expect(refused).toEqual(yield* Effect.flip(selector.select(poor)))
+        })
+      )
+    })
+  )
+
+  it.effect("absent when the inner selector has none, or the store no synchronous forms", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory(infos)
+      const plainInner = Layer.effect(
+        KeySelector.KeySelector,
+        Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
+      )
+      const asyncStore = Layer.effect(
+        StateStore.StateStore,
+        Effect.map(StateStore.makeMemory, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
+      )
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const noSyncInner = yield* Layer.build(stack(memory.service, {}, plainInner))
+          expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
+          const noSyncStore = yield* Layer.build(stack(memory.service, {}, RoundRobin.layer(), asyncStore))
+          const selector = Context.get(noSyncStore, KeySelector.KeySelector)
+          expect(selector.unsafeSelect).toBeUndefined()
+          // The Effect path still works there.
+          const lease = yield* selector.select(request({ gate: refuse("d") }))
+          expect(lease.key.id).toBe("a")
+          yield* lease.report(KeySelector.success("1 millis", 0.8))
+          expect((yield* selector.select(request({ gate: refuse("d") }))).key.id).toBe("b")
+        })
+      )
+    })
+  )
+
+  it.effect("through Balancer.unsafeStart: stays, reserves, and moves on when the key runs low", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory({
+        a: CreditLookup.keyInfo(1),
+        b: CreditLookup.keyInfo(1)
+      })
+      yield* Effect.gen(function* () {
+        const balancer = yield* Balancer.Balancer
+        const ledger = yield* CreditLedger.CreditLedger
+        const monitor = yield* Monitor.Monitor
+        expect(balancer.unsafeStart({})).toBeUndefined() // the keys must be looked up first
+        yield* balancer.run({}, () => Effect.void)
+        const first = balancer.unsafeStart({})!
+        const second = balancer.unsafeStart({})!
+        expect([first.key.id, second.key.id]).toEqual(["a", "a"])
+        expect((yield* ledger.snapshot).find((e) => e.id === "a")!.reserved).toBeCloseTo(0.2)
+        first.unsafeSucceed(0.4)
+        second.unsafeSucceed(0.4)
+        second.unsafeFail(server) // settled already: nothing
+        // a: 1 - 0.1 (the run) - 0.8 = 0.1, under 0.3.
+        const third = balancer.unsafeStart({})!
+        expect(third.key.id).toBe("b")
+        third.unsafeCancel()
+        expect(yield* monitor.stats).toMatchObject({ inFlight: 0, successes: 3, failures: 0 })
+        const a = (yield* ledger.snapshot).find((e) => e.id === "a")!
+        expect(a.reserved).toBe(0)
+        expect(a.available).toBeCloseTo(0.1)
+      }).pipe(
+        Effect.provide(
+          Balancer.layer().pipe(
+            Layer.provideMerge(Threshold.layer({ threshold: 0.3, estimate: 0.1 })),
+            Layer.provideMerge(RoundRobin.layer()),
+            Layer.provideMerge(CreditLedger.layer()),
+            Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory.service)),
+            Layer.provideMerge(Layer.merge(base(keys("a", "b")), Monitor.layer))
+          )
+        )
+      )
+    })
+  )
+})
