@@ -13,7 +13,8 @@ import {
   CreditAware,
   CreditLedger,
   HealthAware,
-  LeastBusy
+  LeastBusy,
+  RoundRobin
 } from "@or-balancer/strategies"
 import { Duration, Effect, FastCheck as fc, Fiber, TestClock } from "effect"
 import { key } from "./util.js"
@@ -55,7 +56,13 @@ const ending: fc.Arbitrary<Ending> = fc.oneof(
 )
 
 const op = fc.record({
-  via: fc.constantFrom("use" as const, "balancer" as const, "raw" as const, "held" as const),
+  via: fc.constantFrom(
+    "use" as const,
+    "balancer" as const,
+    "raw" as const,
+    "held" as const,
+    "unsafe" as const
+  ),
   // How a held answer ends: succeed, fail (a stream broken after its first byte) or cancel.
   settle: fc.constantFrom("succeed" as const, "fail" as const, "cancel" as const),
   start: fc.integer({ min: 0, max: 6 }),
@@ -64,7 +71,12 @@ const op = fc.record({
   cut: fc.option(fc.integer({ min: 0, max: 12 }), { nil: undefined })
 })
 
-const build = (base: "credit" | "leastBusy") =>
+type BaseName = "credit" | "leastBusy" | "roundRobin"
+
+// How often the synchronous first attempt was taken, over every run: a final test checks it was.
+let fastStarts = 0
+
+const build = (base: BaseName) =>
   Effect.gen(function* () {
     const poolService = yield* KeyPool.make(pool).pipe(Effect.orDie)
     const store = yield* StateStore.makeMemory
@@ -85,7 +97,11 @@ const build = (base: "credit" | "leastBusy") =>
         Effect.provideService(CreditLedger.CreditLedger, ledger)
       )
     const bottomOf: Effect.Effect<KeySelector.Service, never, Base> =
-      base === "credit" ? CreditAware.make({ estimate: 0.1 }) : LeastBusy.make
+      base === "credit"
+        ? CreditAware.make({ estimate: 0.1 })
+        : base === "leastBusy"
+          ? LeastBusy.make
+          : RoundRobin.make()
     const bottom = yield* withBase(bottomOf)
     const limited = yield* withBase(
       ConcurrencyLimited.makeWithStatus().pipe(Effect.provideService(KeySelector.KeySelector, bottom))
@@ -106,7 +122,7 @@ const build = (base: "credit" | "leastBusy") =>
   })
 
 describe("leases under random interleavings", () => {
-  for (const base of ["credit", "leastBusy"] as const) {
+  for (const base of ["credit", "leastBusy", "roundRobin"] as const) {
     it.effect.prop(
       `HealthAware > ConcurrencyLimited > ${base}: every permit, reservation, count and trial comes back`,
       { ops: fc.array(op, { minLength: 1, maxLength: 14 }) },
@@ -132,59 +148,93 @@ describe("leases under random interleavings", () => {
               Effect.sleep(o.start),
               o.via === "balancer"
                 ? balancer.run({}, () => body(o), { costOf: (c) => c })
-                : o.via === "held"
-                  ? // As the gateway holds an answer: settled when it ends, cancelled if the fiber ends otherwise.
+                : o.via === "unsafe"
+                  ? // As the gateway's fast path: a synchronous first attempt, its answer's end settles
+                    // it, a client leaving cancels it, and a failure goes on in the Effect loop.
                     Effect.suspend(() => {
-                      let held: Balancer.Scoped<number> | undefined
+                      const started = balancer.unsafeStart({})
+                      if (started === undefined) return balancer.run({}, () => body(o), { costOf: (c) => c })
+                      fastStarts++
                       return Effect.onExit(
-                        Effect.flatMap(
-                          balancer.runHeld(
-                            {},
-                            () => body(o),
-                            (h) => {
-                              held = h
-                            }
-                          ),
-                          (h) =>
+                        Effect.matchCauseEffect(body(o), {
+                          onSuccess: (cost) =>
                             Effect.zipRight(
                               Effect.sleep(o.hold),
-                              o.settle === "succeed"
-                                ? h.succeed(h.value)
-                                : o.settle === "fail"
-                                  ? h.fail(errors[0]!)
-                                  : h.cancel
-                            )
-                        ),
-                        (exit) => (exit._tag === "Success" || held === undefined ? Effect.void : held.cancel)
+                              Effect.sync(() =>
+                                o.settle === "succeed"
+                                  ? started.unsafeSucceed(cost)
+                                  : o.settle === "fail"
+                                    ? started.unsafeFail(errors[0]!)
+                                    : started.unsafeCancel()
+                              )
+                            ),
+                          onFailure: (cause) => {
+                            if (o.ending._tag !== "upstream") {
+                              started.unsafeCancel()
+                              return Effect.failCause(cause)
+                            }
+                            started.unsafeFail(errors[o.ending.error]!)
+                            return balancer.run({ after: started }, () => body(o), { costOf: (c) => c })
+                          }
+                        }),
+                        (exit) =>
+                          Effect.sync(() => (exit._tag === "Success" ? undefined : started.unsafeCancel()))
                       )
                     })
-                  : o.via === "use"
-                    ? KeySelector.use(
-                        top,
-                        request,
-                        () => body(o),
-                        (exit) =>
-                          exit._tag === "Success"
-                            ? KeySelector.success(0, exit.value)
-                            : KeySelector.cancelled()
-                      )
-                    : // By hand, as the contract asks: select uninterruptibly, report on every exit.
-                      Effect.uninterruptibleMask((restore) =>
-                        Effect.flatMap(top.select(request), (lease) =>
-                          Effect.flatMap(Effect.exit(restore(body(o))), (exit) =>
-                            Effect.zipRight(
-                              lease.report(
-                                exit._tag === "Success"
-                                  ? KeySelector.success(1, exit.value)
-                                  : o.ending._tag === "upstream"
-                                    ? KeySelector.failure(1, errors[o.ending.error]!)
-                                    : KeySelector.cancelled()
-                              ),
-                              exit
+                  : o.via === "held"
+                    ? // As the gateway holds an answer: settled when it ends, cancelled if the fiber ends otherwise.
+                      Effect.suspend(() => {
+                        let held: Balancer.Scoped<number> | undefined
+                        return Effect.onExit(
+                          Effect.flatMap(
+                            balancer.runHeld(
+                              {},
+                              () => body(o),
+                              (h) => {
+                                held = h
+                              }
+                            ),
+                            (h) =>
+                              Effect.zipRight(
+                                Effect.sleep(o.hold),
+                                o.settle === "succeed"
+                                  ? h.succeed(h.value)
+                                  : o.settle === "fail"
+                                    ? h.fail(errors[0]!)
+                                    : h.cancel
+                              )
+                          ),
+                          (exit) =>
+                            exit._tag === "Success" || held === undefined ? Effect.void : held.cancel
+                        )
+                      })
+                    : o.via === "use"
+                      ? KeySelector.use(
+                          top,
+                          request,
+                          () => body(o),
+                          (exit) =>
+                            exit._tag === "Success"
+                              ? KeySelector.success(0, exit.value)
+                              : KeySelector.cancelled()
+                        )
+                      : // By hand, as the contract asks: select uninterruptibly, report on every exit.
+                        Effect.uninterruptibleMask((restore) =>
+                          Effect.flatMap(top.select(request), (lease) =>
+                            Effect.flatMap(Effect.exit(restore(body(o))), (exit) =>
+                              Effect.zipRight(
+                                lease.report(
+                                  exit._tag === "Success"
+                                    ? KeySelector.success(1, exit.value)
+                                    : o.ending._tag === "upstream"
+                                      ? KeySelector.failure(1, errors[o.ending.error]!)
+                                      : KeySelector.cancelled()
+                                ),
+                                exit
+                              )
                             )
                           )
                         )
-                      )
             )
           const fibers = yield* Effect.forEach(ops, (o) => Effect.fork(Effect.exit(run(o))))
           const cutter = yield* Effect.fork(
@@ -234,4 +284,8 @@ describe("leases under random interleavings", () => {
       }
     )
   }
+
+  it("the synchronous first attempt was exercised", () => {
+    expect(fastStarts).toBeGreaterThan(0)
+  })
 })
