@@ -1,0 +1,157 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Balancer, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
+import { ByModel, RoundRobin, Weighted } from "@or-balancer/strategies"
+import { Context, Effect, Either, FastCheck as fc, Layer } from "effect"
+import { base, key, refuse, request } from "./util.js"
+
+// ByModel.unsafeSelect: the same route as `select`, asking that route's selector synchronously.
+
+const pool = [
+  key("a", { weight: 2 }),
+  key("b"),
+  key("c", { weight: 3 }),
+  key("d", { models: ["openai/gpt-4o-mini"] })
+]
+const ids = pool.map((k) => k.id)
+
+type Inner = Layer.Layer<KeySelector.KeySelector, never, KeyPool.KeyPool | StateStore.StateStore>
+
+const routes = (wildcard: boolean, anthropic: Inner = RoundRobin.layer({ name: "anthropic" })) => [
+  { pattern: "anthropic/*", keys: ["a", "b"], strategy: anthropic },
+  { pattern: "openai/gpt-4o", keys: ["c", "d"] },
+  ...(wildcard ? [{ pattern: "*", keys: ["b", "c", "d"], strategy: RoundRobin.layer({ name: "rest" }) }] : [])
+]
+
+const stack = (wildcard: boolean, anthropic?: Inner, inner: Inner = Weighted.layer()) =>
+  ByModel.layer(routes(wildcard, anthropic)).pipe(Layer.provideMerge(inner), Layer.provideMerge(base(pool)))
+
+/** Every cursor and weighted total the routes keep. */
+const stateOf = (ctx: Context.Context<StateStore.StateStore>) =>
+  Effect.gen(function* () {
+    const store = Context.get(ctx, StateStore.StateStore)
+    return {
+      cursors: yield* store.entries("or-balancer/round-robin"),
+      weighted: yield* store.entries("or-balancer/weighted")
+    }
+  })
+
+const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
+  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
+
+/** Round robin whose `unsafeSelect` is undecided for requests with affinity "wait" (as if it had to wait). */
+const hesitant = (name: string): Inner =>
+  Layer.effect(
+    KeySelector.KeySelector,
+    Effect.map(RoundRobin.make({ name }), (rr) =>
+      KeySelector.make(rr.select, (req) => (req.affinity === "wait" ? undefined : rr.unsafeSelect!(req)))
+    )
+  )
+
+describe("ByModel.unsafeSelect", () => {
+  it.effect.prop(
+    "random requests through either path: same picks and refusals, same route state",
+    {
+      wildcard: fc.boolean(),
+      requests: fc.array(
+        fc.record({
+          model: fc.constantFrom(undefined, "anthropic/claude-sonnet-4", "openai/gpt-4o", "mistral/large"),
+          refused: fc.subarray(ids)
+        }),
+        { maxLength: 30, size: "max" }
+      )
+    },
+    ({ requests, wildcard }) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const viaEffect = yield* Layer.build(stack(wildcard))
+          const viaSync = yield* Layer.build(stack(wildcard))
+          const slow = Context.get(viaEffect, KeySelector.KeySelector)
+          const unsafeSelect = Context.get(viaSync, KeySelector.KeySelector).unsafeSelect!
+          expect(unsafeSelect).toBeDefined()
+          for (const r of requests) {
+            const req = request({
+              model: r.model,
+              ...(r.refused.length > 0 ? { gate: refuse(...r.refused) } : {})
+            })
+            const s = Either.merge(yield* Effect.either(slow.select(req)))
+            const f = unsafeSelect(req)
+            expect(f).toBeDefined() // round robin and weighted never wait
+            expect(describeAnswer(f!)).toBe(describeAnswer(s))
+            expect(yield* stateOf(viaSync)).toEqual(yield* stateOf(viaEffect))
+          }
+        })
+      ),
+    { fastCheck: { numRuns: 100 } }
+  )
+
+  it.effect("a model no route takes is refused at once, as select refuses it", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const selector = Context.get(yield* Layer.build(stack(false)), KeySelector.KeySelector)
+        const req = request({ model: "mistral/large" })
+        const refused = selector.unsafeSelect!(req)
+        expect(refused).toBeInstanceOf(KeySelector.NoKeyAvailable)
+        expect((refused as KeySelector.NoKeyAvailable).reason).toBe("model")
+        expect(refused).toEqual(yield* Effect.flip(selector.select(req)))
+      })
+    )
+  )
+
+  it.effect("undefined, changing nothing, where the route's selector is undecided", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const ctx = yield* Layer.build(stack(true, hesitant("anthropic")))
+        const unsafeSelect = Context.get(ctx, KeySelector.KeySelector).unsafeSelect!
+        const claude = { model: "anthropic/claude-sonnet-4" }
+        const before = yield* stateOf(ctx)
+        expect(unsafeSelect(request({ ...claude, affinity: "wait" }))).toBeUndefined()
+        expect(yield* stateOf(ctx)).toEqual(before)
+        // Other routes, and the same route when it decides, decide.
+        expect((unsafeSelect(request({ ...claude })) as KeySelector.UnsafeLease).key.id).toBe("a")
+        expect((unsafeSelect(request({ affinity: "wait" })) as KeySelector.UnsafeLease).key.id).toBe("b")
+      })
+    )
+  )
+
+  it.effect("absent when the inner selector or a route's strategy has none", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const plain = (name: string): Inner =>
+          Layer.effect(
+            KeySelector.KeySelector,
+            Effect.map(RoundRobin.make({ name }), (rr) => KeySelector.make(rr.select))
+          )
+        const noSyncInner = yield* Layer.build(stack(true, undefined, plain("default")))
+        expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
+        const noSyncRoute = yield* Layer.build(stack(true, plain("anthropic")))
+        const selector = Context.get(noSyncRoute, KeySelector.KeySelector)
+        expect(selector.unsafeSelect).toBeUndefined()
+        expect((yield* selector.select(request({ model: "anthropic/claude-sonnet-4" }))).key.id).toBe("a")
+        // And present with both.
+        const both = yield* Layer.build(stack(true))
+        expect(Context.get(both, KeySelector.KeySelector).unsafeSelect).toBeDefined()
+      })
+    )
+  )
+
+  it.effect("through Balancer.unsafeStart: each model on its route, synchronously", () =>
+    Effect.gen(function* () {
+      const balancer = yield* Balancer.Balancer
+      const monitor = yield* Monitor.Monitor
+      const claude = [1, 2, 3].map(() => balancer.unsafeStart({ model: "anthropic/claude-sonnet-4" })!)
+      expect(claude.map((s) => s.key.id)).toEqual(["a", "b", "a"])
+      const gpt = balancer.unsafeStart({ model: "openai/gpt-4o" })!
+      expect(gpt.key.id).toBe("c") // d serves only gpt-4o-mini
+      // No route: the fast path leaves it to `run`, which fails it.
+      expect(balancer.unsafeStart({ model: "mistral/large" })).toBeUndefined()
+      expect((yield* monitor.stats).inFlight).toBe(4)
+      claude.forEach((s) => s.unsafeSucceed(0.01))
+      gpt.unsafeCancel()
+      expect(yield* monitor.stats).toMatchObject({ inFlight: 0, successes: 3 })
+    }).pipe(
+      Effect.provide(
+        Balancer.layer().pipe(Layer.provideMerge(stack(false)), Layer.provideMerge(Monitor.layer))
+      )
+    )
+  )
+})
