@@ -1,0 +1,160 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Balancer, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
+import { RoundRobin, Sticky } from "@or-balancer/strategies"
+import { Context, Effect, Either, FastCheck as fc, Layer } from "effect"
+import { base, keys, refuse, request } from "./util.js"
+
+// Sticky.unsafeSelect: the session's key asked of the inner selector synchronously, its own
+// choice when refused at once, undecided where the inner is.
+
+const pool = keys("a", "b", "c", "d")
+const ids = pool.map((k) => k.id)
+
+type Inner = Layer.Layer<KeySelector.KeySelector, never, KeyPool.KeyPool | StateStore.StateStore>
+
+/** Round robin that never takes c (both paths refuse it at once), so sessions owned by c fall back. */
+const pickyInner: Inner = Layer.effect(
+  KeySelector.KeySelector,
+  Effect.map(RoundRobin.make(), (rr) => {
+    const narrow = (req: KeySelector.SelectRequest) => KeySelector.withGate(req, refuse("c"))
+    return KeySelector.make(
+      (req) => rr.select(narrow(req)),
+      (req) => rr.unsafeSelect!(narrow(req))
+    )
+  })
+)
+
+/** Round robin whose `unsafeSelect` is undecided whenever a is gated out (as if it had to wait). */
+const hesitantInner: Inner = Layer.effect(
+  KeySelector.KeySelector,
+  Effect.map(RoundRobin.make(), (rr) =>
+    KeySelector.make(rr.select, (req) =>
+      req.gate?.(pool[0]!) !== undefined ? undefined : rr.unsafeSelect!(req)
+    )
+  )
+)
+
+const stack = (inner: Inner = pickyInner) =>
+  Sticky.layer.pipe(Layer.provideMerge(inner), Layer.provideMerge(base(pool)))
+
+const cursorOf = (ctx: Context.Context<StateStore.StateStore>) =>
+  Context.get(ctx, StateStore.StateStore).entries("or-balancer/round-robin")
+
+const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
+  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
+
+/** A session id whose key, with every key a candidate, is `id`. */
+const ownedBy = (id: string): string => {
+  for (let i = 0; ; i++) if (Sticky.owner(`session-${i}`, pool)!.id === id) return `session-${i}`
+}
+
+// One session owned by each key (c's fall back), and a few more.
+const sessions = [...ids.map(ownedBy), "s1", "s2", "s3"]
+
+describe("Sticky.unsafeSelect", () => {
+  it.effect.prop(
+    "random sessions and gates through either path: same picks and refusals, same inner state",
+    {
+      requests: fc.array(
+        fc.record({ affinity: fc.constantFrom(undefined, ...sessions), refused: fc.subarray(ids) }),
+        { maxLength: 30, size: "max" }
+      )
+    },
+    ({ requests }) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const viaEffect = yield* Layer.build(stack())
+          const viaSync = yield* Layer.build(stack())
+          const slow = Context.get(viaEffect, KeySelector.KeySelector)
+          const unsafeSelect = Context.get(viaSync, KeySelector.KeySelector).unsafeSelect!
+          expect(unsafeSelect).toBeDefined()
+          for (const r of requests) {
+            const req = request({
+              affinity: r.affinity,
+              ...(r.refused.length > 0 ? { gate: refuse(...r.refused) } : {})
+            })
+            const s = Either.merge(yield* Effect.either(slow.select(req)))
+            const f = unsafeSelect(req)
+            expect(f).toBeDefined() // the inner never waits
+            expect(describeAnswer(f!)).toBe(describeAnswer(s))
+            expect(yield* cursorOf(viaSync)).toEqual(yield* cursorOf(viaEffect))
+          }
+        })
+      ),
+    { fastCheck: { numRuns: 100 } }
+  )
+
+  it.effect("a session keeps its key; refused at once, it takes the inner's own choice, as select does", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const selector = Context.get(yield* Layer.build(stack()), KeySelector.KeySelector)
+        const unsafeSelect = selector.unsafeSelect!
+        const ownedByC = ownedBy("c")
+        const ownedByB = ownedBy("b")
+        const kept = [1, 2, 3].map(
+          () => (unsafeSelect(request({ affinity: ownedByB })) as KeySelector.UnsafeLease).key.id
+        )
+        expect(kept).toEqual(["b", "b", "b"])
+        // c is refused by the inner: the round robin's own choice, advancing its cursor.
+        const fallback = [1, 2].map(
+          () => (unsafeSelect(request({ affinity: ownedByC })) as KeySelector.UnsafeLease).key.id
+        )
+        expect(fallback).toEqual(["d", "a"])
+        expect((yield* selector.select(request({ affinity: ownedByC }))).key.id).toBe("b")
+      })
+    )
+  )
+
+  it.effect("undefined, changing nothing, where the inner is undecided for the session's key", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const ctx = yield* Layer.build(stack(hesitantInner))
+        const unsafeSelect = Context.get(ctx, KeySelector.KeySelector).unsafeSelect!
+        const ownedByA = ownedBy("a")
+        const ownedByD = ownedBy("d")
+        const before = yield* cursorOf(ctx)
+        // Gated to d alone, a is out: the inner is undecided, so Sticky is.
+        expect(unsafeSelect(request({ affinity: ownedByD }))).toBeUndefined()
+        expect(yield* cursorOf(ctx)).toEqual(before)
+        expect((unsafeSelect(request({ affinity: ownedByA })) as KeySelector.UnsafeLease).key.id).toBe("a")
+        // Without affinity the request passes straight through.
+        expect((unsafeSelect(request()) as KeySelector.UnsafeLease).key.id).toBe("b")
+      })
+    )
+  )
+
+  it.effect("absent when the inner selector has none", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const plain: Inner = Layer.effect(
+          KeySelector.KeySelector,
+          Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
+        )
+        const selector = Context.get(yield* Layer.build(stack(plain)), KeySelector.KeySelector)
+        expect(selector.unsafeSelect).toBeUndefined()
+        const owner = Sticky.owner("s1", pool)!.id
+        expect((yield* selector.select(request({ affinity: "s1" }))).key.id).toBe(owner)
+      })
+    )
+  )
+
+  it.effect("through Balancer.unsafeStart: a session's requests go to its key", () =>
+    Effect.gen(function* () {
+      const balancer = yield* Balancer.Balancer
+      const monitor = yield* Monitor.Monitor
+      const owner = Sticky.owner("s1", pool)!.id
+      const started = [1, 2, 3].map(() => balancer.unsafeStart({ affinity: "s1" })!)
+      expect(started.map((s) => s.key.id)).toEqual([owner, owner, owner])
+      expect((yield* monitor.stats).inFlight).toBe(3)
+      started.forEach((s) => s.unsafeSucceed())
+      expect(yield* monitor.stats).toMatchObject({ inFlight: 0, successes: 3 })
+    }).pipe(
+      Effect.provide(
+        Balancer.layer().pipe(
+          Layer.provideMerge(stack(RoundRobin.layer())),
+          Layer.provideMerge(Monitor.layer)
+        )
+      )
+    )
+  )
+})
