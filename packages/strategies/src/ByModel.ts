@@ -10,9 +10,10 @@
  * Sub-strategies are built once, sharing this layer's environment (pool, store). Give stateful
  * ones distinct `name`s (e.g. `RoundRobin.layer({ name: "anthropic" })`) so their state is apart.
  *
- * `unsafeSelect` (offered when the inner selector and every route's strategy offer it) takes the
+ * `unsafeSelect` (offered when the inner selector or any route's strategy offers it) takes the
  * same route and asks that selector's `unsafeSelect`: the same choice and state changes,
- * synchronously, and `undefined`, changing nothing, where that selector would wait.
+ * synchronously, and `undefined`, changing nothing, where that selector would wait or has no
+ * `unsafeSelect` at all.
  *
  * @since 0.1.0
  */
@@ -107,17 +108,17 @@ export const layer = <const Routes extends ReadonlyArray<Route>>(
         return route.selector.select(narrow(route, request))
       }
 
-      // Offered only when every selector it may hand a request to offers it.
+      // Offered when any selector it may hand a request to offers it: a request for a route whose
+      // selector has none (random, say) is left to `select`, and the other routes keep the fast path.
       const innerUnsafe = inner.unsafeSelect
-      if (innerUnsafe === undefined || compiled.some((r) => r.selector.unsafeSelect === undefined)) {
+      if (innerUnsafe === undefined && compiled.every((r) => r.selector.unsafeSelect === undefined)) {
         return KeySelector.make(select)
       }
       return KeySelector.make(select, (request) => {
         const model = request.model
         const route = routeOf(model)
-        if (route === undefined) return model === undefined ? innerUnsafe(request) : noRoute(model)
-        // Every route's selector offers it (checked above).
-        return route.selector.unsafeSelect!(narrow(route, request))
+        if (route === undefined) return model === undefined ? innerUnsafe?.(request) : noRoute(model)
+        return route.selector.unsafeSelect?.(narrow(route, request))
       })
     })
   )

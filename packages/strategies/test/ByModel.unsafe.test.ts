@@ -113,7 +113,7 @@ describe("ByModel.unsafeSelect", () => {
     )
   )
 
-  it.effect("absent when the inner selector or a route's strategy has none", () =>
+  it.effect("a route whose selector has none is left to select; the other routes keep the fast path", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const plain = (name: string): Inner =>
@@ -121,15 +121,30 @@ describe("ByModel.unsafeSelect", () => {
             KeySelector.KeySelector,
             Effect.map(RoundRobin.make({ name }), (rr) => KeySelector.make(rr.select))
           )
+        const claude = request({ model: "anthropic/claude-sonnet-4" })
+        const gpt4o = request({ model: "openai/gpt-4o" })
+        // The inner (used by the route with no strategy of its own) has none.
         const noSyncInner = yield* Layer.build(stack(true, undefined, plain("default")))
-        expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
+        const a = Context.get(noSyncInner, KeySelector.KeySelector)
+        expect(a.unsafeSelect!(gpt4o)).toBeUndefined()
+        expect((a.unsafeSelect!(claude) as KeySelector.UnsafeLease).key.id).toBe("a")
+        expect((yield* a.select(gpt4o)).key.id).toBe("c")
+        // A route's own strategy has none.
         const noSyncRoute = yield* Layer.build(stack(true, plain("anthropic")))
-        const selector = Context.get(noSyncRoute, KeySelector.KeySelector)
-        expect(selector.unsafeSelect).toBeUndefined()
-        expect((yield* selector.select(request({ model: "anthropic/claude-sonnet-4" }))).key.id).toBe("a")
-        // And present with both.
-        const both = yield* Layer.build(stack(true))
-        expect(Context.get(both, KeySelector.KeySelector).unsafeSelect).toBeDefined()
+        const b = Context.get(noSyncRoute, KeySelector.KeySelector)
+        const before = yield* stateOf(noSyncRoute)
+        expect(b.unsafeSelect!(claude)).toBeUndefined()
+        expect(yield* stateOf(noSyncRoute)).toEqual(before)
+        expect((yield* b.select(claude)).key.id).toBe("a")
+        expect(KeySelector.isUnsafeLease(b.unsafeSelect!(gpt4o))).toBe(true)
+        // None at all: absent.
+        const none = yield* Layer.build(
+          ByModel.layer([{ pattern: "*", strategy: plain("rest") }]).pipe(
+            Layer.provideMerge(plain("default")),
+            Layer.provideMerge(base(pool))
+          )
+        )
+        expect(Context.get(none, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
       })
     )
   )
