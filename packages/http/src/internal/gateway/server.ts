@@ -427,7 +427,6 @@ const startUpstream = (
   model: string | undefined,
   done: (result: Answer | UpstreamError.UpstreamError) => void
 ): void => {
-  const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
   const headers: Record<string, string | number> = {
     authorization: `Bearer ${Redacted.value(key.secret)}`,
     accept: ctx.accept ?? "*/*"
@@ -439,37 +438,46 @@ const startUpstream = (
   if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
   if (ctx.title !== undefined) headers["x-title"] = ctx.title
   let settled = false
-  const req = up.request(
-    { agent: up.agent, hostname: up.hostname, port: up.port, method, path: up.prefix + suffix, headers },
-    (res) => {
-      const status = res.statusCode ?? 502
-      if (status < 400) {
-        settled = true
-        // From here the deadline is the longest silence between two body chunks.
-        req.setTimeout(engine.config.deadlines.bodyIdleMs)
-        const answer: Answer = { status, headers: res.headers, body: res }
-        ctx.answer = answer
-        return done(answer)
-      }
-      const chunks: Array<Buffer> = []
-      res.on("data", (c: Buffer) => chunks.push(c))
-      res.on("end", () => {
-        settled = true
-        done(
-          upstreamFailure(
-            engine,
-            { status, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") },
-            model
+  // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
+  // throws here: that is the key's failure, not a throw out of the request handler (which, on
+  // the fast path, would end the process with the key still leased).
+  let req: http.ClientRequest
+  try {
+    const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    req = up.request(
+      { agent: up.agent, hostname: up.hostname, port: up.port, method, path: up.prefix + suffix, headers },
+      (res) => {
+        const status = res.statusCode ?? 502
+        if (status < 400) {
+          settled = true
+          // From here the deadline is the longest silence between two body chunks.
+          req.setTimeout(engine.config.deadlines.bodyIdleMs)
+          const answer: Answer = { status, headers: res.headers, body: res }
+          ctx.answer = answer
+          return done(answer)
+        }
+        const chunks: Array<Buffer> = []
+        res.on("data", (c: Buffer) => chunks.push(c))
+        res.on("end", () => {
+          settled = true
+          done(
+            upstreamFailure(
+              engine,
+              { status, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") },
+              model
+            )
           )
-        )
-      })
-      res.on("error", (e) => {
-        if (settled) return
-        settled = true
-        done(transportError(e))
-      })
-    }
-  )
+        })
+        res.on("error", (e) => {
+          if (settled) return
+          settled = true
+          done(transportError(e))
+        })
+      }
+    )
+  } catch (e) {
+    return done(transportError(e))
+  }
   req.setTimeout(engine.config.deadlines.headersMs, () => {
     const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
     req.destroy(e)
