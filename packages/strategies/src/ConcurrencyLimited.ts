@@ -53,6 +53,8 @@ interface Waiter {
   readonly request: KeySelector.SelectRequest
   readonly deferred: Deferred.Deferred<void>
   key: Key.Key | undefined
+  /** Keys the inner selector refused when handed to this waiter's selection: not handed again. */
+  readonly refused: ReadonlySet<string> | undefined
 }
 
 const FULL: KeySelector.Ineligible = { reason: "concurrency" }
@@ -85,11 +87,13 @@ export const makeWithStatus = (
     const take = (k: Key.Key) => {
       inUse.set(k.id, (inUse.get(k.id) ?? 0) + 1)
     }
-    // Hands the permit to the first waiter that can use this key, else gives it back.
+    // Hands the permit to the first waiter that can use this key, else gives it back. A waiter
+    // whose inner selector already refused this key is passed over: otherwise two such waiters
+    // hand a permit back and forth forever, in no time.
     const release = (k: Key.Key) => {
       for (let i = 0; i < waiters.length; i++) {
         const w = waiters[i]!
-        if (KeySelector.isCandidate(w.request, k)) {
+        if (w.refused?.has(k.id) !== true && KeySelector.isCandidate(w.request, k)) {
           waiters.splice(i, 1)
           w.key = k
           Deferred.unsafeDone(w.deferred, Exit.void)
@@ -132,9 +136,18 @@ export const makeWithStatus = (
 
     // Waits in the queue, interruptibly (selection itself runs uninterruptibly). A permit handed
     // over is ours from then on: if an interruption lands at the same moment, it is passed on.
-    const wait = (request: KeySelector.SelectRequest, millis: number): Effect.Effect<Key.Key | undefined> =>
+    const wait = (
+      request: KeySelector.SelectRequest,
+      millis: number,
+      refused: ReadonlySet<string> | undefined
+    ): Effect.Effect<Key.Key | undefined> =>
       Effect.suspend(() => {
-        const w: Waiter = { request, deferred: Deferred.unsafeMake<void>(FiberId.none), key: undefined }
+        const w: Waiter = {
+          request,
+          deferred: Deferred.unsafeMake<void>(FiberId.none),
+          key: undefined,
+          refused
+        }
         waiters.push(w)
         return Effect.interruptible(
           Effect.timeoutOption(Deferred.await(w.deferred), Duration.millis(millis))
@@ -157,7 +170,9 @@ export const makeWithStatus = (
       })
 
     const select = (
-      request: KeySelector.SelectRequest
+      request: KeySelector.SelectRequest,
+      // Keys the inner selector refused when handed to this selection (see `release`).
+      refused?: Set<string>
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
       // (`catchAll` over `flatMap` rather than `matchEffect`, which costs several times more: a
       // failure of the start-over path below is that selection's own, past its wait, so it
@@ -165,7 +180,7 @@ export const makeWithStatus = (
       Effect.catchAll(
         Effect.flatMap(inner.select(KeySelector.withGate(request, fullGate)), (lease) => {
           // The inner selector may have yielded; if the key filled up meanwhile, start over.
-          if (!isFree(lease.key)) return Effect.zipRight(lease.report(CANCELLED), select(request))
+          if (!isFree(lease.key)) return Effect.zipRight(lease.report(CANCELLED), select(request, refused))
           take(lease.key)
           return Effect.succeed(holding(lease))
         }),
@@ -174,7 +189,7 @@ export const makeWithStatus = (
             const deadline = request.deadline
             if (deadline === undefined || !waitsFor(request, keys)) return Effect.fail(error)
             return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              now >= deadline ? Effect.fail(error) : waitAndSelect(request, deadline - now, error)
+              now >= deadline ? Effect.fail(error) : waitAndSelect(request, deadline - now, error, refused)
             )
           })
       )
@@ -182,9 +197,10 @@ export const makeWithStatus = (
     const waitAndSelect = (
       request: KeySelector.SelectRequest,
       millis: number,
-      error: KeySelector.NoKeyAvailable
+      error: KeySelector.NoKeyAvailable,
+      refused: Set<string> | undefined
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
-      Effect.flatMap(wait(request, millis), (key) => {
+      Effect.flatMap(wait(request, millis, refused), (key) => {
         if (key === undefined) {
           return Effect.fail(
             new KeySelector.NoKeyAvailable({
@@ -198,8 +214,10 @@ export const makeWithStatus = (
           onSuccess: (lease) => Effect.succeed(holding(lease)),
           onFailure: () =>
             Effect.suspend(() => {
+              const now = refused ?? new Set<string>()
+              now.add(key.id)
               release(key)
-              return select(request)
+              return select(request, now)
             })
         })
       })
@@ -234,7 +252,7 @@ export const makeWithStatus = (
       inUse: new Map(Array.from(inUse).filter(([, n]) => n > 0)),
       waiting: waiters.length
     }))
-    return { selector: KeySelector.make(select, unsafeSelect), status }
+    return { selector: KeySelector.make((request) => select(request), unsafeSelect), status }
   })
 
 /**

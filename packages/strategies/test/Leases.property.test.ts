@@ -261,9 +261,34 @@ describe("leases under random interleavings", () => {
       {
         fastCheck: {
           numRuns: 25,
-          // Always tried: a held answer interrupted while it is held (found by shrinking once). Each
-          // example is the property's argument tuple; @effect/vitest types it as the record alone.
+          // Always tried: a held answer interrupted while it is held, and a 402 while two requests
+          // wait for a permit (a hang: the freed permit went back and forth between them). Both
+          // found by shrinking. Each example is the property's argument tuple; @effect/vitest types
+          // it as the record alone.
           examples: [
+            [
+              {
+                ops: [
+                  { via: "held", settle: "succeed", start: 3, hold: 0, ending: { _tag: "defect" } },
+                  {
+                    via: "held",
+                    settle: "cancel",
+                    start: 3,
+                    hold: 1,
+                    ending: { _tag: "ok", cost: 0.1 },
+                    cut: 4
+                  },
+                  {
+                    via: "held",
+                    settle: "succeed",
+                    start: 1,
+                    hold: 1,
+                    ending: { _tag: "upstream", error: 2 },
+                    cut: 8
+                  }
+                ]
+              }
+            ],
             [
               {
                 ops: [
