@@ -135,6 +135,16 @@ const measure = async (run: (n: number) => Promise<void>, budgetMs: number, batc
   return best
 }
 
+const rowOf = (
+  strategy: string,
+  keys: number,
+  r: { readonly ops: number; readonly ms: number },
+  base: { readonly nsPerOp: number }
+): Row => {
+  const nsPerOp = (r.ms * 1e6) / r.ops
+  return { strategy, keys, opsPerSec: r.ops / (r.ms / 1000), nsPerOp, vsSeedFloor: nsPerOp / base.nsPerOp }
+}
+
 export const floor = (n: number): { readonly nsPerOp: number; readonly opsPerSec: number } => {
   const cycle = new Cycle(keys(n).map((_, i) => i))
   let sink = 0
@@ -162,14 +172,7 @@ export const run = async (options: { readonly budgetMs?: number } = {}): Promise
       await runtime.runtime()
       const m = await measure((k) => runtime.runPromise(cycles(constant, k)), budgetMs, 2000)
       await runtime.dispose()
-      const nsPerOp = (m.ms * 1e6) / m.ops
-      rows.push({
-        strategy: "harness: constant selector",
-        keys: n,
-        opsPerSec: m.ops / (m.ms / 1000),
-        nsPerOp,
-        vsSeedFloor: nsPerOp / base.nsPerOp
-      })
+      rows.push(rowOf("harness: constant selector", n, m, base))
     }
     for (const [name, layer] of strategies) {
       const runtime = ManagedRuntime.make(Layer.provideMerge(layer, env(n)))
@@ -181,17 +184,8 @@ export const run = async (options: { readonly budgetMs?: number } = {}): Promise
           ? undefined
           : await measure(async (k) => unsafeCycles(unsafeSelect, k), budgetMs, n === 5 ? 2000 : 200)
       await runtime.dispose()
-      for (const [label, r] of [[name, m] as const, [`${name}, unsafeSelect`, u] as const]) {
-        if (r === undefined) continue
-        const nsPerOp = (r.ms * 1e6) / r.ops
-        rows.push({
-          strategy: label,
-          keys: n,
-          opsPerSec: r.ops / (r.ms / 1000),
-          nsPerOp,
-          vsSeedFloor: nsPerOp / base.nsPerOp
-        })
-      }
+      rows.push(rowOf(name, n, m, base))
+      if (u !== undefined) rows.push(rowOf(`${name}, unsafeSelect`, n, u, base))
     }
     // The whole per-request path of core's Balancer.run over the composed stack, upstream a no-op.
     const runtime = ManagedRuntime.make(
@@ -233,20 +227,9 @@ export const run = async (options: { readonly budgetMs?: number } = {}): Promise
             n === 5 ? 2000 : 200
           )
     await runtime.dispose()
-    for (const [label, r] of [
-      ["Balancer.run over the composed stack (no-op upstream)", m] as const,
-      ["Balancer.unsafeStart + unsafeSucceed over the composed stack", u] as const
-    ]) {
-      if (r === undefined) continue
-      const nsPerOp = (r.ms * 1e6) / r.ops
-      rows.push({
-        strategy: label,
-        keys: n,
-        opsPerSec: r.ops / (r.ms / 1000),
-        nsPerOp,
-        vsSeedFloor: nsPerOp / base.nsPerOp
-      })
-    }
+    rows.push(rowOf("Balancer.run over the composed stack (no-op upstream)", n, m, base))
+    if (u !== undefined)
+      rows.push(rowOf("Balancer.unsafeStart + unsafeSucceed over the composed stack", n, u, base))
   }
   return rows
 }
