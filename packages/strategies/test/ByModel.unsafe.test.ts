@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Balancer, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
 import { ByModel, RoundRobin, Weighted } from "@or-balancer/strategies"
-import { Context, Effect, Either, FastCheck as fc, Layer } from "effect"
+import { Context, Effect, FastCheck as fc, Layer } from "effect"
 import { base, key, refuse, request } from "./util.js"
+import * as TwoPaths from "./twoPaths.js"
 
 // ByModel.unsafeSelect: the same route as `select`, asking that route's selector synchronously.
 
@@ -35,9 +36,6 @@ const stateOf = (ctx: Context.Context<StateStore.StateStore>) =>
     }
   })
 
-const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
-  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
-
 /** Round robin whose `unsafeSelect` is undecided for requests with affinity "wait" (as if it had to wait). */
 const hesitant = (name: string): Inner =>
   Layer.effect(
@@ -65,19 +63,16 @@ describe("ByModel.unsafeSelect", () => {
         Effect.gen(function* () {
           const viaEffect = yield* Layer.build(stack(wildcard))
           const viaSync = yield* Layer.build(stack(wildcard))
-          const slow = Context.get(viaEffect, KeySelector.KeySelector)
-          const unsafeSelect = Context.get(viaSync, KeySelector.KeySelector).unsafeSelect!
-          expect(unsafeSelect).toBeDefined()
+          const paths = TwoPaths.make(
+            { selector: Context.get(viaEffect, KeySelector.KeySelector), state: stateOf(viaEffect) },
+            { selector: Context.get(viaSync, KeySelector.KeySelector), state: stateOf(viaSync) },
+            { undecided: "never" } // round robin and weighted never wait
+          )
           for (const r of requests) {
-            const req = request({
-              model: r.model,
-              ...(r.refused.length > 0 ? { gate: refuse(...r.refused) } : {})
-            })
-            const s = Either.merge(yield* Effect.either(slow.select(req)))
-            const f = unsafeSelect(req)
-            expect(f).toBeDefined() // round robin and weighted never wait
-            expect(describeAnswer(f!)).toBe(describeAnswer(s))
-            expect(yield* stateOf(viaSync)).toEqual(yield* stateOf(viaEffect))
+            yield* paths.select(
+              request({ model: r.model, ...(r.refused.length > 0 ? { gate: refuse(...r.refused) } : {}) })
+            )
+            yield* paths.compare
           }
         })
       ),

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { KeyPool, KeySelector, StateStore, UpstreamError } from "@or-balancer/core"
 import { ConcurrencyLimited, RoundRobin } from "@or-balancer/strategies"
-import { Context, Effect, Either, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
+import { Context, Effect, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
+import * as TwoPaths from "./twoPaths.js"
 import { base, key, refuse, request } from "./util.js"
 
 // ConcurrencyLimited.unsafeSelect: the same choice as `select`, synchronously; `undefined` where
@@ -38,9 +39,6 @@ const outcomeOf = (kind: "success" | "failure" | "cancelled"): KeySelector.Outco
       ? KeySelector.failure("1 millis", server)
       : KeySelector.cancelled()
 
-const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
-  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
-
 const op = fc.oneof(
   fc.record({
     _tag: fc.constant("select" as const),
@@ -65,30 +63,19 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
         Effect.gen(function* () {
           const viaEffect = yield* Layer.build(stack())
           const viaSync = yield* Layer.build(stack())
-          const slow = Context.get(viaEffect, KeySelector.KeySelector)
-          const fast = Context.get(viaSync, KeySelector.KeySelector)
-          const unsafeSelect = fast.unsafeSelect!
-          expect(unsafeSelect).toBeDefined()
-          const slowLeases: Array<KeySelector.Lease> = []
-          const fastLeases: Array<KeySelector.UnsafeLease> = []
+          const paths = TwoPaths.make(
+            { selector: Context.get(viaEffect, KeySelector.KeySelector), state: statusOf(viaEffect) },
+            { selector: Context.get(viaSync, KeySelector.KeySelector), state: statusOf(viaSync) },
+            // No deadline: `select` never waits, so the fast path always decides.
+            { undecided: "never" }
+          )
           for (const o of ops) {
             if (o._tag === "select") {
-              // No deadline: `select` never waits, so the fast path always decides.
-              const req = request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {})
-              const s = yield* Effect.either(slow.select(req))
-              const f = unsafeSelect(req)
-              expect(f).toBeDefined()
-              expect(describeAnswer(f!)).toBe(describeAnswer(Either.isRight(s) ? s.right : s.left))
-              if (Either.isRight(s)) slowLeases.push(s.right)
-              if (KeySelector.isUnsafeLease(f)) fastLeases.push(f)
-            } else if (slowLeases.length > 0) {
-              const i = o.which % slowLeases.length
-              const outcome = outcomeOf(o.outcome)
-              yield* slowLeases[i]!.report(outcome)
-              if (o.effect) yield* fastLeases[i]!.report(outcome)
-              else fastLeases[i]!.unsafeReport(outcome)
+              yield* paths.select(request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {}))
+            } else {
+              yield* paths.report(o.which, outcomeOf(o.outcome), { viaEffect: o.effect })
             }
-            expect(yield* statusOf(viaSync)).toEqual(yield* statusOf(viaEffect))
+            yield* paths.compare
           }
         })
       ),

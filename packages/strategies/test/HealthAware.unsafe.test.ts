@@ -9,7 +9,8 @@ import {
   UpstreamError
 } from "@or-balancer/core"
 import { ConcurrencyLimited, HealthAware, RoundRobin } from "@or-balancer/strategies"
-import { Context, Duration, Effect, Either, FastCheck as fc, Layer, TestClock } from "effect"
+import { Context, Duration, Effect, FastCheck as fc, Layer, TestClock } from "effect"
+import * as TwoPaths from "./twoPaths.js"
 import { base, key, refuse, request } from "./util.js"
 
 // HealthAware.unsafeSelect, over ConcurrencyLimited > RoundRobin: the same choice and the same
@@ -77,9 +78,6 @@ const outcomeOf = (kind: number): KeySelector.Outcome =>
       ? KeySelector.cancelled()
       : KeySelector.failure("1 millis", errors[kind - 2]!)
 
-const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
-  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
-
 const op = fc.oneof(
   {
     arbitrary: fc.record({
@@ -115,32 +113,21 @@ describe("HealthAware.unsafeSelect", () => {
         Effect.gen(function* () {
           const viaEffect = yield* Layer.build(stack())
           const viaSync = yield* Layer.build(stack())
-          const slow = Context.get(viaEffect, KeySelector.KeySelector)
-          const unsafeSelect = Context.get(viaSync, KeySelector.KeySelector).unsafeSelect!
-          expect(unsafeSelect).toBeDefined()
-          const slowLeases: Array<KeySelector.Lease> = []
-          const fastLeases: Array<KeySelector.UnsafeLease> = []
+          const paths = TwoPaths.make(
+            { selector: Context.get(viaEffect, KeySelector.KeySelector), state: stateOf(viaEffect) },
+            { selector: Context.get(viaSync, KeySelector.KeySelector), state: stateOf(viaSync) },
+            // No deadline and trial recovery: `select` neither waits nor probes.
+            { undecided: "never" }
+          )
           for (const o of ops) {
             if (o._tag === "select") {
-              // No deadline and trial recovery: `select` neither waits nor probes.
-              const req = request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {})
-              const s = yield* Effect.either(slow.select(req))
-              const f = unsafeSelect(req)
-              expect(f).toBeDefined()
-              expect(describeAnswer(f!)).toBe(describeAnswer(Either.isRight(s) ? s.right : s.left))
-              if (Either.isRight(s)) slowLeases.push(s.right)
-              if (KeySelector.isUnsafeLease(f)) fastLeases.push(f)
+              yield* paths.select(request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {}))
             } else if (o._tag === "report") {
-              if (slowLeases.length === 0) continue
-              const i = o.which % slowLeases.length
-              const outcome = outcomeOf(o.outcome)
-              yield* slowLeases[i]!.report(outcome)
-              if (o.effect) yield* fastLeases[i]!.report(outcome)
-              else fastLeases[i]!.unsafeReport(outcome)
+              yield* paths.report(o.which, outcomeOf(o.outcome), { viaEffect: o.effect })
             } else {
               yield* TestClock.adjust(o.millis)
             }
-            expect(yield* stateOf(viaSync)).toEqual(yield* stateOf(viaEffect))
+            yield* paths.compare
           }
         })
       ),

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Balancer, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
 import { RoundRobin, Sticky } from "@or-balancer/strategies"
-import { Context, Effect, Either, FastCheck as fc, Layer } from "effect"
+import { Context, Effect, FastCheck as fc, Layer } from "effect"
 import { base, keys, refuse, request } from "./util.js"
+import * as TwoPaths from "./twoPaths.js"
 
 // Sticky.unsafeSelect: the session's key asked of the inner selector synchronously, its own
 // choice when refused at once, undecided where the inner is.
@@ -40,9 +41,6 @@ const stack = (inner: Inner = pickyInner) =>
 const cursorOf = (ctx: Context.Context<StateStore.StateStore>) =>
   Context.get(ctx, StateStore.StateStore).entries("or-balancer/round-robin")
 
-const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
-  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
-
 /** A session id whose key, with every key a candidate, is `id`. */
 const ownedBy = (id: string): string => {
   for (let i = 0; ; i++) if (Sticky.owner(`session-${i}`, pool)!.id === id) return `session-${i}`
@@ -65,19 +63,19 @@ describe("Sticky.unsafeSelect", () => {
         Effect.gen(function* () {
           const viaEffect = yield* Layer.build(stack())
           const viaSync = yield* Layer.build(stack())
-          const slow = Context.get(viaEffect, KeySelector.KeySelector)
-          const unsafeSelect = Context.get(viaSync, KeySelector.KeySelector).unsafeSelect!
-          expect(unsafeSelect).toBeDefined()
+          const paths = TwoPaths.make(
+            { selector: Context.get(viaEffect, KeySelector.KeySelector), state: cursorOf(viaEffect) },
+            { selector: Context.get(viaSync, KeySelector.KeySelector), state: cursorOf(viaSync) },
+            { undecided: "never" } // the inner never waits
+          )
           for (const r of requests) {
-            const req = request({
-              affinity: r.affinity,
-              ...(r.refused.length > 0 ? { gate: refuse(...r.refused) } : {})
-            })
-            const s = Either.merge(yield* Effect.either(slow.select(req)))
-            const f = unsafeSelect(req)
-            expect(f).toBeDefined() // the inner never waits
-            expect(describeAnswer(f!)).toBe(describeAnswer(s))
-            expect(yield* cursorOf(viaSync)).toEqual(yield* cursorOf(viaEffect))
+            yield* paths.select(
+              request({
+                affinity: r.affinity,
+                ...(r.refused.length > 0 ? { gate: refuse(...r.refused) } : {})
+              })
+            )
+            yield* paths.compare
           }
         })
       ),

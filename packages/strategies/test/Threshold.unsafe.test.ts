@@ -9,7 +9,8 @@ import {
   UpstreamError
 } from "@or-balancer/core"
 import { CreditLedger, RoundRobin, Threshold } from "@or-balancer/strategies"
-import { Context, Effect, Either, FastCheck as fc, Layer, TestClock } from "effect"
+import { Context, Effect, FastCheck as fc, Layer, TestClock } from "effect"
+import * as TwoPaths from "./twoPaths.js"
 import { base, keys, refuse, request } from "./util.js"
 
 // Threshold.unsafeSelect over RoundRobin: the same gate, choice, remembered key and reservation as
@@ -71,9 +72,6 @@ const outcomeOf = (kind: number): KeySelector.Outcome =>
           ? KeySelector.failure("1 millis", server)
           : KeySelector.cancelled()
 
-const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
-  x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
-
 const op = fc.oneof(
   {
     arbitrary: fc.record({ _tag: fc.constant("select" as const), refused: fc.subarray(ids) }),
@@ -122,42 +120,22 @@ describe("Threshold.unsafeSelect", () => {
           const fastMemory = yield* CreditLookup.makeMemory(infos)
           const viaEffect = yield* Layer.build(stack(slowMemory.service, { stay }))
           const viaSync = yield* Layer.build(stack(fastMemory.service, { stay }))
-          const slow = Context.get(viaEffect, KeySelector.KeySelector)
-          const fast = Context.get(viaSync, KeySelector.KeySelector)
-          const unsafeSelect = fast.unsafeSelect!
-          expect(unsafeSelect).toBeDefined()
-          const slowLeases: Array<KeySelector.Lease> = []
-          // Leases from `unsafeSelect` are reported through either form; those from the fallback through `report`.
-          const fastLeases: Array<KeySelector.Lease | KeySelector.UnsafeLease> = []
-          const synchronous: Array<boolean> = []
+          const paths = TwoPaths.make(
+            {
+              selector: Context.get(viaEffect, KeySelector.KeySelector),
+              state: stateOf(viaEffect, slowMemory)
+            },
+            { selector: Context.get(viaSync, KeySelector.KeySelector), state: stateOf(viaSync, fastMemory) },
+            { undecided: "fallback" }
+          )
           for (const o of ops) {
             if (o._tag === "select") {
-              const req = request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {})
-              const s = yield* Effect.either(slow.select(req))
-              const before = yield* stateOf(viaSync, fastMemory)
-              let f: KeySelector.Lease | KeySelector.NoKeyAvailable | undefined = unsafeSelect(req)
-              const decided = f !== undefined
-              if (f === undefined) {
-                // Undecided: nothing changed, and the caller takes the Effect path, as the balancer does.
-                expect(yield* stateOf(viaSync, fastMemory)).toEqual(before)
-                f = Either.merge(yield* Effect.either(fast.select(req)))
-              }
-              expect(describeAnswer(f)).toBe(describeAnswer(Either.merge(s)))
-              if (Either.isRight(s)) slowLeases.push(s.right)
-              if (!(f instanceof KeySelector.NoKeyAvailable)) {
-                fastLeases.push(f)
-                synchronous.push(decided)
-              }
+              yield* paths.select(request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {}))
             } else if (o._tag === "report") {
-              if (slowLeases.length === 0) continue
-              const i = o.which % slowLeases.length
-              const outcome = outcomeOf(o.outcome)
-              for (let n = o.twice ? 2 : 1; n > 0; n--) {
-                yield* slowLeases[i]!.report(outcome)
-                const l = fastLeases[i]!
-                if (o.effect || !synchronous[i]) yield* l.report(outcome)
-                else (l as KeySelector.UnsafeLease).unsafeReport(outcome)
-              }
+              yield* paths.report(o.which, outcomeOf(o.outcome), {
+                viaEffect: o.effect,
+                times: o.twice ? 2 : 1
+              })
             } else if (o._tag === "credit") {
               const info = CreditLookup.keyInfo(o.limit)
               yield* slowMemory.set(o.id, info)
@@ -165,7 +143,7 @@ describe("Threshold.unsafeSelect", () => {
             } else {
               yield* TestClock.adjust(o.millis)
             }
-            expect(yield* stateOf(viaSync, fastMemory)).toEqual(yield* stateOf(viaEffect, slowMemory))
+            yield* paths.compare
           }
         })
       ),
