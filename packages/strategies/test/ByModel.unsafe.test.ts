@@ -61,11 +61,9 @@ describe("ByModel.unsafeSelect", () => {
     ({ requests, wildcard }) =>
       Effect.scoped(
         Effect.gen(function* () {
-          const viaEffect = yield* Layer.build(stack(wildcard))
-          const viaSync = yield* Layer.build(stack(wildcard))
-          const paths = TwoPaths.make(
-            { selector: Context.get(viaEffect, KeySelector.KeySelector), state: stateOf(viaEffect) },
-            { selector: Context.get(viaSync, KeySelector.KeySelector), state: stateOf(viaSync) },
+          const paths = yield* TwoPaths.build(
+            () => stack(wildcard),
+            stateOf,
             { undecided: "never" } // round robin and weighted never wait
           )
           for (const r of requests) {

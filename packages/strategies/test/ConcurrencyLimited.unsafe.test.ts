@@ -40,18 +40,10 @@ const outcomeOf = (kind: "success" | "failure" | "cancelled"): KeySelector.Outco
       : KeySelector.cancelled()
 
 const op = fc.oneof(
-  fc.record({
-    _tag: fc.constant("select" as const),
-    refused: fc.subarray(["a", "b", "c"])
-  }),
-  fc.record({
-    _tag: fc.constant("report" as const),
-    // Any lease taken so far: some are reported twice.
-    which: fc.nat(),
-    outcome: fc.constantFrom("success" as const, "failure" as const, "cancelled" as const),
-    // How the fast path's lease is reported: both forms are the same report.
-    effect: fc.boolean()
-  })
+  TwoPaths.selectOp(["a", "b", "c"]),
+  TwoPaths.reportOp(
+    fc.constantFrom("success" as const, "failure" as const, "cancelled" as const).map(outcomeOf)
+  )
 )
 
 describe("ConcurrencyLimited.unsafeSelect", () => {
@@ -61,22 +53,13 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
     ({ ops }) =>
       Effect.scoped(
         Effect.gen(function* () {
-          const viaEffect = yield* Layer.build(stack())
-          const viaSync = yield* Layer.build(stack())
-          const paths = TwoPaths.make(
-            { selector: Context.get(viaEffect, KeySelector.KeySelector), state: statusOf(viaEffect) },
-            { selector: Context.get(viaSync, KeySelector.KeySelector), state: statusOf(viaSync) },
+          const paths = yield* TwoPaths.build(
+            () => stack(),
+            statusOf,
             // No deadline: `select` never waits, so the fast path always decides.
             { undecided: "never" }
           )
-          for (const o of ops) {
-            if (o._tag === "select") {
-              yield* paths.select(request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {}))
-            } else {
-              yield* paths.report(o.which, outcomeOf(o.outcome), { viaEffect: o.effect })
-            }
-            yield* paths.compare
-          }
+          yield* paths.run(ops)
         })
       ),
     { fastCheck: { numRuns: 150 } }

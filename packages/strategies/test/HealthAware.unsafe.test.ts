@@ -79,26 +79,9 @@ const outcomeOf = (kind: number): KeySelector.Outcome =>
       : KeySelector.failure("1 millis", errors[kind - 2]!)
 
 const op = fc.oneof(
-  {
-    arbitrary: fc.record({
-      _tag: fc.constant("select" as const),
-      refused: fc.subarray(["a", "b", "c", "d"])
-    }),
-    weight: 3
-  },
-  {
-    arbitrary: fc.record({
-      _tag: fc.constant("report" as const),
-      which: fc.nat(),
-      outcome: fc.integer({ min: 0, max: errors.length + 1 }),
-      effect: fc.boolean()
-    }),
-    weight: 3
-  },
-  {
-    arbitrary: fc.record({ _tag: fc.constant("tick" as const), millis: fc.integer({ min: 0, max: 2500 }) }),
-    weight: 1
-  }
+  { arbitrary: TwoPaths.selectOp(["a", "b", "c", "d"]), weight: 3 },
+  { arbitrary: TwoPaths.reportOp(fc.integer({ min: 0, max: errors.length + 1 }).map(outcomeOf)), weight: 3 },
+  { arbitrary: TwoPaths.tickOp(2500), weight: 1 }
 )
 
 const server = errors[0]!
@@ -111,24 +94,13 @@ describe("HealthAware.unsafeSelect", () => {
     ({ ops }) =>
       Effect.scoped(
         Effect.gen(function* () {
-          const viaEffect = yield* Layer.build(stack())
-          const viaSync = yield* Layer.build(stack())
-          const paths = TwoPaths.make(
-            { selector: Context.get(viaEffect, KeySelector.KeySelector), state: stateOf(viaEffect) },
-            { selector: Context.get(viaSync, KeySelector.KeySelector), state: stateOf(viaSync) },
+          const paths = yield* TwoPaths.build(
+            () => stack(),
+            stateOf,
             // No deadline and trial recovery: `select` neither waits nor probes.
             { undecided: "never" }
           )
-          for (const o of ops) {
-            if (o._tag === "select") {
-              yield* paths.select(request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {}))
-            } else if (o._tag === "report") {
-              yield* paths.report(o.which, outcomeOf(o.outcome), { viaEffect: o.effect })
-            } else {
-              yield* TestClock.adjust(o.millis)
-            }
-            yield* paths.compare
-          }
+          yield* paths.run(ops)
         })
       ),
     { fastCheck: { numRuns: 150 } }

@@ -61,11 +61,9 @@ describe("Sticky.unsafeSelect", () => {
     ({ requests }) =>
       Effect.scoped(
         Effect.gen(function* () {
-          const viaEffect = yield* Layer.build(stack())
-          const viaSync = yield* Layer.build(stack())
-          const paths = TwoPaths.make(
-            { selector: Context.get(viaEffect, KeySelector.KeySelector), state: cursorOf(viaEffect) },
-            { selector: Context.get(viaSync, KeySelector.KeySelector), state: cursorOf(viaSync) },
+          const paths = yield* TwoPaths.build(
+            () => stack(),
+            cursorOf,
             { undecided: "never" } // the inner never waits
           )
           for (const r of requests) {

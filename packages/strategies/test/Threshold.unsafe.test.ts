@@ -73,20 +73,8 @@ const outcomeOf = (kind: number): KeySelector.Outcome =>
           : KeySelector.cancelled()
 
 const op = fc.oneof(
-  {
-    arbitrary: fc.record({ _tag: fc.constant("select" as const), refused: fc.subarray(ids) }),
-    weight: 4
-  },
-  {
-    arbitrary: fc.record({
-      _tag: fc.constant("report" as const),
-      which: fc.nat(),
-      outcome: fc.integer({ min: 0, max: 4 }),
-      effect: fc.boolean(),
-      twice: fc.boolean()
-    }),
-    weight: 3
-  },
+  { arbitrary: TwoPaths.selectOp(ids), weight: 4 },
+  { arbitrary: TwoPaths.reportOp(fc.integer({ min: 0, max: 4 }).map(outcomeOf), { twice: true }), weight: 3 },
   {
     arbitrary: fc.record({
       _tag: fc.constant("credit" as const),
@@ -95,10 +83,7 @@ const op = fc.oneof(
     }),
     weight: 1
   },
-  {
-    arbitrary: fc.record({ _tag: fc.constant("tick" as const), millis: fc.integer({ min: 0, max: 40_000 }) }),
-    weight: 1
-  }
+  { arbitrary: TwoPaths.tickOp(40_000), weight: 1 }
 )
 
 /** Round robin whose `unsafeSelect` is undecided for requests with affinity "wait" (as if it had to wait). */
@@ -120,31 +105,17 @@ describe("Threshold.unsafeSelect", () => {
           const fastMemory = yield* CreditLookup.makeMemory(infos)
           const viaEffect = yield* Layer.build(stack(slowMemory.service, { stay }))
           const viaSync = yield* Layer.build(stack(fastMemory.service, { stay }))
-          const paths = TwoPaths.make(
-            {
-              selector: Context.get(viaEffect, KeySelector.KeySelector),
-              state: stateOf(viaEffect, slowMemory)
-            },
-            { selector: Context.get(viaSync, KeySelector.KeySelector), state: stateOf(viaSync, fastMemory) },
+          yield* TwoPaths.make(
+            { ctx: viaEffect, state: stateOf(viaEffect, slowMemory) },
+            { ctx: viaSync, state: stateOf(viaSync, fastMemory) },
             { undecided: "fallback" }
-          )
-          for (const o of ops) {
-            if (o._tag === "select") {
-              yield* paths.select(request(o.refused.length > 0 ? { gate: refuse(...o.refused) } : {}))
-            } else if (o._tag === "report") {
-              yield* paths.report(o.which, outcomeOf(o.outcome), {
-                viaEffect: o.effect,
-                times: o.twice ? 2 : 1
-              })
-            } else if (o._tag === "credit") {
+          ).run(ops, (o) =>
+            Effect.gen(function* () {
               const info = CreditLookup.keyInfo(o.limit)
               yield* slowMemory.set(o.id, info)
               yield* fastMemory.set(o.id, info)
-            } else {
-              yield* TestClock.adjust(o.millis)
-            }
-            yield* paths.compare
-          }
+            })
+          )
         })
       ),
     { fastCheck: { numRuns: 100 } }

@@ -1,6 +1,7 @@
 import { expect } from "@effect/vitest"
 import { KeySelector } from "@or-balancer/core"
-import { Effect, Either } from "effect"
+import { Context, Effect, Either, FastCheck as fc, Layer, TestClock } from "effect"
+import { refuse, request } from "./util.js"
 
 // The driver of the two-path property tests: two identical stacks take the same steps, one
 // through `select`/`report`, the other through `unsafeSelect`/`unsafeReport`, and must agree on
@@ -10,11 +11,42 @@ import { Effect, Either } from "effect"
 export const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
   x instanceof KeySelector.NoKeyAvailable ? `${x.reason}: ${x.message}` : x.key.id
 
-/** One of the two stacks: its selector, and the state the two must agree on. */
+/** One of the two stacks: its context (with the selector), and the state the two must agree on. */
 export interface Side<A> {
-  readonly selector: KeySelector.Service
+  readonly ctx: Context.Context<KeySelector.KeySelector>
   readonly state: Effect.Effect<A>
 }
+
+/** The steps `run` takes itself; a test adds its own (a credit change, say) and takes those. */
+export type Op =
+  | { readonly _tag: "select"; readonly refused: ReadonlyArray<string> }
+  | {
+      readonly _tag: "report"
+      /** Which lease taken so far (modulo their number): some are reported more than once. */
+      readonly which: number
+      readonly outcome: KeySelector.Outcome
+      /** How the fast path's lease is reported: both forms are the same report. */
+      readonly effect: boolean
+      readonly twice?: boolean
+    }
+  | { readonly _tag: "tick"; readonly millis: number }
+
+/** A request that refuses a subset of `ids`. */
+export const selectOp = (ids: ReadonlyArray<string>) =>
+  fc.record({ _tag: fc.constant("select" as const), refused: fc.subarray([...ids]) })
+
+/** A report of a lease taken so far, reported twice too where `twice`. */
+export const reportOp = (
+  outcome: fc.Arbitrary<KeySelector.Outcome>,
+  options: { readonly twice: boolean } = { twice: false }
+): fc.Arbitrary<Extract<Op, { _tag: "report" }>> => {
+  const once = { _tag: fc.constant("report" as const), which: fc.nat(), outcome, effect: fc.boolean() }
+  return options.twice ? fc.record({ ...once, twice: fc.boolean() }) : fc.record(once)
+}
+
+/** Time passing, up to `max` milliseconds. */
+export const tickOp = (max: number) =>
+  fc.record({ _tag: fc.constant("tick" as const), millis: fc.integer({ min: 0, max }) })
 
 export interface Options {
   /**
@@ -40,10 +72,20 @@ export interface TwoPaths {
   ) => Effect.Effect<void>
   /** The two states are equal. */
   readonly compare: Effect.Effect<void>
+  /**
+   * Takes each step (`other` for a test's own), then compares the states: `select` and `report`
+   * as above, with a request refusing `refused`; `tick` through the TestClock.
+   */
+  readonly run: <T extends { readonly _tag: string }>(
+    ops: ReadonlyArray<T>,
+    other?: (op: Exclude<T, { readonly _tag: Op["_tag"] }>) => Effect.Effect<void>
+  ) => Effect.Effect<void>
 }
 
 export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPaths => {
-  const unsafeSelect = fast.selector.unsafeSelect!
+  const slowSelector = Context.get(slow.ctx, KeySelector.KeySelector)
+  const fastSelector = Context.get(fast.ctx, KeySelector.KeySelector)
+  const unsafeSelect = fastSelector.unsafeSelect!
   expect(unsafeSelect).toBeDefined()
   const slowLeases: Array<KeySelector.Lease> = []
   const fastLeases: Array<KeySelector.Lease | KeySelector.UnsafeLease> = []
@@ -52,7 +94,7 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
 
   const select = (req: KeySelector.SelectRequest) =>
     Effect.gen(function* () {
-      const s = yield* Effect.either(slow.selector.select(req))
+      const s = yield* Effect.either(slowSelector.select(req))
       const before = options.undecided === "fallback" ? yield* fast.state : undefined
       let f: KeySelector.Lease | KeySelector.NoKeyAvailable | undefined = unsafeSelect(req)
       const decided = f !== undefined
@@ -60,7 +102,7 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
       if (f === undefined) {
         // Undecided: nothing changed, and the caller takes the Effect path.
         expect(yield* fast.state).toEqual(before)
-        f = Either.merge(yield* Effect.either(fast.selector.select(req)))
+        f = Either.merge(yield* Effect.either(fastSelector.select(req)))
       }
       expect(describeAnswer(f)).toBe(describeAnswer(Either.merge(s)))
       if (Either.isRight(s)) slowLeases.push(s.right)
@@ -86,5 +128,45 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
     expect(yield* fast.state).toEqual(yield* slow.state)
   })
 
-  return { select, report, compare }
+  const step = (op: Op): Effect.Effect<void> =>
+    op._tag === "select"
+      ? select(request(op.refused.length > 0 ? { gate: refuse(...op.refused) } : {}))
+      : op._tag === "report"
+        ? report(op.which, op.outcome, { viaEffect: op.effect, times: op.twice ? 2 : 1 })
+        : TestClock.adjust(op.millis)
+
+  const own = new Set(["select", "report", "tick"])
+  const run: TwoPaths["run"] = (ops, other) =>
+    Effect.forEach(
+      ops,
+      (op) =>
+        Effect.zipRight(
+          own.has(op._tag)
+            ? step(op as unknown as Op)
+            : other!(op as Exclude<typeof op, { _tag: Op["_tag"] }>),
+          compare
+        ),
+      { discard: true }
+    )
+
+  return { select, report, compare, run }
 }
+
+/**
+ * Builds the stack twice (two calls of `stack`: nothing shared) and drives the two, comparing
+ * `stateOf` each.
+ */
+export const build = <S, A, E>(
+  stack: () => Layer.Layer<KeySelector.KeySelector | S, E>,
+  stateOf: (ctx: Context.Context<KeySelector.KeySelector | S>) => Effect.Effect<A>,
+  options: Options
+) =>
+  Effect.gen(function* () {
+    const viaEffect = yield* Layer.build(stack())
+    const viaSync = yield* Layer.build(stack())
+    return make(
+      { ctx: viaEffect, state: stateOf(viaEffect) },
+      { ctx: viaSync, state: stateOf(viaSync) },
+      options
+    )
+  })
