@@ -11,6 +11,7 @@ import * as ComposedStack from "../src/examples/composed-stack.js"
 import * as ConcurrencyLimitedExample from "../src/examples/concurrency-limited.js"
 import * as CreditAwareExample from "../src/examples/credit-aware.js"
 import * as CustomStrategy from "../src/examples/custom-strategy.js"
+import * as FastPath from "../src/examples/fast-path.js"
 import * as HealthAwareExample from "../src/examples/health-aware.js"
 import * as Monitoring from "../src/examples/monitoring.js"
 import * as RoundRobinExample from "../src/examples/round-robin.js"
@@ -158,6 +159,19 @@ describe("examples", () => {
     })
   )
 
+  it.live("fast-path: first attempts with no fiber; those on the revoked key fail over in Effect", () =>
+    Effect.gen(function* () {
+      const { result, text } = yield* run(FastPath)
+      expect(result.answers).toBe(9)
+      // Round robin starts requests 1, 4 and 7 on the revoked key-2.
+      expect(result.paths).toEqual({ fast: 6, failover: 3 })
+      expect(result.served["key-2"]).toBeUndefined()
+      expect((result.served["key-1"] ?? 0) + (result.served["key-3"] ?? 0)).toBe(9)
+      expect(text).toContain("request 1: failover")
+      noSecret(text)
+    })
+  )
+
   it("every example in src/examples is run by this file", () => {
     const covered = {
       "balanced-httpclient": BalancedHttpClientExample,
@@ -167,6 +181,7 @@ describe("examples", () => {
       "concurrency-limited": ConcurrencyLimitedExample,
       "credit-aware": CreditAwareExample,
       "custom-strategy": CustomStrategy,
+      "fast-path": FastPath,
       "health-aware": HealthAwareExample,
       monitoring: Monitoring,
       "round-robin": RoundRobinExample,
