@@ -37,6 +37,17 @@ const waitUntil = (f: Effect.Effect<boolean>, what: string) =>
     assert.fail(`timed out waiting for ${what}`)
   })
 
+/** A chat request sent on a raw connection, so that the test can cut it off (`req.destroy()`). */
+const openChat = (gw: Gateway.Gateway) => {
+  const req = http.request(`${gw.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }
+  })
+  req.on("error", () => undefined)
+  req.end(chatBody())
+  return req
+}
+
 /** After a client left: upstream saw the cancel, the key is free again, and it serves the next request. */
 const cancelledAndReleased = (sim: Simulator.Handle, gw: Gateway.Gateway) =>
   Effect.gen(function* () {
@@ -491,12 +502,7 @@ describe("Gateway admin", () => {
       const { sim, gw } = yield* setup(["stall"], {
         keys: simKeys(["stall"]).map((k) => ({ ...k, faults: { script: ["stall" as const] } }))
       })
-      const req = http.request(`${gw.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }
-      })
-      req.on("error", () => undefined)
-      req.end(chatBody())
+      const req = openChat(gw)
       yield* waitUntil(
         Effect.map(sim.stats, (s) => s.inFlight === 1),
         "the request to reach upstream"
@@ -783,12 +789,7 @@ describe.each([
         },
         extra
       )
-      const req = http.request(`${gw.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }
-      })
-      req.on("error", () => undefined)
-      req.end(chatBody())
+      const req = openChat(gw)
       yield* waitUntil(
         Effect.map(sim.stats, (s) => s.inFlight === 1),
         "a request to stall upstream"

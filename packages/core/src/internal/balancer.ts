@@ -23,33 +23,21 @@ const accountScope = (id: string) => `account:${id}`
 
 /**
  * One attempt on one lease. It is reported exactly once, whichever way it ends: that report is
- * also what gives back its permit, reservation or in-flight count. Held, it is the caller's
- * `Scoped`. A class because one is built for every request: its settling is shared code; only
- * `succeed` and `fail` are closures of its own, so that they work detached.
+ * also what gives back its permit, reservation or in-flight count. What the two kinds of attempt
+ * share; each adds the settlers of its own kind (Effect or synchronous), and nothing else.
  */
-class Attempt<A> implements Balancer.Scoped<A> {
-  value: A = undefined as A
+abstract class Settling {
   /** Set when the key failed this attempt (the loop then decides whether to go on). */
   error: UpstreamError.UpstreamError | undefined = undefined
   readonly key: Key.Key
   protected reported = false
-  readonly start: number
   constructor(
-    protected readonly lease: KeySelector.Lease,
-    readonly attempt: number,
+    lease: KeySelector.Lease,
     protected readonly clock: Clock.Clock,
-    protected readonly monitor: Monitor.Service,
-    start?: number
+    readonly start: number
   ) {
     this.key = lease.key
-    this.start = start ?? clock.unsafeCurrentTimeMillis()
-    // Own closures, not methods: `Stream.tapError(held.fail)` must work detached from the object.
-    this.succeed = (cost) => Effect.suspend(() => this.settleNow("Success", cost, undefined))
-    this.fail = (error) => Effect.suspend(() => this.settleNow("Failure", undefined, error))
   }
-
-  readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
-  readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
 
   /** The outcome to report, or `undefined` when reported already; latency counted from the start. */
   protected claim(
@@ -66,6 +54,29 @@ class Attempt<A> implements Balancer.Scoped<A> {
         ? { _tag: "Failure", latency, error: error! }
         : { _tag: "Cancelled", latency }
   }
+}
+
+/**
+ * An attempt of the Effect loop. Held, it is the caller's `Scoped`. A class because one is built
+ * for every request: its settling is shared code; only `succeed` and `fail` are closures of its
+ * own, so that they work detached.
+ */
+class Attempt<A> extends Settling implements Balancer.Scoped<A> {
+  value: A = undefined as A
+  constructor(
+    private readonly lease: KeySelector.Lease,
+    readonly attempt: number,
+    clock: Clock.Clock,
+    private readonly monitor: Monitor.Service
+  ) {
+    super(lease, clock, clock.unsafeCurrentTimeMillis())
+    // Own closures, not methods: `Stream.tapError(held.fail)` must work detached from the object.
+    this.succeed = (cost) => Effect.suspend(() => this.settleNow("Success", cost, undefined))
+    this.fail = (error) => Effect.suspend(() => this.settleNow("Failure", undefined, error))
+  }
+
+  readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
+  readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
 
   /** Reports now, unless reported already. */
   settleNow(
@@ -83,36 +94,36 @@ class Attempt<A> implements Balancer.Scoped<A> {
   }
 }
 
-/** A first attempt started synchronously (`unsafeStart`): settled synchronously too. */
-class Started extends Attempt<void> implements Balancer.Started {
+/** A first attempt started synchronously (`unsafeStart`): settled synchronously, with no Effect. */
+class Started extends Settling implements Balancer.Started {
   constructor(
-    private readonly unsafeLease: KeySelector.UnsafeLease,
+    private readonly lease: KeySelector.UnsafeLease,
     clock: Clock.Clock,
-    monitor: Monitor.Service,
     private readonly finished: (key: Key.Key, outcome: KeySelector.Outcome) => void,
     start: number
   ) {
-    super(unsafeLease, 1, clock, monitor, start)
-    this.unsafeSucceed = (cost) => this.settleSync("Success", cost, undefined)
+    super(lease, clock, start)
+    // Own closures, so that they work detached (a callback holds them).
+    this.unsafeSucceed = (cost) => this.settle("Success", cost, undefined)
     this.unsafeFail = (error) => {
       if (!this.reported) this.error = error
-      this.settleSync("Failure", undefined, error)
+      this.settle("Failure", undefined, error)
     }
-    this.unsafeCancel = () => this.settleSync("Cancelled", undefined, undefined)
+    this.unsafeCancel = () => this.settle("Cancelled", undefined, undefined)
   }
 
   readonly unsafeSucceed: (cost?: number | undefined) => void
   readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
   readonly unsafeCancel: () => void
 
-  private settleSync(
+  private settle(
     tag: KeySelector.Outcome["_tag"],
     cost: number | undefined,
     error: UpstreamError.UpstreamError | undefined
   ): void {
     const outcome = this.claim(tag, cost, error)
     if (outcome === undefined) return
-    this.unsafeLease.unsafeReport(outcome)
+    this.lease.unsafeReport(outcome)
     this.finished(this.key, outcome)
   }
 }
@@ -358,7 +369,7 @@ export const make = (options: Balancer.Options = {}) =>
       if (!KeySelector.isUnsafeLease(selected)) return undefined
       budget?.deposit(now)
       syncParts.started(selected.key)
-      return new Started(selected, ownClock, monitor, syncParts.finished, now)
+      return new Started(selected, ownClock, syncParts.finished, now)
     }
 
     const loop = <A, E, R, B>(

@@ -421,12 +421,9 @@ const startUpstream = (
   engine: EngineState,
   ctx: RequestContext,
   key: Key.Key,
-  method: "GET" | "POST",
-  suffix: string,
-  body: Buffer | undefined,
-  model: string | undefined,
   done: (result: Answer | UpstreamError.UpstreamError) => void
 ): void => {
+  const { body, method } = ctx
   const headers: Record<string, string | number> = {
     authorization: `Bearer ${Redacted.value(key.secret)}`,
     accept: ctx.accept ?? "*/*"
@@ -445,7 +442,14 @@ const startUpstream = (
   try {
     const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
     req = up.request(
-      { agent: up.agent, hostname: up.hostname, port: up.port, method, path: up.prefix + suffix, headers },
+      {
+        agent: up.agent,
+        hostname: up.hostname,
+        port: up.port,
+        method,
+        path: up.prefix + ctx.suffix,
+        headers
+      },
       (res) => {
         const status = res.statusCode ?? 502
         if (status < 400) {
@@ -464,7 +468,7 @@ const startUpstream = (
             upstreamFailure(
               engine,
               { status, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") },
-              model
+              ctx.model
             )
           )
         })
@@ -503,14 +507,10 @@ const isAnswer = (result: Answer | UpstreamError.UpstreamError): result is Answe
 const callUpstream = (
   engine: EngineState,
   ctx: RequestContext,
-  key: Key.Key,
-  method: "GET" | "POST",
-  suffix: string,
-  body: Buffer | undefined,
-  model: string | undefined
+  key: Key.Key
 ): Effect.Effect<Answer, UpstreamError.UpstreamError> =>
   Effect.async<Answer, UpstreamError.UpstreamError>((resume) =>
-    startUpstream(engine, ctx, key, method, suffix, body, model, (result) =>
+    startUpstream(engine, ctx, key, (result) =>
       resume(isAnswer(result) ? Effect.succeed(result) : Effect.fail(result))
     )
   )
@@ -527,7 +527,13 @@ const upstreamFailure = (
   return error
 }
 
+/** One forwarded request: what is sent upstream on each attempt, and the current attempt's call. */
 interface RequestContext {
+  readonly method: "GET" | "POST"
+  /** The path under the upstream's base URL, e.g. `/chat/completions`. */
+  readonly suffix: string
+  readonly body: Buffer | undefined
+  readonly model: string | undefined
   readonly accept: string | undefined
   readonly referer: string | undefined
   readonly title: string | undefined
@@ -724,9 +730,19 @@ const forward = (
   body: Buffer | undefined,
   request: Balancer.RunRequest
 ) => {
-  const ctx = contextOf(req)
+  const ctx: RequestContext = {
+    method,
+    suffix,
+    body,
+    model: request.model,
+    accept: header1(req.headers.accept),
+    referer: header1(req.headers["http-referer"]),
+    title: header1(req.headers["x-title"]),
+    upstream: undefined,
+    answer: undefined
+  }
   const started = engine.built.balancer.unsafeStart(request)
-  if (started === undefined) return forwardOnFiber(engine, live, res, ctx, method, suffix, body, request)
+  if (started === undefined) return forwardOnFiber(engine, live, res, ctx, request)
   // Set once the attempt is settled: closing the response after that is not a disconnect.
   let settled = false
   const settler: Settler = {
@@ -750,23 +766,14 @@ const forward = (
     ctx.answer?.body.destroy()
     settler.unsafeCancel()
   }
-  startUpstream(engine, ctx, started.key, method, suffix, body, request.model, (result) => {
+  startUpstream(engine, ctx, started.key, (result) => {
     if (settled) return // the client went away meanwhile
     if (isAnswer(result)) return pipeAnswer(res, result, settler)
     settler.unsafeFail(result)
     // Nothing reached the client yet: the balancer's loop goes on from this failure.
-    if (!res.destroyed)
-      forwardOnFiber(engine, live, res, ctx, method, suffix, body, { ...request, after: started })
+    if (!res.destroyed) forwardOnFiber(engine, live, res, ctx, { ...request, after: started })
   })
 }
-
-const contextOf = (req: http.IncomingMessage): RequestContext => ({
-  accept: header1(req.headers.accept),
-  referer: header1(req.headers["http-referer"]),
-  title: header1(req.headers["x-title"]),
-  upstream: undefined,
-  answer: undefined
-})
 
 /**
  * One request on one fiber: select and call upstream through the balancer, with its waits,
@@ -780,9 +787,6 @@ const forwardOnFiber = (
   live: Live,
   res: http.ServerResponse,
   ctx: RequestContext,
-  method: "GET" | "POST",
-  suffix: string,
-  body: Buffer | undefined,
   request: Balancer.RunRequest
 ) => {
   const balancer = engine.built.balancer
@@ -808,7 +812,7 @@ const forwardOnFiber = (
   const program = Effect.flatMap(
     balancer.runHeld(
       request,
-      (key) => callUpstream(engine, ctx, key, method, suffix, body, request.model),
+      (key) => callUpstream(engine, ctx, key),
       (h) => {
         held = h
       }
