@@ -42,6 +42,8 @@ export const Secret = Schema.String.pipe(
     if (!s.startsWith(SECRET_PREFIX)) return `must start with "${SECRET_PREFIX}"`
     if (s.length < SECRET_PREFIX.length + 8) return "is too short to be an OpenRouter key"
     if (/\s/.test(s)) return "must not contain white space"
+    // A header Node refuses to send: the key could never make a call.
+    if (/[\x00-\x1f\x7f]/.test(s)) return "must not contain control characters"
     return true
   }),
   Schema.annotations({ identifier: "Secret" })
@@ -162,8 +164,17 @@ export const decode = (input: unknown, where: string): Effect.Effect<Key, KeyCon
     )
   )
 
+const isHttpUrl = (s: string): boolean => {
+  try {
+    const u = new URL(s)
+    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== ""
+  } catch {
+    return false
+  }
+}
+
 /**
- * Checks a whole set of keys: not empty, ids unique, secrets unique.
+ * Checks a whole set of keys: not empty, ids unique, secrets unique, base URLs that parse.
  *
  * @since 0.1.0
  * @category Constructors
@@ -197,6 +208,16 @@ export const validateAll = (keys: ReadonlyArray<Key>): Effect.Effect<ReadonlyArr
       )
     }
     secrets.set(s, i)
+    // A base URL that is no http(s) URL would make every call with this key fail: refused here,
+    // at start-up or reload, rather than on the first request routed to the key.
+    if (k.baseUrl !== undefined && !isHttpUrl(k.baseUrl)) {
+      return Effect.fail(
+        new KeyConfigError({
+          path: `keys[${i}].baseUrl`,
+          message: `keys[${i}].baseUrl: must be an http(s) URL`
+        })
+      )
+    }
   }
   return Effect.succeed(keys)
 }
