@@ -186,7 +186,7 @@ const serveIpc = (stop: () => Promise<void>) => {
 
 const runSimulator = async () => {
   const [Simulator, Effect, Scope, Exit, Redacted] = await Promise.all([
-    import("@or-balancer/http/Simulator"),
+    import("@or-balancer/simulator/Simulator"),
     import("effect/Effect"),
     import("effect/Scope"),
     import("effect/Exit"),
@@ -259,8 +259,8 @@ const runRawProxy = async () => {
 
 const runGateway = async () => {
   const [Gateway, GatewayConfig, ConfigProvider, Effect, Scope, Exit] = await Promise.all([
-    import("@or-balancer/http/Gateway"),
-    import("@or-balancer/http/GatewayConfig"),
+    import("@or-balancer/gateway/Gateway"),
+    import("@or-balancer/gateway/GatewayConfig"),
     import("effect/ConfigProvider"),
     import("effect/Effect"),
     import("effect/Scope"),

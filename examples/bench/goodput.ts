@@ -5,7 +5,7 @@
  * fresh simulator. What the upstream saw comes from the simulator's own stats.
  */
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Runner from "../src/lib/Runner.js"

@@ -4,7 +4,7 @@
  * API, and no simulator of the example's own is started. Also `pnpm example <name>` as a process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { Cycle, RoundRobinClient, seedErrorTable } from "../src/lib/SeedRoundRobin.js"

@@ -6,7 +6,7 @@
 import * as Balancer from "@or-balancer/core/Balancer"
 import * as Monitor from "@or-balancer/core/Monitor"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"

@@ -5,7 +5,7 @@
  */
 import * as Monitor from "@or-balancer/core/Monitor"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as ConcurrencyLimited from "@or-balancer/strategies/ConcurrencyLimited"
 import * as CreditAware from "@or-balancer/strategies/CreditAware"
 import * as HealthAware from "@or-balancer/strategies/HealthAware"

@@ -6,7 +6,7 @@
  */
 import * as HealthAware from "@or-balancer/strategies/HealthAware"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as RoundRobin from "@or-balancer/strategies/RoundRobin"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"

@@ -5,7 +5,7 @@
  */
 import * as Balancer from "@or-balancer/core/Balancer"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as RoundRobin from "@or-balancer/strategies/RoundRobin"
 import * as Threshold from "@or-balancer/strategies/Threshold"
 import * as Console from "effect/Console"

@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 
 /**
  * `n` healthy keys with generous caps on one account (`acme`), fixed latency.

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import type * as Key from "@or-balancer/core/Key"
-import type * as Simulator from "@or-balancer/http/Simulator"
+import type * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

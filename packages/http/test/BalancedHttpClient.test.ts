@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Balancer, Key, Monitor } from "@or-balancer/core"
 import { Effect, Layer, Ref, Schedule, Stream } from "effect"
 import { BalancedHttpClient } from "../src/index.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import { balancerLayer, completion, errorBody, json, makeKeys, Recorder, serve } from "./support.js"
 
 const body = { model: "openai/gpt-4o-mini", messages: [{ role: "user", content: "hi" }], session_id: "s-1" }

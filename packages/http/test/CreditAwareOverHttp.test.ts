@@ -8,7 +8,7 @@ import { Balancer, Key, KeyPool, Monitor, StateStore } from "@or-balancer/core"
 import { CreditAware, CreditLedger } from "@or-balancer/strategies"
 import { Effect, Layer } from "effect"
 import { HttpCreditLookup, OpenRouterClient } from "../src/index.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 
 const request = { model: "openai/gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { CreditLookup, Key } from "@or-balancer/core"
 import { Effect, Layer } from "effect"
 import { HttpCreditLookup, OpenRouterClient } from "../src/index.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import { errorBody, json, makeKeys, serve } from "./support.js"
 
 const lookupLayer = (baseUrl: string) =>

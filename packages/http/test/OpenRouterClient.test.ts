@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Balancer, Key, UpstreamError } from "@or-balancer/core"
 import { Chunk, Duration, Effect, Fiber, Ref, Stream, TestClock } from "effect"
 import { OpenRouterClient } from "../src/index.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import { clientLayer, completion, errorBody, json, makeKeys, Recorder, serve, sleep } from "./support.js"
 
 const request = { model: "openai/gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }

@@ -10,7 +10,7 @@ import { Balancer, Key, KeyPool, Monitor, StateStore } from "@or-balancer/core"
 import { CreditLedger, RoundRobin, Threshold } from "@or-balancer/strategies"
 import { type Duration, Effect, Layer } from "effect"
 import { HttpCreditLookup, OpenRouterClient } from "../src/index.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 
 // Each answer costs exactly 0.10 USD: 10 completion tokens at 10,000 USD per million, prompts free.
 const MODEL = "test/ten-cents"

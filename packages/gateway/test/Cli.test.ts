@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Cli from "../src/Cli.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import { envOf, fileFor, simKeys } from "./GatewaySupport.js"
 
 const capture = <A, E, R>(effect: Effect.Effect<A, E, R>) =>

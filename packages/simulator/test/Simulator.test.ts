@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Simulator from "@or-balancer/http/Simulator"
+import * as Simulator from "../src/Simulator.js"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Gateway from "../src/Gateway.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import { chatBody, configFor, post, simKeys } from "./GatewaySupport.js"
 
 const LABELS = ["k1", "k2", "k3"]

@@ -8,7 +8,7 @@ import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import type * as net from "node:net"
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
-import type * as Simulator from "../../Simulator.js"
+import type * as Simulator from "../Simulator.js"
 import { deriveSeed, mulberry32, normal } from "./prng.js"
 
 const Z99 = 2.3263478740408408

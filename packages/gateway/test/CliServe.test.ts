@@ -13,11 +13,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import { chatBody, envOf, fileFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
-const bin = path.join(root, "packages/http/src/bin/or-balancer.ts")
+const bin = path.join(root, "packages/gateway/src/bin/or-balancer.ts")
 
 interface Child {
   readonly proc: ChildProcess

@@ -4,7 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayConfig from "../src/GatewayConfig.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import { configFor, envOf, fileFor, simKeys } from "./GatewaySupport.js"
 
 // A key whose upstream call could never be made (here a per-key `baseUrl` that is not a URL: the

@@ -28,8 +28,8 @@ import * as http from "node:http"
 import * as https from "node:https"
 import type { Readable } from "node:stream"
 import * as v8 from "node:v8"
-import * as ErrorMapping from "../../ErrorMapping.js"
-import type * as GatewayConfig from "../../GatewayConfig.js"
+import * as ErrorMapping from "@or-balancer/http/ErrorMapping"
+import type * as GatewayConfig from "../GatewayConfig.js"
 import type * as Engine from "./engine.js"
 
 // --- Engine: one configuration's runtime, tokens and upstream pools -------------------------

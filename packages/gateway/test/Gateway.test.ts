@@ -9,7 +9,7 @@ import * as http from "node:http"
 import OpenAI from "openai"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayConfig from "../src/GatewayConfig.js"
-import * as Simulator from "../src/Simulator.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 
 const MODEL = "openai/gpt-4o-mini"

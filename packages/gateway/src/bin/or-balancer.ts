@@ -1,5 +1,5 @@
 /**
- * The `or-balancer` executable: `npx tsx packages/http/src/bin/or-balancer.ts serve --config gw.json`.
+ * The `or-balancer` executable: `npx tsx packages/gateway/src/bin/or-balancer.ts serve --config gw.json`.
  * `runMain` turns SIGINT/SIGTERM into interruption, so the gateway drains before the process exits,
  * and a failure (a bad config, a bad key in `check`) into a non-zero exit code.
  */

@@ -29,9 +29,9 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Gateway from "./Gateway.js"
 import * as GatewayConfig from "./GatewayConfig.js"
-import * as HttpCreditLookup from "./HttpCreditLookup.js"
-import * as OpenRouterClient from "./OpenRouterClient.js"
-import * as Simulator from "./Simulator.js"
+import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
+import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 
 /**
  * `check` found at least one key that is not usable.

@@ -25,9 +25,9 @@ import * as Layer from "effect/Layer"
 import type * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
-import type * as GatewayConfig from "../../GatewayConfig.js"
-import * as HttpCreditLookup from "../../HttpCreditLookup.js"
-import * as OpenRouterClient from "../../OpenRouterClient.js"
+import type * as GatewayConfig from "../GatewayConfig.js"
+import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
+import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 
 type Shared = Monitor.Monitor | StateStore.StateStore
 type SelectorLayer = Layer.Layer<

@@ -17,8 +17,8 @@ import * as ParseResult from "effect/ParseResult"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as internal from "./internal/simulator/server.js"
-import * as prng from "./internal/simulator/prng.js"
+import * as internal from "./internal/server.js"
+import * as prng from "./internal/prng.js"
 
 const NonNegative = Schema.Number.pipe(Schema.nonNegative(), Schema.finite())
 const Positive = Schema.Number.pipe(Schema.positive(), Schema.finite())

@@ -29,9 +29,9 @@ import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as GatewayConfig from "./GatewayConfig.js"
-import * as Engine from "./internal/gateway/engine.js"
-import * as Prometheus from "./internal/gateway/prometheus.js"
-import * as Server from "./internal/gateway/server.js"
+import * as Engine from "./internal/engine.js"
+import * as Prometheus from "./internal/prometheus.js"
+import * as Server from "./internal/server.js"
 
 /**
  * The gateway could not start (the address is taken) or a configuration could not be applied.
