@@ -130,11 +130,6 @@
     prevAt = at
   }
 
-  const last = (/** @type {Array<number|null>} */ arr) => {
-    for (let i = arr.length - 1; i >= 0; i--) if (arr[i] !== null) return arr[i]
-    return null
-  }
-
   /** Over the last RATE_N intervals: requests per second, and failures per finished attempt. */
   const windowed = (/** @type {any} */ h) => {
     let req = 0
@@ -157,8 +152,10 @@
     let first = -1
     for (let i = times.length - 1; i >= 0 && now - times[i] <= TREND_S; i--) if (credit[i] !== null) first = i
     const end = credit.length - 1
-    if (first === -1 || first === end || credit[end] === null) return null
-    return /** @type {number} */ (credit[first] - /** @type {number} */ (credit[end])) / (now - times[first])
+    const from = credit[first]
+    const to = credit[end]
+    if (first === -1 || first === end || from === null || to === null) return null
+    return (from - to) / (now - times[first])
   }
 
   // --- sparklines ------------------------------------------------------------------------------
@@ -166,7 +163,7 @@
   const sparkline = (
     /** @type {HTMLCanvasElement} */ c,
     /** @type {Array<number|null>} */ data,
-    color,
+    /** @type {string} */ color,
     max0 = 0
   ) => {
     const dpr = window.devicePixelRatio || 1
@@ -329,15 +326,19 @@
       const tr = el("tr")
       tr.dataset.account = account
       const up = keys.filter((k) => k.health === "healthy" || k.health === "half-open").length
-      // An account-wide 429 cools every key of the account until the same instant.
-      const untils = new Set(keys.map((k) => k.coolingUntil))
-      const cooling = keys.every((k) => k.health === "cooling") && untils.size === 1
+      // An account-wide 429 takes out every key of the account: cooling (the balancer's Retry-After)
+      // or ejected by the health-aware strategy with a RateLimited reason.
+      const limited = keys.every(
+        (k) => k.coolingUntil !== null && (k.health === "cooling" || /^RateLimited/.test(k.reason ?? ""))
+      )
+      // Open again when its first key is back.
+      const until = limited ? keys.map((k) => k.coolingUntil).sort()[0] : null
       const rps = keys.reduce((n, k) => n + (windowed(series.get(k.id)).rps ?? 0), 0)
       const credits = keys.map((k) => k.credit).filter((c) => typeof c === "number")
       const cells = [
         ["account", account],
         ["up", `${up} / ${keys.length}`],
-        ["window", cooling ? `rate limited ${untilText(keys[0].coolingUntil)}` : "open"],
+        ["window", limited ? `rate limited ${untilText(until)}` : "open"],
         ["inFlight", String(keys.reduce((n, k) => n + k.inFlight, 0))],
         ["rps", num(rps)],
         ["credit", credits.length === 0 ? "–" : usd(credits.reduce((a, b) => a + b, 0))],
@@ -436,7 +437,29 @@
     charts.credit = makeChart(
       "#chart-credit",
       ids.map((id, i) => ({ label: id, stroke: colorOf(i), width: 2, points: { show: false } })),
-      { axes: axes((v) => usd(v)) }
+      {
+        axes: axes((v) => usd(v)),
+        // Room on the right for the forecast, drawn by the hook below.
+        scales: {
+          x: {
+            time: true,
+            range: (/** @type {any} */ _u, /** @type {number} */ min, /** @type {number} */ max) => [
+              min,
+              max + horizon
+            ]
+          },
+          // Down to where the forecasts end, so they are seen whole.
+          y: {
+            range: (/** @type {any} */ _u, /** @type {number} */ min, /** @type {number} */ max) => {
+              for (const [, credit, burn] of forecasts)
+                min = Math.min(min, Math.max(0, credit - burn * horizon))
+              const pad = Math.max((max - min) * 0.08, Math.abs(max) * 0.01, 0.01)
+              return [Math.max(0, min - pad), max + pad]
+            }
+          }
+        },
+        hooks: { draw: [drawForecast] }
+      }
     )
     charts.latency = makeChart(
       "#chart-latency",
@@ -446,6 +469,41 @@
       ]),
       { axes: axes((v) => ms(v)) }
     )
+  }
+
+  /** Seconds of future the credit chart shows, and each key's line into it: `[colour index, credit, burn/s]`. */
+  let horizon = 0
+  /** @type {Array<[number, number, number]>} */
+  let forecasts = []
+
+  /** Dashed lines from each key's credit now, at its current burn, to zero or the chart's edge. */
+  const drawForecast = (/** @type {any} */ u) => {
+    const now = times[times.length - 1]
+    if (now === undefined || forecasts.length === 0) return
+    const g = u.ctx
+    const { left, top, width, height } = u.bbox
+    g.save()
+    g.beginPath()
+    g.rect(left, top, width, height)
+    g.clip()
+    const nowX = u.valToPos(now, "x", true)
+    g.strokeStyle = "rgba(154,164,178,0.35)"
+    g.setLineDash([2, 3])
+    g.beginPath()
+    g.moveTo(nowX, top)
+    g.lineTo(nowX, top + height)
+    g.stroke()
+    g.setLineDash([5, 4])
+    g.lineWidth = 1.5 * (window.devicePixelRatio || 1)
+    for (const [i, credit, burn] of forecasts) {
+      const end = Math.min(now + horizon, now + credit / burn)
+      g.strokeStyle = colorOf(i)
+      g.beginPath()
+      g.moveTo(nowX, u.valToPos(credit, "y", true))
+      g.lineTo(u.valToPos(end, "x", true), u.valToPos(credit - burn * (end - now), "y", true))
+      g.stroke()
+    }
+    g.restore()
   }
 
   const renderCharts = (/** @type {Array<string>} */ ids) => {
@@ -462,6 +520,15 @@
       cumulative.push(acc.map((a, i) => (share[i] === null ? null : a)))
     }
     charts.share.setData([x, ...cumulative.reverse()])
+    // The forecast looks a third as far ahead as the history goes back.
+    horizon = Math.max(2, (x[x.length - 1] - x[0]) / 3)
+    forecasts = []
+    ids.forEach((id, i) => {
+      const credit = /** @type {any} */ (series.get(id)).credit
+      const now = credit[credit.length - 1]
+      const burn = burnOf(credit)
+      if (now !== null && burn !== null && burn > 1e-9) forecasts.push([i, now, burn])
+    })
     charts.credit.setData([x, ...ids.map((id) => /** @type {any} */ (series.get(id)).credit.slice())])
     charts.latency.setData([
       x,
