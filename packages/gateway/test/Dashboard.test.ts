@@ -90,7 +90,7 @@ describe("Dashboard: the admin token and its cookie", () => {
       assert.match(page.headers.get("content-type")!, /^text\/html/)
       assert.include(page.headers.get("content-security-policy")!, "script-src 'self'")
       assert.include(page.text, 'src="dashboard/assets/uplot.js"')
-      for (const name of ["app.js", "app.css", "uplot.js", "uplot.css"]) {
+      for (const name of ["app.js", "charts.js", "tables.js", "app.css", "uplot.js", "uplot.css"]) {
         const asset = yield* get(`${gw.url}/dashboard/assets/${name}`, { cookie: session })
         assert.strictEqual(asset.status, 200, name)
         assert.deepStrictEqual(secretsIn(sim, asset.text), [])
@@ -124,6 +124,15 @@ describe("Dashboard: the admin token and its cookie", () => {
       assert.strictEqual(status.status, 200)
       assert.deepStrictEqual(secretsIn(sim, status.text), [])
       assert.strictEqual((yield* get(`${gw.url}/metrics`)).status, 200)
+      // Rotating the token (a reload with other admin tokens) signs the old cookie out.
+      yield* gw.reload(
+        yield* GatewayConfig.decode(fileFor(sim, { admin: { tokens: ["ADMIN_TOKEN"] } })).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...envOf(sim), ["ADMIN_TOKEN", ADMIN]])))
+        )
+      )
+      assert.strictEqual((yield* get(`${gw.url}/dashboard`, { cookie: session })).status, 401)
+      const fresh = yield* signIn(gw.url, ADMIN)
+      assert.strictEqual((yield* get(`${gw.url}/dashboard`, { cookie: fresh })).status, 200)
     })
   )
 
@@ -288,6 +297,8 @@ describe("Dashboard in headless Chromium", () => {
         )
         const page = yield* Effect.promise(() => context.newPage())
         const problems: Array<string> = []
+        const requested: Array<string> = []
+        page.on("request", (r) => void requested.push(r.url()))
         page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`))
         page.on("console", (m) => {
           if (m.type() === "error") problems.push(`console: ${m.text()} (${m.location().url})`)
@@ -369,6 +380,15 @@ describe("Dashboard in headless Chromium", () => {
         const html = yield* Effect.promise(() => page.content())
         assert.deepStrictEqual(secretsIn(sim, html), [])
         assert.deepStrictEqual(problems, [])
+        // Offline: everything the page loaded came from the gateway (no CDN).
+        assert.deepStrictEqual(
+          requested.filter((u) => !u.startsWith(`${gw.url}/`) && !u.startsWith("data:")),
+          []
+        )
+        assert.includeMembers(
+          requested.map((u) => new URL(u).pathname),
+          ["/dashboard/assets/uplot.js", "/dashboard/assets/charts.js", "/status"]
+        )
 
         fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true })
         yield* Effect.promise(() =>

@@ -26,14 +26,19 @@ interface Asset {
 const here = (name: string) => fileURLToPath(new URL(`../../../assets/dashboard/${name}`, import.meta.url))
 const require = createRequire(import.meta.url)
 
+const JS = "text/javascript; charset=utf-8"
+const CSS = "text/css; charset=utf-8"
+/** Everything the page loads: its own modules and stylesheet, and uPlot from the package's dependency. */
 const files: Record<string, Asset> = {
-  "app.js": { type: "text/javascript; charset=utf-8", file: here("app.js") },
-  "app.css": { type: "text/css; charset=utf-8", file: here("app.css") },
-  "uplot.js": {
-    type: "text/javascript; charset=utf-8",
-    file: require.resolve("uplot/dist/uPlot.iife.min.js")
-  },
-  "uplot.css": { type: "text/css; charset=utf-8", file: require.resolve("uplot/dist/uPlot.min.css") }
+  "app.css": { type: CSS, file: here("app.css") },
+  ...Object.fromEntries(
+    ["app", "charts", "format", "history", "sparkline", "tables"].map((m) => [
+      `${m}.js`,
+      { type: JS, file: here(`${m}.js`) }
+    ])
+  ),
+  "uplot.js": { type: JS, file: require.resolve("uplot/dist/uPlot.iife.min.js") },
+  "uplot.css": { type: CSS, file: require.resolve("uplot/dist/uPlot.min.css") }
 }
 const PAGE: Asset = { type: "text/html; charset=utf-8", file: here("index.html") }
 
