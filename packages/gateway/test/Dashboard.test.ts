@@ -165,6 +165,16 @@ describe("Dashboard: the admin token and its cookie", () => {
       })
   )
 
+  it.scopedLive("an anonymous gateway with no admin token serves the dashboard openly", () =>
+    Effect.gen(function* () {
+      const { gw } = yield* start({}, { tokens: [], anonymous: true })
+      assert.strictEqual((yield* get(`${gw.url}/dashboard`)).status, 200)
+      const r = yield* get(`${gw.url}/dashboard?token=anything`)
+      assert.strictEqual(r.status, 303)
+      assert.isNull(r.headers.get("set-cookie"))
+    })
+  )
+
   it.effect("admin config errors name the field", () =>
     Effect.gen(function* () {
       const sim = { baseUrl: "http://127.0.0.1:1", keys: [] } as unknown as Simulator.Handle
@@ -238,10 +248,14 @@ const browserScenario = Effect.gen(function* () {
       maxConcurrency: [6, 4, 3, 2][i]!
     }))
   }
-  const gw = yield* Gateway.make(
-    yield* GatewayConfig.decode(withCaps).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(envOf(sim))))
-  )
-  return { sim, gw }
+  const env = ConfigProvider.fromMap(new Map([...envOf(sim), ["ADMIN_TOKEN", ADMIN]]))
+  const gw = yield* Gateway.make(yield* GatewayConfig.decode(withCaps).pipe(Effect.withConfigProvider(env)))
+  /** The same gateway with its own admin token, guarding /status too: the page's cookie no longer works. */
+  const rotate = GatewayConfig.decode({
+    ...withCaps,
+    admin: { tokens: ["ADMIN_TOKEN"], protect: true }
+  }).pipe(Effect.withConfigProvider(env), Effect.flatMap(gw.reload))
+  return { sim, gw, rotate }
 })
 
 /**
@@ -274,7 +288,7 @@ describe("Dashboard in headless Chromium", () => {
           .trim()
           .split("\n")
           .pop()!
-        const { sim, gw } = yield* browserScenario
+        const { sim, gw, rotate } = yield* browserScenario
         // Traffic from six clients for as long as the test runs.
         const client = Effect.forever(post(`${gw.url}/v1/chat/completions`, chatBody({ model: MODEL })))
         for (let i = 0; i < 6; i++) yield* Effect.forkScoped(client)
@@ -394,6 +408,13 @@ describe("Dashboard in headless Chromium", () => {
         yield* Effect.promise(() =>
           page.screenshot({ path: path.join(ROOT, "docs/dashboard.png"), fullPage: true })
         )
+
+        // The admin token rotates and /status is guarded: the page says it is signed out.
+        yield* rotate
+        const state = () => Effect.promise(() => page.locator("#state").innerText())
+        for (let i = 0; i < 50 && !(yield* state()).includes("signed out"); i++)
+          yield* Effect.sleep(Duration.millis(100))
+        assert.include(yield* state(), "signed out")
       }),
     180_000
   )
