@@ -5,8 +5,10 @@
  * Routes: `POST /v1/chat/completions` and `/api/v1/chat/completions` (JSON and SSE, bytes passed
  * through as they come, failover only before the first byte), `GET /v1/models` and
  * `/api/v1/models` (passed through), `GET /healthz`, `GET /metrics` (Prometheus text from core's
- * `Monitor` metrics, labelled by key id) and `GET /status` (JSON). Chat and models need a gateway
- * token (`Authorization: Bearer …`); health, metrics and status are open, so bind the gateway to a
+ * `Monitor` metrics, labelled by key id), `GET /status` (JSON) and `GET /dashboard` (a live status
+ * page). Chat and models need a gateway token (`Authorization: Bearer …`); the dashboard an admin
+ * token (`admin.tokens`, default the gateway tokens), which `/dashboard?token=…` trades for a cookie.
+ * Health, metrics and status are open unless `admin.protect` is set, so bind the gateway to a
  * private address.
  *
  * The hot path is a raw `node:http` handler with keep-alive `http.Agent`s upstream and bodies piped as Node

@@ -11,7 +11,8 @@
  *   "strategy": [{ "name": "health-aware", "failureThreshold": 3 }, { "name": "round-robin" }],
  *   "retry": { "maxAttempts": 4, "baseDelayMs": 25, "maxDelayMs": 2000 },
  *   "deadlines": { "keyWaitMs": 30000, "headersMs": 120000, "bodyIdleMs": 300000, "drainMs": 15000 },
- *   "bodyLimitBytes": 1048576
+ *   "bodyLimitBytes": 1048576,
+ *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true }
  * }
  * ```
  *
@@ -171,7 +172,16 @@ export const File = Schema.Struct({
       drainMs: Schema.optional(NonNegativeInt)
     })
   ),
-  bodyLimitBytes: Schema.optional(PositiveInt)
+  bodyLimitBytes: Schema.optional(PositiveInt),
+  /** Who may open `/dashboard` (and, with `protect`, `/status` and `/metrics`). */
+  admin: Schema.optional(
+    Schema.Struct({
+      /** Environment variables holding the admin tokens. Default: the gateway tokens. */
+      tokens: Schema.optional(Schema.Array(EnvName)),
+      /** `/status` and `/metrics` need an admin token too (cookie or `Authorization: Bearer`). */
+      protect: Schema.optional(Schema.Boolean)
+    })
+  )
 })
 
 /**
@@ -207,6 +217,11 @@ export interface GatewayConfig {
     readonly drainMs: number
   }
   readonly bodyLimitBytes: number
+  readonly admin: {
+    /** Empty (an anonymous gateway with no admin tokens): the dashboard is open. */
+    readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
+    readonly protect: boolean
+  }
 }
 
 /**
@@ -341,6 +356,15 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     if (tokens.length === 0 && file.anonymous !== true) {
       return yield* fail("tokens", "name at least one token variable, or set anonymous: true")
     }
+    // The admin tokens default to the gateway tokens; an explicit empty list would open the dashboard.
+    const adminNames = file.admin?.tokens
+    if (adminNames?.length === 0) return yield* fail("admin.tokens", "name at least one token variable")
+    const adminTokens: Array<Redacted.Redacted<string>> = []
+    for (const [i, name] of (adminNames ?? []).entries())
+      adminTokens.push(yield* readEnv(name, `admin.tokens[${i}]`))
+    if (file.admin?.protect === true && adminNames === undefined && tokens.length === 0) {
+      return yield* fail("admin.protect", "needs an admin token: name one in admin.tokens")
+    }
     const retry = file.retry ?? {}
     const deadlines = file.deadlines ?? {}
     return {
@@ -362,7 +386,11 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
         bodyIdleMs: deadlines.bodyIdleMs ?? 300_000,
         drainMs: deadlines.drainMs ?? 15_000
       },
-      bodyLimitBytes: file.bodyLimitBytes ?? 1024 * 1024
+      bodyLimitBytes: file.bodyLimitBytes ?? 1024 * 1024,
+      admin: {
+        tokens: adminNames === undefined ? tokens : adminTokens,
+        protect: file.admin?.protect ?? false
+      }
     } satisfies GatewayConfig
   })
 

@@ -30,6 +30,8 @@ import type { Readable } from "node:stream"
 import * as v8 from "node:v8"
 import * as ErrorMapping from "@or-balancer/http/ErrorMapping"
 import type * as GatewayConfig from "../GatewayConfig.js"
+import * as AdminAuth from "./dashboard/auth.js"
+import * as Dashboard from "./dashboard/handler.js"
 import type * as Engine from "./engine.js"
 
 // --- Engine: one configuration's runtime, tokens and upstream pools -------------------------
@@ -186,7 +188,7 @@ const openAiError = (
 
 // --- Routing --------------------------------------------------------------------------------
 
-type Route = "chat" | "models" | "healthz" | "metrics" | "status" | undefined
+type Route = "chat" | "models" | "healthz" | "metrics" | "status" | "dashboard" | undefined
 
 const routeOf = (method: string | undefined, path: string): Route => {
   switch (path) {
@@ -203,7 +205,7 @@ const routeOf = (method: string | undefined, path: string): Route => {
     case "/status":
       return method === "GET" ? "status" : undefined
     default:
-      return undefined
+      return method === "GET" && Dashboard.owns(path) ? "dashboard" : undefined
   }
 }
 
@@ -222,8 +224,18 @@ export const makeHandler =
     if (route === "healthz") {
       return sendJson(res, state.draining ? 503 : 200, { status: state.draining ? "draining" : "ok" })
     }
+    if (route === "dashboard") return Dashboard.handle(req, res, AdminAuth.of(state.engine.config))
     if (route === "metrics" || route === "status") {
       const engine = state.engine
+      if (engine.config.admin.protect && !AdminAuth.allowed(req, AdminAuth.of(engine.config))) {
+        return openAiError(
+          res,
+          401,
+          "missing or invalid admin token",
+          "invalid_request_error",
+          "invalid_api_key"
+        )
+      }
       engine.fork(route === "metrics" ? admin.metrics : admin.status).addObserver((exit) => {
         if (Exit.isFailure(exit)) return openAiError(res, 500, "internal error", "server_error", null)
         if (route === "metrics") {
@@ -884,7 +896,16 @@ const keyViews = (state: ServerState) =>
           : (byId.get(key.id)?.credit ?? null)
       const healthState =
         h?.state === "ejected" ? "ejected" : until !== undefined ? "cooling" : (h?.state ?? "healthy")
-      return { key, stats: byId.get(key.id), until, credit, creditError: entry?.error, health: healthState }
+      const reason = healthState === "ejected" ? h?.reason : undefined
+      return {
+        key,
+        stats: byId.get(key.id),
+        until,
+        credit,
+        creditError: entry?.error,
+        health: healthState,
+        reason
+      }
     })
     for (const v of views) {
       if (v.credit !== null && v.credit !== undefined) yield* monitor.credit(v.key, v.credit)
@@ -915,15 +936,18 @@ export const status = (state: ServerState) =>
         spendUsd: stats.spend,
         inFlight: stats.inFlight
       },
-      keys: views.map(({ key, stats: s, until, credit, creditError, health }) => ({
+      keys: views.map(({ key, stats: s, until, credit, creditError, health, reason }) => ({
         id: key.id,
         account: key.account ?? null,
         weight: key.weight,
         health,
+        /** Why the health-aware strategy ejected it, e.g. `ServerError`. */
+        reason: reason ?? null,
         coolingUntil: until === undefined ? null : new Date(until).toISOString(),
         credit: credit ?? null,
         creditError: creditError ?? null,
         inFlight: s?.inFlight ?? 0,
+        maxConcurrency: key.maxConcurrency ?? null,
         requests: s?.requests ?? 0,
         successes: s?.successes ?? 0,
         failures: s?.failures ?? 0,
