@@ -17,10 +17,19 @@ import { portIsFree, run, start, waitFor } from "./Processes.js"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const packages = ["core", "strategies", "http", "simulator", "gateway"] as const
-const peers = ["effect", "@effect/platform", "@effect/platform-node", "@effect/cli"] as const
 
 const readJson = (file: string): any => JSON.parse(fs.readFileSync(file, "utf8"))
 const pnpm: string = readJson(path.join(root, "package.json")).packageManager
+const isEffect = (name: string) => name === "effect" || name.startsWith("@effect/")
+
+/** Every `effect` and `@effect/*` package a published package asks of its consumer. */
+const peers = [
+  ...new Set(
+    packages.flatMap((p) =>
+      Object.keys(readJson(path.join(root, "packages", p, "package.json")).peerDependencies ?? {})
+    )
+  )
+].filter(isEffect)
 
 /** The default catalog's pinned versions: the consumer gets the effect & co. the workspace tests with. */
 const catalog = (): Record<string, string> => {
@@ -105,6 +114,8 @@ describe("the packed packages, installed with plain npm", () => {
 
         // Install with npm alone, next to the catalog's effect & co. (a consumer's own copies).
         const pins = catalog()
+        for (const name of peers)
+          assert.isString(pins[name], `${name}: a peer needs a pinned catalog version`)
         fs.writeFileSync(
           path.join(app, "package.json"),
           JSON.stringify({ name: "consumer", private: true, type: "module" })
@@ -138,8 +149,16 @@ describe("the packed packages, installed with plain npm", () => {
           })
           assert.isNull(manifest.exports["./internal/*"], pkg)
           assert.notMatch(JSON.stringify(manifest), /workspace:|catalog:/, pkg)
-          assert.isUndefined(manifest.dependencies?.effect, `${pkg}: effect is a peer`)
-          assert.strictEqual(manifest.peerDependencies.effect, `^${pins["effect"]}`, pkg)
+          // Only what is packed: no tests, configs or build info.
+          assert.deepStrictEqual(fs.readdirSync(dir).sort(), ["LICENSE", "dist", "package.json", "src"], pkg)
+          // Effect comes from the consumer (one copy), at the tested version or a later compatible one.
+          for (const name of Object.keys(manifest.dependencies ?? {})) {
+            assert.isFalse(isEffect(name), `${pkg}: ${name} must be a peer dependency`)
+          }
+          assert.property(manifest.peerDependencies, "effect", pkg)
+          for (const [name, range] of Object.entries(manifest.peerDependencies)) {
+            if (isEffect(name)) assert.strictEqual(range, `^${pins[name]}`, `${pkg}: peer ${name}`)
+          }
           for (const [name, range] of Object.entries(manifest.dependencies ?? {})) {
             if (name.startsWith("@or-balancer/"))
               assert.match(String(range), /^\^\d+\.\d+\.\d+$/, `${pkg} -> ${name}`)
