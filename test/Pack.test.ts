@@ -282,6 +282,6 @@ describe("the packed packages, installed with plain npm", () => {
         }
         assert.notInclude(gw.out(), token)
       }),
-    300_000
+    480_000
   )
 })

@@ -8,7 +8,7 @@ export default defineProject({
   test: {
     name: "pack",
     include: ["*.test.ts"],
-    testTimeout: 300_000,
+    testTimeout: 480_000,
     hookTimeout: 60_000,
     sequence: { groupOrder: 1 }
   }
