@@ -1,7 +1,10 @@
+#!/usr/bin/env node
 /**
- * The `or-balancer` executable: `npx tsx packages/gateway/src/bin/or-balancer.ts serve --config gw.json`.
- * `runMain` turns SIGINT/SIGTERM into interruption, so the gateway drains before the process exits,
- * and a failure (a bad config, a bad key in `check`) into a non-zero exit code.
+ * The `or-balancer` executable. Installed, it is `dist/bin/or-balancer.js`; in this repository,
+ * `node packages/gateway/bin/or-balancer.js` runs this file from source in the same process.
+ * Either way the process that was started is the server itself: `runMain` turns SIGINT/SIGTERM
+ * into interruption, so the gateway drains before the process exits, `serve` reloads on SIGHUP,
+ * and a failure (a bad config, a bad key in `check`) becomes a non-zero exit code.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
