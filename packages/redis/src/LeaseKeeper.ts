@@ -8,6 +8,11 @@
  * replica count, never the whole; `degraded` says so until a renewal reaches Redis again, which
  * resyncs the slices (after a Redis restart, from empty) without a restart of the replica.
  *
+ * While a renewal is in flight the replica may use no more than the `inUse` it sent: Redis may
+ * shrink the slice to that and hand the rest to another replica before the answer arrives, so
+ * growing meanwhile could overshoot the cap. (A renewal takes a round trip, well under a
+ * millisecond on a LAN.)
+ *
  * A local share is blind to the rest of the fleet: if only this replica loses Redis while the
  * others still reach it, the fleet can exceed a cap by this replica's share until it reconnects.
  *
@@ -82,24 +87,35 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const now = () => clock.unsafeCurrentTimeMillis()
     const permits = new Map<string, Slice>()
     const credit = new Map<string, Slice>()
+    // The `inUse` sent by a renewal still in flight, per slice table and key (one renewal per key
+    // at a time: the background loop that calls them runs them in turn).
+    const pending = new Map<Map<string, Slice>, Map<string, number>>([
+      [permits, new Map()],
+      [credit, new Map()]
+    ])
     let degraded = false
     const localShare = (total: number) => Math.floor(total / Math.max(1, options.replicas))
 
     const current = (slices: Map<string, Slice>, keyId: string, total: number): number => {
       const s = slices.get(keyId)
-      if (s !== undefined && now() < s.expiresAt) return s.amount
-      return degraded ? localShare(total) : 0
+      const amount = s !== undefined && now() < s.expiresAt ? s.amount : degraded ? localShare(total) : 0
+      const frozen = pending.get(slices)!.get(keyId)
+      return frozen === undefined ? amount : Math.min(amount, frozen)
     }
 
     const renew = (
       slices: Map<string, Slice>,
       keyId: string,
       total: number,
+      inUse: number | undefined,
       call: Effect.Effect<CapacityLeases.Grant, RedisUnavailable, RedisStore>
     ): Effect.Effect<Slice> =>
       Effect.suspend(() => {
         const sentAt = now()
+        const frozen = pending.get(slices)!
+        frozen.set(keyId, Math.min(frozen.get(keyId) ?? Infinity, inUse ?? 0))
         return call.pipe(
+          Effect.ensuring(Effect.sync(() => frozen.delete(keyId))),
           Effect.provideService(RedisStore, redis),
           Effect.match({
             onSuccess: (grant): Slice => {
@@ -130,6 +146,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           permits,
           keyId,
           d.cap,
+          d.inUse,
           CapacityLeases.acquirePermits({
             keyId,
             replicaId: options.replicaId,
@@ -144,6 +161,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           credit,
           keyId,
           d.available,
+          d.inUse,
           CapacityLeases.reserveCredit({
             keyId,
             replicaId: options.replicaId,
