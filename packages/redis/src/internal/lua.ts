@@ -180,6 +180,8 @@ export const creditSettle = script(
   "orbCreditSettle",
   1,
   `
+-- No ledger (Redis restarted empty): the spend is in the upstream's figure the next seed comes from.
+if redis.call('HEXISTS', KEYS[1], 'base') == 0 then return 0 end
 local spent = tonumber(ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'spent', spent)
 local g = redis.call('HGET', KEYS[1], 'g:' .. ARGV[1])
