@@ -61,12 +61,18 @@ start() {
   exit 1
 }
 
+# Gone, or a zombie: the server outlives the shell that started it, and whoever inherits it may
+# be slow to reap it.
+gone() {
+  ! kill -0 "$1" 2>/dev/null || [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = "Z" ]
+}
+
 stop() {
   local pid="${1:?usage: redis.sh stop PID}"
   kill "$pid" 2>/dev/null || exit 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || exit 0
-    sleep 0.05
+  for _ in $(seq 1 250); do
+    gone "$pid" && exit 0
+    sleep 0.02
   done
   kill -9 "$pid" 2>/dev/null || true
 }
