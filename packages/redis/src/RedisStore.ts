@@ -1,19 +1,24 @@
 /**
  * A Redis connection for the balancer's shared state, made to never hold a request up.
  *
- * The client is ioredis 5 (pinned in the catalog), chosen over node-redis for four reasons:
+ * The client is ioredis 5 (5.11.1, pinned in the catalog). Both maintained clients would do
+ * (npm's latest: ioredis 6.1, node-redis 6.4); ioredis 5 because:
+ * - **One copy**: `@effect/experimental`'s Redis persistence peers on `ioredis@^5`, so an
+ *   application using both holds one client library (6.x would be a second one).
  * - **Scripts**: `defineCommand` sends a script's body once per connection, then only EVALSHA,
- *   and resends the body when the server answers NOSCRIPT (after a restart or `SCRIPT FLUSH`),
- *   per socket and per Cluster node. node-redis' `defineScript` does the same, but ioredis'
- *   handling is the one `@effect/experimental`'s Redis persistence already relies on.
- * - **No offline queue**: `enableOfflineQueue: false` fails a command at once while the client is
- *   disconnected, instead of holding it until a reconnect (node-redis: `disableOfflineQueue`).
- * - **Command timeouts**: `commandTimeout` rejects any command unanswered after N ms, on the
- *   client's own timer, with nothing to add per call. node-redis 5 has no client-wide command
- *   timeout: each call would need its own `AbortSignal`.
+ *   and resends the body when the server answers NOSCRIPT (after a restart or `SCRIPT FLUSH`);
+ *   under `Redis.Cluster`, per node. (node-redis' `defineScript` also falls back on NOSCRIPT.)
+ * - **Command timeouts**: `commandTimeout` rejects any command, sent or not, unanswered after N ms,
+ *   on the client's own timer. node-redis' client-wide `commandOptions.timeout` covers only the
+ *   wait to be sent unless `rejectInFlight` is set too: the same result, one more thing to get right.
+ * - **No offline queue**: `enableOfflineQueue: false` fails a command at once while disconnected
+ *   (node-redis: `disableOfflineQueue`), so Redis being down costs a request nothing.
  * - **Cluster**: `Redis.Cluster` takes the same scripts and routes by hash tag; every key of ours
  *   carries one, so the scripts run unchanged on a Cluster. (This layer opens a single node.)
- * It is also the major `@effect/experimental` peers on (^5), so an application holds one copy.
+ * ioredis is maintained "on a best-effort basis" and its README recommends node-redis for new
+ * projects; we use no Redis 8 feature, and if ioredis stops being maintained,
+ * node-redis 6 with `commandOptions: { timeout, rejectInFlight: true }` is the
+ * swap, behind this module only.
  *
  * On top: a circuit breaker (after `failures` consecutive failures, calls fail fast for
  * `openForMs`, then one trial is let through), and every failure is a {@link RedisUnavailable}.
