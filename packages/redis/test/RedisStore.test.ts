@@ -1,8 +1,10 @@
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as TestClock from "effect/TestClock"
 import { CapacityLeases, LeaseKeeper, RedisStore, SharedHealth } from "../src/index.js"
 import { startRedis } from "./support.js"
 
@@ -68,6 +70,44 @@ describe("RedisStore", () => {
       const err = yield* Effect.flip(Effect.provideService(acquire(key), RedisStore.RedisStore, none))
       assert.strictEqual(err._tag, "RedisUnavailable")
       assert.notInclude(JSON.stringify(err), "s3cret-pw")
+    })
+  )
+
+  it.scopedLive("layerConfig reads the url and the password's variable name from config", () =>
+    Effect.gen(function* () {
+      const layer = RedisStore.layerConfig({
+        url: Config.string("REDIS_URL"),
+        passwordEnv: Config.option(Config.string("REDIS_PASSWORD_ENV")).pipe(
+          Config.map((o) => (o._tag === "Some" ? o.value : undefined))
+        )
+      })
+      const g = yield* acquire(freshKey()).pipe(
+        Effect.provide(layer),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["REDIS_URL", server.url]])))
+      )
+      assert.strictEqual(g.granted, 1)
+    })
+  )
+
+  it.scoped("the breaker opens after 3 failures, fails fast, then lets one trial through (TestClock)", () =>
+    Effect.gen(function* () {
+      // Nothing listens on port 1: every call fails at once as Disconnected.
+      const store = yield* RedisStore.make({
+        url: "redis://127.0.0.1:1/0",
+        breaker: { failures: 3, openForMs: 1_000 }
+      })
+      const call = Effect.flip(Effect.provideService(acquire("k"), RedisStore.RedisStore, store))
+      for (let i = 0; i < 3; i++) assert.strictEqual((yield* call).reason, "Disconnected")
+      assert.strictEqual(yield* store.breaker, "open")
+      assert.strictEqual((yield* call).reason, "CircuitOpen")
+      yield* TestClock.adjust(999)
+      assert.strictEqual((yield* call).reason, "CircuitOpen")
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* store.breaker, "half-open")
+      // The trial is sent (and fails): open again for another period.
+      assert.strictEqual((yield* call).reason, "Disconnected")
+      assert.strictEqual(yield* store.breaker, "open")
+      assert.strictEqual((yield* call).reason, "CircuitOpen")
     })
   )
 
@@ -141,6 +181,15 @@ describe("Redis down and back", () => {
       assert.strictEqual(back.source, "redis")
       assert.isFalse(yield* keeper.degraded)
       assert.strictEqual(back.amount, 8)
+      // The credit ledger is rebuilt from the figure a replica looked up (`GET /key`).
+      const credit = yield* keeper.renewCredit(key, { want: 900, available: 600 })
+      assert.deepStrictEqual([credit.source, credit.amount], ["redis", 600])
+      const ledger = yield* Effect.provideService(
+        CapacityLeases.inspectCredit(key),
+        RedisStore.RedisStore,
+        store
+      )
+      assert.strictEqual(ledger.base, 600)
     }).pipe(Effect.provide(RedisStore.layer({ url: down.url, breaker: { failures: 3, openForMs: 300 } })))
   )
 })
