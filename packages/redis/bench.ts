@@ -6,7 +6,8 @@
  *    at a time: p50 / p99 over `calls` calls (default 3,000).
  * 2. How often a replica must call Redis per request: permits are renewed on a timer (so the rate
  *    is renewals per second ÷ requests per second), credit when the slice runs out (so it falls
- *    with the lease size). Measured by serving requests against Redis.
+ *    with the lease size). Credit is measured by serving requests against Redis; permits follow
+ *    from the renewal period.
  */
 import { execFileSync } from "node:child_process"
 import * as Path from "node:path"
@@ -23,15 +24,17 @@ const percentile = (sorted: ReadonlyArray<number>, p: number) =>
 
 const time = <A, E, R>(name: string, f: (i: number) => Effect.Effect<A, E, R>) =>
   Effect.gen(function* () {
-    for (let i = 0; i < 200; i++) yield* f(i) // warm-up
+    for (let i = 0; i < 200; i++) yield* Effect.either(f(i)) // warm-up
     const samples: Array<number> = []
+    let failed = 0
     for (let i = 0; i < calls; i++) {
       const start = performance.now()
-      yield* f(i)
+      // A loaded machine can push a call past the 100 ms timeout: counted, not fatal.
+      if ((yield* Effect.either(f(i)))._tag === "Left") failed++
       samples.push((performance.now() - start) * 1_000)
     }
     samples.sort((a, b) => a - b)
-    return { name, p50: percentile(samples, 50), p99: percentile(samples, 99) }
+    return { name, p50: percentile(samples, 50), p99: percentile(samples, 99), failed }
   })
 
 const roundTrips = Effect.gen(function* () {
@@ -57,8 +60,8 @@ const roundTrips = Effect.gen(function* () {
     yield* time("tryProbe", (i) => SharedHealth.tryProbe(`k${i % 3}`, "r1", 1))
   ]
   console.log(`\nRound trip per call, µs (${calls} calls each, one at a time, loopback):`)
-  console.log("| script | p50 | p99 |\n|---|---|---|")
-  for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} |`)
+  console.log("| script | p50 | p99 | failed |\n|---|---|---|---|")
+  for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.failed} |`)
 })
 
 // A replica serving requests of a fixed cost from its credit slice: it calls Redis only when the
@@ -71,7 +74,7 @@ const creditCalls = (leaseInRequests: number, requests: number) =>
     let spentSinceSettle = 0
     let redisCalls = 0
     for (let i = 0; i < requests; i++) {
-      if (slice < cost) {
+      while (slice < cost) {
         if (spentSinceSettle > 0) {
           yield* CapacityLeases.settleCredit(keyId, "r1", spentSinceSettle)
           redisCalls++
@@ -100,7 +103,9 @@ const perRequest = Effect.gen(function* () {
     const r = yield* creditCalls(lease, 20_000)
     console.log(`| ${lease} | ${r.toFixed(4)} |`)
   }
-  console.log("\nRedis calls per request, permits (renewed every TTL/3 per key, whatever the traffic):")
+  console.log(
+    "\nRedis calls per request, permits (computed: one renewal per key every TTL/3, whatever the traffic):"
+  )
   console.log("| keys | TTL | requests/s per replica | calls / request |\n|---|---|---|---|")
   for (const [keys, ttl, rps] of [
     [3, 3_000, 100],

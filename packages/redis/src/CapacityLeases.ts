@@ -11,6 +11,10 @@
  * what others do not want. A replica holding more than its share is shrunk to it when it next
  * renews (never below what it has in use), and the capacity goes to whoever asks next.
  *
+ * A key's table expires a minute after its last slice does, so an idle key leaves nothing behind;
+ * its credit ledger is then seeded again from the next replica's lookup (`available`), as after a
+ * Redis restart.
+ *
  * Durations, not instants, come back (`ttlMs`): the replica counts them on its own clock from when
  * it sent the call, so its clock may disagree with Redis's without harm.
  *
@@ -158,7 +162,8 @@ export const reserveCredit = (r: CreditRequest): Effect.Effect<CreditGrant, Redi
 
 /**
  * Records an answer's actual cost: it leaves the replica's slice and the ledger for good. Returns
- * the slice left.
+ * the slice left. Without a ledger (Redis restarted empty) nothing is recorded: the spend is in the
+ * upstream's figure that seeds the next one.
  *
  * @since 0.1.0
  * @category Credit

@@ -192,4 +192,20 @@ describe("Redis down and back", () => {
       assert.strictEqual(ledger.base, 600)
     }).pipe(Effect.provide(RedisStore.layer({ url: down.url, breaker: { failures: 3, openForMs: 300 } })))
   )
+
+  it.scopedLive("a replica started before Redis connects once it is up", () =>
+    Effect.gen(function* () {
+      down.stop()
+      const store = yield* RedisStore.make({ url: down.url, breaker: { failures: 1_000 } })
+      const call = Effect.exit(Effect.provideService(acquire(freshKey()), RedisStore.RedisStore, store))
+      assert.isTrue(Exit.isFailure(yield* call))
+      down.start()
+      let ok = false
+      for (let i = 0; i < 30 && !ok; i++) {
+        ok = Exit.isSuccess(yield* call)
+        if (!ok) yield* Effect.sleep(100)
+      }
+      assert.isTrue(ok)
+    })
+  )
 })
