@@ -51,7 +51,7 @@ describe("a replica killed with SIGKILL", () => {
         console.log(`capacity back ${seconds.toFixed(2)} s after SIGKILL (TTL ${ttlMs / 1_000} s)`)
         assert.strictEqual(granted, 6)
         // Within one TTL of its last renewal (which was at most TTL/3 before the kill).
-        assert.isAtMost(seconds, ttlMs / 1_000 + 0.2)
+        assert.isAtMost(seconds, ttlMs / 1_000 + 0.5) // + polling, on a loaded machine
       }).pipe(Effect.provide(RedisStore.layer({ url: server.url }))),
     30_000
   )
