@@ -19,6 +19,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as CapacityLeases from "./CapacityLeases.js"
 import type { RedisUnavailable } from "./RedisUnavailable.js"
 import { RedisStore } from "./RedisStore.js"
@@ -77,6 +78,16 @@ export interface Service {
 }
 
 /**
+ * 1 while this replica runs on what it holds or on local shares because Redis is unreachable.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const degradedGauge = Metric.gauge("or_balancer_store_degraded", {
+  description: "1 while Redis is unreachable and this replica runs on held or local shares"
+})
+
+/**
  * @since 0.1.0
  * @category Constructors
  */
@@ -117,6 +128,10 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         return call.pipe(
           Effect.ensuring(Effect.sync(() => frozen.delete(keyId))),
           Effect.provideService(RedisStore, redis),
+          Effect.tapBoth({
+            onSuccess: () => (degraded ? Metric.set(degradedGauge, 0) : Effect.void),
+            onFailure: () => (degraded ? Effect.void : Metric.set(degradedGauge, 1))
+          }),
           Effect.match({
             onSuccess: (grant): Slice => {
               degraded = false

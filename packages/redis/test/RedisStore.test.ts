@@ -4,6 +4,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as TestClock from "effect/TestClock"
 import { CapacityLeases, LeaseKeeper, RedisStore, SharedHealth } from "../src/index.js"
 import { startRedis } from "./support.js"
@@ -162,6 +163,7 @@ describe("Redis down and back", () => {
       assert.strictEqual(held.source, "held")
       assert.strictEqual(held.amount, 8)
       assert.isTrue(keeper.unsafeDegraded())
+      assert.strictEqual((yield* Metric.value(LeaseKeeper.degradedGauge)).value, 1)
       yield* Effect.sleep(Math.max(0, renewedAt + 1_550 - performance.now()))
       const local = yield* keeper.renewPermits(key, { want: 9, cap: 9 })
       assert.deepStrictEqual([local.source, local.amount], ["local", 3])
@@ -180,6 +182,7 @@ describe("Redis down and back", () => {
       const back = yield* keeper.renewPermits(key, { want: 9, cap: 9 })
       assert.strictEqual(back.source, "redis")
       assert.isFalse(yield* keeper.degraded)
+      assert.strictEqual((yield* Metric.value(LeaseKeeper.degradedGauge)).value, 0)
       assert.strictEqual(back.amount, 8)
       // The credit ledger is rebuilt from the figure a replica looked up (`GET /key`).
       const credit = yield* keeper.renewCredit(key, { want: 900, available: 600 })
