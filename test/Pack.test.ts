@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url"
 import { portIsFree, run, start, waitFor } from "./Processes.js"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const packages = ["core", "strategies", "http", "simulator", "gateway"] as const
+const packages = ["core", "strategies", "http", "simulator", "redis", "gateway"] as const
 
 const readJson = (file: string): any => JSON.parse(fs.readFileSync(file, "utf8"))
 const pnpm: string = readJson(path.join(root, "package.json")).packageManager
