@@ -153,7 +153,14 @@ describe("the packed packages, installed with plain npm", () => {
           // The gateway also ships its status page's static files.
           assert.deepStrictEqual(
             fs.readdirSync(dir).sort(),
-            [...(pkg === "gateway" ? ["assets"] : []), "LICENSE", "dist", "package.json", "src"],
+            [
+              ...(pkg === "gateway" ? ["assets"] : []),
+              "LICENSE",
+              ...(fs.existsSync(path.join(root, "packages", pkg, "README.md")) ? ["README.md"] : []),
+              "dist",
+              "package.json",
+              "src"
+            ],
             pkg
           )
           // Effect comes from the consumer (one copy), at the tested version or a later compatible one.
