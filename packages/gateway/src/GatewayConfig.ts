@@ -29,8 +29,18 @@ import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Struct from "effect/Struct"
+import * as ConfigIssues from "./internal/configIssues.js"
 
 const PositiveInt = Key.PositiveInt
+// The URL parser the transport uses decides: "http://bad host/api/v1" passes a pattern, not it.
+const isHttpUrl = (s: string): boolean => {
+  try {
+    const u = new URL(s)
+    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== ""
+  } catch {
+    return false
+  }
+}
 const NonNegativeInt = Schema.Int.pipe(
   Schema.nonNegative({ message: () => "must be a non-negative integer" })
 )
@@ -137,7 +147,11 @@ export const File = Schema.Struct({
     })
   ),
   baseUrl: Schema.optional(
-    Schema.String.pipe(Schema.pattern(/^https?:\/\/[^/]/, { message: () => "must be an http(s) URL" }))
+    Schema.String.pipe(
+      Schema.filter(isHttpUrl, {
+        message: () => "must be an http(s) URL, such as https://openrouter.ai/api/v1"
+      })
+    )
   ),
   /** Environment variables holding the gateway tokens clients must present. */
   tokens: Schema.optional(Schema.Array(EnvName)),
@@ -227,26 +241,26 @@ export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()
  */
 export const DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
-const renderPath = (path: ReadonlyArray<PropertyKey>): string => {
-  let out = ""
-  for (const p of path) out += typeof p === "number" ? `[${p}]` : out === "" ? String(p) : `.${String(p)}`
-  return out === "" ? "(root)" : out
-}
-
 const fail = (path: string, message: string) =>
   Effect.fail(new GatewayConfigError({ path, message: `${path}: ${message}` }))
 
 const decodeFile = (input: unknown): Effect.Effect<File, GatewayConfigError> =>
-  Schema.decodeUnknown(File, { errors: "all", onExcessProperty: "error" })(input).pipe(
-    Effect.mapError((e) => {
-      const issues = ParseResult.ArrayFormatter.formatErrorSync(e)
-      const path = renderPath(issues[0]?.path ?? [])
-      const message = issues
-        .map((i) => `${renderPath(i.path)}: ${i.message.replace(/sk-or-[^\s"',]*/g, "sk-or-…")}`)
-        .join("; ")
-      return new GatewayConfigError({ path, message })
-    })
-  )
+  typeof input !== "object" || input === null || Array.isArray(input)
+    ? fail(
+        "(root)",
+        `must be a JSON object such as {"keys": [...]}, not ${input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`}`
+      )
+    : Schema.decodeUnknown(File, { errors: "all", onExcessProperty: "error" })(input).pipe(
+        Effect.mapError((e) => new GatewayConfigError(ConfigIssues.summary(ConfigIssues.issues(e))))
+      )
+
+// Key.Secret's own reason ("is too short to be an OpenRouter key"); its messages never hold the value.
+const secretProblem = (value: string): string => {
+  const result = Schema.decodeUnknownEither(Key.Secret)(value)
+  if (result._tag === "Right") return "is not a valid OpenRouter key"
+  const reason = ParseResult.ArrayFormatter.formatErrorSync(result.left)[0]?.message
+  return reason === undefined || /sk-or-[^"]/.test(reason) ? "is not an OpenRouter key (sk-or-…)" : reason
+}
 
 const readEnv = (name: string, path: string) =>
   Config.redacted(name).pipe(
@@ -288,11 +302,12 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
         where
       ).pipe(
         Effect.mapError((e) =>
-          // The secret came from the environment: name the variable, not a field of the file.
+          // The secret came from the environment: name the variable and what is wrong with its
+          // value (too short, no `sk-or-` prefix…), never the value.
           e.path.endsWith(".secret")
             ? new GatewayConfigError({
                 path: `${where}.secretEnv`,
-                message: `${where}.secretEnv: ${entry.secretEnv} does not hold an OpenRouter key (sk-or-…)`
+                message: `${where}.secretEnv: the value of ${entry.secretEnv} ${secretProblem(Redacted.value(secret))}`
               })
             : new GatewayConfigError({ path: e.path, message: e.message })
         )
@@ -384,3 +399,29 @@ export const parse = (text: string): Effect.Effect<GatewayConfig, GatewayConfigE
       })
     }
   }).pipe(Effect.flatMap(decode))
+
+// The strategies that read a key's weight: the weighted bases, least-busy (load per unit of
+// weight) and sticky (weighted rendezvous hashing).
+const weightAware: ReadonlySet<StrategyEntry["name"]> = new Set([
+  "weighted",
+  "weighted-random",
+  "least-busy",
+  "sticky"
+])
+
+/**
+ * What is legal but probably not meant, one line each: a `weight` that no strategy of the stack
+ * reads (round robin serves every key in turn whatever its weight).
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const warnings = (config: GatewayConfig): ReadonlyArray<string> => {
+  if (config.strategy.some((s) => weightAware.has(s.name))) return []
+  const weighted = config.keys.flatMap((k, i) => (k.weight === 1 ? [] : [`keys[${i}].weight`]))
+  if (weighted.length === 0) return []
+  const stack = config.strategy.map((s) => s.name).join(" > ")
+  return [
+    `${weighted.join(", ")}: no effect under ${stack}; use "weighted", "weighted-random" or "least-busy" as the base strategy to spread load by weight`
+  ]
+}
