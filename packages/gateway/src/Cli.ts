@@ -8,20 +8,28 @@
  *   `OPENROUTER_API_KEYS` and `OPENROUTER_BASE_URL`), printed as a table; fails if any key is bad.
  * - `or-balancer simulate [--port N] [--seed N] [--config FILE]`: runs the OpenRouter simulator.
  *
+ * {@link main} runs it as a program: an error is one line on stderr naming the field or flag at
+ * fault (the whole cause with its stack traces only under `--verbose`), exit code 2 for a usage or
+ * config mistake and 1 for anything else; help is plain text when the output is not a terminal.
+ *
  * @since 0.1.0
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
+import type * as PlatformRuntime from "@effect/platform/Runtime"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
 import type * as Key from "@or-balancer/core/Key"
 import * as KeyPool from "@or-balancer/core/KeyPool"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
@@ -45,7 +53,23 @@ export class CheckFailed extends Schema.TaggedError<CheckFailed>()("CheckFailed"
 }) {}
 
 /**
- * Reads and decodes a gateway config file.
+ * The command line asks for something that cannot be done as given (`check` with no keys to check).
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
+  message: Schema.String
+}) {}
+
+const readProblem: Partial<Record<string, string>> = {
+  NotFound: "no such file",
+  PermissionDenied: "permission denied",
+  BadResource: "not a readable file"
+}
+
+/**
+ * Reads and decodes a gateway config file. Errors start with the file's name, then the field's path.
  *
  * @since 0.1.0
  * @category Constructors
@@ -55,15 +79,39 @@ export const loadConfig = (
 ): Effect.Effect<GatewayConfig.GatewayConfig, GatewayConfig.GatewayConfigError, FileSystem.FileSystem> =>
   Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFileString(path)).pipe(
     Effect.mapError(
-      (e) => new GatewayConfig.GatewayConfigError({ path, message: `${path}: cannot read (${e.message})` })
+      (e) =>
+        new GatewayConfig.GatewayConfigError({
+          path,
+          message: `${path}: cannot read it (${e._tag === "SystemError" ? (readProblem[e.reason] ?? e.reason) : e.message})`
+        })
     ),
-    Effect.flatMap(GatewayConfig.parse)
+    Effect.flatMap((text) =>
+      GatewayConfig.parse(text).pipe(
+        Effect.mapError(
+          (e) => new GatewayConfig.GatewayConfigError({ path: e.path, message: `${path}: ${e.message}` })
+        )
+      )
+    )
   )
 
-const configOption = Options.file("config").pipe(
-  Options.withAlias("c"),
-  Options.withDescription("gateway config file (JSON)")
+const configFlag = Options.file("config").pipe(Options.withAlias("c"))
+
+const configOption = configFlag.pipe(
+  Options.withDescription(
+    "gateway config file (JSON). Fields left out take their defaults: listen 127.0.0.1:8080, " +
+      `baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy [round-robin], retry.maxAttempts 4, ` +
+      "deadlines.keyWaitMs 30000, deadlines.headersMs 120000, deadlines.drainMs 15000, bodyLimitBytes 1048576"
+  )
 )
+
+// `main` reads it from the arguments; every command declares it so the parser accepts it and
+// `--help` lists it.
+const verbose = Options.boolean("verbose").pipe(
+  Options.withDescription("on an error, print the whole cause with its stack traces")
+)
+
+const warn = (config: GatewayConfig.GatewayConfig) =>
+  Effect.forEach(GatewayConfig.warnings(config), (w) => Console.error(`warning: ${w}`), { discard: true })
 
 /**
  * `serve --config FILE`.
@@ -71,9 +119,10 @@ const configOption = Options.file("config").pipe(
  * @since 0.1.0
  * @category Commands
  */
-export const serve = Command.make("serve", { config: configOption }, ({ config: path }) =>
+export const serve = Command.make("serve", { config: configOption, verbose }, ({ config: path }) =>
   Effect.gen(function* () {
     const config = yield* loadConfig(path)
+    yield* warn(config)
     yield* Gateway.tuneGc
     const gateway = yield* Gateway.make(config)
     yield* Console.log(`or-balancer gateway listening on ${gateway.url} (OpenAI base URL ${gateway.url}/v1)`)
@@ -82,7 +131,8 @@ export const serve = Command.make("serve", { config: configOption }, ({ config: 
     )
     const runtime = yield* Effect.runtime<FileSystem.FileSystem>()
     const reload = loadConfig(path).pipe(
-      Effect.flatMap(gateway.reload),
+      Effect.tap(gateway.reload),
+      Effect.tap(warn),
       Effect.zipRight(Console.log(`reloaded ${path}`)),
       Effect.catchAll((e) => Console.error(`reload failed, keeping the running configuration: ${e.message}`))
     )
@@ -107,7 +157,11 @@ export const serve = Command.make("serve", { config: configOption }, ({ config: 
     )
     return yield* Effect.never
   }).pipe(Effect.scoped)
-).pipe(Command.withDescription("run the OpenAI-compatible gateway"))
+).pipe(
+  Command.withDescription(
+    `run the OpenAI-compatible gateway (file defaults: listen 127.0.0.1:8080, baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy round-robin)`
+  )
+)
 
 interface CheckRow {
   readonly id: string
@@ -116,13 +170,23 @@ interface CheckRow {
   readonly limit: string
   readonly remaining: string
   readonly reset: string
+  /** Why the key is not usable, or `-`. */
+  readonly problem: string
 }
 
 const usd = (n: number | null) => (n === null ? "unlimited" : `$${n.toFixed(4)}`)
 
 const table = (rows: ReadonlyArray<CheckRow>): string => {
-  const head = ["id", "account", "valid", "limit", "remaining", "reset"]
-  const cells = rows.map((r) => [r.id, r.account, r.valid ? "yes" : "NO", r.limit, r.remaining, r.reset])
+  const head = ["id", "account", "valid", "limit", "remaining", "reset", "problem"]
+  const cells = rows.map((r) => [
+    r.id,
+    r.account,
+    r.valid ? "yes" : "NO",
+    r.limit,
+    r.remaining,
+    r.reset,
+    r.problem
+  ])
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)))
   const line = (c: ReadonlyArray<string>) =>
     c
@@ -130,6 +194,27 @@ const table = (rows: ReadonlyArray<CheckRow>): string => {
       .join("  ")
       .trimEnd()
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n")
+}
+
+// What a failed lookup means for the key, in a few words. An upstream's own text can echo the
+// key, so it is shown only for transport failures (where it is ours: "connect ECONNREFUSED …").
+const problemOf = (e: { readonly _tag: string; readonly message: string }): string => {
+  switch (e._tag) {
+    case "Unauthorized":
+      return "unauthorized (401): revoked or not a key"
+    case "InsufficientCredits":
+      return "no credit left (402)"
+    case "RateLimited":
+      return "rate limited (429): try again later"
+    case "ServerError":
+      return "upstream error (5xx): try again later"
+    case "Timeout":
+      return "no answer in time"
+    case "Transport":
+      return `cannot reach the API: ${e.message.replace(/sk-or-\S*/g, "sk-or-…").slice(0, 80)}`
+    default:
+      return e._tag
+  }
 }
 
 /**
@@ -153,7 +238,8 @@ export const checkKeys = (
             valid: true,
             limit: usd(info.limit),
             remaining: usd(info.limitRemaining),
-            reset: info.limitReset ?? "never"
+            reset: info.limitReset ?? "never",
+            problem: "-"
           })),
           Effect.catchAll((e) =>
             Effect.succeed<CheckRow>({
@@ -162,7 +248,8 @@ export const checkKeys = (
               valid: false,
               limit: "-",
               remaining: "-",
-              reset: e._tag
+              reset: "-",
+              problem: problemOf(e)
             })
           )
         ),
@@ -179,31 +266,78 @@ export const checkKeys = (
     return rows
   })
 
+const isHttpUrl = (s: string) => {
+  try {
+    const u = new URL(s)
+    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== ""
+  } catch {
+    return false
+  }
+}
+
+// Keys and base URL from the environment, when no file is given.
+const fromEnv = Effect.gen(function* () {
+  const baseUrl = yield* Config.string("OPENROUTER_BASE_URL").pipe(
+    Config.withDefault(GatewayConfig.DEFAULT_BASE_URL),
+    Effect.orElseSucceed(() => GatewayConfig.DEFAULT_BASE_URL)
+  )
+  if (!isHttpUrl(baseUrl)) {
+    return yield* new UsageError({ message: "OPENROUTER_BASE_URL: must be an http(s) URL" })
+  }
+  const text = yield* Config.option(Config.redacted("OPENROUTER_API_KEYS")).pipe(
+    Effect.orElseSucceed(() => Option.none<Redacted.Redacted<string>>())
+  )
+  const keys = Option.isNone(text) ? [] : yield* KeyPool.parseKeyList(text.value)
+  if (keys.length === 0) {
+    return yield* new UsageError({
+      message:
+        "no keys to check: pass --config FILE, or set OPENROUTER_API_KEYS (comma separated, each a key or label=key)"
+    })
+  }
+  return { baseUrl, keys }
+})
+
 /**
  * `check [--config FILE]`.
  *
  * @since 0.1.0
  * @category Commands
  */
-export const check = Command.make("check", { config: Options.optional(configOption) }, ({ config }) =>
-  Effect.gen(function* () {
-    const { baseUrl, keys } = yield* Option.match(config, {
-      onSome: (path) => Effect.map(loadConfig(path), (c) => ({ baseUrl: c.baseUrl, keys: c.keys })),
-      onNone: () =>
-        Effect.all({
-          baseUrl: Config.string("OPENROUTER_BASE_URL").pipe(
-            Config.withDefault(GatewayConfig.DEFAULT_BASE_URL)
-          ),
-          keys: Effect.flatMap(Config.redacted("OPENROUTER_API_KEYS"), (text) => KeyPool.parseKeyList(text))
-        })
+export const check = Command.make(
+  "check",
+  {
+    config: Options.optional(
+      configFlag.pipe(
+        Options.withDescription(
+          "the keys and baseUrl of this gateway config file. Without it: OPENROUTER_API_KEYS (comma " +
+            "separated, each a key or label=key) and OPENROUTER_BASE_URL (default " +
+            `${GatewayConfig.DEFAULT_BASE_URL})`
+        )
+      )
+    ),
+    verbose
+  },
+  ({ config }) =>
+    Effect.gen(function* () {
+      const { baseUrl, keys } = yield* Option.match(config, {
+        onSome: (path) => Effect.map(loadConfig(path), (c) => ({ baseUrl: c.baseUrl, keys: c.keys })),
+        onNone: () => fromEnv
+      })
+      yield* Console.log(
+        `checking ${keys.length} key${keys.length === 1 ? "" : "s"} with GET ${baseUrl}/key: ` +
+          "is the key accepted (valid), its credit limit, what remains of it, when the limit resets\n"
+      )
+      yield* checkKeys(keys).pipe(
+        Effect.provideServiceEffect(CreditLookup.CreditLookup, HttpCreditLookup.make),
+        Effect.provide(OpenRouterClient.layerClientConfig({ baseUrl })),
+        Effect.provide(NodeHttpClient.layerUndici)
+      )
     })
-    yield* checkKeys(keys).pipe(
-      Effect.provideServiceEffect(CreditLookup.CreditLookup, HttpCreditLookup.make),
-      Effect.provide(OpenRouterClient.layerClientConfig({ baseUrl })),
-      Effect.provide(NodeHttpClient.layerUndici)
-    )
-  })
-).pipe(Command.withDescription("verify every key with GET /api/v1/key"))
+).pipe(
+  Command.withDescription(
+    "verify every key with GET /api/v1/key: accepted, credit limit, remaining, reset; exit code 1 if one fails"
+  )
+)
 
 /**
  * `simulate [--port N] [--seed N] [--config FILE]`.
@@ -214,9 +348,20 @@ export const check = Command.make("check", { config: Options.optional(configOpti
 export const simulate = Command.make(
   "simulate",
   {
-    port: Options.integer("port").pipe(Options.withDefault(8787)),
-    seed: Options.integer("seed").pipe(Options.withDefault(42)),
-    config: Options.optional(Options.file("config").pipe(Options.withDescription("simulator config (JSON)")))
+    port: Options.integer("port").pipe(
+      Options.withDescription("port to listen on on 127.0.0.1 (default 8787; 0 picks a free port)"),
+      Options.withDefault(8787)
+    ),
+    seed: Options.integer("seed").pipe(
+      Options.withDescription("seed of the fake keys, latencies and faults (default 42)"),
+      Options.withDefault(42)
+    ),
+    config: Options.optional(
+      Options.file("config").pipe(
+        Options.withDescription("simulator config (JSON); default: a demo pool of keys and accounts")
+      )
+    ),
+    verbose
   },
   ({ config, port, seed }) =>
     Effect.gen(function* () {
@@ -254,7 +399,10 @@ export const simulate = Command.make(
  * @since 0.1.0
  * @category Commands
  */
-export const command = Command.make("or-balancer").pipe(Command.withSubcommands([serve, check, simulate]))
+export const command = Command.make("or-balancer", { verbose }).pipe(
+  Command.withDescription("balance OpenRouter requests across API keys"),
+  Command.withSubcommands([serve, check, simulate])
+)
 
 /**
  * Runs the command line on `process.argv`-style arguments.
@@ -263,3 +411,94 @@ export const command = Command.make("or-balancer").pipe(Command.withSubcommands(
  * @category Constructors
  */
 export const run = Command.run(command, { name: "or-balancer", version: "0.1.0" })
+
+/**
+ * How `main` ended: the process exit code (2: a usage or config mistake; 1: anything else).
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ExitCode extends Schema.TaggedError<ExitCode>()("ExitCode", {
+  code: Schema.Number
+}) {}
+
+const usageTags = new Set(["GatewayConfigError", "KeyConfigError", "UsageError"])
+
+/** The one line a failure prints (none when @effect/cli printed it already) and its exit code. */
+const explain = (
+  cause: Cause.Cause<unknown>
+): { readonly line: string | undefined; readonly code: number } => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isNone(failure)) {
+    const defect = Cause.squash(cause)
+    return {
+      line: `internal error: ${defect instanceof Error ? defect.message : String(defect)} (--verbose shows the stack trace)`,
+      code: 1
+    }
+  }
+  const e = failure.value
+  // @effect/cli has printed its own message ("Expected a value following option: '--config'").
+  if (ValidationError.isValidationError(e)) return { line: 'run "or-balancer --help" for usage', code: 2 }
+  const tag = typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : ""
+  const message =
+    typeof e === "object" && e !== null && "message" in e && typeof e.message === "string"
+      ? e.message
+      : String(e)
+  const usage =
+    usageTags.has(tag) ||
+    (tag === "SimulatorError" && (e as { reason?: unknown }).reason === "InvalidConfig") ||
+    (tag === "GatewayError" && (e as { reason?: unknown }).reason === "Config")
+  return { line: message, code: usage ? 2 : 1 }
+}
+
+const ANSI = /\x1b\[[0-9;]*m/g
+
+// Help and messages without colour codes when the stream is not a terminal (a pipe, a file, CI).
+const plainWhenPiped = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Console.consoleWith((current) => {
+    const strip = (tty: boolean | undefined) => (args: ReadonlyArray<unknown>) =>
+      tty === true ? args : args.map((a) => (typeof a === "string" ? a.replace(ANSI, "") : a))
+    const out = strip(process.stdout.isTTY)
+    const err = strip(process.stderr.isTTY)
+    return Effect.withConsole(effect, {
+      ...current,
+      log: (...args: ReadonlyArray<unknown>) => current.log(...out(args)),
+      error: (...args: ReadonlyArray<unknown>) => current.error(...err(args))
+    })
+  })
+
+/**
+ * Runs the command line as a program: prints a failure as one line on stderr (its whole cause
+ * under `--verbose`) and fails with the {@link ExitCode} that {@link teardown} hands to the process.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const main = (argv: ReadonlyArray<string>) =>
+  run(argv).pipe(
+    Effect.catchAllCause((cause) => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.void
+      const { code, line } = explain(cause)
+      return Effect.zipRight(
+        argv.includes("--verbose")
+          ? Console.error(Cause.pretty(cause, { renderErrorCause: true }))
+          : ValidationError.isValidationError(Option.getOrUndefined(Cause.failureOption(cause)))
+            ? Console.error(line)
+            : Console.error(`error: ${line}`),
+        Effect.fail(new ExitCode({ code }))
+      )
+    }),
+    plainWhenPiped
+  )
+
+/**
+ * The exit code of {@link main}'s outcome, for `NodeRuntime.runMain({ teardown })`.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const teardown: PlatformRuntime.Teardown = (exit, onExit) => {
+  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
+  const failure = Cause.failureOption(exit.cause)
+  onExit(Option.isSome(failure) && failure.value instanceof ExitCode ? failure.value.code : 1)
+}
