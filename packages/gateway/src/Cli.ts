@@ -16,7 +16,6 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type * as PlatformRuntime from "@effect/platform/Runtime"
@@ -40,6 +39,7 @@ import * as GatewayConfig from "./GatewayConfig.js"
 import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import * as Simulator from "@or-balancer/simulator/Simulator"
+import * as CliOutput from "./internal/cliOutput.js"
 
 /**
  * `check` found at least one key that is not usable.
@@ -163,60 +163,6 @@ export const serve = Command.make("serve", { config: configOption, verbose }, ({
   )
 )
 
-interface CheckRow {
-  readonly id: string
-  readonly account: string
-  readonly valid: boolean
-  readonly limit: string
-  readonly remaining: string
-  readonly reset: string
-  /** Why the key is not usable, or `-`. */
-  readonly problem: string
-}
-
-const usd = (n: number | null) => (n === null ? "unlimited" : `$${n.toFixed(4)}`)
-
-const table = (rows: ReadonlyArray<CheckRow>): string => {
-  const head = ["id", "account", "valid", "limit", "remaining", "reset", "problem"]
-  const cells = rows.map((r) => [
-    r.id,
-    r.account,
-    r.valid ? "yes" : "NO",
-    r.limit,
-    r.remaining,
-    r.reset,
-    r.problem
-  ])
-  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)))
-  const line = (c: ReadonlyArray<string>) =>
-    c
-      .map((s, i) => s.padEnd(widths[i]!))
-      .join("  ")
-      .trimEnd()
-  return [line(head), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n")
-}
-
-// What a failed lookup means for the key, in a few words. An upstream's own text can echo the
-// key, so it is shown only for transport failures (where it is ours: "connect ECONNREFUSED …").
-const problemOf = (e: { readonly _tag: string; readonly message: string }): string => {
-  switch (e._tag) {
-    case "Unauthorized":
-      return "unauthorized (401): revoked or not a key"
-    case "InsufficientCredits":
-      return "no credit left (402)"
-    case "RateLimited":
-      return "rate limited (429): try again later"
-    case "ServerError":
-      return "upstream error (5xx): try again later"
-    case "Timeout":
-      return "no answer in time"
-    case "Transport":
-      return `cannot reach the API: ${e.message.replace(/sk-or-\S*/g, "sk-or-…").slice(0, 80)}`
-    default:
-      return e._tag
-  }
-}
-
 /**
  * Looks up every key and prints the table; fails with {@link CheckFailed} if any key is bad.
  *
@@ -225,37 +171,37 @@ const problemOf = (e: { readonly _tag: string; readonly message: string }): stri
  */
 export const checkKeys = (
   keys: ReadonlyArray<Key.Key>
-): Effect.Effect<ReadonlyArray<CheckRow>, CheckFailed, CreditLookup.CreditLookup> =>
+): Effect.Effect<ReadonlyArray<CliOutput.CheckRow>, CheckFailed, CreditLookup.CreditLookup> =>
   Effect.gen(function* () {
     const lookup = yield* CreditLookup.CreditLookup
     const rows = yield* Effect.forEach(
       keys,
       (key) =>
         lookup.lookup(key).pipe(
-          Effect.map((info): CheckRow => ({
+          Effect.map((info): CliOutput.CheckRow => ({
             id: key.id,
             account: key.account ?? "-",
             valid: true,
-            limit: usd(info.limit),
-            remaining: usd(info.limitRemaining),
+            limit: CliOutput.usd(info.limit),
+            remaining: CliOutput.usd(info.limitRemaining),
             reset: info.limitReset ?? "never",
             problem: "-"
           })),
           Effect.catchAll((e) =>
-            Effect.succeed<CheckRow>({
+            Effect.succeed<CliOutput.CheckRow>({
               id: key.id,
               account: key.account ?? "-",
               valid: false,
               limit: "-",
               remaining: "-",
               reset: "-",
-              problem: problemOf(e)
+              problem: CliOutput.problemOf(e)
             })
           )
         ),
       { concurrency: 8 }
     )
-    yield* Console.log(table(rows))
+    yield* Console.log(CliOutput.table(rows))
     const bad = rows.filter((r) => !r.valid).map((r) => r.id)
     if (bad.length > 0) {
       return yield* new CheckFailed({
@@ -422,51 +368,6 @@ export class ExitCode extends Schema.TaggedError<ExitCode>()("ExitCode", {
   code: Schema.Number
 }) {}
 
-const usageTags = new Set(["GatewayConfigError", "KeyConfigError", "UsageError"])
-
-/** The one line a failure prints (none when @effect/cli printed it already) and its exit code. */
-const explain = (
-  cause: Cause.Cause<unknown>
-): { readonly line: string | undefined; readonly code: number } => {
-  const failure = Cause.failureOption(cause)
-  if (Option.isNone(failure)) {
-    const defect = Cause.squash(cause)
-    return {
-      line: `internal error: ${defect instanceof Error ? defect.message : String(defect)} (--verbose shows the stack trace)`,
-      code: 1
-    }
-  }
-  const e = failure.value
-  // @effect/cli has printed its own message ("Expected a value following option: '--config'").
-  if (ValidationError.isValidationError(e)) return { line: 'run "or-balancer --help" for usage', code: 2 }
-  const tag = typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : ""
-  const message =
-    typeof e === "object" && e !== null && "message" in e && typeof e.message === "string"
-      ? e.message
-      : String(e)
-  const usage =
-    usageTags.has(tag) ||
-    (tag === "SimulatorError" && (e as { reason?: unknown }).reason === "InvalidConfig") ||
-    (tag === "GatewayError" && (e as { reason?: unknown }).reason === "Config")
-  return { line: message, code: usage ? 2 : 1 }
-}
-
-const ANSI = /\x1b\[[0-9;]*m/g
-
-// Help and messages without colour codes when the stream is not a terminal (a pipe, a file, CI).
-const plainWhenPiped = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Console.consoleWith((current) => {
-    const strip = (tty: boolean | undefined) => (args: ReadonlyArray<unknown>) =>
-      tty === true ? args : args.map((a) => (typeof a === "string" ? a.replace(ANSI, "") : a))
-    const out = strip(process.stdout.isTTY)
-    const err = strip(process.stderr.isTTY)
-    return Effect.withConsole(effect, {
-      ...current,
-      log: (...args: ReadonlyArray<unknown>) => current.log(...out(args)),
-      error: (...args: ReadonlyArray<unknown>) => current.error(...err(args))
-    })
-  })
-
 /**
  * Runs the command line as a program: prints a failure as one line on stderr (its whole cause
  * under `--verbose`) and fails with the {@link ExitCode} that {@link teardown} hands to the process.
@@ -478,17 +379,15 @@ export const main = (argv: ReadonlyArray<string>) =>
   run(argv).pipe(
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.void
-      const { code, line } = explain(cause)
+      const { code, line } = CliOutput.explain(cause)
       return Effect.zipRight(
         argv.includes("--verbose")
           ? Console.error(Cause.pretty(cause, { renderErrorCause: true }))
-          : ValidationError.isValidationError(Option.getOrUndefined(Cause.failureOption(cause)))
-            ? Console.error(line)
-            : Console.error(`error: ${line}`),
+          : Console.error(line),
         Effect.fail(new ExitCode({ code }))
       )
     }),
-    plainWhenPiped
+    CliOutput.plainWhenPiped
   )
 
 /**
