@@ -40,6 +40,7 @@ import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as CliOutput from "./internal/cliOutput.js"
+import * as ConfigIssues from "./internal/configIssues.js"
 
 /**
  * `check` found at least one key that is not usable.
@@ -212,22 +213,13 @@ export const checkKeys = (
     return rows
   })
 
-const isHttpUrl = (s: string) => {
-  try {
-    const u = new URL(s)
-    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== ""
-  } catch {
-    return false
-  }
-}
-
 // Keys and base URL from the environment, when no file is given.
 const fromEnv = Effect.gen(function* () {
   const baseUrl = yield* Config.string("OPENROUTER_BASE_URL").pipe(
     Config.withDefault(GatewayConfig.DEFAULT_BASE_URL),
     Effect.orElseSucceed(() => GatewayConfig.DEFAULT_BASE_URL)
   )
-  if (!isHttpUrl(baseUrl)) {
+  if (!ConfigIssues.isHttpUrl(baseUrl)) {
     return yield* new UsageError({ message: "OPENROUTER_BASE_URL: must be an http(s) URL" })
   }
   const text = yield* Config.option(Config.redacted("OPENROUTER_API_KEYS")).pipe(

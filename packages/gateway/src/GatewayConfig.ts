@@ -32,15 +32,6 @@ import * as Struct from "effect/Struct"
 import * as ConfigIssues from "./internal/configIssues.js"
 
 const PositiveInt = Key.PositiveInt
-// The URL parser the transport uses decides: "http://bad host/api/v1" passes a pattern, not it.
-const isHttpUrl = (s: string): boolean => {
-  try {
-    const u = new URL(s)
-    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== ""
-  } catch {
-    return false
-  }
-}
 const NonNegativeInt = Schema.Int.pipe(
   Schema.nonNegative({ message: () => "must be a non-negative integer" })
 )
@@ -148,7 +139,7 @@ export const File = Schema.Struct({
   ),
   baseUrl: Schema.optional(
     Schema.String.pipe(
-      Schema.filter(isHttpUrl, {
+      Schema.filter(ConfigIssues.isHttpUrl, {
         message: () => "must be an http(s) URL, such as https://openrouter.ai/api/v1"
       })
     )
@@ -400,15 +391,6 @@ export const parse = (text: string): Effect.Effect<GatewayConfig, GatewayConfigE
     }
   }).pipe(Effect.flatMap(decode))
 
-// The strategies that read a key's weight: the weighted bases, least-busy (load per unit of
-// weight) and sticky (weighted rendezvous hashing).
-const weightAware: ReadonlySet<StrategyEntry["name"]> = new Set([
-  "weighted",
-  "weighted-random",
-  "least-busy",
-  "sticky"
-])
-
 /**
  * What is legal but probably not meant, one line each: a `weight` that no strategy of the stack
  * reads (round robin serves every key in turn whatever its weight).
@@ -416,12 +398,8 @@ const weightAware: ReadonlySet<StrategyEntry["name"]> = new Set([
  * @since 0.1.0
  * @category Constructors
  */
-export const warnings = (config: GatewayConfig): ReadonlyArray<string> => {
-  if (config.strategy.some((s) => weightAware.has(s.name))) return []
-  const weighted = config.keys.flatMap((k, i) => (k.weight === 1 ? [] : [`keys[${i}].weight`]))
-  if (weighted.length === 0) return []
-  const stack = config.strategy.map((s) => s.name).join(" > ")
-  return [
-    `${weighted.join(", ")}: no effect under ${stack}; use "weighted", "weighted-random" or "least-busy" as the base strategy to spread load by weight`
-  ]
-}
+export const warnings = (config: GatewayConfig): ReadonlyArray<string> =>
+  ConfigIssues.unreadWeights(
+    config.strategy.map((s) => s.name),
+    config.keys
+  )

@@ -1,11 +1,11 @@
 import * as ParseResult from "effect/ParseResult"
 
 /**
- * Schema's own messages are written for programmers: a field declared optional fails twice
- * ("must be a positive integer; Expected undefined, actual -1"), a nested object that is not one
- * prints the whole type (2,500 characters for the config root), a literal union lists each
- * literal as its own issue. This turns the issues into what a person editing the file needs: the
- * first field at fault and what it must be.
+ * Config problems as a person reads them. Schema's own messages are written for programmers: a
+ * field declared optional fails twice ("must be a positive integer; Expected undefined, actual
+ * -1"), a nested object that is not one prints the whole type (2,500 characters for the config
+ * root), a literal union lists each literal as its own issue. `issues` turns them into what a
+ * person editing the file needs: the first field at fault and what it must be.
  */
 
 export interface Issue {
@@ -84,4 +84,31 @@ export const summary = (list: ReadonlyArray<Issue>): Issue => {
     path: first.path,
     message: `${first.path}: ${first.message}${more > 0 ? ` (and ${more} more problem${more > 1 ? "s" : ""})` : ""}`
   }
+}
+
+/** An http(s) URL with a host, as the transport's URL parser reads it ("http://bad host" is not). */
+export const isHttpUrl = (s: string): boolean => {
+  try {
+    const u = new URL(s)
+    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== ""
+  } catch {
+    return false
+  }
+}
+
+// The strategies that read a key's weight: the weighted bases, least-busy (load per unit of
+// weight) and sticky (weighted rendezvous hashing).
+const weightAware: ReadonlySet<string> = new Set(["weighted", "weighted-random", "least-busy", "sticky"])
+
+/** A warning for the weights no strategy of the stack reads (a weight of 1 is the default). */
+export const unreadWeights = (
+  stack: ReadonlyArray<string>,
+  keys: ReadonlyArray<{ readonly weight: number }>
+): ReadonlyArray<string> => {
+  if (stack.some((name) => weightAware.has(name))) return []
+  const weighted = keys.flatMap((k, i) => (k.weight === 1 ? [] : [`keys[${i}].weight`]))
+  if (weighted.length === 0) return []
+  return [
+    `${weighted.join(", ")}: no effect under ${stack.join(" > ")}; use "weighted", "weighted-random" or "least-busy" as the base strategy to spread load by weight`
+  ]
 }
