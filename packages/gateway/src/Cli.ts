@@ -225,7 +225,24 @@ const fromEnv = Effect.gen(function* () {
   const text = yield* Config.option(Config.redacted("OPENROUTER_API_KEYS")).pipe(
     Effect.orElseSucceed(() => Option.none<Redacted.Redacted<string>>())
   )
-  const keys = Option.isNone(text) ? [] : yield* KeyPool.parseKeyList(text.value)
+  const keys = Option.isNone(text)
+    ? []
+    : yield* KeyPool.parseKeyList(text.value).pipe(
+        // Name what is wrong with the secret (too short, wrong prefix), never the secret.
+        Effect.mapError((e) => {
+          const i = /^OPENROUTER_API_KEYS\[(\d+)\]\.secret$/.exec(e.path)?.[1]
+          if (i === undefined) return e
+          const entry = Redacted.value(text.value)
+            .split(",")
+            .map((s) => s.trim())
+            .filter((s) => s.length > 0)[Number(i)]!
+          const eq = entry.indexOf("=")
+          const secret = eq > 0 ? entry.slice(eq + 1).trim() : entry
+          return new UsageError({
+            message: `OPENROUTER_API_KEYS[${i}]: the key ${ConfigIssues.secretProblem(secret)}`
+          })
+        })
+      )
   if (keys.length === 0) {
     return yield* new UsageError({
       message:

@@ -25,7 +25,6 @@
 import * as Key from "@or-balancer/core/Key"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Struct from "effect/Struct"
@@ -245,14 +244,6 @@ const decodeFile = (input: unknown): Effect.Effect<File, GatewayConfigError> =>
         Effect.mapError((e) => new GatewayConfigError(ConfigIssues.summary(ConfigIssues.issues(e))))
       )
 
-// Key.Secret's own reason ("is too short to be an OpenRouter key"); its messages never hold the value.
-const secretProblem = (value: string): string => {
-  const result = Schema.decodeUnknownEither(Key.Secret)(value)
-  if (result._tag === "Right") return "is not a valid OpenRouter key"
-  const reason = ParseResult.ArrayFormatter.formatErrorSync(result.left)[0]?.message
-  return reason === undefined || /sk-or-[^"]/.test(reason) ? "is not an OpenRouter key (sk-or-…)" : reason
-}
-
 const readEnv = (name: string, path: string) =>
   Config.redacted(name).pipe(
     Effect.mapError(
@@ -298,7 +289,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
           e.path.endsWith(".secret")
             ? new GatewayConfigError({
                 path: `${where}.secretEnv`,
-                message: `${where}.secretEnv: the value of ${entry.secretEnv} ${secretProblem(Redacted.value(secret))}`
+                message: `${where}.secretEnv: the value of ${entry.secretEnv} ${ConfigIssues.secretProblem(Redacted.value(secret))}`
               })
             : new GatewayConfigError({ path: e.path, message: e.message })
         )

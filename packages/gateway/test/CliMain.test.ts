@@ -177,7 +177,10 @@ describe("or-balancer errors (Cli.main)", () => {
       assert.strictEqual(run.out, "")
       const bad = yield* main(["check"], new Map([["OPENROUTER_API_KEYS", "abc"]]))
       assert.strictEqual(bad.code, 2)
-      oneLine(bad, /^error: OPENROUTER_API_KEYS\[0\]\.secret: /)
+      oneLine(bad, 'error: OPENROUTER_API_KEYS[0]: the key must start with "sk-or-"')
+      const short = yield* main(["check"], new Map([["OPENROUTER_API_KEYS", "ok=sk-or-abc"]]))
+      assert.strictEqual(short.code, 2)
+      oneLine(short, "error: OPENROUTER_API_KEYS[0]: the key is too short to be an OpenRouter key")
       const url = yield* main(
         ["check"],
         new Map([

@@ -1,4 +1,6 @@
+import * as Key from "@or-balancer/core/Key"
 import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 
 /**
  * Config problems as a person reads them. Schema's own messages are written for programmers: a
@@ -111,4 +113,16 @@ export const unreadWeights = (
   return [
     `${weighted.join(", ")}: no effect under ${stack.join(" > ")}; use "weighted", "weighted-random" or "least-busy" as the base strategy to spread load by weight`
   ]
+}
+
+/**
+ * What is wrong with a secret, in `Key.Secret`'s own words ("is too short to be an OpenRouter
+ * key", `must start with "sk-or-"`): more use than "not an OpenRouter key" to someone holding a
+ * real one. The reasons never quote the value.
+ */
+export const secretProblem = (value: string): string => {
+  const result = Schema.decodeUnknownEither(Key.Secret)(value)
+  if (result._tag === "Right") return "is not a valid OpenRouter key"
+  const reason = ParseResult.ArrayFormatter.formatErrorSync(result.left)[0]?.message
+  return reason === undefined || /sk-or-[^"]/.test(reason) ? "is not an OpenRouter key (sk-or-…)" : reason
 }
