@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import * as fc from "fast-check"
 import * as GatewayConfig from "../src/GatewayConfig.js"
 
 const SECRET = `sk-or-v1-${"ab12".repeat(16)}`
@@ -156,6 +157,72 @@ describe("GatewayConfig", () => {
         assert.strictEqual(e.message, message)
         assert.notMatch(e.message, /Expected|readonly|undefined/)
       }
+    })
+  )
+
+  it.effect("any wrong file gets one short line: a path, what it must be, no type dump, no secret", () =>
+    Effect.sync(() => {
+      const field = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constant(undefined))
+      const key = fc.record(
+        {
+          id: field,
+          secretEnv: fc.oneof(fc.constantFrom("K1", "K2", "BAD", "SHORT", "NOPE"), field),
+          weight: field,
+          models: field,
+          baseUrl: field,
+          extra: field
+        },
+        { requiredKeys: [] }
+      )
+      const strategy = fc.oneof(
+        field,
+        fc.array(
+          fc.record(
+            {
+              name: fc.oneof(
+                fc.constantFrom("round-robin", "health-aware", "by-model", "threshold", "nope"),
+                field
+              ),
+              routes: field,
+              threshold: field,
+              recovery: field
+            },
+            { requiredKeys: [] }
+          ),
+          { maxLength: 3 }
+        )
+      )
+      const file = fc.oneof(
+        fc.jsonValue({ maxDepth: 3 }),
+        fc.record(
+          {
+            listen: field,
+            baseUrl: field,
+            tokens: field,
+            anonymous: field,
+            accounts: field,
+            keys: fc.oneof(field, fc.array(key, { maxLength: 3 })),
+            strategy,
+            retry: field,
+            deadlines: field,
+            bodyLimitBytes: field
+          },
+          { requiredKeys: [] }
+        )
+      )
+      fc.assert(
+        fc.property(file, (input) => {
+          const result = Effect.runSync(Effect.either(decode(input)))
+          if (result._tag === "Right") return
+          const { message, path } = result.left
+          assert.isTrue(message.startsWith(`${path}: `), message)
+          assert.notInclude(message, "\n")
+          assert.isBelow(message.length, 300, message)
+          assert.notMatch(message, /Expected|readonly|ReadonlyArray|actual undefined/, message)
+          assert.notInclude(message, SECRET)
+        }),
+        { numRuns: 400 }
+      )
     })
   )
 
