@@ -11,7 +11,9 @@ import * as Effect from "effect/Effect"
 import { getMetricsFromIterator, type PromHistogramData } from "prom2javascript"
 import * as Gateway from "../src/Gateway.js"
 import * as Simulator from "@or-balancer/simulator/Simulator"
-import { chatBody, configFor, post, simKeys } from "./GatewaySupport.js"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as GatewayConfig from "../src/GatewayConfig.js"
+import { chatBody, configFor, envOf, fileFor, post, simKeys } from "./GatewaySupport.js"
 
 /** Every sample line's series (name and label set): Prometheus refuses one written twice. */
 const duplicateSeries = (text: string): Array<string> => {
@@ -70,9 +72,53 @@ describe("/metrics exposition format", () => {
         for (let i = 1; i < bounds.length; i++) assert.isAtLeast(bounds[i]![1], bounds[i - 1]![1])
         assert.strictEqual(bounds[bounds.length - 1]![0], Infinity)
       }
-      // Every family declares its type once, before its samples.
+      // Every family declares its type once.
       const types = text.split("\n").filter((l) => l.startsWith("# TYPE "))
       assert.strictEqual(new Set(types.map((l) => l.split(" ")[2])).size, types.length)
+    })
+  )
+
+  it.scopedLive("credit and cooldown gauges and a key id that needs escaping parse too", () =>
+    Effect.gen(function* () {
+      const labels = ["gauge-rich", "gauge-broken"]
+      const sim = yield* Simulator.make({
+        seed: 7,
+        keys: simKeys(labels).map((k) =>
+          k.label === "gauge-broken"
+            ? { ...k, limit: 9, faults: { script: ["500" as const], loop: true } }
+            : { ...k, limit: 5 }
+        )
+      })
+      const file = fileFor(sim, {
+        strategy: [
+          { name: "health-aware", failureThreshold: 1, baseCooldownMs: 60_000 },
+          { name: "credit-aware" }
+        ]
+      })
+      // A label value with a quote, a backslash and a space: escaped in the text, intact once parsed.
+      const odd = 'odd "id" \\ here'
+      const config = yield* GatewayConfig.decode({
+        ...file,
+        keys: file.keys.map((k) => (k.id === "gauge-broken" ? { ...k, id: odd } : k))
+      }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(envOf(sim))))
+      const gw = yield* Gateway.make(config)
+      for (let i = 0; i < 3; i++) {
+        assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+      }
+      const text = yield* Effect.promise(() => fetch(`${gw.url}/metrics`).then((r) => r.text()))
+      assert.deepStrictEqual(duplicateSeries(text), [], text)
+      const metrics = yield* parse(text)
+      const gauge = (name: string) =>
+        new Map(
+          ((metrics[name]?.data ?? []) as Array<{ labels: Record<string, string>; value: number }>).map(
+            (d) => [d.labels["key"], d.value]
+          )
+        )
+      assert.strictEqual(metrics["or_balancer_cooldown"]?.type, "gauge", text)
+      assert.strictEqual(gauge("or_balancer_cooldown").get(odd), 1, text)
+      assert.strictEqual(gauge("or_balancer_cooldown").get("gauge-rich"), 0)
+      const rich = gauge("or_balancer_credit_remaining_usd").get("gauge-rich")
+      assert.isTrue(rich !== undefined && rich > 4 && rich < 5, `credit ${rich}`)
     })
   )
 })
