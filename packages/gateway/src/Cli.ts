@@ -165,6 +165,23 @@ export const serve = Command.make("serve", { config: configOption, verbose }, ({
 )
 
 /**
+ * One key's line of the `check` table.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface CheckRow {
+  readonly id: string
+  readonly account: string
+  readonly valid: boolean
+  readonly limit: string
+  readonly remaining: string
+  readonly reset: string
+  /** Why the key is not usable, or `-`. */
+  readonly problem: string
+}
+
+/**
  * Looks up every key and prints the table; fails with {@link CheckFailed} if any key is bad.
  *
  * @since 0.1.0
@@ -172,14 +189,14 @@ export const serve = Command.make("serve", { config: configOption, verbose }, ({
  */
 export const checkKeys = (
   keys: ReadonlyArray<Key.Key>
-): Effect.Effect<ReadonlyArray<CliOutput.CheckRow>, CheckFailed, CreditLookup.CreditLookup> =>
+): Effect.Effect<ReadonlyArray<CheckRow>, CheckFailed, CreditLookup.CreditLookup> =>
   Effect.gen(function* () {
     const lookup = yield* CreditLookup.CreditLookup
     const rows = yield* Effect.forEach(
       keys,
       (key) =>
         lookup.lookup(key).pipe(
-          Effect.map((info): CliOutput.CheckRow => ({
+          Effect.map((info): CheckRow => ({
             id: key.id,
             account: key.account ?? "-",
             valid: true,
@@ -189,7 +206,7 @@ export const checkKeys = (
             problem: "-"
           })),
           Effect.catchAll((e) =>
-            Effect.succeed<CliOutput.CheckRow>({
+            Effect.succeed<CheckRow>({
               id: key.id,
               account: key.account ?? "-",
               valid: false,

@@ -6,17 +6,7 @@ import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-
-export interface CheckRow {
-  readonly id: string
-  readonly account: string
-  readonly valid: boolean
-  readonly limit: string
-  readonly remaining: string
-  readonly reset: string
-  /** Why the key is not usable, or `-`. */
-  readonly problem: string
-}
+import type { CheckRow } from "../Cli.js"
 
 export const usd = (n: number | null) => (n === null ? "unlimited" : `$${n.toFixed(4)}`)
 
