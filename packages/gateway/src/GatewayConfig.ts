@@ -383,14 +383,14 @@ export const parse = (text: string): Effect.Effect<GatewayConfig, GatewayConfigE
   }).pipe(Effect.flatMap(decode))
 
 /**
- * What is legal but probably not meant, one line each: a `weight` that no strategy of the stack
- * reads (round robin serves every key in turn whatever its weight).
+ * What is legal but probably not meant, one line each: a `weight` or `maxConcurrency` that no
+ * strategy of the stack reads (round robin serves every key in turn whatever its weight).
  *
  * @since 0.1.0
  * @category Constructors
  */
 export const warnings = (config: GatewayConfig): ReadonlyArray<string> =>
-  ConfigIssues.unreadWeights(
+  ConfigIssues.unreadFields(
     config.strategy.map((s) => s.name),
     config.keys
   )

@@ -246,7 +246,7 @@ describe("GatewayConfig", () => {
     })
   )
 
-  it.effect("warns of a weight no strategy of the stack reads", () =>
+  it.effect("warns of a weight or maxConcurrency no strategy of the stack reads", () =>
     Effect.gen(function* () {
       const weighted = { ...base, keys: [base.keys[0], { id: "two", secretEnv: "K2", weight: 3 }] }
       const rr = GatewayConfig.warnings(yield* decode(weighted))
@@ -267,6 +267,19 @@ describe("GatewayConfig", () => {
         []
       )
       assert.deepStrictEqual(GatewayConfig.warnings(yield* decode(base)), [])
+      const capped = { ...base, keys: [{ id: "one", secretEnv: "K1", maxConcurrency: 2 }] }
+      const cw = GatewayConfig.warnings(yield* decode(capped))
+      assert.lengthOf(cw, 1)
+      assert.match(
+        cw[0]!,
+        /^keys\[0\]\.maxConcurrency: no effect under round-robin; add "concurrency-limited"/
+      )
+      assert.deepStrictEqual(
+        GatewayConfig.warnings(
+          yield* decode({ ...capped, strategy: [{ name: "concurrency-limited" }, { name: "round-robin" }] })
+        ),
+        []
+      )
     })
   )
 

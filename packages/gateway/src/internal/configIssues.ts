@@ -102,17 +102,25 @@ export const isHttpUrl = (s: string): boolean => {
 // weight) and sticky (weighted rendezvous hashing).
 const weightAware: ReadonlySet<string> = new Set(["weighted", "weighted-random", "least-busy", "sticky"])
 
-/** A warning for the weights no strategy of the stack reads (a weight of 1 is the default). */
-export const unreadWeights = (
+/** Warnings for key fields no strategy of the stack reads (a weight of 1 is the default). */
+export const unreadFields = (
   stack: ReadonlyArray<string>,
-  keys: ReadonlyArray<{ readonly weight: number }>
+  keys: ReadonlyArray<{ readonly weight: number; readonly maxConcurrency: number | undefined }>
 ): ReadonlyArray<string> => {
-  if (stack.some((name) => weightAware.has(name))) return []
+  const out: Array<string> = []
   const weighted = keys.flatMap((k, i) => (k.weight === 1 ? [] : [`keys[${i}].weight`]))
-  if (weighted.length === 0) return []
-  return [
-    `${weighted.join(", ")}: no effect under ${stack.join(" > ")}; use "weighted", "weighted-random" or "least-busy" as the base strategy to spread load by weight`
-  ]
+  if (weighted.length > 0 && !stack.some((name) => weightAware.has(name))) {
+    out.push(
+      `${weighted.join(", ")}: no effect under ${stack.join(" > ")}; use "weighted", "weighted-random" or "least-busy" as the base strategy to spread load by weight`
+    )
+  }
+  const capped = keys.flatMap((k, i) => (k.maxConcurrency === undefined ? [] : [`keys[${i}].maxConcurrency`]))
+  if (capped.length > 0 && !stack.includes("concurrency-limited")) {
+    out.push(
+      `${capped.join(", ")}: no effect under ${stack.join(" > ")}; add "concurrency-limited" to the strategy stack to cap requests in flight`
+    )
+  }
+  return out
 }
 
 /**
