@@ -160,7 +160,7 @@ describe("the packed packages, installed with plain npm", () => {
               "dist",
               "package.json",
               "src"
-            ],
+            ].sort(),
             pkg
           )
           // Effect comes from the consumer (one copy), at the tested version or a later compatible one.
