@@ -322,6 +322,12 @@ const settles = Effect.gen(function* () {
   assert.fail(`in-flight counts did not return to 0 within 3 s: ${last}`)
 })
 
+/** The upstream is healthy: nothing a caller sends may take a key out. */
+const keysHealthy = Effect.gen(function* () {
+  const { gw } = yield* Fixture
+  for (const k of (yield* gw.status).keys) assert.strictEqual(k.health, "healthy", `${k.id}: ${k.reason}`)
+})
+
 /** The server still serves a known-good request. */
 const stillServes = Effect.gen(function* () {
   const { gw } = yield* Fixture
@@ -351,9 +357,10 @@ layer(FixtureLive, { excludeTestServices: true, timeout: "30 seconds" })(
             if (r.end === "closed") jsonError(req, r)
           })
           yield* settles
+          yield* keysHealthy
           yield* stillServes
         }),
-      runs(60)
+      runs(200)
     )
 
     it.effect.prop(
@@ -367,9 +374,124 @@ layer(FixtureLive, { excludeTestServices: true, timeout: "30 seconds" })(
           )
           for (const r of results) answeredOrClosed(r)
           yield* settles
+          yield* keysHealthy
           yield* stillServes
         }),
-      runs(40)
+      runs(80)
+    )
+
+    // --- Issue 13, item 7: a caller's 400 is no key's failure -------------------------------
+
+    it.effect("a caller's bad request gets the upstream's 400 and leaves the key healthy and serving", () =>
+      Effect.gen(function* () {
+        const { gw } = yield* Fixture
+        const bad = yield* post(
+          `${gw.url}/v1/chat/completions`,
+          JSON.stringify({ model: MODEL, messages: [] })
+        )
+        assert.strictEqual(bad.status, 400)
+        assert.include(JSON.parse(bad.text).error.message, "messages")
+        const unknown = yield* post(`${gw.url}/v1/chat/completions`, chatBody({ model: "nope/nope" }))
+        assert.strictEqual(unknown.status, 400)
+        yield* keysHealthy
+        yield* stillServes
+      })
+    )
+
+    // --- Known failures (see /work/notes/fuzz-findings.md); unskip once fixed --------------
+
+    // F1: Node's own parse-error answers (400, 431) reach the caller with no JSON error body.
+    it.effect.skip("F1: a request Node cannot parse gets a 4xx with a JSON error", () =>
+      Effect.gen(function* () {
+        const { gw } = yield* Fixture
+        const heads = [
+          "POST /v1/chat/completions HTTP/1.1\r\ncontent-length: abc\r\n",
+          "POST /v1/chat/completions HTTP/1.1\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n",
+          `POST /v1/chat/completions HTTP/1.1\r\nx-big: ${"h".repeat(20000)}\r\n`
+        ]
+        for (const head of heads) {
+          const r = yield* Effect.promise(() =>
+            exchange(
+              gw.port,
+              { head: Buffer.from(head), body: Buffer.alloc(0), delivery: { _tag: "Whole" } },
+              BOUND_MS
+            )
+          )
+          assert.isTrue(r.status !== undefined && r.status >= 400 && r.status < 500, describeResult(r))
+          assert.isString(JSON.parse(r.body ?? bodyToClose(r)).error.message, describeResult(r))
+        }
+      })
+    )
+
+    // F2 (issue 13 item 7): the upstream's 400 counts as the key's failure in /status and /metrics.
+    it.effect.skip("F2: a caller's 400 is not counted against the key in /status or /metrics", () =>
+      Effect.gen(function* () {
+        const { sim } = yield* Fixture
+        const gw = yield* Gateway.make(yield* configFor(sim, {}, ["k1"]))
+        const bad = yield* post(
+          `${gw.url}/v1/chat/completions`,
+          JSON.stringify({ model: MODEL, messages: [] })
+        )
+        assert.strictEqual(bad.status, 400)
+        const key = (yield* gw.status).keys[0]!
+        assert.strictEqual(key.failures, 0)
+        assert.strictEqual(key.errorRate, 0)
+        assert.deepStrictEqual(key.errors, {})
+        const metrics = (yield* gw.metrics).split("\n").filter((l) => !l.startsWith("#"))
+        assert.deepStrictEqual(
+          metrics.filter((l) => l.includes('key="k1"') && /BadRequest/.test(l)),
+          []
+        )
+        // Its own metric, with no key label (the name is the fixer's choice).
+        assert.isTrue(
+          metrics.some((l) => !l.includes("key=") && /bad_?request|caller|client_error/i.test(l)),
+          "a metric for callers' bad requests"
+        )
+      }).pipe(Effect.scoped)
+    )
+
+    // F3 (issue 13 item 10): the auth scheme is case-insensitive (RFC 9110 section 11.1).
+    it.effect.skip("F3: `bearer <token>` in lower case is accepted", () =>
+      Effect.gen(function* () {
+        const { gw } = yield* Fixture
+        for (const authorization of [`bearer ${TOKEN}`, `BEARER ${TOKEN}`]) {
+          const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody(), { authorization })
+          assert.strictEqual(r.status, 200, `${authorization.slice(0, 6)}: ${r.text}`)
+        }
+      })
+    )
+
+    // F4 (issue 13 item 10): HEAD on /healthz is a 404.
+    it.effect.skip("F4: `HEAD /healthz` answers 200 with no body", () =>
+      Effect.gen(function* () {
+        const { gw } = yield* Fixture
+        const r = yield* Effect.promise(() => fetch(`${gw.url}/healthz`, { method: "HEAD" }))
+        assert.strictEqual(r.status, 200)
+      })
+    )
+
+    // F5 (issue 13 item 10): a known path with the wrong method is a 404 with no `Allow`.
+    it.effect.skip("F5: a known path with the wrong method is a 405 with `Allow`", () =>
+      Effect.gen(function* () {
+        const { gw } = yield* Fixture
+        const cases: ReadonlyArray<readonly [string, string, string]> = [
+          ["GET", "/v1/chat/completions", "POST"],
+          ["PUT", "/api/v1/chat/completions", "POST"],
+          ["POST", "/v1/models", "GET"],
+          ["DELETE", "/healthz", "GET"],
+          ["POST", "/status", "GET"]
+        ]
+        for (const [method, path, allow] of cases) {
+          const r = yield* Effect.promise(() =>
+            fetch(`${gw.url}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}` } }).then(
+              async (res) => ({ status: res.status, allow: res.headers.get("allow"), text: await res.text() })
+            )
+          )
+          assert.strictEqual(r.status, 405, `${method} ${path}`)
+          assert.include(r.allow ?? "", allow, `${method} ${path}`)
+          assert.isString(JSON.parse(r.text).error.message)
+        }
+      })
     )
   }
 )
