@@ -22,6 +22,8 @@ export interface Plan {
   readonly head: Buffer
   readonly body: Buffer
   readonly delivery: Delivery
+  /** Answers to wait for before the exchange is over (several for pipelined requests); default 1. */
+  readonly expect?: number
 }
 
 export interface Result {
@@ -60,7 +62,7 @@ export const exchange = (port: number, plan: Plan, boundMs: number): Promise<Res
       chunks.push(c)
       if (plan.delivery._tag === "AbortAnswer") finish("client-cut")
       // One request per connection: once a complete answer is in, the exchange is over.
-      else if (parse(Buffer.concat(chunks)).body !== undefined) finish("closed")
+      else if (answers(Buffer.concat(chunks)).length >= (plan.expect ?? 1)) finish("closed")
     })
     socket.once("connect", async () => {
       const write = (b: Buffer) => {
@@ -93,7 +95,19 @@ export const exchange = (port: number, plan: Plan, boundMs: number): Promise<Res
     })
   })
 
-const parse = (raw: Buffer): Pick<Result, "status" | "headers" | "body"> => {
+/** Every complete answer in `raw`, in order (a keep-alive connection carries several). */
+export const answers = (raw: Buffer): Array<Pick<Result, "status" | "headers" | "body">> => {
+  const out: Array<Pick<Result, "status" | "headers" | "body">> = []
+  let rest = raw
+  for (;;) {
+    const a = parse(rest)
+    if (a.body === undefined || a.next === undefined) return out
+    out.push(a)
+    rest = rest.subarray(a.next)
+  }
+}
+
+const parse = (raw: Buffer): Pick<Result, "status" | "headers" | "body"> & { readonly next?: number } => {
   const headers = new Map<string, string>()
   const at = raw.indexOf("\r\n\r\n")
   if (at === -1) return { status: undefined, headers, body: undefined }
@@ -105,16 +119,19 @@ const parse = (raw: Buffer): Pick<Result, "status" | "headers" | "body"> => {
   }
   const status = m === null ? undefined : Number(m[1])
   const rest = raw.subarray(at + 4)
-  return { status, headers, body: bodyOf(status, headers, rest) }
+  const framed = bodyOf(status, headers, rest)
+  return framed === undefined
+    ? { status, headers, body: undefined }
+    : { status, headers, body: framed.text, next: at + 4 + framed.length }
 }
 
-/** The complete body, or `undefined` while it is still coming. */
+/** The complete body and the bytes it took, or `undefined` while it is still coming. */
 const bodyOf = (
   status: number | undefined,
   headers: ReadonlyMap<string, string>,
   rest: Buffer
-): string | undefined => {
-  if (status === 204 || status === 304) return ""
+): { readonly text: string; readonly length: number } | undefined => {
+  if (status === 204 || status === 304) return { text: "", length: 0 }
   if (/chunked/i.test(headers.get("transfer-encoding") ?? "")) {
     const parts: Array<Buffer> = []
     let at = 0
@@ -123,7 +140,11 @@ const bodyOf = (
       if (eol === -1) return undefined
       const size = parseInt(rest.subarray(at, eol).toString("latin1"), 16)
       if (!Number.isFinite(size)) return undefined
-      if (size === 0) return Buffer.concat(parts).toString("utf8")
+      if (size === 0) {
+        // The last chunk, then (no trailers) a blank line.
+        if (rest.length < eol + 4) return undefined
+        return { text: Buffer.concat(parts).toString("utf8"), length: eol + 4 }
+      }
       if (rest.length < eol + 2 + size + 2) return undefined
       parts.push(rest.subarray(eol + 2, eol + 2 + size))
       at = eol + 2 + size + 2
@@ -132,7 +153,7 @@ const bodyOf = (
   const length = headers.get("content-length")
   if (length !== undefined) {
     const n = Number(length)
-    return rest.length >= n ? rest.subarray(0, n).toString("utf8") : undefined
+    return rest.length >= n ? { text: rest.subarray(0, n).toString("utf8"), length: n } : undefined
   }
   // No framing: the body ends with the connection (the caller sees it once closed).
   return undefined
