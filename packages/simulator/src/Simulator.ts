@@ -1,10 +1,13 @@
 /**
  * An OpenRouter-compatible server on loopback, for tests, examples, the demo and the benchmarks.
  *
- * It answers chat completions (JSON and SSE with keep-alive comments), `GET /key`, `/auth/key`,
- * `/credits`, `/models` and `/generation` as `openrouter-api.md` describes, for keys with credit
- * caps, accounts with request-rate limits, injected faults and latency, and records what it saw
- * so a test can check a balancer from the outside. Built on raw `node:http` so it is never the
+ * It answers chat completions (JSON and SSE with keep-alive comments), legacy completions,
+ * embeddings, the Responses API (plain and streamed as `response.*` events), `GET /key`,
+ * `/auth/key`, `/credits`, `/models`, `/models/{author}/{slug}` and `/generation` as
+ * `openrouter-api.md` describes, for keys with credit caps and `limit_reset` periods, accounts
+ * with request-rate windows, free-model limits and balances, injected faults and latency, and
+ * records what it saw so a test can check a balancer from the outside. Money is kept in integer
+ * nano-dollars inside and shown in USD on the wire. Built on raw `node:http` so it is never the
  * bottleneck of a benchmark; deterministic for a given seed as far as arrival order allows (each
  * key's fault script and random draws depend only on the order of that key's own requests).
  *
@@ -50,6 +53,8 @@ export type Latency = typeof Latency.Type
  * - `ok`: a normal answer;
  * - `500`, `502`, `503`, `408`: that status with an OpenRouter error body (503 with `Retry-After`);
  * - `429`: a provider's rate limit (with `Retry-After`, without `X-RateLimit-*`);
+ * - `402`: OpenRouter's short refusal for too much spend in flight (`limit_source`
+ *   `openrouter_in_flight_budget`, with `Retry-After`);
  * - `stall`: never answers, until the client gives up;
  * - `reset`: the connection is destroyed after the latency;
  * - `slow`: a normal answer whose bytes trickle (see `slowBody`);
@@ -65,6 +70,7 @@ export const FaultKind = Schema.Literal(
   "503",
   "408",
   "429",
+  "402",
   "stall",
   "reset",
   "slow",
@@ -89,6 +95,7 @@ export const FaultRates = Schema.Struct({
   "503": Schema.optional(Probability),
   "408": Schema.optional(Probability),
   "429": Schema.optional(Probability),
+  "402": Schema.optional(Probability),
   stall: Schema.optional(Probability),
   reset: Schema.optional(Probability),
   slow: Schema.optional(Probability),
@@ -128,7 +135,9 @@ export type Faults = typeof Faults.Type
  * With a `limitReset`, the cap applies to each period's spend: when the period rolls over (at
  * UTC midnight, Monday's for weekly, the 1st's for monthly, as OpenRouter's do),
  * `limit_remaining` is back to the whole `limit`. `resetPeriodMs` replaces the calendar with a
- * short period counted from when the key was added, for tests.
+ * short period counted from when the key was added, for tests. A key over its limit answers 402
+ * with `limit_source: "openrouter_key_limit"`, or with `keyLimitStatus: 403` the bare 403
+ * "Key limit exceeded" OpenRouter's guides describe (default: the config's `keyLimitStatus`).
  *
  * @since 0.1.0
  * @category Schemas
@@ -143,6 +152,7 @@ export const KeyConfig = Schema.Struct({
   usage: Schema.optional(NonNegative),
   revoked: Schema.optional(Schema.Boolean),
   management: Schema.optional(Schema.Boolean),
+  keyLimitStatus: Schema.optional(Schema.Literal(402, 403)),
   isFreeTier: Schema.optional(Schema.Boolean),
   expiresAt: Schema.optional(Schema.NullOr(Schema.String)),
   faults: Schema.optional(Faults)
@@ -155,10 +165,20 @@ export const KeyConfig = Schema.Struct({
 export type KeyConfig = typeof KeyConfig.Type
 
 /**
- * An account: at most `rpm` chat requests per `windowMs` (default 60 000, a minute) over all
- * its keys, else OpenRouter's own 429. A window opens at the first request after the previous
- * window ended; `null` means no limit. `totalCredits` is what `GET /credits` reports (default:
- * the sum of its keys' caps).
+ * An account: at most `rpm` inference requests per `windowMs` (default 60 000, a minute) over
+ * all its keys, else OpenRouter's own 429. A window opens at the first request after the previous
+ * window ended; `null` means no limit.
+ *
+ * `totalCredits` is the USD the account bought: when set, it is enforced (a request costing more
+ * than the balance `totalCredits - usage` gets 402 with `limit_source: "openrouter_credits"` on
+ * every key of the account; a negative balance refuses free models too) and `GET /credits`
+ * reports it; unset, nothing is enforced and `/credits` reports the sum of the keys' caps.
+ * `inFlightBudget` (USD, default none) bounds the cost of the account's requests running at
+ * once: past it, a short 402 with `limit_source: "openrouter_in_flight_budget"` and `Retry-After`.
+ *
+ * `:free` models also allow `freeRequestsPerMinute` (default 20, a window opened by the first
+ * request) and `freeRequestsPerDay` per UTC day (default 50, or 1,000 once `totalCredits` is at
+ * least 10), counted per account; `null` lifts either.
  *
  * @since 0.1.0
  * @category Schemas
@@ -166,7 +186,10 @@ export type KeyConfig = typeof KeyConfig.Type
 export const AccountConfig = Schema.Struct({
   rpm: Schema.optional(Schema.NullOr(PositiveInt)),
   windowMs: Schema.optional(PositiveInt),
-  totalCredits: Schema.optional(NonNegative)
+  totalCredits: Schema.optional(NonNegative),
+  inFlightBudget: Schema.optional(Schema.NullOr(NonNegative)),
+  freeRequestsPerMinute: Schema.optional(Schema.NullOr(PositiveInt)),
+  freeRequestsPerDay: Schema.optional(Schema.NullOr(PositiveInt))
 })
 
 /**
@@ -176,7 +199,8 @@ export const AccountConfig = Schema.Struct({
 export type AccountConfig = typeof AccountConfig.Type
 
 /**
- * A model and its prices in USD per million tokens.
+ * A model and its prices in USD per million tokens, plus an optional USD price per request. An
+ * id ending in `:free` is a free model, with the free-model request limits.
  *
  * @since 0.1.0
  * @category Schemas
@@ -185,6 +209,7 @@ export const ModelConfig = Schema.Struct({
   id: Schema.NonEmptyTrimmedString,
   promptPrice: NonNegative,
   completionPrice: NonNegative,
+  requestPrice: Schema.optional(NonNegative),
   contextLength: Schema.optional(PositiveInt)
 })
 
@@ -200,7 +225,8 @@ export type ModelConfig = typeof ModelConfig.Type
  * - `defaultCompletionTokens` 32 (used when a request has no `max_tokens`);
  * - `latency` fixed 0; `faults` none (a key's own `faults` replace these);
  * - `stream`: 1 keep-alive comment, 4 content chunks, 0 ms between chunks;
- * - `slowBody`: 16 bytes every 5 ms; `retryAfterSeconds` 1; `generationsKept` 10 000.
+ * - `slowBody`: 16 bytes every 5 ms; `retryAfterSeconds` 1; `generationsKept` 10 000;
+ * - `keyLimitStatus` 402: how a key over its own limit answers (see {@link KeyConfig}).
  *
  * @since 0.1.0
  * @category Schemas
@@ -225,7 +251,8 @@ export const Config = Schema.Struct({
     Schema.Struct({ bytesPerWrite: Schema.optional(PositiveInt), intervalMs: Schema.optional(NonNegative) })
   ),
   retryAfterSeconds: Schema.optional(NonNegativeInt),
-  generationsKept: Schema.optional(PositiveInt)
+  generationsKept: Schema.optional(PositiveInt),
+  keyLimitStatus: Schema.optional(Schema.Literal(402, 403))
 })
 
 /**
@@ -247,8 +274,8 @@ export class SimulatorError extends Schema.TaggedError<SimulatorError>()("Simula
 }) {}
 
 /**
- * What the simulator saw of one key since the last `resetStats`. `byOutcome` counts chat
- * requests by status code (`"200"`, `"402"`, …) or by fault (`"stall"`, `"reset"`,
+ * What the simulator saw of one key since the last `resetStats`. `byOutcome` counts inference
+ * requests (chat, completions, embeddings, responses) by status code (`"200"`, `"402"`, …) or by fault (`"stall"`, `"reset"`,
  * `"midstream"`). `usage` and `limit` are the key's current state, not reset by `resetStats`.
  *
  * @since 0.1.0
@@ -271,6 +298,8 @@ export interface KeyStats {
   readonly limit: number | null
   /** What `GET /key` would answer as `limit_remaining` now (null: unlimited). */
   readonly limitRemaining: number | null
+  /** The smaller of `limitRemaining` and the account's balance when enforced (null: unbounded). */
+  readonly spendable: number | null
   readonly revoked: boolean
   /** `GET /key` and `/auth/key` lookups (they cost nothing). */
   readonly keyLookups: number
@@ -290,9 +319,11 @@ export interface AccountStats {
  * @category Models
  */
 export interface Stats {
-  /** Chat completion requests received, including those with no valid key. */
+  /** Inference requests received (every route), including those with no valid key. */
   readonly requests: number
   readonly byOutcome: Readonly<Record<string, number>>
+  /** Inference requests by route: `chat`, `completions`, `embeddings`, `responses`. */
+  readonly byRoute: Readonly<Record<string, number>>
   readonly inFlight: number
   readonly maxInFlight: number
   /** Chat requests with a missing or unknown key. */
@@ -329,6 +360,7 @@ export interface KeyUpdate {
   /** Length of the `limitReset` period in ms; a change starts a new period now. */
   readonly resetPeriodMs?: number
   readonly management?: boolean
+  readonly keyLimitStatus?: 402 | 403
   readonly faults?: Faults
 }
 
@@ -362,6 +394,12 @@ export interface Handle {
   readonly addKey: (key: KeyConfig) => Effect.Effect<SimulatedKey, SimulatorError>
   /** Changes (or creates) an account's rate limit and credits. */
   readonly updateAccount: (name: string, update: AccountConfig) => Effect.Effect<void>
+  /**
+   * Moves the simulator's clock forward (wall clock plus an offset), so a test can cross a UTC
+   * midnight: `limit_reset` periods, free-model days and rate windows all follow it, and so do
+   * `X-RateLimit-Reset` values.
+   */
+  readonly advanceClock: (ms: number) => Effect.Effect<void>
 }
 
 /**
@@ -525,7 +563,8 @@ export const make = (config: Config): Effect.Effect<Handle, SimulatorError, Scop
             })
           )
         ),
-      updateAccount: (name, update) => Effect.sync(() => core.updateAccount(name, update))
+      updateAccount: (name, update) => Effect.sync(() => core.updateAccount(name, update)),
+      advanceClock: (ms) => Effect.sync(() => core.advanceClock(ms))
     }
     return handle
   })

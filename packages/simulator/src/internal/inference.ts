@@ -1,0 +1,232 @@
+/**
+ * One paid request (chat, completions, embeddings, responses) from arrival to answer: the key,
+ * the body, the model, the account's rate windows, credit, then the key's next fault after its
+ * latency. Every route shares this path, so each gets the same limits and faults; a route only
+ * says how its body is read and how its answer looks.
+ */
+import type * as http from "node:http"
+import * as Faults from "./faults.js"
+import * as Ledger from "./ledger.js"
+import type { Price } from "./model.js"
+import { costOf, sampleLatency } from "./model.js"
+import * as RateLimit from "./rateLimit.js"
+import type { KeyState, Sim } from "./state.js"
+import { now, record } from "./state.js"
+import { bearer, isRecord, sendError } from "./wire.js"
+
+/** What a route read from a valid body. */
+export interface Parsed {
+  readonly model: string
+  readonly promptTokens: number
+  readonly completionTokens: number
+  readonly stream: boolean
+  /** Route-specific input (e.g. the texts to embed). */
+  readonly payload?: unknown
+}
+
+/** A request that passed every check, about to be answered. */
+export interface Admitted extends Ledger.Debit {
+  readonly payload: unknown
+}
+
+export interface Route {
+  readonly name: string
+  /** Reads a JSON object body: what to answer, or the message of a 400. */
+  readonly parse: (sim: Sim, body: Record<string, unknown>) => Parsed | string
+  /** Writes a successful answer (`midstream`: fail in-band after some content) and bills it. */
+  readonly answer: (
+    sim: Sim,
+    res: http.ServerResponse,
+    a: Admitted,
+    slow: boolean,
+    midstream: boolean
+  ) => void
+}
+
+export const handle = (sim: Sim, route: Route, req: http.IncomingMessage, res: http.ServerResponse): void => {
+  const k = sim.bySecret.get(bearer(req.headers.authorization) ?? "")
+  const g = sim.global
+  g.requests++
+  g.byRoute[route.name] = (g.byRoute[route.name] ?? 0) + 1
+  if (++g.inFlight > g.maxInFlight) g.maxInFlight = g.inFlight
+  if (k !== undefined) {
+    k.requests++
+    if (++k.inFlight > k.maxInFlight) k.maxInFlight = k.inFlight
+  }
+  // The spend this request holds in its account's in-flight budget, given back when it ends.
+  const hold = { cost: 0 }
+  res.once("close", () => {
+    g.inFlight--
+    if (k !== undefined) {
+      k.inFlight--
+      k.account.inFlightCost -= hold.cost
+    }
+  })
+  const chunks: Array<Buffer> = []
+  req.on("data", (c: Buffer) => chunks.push(c))
+  req.once("end", () =>
+    arrive(
+      sim,
+      route,
+      req,
+      res,
+      k,
+      chunks.length === 1 ? chunks[0]!.toString("utf8") : Buffer.concat(chunks).toString("utf8"),
+      hold
+    )
+  )
+}
+
+const arrive = (
+  sim: Sim,
+  route: Route,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  k: KeyState | undefined,
+  raw: string,
+  hold: { cost: number }
+): void => {
+  if (k === undefined) {
+    sim.global.unauthenticated++
+    record(sim, undefined, "401")
+    return sendError(
+      res,
+      401,
+      req.headers.authorization === undefined ? "No auth credentials found" : "User not found.",
+      "authentication"
+    )
+  }
+  if (k.revoked) {
+    record(sim, k, "401")
+    return sendError(res, 401, "This API key is disabled", "authentication")
+  }
+  let body: unknown
+  try {
+    body = JSON.parse(raw)
+  } catch {
+    record(sim, k, "400")
+    return sendError(res, 400, "Invalid JSON in request body", undefined)
+  }
+  const parsed = isRecord(body) ? route.parse(sim, body) : "Request body must be a JSON object"
+  if (typeof parsed === "string") {
+    record(sim, k, "400")
+    return sendError(res, 400, parsed, undefined)
+  }
+  const model = parsed.model
+  const price = sim.settings.models.get(model)
+  if (price === undefined) {
+    record(sim, k, "400")
+    return sendError(res, 400, `${model} is not a valid model ID`, "model_not_found", undefined, { model })
+  }
+
+  const at = now(sim)
+  const acc = k.account
+  acc.requests++
+  const limited = RateLimit.admit(acc, price.free, at)
+  if (limited !== undefined) {
+    acc.rateLimited++
+    record(sim, k, "429")
+    return sendError(res, 429, limited.message, "rate_limit_exceeded", RateLimit.headers(limited, at))
+  }
+
+  const cost = costOf(price, parsed.promptTokens, parsed.completionTokens)
+  const refused = Ledger.refusal(k, cost, costOf(price, parsed.promptTokens, 0), price.completion, at)
+  if (refused !== undefined) return refuse(sim, res, k, refused, parsed, price)
+
+  acc.inFlightCost += cost
+  hold.cost = cost
+  const admitted: Admitted = {
+    key: k,
+    model,
+    promptTokens: parsed.promptTokens,
+    completionTokens: parsed.completionTokens,
+    cost,
+    stream: parsed.stream,
+    arrivedAt: at,
+    payload: parsed.payload
+  }
+  const kind = Faults.next(k)
+  if (kind === "stall") return perform(sim, route, req, res, admitted, kind)
+  const delay = sampleLatency(k.latency ?? sim.settings.latency, k.latencyRng)
+  if (delay < 1) return perform(sim, route, req, res, admitted, kind)
+  setTimeout(perform, delay, sim, route, req, res, admitted, kind)
+}
+
+const refuse = (
+  sim: Sim,
+  res: http.ServerResponse,
+  k: KeyState,
+  refused: Ledger.Refusal,
+  parsed: Parsed,
+  price: Price
+): void => {
+  switch (refused._tag) {
+    case "Credits":
+      record(sim, k, "402")
+      return sendError(
+        res,
+        402,
+        "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
+        "payment_required",
+        undefined,
+        { limit_source: "openrouter_credits" }
+      )
+    case "InFlight":
+      record(sim, k, "402")
+      return Faults.inFlightRefusal(res, sim.settings.retryAfter)
+    case "KeyLimit":
+      if (k.keyLimitStatus === 403) {
+        // The form OpenRouter's guides describe: a bare 403 that only its message tells apart.
+        record(sim, k, "403")
+        return sendError(res, 403, "Key limit exceeded", undefined)
+      }
+      record(sim, k, "402")
+      return sendError(
+        res,
+        402,
+        price.completion > 0
+          ? `This request requires more credits, or fewer max_tokens. You requested up to ${parsed.completionTokens} tokens, but can only afford ${refused.affordableTokens}.`
+          : "This request requires more credits than the key's limit has left.",
+        "payment_required",
+        undefined,
+        { limit_source: "openrouter_key_limit" }
+      )
+  }
+}
+
+const perform = (
+  sim: Sim,
+  route: Route,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  a: Admitted,
+  kind: ReturnType<typeof Faults.next>
+): void => {
+  const k = a.key
+  if (res.destroyed) {
+    record(sim, k, "aborted")
+    return
+  }
+  switch (kind) {
+    case "ok":
+      record(sim, k, "200")
+      return route.answer(sim, res, a, false, false)
+    case "slow":
+      record(sim, k, "200")
+      return route.answer(sim, res, a, true, false)
+    case "midstream":
+      if (!a.stream) return Faults.providerError(sim, res, k)
+      record(sim, k, "midstream")
+      return route.answer(sim, res, a, false, true)
+    case "reset":
+      record(sim, k, "reset")
+      req.socket.destroy()
+      return
+    case "stall":
+      // Held open until the client gives up; closing the server destroys the socket.
+      record(sim, k, "stall")
+      return
+    default:
+      return Faults.fail(sim, res, k, a.model, kind)
+  }
+}
