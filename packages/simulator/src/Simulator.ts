@@ -94,6 +94,10 @@ export interface KeyStats {
 export interface AccountStats {
   readonly requests: number
   readonly rateLimited: number
+  /** All-time USD spent by the account's keys (state, not reset by `resetStats`). */
+  readonly usage: number
+  /** `totalCredits - usage` when the account's credits are enforced, else null. */
+  readonly balance: number | null
 }
 
 /**

@@ -103,6 +103,12 @@ describe("Simulator limits", () => {
         assert.deepStrictEqual(credits.json, { data: { total_credits: 0.02, total_usage: 0.02 } })
         assert.strictEqual((yield* get(sim, "/credits", secret(0))).status, 403)
         assert.strictEqual((yield* sim.stats).keys.b!.spendable, 0)
+        assert.deepStrictEqual((yield* sim.stats).accounts.one, {
+          requests: 4,
+          rateLimited: 0,
+          usage: 0.02,
+          balance: 0
+        })
         // A balance of exactly 0 still serves free models; a negative one refuses them too.
         assert.strictEqual(yield* status(sim, 0, FREE), 200)
         yield* sim.updateKey("a", { usage: 0.05 })
@@ -208,7 +214,12 @@ describe("Simulator limits", () => {
       assert.strictEqual(yield* status(sim, 2, FREE), 200)
       yield* sim.advanceClock(61_000)
       assert.strictEqual(yield* status(sim, 0, FREE), 200)
-      assert.deepStrictEqual((yield* sim.stats).accounts.one, { requests: 23, rateLimited: 1 })
+      assert.deepStrictEqual((yield* sim.stats).accounts.one, {
+        requests: 23,
+        rateLimited: 1,
+        usage: 0.01,
+        balance: null
+      })
     })
   )
 

@@ -255,6 +255,10 @@ describe("Simulator routes", () => {
       assert.strictEqual(one.json.object, "model")
       assert.strictEqual(one.json.owned_by, "openai")
       assert.strictEqual(one.json.pricing.completion, "0.0000006")
+      const endpoints = yield* get(sim, `/models/${MINI}/endpoints`)
+      assert.strictEqual(endpoints.json.data.id, MINI)
+      assert.strictEqual(endpoints.json.data.endpoints[0].provider_name, "SimProvider")
+      assert.strictEqual(endpoints.json.data.endpoints[0].pricing.prompt, "0.00000015")
       assert.strictEqual((yield* get(sim, "/models/openai/nope")).status, 404)
       assert.strictEqual((yield* request(`${sim.baseUrl}/models/${MINI}`, { method: "DELETE" })).status, 405)
       assert.strictEqual((yield* sim.stats).requests, 0) // free: not an inference request

@@ -232,7 +232,12 @@ describe("Simulator", () => {
       assert.strictEqual((yield* chat(sim, secret(1), { model: MINI, messages })).status, 429)
       assert.strictEqual((yield* chat(sim, secret(2), { model: MINI, messages })).status, 200)
       const stats = yield* sim.stats
-      assert.deepStrictEqual(stats.accounts.one, { requests: 4, rateLimited: 2 })
+      assert.deepStrictEqual(stats.accounts.one, {
+        requests: 4,
+        rateLimited: 2,
+        usage: 4.05e-5, // two answers, exactly
+        balance: null
+      })
       // Raising the limit at run time lets the account through again.
       yield* sim.updateAccount("one", { rpm: 100 })
       assert.strictEqual((yield* chat(sim, secret(0), { model: MINI, messages })).status, 200)

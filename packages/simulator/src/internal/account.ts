@@ -155,13 +155,48 @@ const describe = (m: Simulator.ModelConfig) => {
   }
 }
 
-/** The public catalogue: `GET /models` and `GET /models/{author}/{slug}`, no key needed. */
+/** OpenRouter's `GET /models/{author}/{slug}/endpoints`: the model and its one simulated provider. */
+const endpoints = (m: Simulator.ModelConfig) => {
+  const { architecture, created, description, id, name, pricing, top_provider } = describe(m)
+  return {
+    data: {
+      id,
+      name,
+      created,
+      description,
+      architecture,
+      endpoints: [
+        {
+          name: `${PROVIDER} | ${id}`,
+          model_name: name,
+          context_length: top_provider.context_length,
+          pricing,
+          provider_name: PROVIDER,
+          tag: "simprovider",
+          quantization: null,
+          max_completion_tokens: null,
+          max_prompt_tokens: null,
+          supported_parameters: ["max_tokens", "temperature", "stream"],
+          status: 0,
+          uptime_last_30m: 100
+        }
+      ]
+    }
+  }
+}
+
+/**
+ * The public catalogue, no key needed: `GET /models`, `GET /models/{author}/{slug}` and
+ * `GET /models/{author}/{slug}/endpoints`.
+ */
 export const makeModels = (sim: Sim) => {
   const list = JSON.stringify({ data: sim.settings.modelList.map(describe) })
   // One model as OpenAI's `models.retrieve` reads it (`object`, `owned_by`), with OpenRouter's fields.
   const one = new Map<string, string>()
-  for (const m of sim.settings.modelList)
+  for (const m of sim.settings.modelList) {
     one.set(m.id, JSON.stringify({ ...describe(m), object: "model", owned_by: m.id.split("/")[0] ?? "" }))
+    one.set(`${m.id}/endpoints`, JSON.stringify(endpoints(m)))
+  }
   return {
     list: (res: http.ServerResponse): void => sendJson(res, 200, list),
     one: (res: http.ServerResponse, id: string): void => {

@@ -32,7 +32,12 @@ export const stats = (sim: Sim): Simulator.Stats => {
   }
   const accountStats: Record<string, Simulator.AccountStats> = {}
   for (const a of sim.accounts.values())
-    accountStats[a.name] = { requests: a.requests, rateLimited: a.rateLimited }
+    accountStats[a.name] = {
+      requests: a.requests,
+      rateLimited: a.rateLimited,
+      usage: toUsd(a.usage),
+      balance: usd(Ledger.balance(a))
+    }
   const g = sim.global
   return {
     requests: g.requests,
