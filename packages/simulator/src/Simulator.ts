@@ -57,8 +57,10 @@ export class SimulatorError extends Schema.TaggedError<SimulatorError>()("Simula
 
 /**
  * What the simulator saw of one key since the last `resetStats`. `byOutcome` counts inference
- * requests (chat, completions, embeddings, responses) by status code (`"200"`, `"402"`, …) or by fault (`"stall"`, `"reset"`,
- * `"midstream"`). `usage` and `limit` are the key's current state, not reset by `resetStats`.
+ * requests (chat, completions, embeddings, responses) by status code (`"200"`, `"402"`, …) or
+ * by fault (`"stall"`, `"reset"`, `"midstream"`); a stall that ends (`stallMs`) counts as
+ * `"stall"` and then as its answer. `usage` and `limit` are the key's current state, not reset
+ * by `resetStats`.
  *
  * @since 0.1.0
  * @category Models

@@ -38,7 +38,7 @@ export type Latency = typeof Latency.Type
  * - `429`: a provider's rate limit (with `Retry-After`, without `X-RateLimit-*`);
  * - `402`: OpenRouter's short refusal for too much spend in flight (`limit_source`
  *   `openrouter_in_flight_budget`, with `Retry-After`);
- * - `stall`: never answers, until the client gives up;
+ * - `stall`: never answers, until the client gives up (or, with `stallMs`, answers normally after it);
  * - `reset`: the connection is destroyed after the latency;
  * - `slow`: a normal answer whose bytes trickle (see `slowBody`);
  * - `midstream`: a streamed answer fails in-band after some content (a JSON request gets a 502).
@@ -95,6 +95,7 @@ export type FaultRates = typeof FaultRates.Type
  * Faults of a key. A `script` is played first, one entry per request that reaches the fault
  * stage (valid key, valid body, within rate and credit), exactly in order; then `rates` apply
  * (or the script starts over when `loop` is set). `latency` overrides the server-wide one.
+ * `stallMs` turns a `stall` into a long wait before a normal answer (default: it never ends).
  *
  * @since 0.1.0
  * @category Schemas
@@ -103,7 +104,8 @@ export const Faults = Schema.Struct({
   script: Schema.optional(Schema.Array(FaultKind)),
   loop: Schema.optional(Schema.Boolean),
   rates: Schema.optional(FaultRates),
-  latency: Schema.optional(Latency)
+  latency: Schema.optional(Latency),
+  stallMs: Schema.optional(NonNegative)
 })
 
 /**

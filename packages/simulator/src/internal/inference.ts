@@ -223,8 +223,10 @@ const perform = (
       req.socket.destroy()
       return
     case "stall":
-      // Held open until the client gives up; closing the server destroys the socket.
+      // Held open until the client gives up (closing the server destroys the socket), or for
+      // `stallMs` before a normal answer.
       record(sim, k, "stall")
+      if (k.stallMs !== undefined) setTimeout(perform, k.stallMs, sim, route, req, res, a, "ok")
       return
     default:
       return Faults.fail(sim, res, k, a.model, kind)

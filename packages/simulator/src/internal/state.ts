@@ -54,6 +54,7 @@ export interface KeyState {
   scriptPos: number
   rates: Model.CompiledRates | undefined
   latency: Simulator.Latency | undefined
+  stallMs: number | undefined
   readonly faultRng: () => number
   readonly latencyRng: () => number
   requests: number
@@ -212,6 +213,7 @@ export const applyFaults = (k: KeyState, faults: Simulator.Faults | undefined): 
   k.loop = faults?.loop ?? false
   k.scriptPos = 0
   k.latency = faults?.latency
+  k.stallMs = faults?.stallMs
 }
 
 export const simulatedKey = (k: KeyState): Simulator.SimulatedKey => ({
@@ -251,6 +253,7 @@ export const addKey = (sim: Sim, input: Simulator.KeyConfig): Simulator.Simulate
     scriptPos: 0,
     rates: undefined,
     latency: undefined,
+    stallMs: undefined,
     faultRng: mulberry32(deriveSeed(seed, "faults", label)),
     latencyRng: mulberry32(deriveSeed(seed, "latency", label)),
     requests: 0,
