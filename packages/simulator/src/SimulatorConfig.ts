@@ -41,7 +41,10 @@ export type Latency = typeof Latency.Type
  * - `stall`: never answers, until the client gives up (or, with `stallMs`, answers normally after it);
  * - `reset`: the connection is destroyed after the latency;
  * - `slow`: a normal answer whose bytes trickle (see `slowBody`);
- * - `midstream`: a streamed answer fails in-band after some content (a JSON request gets a 502).
+ * - `midstream`: a streamed answer fails in-band after some content (a JSON request gets a 502);
+ * - `errorfirst`: a 200 whose first and only event is the in-band error (a JSON request gets a
+ *   200 whose body is an error object);
+ * - `badjson`: a 200 whose body (or stream event) is not JSON, as a broken upstream proxy sends.
  *
  * @since 0.1.0
  * @category Schemas
@@ -57,7 +60,9 @@ export const FaultKind = Schema.Literal(
   "stall",
   "reset",
   "slow",
-  "midstream"
+  "midstream",
+  "errorfirst",
+  "badjson"
 )
 
 /**
@@ -82,7 +87,9 @@ export const FaultRates = Schema.Struct({
   stall: Schema.optional(Probability),
   reset: Schema.optional(Probability),
   slow: Schema.optional(Probability),
-  midstream: Schema.optional(Probability)
+  midstream: Schema.optional(Probability),
+  errorfirst: Schema.optional(Probability),
+  badjson: Schema.optional(Probability)
 })
 
 /**

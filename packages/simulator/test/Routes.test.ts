@@ -240,6 +240,61 @@ describe("Simulator routes", () => {
     })
   )
 
+  it.scopedLive("sends an error as the first and only event of a 200, or a 200 that is not JSON", () =>
+    Effect.gen(function* () {
+      const sim = yield* make({
+        keys: [
+          {
+            label: "e",
+            secret: secret(0),
+            faults: { script: ["errorfirst", "errorfirst", "errorfirst", "errorfirst", "badjson", "badjson"] }
+          }
+        ]
+      })
+      const chat = yield* post(sim, "/chat/completions", secret(0), {
+        model: MINI,
+        messages: [{ role: "user", content: "hi" }],
+        stream: true
+      })
+      assert.strictEqual(chat.status, 200)
+      const data = sseData(chat.text)
+      assert.strictEqual(data.length, 1)
+      assert.strictEqual(data[0].error.code, 502)
+      assert.strictEqual(data[0].choices[0].finish_reason, "error")
+      const completion = sseData(
+        (yield* post(sim, "/completions", secret(0), { model: MINI, prompt: "x", stream: true })).text
+      )
+      assert.deepStrictEqual(
+        completion.map((c) => c.choices[0].finish_reason),
+        ["error"]
+      )
+      const response = yield* post(sim, "/responses", secret(0), { model: MINI, input: "x", stream: true })
+      assert.deepStrictEqual(
+        namedEvents(response.text).map(([n]) => n),
+        ["error", "response.failed"]
+      )
+      const plain = yield* post(sim, "/chat/completions", secret(0), {
+        model: MINI,
+        messages: [{ role: "user", content: "hi" }]
+      })
+      assert.strictEqual(plain.status, 200)
+      assert.strictEqual(plain.json.error.metadata.error_type, "provider_unavailable")
+      const garbage = yield* post(sim, "/embeddings", secret(0), { model: EMBED, input: "x" })
+      assert.strictEqual(garbage.status, 200)
+      assert.isUndefined(garbage.json)
+      const garbageStream = yield* post(sim, "/responses", secret(0), {
+        model: MINI,
+        input: "x",
+        stream: true
+      })
+      assert.strictEqual(garbageStream.status, 200)
+      assert.throws(() => sseData(garbageStream.text))
+      const stats = yield* sim.stats
+      assert.deepStrictEqual(stats.keys.e!.byOutcome, { errorfirst: 4, badjson: 2 })
+      assert.strictEqual(stats.keys.e!.spend, 0)
+    })
+  )
+
   it.scopedLive("serves the model catalogue without a key", () =>
     Effect.gen(function* () {
       const sim = yield* make()

@@ -167,9 +167,10 @@ describe("Simulator", () => {
       for (const i of [0, 1, 2, 3]) assert.deepStrictEqual(yield* spend(i), [200, 200, 402])
       yield* sim.resetCredit("manual")
       // A new period length starts a new period now: nothing rolls over while the keys are spent.
-      yield* sim.updateKey("short", { resetPeriodMs: 100 })
-      yield* sim.updateKey("never", { resetPeriodMs: 100 })
-      yield* Effect.sleep("300 millis")
+      yield* sim.updateKey("short", { resetPeriodMs: 10_000 })
+      yield* sim.updateKey("never", { resetPeriodMs: 10_000 })
+      // The simulator's clock, not a real wait: the test cannot straddle a second rollover.
+      yield* sim.advanceClock(15_000)
       const remaining = (i: number) => Effect.map(get(sim, "/key", secret(i)), (r) => r.json.data)
       const short = yield* remaining(0)
       assert.closeTo(short.limit_remaining, 2.5 * c, 1e-15)

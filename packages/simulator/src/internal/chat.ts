@@ -5,7 +5,8 @@
  */
 import type * as http from "node:http"
 import { deliver, pieces, SSE_HEADERS } from "./delivery.js"
-import type { Admitted, Parsed, Route } from "./inference.js"
+import type { Admitted, Failure, Parsed, Route } from "./inference.js"
+import { sentPieces } from "./inference.js"
 import * as Ledger from "./ledger.js"
 import { FILLER, KEEP_ALIVE, PROVIDER, textLength, toUsd } from "./model.js"
 import type { Sim } from "./state.js"
@@ -81,7 +82,7 @@ const chunkEvent = (
 ): string =>
   `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, provider: PROVIDER, error, choices, usage })}\n\n`
 
-const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, midstream: boolean): void => {
+const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, failure: Failure): void => {
   const id = generationId(sim)
   const created = Math.floor(a.arrivedAt / 1000)
   const content = contentOf(a)
@@ -112,7 +113,7 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
   const parts: Array<string> = []
   for (let i = 0; i < sim.settings.keepAlives; i++) parts.push(KEEP_ALIVE)
   const all = pieces(content, sim.settings.chunkCount)
-  const sent = midstream ? all.slice(0, Math.ceil(all.length / 2)) : all
+  const sent = sentPieces(all, failure)
   for (const piece of sent) {
     parts.push(
       chunkEvent(id, created, a.model, [
@@ -126,7 +127,7 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
       ])
     )
   }
-  if (midstream) {
+  if (failure !== "none") {
     parts.push(
       chunkEvent(
         id,
@@ -165,7 +166,7 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
     parts,
     sim.settings.chunkIntervalMs,
     slow,
-    midstream ? noop : bill
+    failure !== "none" ? noop : bill
   )
 }
 

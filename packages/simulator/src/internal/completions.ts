@@ -5,7 +5,8 @@
 import type * as http from "node:http"
 import { contentOf, midstreamError, readMaxTokens, readModel, readStream, usageOf } from "./chat.js"
 import { deliver, pieces, SSE_HEADERS } from "./delivery.js"
-import type { Admitted, Parsed, Route } from "./inference.js"
+import type { Admitted, Failure, Parsed, Route } from "./inference.js"
+import { sentPieces } from "./inference.js"
 import * as Ledger from "./ledger.js"
 import { KEEP_ALIVE, PROVIDER } from "./model.js"
 import type { Sim } from "./state.js"
@@ -47,7 +48,7 @@ const chunk = (
     usage
   })}\n\n`
 
-const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, midstream: boolean): void => {
+const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, failure: Failure): void => {
   const id = generationId(sim)
   const created = Math.floor(a.arrivedAt / 1000)
   const content = contentOf(a)
@@ -71,12 +72,11 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
   const parts: Array<string> = []
   for (let i = 0; i < sim.settings.keepAlives; i++) parts.push(KEEP_ALIVE)
   const all = pieces(content, sim.settings.chunkCount)
-  for (const piece of midstream ? all.slice(0, Math.ceil(all.length / 2)) : all)
-    parts.push(chunk(id, created, a.model, piece, null))
-  if (midstream) parts.push(chunk(id, created, a.model, "", "error", midstreamError))
+  for (const piece of sentPieces(all, failure)) parts.push(chunk(id, created, a.model, piece, null))
+  if (failure !== "none") parts.push(chunk(id, created, a.model, "", "error", midstreamError))
   else parts.push(chunk(id, created, a.model, "", "stop", undefined, usageOf(a)), "data: [DONE]\n\n")
   const headers = { ...SSE_HEADERS, "x-generation-id": id }
-  deliver(sim, res, headers, parts, sim.settings.chunkIntervalMs, slow, midstream ? () => {} : bill)
+  deliver(sim, res, headers, parts, sim.settings.chunkIntervalMs, slow, failure !== "none" ? () => {} : bill)
 }
 
 export const route: Route = { name: "completions", parse, answer }

@@ -76,6 +76,18 @@ export const fail = (
   }
 }
 
+const BAD_BODY = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+/** A 200 that is not the JSON (or the SSE of JSON) it should be. */
+export const badJson = (res: http.ServerResponse, stream: boolean): void => {
+  const body = stream ? `data: ${BAD_BODY}\n\n` : BAD_BODY
+  res.writeHead(200, {
+    "content-type": stream ? "text/event-stream" : "application/json",
+    "content-length": Buffer.byteLength(body)
+  })
+  res.end(body)
+}
+
 /** OpenRouter's short refusal when too much spend is in flight: come back after `Retry-After`. */
 export const inFlightRefusal = (res: http.ServerResponse, retryAfter: string): void =>
   sendError(

@@ -8,11 +8,11 @@ import type * as http from "node:http"
 import * as Faults from "./faults.js"
 import * as Ledger from "./ledger.js"
 import type { Price } from "./model.js"
-import { costOf, sampleLatency } from "./model.js"
+import { costOf, PROVIDER, sampleLatency } from "./model.js"
 import * as RateLimit from "./rateLimit.js"
 import type { KeyState, Sim } from "./state.js"
 import { now, record } from "./state.js"
-import { bearer, isRecord, sendError } from "./wire.js"
+import { bearer, errorBody, isRecord, sendError, sendJson } from "./wire.js"
 
 /** What a route read from a valid body. */
 export interface Parsed {
@@ -29,18 +29,22 @@ export interface Admitted extends Ledger.Debit {
   readonly payload: unknown
 }
 
+/**
+ * How a streamed answer goes wrong: not at all, in-band after some content (`midstream`), or
+ * with the in-band error as the first event after the 200 headers (`first`).
+ */
+export type Failure = "none" | "midstream" | "first"
+
+/** The content pieces sent before a stream's in-band failure (all of them without one). */
+export const sentPieces = (all: Array<string>, failure: Failure): Array<string> =>
+  failure === "none" ? all : failure === "first" ? [] : all.slice(0, Math.ceil(all.length / 2))
+
 export interface Route {
   readonly name: string
   /** Reads a JSON object body: what to answer, or the message of a 400. */
   readonly parse: (sim: Sim, body: Record<string, unknown>) => Parsed | string
-  /** Writes a successful answer (`midstream`: fail in-band after some content) and bills it. */
-  readonly answer: (
-    sim: Sim,
-    res: http.ServerResponse,
-    a: Admitted,
-    slow: boolean,
-    midstream: boolean
-  ) => void
+  /** Writes an answer (a stream may fail in-band, unbilled) and bills it once delivered. */
+  readonly answer: (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, failure: Failure) => void
 }
 
 export const handle = (sim: Sim, route: Route, req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -210,14 +214,25 @@ const perform = (
   switch (kind) {
     case "ok":
       record(sim, k, "200")
-      return route.answer(sim, res, a, false, false)
+      return route.answer(sim, res, a, false, "none")
     case "slow":
       record(sim, k, "200")
-      return route.answer(sim, res, a, true, false)
+      return route.answer(sim, res, a, true, "none")
     case "midstream":
       if (!a.stream) return Faults.providerError(sim, res, k)
       record(sim, k, "midstream")
-      return route.answer(sim, res, a, false, true)
+      return route.answer(sim, res, a, false, "midstream")
+    case "errorfirst":
+      record(sim, k, "errorfirst")
+      if (a.stream) return route.answer(sim, res, a, false, "first")
+      return sendJson(
+        res,
+        200,
+        errorBody(502, "Provider returned error", "provider_unavailable", { provider_name: PROVIDER })
+      )
+    case "badjson":
+      record(sim, k, "badjson")
+      return Faults.badJson(res, a.stream)
     case "reset":
       record(sim, k, "reset")
       req.socket.destroy()

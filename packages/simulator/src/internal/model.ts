@@ -22,7 +22,9 @@ export const RATE_ORDER = [
   "stall",
   "reset",
   "slow",
-  "midstream"
+  "midstream",
+  "errorfirst",
+  "badjson"
 ] as const
 
 const Z99 = 2.3263478740408408

@@ -9,7 +9,8 @@
 import type * as http from "node:http"
 import { contentOf, readMaxTokens, readModel, readStream } from "./chat.js"
 import { deliver, pieces, SSE_HEADERS } from "./delivery.js"
-import type { Admitted, Parsed, Route } from "./inference.js"
+import type { Admitted, Failure, Parsed, Route } from "./inference.js"
+import { sentPieces } from "./inference.js"
 import * as Ledger from "./ledger.js"
 import { KEEP_ALIVE, textLength, toUsd } from "./model.js"
 import type { Sim } from "./state.js"
@@ -102,7 +103,7 @@ const response = (
   }
 }
 
-const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, midstream: boolean): void => {
+const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, failure: Failure): void => {
   const gen = generationId(sim)
   const id = `resp_${gen.slice(4)}`
   const itemId = `msg_${gen.slice(4)}`
@@ -122,14 +123,15 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
       `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence++, ...fields })}\n\n`
     )
   const at = { output_index: 0, content_index: 0, item_id: itemId }
-  event("response.created", { response: response(id, a, "in_progress", []) })
-  event("response.in_progress", { response: response(id, a, "in_progress", []) })
-  event("response.output_item.added", { output_index: 0, item: message(itemId, "in_progress", []) })
-  event("response.content_part.added", { ...at, part: outputText("") })
-  const all = pieces(content, sim.settings.chunkCount)
-  for (const delta of midstream ? all.slice(0, Math.ceil(all.length / 2)) : all)
+  if (failure !== "first") {
+    event("response.created", { response: response(id, a, "in_progress", []) })
+    event("response.in_progress", { response: response(id, a, "in_progress", []) })
+    event("response.output_item.added", { output_index: 0, item: message(itemId, "in_progress", []) })
+    event("response.content_part.added", { ...at, part: outputText("") })
+  }
+  for (const delta of sentPieces(pieces(content, sim.settings.chunkCount), failure))
     event("response.output_text.delta", { ...at, delta, logprobs: [] })
-  if (midstream) {
+  if (failure !== "none") {
     const message = "Provider disconnected mid-stream"
     event("error", { code: "provider_unavailable", message, param: null })
     event("response.failed", {
@@ -142,7 +144,7 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
     event("response.completed", { response: response(id, a, "completed", [done]) })
   }
   const headers = { ...SSE_HEADERS, "x-generation-id": gen }
-  deliver(sim, res, headers, parts, sim.settings.chunkIntervalMs, slow, midstream ? () => {} : bill)
+  deliver(sim, res, headers, parts, sim.settings.chunkIntervalMs, slow, failure !== "none" ? () => {} : bill)
 }
 
 export const route: Route = { name: "responses", parse, answer }
