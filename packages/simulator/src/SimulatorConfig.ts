@@ -44,7 +44,9 @@ export type Latency = typeof Latency.Type
  * - `midstream`: a streamed answer fails in-band after some content (a JSON request gets a 502);
  * - `errorfirst`: a 200 whose first and only event is the in-band error (a JSON request gets a
  *   200 whose body is an error object);
- * - `badjson`: a 200 whose body (or stream event) is not JSON, as a broken upstream proxy sends.
+ * - `badjson`: a 200 whose body (or stream event) is not JSON, as a broken upstream proxy sends;
+ * - `cut`: a streamed answer loses its connection after some content, with no error event and
+ *   no end of stream (a JSON request gets a `reset`).
  *
  * @since 0.1.0
  * @category Schemas
@@ -62,7 +64,8 @@ export const FaultKind = Schema.Literal(
   "slow",
   "midstream",
   "errorfirst",
-  "badjson"
+  "badjson",
+  "cut"
 )
 
 /**
@@ -89,7 +92,8 @@ export const FaultRates = Schema.Struct({
   slow: Schema.optional(Probability),
   midstream: Schema.optional(Probability),
   errorfirst: Schema.optional(Probability),
-  badjson: Schema.optional(Probability)
+  badjson: Schema.optional(Probability),
+  cut: Schema.optional(Probability)
 })
 
 /**

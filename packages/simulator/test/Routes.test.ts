@@ -295,6 +295,44 @@ describe("Simulator routes", () => {
     })
   )
 
+  it.scopedLive("cuts a stream's connection after some content, with no error event", () =>
+    Effect.gen(function* () {
+      const sim = yield* make({
+        keys: [{ label: "c", secret: secret(0), faults: { script: ["cut", "cut"] } }]
+      })
+      const read = (stream: boolean) =>
+        Effect.promise(async () => {
+          let received = ""
+          try {
+            const res = await fetch(`${sim.baseUrl}/chat/completions`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${secret(0)}`, "content-type": "application/json" },
+              body: JSON.stringify({ model: MINI, messages: [{ role: "user", content: "hi" }], stream })
+            })
+            const reader = res.body!.getReader()
+            for (;;) {
+              const { done, value } = await reader.read()
+              if (done) return { received, failed: false }
+              received += Buffer.from(value).toString("utf8")
+            }
+          } catch {
+            return { received, failed: true }
+          }
+        })
+      const streamed = yield* read(true)
+      assert.isTrue(streamed.failed)
+      assert.include(streamed.received, '"content":"sim')
+      assert.notInclude(streamed.received, "[DONE]")
+      assert.notInclude(streamed.received, '"error"')
+      const plain = yield* read(false)
+      assert.isTrue(plain.failed)
+      assert.strictEqual(plain.received, "")
+      const stats = yield* sim.stats
+      assert.deepStrictEqual(stats.keys.c!.byOutcome, { cut: 1, reset: 1 })
+      assert.strictEqual(stats.keys.c!.spend, 0)
+    })
+  )
+
   it.scopedLive("serves the model catalogue without a key", () =>
     Effect.gen(function* () {
       const sim = yield* make()

@@ -4,9 +4,9 @@
  * `[DONE]`; a mid-stream failure is OpenRouter's in-band error chunk with `finish_reason: "error"`).
  */
 import type * as http from "node:http"
-import { deliver, pieces, SSE_HEADERS } from "./delivery.js"
+import { deliver, deliverStream, pieces, SSE_HEADERS } from "./delivery.js"
 import type { Admitted, Failure, Parsed, Route } from "./inference.js"
-import { sentPieces } from "./inference.js"
+import { inBand, sentPieces } from "./inference.js"
 import * as Ledger from "./ledger.js"
 import { FILLER, KEEP_ALIVE, PROVIDER, textLength, toUsd } from "./model.js"
 import type { Sim } from "./state.js"
@@ -127,7 +127,7 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
       ])
     )
   }
-  if (failure !== "none") {
+  if (inBand(failure)) {
     parts.push(
       chunkEvent(
         id,
@@ -137,7 +137,7 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
         midstreamError
       )
     )
-  } else {
+  } else if (failure === "none") {
     parts.push(
       chunkEvent(
         id,
@@ -158,18 +158,7 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
       "data: [DONE]\n\n"
     )
   }
-  // A stream that failed in-band is not billed.
-  deliver(
-    sim,
-    res,
-    { ...SSE_HEADERS, "x-generation-id": id },
-    parts,
-    sim.settings.chunkIntervalMs,
-    slow,
-    failure !== "none" ? noop : bill
-  )
+  deliverStream(sim, res, { ...SSE_HEADERS, "x-generation-id": id }, parts, slow, failure, bill)
 }
-
-const noop = (): void => {}
 
 export const route: Route = { name: "chat", parse, answer }

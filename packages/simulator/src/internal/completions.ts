@@ -4,9 +4,9 @@
  */
 import type * as http from "node:http"
 import { contentOf, midstreamError, readMaxTokens, readModel, readStream, usageOf } from "./chat.js"
-import { deliver, pieces, SSE_HEADERS } from "./delivery.js"
+import { deliver, deliverStream, pieces, SSE_HEADERS } from "./delivery.js"
 import type { Admitted, Failure, Parsed, Route } from "./inference.js"
-import { sentPieces } from "./inference.js"
+import { inBand, sentPieces } from "./inference.js"
 import * as Ledger from "./ledger.js"
 import { KEEP_ALIVE, PROVIDER } from "./model.js"
 import type { Sim } from "./state.js"
@@ -73,10 +73,11 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
   for (let i = 0; i < sim.settings.keepAlives; i++) parts.push(KEEP_ALIVE)
   const all = pieces(content, sim.settings.chunkCount)
   for (const piece of sentPieces(all, failure)) parts.push(chunk(id, created, a.model, piece, null))
-  if (failure !== "none") parts.push(chunk(id, created, a.model, "", "error", midstreamError))
-  else parts.push(chunk(id, created, a.model, "", "stop", undefined, usageOf(a)), "data: [DONE]\n\n")
+  if (inBand(failure)) parts.push(chunk(id, created, a.model, "", "error", midstreamError))
+  else if (failure === "none")
+    parts.push(chunk(id, created, a.model, "", "stop", undefined, usageOf(a)), "data: [DONE]\n\n")
   const headers = { ...SSE_HEADERS, "x-generation-id": id }
-  deliver(sim, res, headers, parts, sim.settings.chunkIntervalMs, slow, failure !== "none" ? () => {} : bill)
+  deliverStream(sim, res, headers, parts, slow, failure, bill)
 }
 
 export const route: Route = { name: "completions", parse, answer }

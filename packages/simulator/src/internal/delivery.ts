@@ -3,6 +3,7 @@
  * calls `done` once the last byte is written; a client that went away stops the writing.
  */
 import type * as http from "node:http"
+import type { Failure } from "./inference.js"
 import type { Sim } from "./state.js"
 import type { Headers } from "./wire.js"
 
@@ -59,6 +60,36 @@ export const deliver = (
   }
   step()
 }
+
+/**
+ * Delivers a streamed answer: billed when it ends well; a stream that fails in-band is not
+ * billed, and one that is `cut` loses its connection after the parts, with no error event and
+ * no end of stream, as when a provider's connection drops.
+ */
+export const deliverStream = (
+  sim: Sim,
+  res: http.ServerResponse,
+  headers: Headers,
+  parts: ReadonlyArray<string>,
+  slow: boolean,
+  failure: Failure,
+  bill: () => void
+): void => {
+  if (failure !== "cut")
+    return deliver(
+      sim,
+      res,
+      headers,
+      parts,
+      sim.settings.chunkIntervalMs,
+      slow,
+      failure === "none" ? bill : noop
+    )
+  res.writeHead(200, headers)
+  res.write(parts.join(""), () => res.socket?.destroy())
+}
+
+const noop = (): void => {}
 
 /** Splits `content` into at most `chunks` pieces of equal length (the last may be shorter). */
 export const pieces = (content: string, chunks: number): Array<string> => {

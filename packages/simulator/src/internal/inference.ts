@@ -33,11 +33,14 @@ export interface Admitted extends Ledger.Debit {
  * How a streamed answer goes wrong: not at all, in-band after some content (`midstream`), or
  * with the in-band error as the first event after the 200 headers (`first`).
  */
-export type Failure = "none" | "midstream" | "first"
+export type Failure = "none" | "midstream" | "first" | "cut"
 
-/** The content pieces sent before a stream's in-band failure (all of them without one). */
+/** The content pieces sent before a stream fails (all of them when it does not). */
 export const sentPieces = (all: Array<string>, failure: Failure): Array<string> =>
   failure === "none" ? all : failure === "first" ? [] : all.slice(0, Math.ceil(all.length / 2))
+
+/** Whether the stream ends with an in-band error event. */
+export const inBand = (failure: Failure): boolean => failure === "midstream" || failure === "first"
 
 export interface Route {
   readonly name: string
@@ -222,6 +225,14 @@ const perform = (
       if (!a.stream) return Faults.providerError(sim, res, k)
       record(sim, k, "midstream")
       return route.answer(sim, res, a, false, "midstream")
+    case "cut":
+      if (!a.stream) {
+        record(sim, k, "reset")
+        req.socket.destroy()
+        return
+      }
+      record(sim, k, "cut")
+      return route.answer(sim, res, a, false, "cut")
     case "errorfirst":
       record(sim, k, "errorfirst")
       if (a.stream) return route.answer(sim, res, a, false, "first")

@@ -24,7 +24,8 @@ export const RATE_ORDER = [
   "slow",
   "midstream",
   "errorfirst",
-  "badjson"
+  "badjson",
+  "cut"
 ] as const
 
 const Z99 = 2.3263478740408408

@@ -8,9 +8,9 @@
  */
 import type * as http from "node:http"
 import { contentOf, readMaxTokens, readModel, readStream } from "./chat.js"
-import { deliver, pieces, SSE_HEADERS } from "./delivery.js"
+import { deliver, deliverStream, pieces, SSE_HEADERS } from "./delivery.js"
 import type { Admitted, Failure, Parsed, Route } from "./inference.js"
-import { sentPieces } from "./inference.js"
+import { inBand, sentPieces } from "./inference.js"
 import * as Ledger from "./ledger.js"
 import { KEEP_ALIVE, textLength, toUsd } from "./model.js"
 import type { Sim } from "./state.js"
@@ -131,20 +131,20 @@ const answer = (sim: Sim, res: http.ServerResponse, a: Admitted, slow: boolean, 
   }
   for (const delta of sentPieces(pieces(content, sim.settings.chunkCount), failure))
     event("response.output_text.delta", { ...at, delta, logprobs: [] })
-  if (failure !== "none") {
+  if (inBand(failure)) {
     const message = "Provider disconnected mid-stream"
     event("error", { code: "provider_unavailable", message, param: null })
     event("response.failed", {
       response: response(id, a, "failed", [], { code: "server_error", message })
     })
-  } else {
+  } else if (failure === "none") {
     event("response.output_text.done", { ...at, text: content, logprobs: [] })
     event("response.content_part.done", { ...at, part: outputText(content) })
     event("response.output_item.done", { output_index: 0, item: done })
     event("response.completed", { response: response(id, a, "completed", [done]) })
   }
   const headers = { ...SSE_HEADERS, "x-generation-id": gen }
-  deliver(sim, res, headers, parts, sim.settings.chunkIntervalMs, slow, failure !== "none" ? () => {} : bill)
+  deliverStream(sim, res, headers, parts, slow, failure, bill)
 }
 
 export const route: Route = { name: "responses", parse, answer }
