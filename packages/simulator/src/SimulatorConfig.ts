@@ -134,6 +134,7 @@ export type Faults = typeof Faults.Type
  * short period counted from when the key was added, for tests. A key over its limit answers 402
  * with `limit_source: "openrouter_key_limit"`, or with `keyLimitStatus: 403` the bare 403
  * "Key limit exceeded" OpenRouter's guides describe (default: the config's `keyLimitStatus`).
+ * From `expiresAt` (an ISO date) on, the key answers 401 "This API key has expired".
  *
  * @since 0.1.0
  * @category Schemas

@@ -151,6 +151,24 @@ describe("Simulator limits", () => {
       })
   )
 
+  it.scopedLive("answers 401 for a key past its expires_at", () =>
+    Effect.gen(function* () {
+      const expiresAt = new Date(Date.now() + 60_000).toISOString()
+      const sim = yield* Simulator.make({ models, keys: [{ label: "k", secret: secret(0), expiresAt }] })
+      assert.strictEqual(yield* status(sim, 0), 200)
+      assert.strictEqual((yield* get(sim, "/key", secret(0))).json.data.expires_at, expiresAt)
+      yield* sim.advanceClock(61_000)
+      const expired = yield* chat(sim, 0)
+      assert.strictEqual(expired.status, 401)
+      assert.strictEqual(expired.json.error.message, "This API key has expired")
+      assert.strictEqual((yield* get(sim, "/key", secret(0))).status, 401)
+      const bad = yield* Effect.flip(
+        Effect.scoped(Simulator.make({ keys: [{ secret: secret(0), expiresAt: "soon" }] }))
+      )
+      assert.strictEqual(bad.reason, "InvalidConfig")
+    })
+  )
+
   for (const period of ["daily", "weekly", "monthly"] as const) {
     it.scopedLive(`gives a key its ${period} limit back at 00:00 UTC, not before`, () =>
       Effect.gen(function* () {

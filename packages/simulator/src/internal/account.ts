@@ -8,7 +8,7 @@ import type * as Simulator from "../Simulator.js"
 import * as Ledger from "./ledger.js"
 import { PROVIDER, toUsd } from "./model.js"
 import type { KeyState, Sim } from "./state.js"
-import { now } from "./state.js"
+import { disabled, now } from "./state.js"
 import { bearer, sendError, sendJson } from "./wire.js"
 
 /** The caller's key, or an answer already sent. */
@@ -28,8 +28,9 @@ const authenticate = (
     )
     return undefined
   }
-  if (k.revoked) {
-    sendError(res, 401, "This API key is disabled", "authentication")
+  const why = disabled(sim, k)
+  if (why !== undefined) {
+    sendError(res, 401, why, "authentication")
     return undefined
   }
   return k

@@ -11,7 +11,7 @@ import type { Price } from "./model.js"
 import { costOf, PROVIDER, sampleLatency } from "./model.js"
 import * as RateLimit from "./rateLimit.js"
 import type { KeyState, Sim } from "./state.js"
-import { now, record } from "./state.js"
+import { disabled, now, record } from "./state.js"
 import { bearer, errorBody, isRecord, sendError, sendJson } from "./wire.js"
 
 /** What a route read from a valid body. */
@@ -103,9 +103,10 @@ const arrive = (
       "authentication"
     )
   }
-  if (k.revoked) {
+  const why = disabled(sim, k)
+  if (why !== undefined) {
     record(sim, k, "401")
-    return sendError(res, 401, "This API key is disabled", "authentication")
+    return sendError(res, 401, why, "authentication")
   }
   let body: unknown
   try {

@@ -49,6 +49,8 @@ export interface KeyState {
   keyLimitStatus: 402 | 403
   readonly isFreeTier: boolean
   readonly expiresAt: string | null
+  /** `expiresAt` in epoch ms (Infinity: never). */
+  readonly expiresAtMs: number
   script: ReadonlyArray<Simulator.FaultKind> | undefined
   loop: boolean
   scriptPos: number
@@ -248,6 +250,7 @@ export const addKey = (sim: Sim, input: Simulator.KeyConfig): Simulator.Simulate
     keyLimitStatus: input.keyLimitStatus ?? sim.settings.keyLimitStatus,
     isFreeTier: input.isFreeTier ?? false,
     expiresAt: input.expiresAt ?? null,
+    expiresAtMs: expiry(input.expiresAt, label),
     script: undefined,
     loop: false,
     scriptPos: 0,
@@ -271,6 +274,17 @@ export const addKey = (sim: Sim, input: Simulator.KeyConfig): Simulator.Simulate
   sim.byLabel.set(label, k)
   return simulatedKey(k)
 }
+
+const expiry = (expiresAt: string | null | undefined, label: string): number => {
+  if (expiresAt === undefined || expiresAt === null) return Infinity
+  const ms = Date.parse(expiresAt)
+  if (Number.isNaN(ms)) throw new Error(`key "${label}": expiresAt is not a date`)
+  return ms
+}
+
+/** Why a key cannot authenticate (OpenRouter's 401 message), or undefined when it can. */
+export const disabled = (sim: Sim, k: KeyState): string | undefined =>
+  k.revoked ? "This API key is disabled" : now(sim) >= k.expiresAtMs ? "This API key has expired" : undefined
 
 /** False when no key has that label; throws on an invalid update. */
 export const updateKey = (sim: Sim, label: string, update: Simulator.KeyUpdate): boolean => {
