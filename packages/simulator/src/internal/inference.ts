@@ -30,8 +30,9 @@ export interface Admitted extends Ledger.Debit {
 }
 
 /**
- * How a streamed answer goes wrong: not at all, in-band after some content (`midstream`), or
- * with the in-band error as the first event after the 200 headers (`first`).
+ * How a streamed answer goes wrong: not at all, in-band after some content (`midstream`), with
+ * the in-band error as the first event after the 200 headers (`first`), or by losing its
+ * connection after some content (`cut`).
  */
 export type Failure = "none" | "midstream" | "first" | "cut"
 
@@ -141,8 +142,11 @@ const arrive = (
   const refused = Ledger.refusal(k, cost, costOf(price, parsed.promptTokens, 0), price.completion, at)
   if (refused !== undefined) return refuse(sim, res, k, refused, parsed, price)
 
-  acc.inFlightCost += cost
-  hold.cost = cost
+  // Held until the answer's connection closes (a client already gone holds nothing).
+  if (!res.destroyed) {
+    acc.inFlightCost += cost
+    hold.cost = cost
+  }
   const admitted: Admitted = {
     key: k,
     model,
