@@ -143,7 +143,8 @@ export const listen = (
   })
   const onError = (error: Error) => cb(Either.left(`cannot listen on 127.0.0.1:${port}: ${error.message}`))
   server.once("error", onError)
-  server.listen(port, "127.0.0.1", () => {
+  // A deep accept queue, so a storm of new connections (an overload test) is queued, not reset.
+  server.listen({ port, host: "127.0.0.1", backlog: 4096 }, () => {
     server.off("error", onError)
     server.on("error", noop)
     const address = server.address() as net.AddressInfo
