@@ -194,7 +194,7 @@ export interface Handle {
  * @since 0.1.0
  * @category Context
  */
-export class Simulator extends Context.Tag("@or-balancer/http/Simulator")<Simulator, Handle>() {}
+export class Simulator extends Context.Tag("@or-balancer/simulator/Simulator")<Simulator, Handle>() {}
 
 /**
  * The built-in price table (USD per million tokens), used when the config names no models.
