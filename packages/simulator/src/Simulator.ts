@@ -188,6 +188,26 @@ export interface Handle {
    * `X-RateLimit-Reset` values.
    */
   readonly advanceClock: (ms: number) => Effect.Effect<void>
+  /** The most recent inference requests, oldest first (at most the config's `requestsKept`). */
+  readonly recentRequests: Effect.Effect<ReadonlyArray<SeenRequest>>
+}
+
+/**
+ * An inference request as the simulator received it: which route and key, and the headers a
+ * gateway is expected to pass on or set (tracing, request id, attribution). Never the
+ * `Authorization` header.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface SeenRequest {
+  readonly route: string
+  /** The key's label; undefined for a missing or unknown key. */
+  readonly key: string | undefined
+  /** On the simulator's clock (epoch ms). */
+  readonly at: number
+  /** Those present of `traceparent`, `tracestate`, `x-request-id`, `http-referer`, `x-title`, `x-openrouter-title`, `user-agent`. */
+  readonly headers: Readonly<Record<string, string>>
 }
 
 /**
@@ -352,7 +372,8 @@ export const make = (config: Config): Effect.Effect<Handle, SimulatorError, Scop
           )
         ),
       updateAccount: (name, update) => Effect.sync(() => core.updateAccount(name, update)),
-      advanceClock: (ms) => Effect.sync(() => core.advanceClock(ms))
+      advanceClock: (ms) => Effect.sync(() => core.advanceClock(ms)),
+      recentRequests: Effect.sync(() => core.recentRequests())
     }
     return handle
   })

@@ -223,6 +223,7 @@ export type ModelConfig = typeof ModelConfig.Type
  * - `latency` fixed 0; `faults` none (a key's own `faults` replace these);
  * - `stream`: 1 keep-alive comment, 4 content chunks, 0 ms between chunks;
  * - `slowBody`: 16 bytes every 5 ms; `retryAfterSeconds` 1; `generationsKept` 10 000;
+ * - `requestsKept` 1 000: how many recent inference requests `recentRequests` remembers;
  * - `keyLimitStatus` 402: how a key over its own limit answers (see {@link KeyConfig}).
  *
  * @since 0.1.0
@@ -249,6 +250,7 @@ export const Config = Schema.Struct({
   ),
   retryAfterSeconds: Schema.optional(NonNegativeInt),
   generationsKept: Schema.optional(PositiveInt),
+  requestsKept: Schema.optional(NonNegativeInt),
   keyLimitStatus: Schema.optional(Schema.Literal(402, 403))
 })
 

@@ -532,6 +532,46 @@ describe("Simulator", () => {
     })
   )
 
+  it.scopedLive("remembers recent requests with their pass-through headers, never the key", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make(basic({ requestsKept: 3 }))
+      const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+      yield* request(`${sim.baseUrl}/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${secret(0)}`,
+          traceparent,
+          "x-request-id": "req-1",
+          "x-title": "or-balancer",
+          "http-referer": "https://example.test"
+        },
+        body: JSON.stringify({ model: MINI, messages })
+      })
+      const first = (yield* sim.recentRequests)[0]!
+      assert.strictEqual(first.route, "chat")
+      assert.strictEqual(first.key, "a")
+      assert.deepStrictEqual(
+        { ...first.headers, "user-agent": undefined },
+        {
+          traceparent,
+          "x-request-id": "req-1",
+          "x-title": "or-balancer",
+          "http-referer": "https://example.test",
+          "user-agent": undefined
+        }
+      )
+      for (const i of [1, 2, 50]) yield* chat(sim, secret(i), { model: MINI, messages })
+      const recent = yield* sim.recentRequests
+      assert.deepStrictEqual(
+        recent.map((r) => r.key),
+        ["b", "c", undefined]
+      )
+      const overHttp = yield* request(`${sim.url}/__simulator/requests`, {})
+      assert.deepStrictEqual(overHttp.json, JSON.parse(JSON.stringify(recent))) // no `key` when unknown
+      assert.notInclude(overHttp.text, "sk-or-")
+    })
+  )
+
   it.scopedLive("provides the Simulator service as a layer", () =>
     Effect.gen(function* () {
       const sim = yield* Simulator.Simulator

@@ -11,7 +11,7 @@ import type { Price } from "./model.js"
 import { costOf, PROVIDER, sampleLatency } from "./model.js"
 import * as RateLimit from "./rateLimit.js"
 import type { KeyState, Sim } from "./state.js"
-import { disabled, now, record } from "./state.js"
+import { disabled, now, record, see } from "./state.js"
 import { bearer, errorBody, isRecord, sendError, sendJson } from "./wire.js"
 
 /** What a route read from a valid body. */
@@ -56,6 +56,7 @@ export const handle = (sim: Sim, route: Route, req: http.IncomingMessage, res: h
   const g = sim.global
   g.requests++
   g.byRoute[route.name] = (g.byRoute[route.name] ?? 0) + 1
+  see(sim, route.name, k, req.headers)
   if (++g.inFlight > g.maxInFlight) g.maxInFlight = g.inFlight
   if (k !== undefined) {
     k.requests++

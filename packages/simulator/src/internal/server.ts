@@ -37,6 +37,7 @@ export interface Core {
   readonly addKey: (key: Simulator.KeyConfig) => Simulator.SimulatedKey
   readonly updateAccount: (name: string, update: Simulator.AccountConfig) => void
   readonly advanceClock: (ms: number) => void
+  readonly recentRequests: () => ReadonlyArray<Simulator.SeenRequest>
 }
 
 const INFERENCE: Record<string, Inference.Route> = {
@@ -79,6 +80,8 @@ export const makeCore = (config: Simulator.Config): Core => {
       // For benchmarks that run the simulator as a separate process.
       case "/__simulator/stats":
         return sendJson(res, 200, JSON.stringify(Stats.stats(sim)))
+      case "/__simulator/requests":
+        return sendJson(res, 200, JSON.stringify(State.recent(sim)))
       case "/__simulator/reset":
         if (req.method !== "POST") return methodNotAllowed(res, "POST")
         Stats.reset(sim)
@@ -115,7 +118,8 @@ export const makeCore = (config: Simulator.Config): Core => {
     updateAccount: (name, update) => State.updateAccount(sim, name, update),
     advanceClock: (ms) => {
       sim.clockOffsetMs += ms
-    }
+    },
+    recentRequests: () => State.recent(sim)
   }
 }
 

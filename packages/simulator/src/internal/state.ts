@@ -96,6 +96,7 @@ export interface Settings {
   readonly slowIntervalMs: number
   readonly retryAfter: string
   readonly generationsKept: number
+  readonly requestsKept: number
   readonly genPrefix: string
   readonly keyLimitStatus: 402 | 403
 }
@@ -107,6 +108,9 @@ export interface Sim {
   readonly bySecret: Map<string, KeyState>
   readonly byLabel: Map<string, KeyState>
   readonly generations: Map<string, Generation>
+  /** A ring of the recent inference requests; `seenNext` is where the next one goes. */
+  readonly seen: Array<Simulator.SeenRequest>
+  seenNext: number
   readonly global: {
     requests: number
     byOutcome: Record<string, number>
@@ -144,6 +148,7 @@ export const make = (config: Simulator.Config): Sim => {
       slowIntervalMs: config.slowBody?.intervalMs ?? 5,
       retryAfter: String(config.retryAfterSeconds ?? 1),
       generationsKept: config.generationsKept ?? 10_000,
+      requestsKept: config.requestsKept ?? 1_000,
       genPrefix: `gen-sim${(deriveSeed(seed, "gen") & 0xffff).toString(16).padStart(4, "0")}`,
       keyLimitStatus: config.keyLimitStatus ?? 402
     },
@@ -152,6 +157,8 @@ export const make = (config: Simulator.Config): Sim => {
     bySecret: new Map(),
     byLabel: new Map(),
     generations: new Map(),
+    seen: [],
+    seenNext: 0,
     global: {
       requests: 0,
       byOutcome: {},
@@ -327,6 +334,42 @@ export const record = (sim: Sim, k: KeyState | undefined, outcome: string): void
   sim.global.byOutcome[outcome] = (sim.global.byOutcome[outcome] ?? 0) + 1
   if (k !== undefined) k.byOutcome[outcome] = (k.byOutcome[outcome] ?? 0) + 1
 }
+
+const SEEN_HEADERS = [
+  "traceparent",
+  "tracestate",
+  "x-request-id",
+  "http-referer",
+  "x-title",
+  "x-openrouter-title",
+  "user-agent"
+] as const
+
+/** Remembers an inference request's route, key and pass-through headers (never its secret). */
+export const see = (
+  sim: Sim,
+  route: string,
+  k: KeyState | undefined,
+  raw: Record<string, string | Array<string> | undefined>
+): void => {
+  const kept = sim.settings.requestsKept
+  if (kept === 0) return
+  const headers: Record<string, string> = {}
+  for (const name of SEEN_HEADERS) {
+    const value = raw[name]
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  const entry: Simulator.SeenRequest = { route, key: k?.label, at: now(sim), headers }
+  if (sim.seen.length < kept) sim.seen.push(entry)
+  else sim.seen[sim.seenNext] = entry
+  sim.seenNext = (sim.seenNext + 1) % kept
+}
+
+/** The recent requests, oldest first. */
+export const recent = (sim: Sim): ReadonlyArray<Simulator.SeenRequest> =>
+  sim.seen.length < sim.settings.requestsKept
+    ? sim.seen.slice()
+    : [...sim.seen.slice(sim.seenNext), ...sim.seen.slice(0, sim.seenNext)]
 
 /** A fresh generation id, `gen-sim<seed hash>-<n>`. */
 export const generationId = (sim: Sim): string =>
