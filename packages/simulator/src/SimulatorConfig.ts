@@ -132,8 +132,9 @@ export type Faults = typeof Faults.Type
  * UTC midnight, Monday's for weekly, the 1st's for monthly, as OpenRouter's do),
  * `limit_remaining` is back to the whole `limit`. `resetPeriodMs` replaces the calendar with a
  * short period counted from when the key was added, for tests. A key over its limit answers 402
- * with `limit_source: "openrouter_key_limit"`, or with `keyLimitStatus: 403` the bare 403
- * "Key limit exceeded" OpenRouter's guides describe (default: the config's `keyLimitStatus`).
+ * with `limit_source: "openrouter_key_limit"`, or with `keyLimitStatus: 403` the 403 "Key limit
+ * exceeded" OpenRouter's guides describe, whose metadata carries `limit_source`, `scope`,
+ * `limit_usd`, `spend_usd` and `resets_at` (default: the config's `keyLimitStatus`).
  * From `expiresAt` (an ISO date) on, the key answers 401 "This API key has expired".
  *
  * @since 0.1.0
@@ -171,7 +172,8 @@ export type KeyConfig = typeof KeyConfig.Type
  * every key of the account; a negative balance refuses free models too) and `GET /credits`
  * reports it; unset, nothing is enforced and `/credits` reports the sum of the keys' caps.
  * `inFlightBudget` (USD, default none) bounds the cost of the account's requests running at
- * once: past it, a short 402 with `limit_source: "openrouter_in_flight_budget"` and `Retry-After`.
+ * once: past it, a short 402 with `limit_source: "openrouter_in_flight_budget"` and `Retry-After`;
+ * a single request costing more than the whole budget gets a 402 with `openrouter_credits`.
  *
  * `:free` models also allow `freeRequestsPerMinute` (default 20, a window opened by the first
  * request) and `freeRequestsPerDay` per UTC day (default 50, or 1,000 once `totalCredits` is at

@@ -64,10 +64,20 @@ describe("Simulator limits", () => {
         assert.strictEqual(forbidden.status, 403)
         assert.strictEqual(forbidden.json.error.code, 403)
         assert.strictEqual(forbidden.json.error.message, "Key limit exceeded")
+        assert.deepStrictEqual(forbidden.json.error.metadata, {
+          limit_source: "openrouter_key_limit",
+          scope: "key",
+          limit_usd: 0.01,
+          spend_usd: 0.01,
+          resets_at: null // no limit_reset: the cap never comes back by itself
+        })
         assert.strictEqual(yield* status(sim, 1), 200)
         assert.strictEqual(yield* status(sim, 1), 402)
-        yield* sim.updateKey("own-402", { keyLimitStatus: 403 })
-        assert.strictEqual(yield* status(sim, 1), 403)
+        yield* sim.updateKey("own-402", { keyLimitStatus: 403, limitReset: "daily" })
+        const daily = yield* chat(sim, 1)
+        assert.strictEqual(daily.status, 403)
+        const midnight = CreditLookup.nextReset("daily", Date.now())
+        assert.strictEqual(daily.json.error.metadata.resets_at, new Date(midnight).toISOString())
         assert.deepStrictEqual((yield* sim.stats).keys["by-config"]!.byOutcome, { "200": 1, "403": 1 })
       })
   )
@@ -148,6 +158,12 @@ describe("Simulator limits", () => {
         assert.strictEqual(scripted.status, 402)
         assert.strictEqual(scripted.json.error.metadata.limit_source, "openrouter_in_flight_budget")
         assert.strictEqual(scripted.headers.get("retry-after"), "1")
+        // A request bigger than the whole budget never fits: the account's credits, no Retry-After.
+        yield* sim.updateAccount("one", { inFlightBudget: 0.005 })
+        const heavy = yield* chat(sim, 0)
+        assert.strictEqual(heavy.status, 402)
+        assert.strictEqual(heavy.json.error.metadata.limit_source, "openrouter_credits")
+        assert.isNull(heavy.headers.get("retry-after"))
       })
   )
 

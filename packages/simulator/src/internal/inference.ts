@@ -8,7 +8,7 @@ import type * as http from "node:http"
 import * as Faults from "./faults.js"
 import * as Ledger from "./ledger.js"
 import type { Price } from "./model.js"
-import { costOf, PROVIDER, sampleLatency } from "./model.js"
+import { costOf, PROVIDER, sampleLatency, toUsd } from "./model.js"
 import * as RateLimit from "./rateLimit.js"
 import type { KeyState, Sim } from "./state.js"
 import { disabled, now, record, see } from "./state.js"
@@ -184,14 +184,31 @@ const refuse = (
         undefined,
         { limit_source: "openrouter_credits" }
       )
+    case "TooHeavy":
+      record(sim, k, "402")
+      return sendError(
+        res,
+        402,
+        "This request's estimated cost is larger than the account's whole in-flight budget. Lower max_tokens or add credits.",
+        "payment_required",
+        undefined,
+        { limit_source: "openrouter_credits" }
+      )
     case "InFlight":
       record(sim, k, "402")
       return Faults.inFlightRefusal(res, sim.settings.retryAfter)
     case "KeyLimit":
       if (k.keyLimitStatus === 403) {
-        // The form OpenRouter's guides describe: a bare 403 that only its message tells apart.
+        // The form OpenRouter's guides describe: a 403 with the budget's scope and when it resets.
         record(sim, k, "403")
-        return sendError(res, 403, "Key limit exceeded", undefined)
+        const resets = Ledger.resetsAt(k, now(sim))
+        return sendError(res, 403, "Key limit exceeded", undefined, undefined, {
+          limit_source: "openrouter_key_limit",
+          scope: "key",
+          limit_usd: toUsd(k.limit ?? 0),
+          spend_usd: toUsd(k.periodUsage),
+          resets_at: resets === null ? null : new Date(resets).toISOString()
+        })
       }
       record(sim, k, "402")
       return sendError(

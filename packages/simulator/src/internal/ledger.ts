@@ -29,6 +29,13 @@ export const roll = (k: KeyState, at: number): void => {
 export const remaining = (k: KeyState): number | null =>
   k.limit === null ? null : Math.max(0, k.limit - k.periodUsage)
 
+/** When the key's current `limit_reset` period ends (epoch ms), or null when it never does. */
+export const resetsAt = (k: KeyState, at: number): number | null => {
+  if (k.limitReset === null) return null
+  if (k.resetPeriodMs !== undefined) return k.periodStart + k.resetPeriodMs
+  return CreditLookup.nextReset(k.limitReset, at)
+}
+
 /** The account's balance, or null when its credits are not enforced. May be negative. */
 export const balance = (a: AccountState): number | null =>
   a.totalCredits === undefined ? null : a.totalCredits - a.usage
@@ -53,6 +60,7 @@ export type Refusal =
   | { readonly _tag: "KeyLimit"; readonly affordableTokens: number }
   | { readonly _tag: "Credits" }
   | { readonly _tag: "InFlight" }
+  | { readonly _tag: "TooHeavy" }
 
 /**
  * Why a request of this cost cannot run now, or undefined. The order is OpenRouter's as far as
@@ -77,8 +85,11 @@ export const refusal = (
     )
     return { _tag: "KeyLimit", affordableTokens }
   }
-  if (acc.inFlightBudget !== null && cost > 0 && acc.inFlightCost + cost > acc.inFlightBudget)
-    return { _tag: "InFlight" }
+  if (acc.inFlightBudget !== null && cost > 0) {
+    // One request bigger than the whole budget never fits: not worth a retry.
+    if (cost > acc.inFlightBudget) return { _tag: "TooHeavy" }
+    if (acc.inFlightCost + cost > acc.inFlightBudget) return { _tag: "InFlight" }
+  }
   return undefined
 }
 
