@@ -22,7 +22,6 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/server.js"
 import * as prng from "./internal/prng.js"
-
 import type { AccountConfig, FaultKind, Faults, ModelConfig } from "./SimulatorConfig.js"
 import { Config, KeyConfig } from "./SimulatorConfig.js"
 
@@ -237,7 +236,8 @@ export const simulatedSecret: (seed: number, index: number) => string = prng.sim
  * (50 USD cap), `small-cap` (0.01 USD, a few dozen to a few hundred answers depending on the
  * model), `revoked` (401) and `flaky` (about a quarter of its requests fail: 5xx, resets, stalls
  * and mid-stream errors). On account `globex`: `rate-limited`, whose account allows 20
- * requests per 2 seconds. Latency is lognormal (median 15 ms, p99 120 ms).
+ * requests per 2 seconds. The accounts hold 200 and 50 USD of credits (enforced). Latency is
+ * lognormal (median 15 ms, p99 120 ms).
  *
  * @since 0.1.0
  * @category Constructors
