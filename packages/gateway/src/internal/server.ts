@@ -28,7 +28,7 @@ import * as http from "node:http"
 import * as https from "node:https"
 import type { Readable } from "node:stream"
 import * as v8 from "node:v8"
-import * as ErrorMapping from "@or-balancer/http/ErrorMapping"
+import * as Protocol from "@or-balancer/http/Protocol"
 import type * as GatewayConfig from "../GatewayConfig.js"
 import type * as Engine from "./engine.js"
 
@@ -344,12 +344,7 @@ const readBody = (engine: EngineState, live: Live, req: http.IncomingMessage, re
       )
     }
     const model = typeof o.model === "string" ? o.model : undefined
-    const affinity =
-      typeof o.session_id === "string"
-        ? o.session_id
-        : typeof o.prompt_cache_key === "string"
-          ? o.prompt_cache_key
-          : undefined
+    const affinity = Protocol.affinityOf(o)
     forward(engine, live, req, res, "POST", "/chat/completions", body, { model, affinity })
   })
 }
@@ -409,7 +404,7 @@ const transportError = (e: unknown): UpstreamError.UpstreamError => {
   }
   const message = e instanceof Error ? e.message : String(e)
   return new UpstreamError.Transport({
-    message: ErrorMapping.scrub(`upstream connection failed: ${message}`)
+    message: Protocol.scrub(`upstream connection failed: ${message}`)
   })
 }
 
@@ -522,7 +517,7 @@ const upstreamFailure = (
   model: string | undefined
 ): UpstreamError.UpstreamError => {
   const now = engine.built.clock.unsafeCurrentTimeMillis()
-  const error = ErrorMapping.fromResponse(r.status, r.headers, r.text, { now, model })
+  const error = Protocol.fromResponse(r.status, r.headers, r.text, { now, model })
   rawErrors.set(error, r)
   return error
 }
@@ -595,58 +590,13 @@ const failureAnswer = (
       _tag: "Error",
       status,
       headers,
-      body: errorBody(status, ErrorMapping.scrub(last?.message ?? e.message), {
+      body: errorBody(status, Protocol.scrub(last?.message ?? e.message), {
         error_type: last?._tag ?? e._tag
       })
     } as const
   })
 
-const COST_VALUE = /\s*:\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)/y
-
-/** The last `"cost": n` in the answer's tail (the final usage object), and any in-band error. */
-const inspectTail = (
-  tail: string
-): { cost: number | undefined; error: UpstreamError.UpstreamError | undefined } => {
-  // Searched from the end: the usage object is last, and a regex over the whole tail showed in profiles.
-  let cost: number | undefined
-  for (
-    let at = tail.lastIndexOf('"cost"');
-    at !== -1;
-    at = at === 0 ? -1 : tail.lastIndexOf('"cost"', at - 1)
-  ) {
-    COST_VALUE.lastIndex = at + 6
-    const m = COST_VALUE.exec(tail)
-    if (m !== null) {
-      cost = Number(m[1])
-      break
-    }
-  }
-  let error: UpstreamError.UpstreamError | undefined
-  if (tail.includes('"finish_reason":"error"')) {
-    for (const line of tail.split("\n")) {
-      if (!line.startsWith("data:") || !line.includes('"finish_reason":"error"')) continue
-      try {
-        const chunk = JSON.parse(line.slice(5)) as { error?: unknown }
-        error = ErrorMapping.fromInBandError(chunk.error)
-      } catch {
-        error = new UpstreamError.ServerError({ message: "stream ended with an in-band error", status: 502 })
-      }
-    }
-  }
-  return { cost: Number.isFinite(cost) ? cost : undefined, error }
-}
-
 const TAIL = 4096
-
-/** Whether the text's last non-blank character closes an object or array (a scan, not `/[}\]]\s*$/`, which backtracks over every blank run). */
-const endsLikeJson = (text: string): boolean => {
-  for (let i = text.length - 1; i >= 0; i--) {
-    const c = text.charCodeAt(i)
-    if (c === 0x7d || c === 0x5d) return true
-    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return false
-  }
-  return false
-}
 
 /** Sends a failure answer (status, headers and body as decided by `failureAnswer`). */
 const sendOutcome = (res: http.ServerResponse, outcome: Outcome) => {
@@ -667,7 +617,13 @@ interface Settler {
  * from the tail, or failure for an in-band stream error, a body that is not the JSON it claims
  * to be, or a broken upstream stream. Settles exactly once.
  */
-const pipeAnswer = (res: http.ServerResponse, answer: Answer, settler: Settler): void => {
+const pipeAnswer = (
+  engine: EngineState,
+  ctx: RequestContext,
+  res: http.ServerResponse,
+  answer: Answer,
+  settler: Settler
+): void => {
   if (res.destroyed) {
     answer.body.destroy()
     return settler.unsafeCancel()
@@ -676,10 +632,12 @@ const pipeAnswer = (res: http.ServerResponse, answer: Answer, settler: Settler):
   // The tail is kept to read the final usage (cost) and an in-band stream error.
   let prev: Buffer | undefined
   let last: Buffer | undefined
+  let size = 0
   let settled = false
   answer.body.on("data", (chunk: Buffer) => {
     prev = last
     last = chunk
+    size += chunk.length
   })
   answer.body.once("end", () => {
     if (settled) return
@@ -687,21 +645,17 @@ const pipeAnswer = (res: http.ServerResponse, answer: Answer, settler: Settler):
     const tailBuf = prev === undefined ? last : last === undefined ? prev : Buffer.concat([prev, last])
     const tail =
       tailBuf === undefined ? "" : tailBuf.subarray(Math.max(0, tailBuf.length - TAIL)).toString("utf8")
-    const { cost, error } = inspectTail(tail)
-    // A JSON answer that does not end as JSON does (an HTML error page behind a 200, say)
-    // reached the client as sent, but counts against the key, so health can take it out.
-    const notJson =
-      error === undefined &&
-      /json/i.test(header1(answer.headers["content-type"]) ?? "") &&
-      !endsLikeJson(tail)
-        ? new UpstreamError.ServerError({
-            message: "upstream answered with a body that is not JSON",
-            status: 502
-          })
-        : undefined
-    const failure = error ?? notJson
-    if (failure === undefined) settler.unsafeSucceed(cost)
-    else settler.unsafeFail(failure)
+    // A chat answer that is not the JSON or stream it should be (an HTML page behind a 200, a body
+    // cut short) or that ends with an in-band error reached the client as sent, but counts
+    // against the key, so health can take it out.
+    // The tail is the whole body when the body is that small (an error object in a 200 is).
+    const whole = tailBuf !== undefined && size === tailBuf.length && size <= TAIL ? tail : undefined
+    const verdict = Protocol.tailVerdict(answer.status, answer.headers, ctx.method === "POST", tail, whole, {
+      now: engine.built.clock.unsafeCurrentTimeMillis(),
+      model: ctx.model
+    })
+    if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost)
+    else settler.unsafeFail(verdict.error)
   })
   answer.body.once("error", (e) => {
     if (res.destroyed || settled) return
@@ -768,7 +722,7 @@ const forward = (
   }
   startUpstream(engine, ctx, started.key, (result) => {
     if (settled) return // the client went away meanwhile
-    if (isAnswer(result)) return pipeAnswer(res, result, settler)
+    if (isAnswer(result)) return pipeAnswer(engine, ctx, res, result, settler)
     settler.unsafeFail(result)
     // Nothing reached the client yet: the balancer's loop goes on from this failure.
     if (!res.destroyed) forwardOnFiber(engine, live, res, ctx, { ...request, after: started })
@@ -799,7 +753,7 @@ const forwardOnFiber = (
         settled = true
         resume(effect)
       }
-      pipeAnswer(res, scoped.value, {
+      pipeAnswer(engine, ctx, res, scoped.value, {
         unsafeSucceed: (cost) => settle(scoped.succeed(cost)),
         unsafeFail: (error) => settle(scoped.fail(error)),
         unsafeCancel: () => settle(scoped.cancel)
