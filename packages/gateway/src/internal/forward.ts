@@ -14,9 +14,10 @@ import * as FiberId from "effect/FiberId"
 import type * as http from "node:http"
 import { failureAnswer } from "./failure.js"
 import { header1, openAiError, sendOutcome } from "./respond.js"
-import { pipeAnswer, type Settler } from "./settle.js"
+import { sendAnswer, type Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
-import { type Answer, callUpstream, type RequestContext, startUpstream } from "./upstream.js"
+import type { Answer } from "./answer.js"
+import { callUpstream, type RequestContext, startUpstream } from "./upstream.js"
 
 /** Per-request hook run when the response closes: set once the request is forwarded. */
 export interface Live {
@@ -42,7 +43,7 @@ export const forward = (
     referer: header1(req.headers["http-referer"]),
     title: header1(req.headers["x-title"]),
     upstream: undefined,
-    answer: undefined,
+    response: undefined,
     failed: undefined
   }
   // 1. A key now, with no fiber, or the fiber path.
@@ -68,13 +69,13 @@ export const forward = (
     if (res.writableFinished || settled) return
     // The client went away: abort the upstream call (or its body) and give the key back.
     ctx.upstream?.destroy()
-    ctx.answer?.body.destroy()
+    ctx.response?.destroy()
     settler.unsafeCancel()
   }
   // 2. The upstream call; 3. its answer piped and settled, or its failure handed to the fiber path.
   startUpstream(engine, ctx, started.key, (result) => {
     if (settled) return // the client went away meanwhile
-    if (result._tag === "Answer") return pipeAnswer(engine, ctx, res, result, settler)
+    if (result._tag === "Answer") return sendAnswer(engine, ctx, res, result, settler)
     settler.unsafeFail(result.error)
     // Nothing reached the client yet: the balancer's loop goes on from this failure.
     if (!res.destroyed) forwardOnFiber(engine, live, res, ctx, { ...request, after: started })
@@ -83,8 +84,8 @@ export const forward = (
 
 /**
  * One request on one fiber: select and call upstream through the balancer, with its waits,
- * backoff and failover; once the answer's head is in, pipe its body to the client while the
- * fiber waits (suspended, costing nothing) for the body's end, then report the outcome, which
+ * backoff and failover; once the answer is in (a body read whole, or a stream's first event),
+ * send it to the client while the fiber waits (suspended, costing nothing) for the body's end, then report the outcome, which
  * releases the lease. A client that goes away interrupts the fiber; the fiber's observer then
  * aborts the upstream call and releases the key.
  */
@@ -105,7 +106,7 @@ const forwardOnFiber = (
         settled = true
         resume(effect)
       }
-      pipeAnswer(engine, ctx, res, scoped.value, {
+      sendAnswer(engine, ctx, res, scoped.value, {
         unsafeSucceed: (cost) => settle(scoped.succeed(cost)),
         unsafeFail: (error) => settle(scoped.fail(error)),
         unsafeCancel: () => settle(scoped.cancel)
@@ -147,6 +148,6 @@ const forwardOnFiber = (
     if (res.writableFinished || settled) return
     // The client went away: cancel the upstream call (or its body); the observer releases the key.
     fiber.unsafeInterruptAsFork(FiberId.none)
-    ctx.answer?.body.destroy()
+    ctx.response?.destroy()
   }
 }

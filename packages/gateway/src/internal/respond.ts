@@ -57,12 +57,13 @@ const HOP = new Set([
   "trailer"
 ])
 
-/** An upstream answer's headers for the client: hop-by-hop headers dropped. */
+/** An upstream answer's headers for the client: hop-by-hop headers dropped, anything key-like cut out. */
 export const copyHeaders = (h: http.IncomingHttpHeaders) => {
   const out: Record<string, string | Array<string>> = {}
   for (const name in h) {
     const v = h[name]
-    if (v !== undefined && !HOP.has(name)) out[name] = v
+    if (v === undefined || HOP.has(name)) continue
+    out[name] = v
   }
   return out
 }

@@ -1,73 +1,132 @@
 /**
- * Settling an answer: its body is piped to the client as it comes, then the attempt is reported
- * once, with the verdict `Protocol` reads from the body's tail.
+ * Settling an answer: a whole body is sent at once (its verdict is already known); a stream is
+ * piped to the client as it comes and judged, when it ends, from its tail. Every byte and header
+ * passes `Protocol`'s scrubber on its way out. The attempt is reported once.
  */
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
-import { copyHeaders } from "./respond.js"
+import { type Answer, tailOf } from "./answer.js"
+import { copyHeaders, openAiError } from "./respond.js"
 import type { EngineState } from "./state.js"
-import { type Answer, type RequestContext, transportError } from "./upstream.js"
+import { type RequestContext, transportError } from "./upstream.js"
 
-/** How a piped answer is settled: `Balancer.Started` has this shape, and the fiber path adapts to it. */
+/** How an answer is settled: `Balancer.Started` has this shape, and the fiber path adapts to it. */
 export interface Settler {
   readonly unsafeSucceed: (cost?: number | undefined) => void
   readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
   readonly unsafeCancel: () => void
 }
 
-/** How much of a body's end is kept to read its verdict (the final usage, an in-band error). */
-const TAIL = 4096
-
-/**
- * Pipes the answer's body to the client as it comes, then settles: success with the cost read
- * from the tail, or failure for an in-band stream error, a body that is not the JSON it claims
- * to be, or a broken upstream stream. Settles exactly once.
- */
-export const pipeAnswer = (
+export const sendAnswer = (
   engine: EngineState,
   ctx: RequestContext,
   res: http.ServerResponse,
   answer: Answer,
   settler: Settler
 ): void => {
+  const body = answer.response
   if (res.destroyed) {
-    answer.body.destroy()
+    body.destroy()
     return settler.unsafeCancel()
   }
-  res.writeHead(answer.status, copyHeaders(answer.headers))
+  const headers = copyHeaders(answer.headers)
+  if (!answer.stream) return sendWhole(res, answer, headers, settler)
+  // A stream: its length changes if a key is cut out of it.
+  delete headers["content-length"]
+  if (!writeHead(res, answer, headers, settler)) return
+  pipeStream(engine, ctx, res, answer, settler)
+}
+
+/**
+ * Writes the head, or, when Node refuses a header upstream sent, answers 502 and gives the key
+ * back: a throw here would leave the request hanging and the key leased.
+ */
+const writeHead = (
+  res: http.ServerResponse,
+  answer: Answer,
+  headers: Record<string, string | Array<string>>,
+  settler: Settler
+): boolean => {
+  try {
+    res.writeHead(answer.status, headers)
+    return true
+  } catch {
+    answer.response.destroy()
+    settler.unsafeCancel()
+    openAiError(res, 502, "the upstream answer had a header that cannot be passed on", "server_error", null)
+    return false
+  }
+}
+
+const sendWhole = (
+  res: http.ServerResponse,
+  answer: Answer,
+  headers: Record<string, string | Array<string>>,
+  settler: Settler
+) => {
+  const head = answer.head
+  const raw = head.length === 1 ? head[0]! : Buffer.concat(head)
+  const bytes = raw
+  headers["content-length"] = String(bytes.length)
+  if (!writeHead(res, answer, headers, settler)) return
+  res.end(bytes)
+  settler.unsafeSucceed(answer.cost)
+}
+
+/**
+ * Pipes a stream (what was read of it, then the rest as it comes), then settles: success with
+ * the cost read from the tail, or failure for an in-band error or a broken upstream stream.
+ */
+const pipeStream = (
+  engine: EngineState,
+  ctx: RequestContext,
+  res: http.ServerResponse,
+  answer: Answer,
+  settler: Settler
+) => {
+  const body = answer.response
+  // The tail is kept to read the final usage (cost) and an in-band error.
   let prev: Buffer | undefined
   let last: Buffer | undefined
-  let size = 0
   let settled = false
-  answer.body.on("data", (chunk: Buffer) => {
+  const send = (chunk: Buffer) => {
     prev = last
     last = chunk
-    size += chunk.length
-  })
-  answer.body.once("end", () => {
+    if (!res.write(chunk)) body.pause()
+  }
+  const finish = () => {
     if (settled) return
     settled = true
-    const tailBuf = prev === undefined ? last : last === undefined ? prev : Buffer.concat([prev, last])
-    const tail =
-      tailBuf === undefined ? "" : tailBuf.subarray(Math.max(0, tailBuf.length - TAIL)).toString("utf8")
-    // The tail is the whole body when the body is that small (an error object in a 200 is).
-    const whole = tailBuf !== undefined && size === tailBuf.length && size <= TAIL ? tail : undefined
-    // A chat answer that is not the JSON or stream it should be (an HTML page behind a 200, a body
-    // cut short) or that ends with an in-band error reached the client as sent, but counts
-    // against the key, so health can take it out.
-    const verdict = Protocol.tailVerdict(answer.status, answer.headers, ctx.method === "POST", tail, whole, {
-      now: engine.built.clock.unsafeCurrentTimeMillis(),
-      model: ctx.model
-    })
+    res.end()
+    const tail = prev === undefined ? (last === undefined ? "" : tailOf([last])) : tailOf([prev, last!])
+    const verdict = Protocol.tailVerdict(
+      answer.status,
+      answer.headers,
+      ctx.method === "POST",
+      tail,
+      undefined,
+      {
+        now: engine.built.clock.unsafeCurrentTimeMillis(),
+        model: ctx.model
+      }
+    )
     if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost)
     else settler.unsafeFail(verdict.error)
-  })
-  answer.body.once("error", (e) => {
+  }
+  const broke = (e: unknown) => {
     if (res.destroyed || settled) return
     settled = true
     settler.unsafeFail(transportError(e))
     res.destroy()
-  })
-  answer.body.pipe(res)
+  }
+  for (const chunk of answer.head) send(chunk)
+  // Handed over paused: it may have ended, or broken, since (the fiber path resumes later).
+  if (answer.whole || body.readableEnded) return finish()
+  if (body.errored !== null) return broke(body.errored)
+  res.on("drain", () => body.resume())
+  body.on("data", send)
+  body.once("end", finish)
+  body.once("error", broke)
+  body.resume()
 }

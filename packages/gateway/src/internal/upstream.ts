@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import * as https from "node:https"
-import type { Readable } from "node:stream"
+import { type Answer, readAnswer } from "./answer.js"
 import type { EngineState } from "./state.js"
 
 export interface Upstream {
@@ -41,14 +41,6 @@ const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
   return u
 }
 
-/** An answer's head (status < 400), its body still to come. */
-export interface Answer {
-  readonly _tag: "Answer"
-  readonly status: number
-  readonly headers: http.IncomingHttpHeaders
-  readonly body: Readable
-}
-
 /** An upstream error answer, read whole. */
 export interface ErrorAnswer {
   readonly status: number
@@ -73,9 +65,9 @@ export interface RequestContext {
   readonly accept: string | undefined
   readonly referer: string | undefined
   readonly title: string | undefined
-  /** The current attempt's upstream call. */
+  /** The current attempt's upstream call, and its answer once its head is in. */
   upstream: http.ClientRequest | undefined
-  answer: Answer | undefined
+  response: http.IncomingMessage | undefined
   /** The latest attempt's failure, if it failed: what the client is told when the balancer gives up. */
   failed: Failed | undefined
 }
@@ -108,8 +100,9 @@ const upstreamFailure = (engine: EngineState, ctx: RequestContext, r: ErrorAnswe
 }
 
 /**
- * Calls upstream with one key; `done` gets the answer's head (status < 400, its body still to
- * come) or the attempt's failure, once. The failure is also kept as the request's latest.
+ * Calls upstream with one key; `done` gets the answer (status < 400: read whole, or a stream up
+ * to its first event; see `answer.ts`) or the attempt's failure, once. The failure is also kept as
+ * the request's latest.
  */
 export const startUpstream = (
   engine: EngineState,
@@ -119,6 +112,7 @@ export const startUpstream = (
 ): void => {
   const { body, method } = ctx
   ctx.failed = undefined
+  ctx.response = undefined
   const headers: Record<string, string | number> = {
     authorization: `Bearer ${Redacted.value(key.secret)}`,
     accept: ctx.accept ?? "*/*"
@@ -147,13 +141,20 @@ export const startUpstream = (
       },
       (res) => {
         const status = res.statusCode ?? 502
+        ctx.response = res
         if (status < 400) {
           settled = true
           // From here the deadline is the longest silence between two body chunks.
           req.setTimeout(engine.config.deadlines.bodyIdleMs)
-          const answer: Answer = { _tag: "Answer", status, headers: res.headers, body: res }
-          ctx.answer = answer
-          return done(answer)
+          return readAnswer(
+            engine,
+            ctx,
+            status,
+            res,
+            done,
+            (error) => done(failed(ctx, error)),
+            (e) => done(failed(ctx, transportError(e)))
+          )
         }
         const chunks: Array<Buffer> = []
         res.on("data", (c: Buffer) => chunks.push(c))
@@ -180,8 +181,8 @@ export const startUpstream = (
   req.setTimeout(engine.config.deadlines.headersMs, () => {
     const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
     req.destroy(e)
-    // After the first byte the response stream carries the error to the piping code.
-    ctx.answer?.body.destroy(e)
+    // After the head the response stream carries the error to the code reading it.
+    ctx.response?.destroy(e)
   })
   req.on("error", (e) => {
     if (settled) return
