@@ -5,7 +5,88 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { chat, evilUpstream, gatewayOn, type Mode } from "./EvilUpstream.js"
+import {
+  chat,
+  evilUpstream,
+  gatewayOn,
+  type Mode,
+  type Received,
+  SECRET,
+  SECRET_BODY
+} from "./EvilUpstream.js"
+
+/** Nothing of the secret in anything the client received; the upstream did get it (the check can fail). */
+const noSecret = (r: Received, seen: ReadonlyArray<string>) => {
+  assert.include(seen, `Bearer ${SECRET}`)
+  const all = `${r.status}\n${r.headers}\n${r.text}`
+  assert.notInclude(all, SECRET_BODY)
+  assert.notInclude(all, SECRET_BODY.slice(0, 16))
+  assert.notInclude(all, SECRET_BODY.slice(-16))
+}
+
+describe("Gateway against an evil upstream: no key reaches a client", () => {
+  const rejected: ReadonlyArray<[string, Mode]> = [
+    ["a 401 JSON body echoing `Bearer sk-or-…`", "echo-401-json"],
+    ["a 401 plain-text body echoing the key", "echo-401-text"],
+    ["a 401 body echoing the key URL-encoded", "echo-401-urlencoded"]
+  ]
+  for (const [what, mode] of rejected) {
+    it.scopedLive(`${what}: the client never sees the secret`, () =>
+      Effect.gen(function* () {
+        const evil = yield* evilUpstream([mode])
+        const gw = yield* gatewayOn(evil.url)
+        const r = yield* chat(gw)
+        assert.notStrictEqual(r.status, 200)
+        noSecret(r, evil.seen)
+      })
+    )
+  }
+
+  it.scopedLive("a 200 carrying the key in response headers: passed on with the key cut out", () =>
+    Effect.gen(function* () {
+      const evil = yield* evilUpstream(["key-in-header"])
+      const gw = yield* gatewayOn(evil.url)
+      const r = yield* chat(gw)
+      assert.strictEqual(r.status, 200)
+      assert.strictEqual(JSON.parse(r.text).choices[0].message.content, "fine")
+      noSecret(r, evil.seen)
+      // The headers themselves went through, scrubbed in place.
+      assert.include(r.headers, "x-echo-key: sk-or-***")
+      assert.include(r.headers, "x-echo-auth: Bearer sk-or-***")
+      assert.include(r.headers, "other=1")
+    })
+  )
+
+  it.scopedLive("a stream echoing the key split across chunks: every split form is cut out", () =>
+    Effect.gen(function* () {
+      const evil = yield* evilUpstream(["stream-split-key"])
+      const gw = yield* gatewayOn(evil.url)
+      const r = yield* chat(gw, true)
+      assert.strictEqual(r.status, 200)
+      noSecret(r, evil.seen)
+      // Every event arrived, each with the key cut down to its mask.
+      assert.strictEqual(r.text.split("sk-or-…").length - 1, 4)
+      assert.include(r.text, "data: [DONE]")
+      const status = yield* gw.status
+      assert.strictEqual(status.keys[0]!.successes, 1)
+    })
+  )
+
+  it.scopedLive("after all of the above, /metrics and /status hold no secret either", () =>
+    Effect.gen(function* () {
+      const modes: Array<Mode> = ["echo-401-json", "echo-401-text", "echo-401-urlencoded", "key-in-header"]
+      const evil = yield* evilUpstream(modes)
+      const gw = yield* gatewayOn(evil.url, 1)
+      for (let i = 0; i < modes.length; i++) noSecret(yield* chat(gw), evil.seen)
+      const metrics = yield* Effect.promise(() => fetch(`${gw.url}/metrics`).then((r) => r.text()))
+      const status = yield* Effect.promise(() => fetch(`${gw.url}/status`).then((r) => r.text()))
+      for (const text of [metrics, status]) {
+        assert.notInclude(text, SECRET_BODY)
+        assert.notInclude(text, SECRET_BODY.slice(-12))
+      }
+    })
+  )
+})
 
 describe("Gateway against a broken upstream: a bad 2xx fails over before anything reaches the client", () => {
   const bad: ReadonlyArray<[string, Mode, string]> = [

@@ -245,6 +245,14 @@ export const costInTail: (tail: string) => number | undefined = answer.costInTai
 export const scrub: (text: string) => string = scrubbing.scrub
 
 /**
+ * `scrub` for a header value: the same, with an ASCII mask (`sk-or-***`), as a header cannot carry `…`.
+ *
+ * @since 0.2.0
+ * @category Secrets
+ */
+export const scrubHeader: (value: string) => string = scrubbing.scrubHeader
+
+/**
  * `scrub` on bytes; the same buffer when there was nothing to cut.
  *
  * @since 0.2.0

@@ -172,3 +172,11 @@ describe("Protocol scrubbing", () => {
     )
   })
 })
+
+describe("Protocol.scrubHeader", () => {
+  it("cuts a key out of a header value with an ASCII mask (a header cannot carry …)", () => {
+    expect(Protocol.scrubHeader(`Bearer ${SECRET}`)).toBe("Bearer sk-or-***")
+    expect(Protocol.scrubHeader(`k=${encodeURIComponent(SECRET)}; Path=/`)).toBe("k=sk-or-***; Path=/")
+    expect(Protocol.scrubHeader("application/json")).toBe("application/json")
+  })
+})

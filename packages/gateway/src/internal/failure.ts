@@ -52,7 +52,7 @@ export const failureAnswer = (
     if (answer !== undefined) {
       const ct = header1(answer.headers["content-type"])
       if (ct !== undefined) headers["content-type"] = ct
-      return { _tag: "Error", status: answer.status, headers, body: answer.text } as const
+      return { _tag: "Error", status: answer.status, headers, body: Protocol.scrub(answer.text) } as const
     }
     const status = last === undefined ? 502 : UpstreamError.statusOf(last)
     return {

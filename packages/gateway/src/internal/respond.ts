@@ -1,4 +1,5 @@
 /** The gateway's own small answers, in OpenAI's error shape, and the headers it passes on. */
+import * as Protocol from "@or-balancer/http/Protocol"
 import * as Duration from "effect/Duration"
 import * as http from "node:http"
 
@@ -63,7 +64,7 @@ export const copyHeaders = (h: http.IncomingHttpHeaders) => {
   for (const name in h) {
     const v = h[name]
     if (v === undefined || HOP.has(name)) continue
-    out[name] = v
+    out[name] = typeof v === "string" ? Protocol.scrubHeader(v) : v.map(Protocol.scrubHeader)
   }
   return out
 }

@@ -67,7 +67,7 @@ const sendWhole = (
 ) => {
   const head = answer.head
   const raw = head.length === 1 ? head[0]! : Buffer.concat(head)
-  const bytes = raw
+  const bytes = Protocol.scrubBytes(raw)
   headers["content-length"] = String(bytes.length)
   if (!writeHead(res, answer, headers, settler)) return
   res.end(bytes)
@@ -86,6 +86,7 @@ const pipeStream = (
   settler: Settler
 ) => {
   const body = answer.response
+  const scrubber = Protocol.makeStreamScrubber()
   // The tail is kept to read the final usage (cost) and an in-band error.
   let prev: Buffer | undefined
   let last: Buffer | undefined
@@ -93,12 +94,14 @@ const pipeStream = (
   const send = (chunk: Buffer) => {
     prev = last
     last = chunk
-    if (!res.write(chunk)) body.pause()
+    const out = scrubber.push(chunk)
+    if (out.length > 0 && !res.write(out)) body.pause()
   }
   const finish = () => {
     if (settled) return
     settled = true
-    res.end()
+    const rest = scrubber.end()
+    res.end(rest.length > 0 ? rest : undefined)
     const tail = prev === undefined ? (last === undefined ? "" : tailOf([last])) : tailOf([prev, last!])
     const verdict = Protocol.tailVerdict(
       answer.status,

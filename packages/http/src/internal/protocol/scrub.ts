@@ -23,6 +23,10 @@ export const mayHoldKey = (text: string): boolean => text.includes("sk-or-") || 
 /** Anything that looks like an OpenRouter key is cut out, in case an upstream ever echoes one. */
 export const scrub = (text: string): string => (mayHoldKey(text) ? text.replace(KEY_LIKE, "sk-or-…") : text)
 
+/** `scrub` for a header value, whose mask must be ASCII (an HTTP header cannot carry `…`). */
+export const scrubHeader = (value: string): string =>
+  mayHoldKey(value) ? value.replace(KEY_LIKE, "sk-or-***") : value
+
 // Byte needles for Node's `Buffer`; made on first use, so importing this module needs no `Buffer`
 // (the text functions above work on any platform).
 let needles: { readonly prefix: Buffer; readonly encoded: Buffer; readonly mask: Buffer } | undefined
