@@ -35,6 +35,12 @@ export type Mode =
   | "stream-first-error"
   /** The connection reset before any byte. */
   | "reset"
+  /** OpenRouter's key problems: a disabled key, a key at its limit (402 and the 403 form). */
+  | "401"
+  | "402"
+  | "403-key-limit"
+  /** A 429 asking the client to come back in 11 days. */
+  | "429-forever"
   | "ok"
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -138,6 +144,26 @@ const answer = async (
       )
     case "reset":
       return req.socket.destroy()
+    case "401":
+      res.writeHead(401, json)
+      return res.end(JSON.stringify({ error: { code: 401, message: "This API key is disabled" } }))
+    case "402":
+      res.writeHead(402, json)
+      return res.end(
+        JSON.stringify({
+          error: {
+            code: 402,
+            message: "Key limit reached",
+            metadata: { limit_source: "openrouter_key_limit" }
+          }
+        })
+      )
+    case "403-key-limit":
+      res.writeHead(403, json)
+      return res.end(JSON.stringify({ error: { code: 403, message: "Key limit exceeded" } }))
+    case "429-forever":
+      res.writeHead(429, { ...json, "retry-after": "999999" })
+      return res.end(JSON.stringify({ error: { code: 429, message: "Rate limit exceeded" } }))
     case "ok":
       if (stream) {
         res.writeHead(200, { "content-type": "text/event-stream" })
@@ -187,14 +213,18 @@ export const evilUpstream = (modes: ReadonlyArray<Mode>) =>
   ).pipe(Effect.map(({ evil }) => evil))
 
 /** A gateway with the one key `only` (holding `SECRET`) in front of `url`. */
-export const gatewayOn = (url: string, maxAttempts = 2) =>
+export const gatewayOn = (
+  url: string,
+  maxAttempts = 2,
+  strategy: ReadonlyArray<unknown> = [{ name: "round-robin" }]
+) =>
   Effect.gen(function* () {
     const config = yield* GatewayConfig.decode({
       listen: { host: "127.0.0.1", port: 0 },
       baseUrl: url,
       tokens: ["GW_TOKEN"],
       keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
-      strategy: [{ name: "round-robin" }],
+      strategy,
       retry: { maxAttempts, baseDelayMs: 5, maxDelayMs: 20, budget: false },
       deadlines: { keyWaitMs: 500, drainMs: 1000 }
     }).pipe(

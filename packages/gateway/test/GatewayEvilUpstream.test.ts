@@ -1,10 +1,14 @@
 /**
  * The gateway against hostile and broken upstreams (`EvilUpstream.ts`): no key secret ever
  * reaches a client, in any body or header, in any form; and a 2xx that is not a good answer is
- * the key's failure, failed over before anything reaches the client.
+ * the key's failure, failed over before anything reaches the client; a key's problem (401, 402,
+ * a key limit) is never the caller's answer, and every Retry-After the gateway sends is bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Effect from "effect/Effect"
+import * as Gateway from "../src/Gateway.js"
+import { chatBody, configFor, post, simKeys } from "./GatewaySupport.js"
 import {
   chat,
   evilUpstream,
@@ -135,6 +139,71 @@ describe("Gateway against a broken upstream: a bad 2xx fails over before anythin
       const error = JSON.parse(r.text).error
       assert.strictEqual(error.metadata.error_type, "InvalidResponse")
       assert.notInclude(r.text, "<html>")
+    })
+  )
+})
+
+describe("Gateway: a caller never sees a key's problem", () => {
+  const health = [
+    { name: "health-aware", failureThreshold: 1, baseCooldownMs: 60_000 },
+    { name: "round-robin" }
+  ]
+  const keyProblems: ReadonlyArray<[string, Mode, RegExp]> = [
+    ["401 (a disabled key)", "401", /refused by OpenRouter/],
+    ["402 (a key at its limit)", "402", /out of credit or at its limit/],
+    ['403 "Key limit exceeded"', "403-key-limit", /out of credit or at its limit/]
+  ]
+  for (const [what, mode, why] of keyProblems) {
+    it.scopedLive(`an upstream ${what} is never forwarded: the gateway's own 503 says why and when`, () =>
+      Effect.gen(function* () {
+        const evil = yield* evilUpstream([mode])
+        const gw = yield* gatewayOn(evil.url, 2, health)
+        const r = yield* chat(gw)
+        assert.strictEqual(r.status, 503, r.text)
+        const error = JSON.parse(r.text).error
+        assert.strictEqual(error.code, 503)
+        assert.strictEqual(error.metadata.reason, "keys_unavailable")
+        assert.match(error.message, why)
+        assert.notMatch(r.text, /disabled|Key limit/)
+        // When the first key comes back (its ejection ends), and a Retry-After to match, bounded.
+        assert.isString(error.metadata.first_key_back_at)
+        assert.match(error.message, /the first key may be back at/)
+        const retryAfter = Number(/retry-after: (\d+)/.exec(r.headers)?.[1])
+        assert.isTrue(retryAfter >= 1 && retryAfter <= 300, r.headers)
+        assert.strictEqual(evil.seen.length, 1)
+      })
+    )
+  }
+
+  it.scopedLive("against the simulator, a revoked key and a key at its cap: one 503 naming both", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make({
+        seed: 7,
+        keys: simKeys(["revoked", "broke"]).map((k) =>
+          k.label === "revoked" ? { ...k, revoked: true } : { ...k, limit: 0 }
+        )
+      })
+      const gw = yield* Gateway.make(yield* configFor(sim, { strategy: health }))
+      const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody())
+      assert.strictEqual(r.status, 503, r.text)
+      const error = JSON.parse(r.text).error
+      assert.match(error.message, /refused by OpenRouter/)
+      assert.match(error.message, /out of credit or at its limit/)
+      assert.sameMembers(error.metadata.attempts, ["Unauthorized", "InsufficientCredits"])
+      const stats = yield* sim.stats
+      assert.strictEqual(stats.keys["revoked"]!.byOutcome["401"], 1)
+      assert.strictEqual(stats.keys["broke"]!.byOutcome["402"], 1)
+    })
+  )
+
+  it.scopedLive("a Retry-After of 11 days is not passed on: the gateway's own is bounded", () =>
+    Effect.gen(function* () {
+      const evil = yield* evilUpstream(["429-forever"])
+      const gw = yield* gatewayOn(evil.url)
+      const r = yield* chat(gw)
+      assert.strictEqual(r.status, 429, r.text)
+      const retryAfter = Number(/retry-after: (\d+)/.exec(r.headers)?.[1])
+      assert.isTrue(retryAfter >= 1 && retryAfter <= 300, r.headers)
     })
   )
 })

@@ -69,7 +69,17 @@ export const copyHeaders = (h: http.IncomingHttpHeaders) => {
   return out
 }
 
-/** A `Retry-After` header in whole seconds, at least 1. */
+/**
+ * The longest `Retry-After` the gateway sends, in seconds: an upstream's (or a cooldown's) longer
+ * wait is not passed on whole (a `Retry-After: 999999` once kept clients away for 11 days); the
+ * client asks again by then, and the gateway knows better.
+ */
+export const MAX_RETRY_AFTER_S = 300
+
+/** A `Retry-After` header in whole seconds, at least 1, at most {@link MAX_RETRY_AFTER_S}. */
 export const retryAfterHeader = (d: Duration.Duration | undefined, headers: Record<string, string>) => {
-  if (d !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(Duration.toSeconds(d))))
+  if (d !== undefined)
+    headers["retry-after"] = String(
+      Math.min(MAX_RETRY_AFTER_S, Math.max(1, Math.ceil(Duration.toSeconds(d))))
+    )
 }
