@@ -176,17 +176,22 @@ export const wrap = (
     Effect.suspend(() => {
       const call = runRequestOf(request)
       const runRequest = call.run
-      // The last upstream answer and the error it mapped to: handed back as-is if the balancer gives up on it.
-      let last:
-        { error: UpstreamError.UpstreamError; response: HttpClientResponse.HttpClientResponse } | undefined
+      // The latest attempt's upstream answer, when that attempt failed on one (reset as each attempt
+      // starts): handed back as-is if the balancer gives up, as its final error is that attempt's.
+      // Not matched by identity with the error: Effect 3 wraps an error that crosses a span in a
+      // Proxy, and under `Effect.withSpan` a 400 once became a "Transport" RequestError that way.
+      let last: HttpClientResponse.HttpClientResponse | undefined
       // The lease outlives this call when the answer is a stream: it lives in its own scope,
       // closed when the answer is whole (now for JSON, at the body's end for a stream).
       const balanced = Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Scope.make(), (scope) =>
           restore(
             balancer.runScoped(runRequest, (key) =>
-              attempt(request, key, call, (error, response) => {
-                last = { error, response }
+              Effect.suspend(() => {
+                last = undefined
+                return attempt(request, key, call, (_, response) => {
+                  last = response
+                })
               })
             )
           ).pipe(
@@ -205,9 +210,8 @@ export const wrap = (
       )
       return balanced.pipe(
         Effect.catchAll((error) => {
-          const final =
-            error._tag === "AllAttemptsFailed" ? error.attempts[error.attempts.length - 1]?.error : error
-          if (last !== undefined && final === last.error) return Effect.succeed(last.response)
+          // No key at all is no answer; any other end is the latest attempt's failure.
+          if (last !== undefined && error._tag !== "NoKeyAvailable") return Effect.succeed(last)
           return Effect.fail(
             new HttpClientError.RequestError({
               request,
