@@ -33,6 +33,8 @@ export type Mode =
   | "cut"
   /** A 200 stream whose first (and only) event is an error. */
   | "stream-first-error"
+  /** A 200 stream sending 100 KB of keep-alive comments before its first event. */
+  | "long-keepalives"
   /** The connection reset before any byte. */
   | "reset"
   /** OpenRouter's key problems: a disabled key, a key at its limit (402 and the 403 form). */
@@ -57,6 +59,7 @@ const event = (content: string) =>
   `data: ${JSON.stringify({ id: "gen-s", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content } }] })}\n\n`
 
 const answer = async (
+  log: Array<string>,
   mode: Mode,
   auth: string,
   stream: boolean,
@@ -142,6 +145,16 @@ const answer = async (
           choices: [{ index: 0, delta: { content: "" }, finish_reason: "error" }]
         })}\n\n`
       )
+    case "long-keepalives": {
+      res.writeHead(200, { "content-type": "text/event-stream" })
+      for (let i = 0; i < 50; i++) {
+        res.write(`: ${"x".repeat(2000)}\n\n`)
+        await sleep(1)
+      }
+      await sleep(1000)
+      log.push("first event sent")
+      return res.end(`${event("fine")}data: [DONE]\n\n`)
+    }
     case "reset":
       return req.socket.destroy()
     case "401":
@@ -178,6 +191,8 @@ export interface Evil {
   readonly url: string
   /** Each request's Authorization, in order. */
   readonly seen: Array<string>
+  /** What the upstream did when, for modes that say. */
+  readonly log: Array<string>
 }
 
 /** The evil upstream; answers the scripted modes in order, then `ok`. Closed with the scope. */
@@ -186,6 +201,7 @@ export const evilUpstream = (modes: ReadonlyArray<Mode>) =>
     Effect.async<{ server: http.Server; evil: Evil }>((resume) => {
       const script = [...modes]
       const seen: Array<string> = []
+      const log: Array<string> = []
       const server = http.createServer((req, res) => {
         const body: Array<Buffer> = []
         req.on("data", (c: Buffer) => body.push(c))
@@ -193,14 +209,14 @@ export const evilUpstream = (modes: ReadonlyArray<Mode>) =>
           const auth = req.headers.authorization ?? ""
           seen.push(auth)
           const stream = Buffer.concat(body).toString().includes('"stream":true')
-          void answer(script.shift() ?? "ok", auth, stream, req, res).catch(() => res.destroy())
+          void answer(log, script.shift() ?? "ok", auth, stream, req, res).catch(() => res.destroy())
         })
       })
       server.listen(0, "127.0.0.1", () =>
         resume(
           Effect.succeed({
             server,
-            evil: { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v1`, seen }
+            evil: { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v1`, seen, log }
           })
         )
       )

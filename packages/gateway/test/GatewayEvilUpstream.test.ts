@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Effect from "effect/Effect"
 import * as Gateway from "../src/Gateway.js"
-import { chatBody, configFor, post, simKeys } from "./GatewaySupport.js"
+import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 import {
   chat,
   evilUpstream,
@@ -127,6 +127,33 @@ describe("Gateway against a broken upstream: a bad 2xx fails over before anythin
       const status = yield* gw.status
       assert.strictEqual(status.keys[0]!.errors.ServerError, 1)
       assert.strictEqual(status.keys[0]!.successes, 1)
+    })
+  )
+
+  it.scopedLive("a stream's keep-alives before its first event are held only up to a bound", () =>
+    Effect.gen(function* () {
+      const evil = yield* evilUpstream(["long-keepalives"])
+      const gw = yield* gatewayOn(evil.url)
+      const res = yield* Effect.promise(() =>
+        fetch(`${gw.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: "openai/gpt-4o-mini", messages: [], stream: true })
+        })
+      )
+      // The head and the keep-alives reached the client before the first event was even sent.
+      const reader = res.body!.getReader()
+      yield* Effect.promise(() => reader.read())
+      assert.strictEqual(res.status, 200)
+      assert.deepStrictEqual(evil.log, [])
+      let text = ""
+      for (;;) {
+        const r = yield* Effect.promise(() => reader.read())
+        if (r.done) break
+        text += new TextDecoder().decode(r.value)
+      }
+      assert.include(text, '"content":"fine"')
+      assert.deepStrictEqual(evil.log, ["first event sent"])
     })
   )
 

@@ -31,6 +31,9 @@ export const TAIL = 4096
 
 const ERROR = '"error"'
 
+/** The most of a stream held back waiting for its first event. */
+const MAX_HELD = 64 * 1024
+
 /** The last `TAIL` bytes of a list of chunks, as text. */
 export const tailOf = (chunks: ReadonlyArray<Buffer>): string => {
   if (chunks.length === 1) {
@@ -80,7 +83,23 @@ export const readAnswer = (
     // A stream: held until its first data event is whole, then judged by that event.
     text += chunk.toString("latin1")
     const end = firstEventEnd(text)
-    if (end === -1) return
+    if (end === -1) {
+      // Keep-alives without end: past this much, the stream is passed on without the check.
+      if (size <= MAX_HELD) return
+      off()
+      res.pause()
+      res.on("error", ignore)
+      return done({
+        _tag: "Answer",
+        status,
+        headers,
+        response: res,
+        head: chunks,
+        stream: true,
+        whole: false,
+        cost: undefined
+      })
+    }
     off()
     res.pause()
     // Until the stream is taken over, an error must not go unheard (it would end the process).
