@@ -2,15 +2,23 @@
  * An OpenAI-compatible gateway in front of the key pool: programs in any language use the
  * balancer by changing their base URL.
  *
- * Routes: `POST /v1/chat/completions` and `/api/v1/chat/completions` (JSON and SSE, bytes passed
- * through as they come, failover only before the first byte), `GET /v1/models` and
- * `/api/v1/models` (passed through), `GET /healthz`, `GET /metrics` (Prometheus text from core's
- * `Monitor` metrics, labelled by key id) and `GET /status` (JSON). Chat and models need a gateway
- * token (`Authorization: Bearer …`); health, metrics and status are open, so bind the gateway to a
- * private address.
+ * Routes: `POST /v1/chat/completions` and `/api/v1/chat/completions` (JSON and SSE),
+ * `GET /v1/models` and `/api/v1/models` (passed through), `GET /healthz`, `GET /metrics`
+ * (Prometheus text from core's `Monitor` metrics, labelled by key id) and `GET /status` (JSON).
+ * Chat and models need a gateway token (`Authorization: Bearer …`); health, metrics and status are
+ * open, so bind the gateway to a private address.
  *
- * The hot path is a raw `node:http` handler with keep-alive `http.Agent`s upstream and bodies piped as Node
- * streams; Effect decides (selection, leases, outcome reports, retries) on a prebuilt runtime.
+ * Answers are read as `@or-balancer/http`'s `Protocol` reads them, the same as the client's. A
+ * JSON answer is read whole and judged before anything reaches the client (an HTML page or a body
+ * cut short fails over); a stream is held until its first event (an error there fails over), then
+ * passed on as it comes, with no replay after. A key's problem (401, 402, a key limit) is never
+ * forwarded: the caller gets the gateway's own 503 naming why and when the first key comes back.
+ * No key secret reaches a client: every header and byte passed on is scrubbed. Every
+ * `Retry-After` the gateway sends is its own, at most 300 s.
+ *
+ * The hot path is a raw `node:http` handler with keep-alive `http.Agent`s upstream and streams
+ * piped as Node streams; Effect decides (selection, leases, outcome reports, retries) on a
+ * prebuilt runtime.
  * `/metrics` and `/status` are Effect programs run on the same runtime. See `design.md`, "The
  * gateway's hot path", for the measurements behind this split.
  *
