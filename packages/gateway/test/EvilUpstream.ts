@@ -41,6 +41,8 @@ export type Mode =
   | "401"
   | "402"
   | "403-key-limit"
+  /** A 402 for too much spend in flight: a short wait, but a 402 all the same. */
+  | "402-in-flight"
   /** A 429 asking the client to come back in 11 days. */
   | "429-forever"
   | "ok"
@@ -168,6 +170,17 @@ const answer = async (
             code: 402,
             message: "Key limit reached",
             metadata: { limit_source: "openrouter_key_limit" }
+          }
+        })
+      )
+    case "402-in-flight":
+      res.writeHead(402, { ...json, "retry-after": "1" })
+      return res.end(
+        JSON.stringify({
+          error: {
+            code: 402,
+            message: "Too much spend in flight",
+            metadata: { limit_source: "openrouter_in_flight_budget" }
           }
         })
       )

@@ -178,7 +178,8 @@ describe("Gateway: a caller never sees a key's problem", () => {
   const keyProblems: ReadonlyArray<[string, Mode, RegExp]> = [
     ["401 (a disabled key)", "401", /refused by OpenRouter/],
     ["402 (a key at its limit)", "402", /out of credit or at its limit/],
-    ['403 "Key limit exceeded"', "403-key-limit", /out of credit or at its limit/]
+    ['403 "Key limit exceeded"', "403-key-limit", /out of credit or at its limit/],
+    ["402 for spend in flight", "402-in-flight", /too much spend in flight/]
   ]
   for (const [what, mode, why] of keyProblems) {
     it.scopedLive(`an upstream ${what} is never forwarded: the gateway's own 503 says why and when`, () =>

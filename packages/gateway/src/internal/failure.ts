@@ -26,7 +26,7 @@ const isKeyProblem = (e: UpstreamError.UpstreamError): boolean =>
 const WHY: Readonly<Record<string, string>> = {
   Unauthorized: "a key was refused by OpenRouter (invalid or revoked)",
   InsufficientCredits: "a key is out of credit or at its limit",
-  RateLimited: "a key or its account is rate limited",
+  RateLimited: "a key or its account is rate limited (or has too much spend in flight)",
   ServerError: "the upstream failed",
   Timeout: "the upstream timed out",
   Transport: "the upstream could not be reached",
@@ -68,7 +68,10 @@ export const failureAnswer = (
     }
     const last: UpstreamError.UpstreamError | undefined =
       e._tag === "AllAttemptsFailed" ? e.attempts[e.attempts.length - 1]?.error : e
-    if (last !== undefined && isKeyProblem(last)) return yield* keysUnavailable(balancer, e, headers)
+    // A 402 for spend in flight reads as a short rate limit, but is still a 402: never forwarded.
+    const status = failed?.answer?.status
+    if ((last !== undefined && isKeyProblem(last)) || status === 401 || status === 402)
+      return yield* keysUnavailable(balancer, e, headers)
     // Retry-After: the balancer's own (the pool is cooling), else the earliest cooldown, else the
     // upstream's (as the protocol read it once, into the error, where the cooldown came from too).
     let wait = e._tag === "AllAttemptsFailed" ? e.retryAfter : undefined
@@ -91,12 +94,12 @@ export const failureAnswer = (
       if (ct !== undefined) headers["content-type"] = ct
       return { _tag: "Error", status: answer.status, headers, body: Protocol.scrub(answer.text) } as const
     }
-    const status = last === undefined ? 502 : UpstreamError.statusOf(last)
+    const own = last === undefined ? 502 : UpstreamError.statusOf(last)
     return {
       _tag: "Error",
-      status,
+      status: own,
       headers,
-      body: errorBody(status, Protocol.scrub(last?.message ?? e.message), {
+      body: errorBody(own, Protocol.scrub(last?.message ?? e.message), {
         error_type: last?._tag ?? e._tag
       })
     } as const
