@@ -12,7 +12,8 @@
  *   "retry": { "maxAttempts": 4, "baseDelayMs": 25, "maxDelayMs": 2000 },
  *   "deadlines": { "keyWaitMs": 30000, "headersMs": 120000, "bodyIdleMs": 300000, "drainMs": 15000 },
  *   "bodyLimitBytes": 1048576,
- *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true }
+ *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true },
+ *   "log": { "requests": true, "level": "info" }
  * }
  * ```
  *
@@ -185,6 +186,13 @@ export const File = Schema.Struct({
       /** `/status` and `/metrics` need an admin token too (cookie or `Authorization: Bearer`). */
       protect: Schema.optional(Schema.Boolean)
     })
+  ),
+  /** JSON lines on stdout: one per request (`requests`), and events (ejections, reloads...). */
+  log: Schema.optional(
+    Schema.Struct({
+      requests: Schema.optional(Schema.Boolean),
+      level: Schema.optional(Schema.Literal("debug", "info", "warn", "error"))
+    })
   )
 })
 
@@ -226,6 +234,15 @@ export interface GatewayConfig {
     readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
     readonly protect: boolean
   }
+  /**
+   * Logs on stdout, one JSON line each: a line per request when `requests` (default false), and
+   * events (key ejections, cooldowns, probes, reloads, the drain) at or above `level` (default
+   * `info`; `warn` keeps failed requests and ejections only, `debug` adds detail). Optional, so
+   * a config built by hand needs none.
+   */
+  readonly log?: { readonly requests: boolean; readonly level: "debug" | "info" | "warn" | "error" }
+  /** The environment variables `tokens` were read from, in order: the request log names a client by it. */
+  readonly tokenNames?: ReadonlyArray<string>
 }
 
 /**
@@ -369,6 +386,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
       port: file.listen?.port ?? 8080,
       baseUrl: (file.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, ""),
       tokens,
+      tokenNames: names,
       keys,
       strategy,
       retry: {
@@ -387,7 +405,8 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
       admin: {
         tokens: adminNames === undefined ? tokens : adminTokens,
         protect: file.admin?.protect ?? false
-      }
+      },
+      log: { requests: file.log?.requests ?? false, level: file.log?.level ?? "info" }
     } satisfies GatewayConfig
   })
 

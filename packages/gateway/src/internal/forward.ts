@@ -17,11 +17,15 @@ import { header1, openAiError, sendOutcome } from "./respond.js"
 import { sendAnswer, type Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
 import type { Answer } from "./answer.js"
+import type * as Log from "./log.js"
 import { callUpstream, type RequestContext, startUpstream } from "./upstream.js"
 
 /** Per-request hook run when the response closes: set once the request is forwarded. */
 export interface Live {
   cancel: (() => void) | undefined
+  /** The request id (see log.ts), and its log record when request logging is on. */
+  readonly id: string
+  readonly log: Log.RequestLog | undefined
 }
 
 export const forward = (
@@ -44,7 +48,12 @@ export const forward = (
     title: header1(req.headers["x-title"]),
     upstream: undefined,
     response: undefined,
-    failed: undefined
+    failed: undefined,
+    // Passed upstream as they came (log.ts, upstream.ts).
+    requestId: live.id,
+    traceparent: header1(req.headers.traceparent),
+    tracestate: header1(req.headers.tracestate),
+    log: live.log
   }
   // 1. A key now, with no fiber, or the fiber path.
   const started = engine.built.balancer.unsafeStart(request)
@@ -135,6 +144,7 @@ const forwardOnFiber = (
     if (held !== undefined) engine.fork(held.cancel)
     const failure = Cause.failureOption(exit.cause)
     if (failure._tag === "Some") {
+      ctx.log?.giveUp(failure.value)
       settled = true
       engine.fork(failureAnswer(balancer, failure.value, ctx.failed)).addObserver((answer) => {
         if (Exit.isSuccess(answer)) sendOutcome(res, answer.value)

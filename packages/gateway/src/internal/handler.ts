@@ -10,6 +10,7 @@ import { authorized } from "./auth.js"
 import * as AdminAuth from "./dashboard/auth.js"
 import * as Dashboard from "./dashboard/handler.js"
 import { forward, type Live } from "./forward.js"
+import * as Log from "./log.js"
 import { openAiError } from "./respond.js"
 import type { EngineState, ServerState } from "./state.js"
 
@@ -56,6 +57,10 @@ export const makeHandler =
       }
       return serveAdmin(state, admin, route, res)
     }
+    // Request id (echoed, passed upstream) and the request's log line when logging is on: log.ts.
+    const id = Log.requestId(req.headers["x-request-id"])
+    res.setHeader("x-request-id", id)
+    const log = Log.start(state.engine, req, res, id, path)
     if (route === undefined) {
       return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
     }
@@ -79,7 +84,7 @@ export const makeHandler =
     state.active++
     engine.active++
     // One close listener per request: the counts, then the request's own cancel (client gone).
-    const live: Live = { cancel: undefined }
+    const live: Live = { cancel: undefined, id, log }
     res.once("close", () => {
       state.active--
       engine.active--
@@ -157,6 +162,7 @@ const readBody = (engine: EngineState, live: Live, req: http.IncomingMessage, re
       )
     }
     const model = typeof o.model === "string" ? o.model : undefined
+    if (live.log !== undefined) live.log.model = model
     forward(engine, live, req, res, "POST", "/chat/completions", body, {
       model,
       affinity: Protocol.affinityOf(o)

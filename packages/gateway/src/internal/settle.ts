@@ -26,11 +26,15 @@ export const sendAnswer = (
   settler: Settler
 ): void => {
   const body = answer.response
+  // The request log records the verdict and cost (log.ts); nothing when logging is off.
+  if (ctx.log !== undefined) settler = ctx.log.settler(settler)
   if (res.destroyed) {
     body.destroy()
     return settler.unsafeCancel()
   }
   const headers = copyHeaders(answer.headers)
+  // The gateway's request id, not the upstream's (set on `res` by the handler).
+  delete headers["x-request-id"]
   if (!answer.stream) return sendWhole(res, answer, headers, settler)
   // A stream: its length changes if a key is cut out of it.
   delete headers["content-length"]

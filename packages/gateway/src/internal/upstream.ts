@@ -11,6 +11,7 @@ import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import * as https from "node:https"
 import { type Answer, readAnswer } from "./answer.js"
+import type * as Log from "./log.js"
 import type { EngineState } from "./state.js"
 
 export interface Upstream {
@@ -70,6 +71,12 @@ export interface RequestContext {
   response: http.IncomingMessage | undefined
   /** The latest attempt's failure, if it failed: what the client is told when the balancer gives up. */
   failed: Failed | undefined
+  /** Sent upstream with every attempt: the request id, and the caller's trace context unchanged. */
+  readonly requestId: string
+  readonly traceparent: string | undefined
+  readonly tracestate: string | undefined
+  /** The request's log record, when request logging is on (log.ts). */
+  readonly log: Log.RequestLog | undefined
 }
 
 export const transportError = (e: unknown): UpstreamError.UpstreamError => {
@@ -123,6 +130,11 @@ export const startUpstream = (
   }
   if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
   if (ctx.title !== undefined) headers["x-title"] = ctx.title
+  headers["x-request-id"] = ctx.requestId
+  if (ctx.traceparent !== undefined) headers.traceparent = ctx.traceparent
+  if (ctx.tracestate !== undefined) headers.tracestate = ctx.tracestate
+  // The request log records this attempt (log.ts); nothing when logging is off.
+  if (ctx.log !== undefined) done = ctx.log.attempt(key, done)
   let settled = false
   // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
   // throws here: that is the key's failure, not a throw out of the request handler (which, on
