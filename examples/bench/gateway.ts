@@ -26,8 +26,12 @@
  *
  *   npx tsx examples/bench/gateway.ts [requests] [connections] [upstreamLatencyMs]
  *   GATEWAY_CPU_PROF=/tmp/prof npx tsx examples/bench/gateway.ts   # --cpu-prof the gateway child
+ *   OR_GATEWAY_BENCH_LOG=info npx tsx examples/bench/gateway.ts     # the gateway logs every request
+ *     (its config's `log: { requests: true, level }`; its stdout goes to /dev/null, or to the file
+ *     OR_GATEWAY_BENCH_LOG_FILE names)
  */
 import { execFileSync, fork, type ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as os from "node:os"
@@ -151,13 +155,20 @@ interface Child {
 
 const here = fileURLToPath(import.meta.url)
 
+/** The gateway child's log level when it logs every request (OR_GATEWAY_BENCH_LOG), else off. */
+const LOG = process.env.OR_GATEWAY_BENCH_LOG as "debug" | "info" | "warn" | "error" | undefined
+const logOut = () =>
+  process.env.OR_GATEWAY_BENCH_LOG_FILE === undefined
+    ? ("ignore" as const)
+    : fs.openSync(process.env.OR_GATEWAY_BENCH_LOG_FILE, "a")
+
 const spawnChild = (role: string, env: Record<string, string>, execArgv: Array<string> = []) =>
   new Promise<Child>((resolve, reject) => {
     const child = fork(here, [], {
       cwd: path.join(path.dirname(here), ".."),
       execArgv: [...execArgv, "--import", "tsx"],
       env: { ...process.env, OR_GATEWAY_BENCH_ROLE: role, ...env },
-      stdio: ["ignore", "inherit", "inherit", "ipc"]
+      stdio: ["ignore", role === "gateway" && LOG !== undefined ? logOut() : "inherit", "inherit", "ipc"]
     })
     // Answers come back in order: a FIFO of waiters.
     const cpuWaiters: Array<(micros: number) => void> = []
@@ -295,7 +306,8 @@ const runGateway = async () => {
       baseUrl: process.env.OR_GATEWAY_BENCH_UPSTREAM!,
       tokens: ["BENCH_TOKEN"],
       keys: LABELS.map((id, i) => ({ id, secretEnv: `BENCH_KEY_${i}` })),
-      strategy: STRATEGY
+      strategy: STRATEGY,
+      ...(LOG === undefined ? {} : { log: { requests: true, level: LOG } })
     }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
   )
   const scope = Effect.runSync(Scope.make())
@@ -664,7 +676,7 @@ if (role !== undefined) {
   }).then(
     (r) => {
       console.log(
-        `gateway bench: ${r.requests} requests per target and layout, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} interleaved rounds, each target in its own process; gateway strategy ${JSON.stringify(r.strategy)}`
+        `gateway bench: ${r.requests} requests per target and layout, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} interleaved rounds, each target in its own process; gateway strategy ${JSON.stringify(r.strategy)}; request log ${LOG ?? "off"}`
       )
       r.layouts.forEach(printLayout)
     },

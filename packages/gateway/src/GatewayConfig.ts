@@ -237,8 +237,8 @@ export interface GatewayConfig {
   /**
    * Logs on stdout, one JSON line each: a line per request when `requests` (default false), and
    * events (key ejections, cooldowns, probes, reloads, the drain) at or above `level` (default
-   * `info`; `warn` keeps failed requests and ejections only, `debug` adds detail). Optional, so
-   * a config built by hand needs none.
+   * `info` with request lines, else `warn`: failed requests, ejections, a drain that cut requests
+   * off, a failed reload; `debug` adds detail). Optional, so a config built by hand needs none.
    */
   readonly log?: { readonly requests: boolean; readonly level: "debug" | "info" | "warn" | "error" }
   /** The environment variables `tokens` were read from, in order: the request log names a client by it. */
@@ -406,7 +406,11 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
         tokens: adminNames === undefined ? tokens : adminTokens,
         protect: file.admin?.protect ?? false
       },
-      log: { requests: file.log?.requests ?? false, level: file.log?.level ?? "info" }
+      // Events only above info unless request lines are asked for: no line per drain in every test.
+      log: {
+        requests: file.log?.requests ?? false,
+        level: file.log?.level ?? (file.log?.requests === true ? "info" : "warn")
+      }
     } satisfies GatewayConfig
   })
 

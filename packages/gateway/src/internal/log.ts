@@ -1,9 +1,10 @@
 /**
  * Request logs: one JSON line per request on stdout (its id, client, model, each attempt's key,
  * status, outcome and latency, why it failed over, the final status, cost and duration), and event
- * lines (see `events.ts`). Nothing here runs when logging is off but the request id: the line's
- * record is made only when the config asks for it, its hooks in the request's path are one
- * `undefined` test each, and no Effect runs per request. Lines are buffered and written with one
+ * lines (see `events.ts`). The same record feeds the request's spans when tracing is on (trace.ts).
+ * Nothing here runs when both are off but the request id: the record is made only when the config
+ * asks for lines or a tracer is installed, its hooks in the request's path are one `undefined`
+ * test each, and no Effect runs per request. Lines are buffered and written with one
  * `process.stdout.write` per turn of the event loop. Every line passes `Protocol`'s scrubber.
  */
 import type * as Key from "@or-balancer/core/Key"
@@ -17,6 +18,7 @@ import type { Answer } from "./answer.js"
 import { digest } from "./auth.js"
 import type { Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
+import { RequestTrace } from "./trace.js"
 import type { Failed } from "./upstream.js"
 
 export type Level = "debug" | "info" | "warn" | "error"
@@ -166,14 +168,25 @@ export class RequestLog {
     private readonly engine: EngineState,
     readonly id: string,
     private readonly req: http.IncomingMessage,
-    private readonly route: string
+    private readonly route: string,
+    /** Whether to write the line (else the record only feeds the spans). */
+    private readonly lines: boolean,
+    private readonly trace: RequestTrace | undefined
   ) {
     this.clock = engine.built.clock
     this.start = this.clock.unsafeCurrentTimeNanos()
   }
 
-  /** An attempt starts with `key`: `done` wrapped to record its answer's status or its failure. */
-  attempt<R extends Answer | Failed>(key: Key.Key, done: (result: R) => void): (result: R) => void {
+  /**
+   * An attempt starts with `key`: `done` wrapped to record its answer's status or its failure. With
+   * tracing on, the attempt's span is the `traceparent` set in `headers` (those sent upstream).
+   */
+  attempt<R extends Answer | Failed>(
+    key: Key.Key,
+    headers: Record<string, string | number>,
+    done: (result: R) => void
+  ): (result: R) => void {
+    this.trace?.startAttempt(key, headers)
     const a: Attempt = {
       key: key.id,
       start: this.clock.unsafeCurrentTimeNanos(),
@@ -196,6 +209,8 @@ export class RequestLog {
         a.status = result.answer?.status
         this.failed(a, result.error, at)
       }
+      this.trace?.status(a.status)
+      if (result._tag === "Failed") this.trace?.failAttempt(result.error)
       done(result)
     }
   }
@@ -219,17 +234,22 @@ export class RequestLog {
           a.outcome = "success"
           a.latencyMs = now()
           this.cost = cost
+          this.trace?.endAttempt("success", cost)
         }
         settler.unsafeSucceed(cost)
       },
       unsafeFail: (error) => {
-        if (a.outcome === "pending") this.failed(a, error, now())
+        if (a.outcome === "pending") {
+          this.failed(a, error, now())
+          this.trace?.failAttempt(error)
+        }
         settler.unsafeFail(error)
       },
       unsafeCancel: () => {
         if (a.outcome === "pending") {
           a.outcome = "cancelled"
           a.latencyMs = now()
+          this.trace?.endAttempt("cancelled", undefined)
         }
         settler.unsafeCancel()
       }
@@ -241,13 +261,14 @@ export class RequestLog {
     this.gaveUp = whyGaveUp(e)
   }
 
-  /** The response closed: the line, if its level is logged. */
+  /** The response closed: the spans end, and the line is written if its level is logged. */
   end(res: http.ServerResponse): void {
     const settings = settingsOf(this.engine.config)
     const finished = res.writableFinished
     const status = res.headersSent ? res.statusCode : 499
+    this.trace?.end(status, finished, this.model, this.cost, this.gaveUp)
     const level: Level = !finished || status >= 400 ? "warn" : "info"
-    if (!enabled(settings, level)) return
+    if (!this.lines || !enabled(settings, level)) return
     const debug = settings.level === "debug"
     const failover: Array<string> = []
     const attempts = this.attempts.map((a) => {
@@ -290,8 +311,8 @@ export class RequestLog {
 }
 
 /**
- * The request's log record when request logging is on (its line is written when the response
- * closes), else `undefined`.
+ * The request's record when request logging or tracing is on (its line is written and its span
+ * ended when the response closes), else `undefined`.
  */
 export const start = (
   engine: EngineState,
@@ -300,8 +321,12 @@ export const start = (
   id: string,
   route: string
 ): RequestLog | undefined => {
-  if (!settingsOf(engine.config).requests) return undefined
-  const log = new RequestLog(engine, id, req, route)
+  const lines = settingsOf(engine.config).requests
+  const tracer = engine.built.tracer
+  if (!lines && tracer === undefined) return undefined
+  const trace =
+    tracer === undefined ? undefined : new RequestTrace(tracer, engine.built.clock, req, route, id)
+  const log = new RequestLog(engine, id, req, route, lines, trace)
   res.once("close", () => log.end(res))
   return log
 }

@@ -133,8 +133,8 @@ export const startUpstream = (
   headers["x-request-id"] = ctx.requestId
   if (ctx.traceparent !== undefined) headers.traceparent = ctx.traceparent
   if (ctx.tracestate !== undefined) headers.tracestate = ctx.tracestate
-  // The request log records this attempt (log.ts); nothing when logging is off.
-  if (ctx.log !== undefined) done = ctx.log.attempt(key, done)
+  // The request log and trace record this attempt (log.ts); nothing when both are off.
+  if (ctx.log !== undefined) done = ctx.log.attempt(key, headers, done)
   let settled = false
   // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
   // throws here: that is the key's failure, not a throw out of the request handler (which, on
