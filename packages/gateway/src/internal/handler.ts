@@ -59,7 +59,7 @@ export const makeHandler =
     }
     // Request id (echoed, passed upstream) and the request's log line when logging is on: log.ts.
     const id = Log.requestId(req.headers["x-request-id"])
-    res.setHeader("x-request-id", id)
+    Log.setId(res, id)
     const log = Log.start(state.engine, req, res, id, path)
     if (route === undefined) {
       return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")

@@ -101,6 +101,20 @@ const validId = (v: string): boolean => {
   return true
 }
 
+/**
+ * Each response's request id, for the gateway's own answers (respond.ts). Not `res.setHeader`:
+ * a header set that way sends every later `writeHead` down Node's slow path, where each of the
+ * upstream's headers is validated and set one by one; the upstream's answers get it in their
+ * header object instead (settle.ts).
+ */
+const ids = new WeakMap<http.ServerResponse, string>()
+
+export const idOf = (res: http.ServerResponse): string | undefined => ids.get(res)
+
+export const setId = (res: http.ServerResponse, id: string): void => {
+  ids.set(res, id)
+}
+
 /** The request's `x-request-id` if it is a valid one, else a new id. */
 export const requestId = (header: string | Array<string> | undefined): string => {
   const v = Array.isArray(header) ? header[0] : header

@@ -33,8 +33,8 @@ export const sendAnswer = (
     return settler.unsafeCancel()
   }
   const headers = copyHeaders(answer.headers)
-  // The gateway's request id, not the upstream's (set on `res` by the handler).
-  delete headers["x-request-id"]
+  // The gateway's request id, not the upstream's.
+  headers["x-request-id"] = ctx.requestId
   if (!answer.stream) return sendWhole(res, answer, headers, settler)
   // A stream: its length changes if a key is cut out of it.
   delete headers["content-length"]
