@@ -67,6 +67,8 @@ describe("Gateway routes", () => {
       const status = yield* gw.status
       const live = status.keys.find((k) => k.id === "live")!
       assert.strictEqual(live.successes, 2)
+      // The embeddings' `usage.cost` is read as chat's is.
+      assert.isAbove(live.spendUsd, 0)
       assert.isAtLeast(status.keys.find((k) => k.id === "dead")!.failures, 1)
     })
   )
@@ -226,6 +228,41 @@ describe("Gateway routes", () => {
       const unknown = yield* raw(`${gw.url}/v1/generation?id=gen-nope`, { headers: auth })
       assert.strictEqual(unknown.status, 404)
     })
+  )
+
+  it.scopedLive(
+    "every key revoked: each POST route gets the gateway's own 503, never the upstream's 401",
+    () =>
+      Effect.gen(function* () {
+        const keys = simKeys(["x", "y"]).map((k) => ({ ...k, revoked: true }))
+        const sim = yield* Simulator.make({ seed: 7, keys })
+        const gw = yield* Gateway.make(yield* configFor(sim))
+        const secrets = sim.keys.map((k) => Redacted.value(k.secret))
+        const bodies: ReadonlyArray<readonly [string, unknown]> = [
+          ["/v1/embeddings", { model: EMBEDDING, input: "x" }],
+          ["/v1/completions", { model: MODEL, prompt: "x" }],
+          ["/api/v1/completions", { model: MODEL, prompt: "x", stream: true }],
+          ["/v1/responses", { model: MODEL, input: "x" }],
+          ["/v1/responses", { model: MODEL, input: "x", stream: true }]
+        ]
+        for (const [path, body] of bodies) {
+          const r = yield* raw(`${gw.url}${path}`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+            body: JSON.stringify(body)
+          })
+          assert.strictEqual(r.status, 503, path)
+          const error = (JSON.parse(r.text) as { error: { metadata: { reason: string } } }).error
+          assert.strictEqual(error.metadata.reason, "keys_unavailable", path)
+          for (const s of secrets) assert.notInclude(r.text + r.headers, s, path)
+        }
+        // A generation lookup with no key able to answer is the gateway's own 503 too.
+        const gen = yield* raw(`${gw.url}/v1/generation?id=gen-1`, {
+          headers: { authorization: `Bearer ${TOKEN}` }
+        })
+        assert.strictEqual(gen.status, 503)
+        for (const s of secrets) assert.notInclude(gen.text + gen.headers, s)
+      })
   )
 
   it.scopedLive("the wrong method on a client route is a 405 naming what is allowed", () =>
