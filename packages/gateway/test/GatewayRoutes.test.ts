@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import * as http from "node:http"
 import OpenAI from "openai"
 import * as Gateway from "../src/Gateway.js"
 import * as Simulator from "@or-balancer/simulator/Simulator"
@@ -282,6 +283,30 @@ describe("Gateway routes", () => {
         assert.isString((JSON.parse(r.text) as { error: { message: string } }).error.message)
       }
       assert.strictEqual((yield* raw(`${gw.url}/v1/nothing`)).status, 404)
+      // A dot segment under /models is not passed on (an upstream may resolve it to a keyed route).
+      const dotted = yield* Effect.promise(
+        () =>
+          new Promise<{ status: number; text: string }>((resolve, reject) =>
+            http
+              .get(
+                {
+                  host: "127.0.0.1",
+                  port: new URL(gw.url).port,
+                  path: "/v1/models/x/../../key",
+                  headers: { authorization: `Bearer ${TOKEN}` }
+                },
+                (r) => {
+                  let text = ""
+                  r.on("data", (c: Buffer) => (text += c.toString()))
+                  r.on("end", () => resolve({ status: r.statusCode ?? 0, text }))
+                }
+              )
+              .on("error", reject)
+          )
+      )
+      // The gateway's own 404: nothing was sent upstream.
+      assert.strictEqual(dotted.status, 404)
+      assert.include(dotted.text, "no route for GET /v1/models/x/../../key")
     })
   )
 })

@@ -23,6 +23,8 @@ import { upstreamFor } from "./upstream.js"
 type Head =
   | { readonly _tag: "Head"; readonly response: http.IncomingMessage }
   | { readonly _tag: "Broken"; readonly message: string }
+  /** A path or query Node will not send (the caller's: a 400, tried with no key). */
+  | { readonly _tag: "BadPath" }
 
 const call = (
   engine: EngineState,
@@ -47,11 +49,14 @@ const call = (
       { agent: u.agent, hostname: u.hostname, port: u.port, method: "GET", path: u.prefix + path, headers },
       (response) => {
         up.setTimeout(engine.config.deadlines.bodyIdleMs)
-        live.cancel = () => response.destroy()
+        live.cancel = () => {
+          if (!response.complete) response.destroy()
+        }
         once({ _tag: "Head", response })
       }
     )
   } catch (e) {
+    if ((e as { code?: unknown }).code === "ERR_UNESCAPED_CHARACTERS") return once({ _tag: "BadPath" })
     return once({ _tag: "Broken", message: e instanceof Error ? e.message : String(e) })
   }
   up.setTimeout(engine.config.deadlines.headersMs, () => up.destroy(new Error("upstream timed out")))
@@ -93,6 +98,15 @@ const pipe = (res: http.ServerResponse, response: http.IncomingMessage): void =>
 const broken = (res: http.ServerResponse, message: string) =>
   openAiError(res, 502, Protocol.scrub(`the upstream could not be reached: ${message}`), "server_error", null)
 
+const badPath = (res: http.ServerResponse) =>
+  openAiError(
+    res,
+    400,
+    "the path or query has characters that cannot be sent on",
+    "invalid_request_error",
+    null
+  )
+
 /** `GET /models` or `/models/{author}/{slug}` (with its query), with no key. */
 export const forwardModels = (
   engine: EngineState,
@@ -102,7 +116,11 @@ export const forwardModels = (
   path: string
 ): void =>
   call(engine, live, req, path, undefined, (head) =>
-    head._tag === "Head" ? pipe(res, head.response) : broken(res, head.message)
+    head._tag === "Head"
+      ? pipe(res, head.response)
+      : head._tag === "BadPath"
+        ? badPath(res)
+        : broken(res, head.message)
   )
 
 /** The keys to ask, best first: the one that made the generation, then healthy ones, then the rest. */
@@ -147,6 +165,7 @@ export const forwardGeneration = (
         return void res.end(body)
       }
       call(engine, live, req, path, key, (head) => {
+        if (head._tag === "BadPath") return badPath(res)
         if (head._tag === "Broken") return attempt(i + 1, Protocol.scrub(head.message))
         const status = head.response.statusCode ?? 502
         if (status === 401 || status === 402 || status === 403 || status === 429 || status >= 500) {

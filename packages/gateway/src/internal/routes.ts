@@ -64,6 +64,9 @@ const GET_ONLY: WrongMethod = { _tag: "WrongMethod", allow: "GET, HEAD" }
 const apiPath = (path: string): string | undefined =>
   path.startsWith("/v1/") ? path.slice(3) : path.startsWith("/api/v1/") ? path.slice(7) : undefined
 
+/** A `.` or `..` segment: an upstream might resolve it to another of its routes. */
+const DOT_SEGMENT = /\/\.\.?(\/|$)/
+
 const isGet = (method: string | undefined) => method === "GET" || method === "HEAD"
 
 /** The route of a request, or `undefined` for an unknown path (a 404). */
@@ -78,7 +81,7 @@ export const routeOf = (method: string | undefined, path: string): Route | undef
   if (api !== undefined) {
     const inference = INFERENCE[api]
     if (inference !== undefined) return method === "POST" ? inference : POST_ONLY
-    if (api === "/models" || (api.startsWith("/models/") && api.length > 8))
+    if (api === "/models" || (api.startsWith("/models/") && api.length > 8 && !DOT_SEGMENT.test(api)))
       return isGet(method) ? { _tag: "Models", suffix: api } : GET_ONLY
     if (api === "/generation") return isGet(method) ? GENERATION : GET_ONLY
     return undefined
