@@ -3,7 +3,7 @@ import { KeyPool, KeySelector, StateStore, UpstreamError } from "@or-balancer/co
 import { ConcurrencyLimited, RoundRobin } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
-import { base, key, refuse, request } from "./util.js"
+import { base, key, refuse, request, decideNow, isLeaseNow } from "./util.js"
 
 // ConcurrencyLimited.unsafeSelect: the same choice as `select`, synchronously; `undefined` where
 // `select` would wait for a permit.
@@ -74,10 +74,10 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
             stack([key("a", { maxConcurrency: 1 }), key("b", { maxConcurrency: 1 })])
           )
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = selector.unsafeSelect!
+          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
           const a = unsafeSelect(request({ deadline: 1_000 }))
           const b = unsafeSelect(request({ deadline: 1_000 }))
-          expect([a, b].map((l) => (KeySelector.isUnsafeLease(l) ? l.key.id : l))).toEqual(["a", "b"])
+          expect([a, b].map((l) => (isLeaseNow(l) ? l.key.id : l))).toEqual(["a", "b"])
           const before = yield* statusOf(ctx)
           expect(before).toEqual({ inUse: { a: 1, b: 1 }, waiting: 0 })
 
@@ -94,7 +94,7 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
             yield* Effect.flip(selector.select(request({ deadline: 1_000 })))
           )
           // With a free, once reported back: a gate leaving only the full b waits; leaving none fails.
-          ;(a as KeySelector.UnsafeLease).unsafeReport(KeySelector.success("1 millis"))
+          ;(a as KeySelector.Lease).unsafeReport(KeySelector.success("1 millis"))
           expect(unsafeSelect(request({ deadline: 5_000, gate: refuse("a") }))).toBeUndefined()
           expect(unsafeSelect(request({ deadline: 5_000, gate: refuse("a", "b") }))).toBeInstanceOf(
             KeySelector.NoKeyAvailable
@@ -109,9 +109,10 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack([key("a", { maxConcurrency: 1 })]))
         const selector = Context.get(ctx, KeySelector.KeySelector)
-        const held = selector.unsafeSelect!(request({ deadline: 10_000 }))
-        expect(KeySelector.isUnsafeLease(held)).toBe(true)
-        const lease = held as KeySelector.UnsafeLease
+        const held = decideNow(selector, request({ deadline: 10_000 }))
+        expect(isLeaseNow(held)).toBe(true)
+        // Reported once by its caller's guard (the Balancer's `Started`, or `KeySelector.once`).
+        const lease = KeySelector.once(held as KeySelector.Lease)
         const waiter = yield* Effect.fork(selector.select(request({ deadline: 10_000 })))
         yield* TestClock.adjust("1 millis")
         expect(yield* statusOf(ctx)).toEqual({ inUse: { a: 1 }, waiting: 1 })
@@ -123,40 +124,47 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
         lease.unsafeReport(KeySelector.success("1 millis"))
         yield* lease.report(KeySelector.cancelled())
         expect(yield* statusOf(ctx)).toEqual({ inUse: { a: 1 }, waiting: 0 })
-        expect(selector.unsafeSelect!(request({ deadline: 10_000 }))).toBeUndefined()
+        expect(decideNow(selector, request({ deadline: 10_000 }))).toBeUndefined()
         yield* next.report(KeySelector.success("1 millis"))
         expect(yield* statusOf(ctx)).toEqual({ inUse: {}, waiting: 0 })
       })
     )
   )
 
-  it.effect("absent when the inner selector has no unsafeSelect, or the pool no synchronous read", () =>
-    Effect.scoped(
-      Effect.gen(function* () {
-        const plainInner = Layer.effect(
-          KeySelector.KeySelector,
-          Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
-        )
-        const noSyncInner = yield* Layer.build(limited(plainInner).pipe(Layer.provideMerge(base(pool))))
-        expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
-
-        // The inner round robin reads the real pool (it has its fast path); the decorator a pool without one.
-        const asyncPool = Layer.effect(
-          KeyPool.KeyPool,
-          Effect.map(KeyPool.KeyPool, (p) => KeyPool.KeyPool.of({ ...p, unsafeGet: undefined }))
-        )
-        const noSyncPool = yield* Layer.build(
-          Layer.effect(KeySelector.KeySelector, ConcurrencyLimited.make()).pipe(
-            Layer.provide(asyncPool),
-            Layer.provideMerge(RoundRobin.layer()),
-            Layer.provideMerge(base(pool))
+  it.effect(
+    "a Wait when the inner selector is written as an Effect; a pool without a synchronous read only matters for waiting",
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const plainInner = Layer.effect(
+            KeySelector.KeySelector,
+            Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
           )
-        )
-        expect(Context.get(noSyncPool, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
-        // The Effect path still works there.
-        const lease = yield* Context.get(noSyncPool, KeySelector.KeySelector).select(request())
-        expect(lease.key.id).toBe("a")
-      })
-    )
+          const noSyncInner = yield* Layer.build(limited(plainInner).pipe(Layer.provideMerge(base(pool))))
+          expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
+            KeySelector.Wait
+          )
+
+          // The inner round robin reads the real pool (it has its fast path); the decorator a pool without one.
+          const asyncPool = Layer.effect(
+            KeyPool.KeyPool,
+            Effect.map(KeyPool.KeyPool, (p) => KeyPool.KeyPool.of({ ...p, unsafeGet: undefined }))
+          )
+          const noSyncPool = yield* Layer.build(
+            Layer.effect(KeySelector.KeySelector, ConcurrencyLimited.make()).pipe(
+              Layer.provide(asyncPool),
+              Layer.provideMerge(RoundRobin.layer()),
+              Layer.provideMerge(base(pool))
+            )
+          )
+          // The decorator reads the pool only to know whether to wait: a free permit is still decided at once.
+          const decided = decideNow(Context.get(noSyncPool, KeySelector.KeySelector), request())
+          expect(isLeaseNow(decided) && decided.key.id).toBe("a")
+          yield* (decided as KeySelector.Lease).report(KeySelector.cancelled())
+          // The Effect path works there too.
+          const lease = yield* Context.get(noSyncPool, KeySelector.KeySelector).select(request())
+          expect(lease.key.id).toBe("b")
+        })
+      )
   )
 })

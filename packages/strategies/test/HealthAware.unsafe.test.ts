@@ -11,7 +11,7 @@ import {
 import { ConcurrencyLimited, HealthAware, RoundRobin } from "@or-balancer/strategies"
 import { Context, Duration, Effect, FastCheck as fc, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
-import { base, key, refuse, request } from "./util.js"
+import { base, key, refuse, request, decideNow } from "./util.js"
 
 // HealthAware.unsafeSelect, over ConcurrencyLimited > RoundRobin: the same choice and the same
 // state as `select`, synchronously; `undefined` where `select` would probe or wait.
@@ -111,18 +111,18 @@ describe("HealthAware.unsafeSelect", () => {
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(pool.slice(0, 2)))
         const selector = Context.get(ctx, KeySelector.KeySelector)
-        const unsafeSelect = selector.unsafeSelect!
+        const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
         const onlyA = request({ gate: refuse("b") })
-        const first = unsafeSelect(onlyA) as KeySelector.UnsafeLease
+        const first = unsafeSelect(onlyA) as KeySelector.Lease
         expect(first.key.id).toBe("a")
         first.unsafeReport(KeySelector.failure("1 millis", unauthorized)) // ejects at once
         const out = unsafeSelect(onlyA)
         expect(out).toBeInstanceOf(KeySelector.NoKeyAvailable)
         expect(out).toEqual(yield* Effect.flip(selector.select(onlyA)))
-        expect((unsafeSelect(request()) as KeySelector.UnsafeLease).key.id).toBe("b")
+        expect((unsafeSelect(request()) as KeySelector.Lease).key.id).toBe("b")
 
         yield* TestClock.adjust("1 second")
-        const trial = unsafeSelect(onlyA) as KeySelector.UnsafeLease
+        const trial = unsafeSelect(onlyA) as KeySelector.Lease
         expect(trial.key.id).toBe("a")
         // The slot is taken: neither path lets a second request through.
         const busy = unsafeSelect(onlyA)
@@ -130,7 +130,7 @@ describe("HealthAware.unsafeSelect", () => {
         expect(busy).toEqual(yield* Effect.flip(selector.select(onlyA)))
         // No verdict frees the slot; the key stays half-open.
         trial.unsafeReport(KeySelector.cancelled())
-        const again = unsafeSelect(onlyA) as KeySelector.UnsafeLease
+        const again = unsafeSelect(onlyA) as KeySelector.Lease
         expect(again.key.id).toBe("a")
         // Reported through its Effect form, the same report: a success closes the key.
         yield* again.report(KeySelector.success("1 millis"))
@@ -151,11 +151,11 @@ describe("HealthAware.unsafeSelect", () => {
             )
           )
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = selector.unsafeSelect!
-          const first = unsafeSelect(request({ gate: refuse("b") })) as KeySelector.UnsafeLease
+          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
+          const first = unsafeSelect(request({ gate: refuse("b") })) as KeySelector.Lease
           first.unsafeReport(KeySelector.failure("1 millis", unauthorized))
           // a is out, no probe due yet: decided synchronously.
-          const b = unsafeSelect(request()) as KeySelector.UnsafeLease
+          const b = unsafeSelect(request()) as KeySelector.Lease
           expect(b.key.id).toBe("b")
           b.unsafeReport(KeySelector.success("1 millis"))
 
@@ -171,7 +171,7 @@ describe("HealthAware.unsafeSelect", () => {
           expect(picked.key.id).toBe("b")
           expect(yield* memory.lookups("a")).toBe(1)
           yield* picked.report(KeySelector.success("1 millis"))
-          const after = unsafeSelect(request()) as KeySelector.UnsafeLease
+          const after = unsafeSelect(request()) as KeySelector.Lease
           expect(after.key.id).toBe("b")
           after.unsafeReport(KeySelector.cancelled())
         })
@@ -189,7 +189,9 @@ describe("HealthAware.unsafeSelect", () => {
         const noSyncInner = yield* Layer.build(
           HealthAware.layer(options).pipe(Layer.provideMerge(plainInner), Layer.provideMerge(base(pool)))
         )
-        expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
+        expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
+          KeySelector.Wait
+        )
 
         // The round robin keeps the memory store's fast path; health sees a store without one.
         const asyncStore = Layer.effect(
@@ -204,7 +206,7 @@ describe("HealthAware.unsafeSelect", () => {
           )
         )
         const selector = Context.get(noSyncStore, KeySelector.KeySelector)
-        expect(selector.unsafeSelect).toBeUndefined()
+        expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
         // The Effect path still learns and gates there.
         const lease = yield* selector.select(request({ gate: refuse("b", "c", "d") }))
         yield* lease.report(KeySelector.failure("1 millis", unauthorized))

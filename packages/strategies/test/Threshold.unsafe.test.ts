@@ -11,7 +11,7 @@ import {
 import { CreditLedger, RoundRobin, Threshold } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
-import { base, keys, refuse, request } from "./util.js"
+import { base, keys, refuse, request, decideNow } from "./util.js"
 
 // Threshold.unsafeSelect over RoundRobin: the same gate, choice, remembered key and reservation as
 // `select`, synchronously; `undefined` (nothing changed) whenever `select` would look a credit up
@@ -90,7 +90,9 @@ const op = fc.oneof(
 const hesitant = Layer.effect(
   KeySelector.KeySelector,
   Effect.map(RoundRobin.make(), (rr) =>
-    KeySelector.make(rr.select, (req) => (req.affinity === "wait" ? undefined : rr.unsafeSelect!(req)))
+    KeySelector.fromDecide((req) =>
+      req.affinity === "wait" ? new KeySelector.Wait(Effect.merge(rr.select(req))) : rr.decide(req)
+    )
   )
 )
 
@@ -128,7 +130,7 @@ describe("Threshold.unsafeSelect", () => {
         Effect.gen(function* () {
           const ctx = yield* Layer.build(stack(memory.service, {}, hesitant))
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = selector.unsafeSelect!
+          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
           const notD = request({ gate: refuse("d") })
           // Nothing looked up yet.
           expect(unsafeSelect(notD)).toBeUndefined()
@@ -144,13 +146,13 @@ describe("Threshold.unsafeSelect", () => {
           // a keeps 0.7: stay on it, whatever the round robin's cursor says.
           const picks: Array<string> = []
           for (let i = 0; i < 3; i++) {
-            const lease = unsafeSelect(notD) as KeySelector.UnsafeLease
+            const lease = unsafeSelect(notD) as KeySelector.Lease
             picks.push(lease.key.id)
             lease.unsafeReport(KeySelector.success("1 millis", 0.15))
           }
           // 0.7, 0.55, 0.4 before each: a, a, a; then 0.25 is under the threshold: move on.
           expect(picks).toEqual(["a", "a", "a"])
-          const moved = unsafeSelect(notD) as KeySelector.UnsafeLease
+          const moved = unsafeSelect(notD) as KeySelector.Lease
           expect(moved.key.id).not.toBe("a")
           expect(yield* Context.get(ctx, StateStore.StateStore).get("or-balancer/threshold", "default")).toBe(
             moved.key.id
@@ -196,10 +198,12 @@ describe("Threshold.unsafeSelect", () => {
       yield* Effect.scoped(
         Effect.gen(function* () {
           const noSyncInner = yield* Layer.build(stack(memory.service, {}, plainInner))
-          expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
+          expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
+            KeySelector.Wait
+          )
           const noSyncStore = yield* Layer.build(stack(memory.service, {}, RoundRobin.layer(), asyncStore))
           const selector = Context.get(noSyncStore, KeySelector.KeySelector)
-          expect(selector.unsafeSelect).toBeUndefined()
+          expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
           // The Effect path still works there.
           const lease = yield* selector.select(request({ gate: refuse("d") }))
           expect(lease.key.id).toBe("a")

@@ -1,7 +1,7 @@
 import { expect } from "@effect/vitest"
 import { KeySelector } from "@or-balancer/core"
 import { Context, Effect, Either, FastCheck as fc, Layer, TestClock } from "effect"
-import { refuse, request } from "./util.js"
+import { refuse, request, decideNow } from "./util.js"
 
 // The driver of the two-path property tests: two identical stacks take the same steps, one
 // through `select`/`report`, the other through `unsafeSelect`/`unsafeReport`, and must agree on
@@ -85,11 +85,11 @@ export interface TwoPaths {
 export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPaths => {
   const slowSelector = Context.get(slow.ctx, KeySelector.KeySelector)
   const fastSelector = Context.get(fast.ctx, KeySelector.KeySelector)
-  const unsafeSelect = fastSelector.unsafeSelect!
+  const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(fastSelector, r)
   expect(unsafeSelect).toBeDefined()
   const slowLeases: Array<KeySelector.Lease> = []
-  const fastLeases: Array<KeySelector.Lease | KeySelector.UnsafeLease> = []
-  // Whether each fast lease came from `unsafeSelect` (it can be reported synchronously).
+  const fastLeases: Array<KeySelector.Lease> = []
+  // Whether each fast lease came from the synchronous decision (then it is reported synchronously).
   const synchronous: Array<boolean> = []
 
   const select = (req: KeySelector.SelectRequest) =>
@@ -107,7 +107,8 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
       expect(describeAnswer(f)).toBe(describeAnswer(Either.merge(s)))
       if (Either.isRight(s)) slowLeases.push(s.right)
       if (!(f instanceof KeySelector.NoKeyAvailable)) {
-        fastLeases.push(f)
+        // A synchronous lease is reported once by its caller's guard (the Balancer's `Started`).
+        fastLeases.push(decided ? KeySelector.once(f) : f)
         synchronous.push(decided)
       }
     })
@@ -120,7 +121,7 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
         yield* slowLeases[i]!.report(outcome)
         const l = fastLeases[i]!
         if (viaEffect || !synchronous[i]) yield* l.report(outcome)
-        else (l as KeySelector.UnsafeLease).unsafeReport(outcome)
+        else l.unsafeReport(outcome)
       }
     })
 

@@ -8,13 +8,13 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
 import * as Scope from "effect/Scope"
 import type * as Balancer from "../Balancer.js"
-import { AllAttemptsFailed, defaultBackoff } from "../Balancer.js"
 import type * as Key from "../Key.js"
 import * as KeyPool from "../KeyPool.js"
 import * as KeySelector from "../KeySelector.js"
 import * as Monitor from "../Monitor.js"
 import * as StateStore from "../StateStore.js"
 import * as UpstreamError from "../UpstreamError.js"
+import { AllAttemptsFailed, defaultBackoff } from "./attempts.js"
 import * as RetryBudget from "./retryBudget.js"
 
 const COOLDOWN = "or-balancer/cooldown"
@@ -94,13 +94,25 @@ class Attempt<A> extends Settling implements Balancer.Scoped<A> {
   }
 }
 
+/** How a failed synchronous start goes on: the Effect loop, from that attempt. */
+interface Continue {
+  readonly run: <A, E, R>(
+    after: Started,
+    use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
+    costOf: ((a: A) => number | undefined) | undefined,
+    onHeld: ((held: Balancer.Scoped<A>) => void) | undefined
+  ) => Effect.Effect<any, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R>
+}
+
 /** A first attempt started synchronously (`unsafeStart`): settled synchronously, with no Effect. */
 class Started extends Settling implements Balancer.Started {
   constructor(
-    private readonly lease: KeySelector.UnsafeLease,
+    private readonly lease: KeySelector.Lease,
     clock: Clock.Clock,
     private readonly finished: (key: Key.Key, outcome: KeySelector.Outcome) => void,
-    start: number
+    start: number,
+    readonly request: Balancer.RunRequest,
+    private readonly next: Continue
   ) {
     super(lease, clock, start)
     // Own closures, so that they work detached (a callback holds them).
@@ -116,6 +128,20 @@ class Started extends Settling implements Balancer.Started {
   readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
   readonly unsafeCancel: () => void
 
+  run<A, E, R>(
+    use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
+    options?: Balancer.RunOptions<A>
+  ): Effect.Effect<A, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> {
+    return this.next.run(this, use, options?.costOf, undefined)
+  }
+
+  runHeld<A, E, R>(
+    use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
+    onHeld: (held: Balancer.Scoped<A>) => void
+  ): Effect.Effect<Balancer.Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> {
+    return this.next.run(this, use, undefined, onHeld)
+  }
+
   private settle(
     tag: KeySelector.Outcome["_tag"],
     cost: number | undefined,
@@ -123,7 +149,9 @@ class Started extends Settling implements Balancer.Started {
   ): void {
     const outcome = this.claim(tag, cost, error)
     if (outcome === undefined) return
-    this.lease.unsafeReport(outcome)
+    const reported = this.lease.unsafeReport(outcome)
+    // Only a lease of a hand-written decision may answer an Effect here (`Wait`s never start).
+    if (Effect.isEffect(reported)) Effect.runFork(reported)
     this.finished(this.key, outcome)
   }
 }
@@ -243,16 +271,19 @@ export const make = (options: Balancer.Options = {}) =>
         const now = clock.unsafeCurrentTimeMillis()
         const gate = gateOf(entries, now)
         return Effect.catchAll(
-          selector.select(
-            // One object shape for every request (see `KeySelector.withGate`).
-            {
-              model: base.model,
-              attempt: base.attempt,
-              tried: base.tried,
-              affinity: base.affinity,
-              gate,
-              deadline: deadlineAt
-            }
+          // The decision's waits run; its lease is reported once by the attempt holding it.
+          KeySelector.toEffect(
+            selector.decide(
+              // One object shape for every request (see `KeySelector.withGate`).
+              {
+                model: base.model,
+                attempt: base.attempt,
+                tried: base.tried,
+                affinity: base.affinity,
+                gate,
+                deadline: deadlineAt
+              }
+            )
           ),
           (error) => {
             const wait =
@@ -342,22 +373,25 @@ export const make = (options: Balancer.Options = {}) =>
     // --- The synchronous first attempt --------------------------------------------------------
 
     const syncParts =
-      selector.unsafeSelect !== undefined &&
       store.unsafe !== undefined &&
       monitor.unsafeStarted !== undefined &&
       monitor.unsafeFinished !== undefined
-        ? {
-            select: selector.unsafeSelect,
-            store: store.unsafe,
-            started: monitor.unsafeStarted,
-            finished: monitor.unsafeFinished
-          }
+        ? { store: store.unsafe, started: monitor.unsafeStarted, finished: monitor.unsafeFinished }
         : undefined
+
+    const continueFrom: Continue = {
+      run: (after, use, costOf, onHeld) =>
+        after.error === undefined
+          ? Effect.dieMessage("Balancer: a started attempt goes on only after unsafeFail")
+          : onHeld === undefined
+            ? loop(after.request, use, costOf, undefined, valueOf, after)
+            : loop(after.request, use, undefined, holdWith(onHeld), scopedOf, after)
+    }
 
     const unsafeStart: Balancer.Service["unsafeStart"] = (request) => {
       if (syncParts === undefined || request.after !== undefined) return undefined
       const now = ownClock.unsafeCurrentTimeMillis()
-      const selected = syncParts.select({
+      const decided = selector.decide({
         model: request.model,
         attempt: 1,
         tried: NOTHING_TRIED,
@@ -365,11 +399,11 @@ export const make = (options: Balancer.Options = {}) =>
         gate: gateOf(syncParts.store.entries<number>(COOLDOWN), now),
         deadline: now + deadlineMs
       })
-      // Refused or undecided: `run`/`runHeld` select again, and wait or fail as they do.
-      if (!KeySelector.isUnsafeLease(selected)) return undefined
+      // Refused, or must wait (having taken nothing): `run`/`runHeld` decide again, and wait or fail.
+      if (!KeySelector.isLease(decided)) return undefined
       budget?.deposit(now)
-      syncParts.started(selected.key)
-      return new Started(selected, ownClock, syncParts.finished, now)
+      syncParts.started(decided.key)
+      return new Started(decided, ownClock, syncParts.finished, now, request, continueFrom)
     }
 
     const loop = <A, E, R, B>(
@@ -378,10 +412,12 @@ export const make = (options: Balancer.Options = {}) =>
       costOf: ((a: A) => number | undefined) | undefined,
       hold: Hold<A>,
       // What the caller gets from the attempt that succeeded (no extra map step after the loop).
-      result: (done: Attempt<A>) => B
+      result: (done: Attempt<A>) => B,
+      // A failed synchronous first attempt to go on from (`Started.run`), or the deprecated `after`.
+      from0: Balancer.Started | undefined = request.after
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
       Effect.clockWith((clock) => {
-        const after = request.after
+        const after = from0
         if (after !== undefined && !(after instanceof Started && after.error !== undefined)) {
           return Effect.dieMessage("Balancer: `after` must be a first attempt from unsafeStart that failed")
         }
@@ -466,29 +502,26 @@ export const make = (options: Balancer.Options = {}) =>
     const run: Balancer.Service["run"] = (request, use, options) =>
       loop(request, use, options?.costOf, undefined, valueOf)
 
-    const runWithScope: Balancer.Service["runWithScope"] = (scope, request, use) =>
-      // Held until the caller settles it, or its scope closes (then: no verdict).
-      loop(request, use, undefined, (scoped) => Scope.addFinalizer(scope, scoped.cancel), scopedOf)
-
     const runScoped: Balancer.Service["runScoped"] = (request, use) =>
-      Effect.flatMap(Effect.scope, (scope) => runWithScope(scope, request, use))
+      Effect.flatMap(Effect.scope, (scope) =>
+        // Held until the caller settles it, or its scope closes (then: no verdict).
+        loop(request, use, undefined, (scoped) => Scope.addFinalizer(scope, scoped.cancel), scopedOf)
+      )
+
+    const holdWith =
+      <A>(onHeld: (held: Balancer.Scoped<A>) => void): Hold<A> =>
+      (scoped) => {
+        onHeld(scoped)
+        return undefined
+      }
 
     const runHeld: Balancer.Service["runHeld"] = (request, use, onHeld) =>
-      loop(
-        request,
-        use,
-        undefined,
-        (scoped) => {
-          onHeld(scoped)
-          return undefined
-        },
-        scopedOf
-      )
+      loop(request, use, undefined, holdWith(onHeld), scopedOf)
 
     const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
       Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })
 
-    return { run, runScoped, runWithScope, runHeld, batch, cooldowns, unsafeStart } satisfies Balancer.Service
+    return { run, runScoped, runHeld, batch, cooldowns, unsafeStart } satisfies Balancer.Service
   })
 
 /** A selection's request but for its gate and deadline, which each try sets. */
