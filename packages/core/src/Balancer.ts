@@ -112,8 +112,8 @@ export {
    * @category Constructors
    */
   defaultBackoff
-} from "./internal/attempts.js"
-import type { AllAttemptsFailed } from "./internal/attempts.js"
+} from "./internal/allAttemptsFailed.js"
+import type { AllAttemptsFailed } from "./internal/allAttemptsFailed.js"
 
 /**
  * @since 0.1.0

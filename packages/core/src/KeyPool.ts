@@ -28,7 +28,7 @@ export interface Service {
   readonly remove: (id: string) => Effect.Effect<boolean>
   /** The current set, then every change. */
   readonly changes: Stream.Stream<ReadonlyArray<Key.Key>>
-  /** The current keys, read synchronously (for `KeySelector.unsafeSelect`); a pool without it turns that path off. */
+  /** The current keys, read synchronously (for `KeySelector.decide`); without it, a decision reads them through a `Wait`. */
   readonly unsafeGet?: (() => ReadonlyArray<Key.Key>) | undefined
 }
 

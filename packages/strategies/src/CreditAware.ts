@@ -11,9 +11,8 @@
  * expires; a key never looked up successfully is ineligible until the failed lookup may be
  * retried (a short TTL).
  *
- * `unsafeSelect` (over a pool and ledger store with synchronous forms) makes the same choice and
- * reservation synchronously from the cached balances, with leases settled synchronously too; it
- * answers `undefined`, changing nothing, whenever `select` would first look a key's credit up.
+ * The decision chooses and reserves synchronously from the cached balances; it answers a `Wait`,
+ * having changed nothing, whenever a key's credit must be looked up first.
  *
  * @since 0.1.0
  */

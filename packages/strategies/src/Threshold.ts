@@ -12,10 +12,9 @@
  * Each attempt reserves `estimate` USD on its key and settles it with the reported cost; a 402
  * empties the key in the ledger until its next lookup.
  *
- * `unsafeSelect` (when the inner selector offers it, over a pool, store and ledger with
- * synchronous forms) gates, chooses, remembers and reserves as `select` does, synchronously; it
- * answers `undefined`, changing nothing, whenever `select` would first look a key's credit up or
- * the inner selector would wait.
+ * The decision gates, chooses, remembers and reserves synchronously; it answers a `Wait`,
+ * having changed nothing, whenever a key's credit must be looked up first or the inner selector
+ * waits.
  *
  * @since 0.1.0
  */

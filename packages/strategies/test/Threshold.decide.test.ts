@@ -96,7 +96,7 @@ const hesitant = Layer.effect(
   )
 )
 
-describe("Threshold.unsafeSelect", () => {
+describe("Threshold.decide", () => {
   it.effect.prop(
     "random selections, reports, credit changes and time through either path: same picks, same ledger, same current key",
     { ops: fc.array(op, { maxLength: 40, size: "max" }), stay: fc.boolean() },
@@ -123,7 +123,7 @@ describe("Threshold.unsafeSelect", () => {
     { fastCheck: { numRuns: 100 } }
   )
 
-  it.effect("stays on its key synchronously; undefined while a lookup is due or the inner would wait", () =>
+  it.effect("stays on its key synchronously; a Wait while a lookup is due or the inner would wait", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory(infos)
       yield* Effect.scoped(
@@ -184,34 +184,36 @@ describe("Threshold.unsafeSelect", () => {
     })
   )
 
-  it.effect("absent when the inner selector has none, or the store no synchronous forms", () =>
-    Effect.gen(function* () {
-      const memory = yield* CreditLookup.makeMemory(infos)
-      const plainInner = Layer.effect(
-        KeySelector.KeySelector,
-        Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
-      )
-      const asyncStore = Layer.effect(
-        StateStore.StateStore,
-        Effect.map(StateStore.makeMemory, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
-      )
-      yield* Effect.scoped(
-        Effect.gen(function* () {
-          const noSyncInner = yield* Layer.build(stack(memory.service, {}, plainInner))
-          expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
-            KeySelector.Wait
-          )
-          const noSyncStore = yield* Layer.build(stack(memory.service, {}, RoundRobin.layer(), asyncStore))
-          const selector = Context.get(noSyncStore, KeySelector.KeySelector)
-          expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
-          // The Effect path still works there.
-          const lease = yield* selector.select(request({ gate: refuse("d") }))
-          expect(lease.key.id).toBe("a")
-          yield* lease.report(KeySelector.success("1 millis", 0.8))
-          expect((yield* selector.select(request({ gate: refuse("d") }))).key.id).toBe("b")
-        })
-      )
-    })
+  it.effect(
+    "a Wait when the inner selector is written as an Effect, or the store has no synchronous forms",
+    () =>
+      Effect.gen(function* () {
+        const memory = yield* CreditLookup.makeMemory(infos)
+        const plainInner = Layer.effect(
+          KeySelector.KeySelector,
+          Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
+        )
+        const asyncStore = Layer.effect(
+          StateStore.StateStore,
+          Effect.map(StateStore.makeMemory, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
+        )
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const noSyncInner = yield* Layer.build(stack(memory.service, {}, plainInner))
+            expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
+              KeySelector.Wait
+            )
+            const noSyncStore = yield* Layer.build(stack(memory.service, {}, RoundRobin.layer(), asyncStore))
+            const selector = Context.get(noSyncStore, KeySelector.KeySelector)
+            expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
+            // The Effect path still works there.
+            const lease = yield* selector.select(request({ gate: refuse("d") }))
+            expect(lease.key.id).toBe("a")
+            yield* lease.report(KeySelector.success("1 millis", 0.8))
+            expect((yield* selector.select(request({ gate: refuse("d") }))).key.id).toBe("b")
+          })
+        )
+      })
   )
 
   it.effect("through Balancer.unsafeStart: stays, reserves, and moves on when the key runs low", () =>

@@ -87,9 +87,9 @@ const op = fc.oneof(
 const server = errors[0]!
 const unauthorized = errors[1]!
 
-describe("HealthAware.unsafeSelect", () => {
+describe("HealthAware.decide", () => {
   it.effect.prop(
-    "random selections, reports and time, through select/report and unsafeSelect/unsafeReport: same picks, same health and permits",
+    "random selections, reports and time, through select and through decide: same picks, same health and permits",
     { ops: fc.array(op, { maxLength: 50 }) },
     ({ ops }) =>
       Effect.scoped(
@@ -140,7 +140,7 @@ describe("HealthAware.unsafeSelect", () => {
     )
   )
 
-  it.effect("probe recovery: undefined whenever a probe is due (nothing changed), decided otherwise", () =>
+  it.effect("probe recovery: a Wait whenever a probe is due (nothing changed), decided otherwise", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory({})
       yield* Effect.scoped(
@@ -179,42 +179,44 @@ describe("HealthAware.unsafeSelect", () => {
     })
   )
 
-  it.effect("absent when the inner selector has no unsafeSelect, or the store no synchronous forms", () =>
-    Effect.scoped(
-      Effect.gen(function* () {
-        const plainInner = Layer.effect(
-          KeySelector.KeySelector,
-          Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
-        )
-        const noSyncInner = yield* Layer.build(
-          HealthAware.layer(options).pipe(Layer.provideMerge(plainInner), Layer.provideMerge(base(pool)))
-        )
-        expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
-          KeySelector.Wait
-        )
-
-        // The round robin keeps the memory store's fast path; health sees a store without one.
-        const asyncStore = Layer.effect(
-          StateStore.StateStore,
-          Effect.map(StateStore.StateStore, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
-        )
-        const noSyncStore = yield* Layer.build(
-          HealthAware.layer(options).pipe(
-            Layer.provide(asyncStore),
-            Layer.provideMerge(RoundRobin.layer()),
-            Layer.provideMerge(base(pool))
+  it.effect(
+    "a Wait when the inner selector is written as an Effect, or the store has no synchronous forms",
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const plainInner = Layer.effect(
+            KeySelector.KeySelector,
+            Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
           )
-        )
-        const selector = Context.get(noSyncStore, KeySelector.KeySelector)
-        expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
-        // The Effect path still learns and gates there.
-        const lease = yield* selector.select(request({ gate: refuse("b", "c", "d") }))
-        yield* lease.report(KeySelector.failure("1 millis", unauthorized))
-        expect((yield* Effect.flip(selector.select(request({ gate: refuse("b", "c", "d") })))).reason).toBe(
-          "unhealthy"
-        )
-      })
-    )
+          const noSyncInner = yield* Layer.build(
+            HealthAware.layer(options).pipe(Layer.provideMerge(plainInner), Layer.provideMerge(base(pool)))
+          )
+          expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
+            KeySelector.Wait
+          )
+
+          // The round robin keeps the memory store's fast path; health sees a store without one.
+          const asyncStore = Layer.effect(
+            StateStore.StateStore,
+            Effect.map(StateStore.StateStore, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
+          )
+          const noSyncStore = yield* Layer.build(
+            HealthAware.layer(options).pipe(
+              Layer.provide(asyncStore),
+              Layer.provideMerge(RoundRobin.layer()),
+              Layer.provideMerge(base(pool))
+            )
+          )
+          const selector = Context.get(noSyncStore, KeySelector.KeySelector)
+          expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
+          // The Effect path still learns and gates there.
+          const lease = yield* selector.select(request({ gate: refuse("b", "c", "d") }))
+          yield* lease.report(KeySelector.failure("1 millis", unauthorized))
+          expect((yield* Effect.flip(selector.select(request({ gate: refuse("b", "c", "d") })))).reason).toBe(
+            "unhealthy"
+          )
+        })
+      )
   )
 
   it.effect(

@@ -46,7 +46,7 @@ const ownedBy = (id: string): string => {
 // One session owned by each key (c's fall back), and a few more.
 const sessions = [...ids.map(ownedBy), "s1", "s2", "s3"]
 
-describe("Sticky.unsafeSelect", () => {
+describe("Sticky.decide", () => {
   it.effect.prop(
     "random sessions and gates through either path: same picks and refusals, same inner state",
     {
@@ -98,7 +98,7 @@ describe("Sticky.unsafeSelect", () => {
     )
   )
 
-  it.effect("undefined, changing nothing, where the inner is undecided for the session's key", () =>
+  it.effect("a Wait, changing nothing, where the inner is undecided for the session's key", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(hesitantInner))
@@ -117,7 +117,7 @@ describe("Sticky.unsafeSelect", () => {
     )
   )
 
-  it.effect("absent when the inner selector has none", () =>
+  it.effect("a Wait when the inner selector is written as an Effect", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const plain: Inner = Layer.effect(

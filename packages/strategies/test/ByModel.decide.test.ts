@@ -47,7 +47,7 @@ const hesitant = (name: string): Inner =>
     )
   )
 
-describe("ByModel.unsafeSelect", () => {
+describe("ByModel.decide", () => {
   it.effect.prop(
     "random requests through either path: same picks and refusals, same route state",
     {
@@ -92,7 +92,7 @@ describe("ByModel.unsafeSelect", () => {
     )
   )
 
-  it.effect("undefined, changing nothing, where the route's selector is undecided", () =>
+  it.effect("a Wait, changing nothing, where the route's selector is undecided", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(true, hesitant("anthropic")))
@@ -109,7 +109,7 @@ describe("ByModel.unsafeSelect", () => {
     )
   )
 
-  it.effect("a route whose selector has none is left to select; the other routes keep the fast path", () =>
+  it.effect("a route whose selector is written as an Effect waits; the other routes keep the fast path", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const plain = (name: string): Inner =>

@@ -46,9 +46,9 @@ const op = fc.oneof(
   )
 )
 
-describe("ConcurrencyLimited.unsafeSelect", () => {
+describe("ConcurrencyLimited.decide", () => {
   it.effect.prop(
-    "random selections and reports, through select/report and through unsafeSelect/unsafeReport: same picks, same permits",
+    "random selections and reports, through select and through decide: same picks, same permits",
     { ops: fc.array(op, { maxLength: 40 }) },
     ({ ops }) =>
       Effect.scoped(
@@ -66,7 +66,7 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
   )
 
   it.effect(
-    "every candidate full: undefined while select would wait (nothing taken), the refusal once it would fail",
+    "every candidate full: a Wait while select would wait (nothing taken), the refusal once it would fail",
     () =>
       Effect.scoped(
         Effect.gen(function* () {

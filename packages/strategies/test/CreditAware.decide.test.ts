@@ -72,7 +72,7 @@ const op = fc.oneof(
   { arbitrary: TwoPaths.tickOp(40_000), weight: 1 }
 )
 
-describe("CreditAware.unsafeSelect", () => {
+describe("CreditAware.decide", () => {
   it.effect.prop(
     "random selections, reports, credit changes and time through either path: same picks, same ledger, same lookups",
     { ops: fc.array(op, { maxLength: 40, size: "max" }) },
@@ -99,7 +99,7 @@ describe("CreditAware.unsafeSelect", () => {
     { fastCheck: { numRuns: 100 } }
   )
 
-  it.effect("undefined while a lookup is due (never looked up, expired, refreshed); decided otherwise", () =>
+  it.effect("a Wait while a lookup is due (never looked up, expired, refreshed); decided otherwise", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory(infos)
       yield* Effect.scoped(
@@ -179,7 +179,7 @@ describe("CreditAware.unsafeSelect", () => {
     })
   )
 
-  it.effect("absent over a store without synchronous forms; the Effect path still reserves there", () =>
+  it.effect("a Wait over a store without synchronous forms; the Effect path still reserves there", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory(infos)
       const asyncStore = Layer.effect(
