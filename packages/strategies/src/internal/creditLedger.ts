@@ -31,10 +31,19 @@ export const stepEffect = <A>(step: Step<A>): Effect.Effect<A> =>
 export const decideWith = <A>(step: Step<A>, k: (a: A) => KeySelector.Decision): KeySelector.Decision =>
   step instanceof Pending ? KeySelector.waitFor(step.effect, k) : k(step)
 
-const availableOf = (e: Entry): number | null =>
+// Money is kept in integer micro-dollars, so it adds up exactly: a $0.50 key at $0.01 a request
+// serves 50 requests, not 49 and a remainder of $0.00999…. USD only at the edges (API, snapshot).
+const MICRO = 1_000_000
+const micros = (usd: number): number => Math.round(usd * MICRO)
+const microsOrNull = (usd: number | null): number | null => (usd === null ? null : micros(usd))
+const usd = (m: number): number => m / MICRO
+const usdOrNull = (m: number | null): number | null => (m === null ? null : usd(m))
+
+/** Micro-dollars available (remaining − spent − reserved); null = unlimited. */
+const availableOf = (e: Slot): number | null =>
   e.remaining === null ? null : e.remaining - e.spent - e.reserved
 
-const empty = (id: string): Entry => ({
+const empty = (id: string): Slot => ({
   id,
   limit: null,
   remaining: 0,
@@ -44,8 +53,23 @@ const empty = (id: string): Entry => ({
   error: undefined
 })
 
-/** An entry as the ledger changes it: in place, so a reservation allocates nothing. */
+/**
+ * An entry as the ledger keeps it, its amounts in micro-dollars, changed in place so a
+ * reservation allocates nothing.
+ */
 type Slot = { -readonly [K in keyof Entry]: Entry[K] }
+
+/** The public entry (USD) of a stored slot. */
+const entryOf = (e: Slot): Entry & { readonly available: number | null } => ({
+  id: e.id,
+  limit: usdOrNull(e.limit),
+  remaining: usdOrNull(e.remaining),
+  spent: usd(e.spent),
+  reserved: usd(e.reserved),
+  lookedUpAt: e.lookedUpAt,
+  error: e.error,
+  available: usdOrNull(availableOf(e))
+})
 
 /** Every key's entry, by id: one store entry, so one read serves a whole selection. */
 type Ledger = { [id: string]: Slot | undefined }
@@ -126,7 +150,7 @@ export const make = (
     // changed in place, so a shared store can still serialise it. The store update, for
     // `store.modify` and its synchronous form alike.
     const updating =
-      <B>(id: string, f: (current: Entry | undefined) => readonly [B, Entry | undefined]) =>
+      <B>(id: string, f: (current: Slot | undefined) => readonly [B, Slot | undefined]) =>
       (current: Ledger | undefined): readonly [B, Ledger] => {
         const ledger: Ledger = current ?? Object.create(null)
         const [b, next] = f(ledger[id])
@@ -136,7 +160,7 @@ export const make = (
         }
         return [b, ledger]
       }
-    const update = <B>(id: string, f: (current: Entry | undefined) => readonly [B, Entry | undefined]) =>
+    const update = <B>(id: string, f: (current: Slot | undefined) => readonly [B, Slot | undefined]) =>
       store.modify<Ledger, B>(ns.credit, LEDGER, updating(id, f))
 
     // Changes one key's entry in place (creating it if missing); the store update.
@@ -175,8 +199,8 @@ export const make = (
                   undefined,
                   {
                     id: key.id,
-                    limit: info.limit,
-                    remaining: info.limitRemaining,
+                    limit: microsOrNull(info.limit),
+                    remaining: microsOrNull(info.limitRemaining),
                     spent: 0,
                     reserved: cur?.reserved ?? 0,
                     lookedUpAt: now,
@@ -205,8 +229,8 @@ export const make = (
     })
 
     const ledger = store.get<Ledger>(ns.credit, LEDGER)
-    const liveOf = (e: Entry | undefined) =>
-      e === undefined || e.lookedUpAt === undefined ? undefined : availableOf(e)
+    const liveOf = (e: Slot | undefined) =>
+      e === undefined || e.lookedUpAt === undefined ? undefined : usdOrNull(availableOf(e))
 
     const credit: Service["credit"] = (key) =>
       cache.get(key).pipe(
@@ -216,7 +240,7 @@ export const make = (
           const e = l?.[key.id]
           return e === undefined || e.lookedUpAt === undefined
             ? undefined
-            : { available: availableOf(e), refreshAt: expiry.get(key.id) ?? 0 }
+            : { available: usdOrNull(availableOf(e)), refreshAt: expiry.get(key.id) ?? 0 }
         })
       )
 
@@ -305,13 +329,13 @@ export const make = (
       }
 
     const tryReserveBestNow: Now["tryReserveBest"] = (keys, include, amount) =>
-      afterRefresh(keys, include, () => modifyLedger(reservingBest(keys, include, amount)))
+      afterRefresh(keys, include, () => modifyLedger(reservingBest(keys, include, micros(amount))))
 
     const releasing =
       (amount: number, cost: number | undefined) =>
       (e: Slot): void => {
         e.reserved = Math.max(0, e.reserved - amount)
-        e.spent += cost ?? 0
+        e.spent += micros(cost ?? 0)
       }
     const reserving =
       (amount: number) =>
@@ -320,7 +344,7 @@ export const make = (
       }
     const exhausting =
       (id: string) =>
-      (cur: Entry | undefined): readonly [void, Entry] => {
+      (cur: Slot | undefined): readonly [void, Slot] => {
         const e = cur ?? empty(id)
         return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
       }
@@ -347,8 +371,8 @@ export const make = (
       balances: balancesNow,
       tryReserveBest: tryReserveBestNow,
       reserve: (key, amount) => {
-        const held = new Held(key, amount)
-        const done = modifyLedger(adjusting(key.id, reserving(amount)))
+        const held = new Held(key, micros(amount))
+        const done = modifyLedger(adjusting(key.id, reserving(held.amount)))
         return done instanceof Pending ? new Pending(Effect.as(done.effect, held)) : held
       },
       exhaust: (key) => reportOf(modifyLedger(updating(key.id, exhausting(key.id))))
@@ -378,7 +402,7 @@ export const make = (
           ? []
           : Object.keys(l).flatMap((id) => {
               const e = l[id]
-              return e === undefined ? [] : [{ ...e, available: availableOf(e) }]
+              return e === undefined ? [] : [entryOf(e)]
             })
       )
     } satisfies Service
