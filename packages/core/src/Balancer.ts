@@ -131,6 +131,12 @@ export interface Options {
   /** How long a request may wait for a key to become eligible. Default 30 s. */
   readonly deadline?: Duration.DurationInput | undefined
   /**
+   * Longest cooldown a `Retry-After` may set on a key or account. Default 5 minutes: one answer
+   * saying `Retry-After: 999999` must not take a key out for days; after the cap the key is tried
+   * again (and a health-aware stack tests it first).
+   */
+  readonly maxCooldown?: Duration.DurationInput | undefined
+  /**
    * Retries may be at most `ratio` of recent requests plus `minPerSecond`. `false` turns the budget
    * off. Default `{ ratio: 0.2, minPerSecond: 10, window: "10 seconds" }`.
    */

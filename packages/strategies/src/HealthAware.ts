@@ -5,7 +5,8 @@
  *   timeouts; never 400/403/404) adds to its consecutive failures; at `failureThreshold` the key
  *   is ejected. A 401 or 402 (disposition `eject`) ejects at once.
  * - The cooldown is `baseCooldown`, doubling with each ejection in a row, up to `maxCooldown`;
- *   a `Retry-After` sets it directly. A 429 with scope `account` ejects every key of that account.
+ *   a `Retry-After` sets it directly, capped by `maxCooldown` too (one header saying "999999"
+ *   must not take a key out for days: after the cap the key is half-open and tested again). A 429 with scope `account` ejects every key of that account.
  * - When the cooldown ends the key is half-open: with `recovery: "trial"` one request is let
  *   through and its outcome closes the key (back to healthy, doubling reset) or ejects it again;
  *   with `recovery: "probe"` a free `CreditLookup` call (OpenRouter's `GET /key`) decides before
@@ -168,7 +169,7 @@ export const make = (
       wait: number | undefined
     ): Record => {
       const ejections = (r?.ejections ?? 0) + 1
-      const cooldown = wait ?? Math.min(max, base * 2 ** (ejections - 1))
+      const cooldown = Math.min(max, wait ?? base * 2 ** (ejections - 1))
       return { failures: 0, ejections, until: now + cooldown, reason }
     }
 
@@ -200,7 +201,7 @@ export const make = (
         return undefined
       const account = key.account
       const wait = waitOf(error)
-      const until = now + (wait ?? base)
+      const until = now + Math.min(max, wait ?? base)
       return {
         covers: (k) => k.account === account && k.id !== key.id,
         step: (r) => [

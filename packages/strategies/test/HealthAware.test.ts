@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { CreditLookup, KeyPool, KeySelector, UpstreamError } from "@or-balancer/core"
 import { HealthAware, RoundRobin } from "@or-balancer/strategies"
-import { Duration, Effect, Fiber, Layer, TestClock } from "effect"
+import { Clock, Duration, Effect, Fiber, Layer, TestClock } from "effect"
 import { base, key, keys, pick, picks, request } from "./util.js"
 
 const env = (ks: ReadonlyArray<ReturnType<typeof key>>, options: HealthAware.Options = {}) =>
@@ -30,6 +30,28 @@ const attempt = (error?: UpstreamError.UpstreamError, partial: Partial<KeySelect
 const stateOf = (id: string) => Effect.map(HealthAware.status(), (s) => s.keys.find((k) => k.id === id)!)
 
 describe("HealthAware", () => {
+  it.effect("a Retry-After sets the cooldown, capped by maxCooldown; then the key is half-open again", () =>
+    Effect.gen(function* () {
+      const onA = {
+        gate: (k: { id: string }) => (k.id === "a" ? undefined : { reason: "ineligible" as const })
+      }
+      yield* attempt(
+        new UpstreamError.RateLimited({
+          message: "429",
+          scope: "key",
+          retryAfter: Duration.seconds(999_999)
+        }),
+        onA
+      )
+      const out = yield* stateOf("a")
+      expect(out.state).toBe("ejected")
+      // maxCooldown is 3 seconds here, not 11 days.
+      expect(out.until! - (yield* Clock.currentTimeMillis)).toBeLessThanOrEqual(3_000)
+      yield* TestClock.adjust("3 seconds")
+      expect((yield* stateOf("a")).state).toBe("half-open")
+    }).pipe(Effect.provide(env(keys("a", "b"))))
+  )
+
   it.effect("ejects after N consecutive counted failures; 400s and 403s do not count; a success resets", () =>
     Effect.gen(function* () {
       const onA = {
@@ -104,7 +126,9 @@ describe("HealthAware", () => {
     }).pipe(
       Effect.provide(
         env([key("a", { account: "acme" }), key("b", { account: "acme" }), key("c", { account: "other" })], {
-          panicThreshold: 0.7
+          panicThreshold: 0.7,
+          // Above the Retry-After, so the header sets the cooldown (under it, the cap would).
+          maxCooldown: "10 seconds"
         })
       )
     )

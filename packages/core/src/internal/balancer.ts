@@ -37,6 +37,7 @@ export const make = (options: Balancer.Options = {}) =>
       UpstreamError.UpstreamError
     >
     const deadlineMs = Duration.toMillis(options.deadline ?? Duration.seconds(30))
+    const maxCooldownMs = Duration.toMillis(options.maxCooldown ?? Duration.minutes(5))
     const budget =
       options.budget === false
         ? undefined
@@ -70,7 +71,7 @@ export const make = (options: Balancer.Options = {}) =>
       Option.match(UpstreamError.retryAfterOf(error), {
         onNone: () => Effect.void,
         onSome: (wait) => {
-          const until = now + Duration.toMillis(wait)
+          const until = now + Math.min(maxCooldownMs, Duration.toMillis(wait))
           const accountWide =
             error._tag === "RateLimited" && error.scope === "account" && key.account !== undefined
           const id = accountWide ? accountScope(key.account!) : keyScope(key.id)
