@@ -44,6 +44,7 @@ import type * as Admin from "./internal/admin.js"
 import * as Engine from "./internal/engine.js"
 import * as Handler from "./internal/handler.js"
 import * as Prometheus from "./internal/prometheus.js"
+import * as Respond from "./internal/respond.js"
 import * as State from "./internal/state.js"
 import * as StatusView from "./internal/status.js"
 
@@ -213,7 +214,14 @@ export const make = (
       ),
       status
     }
-    const server = http.createServer({ keepAliveTimeout: 65_000 }, Handler.makeHandler(state, admin))
+    // `requireHostHeader: false`: the handler answers a missing Host itself, in JSON (Node's own
+    // answer has no body).
+    const server = http.createServer(
+      { keepAliveTimeout: 65_000, requireHostHeader: false },
+      Handler.makeHandler(state, admin)
+    )
+    server.on("clientError", Respond.answerClientError)
+    server.on("checkExpectation", Respond.answerExpectation)
     const port = yield* Effect.async<number, GatewayError>((resume) => {
       const onError = (e: Error) =>
         resume(

@@ -40,6 +40,12 @@ export const makeHandler =
     const url = req.url ?? "/"
     const q = url.indexOf("?")
     const path = q === -1 ? url : url.slice(0, q)
+    // HTTP/1.1 requires Host (RFC 9112 3.2); the server leaves the check here to answer it in JSON.
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
+      return openAiError(res, 400, "missing Host header", "invalid_request_error", "invalid_request", {
+        connection: "close"
+      })
+    }
     const route = routeOf(req.method, path)
     if (route === "healthz") return serveAdmin(state, admin, route, res)
     if (route === "dashboard") return Dashboard.handle(req, res, AdminAuth.of(state.engine.config))
