@@ -407,7 +407,9 @@ export const pipelineArb: fc.Arbitrary<{ readonly requests: ReadonlyArray<Reques
 export const protectedRoute = (r: Request) =>
   (r.method === "POST" && CHAT.includes(r.path)) ||
   (r.method === "GET" && r.path.split("?")[0]!.endsWith("/v1/models"))
-export const hasToken = (r: Request) => new RegExp(`^Bearer +${TOKEN}$`).test((r.auth[0] ?? "").trim())
+/** The scheme in any case (RFC 9110), the token exactly. */
+export const hasToken = (r: Request) =>
+  new RegExp(`^[Bb][Ee][Aa][Rr][Ee][Rr] +${TOKEN}$`).test((r.auth[0] ?? "").trim())
 
 // --- Arbitraries: bytes that are not valid HTTP -----------------------------------------------
 
