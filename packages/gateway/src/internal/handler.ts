@@ -84,15 +84,24 @@ export const makeHandler =
     // Counted from here to the response's close, so a drain or an engine swap waits for it.
     state.active++
     engine.active++
-    // One close listener per request: the counts, then the request's own cancel (client gone).
+    // Counted down once, on the response's close or the connection's, whichever comes first: a
+    // request pipelined behind an answer with `connection: close` (a 413) is parsed and handed
+    // here, but its response never emits "close" (Node's behaviour); its connection does.
     const live: Live = { cancel: undefined }
-    res.once("close", () => {
+    const socket = req.socket
+    let open = true
+    const finished = () => {
+      if (!open) return
+      open = false
+      socket.off("close", finished)
       state.active--
       engine.active--
       if (engine.retired && engine.active === 0) state.onRetired(engine)
       if (state.draining && state.active === 0) for (const f of state.idle) f()
       live.cancel?.()
-    })
+    }
+    res.once("close", finished)
+    socket.once("close", finished)
     if (route === "models")
       return forward(engine, live, req, res, "GET", `/models${q === -1 ? "" : url.slice(q)}`, undefined, {})
     readBody(engine, live, req, res)
