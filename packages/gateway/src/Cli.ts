@@ -101,7 +101,7 @@ const configOption = configFlag.pipe(
   Options.withDescription(
     "gateway config file (JSON). Fields left out take their defaults: listen 127.0.0.1:8080, " +
       `baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy [round-robin], retry.maxAttempts 4, ` +
-      "deadlines.keyWaitMs 30000, deadlines.headersMs 120000, deadlines.drainMs 15000, bodyLimitBytes 1048576"
+      "deadlines.keyWaitMs 30000, deadlines.requestMs 60000, deadlines.headersMs 15000, deadlines.bodyMs 30000, deadlines.drainMs 15000, bodyLimitBytes 1048576"
   )
 )
 

@@ -216,8 +216,17 @@ export const make = (
     }
     // `requireHostHeader: false`: the handler answers a missing Host itself, in JSON (Node's own
     // answer has no body).
+    // `requestTimeout`: a caller has `deadlines.bodyMs` to send its request, head and body (F7: a
+    // stalled body was held for Node's default 5 minutes); then a JSON 408 (`answerClientError`).
+    // Node checks it every `connectionsCheckingInterval`, so that bounds the overshoot.
     const server = http.createServer(
-      { keepAliveTimeout: 65_000, requireHostHeader: false },
+      {
+        keepAliveTimeout: 65_000,
+        requireHostHeader: false,
+        requestTimeout: config.deadlines.bodyMs,
+        headersTimeout: config.deadlines.bodyMs,
+        connectionsCheckingInterval: 1000
+      },
       Handler.makeHandler(state, admin)
     )
     server.on("clientError", Respond.answerClientError)
@@ -277,6 +286,8 @@ export const make = (
         if (state.draining)
           return yield* new GatewayError({ reason: "Config", message: "the gateway is draining" })
         const next = yield* buildEngine(c)
+        server.requestTimeout = c.deadlines.bodyMs
+        server.headersTimeout = c.deadlines.bodyMs
         const old = state.engine
         state.engine = next
         state.generation++
