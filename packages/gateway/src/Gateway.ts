@@ -84,8 +84,14 @@ export interface KeyStatus {
   readonly reason: string | null
   /** ISO time its cooldown or ejection ends, if it has one now. */
   readonly coolingUntil: string | null
-  /** Remaining credit in USD: the ledger's live balance, else the last one reported; null when unknown or unlimited. */
+  /**
+   * Remaining credit in USD: the ledger's live balance, else the last one reported; null when
+   * unknown or unlimited. Read it with {@link KeyStatus.creditTracked}: null with `false` means no
+   * credit strategy runs, so nothing looks credit up.
+   */
   readonly credit: number | null
+  /** Whether the key's credit is tracked: a credit strategy runs, or a balance was reported. */
+  readonly creditTracked: boolean
   /** The last credit lookup's error tag, if it failed. */
   readonly creditError: string | null
   readonly inFlight: number

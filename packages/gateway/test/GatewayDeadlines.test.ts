@@ -53,7 +53,8 @@ describe("Gateway deadlines", () => {
         const [r, ms] = yield* timed(post(`${gw.url}/v1/chat/completions`, chatBody()))
         assert.strictEqual(r.status, 504, r.text)
         assert.isAtLeast(ms, 1400)
-        assert.isBelow(ms, 2200)
+        // Slack for a loaded machine, still far under attempts × headersMs.
+        assert.isBelow(ms, 3500)
         const error = JSON.parse(r.text).error
         assert.include(error.message, "request deadline of 1.5 s")
         const attempts: Array<{ key: string; error: string }> = error.metadata.attempts
