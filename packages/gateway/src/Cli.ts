@@ -26,7 +26,6 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -111,6 +110,9 @@ const verbose = Options.boolean("verbose").pipe(
   Options.withDescription("on an error, print the whole cause with its stack traces")
 )
 
+/** Triggers (file events, SIGHUP) closer together than this make one reload. */
+const RELOAD_DEBOUNCE_MS = 200
+
 const warn = (config: GatewayConfig.GatewayConfig) =>
   Effect.forEach(GatewayConfig.warnings(config), (w) => Console.error(`warning: ${w}`), { discard: true })
 
@@ -131,28 +133,45 @@ export const serve = Command.make("serve", { config: configOption, verbose }, ({
       `keys: ${config.keys.map((k) => k.id).join(", ")}; strategy: ${config.strategy.map((s) => s.name).join(" > ")}`
     )
     const runtime = yield* Effect.runtime<FileSystem.FileSystem>()
+    // The listen address cannot move without a restart: a change is reported, not ignored.
+    const listenChange = (next: GatewayConfig.GatewayConfig) =>
+      next.host === config.host && next.port === config.port
+        ? Effect.void
+        : Console.error(
+            `warning: listen ${next.host}:${next.port} in ${path} takes effect only on a restart; ` +
+              `still listening on ${gateway.url}`
+          )
     const reload = loadConfig(path).pipe(
       Effect.tap(gateway.reload),
       Effect.tap(warn),
+      Effect.tap(listenChange),
       Effect.zipRight(Console.log(`reloaded ${path}`)),
       Effect.catchAll((e) => Console.error(`reload failed, keeping the running configuration: ${e.message}`))
     )
-    const onHup = () => void Runtime.runFork(runtime)(reload)
+    // SIGHUP and file changes share one debounce: one edit (an editor's several events, or a
+    // save followed by a SIGHUP) reloads once, 200 ms after the last trigger.
+    let pending: ReturnType<typeof setTimeout> | undefined
+    const trigger = () => {
+      clearTimeout(pending)
+      pending = setTimeout(() => void Runtime.runFork(runtime)(reload), RELOAD_DEBOUNCE_MS)
+    }
     yield* Effect.acquireRelease(
-      Effect.sync(() => process.on("SIGHUP", onHup)),
-      () => Effect.sync(() => process.off("SIGHUP", onHup))
+      Effect.sync(() => process.on("SIGHUP", trigger)),
+      () =>
+        Effect.sync(() => {
+          process.off("SIGHUP", trigger)
+          clearTimeout(pending)
+        })
     )
     // A change to the file reloads it too. The directory is watched, not the file, so an editor
-    // that saves by renaming a new file over the old one is seen; the debounce folds the several
-    // events of one save into one reload. (Also the way to reload under `tsx`'s CLI, which does
-    // not pass SIGHUP on to the program.)
+    // that saves by renaming a new file over the old one is seen. (Also the way to reload under
+    // `tsx`'s CLI, which does not pass SIGHUP on to the program.)
     const fs = yield* FileSystem.FileSystem
     const paths = yield* Path.Path
     const name = paths.basename(path)
     yield* fs.watch(paths.dirname(paths.resolve(path))).pipe(
       Stream.filter((event) => paths.basename(event.path) === name),
-      Stream.debounce(Duration.millis(200)),
-      Stream.runForEach(() => reload),
+      Stream.runForEach(() => Effect.sync(trigger)),
       Effect.catchAll((e) => Console.error(`not watching ${path} for changes: ${e.message}`)),
       Effect.forkScoped
     )
