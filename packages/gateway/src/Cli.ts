@@ -17,7 +17,6 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as Path from "@effect/platform/Path"
 import type * as PlatformRuntime from "@effect/platform/Runtime"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
@@ -30,9 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
-import * as Stream from "effect/Stream"
 import * as Gateway from "./Gateway.js"
 import * as GatewayConfig from "./GatewayConfig.js"
 import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
@@ -40,6 +37,7 @@ import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as CliOutput from "./internal/cliOutput.js"
 import * as ConfigIssues from "./internal/configIssues.js"
+import * as Reload from "./internal/reload.js"
 
 /**
  * `check` found at least one key that is not usable.
@@ -110,9 +108,6 @@ const verbose = Options.boolean("verbose").pipe(
   Options.withDescription("on an error, print the whole cause with its stack traces")
 )
 
-/** Triggers (file events, SIGHUP) closer together than this make one reload. */
-const RELOAD_DEBOUNCE_MS = 200
-
 const warn = (config: GatewayConfig.GatewayConfig) =>
   Effect.forEach(GatewayConfig.warnings(config), (w) => Console.error(`warning: ${w}`), { discard: true })
 
@@ -132,49 +127,7 @@ export const serve = Command.make("serve", { config: configOption, verbose }, ({
     yield* Console.log(
       `keys: ${config.keys.map((k) => k.id).join(", ")}; strategy: ${config.strategy.map((s) => s.name).join(" > ")}`
     )
-    const runtime = yield* Effect.runtime<FileSystem.FileSystem>()
-    // The listen address cannot move without a restart: a change is reported, not ignored.
-    const listenChange = (next: GatewayConfig.GatewayConfig) =>
-      next.host === config.host && next.port === config.port
-        ? Effect.void
-        : Console.error(
-            `warning: listen ${next.host}:${next.port} in ${path} takes effect only on a restart; ` +
-              `still listening on ${gateway.url}`
-          )
-    const reload = loadConfig(path).pipe(
-      Effect.tap(gateway.reload),
-      Effect.tap(warn),
-      Effect.tap(listenChange),
-      Effect.zipRight(Console.log(`reloaded ${path}`)),
-      Effect.catchAll((e) => Console.error(`reload failed, keeping the running configuration: ${e.message}`))
-    )
-    // SIGHUP and file changes share one debounce: one edit (an editor's several events, or a
-    // save followed by a SIGHUP) reloads once, 200 ms after the last trigger.
-    let pending: ReturnType<typeof setTimeout> | undefined
-    const trigger = () => {
-      clearTimeout(pending)
-      pending = setTimeout(() => void Runtime.runFork(runtime)(reload), RELOAD_DEBOUNCE_MS)
-    }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => process.on("SIGHUP", trigger)),
-      () =>
-        Effect.sync(() => {
-          process.off("SIGHUP", trigger)
-          clearTimeout(pending)
-        })
-    )
-    // A change to the file reloads it too. The directory is watched, not the file, so an editor
-    // that saves by renaming a new file over the old one is seen. (Also the way to reload under
-    // `tsx`'s CLI, which does not pass SIGHUP on to the program.)
-    const fs = yield* FileSystem.FileSystem
-    const paths = yield* Path.Path
-    const name = paths.basename(path)
-    yield* fs.watch(paths.dirname(paths.resolve(path))).pipe(
-      Stream.filter((event) => paths.basename(event.path) === name),
-      Stream.runForEach(() => Effect.sync(trigger)),
-      Effect.catchAll((e) => Console.error(`not watching ${path} for changes: ${e.message}`)),
-      Effect.forkScoped
-    )
+    yield* Reload.onChange(path, config, gateway, Effect.tap(loadConfig(path), warn))
     return yield* Effect.never
   }).pipe(Effect.scoped)
 ).pipe(
