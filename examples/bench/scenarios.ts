@@ -183,7 +183,11 @@ const runSpec = async (spec: Spec): Promise<ScenarioResult> => {
     )
     const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
     const url = new URL(`${gateway.url}/v1/chat/completions`)
-    const body = JSON.stringify({ model: spec.model, messages: [{ role: "user", content: "Hi" }], max_tokens: 8 })
+    const body = JSON.stringify({
+      model: spec.model,
+      messages: [{ role: "user", content: "Hi" }],
+      max_tokens: 8
+    })
     const idleBefore = await heap()
     const sockets = socketCounter(sim.port)
     const latencies: Array<number> = []
@@ -314,7 +318,10 @@ export const run = async (options: { quick?: boolean; only?: ReadonlyArray<strin
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const only = process.argv.find((a) => a.startsWith("--scenario="))?.slice("--scenario=".length).split(",")
+  const only = process.argv
+    .find((a) => a.startsWith("--scenario="))
+    ?.slice("--scenario=".length)
+    .split(",")
   const results = await run({ quick: process.argv.includes("--quick"), ...(only ? { only } : {}) })
   console.log(JSON.stringify(results))
   process.exit(0)
