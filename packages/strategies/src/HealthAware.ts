@@ -100,6 +100,9 @@ export interface Status {
 const NONE: ReadonlyMap<string, Record> = new Map()
 
 const isOut = (r: Record | undefined, now: number) => r?.until !== undefined && r.until > now
+/** Ejected for the key's own refusal (401, 402): panic does not bring it back. */
+const isKeyDead = (reason: string | undefined) =>
+  reason === "Unauthorized" || reason === "InsufficientCredits"
 const isHalfOpen = (r: Record | undefined, now: number) => r?.until !== undefined && r.until <= now
 
 /**
@@ -302,7 +305,13 @@ export const make = (
       if (records.size === 0) return request
       let out = 0
       for (const k of keys) if (isOut(records.get(k.id), now)) out++
-      if (out / keys.length > panicThreshold) return request
+      if (out / keys.length > panicThreshold)
+        // Panic ignores health, but not a key's own refusal (revoked, out of credit): it would
+        // only refuse again, once per request in flight (issue 14: a revoked key took hundreds).
+        return KeySelector.withGate(request, (k) => {
+          const r = records.get(k.id)
+          return isOut(r, now) && isKeyDead(r!.reason) ? { reason: "unhealthy", until: r!.until } : undefined
+        })
       return KeySelector.withGate(request, (k) => {
         const r = records.get(k.id)
         if (r === undefined || r.until === undefined) return undefined

@@ -112,14 +112,25 @@ describe("HealthAware", () => {
 
   it.effect("panic: with more than the threshold out, traffic spreads over every key", () =>
     Effect.gen(function* () {
-      const ejectNext = attempt(new UpstreamError.Unauthorized({ message: "401" }))
+      const ejectNext = attempt(server)
       yield* ejectNext // a
       yield* ejectNext // b: 2 of 4 out, not more than half
       expect(yield* picks(4)).toEqual(["c", "d", "c", "d"])
       yield* ejectNext // c: 3 of 4 out -> panic
       expect((yield* HealthAware.status(0.5)).panic).toBe(true)
       expect(new Set(yield* picks(4))).toEqual(new Set(["a", "b", "c", "d"]))
-    }).pipe(Effect.provide(env(keys("a", "b", "c", "d"), { panicThreshold: 0.5 })))
+    }).pipe(Effect.provide(env(keys("a", "b", "c", "d"), { panicThreshold: 0.5, failureThreshold: 1 })))
+  )
+
+  it.effect("panic does not bring back a key out for its own refusal (401, 402)", () =>
+    Effect.gen(function* () {
+      yield* attempt(new UpstreamError.Unauthorized({ message: "401" })) // a: revoked
+      yield* attempt(new UpstreamError.InsufficientCredits({ message: "402" })) // b: out of credit
+      yield* attempt(server) // c: 3 of 4 out -> panic
+      expect((yield* HealthAware.status(0.5)).panic).toBe(true)
+      // c's outage is ignored in panic; a and b would only refuse again.
+      expect(new Set(yield* picks(6))).toEqual(new Set(["c", "d"]))
+    }).pipe(Effect.provide(env(keys("a", "b", "c", "d"), { panicThreshold: 0.5, failureThreshold: 1 })))
   )
 
   it.effect("probe recovery: a free CreditLookup call closes or re-ejects a cooled key", () =>
