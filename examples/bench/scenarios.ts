@@ -268,6 +268,13 @@ const runSpec = async (spec: Spec): Promise<ScenarioResult> => {
   }
 }
 
+/** A production stack (the gateway's default is a bare round robin): health, credit threshold, round robin. */
+const PRODUCTION_STACK = [
+  { name: "health-aware", failureThreshold: 3 },
+  { name: "threshold", threshold: 0.01 },
+  { name: "round-robin" }
+]
+
 /** The README's example config: health-aware (3) › round robin, its retry and deadlines. */
 const README_GATEWAY = {
   strategy: [{ name: "health-aware", failureThreshold: 3 }, { name: "round-robin" }],
@@ -286,7 +293,7 @@ export const specs = (quick: boolean): ReadonlyArray<Spec> => {
     rounds: 1,
     boundMs,
     admittedPerSecond: s.admittedPerSecond,
-    gateway: {}
+    gateway: { strategy: PRODUCTION_STACK }
   })
   return [
     fromScenario(Scenarios.trouble(), 60_000),
