@@ -157,6 +157,25 @@ describe("HealthAware", () => {
     }).pipe(Effect.provide(env(keys("a", "b", "c", "d"), { panicThreshold: 0.5, failureThreshold: 1 })))
   )
 
+  it.effect("panic: a half-open key whose trial is taken is leased plainly (no endless re-claim)", () =>
+    Effect.gen(function* () {
+      const only = (id: string) => ({
+        gate: (k: { id: string }) => (k.id === id ? undefined : { reason: "ineligible" as const })
+      })
+      yield* attempt(server, only("a")) // a out until 1 s
+      yield* TestClock.adjust("500 millis")
+      for (const id of ["b", "c", "d"]) yield* attempt(server, only(id)) // out until 1.5 s
+      yield* TestClock.adjust("600 millis") // a half-open; 3 of 5 out: panic
+      expect((yield* HealthAware.status(0.5)).panic).toBe(true)
+      const selector = yield* KeySelector.KeySelector
+      const trial = yield* selector.select(request(only("a"))) // claims a's trial slot, held
+      const second = yield* selector.select(request(only("a")))
+      expect([trial.key.id, second.key.id]).toEqual(["a", "a"])
+      yield* second.report(KeySelector.success("1 second", 0))
+      yield* trial.report(KeySelector.success("1 second", 0))
+    }).pipe(Effect.provide(env(keys("a", "b", "c", "d", "e"), { panicThreshold: 0.5, failureThreshold: 1 })))
+  )
+
   it.effect("probe recovery: a free CreditLookup call closes or re-ejects a cooled key", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory({})
