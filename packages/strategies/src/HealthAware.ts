@@ -21,6 +21,10 @@
  *
  * The state lives in the `StateStore` (namespace `or-balancer/health`); read it with {@link status}.
  *
+ * Across replicas (an optional `HealthShare`): every ejection or cooldown is published to the
+ * fleet, the fleet's are merged in (only ever extending), and a half-open trial also needs the
+ * fleet's one trial slot; a replica that does not get it keeps the key out for `trialMs`.
+ *
  * The decision is synchronous but when a probe is due: it then answers a `Wait` that runs the
  * probes, having changed nothing, and decides after them.
  *
@@ -37,6 +41,8 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as Scope from "effect/Scope"
+import { HealthShare } from "./HealthShare.js"
 import { ns, storeOf, withKeys } from "./internal/common.js"
 
 /**
@@ -161,6 +167,19 @@ export const make = (
     const trial = Option.isNone(lookup)
     const st = storeOf(store)
     const clock = yield* Effect.clock
+    const share = Option.getOrUndefined(yield* Effect.serviceOption(HealthShare))
+
+    // With a fleet: a step that takes the key out (or further out) is published to it.
+    const publishing = (keyId: string, step: Step, now: number, cooldown: boolean): Step =>
+      share === undefined
+        ? step
+        : (r) => {
+            const out = step(r)
+            const next = out[1]
+            if (next?.until !== undefined && next.until !== r?.until && next.until > now)
+              share.publish(keyId, next.until - now, next.reason ?? "", cooldown ? "cooldown" : "ejected")
+            return out
+          }
 
     const ejected = (
       r: Record | undefined,
@@ -223,8 +242,13 @@ export const make = (
       if (error === undefined) return st.set(ns.health, key.id, undefined)
       if (!UpstreamError.countsAgainstKey(error)) return st.update<Record>(ns.health, key.id, endTesting)
       const now = clock.unsafeCurrentTimeMillis()
-      const self = st.update<Record>(ns.health, key.id, failed(error, now))
-      const cool = accountWide(key, error, now)
+      const cooldown = waitOf(error) !== undefined
+      const self = st.update<Record>(ns.health, key.id, publishing(key.id, failed(error, now), now, cooldown))
+      const cool0 = accountWide(key, error, now)
+      const cool =
+        cool0 === undefined
+          ? undefined
+          : { covers: cool0.covers, step: (k: Key.Key) => publishing(k.id, cool0.step, now, true) }
       if (cool === undefined) return self
       const get = pool.unsafeGet
       if (get === undefined) {
@@ -233,7 +257,7 @@ export const make = (
           Effect.flatMap(pool.get, (keys) =>
             Effect.forEach(
               keys.filter(cool.covers),
-              (k) => store.modify<Record, void>(ns.health, k.id, cool.step),
+              (k) => store.modify<Record, void>(ns.health, k.id, cool.step(k)),
               {
                 discard: true
               }
@@ -244,7 +268,7 @@ export const make = (
       let out = self
       for (const k of get()) {
         if (cool.covers(k))
-          out = KeySelector.andReport(out, () => st.update<Record>(ns.health, k.id, cool.step))
+          out = KeySelector.andReport(out, () => st.update<Record>(ns.health, k.id, cool.step(k)))
       }
       return out
     }
@@ -289,8 +313,9 @@ export const make = (
 
     const wrap = (lease: KeySelector.Lease, trialLease: boolean): KeySelector.Lease => {
       const key = lease.key
-      return KeySelector.lease(key, (outcome) =>
-        KeySelector.andReport(
+      return KeySelector.lease(key, (outcome) => {
+        if (trialLease && share !== undefined) share.endTrial(key.id, outcome._tag === "Success")
+        return KeySelector.andReport(
           outcome._tag === "Success"
             ? record(key, undefined)
             : outcome._tag === "Failure"
@@ -301,7 +326,7 @@ export const make = (
                 : undefined,
           () => lease.unsafeReport(outcome)
         )
-      )
+      })
     }
     const plain = (lease: KeySelector.Lease) => wrap(lease, false)
     const plainOrRefusal = (d: KeySelector.Lease | KeySelector.NoKeyAvailable): KeySelector.Decision =>
@@ -344,12 +369,70 @@ export const make = (
         return st.modify<Record, Claim>(ns.health, picked.key.id, claimTrial, (claim) => {
           const next = afterClaim(claim, narrowed !== request)
           return next === "trial"
-            ? wrap(picked, true)
+            ? share === undefined
+              ? wrap(picked, true)
+              : fleetTrial(request, picked, share)
             : next === "plain"
               ? plain(picked)
               : KeySelector.giveBack(picked, CANCELLED, () => decide(request))
         })
       })
+    }
+
+    // The fleet's one trial slot: without it the key stays out here for `trialMs`, then is asked
+    // about again; the local claim is given up either way.
+    const fleetTrial = (
+      request: KeySelector.SelectRequest,
+      picked: KeySelector.Lease,
+      fleet: HealthShare["Type"]
+    ): KeySelector.Decision =>
+      KeySelector.waitFor(fleet.tryTrial(picked.key.id), (got) =>
+        got
+          ? wrap(picked, true)
+          : st.modify<Record, void>(
+              ns.health,
+              picked.key.id,
+              (r) => [
+                undefined,
+                r === undefined
+                  ? r
+                  : {
+                      ...r,
+                      testing: false,
+                      until: Math.max(r.until ?? 0, clock.unsafeCurrentTimeMillis() + fleet.trialMs)
+                    }
+              ],
+              () => KeySelector.giveBack(picked, CANCELLED, () => decide(request))
+            )
+      )
+
+    if (share !== undefined) {
+      // The fleet's state, merged in by the provider's poll: only ever extends what is here
+      // (within 50 ms: the two clocks' readings of one end differ by a round trip).
+      const merge = (keyId: string, remainingMs: number, reason: string) => {
+        const until = clock.unsafeCurrentTimeMillis() + remainingMs
+        const done = st.update<Record>(ns.health, keyId, (r) =>
+          r?.until !== undefined && r.until + 50 >= until
+            ? [undefined, r]
+            : [
+                undefined,
+                {
+                  failures: r?.failures ?? 0,
+                  ejections: Math.max(1, r?.ejections ?? 0),
+                  until,
+                  reason,
+                  testing: r?.testing
+                }
+              ]
+        )
+        if (Effect.isEffect(done)) Effect.runFork(done)
+      }
+      const unregister = share.register({
+        keys: () => (pool.unsafeGet?.() ?? []).map((k) => k.id),
+        merge
+      })
+      const scope = yield* Effect.serviceOption(Scope.Scope)
+      if (Option.isSome(scope)) yield* Scope.addFinalizer(scope.value, Effect.sync(unregister))
     }
 
     const decide = (request: KeySelector.SelectRequest): KeySelector.Decision =>
@@ -413,4 +496,4 @@ export const layer = (
   KeySelector.KeySelector,
   never,
   KeySelector.KeySelector | KeyPool.KeyPool | StateStore.StateStore
-> => Layer.effect(KeySelector.KeySelector, make(options))
+> => Layer.scoped(KeySelector.KeySelector, make(options))
