@@ -1,0 +1,118 @@
+/**
+ * Three gateway replicas (in-process `Gateway.make` ×3) on one real redis-server (started by the
+ * project's scripts/redis.sh on a free port, stopped by PID) in front of one simulator: the
+ * per-key caps and key health hold over the fleet, measured at the upstream (the simulator).
+ */
+import { execFileSync } from "node:child_process"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Gateway from "../src/Gateway.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
+import { chatBody, configFor, post, simKeys } from "./GatewaySupport.js"
+
+const SCRIPT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../../scripts/redis.sh")
+const [port, pid] = execFileSync(SCRIPT, ["start"], { encoding: "utf8" }).trim().split(" ")
+const REDIS = `redis://127.0.0.1:${port}/0`
+afterAll(() => {
+  execFileSync(SCRIPT, ["stop", pid!])
+})
+
+const LABELS = ["k1", "k2", "k3"]
+let fleetNo = 0
+
+/** One simulator and three gateways on it; `redis: false` gives three independent gateways. */
+const fleet = (
+  strategy: ReadonlyArray<unknown>,
+  options: { readonly redis: boolean; readonly latencyMs: number }
+) =>
+  Effect.gen(function* () {
+    const sim = yield* Simulator.make({
+      seed: 7,
+      keys: simKeys(LABELS),
+      latency: { kind: "fixed", ms: options.latencyMs }
+    })
+    // A database of its own per fleet: no state carried over between tests.
+    const db = ++fleetNo
+    const gateways = yield* Effect.forEach([0, 1, 2], (i) =>
+      Effect.flatMap(
+        configFor(sim, {
+          strategy,
+          deadlines: { keyWaitMs: 10_000, drainMs: 2000 },
+          ...(options.redis
+            ? { redis: { url: `${REDIS.slice(0, -2)}/${db}`, replicaId: `r${i}`, replicas: 3 } }
+            : {})
+        }),
+        Gateway.make
+      )
+    )
+    return { sim, gateways }
+  })
+
+const burst = (urls: ReadonlyArray<string>, perReplica: number) =>
+  Effect.forEach(
+    urls.flatMap((url) => Array.from({ length: perReplica }, () => url)),
+    (url) => post(`${url}/v1/chat/completions`, chatBody()),
+    { concurrency: "unbounded" }
+  )
+
+describe("Gateway fleet on Redis", () => {
+  it.scopedLive("a key's concurrency cap holds summed over 3 replicas (max in flight at the upstream)", () =>
+    Effect.gen(function* () {
+      const strategy = [{ name: "concurrency-limited", defaultMax: 4 }, { name: "round-robin" }]
+      // Control: three gateways without Redis each enforce the whole cap, so the upstream sees more.
+      const alone = yield* fleet(strategy, { redis: false, latencyMs: 40 })
+      yield* burst(
+        alone.gateways.map((g) => g.url),
+        30
+      )
+      const aloneStats = yield* alone.sim.stats
+      const aloneMax = Math.max(...LABELS.map((l) => aloneStats.keys[l]!.maxInFlight))
+      assert.isAbove(aloneMax, 4)
+
+      const { sim, gateways } = yield* fleet(strategy, { redis: true, latencyMs: 40 })
+      const answers = yield* burst(
+        gateways.map((g) => g.url),
+        30
+      )
+      assert.deepStrictEqual(
+        answers.map((a) => a.status),
+        answers.map(() => 200)
+      )
+      const stats = yield* sim.stats
+      const max = LABELS.map((l) => stats.keys[l]!.maxInFlight)
+      for (const m of max) assert.isAtMost(m, 4)
+      assert.strictEqual(stats.requests, 90)
+      console.log(
+        `fleet cap 4/key: max in flight per key at the upstream ${max.join(",")} (without Redis: ${aloneMax})`
+      )
+    })
+  )
+
+  it.scopedLive("a key revoked (401) on one replica gets no new traffic from the others after 100 ms", () =>
+    Effect.gen(function* () {
+      const { sim, gateways } = yield* fleet([{ name: "health-aware" }, { name: "round-robin" }], {
+        redis: true,
+        latencyMs: 0
+      })
+      yield* sim.updateKey("k1", { revoked: true })
+      // Replica 0 meets the 401 (round robin reaches k1 within three requests) and fails over.
+      for (let i = 0; i < 3; i++) {
+        const r = yield* post(`${gateways[0]!.url}/v1/chat/completions`, chatBody())
+        assert.strictEqual(r.status, 200)
+      }
+      assert.strictEqual((yield* sim.stats).keys.k1!.byOutcome["401"], 1)
+      yield* Effect.sleep(100)
+      yield* sim.resetStats
+      for (let i = 0; i < 12; i++) {
+        const r = yield* post(`${gateways[1 + (i % 2)]!.url}/v1/chat/completions`, chatBody())
+        assert.strictEqual(r.status, 200)
+      }
+      const stats = yield* sim.stats
+      // Without sharing, round robin on replicas 1 and 2 would each send k1 a request.
+      assert.strictEqual(stats.keys.k1!.requests, 0)
+      assert.strictEqual(stats.keys.k2!.requests + stats.keys.k3!.requests, 12)
+    })
+  )
+})
