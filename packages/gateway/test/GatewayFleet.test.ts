@@ -84,6 +84,8 @@ describe("Gateway fleet on Redis", () => {
       const max = LABELS.map((l) => stats.keys[l]!.maxInFlight)
       for (const m of max) assert.isAtMost(m, 4)
       assert.strictEqual(stats.requests, 90)
+      const metrics = yield* Effect.promise(() => fetch(`${gateways[0]!.url}/metrics`).then((r) => r.text()))
+      assert.match(metrics, /^or_balancer_store_degraded 0$/m)
       console.log(
         `fleet cap 4/key: max in flight per key at the upstream ${max.join(",")} (without Redis: ${aloneMax})`
       )

@@ -11,6 +11,7 @@
 import * as Capacity from "@or-balancer/strategies/Capacity"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as LeaseKeeper from "./LeaseKeeper.js"
 import type { RedisStore } from "./RedisStore.js"
@@ -51,6 +52,8 @@ export const make = (
       replicas: options.replicas,
       ttlMs
     })
+    // On /metrics from the start (the keeper sets it only when the state changes).
+    yield* Metric.set(LeaseKeeper.degradedGauge, keeper.unsafeDegraded() ? 1 : 0)
     const consumers = new Set<Capacity.Consumer>()
     const known = new Set<string>()
     // A new consumer is served at once rather than at the next tick.
