@@ -43,7 +43,7 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Scope from "effect/Scope"
 import { HealthShare } from "./HealthShare.js"
-import { ns, storeOf, withKeys } from "./internal/common.js"
+import { entriesFor, ns, storeOf, thenFor, thenReport, withKeys } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -315,7 +315,7 @@ export const make = (
       const key = lease.key
       return KeySelector.lease(key, (outcome) => {
         if (trialLease && share !== undefined) share.endTrial(key.id, outcome._tag === "Success")
-        return KeySelector.andReport(
+        return thenReport(
           outcome._tag === "Success"
             ? record(key, undefined)
             : outcome._tag === "Failure"
@@ -324,13 +324,16 @@ export const make = (
                 trialLease
                 ? st.update<Record>(ns.health, key.id, endTrialStep)
                 : undefined,
-          () => lease.unsafeReport(outcome)
+          lease,
+          outcome
         )
       })
     }
     const plain = (lease: KeySelector.Lease) => wrap(lease, false)
-    const plainOrRefusal = (d: KeySelector.Lease | KeySelector.NoKeyAvailable): KeySelector.Decision =>
-      d instanceof KeySelector.NoKeyAvailable ? d : plain(d)
+    const plainOrRefusal = (
+      _: unknown,
+      d: KeySelector.Lease | KeySelector.NoKeyAvailable
+    ): KeySelector.Decision => (d instanceof KeySelector.NoKeyAvailable ? d : plain(d))
 
     // The request the inner selector sees: out keys gated away, unless in panic (then unchanged).
     const narrow = (
@@ -435,23 +438,27 @@ export const make = (
       if (Option.isSome(scope)) yield* Scope.addFinalizer(scope.value, Effect.sync(unregister))
     }
 
-    const decide = (request: KeySelector.SelectRequest): KeySelector.Decision =>
-      st.entries<Record>(ns.health, (entries) => {
-        // No record: every key is healthy, so there is nothing to gate and no clock to read.
-        if (entries.length === 0) return KeySelector.andThen(inner.decide(request), plainOrRefusal)
-        const current = recordsOf(entries)
-        return withKeys(pool, (keys) => {
-          const now = clock.unsafeCurrentTimeMillis()
-          if (Option.isNone(lookup) || !keys.some((k) => isDue(current.get(k.id), now)))
-            return choose(request, keys, current, now)
-          // Probes are due: run them first (nothing taken yet), then choose on what they found.
-          return KeySelector.waitFor(probe(lookup.value, keys, current, now), () =>
-            st.entries<Record>(ns.health, (after) =>
-              choose(request, keys, recordsOf(after), clock.unsafeCurrentTimeMillis())
-            )
+    const decideOn = (
+      request: KeySelector.SelectRequest,
+      entries: ReadonlyArray<readonly [string, Record]>
+    ): KeySelector.Decision => {
+      // No record: every key is healthy, so there is nothing to gate and no clock to read.
+      if (entries.length === 0) return thenFor(inner.decide(request), undefined, plainOrRefusal)
+      const current = recordsOf(entries)
+      return withKeys(pool, (keys) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        if (Option.isNone(lookup) || !keys.some((k) => isDue(current.get(k.id), now)))
+          return choose(request, keys, current, now)
+        // Probes are due: run them first (nothing taken yet), then choose on what they found.
+        return KeySelector.waitFor(probe(lookup.value, keys, current, now), () =>
+          st.entries<Record>(ns.health, (after) =>
+            choose(request, keys, recordsOf(after), clock.unsafeCurrentTimeMillis())
           )
-        })
+        )
       })
+    }
+    const decide = (request: KeySelector.SelectRequest): KeySelector.Decision =>
+      entriesFor(store, ns.health, request, decideOn)
     return KeySelector.fromDecide(decide)
   })
 
