@@ -25,7 +25,7 @@ let fleetNo = 0
 /** One simulator and three gateways on it; `redis: false` gives three independent gateways. */
 const fleet = (
   strategy: ReadonlyArray<unknown>,
-  options: { readonly redis: boolean; readonly latencyMs: number }
+  options: { readonly redis: boolean; readonly latencyMs: number; readonly keys?: ReadonlyArray<unknown> }
 ) =>
   Effect.gen(function* () {
     const sim = yield* Simulator.make({
@@ -39,6 +39,7 @@ const fleet = (
       Effect.flatMap(
         configFor(sim, {
           strategy,
+          ...(options.keys === undefined ? {} : { keys: options.keys }),
           deadlines: { keyWaitMs: 10_000, drainMs: 2000 },
           ...(options.redis
             ? { redis: { url: `${REDIS.slice(0, -2)}/${db}`, replicaId: `r${i}`, replicas: 3 } }
@@ -116,5 +117,48 @@ describe("Gateway fleet on Redis", () => {
       assert.strictEqual(stats.keys.k1!.requests, 0)
       assert.strictEqual(stats.keys.k2!.requests + stats.keys.k3!.requests, 12)
     })
+  )
+
+  it.scopedLive(
+    "weighted shares hold over requests spread across 3 replicas; a session maps to one key from any replica",
+    () =>
+      Effect.gen(function* () {
+        const weights = [1, 2, 3]
+        const keys = LABELS.map((label, i) => ({
+          id: label,
+          secretEnv: `KEY_${label.toUpperCase()}`,
+          account: "acme",
+          weight: weights[i]
+        }))
+        const { sim, gateways } = yield* fleet([{ name: "sticky" }, { name: "weighted" }], {
+          redis: true,
+          latencyMs: 0,
+          keys
+        })
+        const total = 594 // 3 replicas × 33 rounds of 6 (weights 1+2+3)
+        yield* Effect.forEach(
+          Array.from({ length: total }, (_, i) => gateways[i % 3]!.url),
+          (url) => post(`${url}/v1/chat/completions`, chatBody()),
+          { concurrency: 12, discard: true }
+        )
+        const stats = yield* sim.stats
+        const shares = LABELS.map((l) => stats.keys[l]!.requests / total)
+        weights.forEach((w, i) => assert.isAtMost(Math.abs(shares[i]! - w / 6), 0.01))
+        console.log(
+          `weighted 1:2:3 over 3 replicas, ${total} requests: ${shares.map((x) => x.toFixed(4)).join(", ")}`
+        )
+        for (let s = 0; s < 8; s++) {
+          const before = yield* sim.stats
+          for (const g of gateways) {
+            const r = yield* post(`${g.url}/v1/chat/completions`, chatBody({ session_id: `session-${s}` }))
+            assert.strictEqual(r.status, 200)
+          }
+          const after = yield* sim.stats
+          const hit = LABELS.filter((l) => after.keys[l]!.requests > before.keys[l]!.requests)
+          assert.strictEqual(hit.length, 1)
+          assert.strictEqual(after.keys[hit[0]!]!.requests - before.keys[hit[0]!]!.requests, 3)
+        }
+      }),
+    60_000
   )
 })
