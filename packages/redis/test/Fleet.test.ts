@@ -142,6 +142,42 @@ describe("Fleet on Redis", () => {
       })
   )
 
+  it.scopedLive("a 429's cooldown on one replica reaches the others; a shorter one never ends it", () =>
+    Effect.gen(function* () {
+      const a = keyOf("a")
+      const b = keyOf("b")
+      const replicas = yield* Effect.forEach([0, 1, 2], (i) => replica(i, [a, b], "health"))
+      const leaseOf = (r: (typeof replicas)[number], id: string) =>
+        Effect.gen(function* () {
+          for (;;) {
+            const l = yield* r.selector.select(request())
+            if (l.key.id === id) return l
+            yield* KeySelector.report(l, KeySelector.success(1))
+          }
+        })
+      const limited = (ms: number) =>
+        KeySelector.failure(
+          1,
+          new UpstreamError.RateLimited({ message: "429", scope: "key", retryAfter: Duration.millis(ms) })
+        )
+      // Replica 1 has a request on `a` out already; replica 0's gets a 429 with a long Retry-After.
+      const late = yield* leaseOf(replicas[1]!, a.id)
+      yield* KeySelector.report(yield* leaseOf(replicas[0]!, a.id), limited(1_000))
+      yield* Effect.sleep(100)
+      // Replica 1's answer comes back later with a shorter Retry-After: the fleet's longer
+      // cooldown stands.
+      yield* KeySelector.report(late, limited(100))
+      yield* Effect.sleep(300)
+      for (const r of [replicas[1]!, replicas[2]!]) {
+        for (let i = 0; i < 4; i++) {
+          const l = yield* r.selector.select(request())
+          assert.strictEqual(l.key.id, b.id)
+          yield* KeySelector.report(l, KeySelector.success(1))
+        }
+      }
+    })
+  )
+
   it.scopedLive("Redis down: a replica serves on its local share (cap ÷ replicas) and reports degraded", () =>
     Effect.gen(function* () {
       const down = startRedis()
