@@ -7,10 +7,13 @@ import { execFileSync } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as GatewayConfig from "../src/GatewayConfig.js"
 import * as Gateway from "../src/Gateway.js"
 import * as Simulator from "@or-balancer/simulator/Simulator"
-import { chatBody, configFor, post, simKeys } from "./GatewaySupport.js"
+import { chatBody, configFor, envOf, fileFor, post, simKeys } from "./GatewaySupport.js"
 
 const SCRIPT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../../scripts/redis.sh")
 const [port, pid] = execFileSync(SCRIPT, ["start"], { encoding: "utf8" }).trim().split(" ")
@@ -59,6 +62,39 @@ const burst = (urls: ReadonlyArray<string>, perReplica: number) =>
   )
 
 describe("Gateway fleet on Redis", () => {
+  it.scoped(
+    "the redis section: defaults, the password read from its variable, a bad URL or variable named",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* Simulator.make({ seed: 7, keys: simKeys(LABELS) })
+        const env = envOf(sim)
+        env.set("REDIS_PW", "s3cret-redis-pw")
+        const decode = (redis: unknown) =>
+          GatewayConfig.decode(fileFor(sim, { redis })).pipe(
+            Effect.withConfigProvider(ConfigProvider.fromMap(env))
+          )
+        assert.strictEqual(
+          (yield* GatewayConfig.decode(fileFor(sim)).pipe(
+            Effect.withConfigProvider(ConfigProvider.fromMap(env))
+          )).redis,
+          undefined
+        )
+        const c = (yield* decode({ url: "redis://127.0.0.1:6379/0", passwordEnv: "REDIS_PW" })).redis!
+        assert.strictEqual(Redacted.value(c.password!), "s3cret-redis-pw")
+        assert.deepStrictEqual(
+          [c.url, c.replicaId, c.replicas, c.leaseTtlMs],
+          ["redis://127.0.0.1:6379/0", undefined, 1, 3000]
+        )
+        const badUrl = yield* Effect.flip(decode({ url: "redis://user:pw@127.0.0.1:6379/0" }))
+        assert.match(badUrl.message, /redis\.url/)
+        assert.notInclude(badUrl.message, "pw@")
+        const noVar = yield* Effect.flip(
+          decode({ url: "redis://127.0.0.1:6379/0", passwordEnv: "NOT_SET_PW" })
+        )
+        assert.match(noVar.message, /redis\.passwordEnv: environment variable NOT_SET_PW is not set/)
+      })
+  )
+
   it.scopedLive("a key's concurrency cap holds summed over 3 replicas (max in flight at the upstream)", () =>
     Effect.gen(function* () {
       const strategy = [{ name: "concurrency-limited", defaultMax: 4 }, { name: "round-robin" }]
