@@ -43,6 +43,7 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Scope from "effect/Scope"
 import { HealthShare } from "./HealthShare.js"
+import * as Fleet from "./internal/healthFleet.js"
 import { entriesFor, ns, storeOf, thenFor, thenReport, withKeys } from "./internal/common.js"
 
 /**
@@ -171,15 +172,7 @@ export const make = (
 
     // With a fleet: a step that takes the key out (or further out) is published to it.
     const publishing = (keyId: string, step: Step, now: number, cooldown: boolean): Step =>
-      share === undefined
-        ? step
-        : (r) => {
-            const out = step(r)
-            const next = out[1]
-            if (next?.until !== undefined && next.until !== r?.until && next.until > now)
-              share.publish(keyId, next.until - now, next.reason ?? "", cooldown ? "cooldown" : "ejected")
-            return out
-          }
+      share === undefined ? step : Fleet.publishing(share, keyId, step, now, cooldown)
 
     const ejected = (
       r: Record | undefined,
@@ -410,30 +403,7 @@ export const make = (
       )
 
     if (share !== undefined) {
-      // The fleet's state, merged in by the provider's poll: only ever extends what is here
-      // (within 50 ms: the two clocks' readings of one end differ by a round trip).
-      const merge = (keyId: string, remainingMs: number, reason: string) => {
-        const until = clock.unsafeCurrentTimeMillis() + remainingMs
-        const done = st.update<Record>(ns.health, keyId, (r) =>
-          r?.until !== undefined && r.until + 50 >= until
-            ? [undefined, r]
-            : [
-                undefined,
-                {
-                  failures: r?.failures ?? 0,
-                  ejections: Math.max(1, r?.ejections ?? 0),
-                  until,
-                  reason,
-                  testing: r?.testing
-                }
-              ]
-        )
-        if (Effect.isEffect(done)) Effect.runFork(done)
-      }
-      const unregister = share.register({
-        keys: () => (pool.unsafeGet?.() ?? []).map((k) => k.id),
-        merge
-      })
+      const unregister = Fleet.register(share, st, pool, clock)
       const scope = yield* Effect.serviceOption(Scope.Scope)
       if (Option.isSome(scope)) yield* Scope.addFinalizer(scope.value, Effect.sync(unregister))
     }
