@@ -99,7 +99,7 @@ describe("Gateway fleet on Redis", () => {
     Effect.gen(function* () {
       const strategy = [{ name: "concurrency-limited", defaultMax: 4 }, { name: "round-robin" }]
       // Control: three gateways without Redis each enforce the whole cap, so the upstream sees more.
-      const alone = yield* fleet(strategy, { redis: false, latencyMs: 40 })
+      const alone = yield* fleet(strategy, { redis: false, latencyMs: 150 })
       yield* burst(
         alone.gateways.map((g) => g.url),
         30
@@ -108,7 +108,7 @@ describe("Gateway fleet on Redis", () => {
       const aloneMax = Math.max(...LABELS.map((l) => aloneStats.keys[l]!.maxInFlight))
       assert.isAbove(aloneMax, 4)
 
-      const { sim, gateways } = yield* fleet(strategy, { redis: true, latencyMs: 40 })
+      const { sim, gateways } = yield* fleet(strategy, { redis: true, latencyMs: 150 })
       const answers = yield* burst(
         gateways.map((g) => g.url),
         30
