@@ -186,6 +186,27 @@ export const File = Schema.Struct({
     })
   ),
   bodyLimitBytes: Schema.optional(PositiveInt),
+  /**
+   * Replicas sharing limits and health on one Redis (`@or-balancer/redis`). Absent: this
+   * process's state only, as fast as ever.
+   */
+  redis: Schema.optional(
+    Schema.Struct({
+      url: Schema.String.pipe(
+        Schema.filter((u) => /^rediss?:\/\/[^@/]+(\/\d+)?$/.test(u), {
+          message: () => "must be a URL such as redis://127.0.0.1:6379/0 (a password goes in passwordEnv)"
+        })
+      ),
+      /** The environment variable holding Redis's password. */
+      passwordEnv: Schema.optional(EnvName),
+      /** This replica's id (default: random). */
+      replicaId: Schema.optional(Schema.NonEmptyString),
+      /** The fleet's size: without Redis each replica runs on cap ÷ replicas. Default 1. */
+      replicas: Schema.optional(PositiveInt),
+      /** Lease lifetime: a dead replica's capacity returns within it. Default 3000. */
+      leaseTtlMs: Schema.optional(PositiveInt)
+    })
+  ),
   /** `GET /v1/models` and `/v1/models/{id}` need no gateway token (they are public on OpenRouter). */
   publicModels: Schema.optional(Schema.Boolean),
   /** Who may open `/dashboard` (and, with `protect`, `/status` and `/metrics`). */
@@ -241,6 +262,15 @@ export interface GatewayConfig {
     readonly drainMs: number
   }
   readonly bodyLimitBytes: number
+  readonly redis:
+    | {
+        readonly url: string
+        readonly password: Redacted.Redacted<string> | undefined
+        readonly replicaId: string | undefined
+        readonly replicas: number
+        readonly leaseTtlMs: number
+      }
+    | undefined
   /** The model list is served without the gateway token. */
   readonly publicModels: boolean
   readonly admin: {
@@ -393,6 +423,19 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     if (file.admin?.protect === true && adminNames === undefined && tokens.length === 0) {
       return yield* fail("admin.protect", "needs an admin token: name one in admin.tokens")
     }
+    const redis =
+      file.redis === undefined
+        ? undefined
+        : {
+            url: file.redis.url,
+            password:
+              file.redis.passwordEnv === undefined
+                ? undefined
+                : yield* readEnv(file.redis.passwordEnv, "redis.passwordEnv"),
+            replicaId: file.redis.replicaId,
+            replicas: file.redis.replicas ?? 1,
+            leaseTtlMs: file.redis.leaseTtlMs ?? 3_000
+          }
     const retry = file.retry ?? {}
     const deadlines = file.deadlines ?? {}
     return {
@@ -418,6 +461,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
         drainMs: deadlines.drainMs ?? 15_000
       },
       bodyLimitBytes: file.bodyLimitBytes ?? 1024 * 1024,
+      redis,
       publicModels: file.publicModels ?? false,
       admin: {
         tokens: adminNames === undefined ? tokens : adminTokens,

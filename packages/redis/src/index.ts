@@ -18,3 +18,15 @@ export * as RedisUnavailable from "./RedisUnavailable.js"
  * @since 0.1.0
  */
 export * as SharedHealth from "./SharedHealth.js"
+/**
+ * @since 0.3.0
+ */
+export * as Fleet from "./Fleet.js"
+/**
+ * @since 0.3.0
+ */
+export * as FleetCapacity from "./FleetCapacity.js"
+/**
+ * @since 0.3.0
+ */
+export * as FleetHealth from "./FleetHealth.js"

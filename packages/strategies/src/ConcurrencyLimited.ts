@@ -14,6 +14,10 @@
  * The decision takes a free permit at once; when it would queue, it answers a `Wait` for the
  * queue, having taken nothing.
  *
+ * Across replicas: the cap this process enforces is what the optional `Capacity` service grants it
+ * (read synchronously; default the key's whole cap). A fleet's provider leases each replica a slice
+ * and renews it in the background from the usage registered here; a slice that grows wakes waiters.
+ *
  * @since 0.1.0
  */
 import type * as Key from "@or-balancer/core/Key"
@@ -25,6 +29,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Capacity from "./Capacity.js"
 import { only, withKeys } from "./internal/common.js"
 
 /**
@@ -76,10 +83,13 @@ export const makeWithStatus = (
     const pool = yield* KeyPool.KeyPool
     const clock = yield* Effect.clock
     const defaultMax = options.defaultMax ?? 10
+    const capacity = Option.getOrElse(yield* Effect.serviceOption(Capacity.Capacity), () => Capacity.local)
     const inUse = new Map<string, number>()
     const waiters: Array<Waiter> = []
 
-    const capOf = (k: Key.Key) => k.maxConcurrency ?? defaultMax
+    const fullCap = (k: Key.Key) => k.maxConcurrency ?? defaultMax
+    // The default provider grants the whole cap: skip the call then.
+    const capOf = capacity === Capacity.local ? fullCap : (k: Key.Key) => capacity.permits(k.id, fullCap(k))
     const isFree = (k: Key.Key) => (inUse.get(k.id) ?? 0) < capOf(k)
     const fullGate: KeySelector.Gate = (k) => (isFree(k) ? undefined : FULL)
     const take = (k: Key.Key) => {
@@ -210,6 +220,33 @@ export const makeWithStatus = (
         )
       })
 
+    if (capacity !== Capacity.local) {
+      // New permits (a grown slice) go to the waiters in turn, as a released permit would.
+      const grown = (keyId: string) => {
+        const keys = pool.unsafeGet?.() ?? []
+        const k = keys.find((key) => key.id === keyId)
+        if (k === undefined) return
+        while (waiters.length > 0 && isFree(k)) {
+          const before = waiters.length
+          take(k)
+          release(k)
+          if (waiters.length === before) break
+        }
+      }
+      const usage = (): ReadonlyArray<Capacity.Usage> => {
+        const keys = pool.unsafeGet?.() ?? []
+        return keys.map((k) => {
+          let waiting = 0
+          for (const w of waiters) if (KeySelector.isCandidate(w.request, k)) waiting++
+          return { keyId: k.id, cap: fullCap(k), inUse: inUse.get(k.id) ?? 0, waiting }
+        })
+      }
+      const unregister = capacity.register({ usage, grown })
+      // Built in a scope (the layer's), the registration ends with it.
+      const scope = yield* Effect.serviceOption(Scope.Scope)
+      if (Option.isSome(scope)) yield* Scope.addFinalizer(scope.value, Effect.sync(unregister))
+    }
+
     const status: Effect.Effect<Status> = Effect.sync(() => ({
       inUse: new Map(Array.from(inUse).filter(([, n]) => n > 0)),
       waiting: waiters.length
@@ -235,4 +272,4 @@ export const make = (
 export const layer = (
   options?: Options
 ): Layer.Layer<KeySelector.KeySelector, never, KeySelector.KeySelector | KeyPool.KeyPool> =>
-  Layer.effect(KeySelector.KeySelector, make(options))
+  Layer.scoped(KeySelector.KeySelector, make(options))

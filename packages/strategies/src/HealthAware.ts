@@ -21,6 +21,10 @@
  *
  * The state lives in the `StateStore` (namespace `or-balancer/health`); read it with {@link status}.
  *
+ * Across replicas (an optional `HealthShare`): every ejection or cooldown is published to the
+ * fleet, the fleet's are merged in (only ever extending), and a half-open trial also needs the
+ * fleet's one trial slot; a replica that does not get it keeps the key out for `trialMs`.
+ *
  * The decision is synchronous but when a probe is due: it then answers a `Wait` that runs the
  * probes, having changed nothing, and decides after them.
  *
@@ -37,6 +41,9 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as Scope from "effect/Scope"
+import { HealthShare } from "./HealthShare.js"
+import * as Fleet from "./internal/healthFleet.js"
 import { entriesFor, ns, storeOf, thenFor, thenReport, withKeys } from "./internal/common.js"
 
 /**
@@ -164,6 +171,11 @@ export const make = (
     const trial = Option.isNone(lookup)
     const st = storeOf(store)
     const clock = yield* Effect.clock
+    const share = Option.getOrUndefined(yield* Effect.serviceOption(HealthShare))
+
+    // With a fleet: a step that takes the key out (or further out) is published to it.
+    const publishing = (keyId: string, step: Step, now: number, cooldown: boolean): Step =>
+      share === undefined ? step : Fleet.publishing(share, keyId, step, now, cooldown)
 
     const ejected = (
       r: Record | undefined,
@@ -226,8 +238,13 @@ export const make = (
       if (error === undefined) return st.set(ns.health, key.id, undefined)
       if (!UpstreamError.countsAgainstKey(error)) return st.update<Record>(ns.health, key.id, endTesting)
       const now = clock.unsafeCurrentTimeMillis()
-      const self = st.update<Record>(ns.health, key.id, failed(error, now))
-      const cool = accountWide(key, error, now)
+      const cooldown = waitOf(error) !== undefined
+      const self = st.update<Record>(ns.health, key.id, publishing(key.id, failed(error, now), now, cooldown))
+      const cool0 = accountWide(key, error, now)
+      const cool =
+        cool0 === undefined
+          ? undefined
+          : { covers: cool0.covers, step: (k: Key.Key) => publishing(k.id, cool0.step, now, true) }
       if (cool === undefined) return self
       const get = pool.unsafeGet
       if (get === undefined) {
@@ -236,7 +253,7 @@ export const make = (
           Effect.flatMap(pool.get, (keys) =>
             Effect.forEach(
               keys.filter(cool.covers),
-              (k) => store.modify<Record, void>(ns.health, k.id, cool.step),
+              (k) => store.modify<Record, void>(ns.health, k.id, cool.step(k)),
               {
                 discard: true
               }
@@ -247,7 +264,7 @@ export const make = (
       let out = self
       for (const k of get()) {
         if (cool.covers(k))
-          out = KeySelector.andReport(out, () => st.update<Record>(ns.health, k.id, cool.step))
+          out = KeySelector.andReport(out, () => st.update<Record>(ns.health, k.id, cool.step(k)))
       }
       return out
     }
@@ -292,8 +309,9 @@ export const make = (
 
     const wrap = (lease: KeySelector.Lease, trialLease: boolean): KeySelector.Lease => {
       const key = lease.key
-      return KeySelector.lease(key, (outcome) =>
-        thenReport(
+      return KeySelector.lease(key, (outcome) => {
+        if (trialLease && share !== undefined) share.endTrial(key.id, outcome._tag === "Success")
+        return thenReport(
           outcome._tag === "Success"
             ? record(key, undefined)
             : outcome._tag === "Failure"
@@ -305,7 +323,7 @@ export const make = (
           lease,
           outcome
         )
-      )
+      })
     }
     const plain = (lease: KeySelector.Lease) => wrap(lease, false)
     const plainOrRefusal = (
@@ -360,12 +378,47 @@ export const make = (
           // In panic the gate keeps only dead keys out, not a taken trial: take the key plainly.
           const next = afterClaim(claim, narrowed !== request && !inPanic(keys, records, now))
           return next === "trial"
-            ? wrap(picked, true)
+            ? share === undefined
+              ? wrap(picked, true)
+              : fleetTrial(request, picked, share)
             : next === "plain"
               ? plain(picked)
               : KeySelector.giveBack(picked, CANCELLED, () => decide(request))
         })
       })
+    }
+
+    // The fleet's one trial slot: without it the key stays out here for `trialMs`, then is asked
+    // about again; the local claim is given up either way.
+    const fleetTrial = (
+      request: KeySelector.SelectRequest,
+      picked: KeySelector.Lease,
+      fleet: HealthShare["Type"]
+    ): KeySelector.Decision =>
+      KeySelector.waitFor(fleet.tryTrial(picked.key.id), (got) =>
+        got
+          ? wrap(picked, true)
+          : st.modify<Record, void>(
+              ns.health,
+              picked.key.id,
+              (r) => [
+                undefined,
+                r === undefined
+                  ? r
+                  : {
+                      ...r,
+                      testing: false,
+                      until: Math.max(r.until ?? 0, clock.unsafeCurrentTimeMillis() + fleet.trialMs)
+                    }
+              ],
+              () => KeySelector.giveBack(picked, CANCELLED, () => decide(request))
+            )
+      )
+
+    if (share !== undefined) {
+      const unregister = Fleet.register(share, st, pool, clock)
+      const scope = yield* Effect.serviceOption(Scope.Scope)
+      if (Option.isSome(scope)) yield* Scope.addFinalizer(scope.value, Effect.sync(unregister))
     }
 
     const decideOn = (
@@ -433,4 +486,4 @@ export const layer = (
   KeySelector.KeySelector,
   never,
   KeySelector.KeySelector | KeyPool.KeyPool | StateStore.StateStore
-> => Layer.effect(KeySelector.KeySelector, make(options))
+> => Layer.scoped(KeySelector.KeySelector, make(options))

@@ -2,10 +2,12 @@
  * @since 0.1.0
  */
 export * as ByModel from "./ByModel.js"
+export * as Capacity from "./Capacity.js"
 export * as ConcurrencyLimited from "./ConcurrencyLimited.js"
 export * as CreditAware from "./CreditAware.js"
 export * as CreditLedger from "./CreditLedger.js"
 export * as HealthAware from "./HealthAware.js"
+export * as HealthShare from "./HealthShare.js"
 export * as LeastBusy from "./LeastBusy.js"
 export * as Random from "./Random.js"
 export * as RoundRobin from "./RoundRobin.js"

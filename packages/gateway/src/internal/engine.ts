@@ -26,6 +26,7 @@ import type * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as GatewayConfig from "../GatewayConfig.js"
+import * as Fleet from "@or-balancer/redis/Fleet"
 import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import type * as Tracer from "effect/Tracer"
@@ -161,8 +162,25 @@ export const build = (
         )
       : // No strategy of this stack asks for the ledger: nothing reads this empty context.
         Layer.succeedContext(Context.empty() as Context.Context<CreditLedger.CreditLedger>)
+    const selectors =
+      config.redis === undefined
+        ? selectorLayer(config.strategy)
+        : selectorLayer(config.strategy).pipe(
+            Layer.provide(
+              // The URL was checked by decode: nothing left to fail on.
+              Layer.orDie(
+                Fleet.layer({
+                  url: config.redis.url,
+                  password: config.redis.password,
+                  replicaId: config.redis.replicaId,
+                  replicas: config.redis.replicas,
+                  leaseTtlMs: config.redis.leaseTtlMs
+                })
+              )
+            )
+          )
     const layer = Balancer.layer(balancerOptions(config)).pipe(
-      Layer.provideMerge(selectorLayer(config.strategy)),
+      Layer.provideMerge(selectors),
       Layer.provideMerge(credit),
       Layer.provideMerge(pool)
     )

@@ -1,0 +1,85 @@
+/**
+ * The `HealthShare` of one replica of a fleet, on `SharedHealth`: ejections and cooldowns are
+ * written through (only ever extending), the fleet's are read every `pollEveryMs` (default 50 ms)
+ * and merged into each consumer, and a half-open key's trial is the fleet's one probe
+ * (`tryProbe`). Redis unreachable: writes and reads are skipped (each replica keeps its own
+ * health) and a trial is allowed locally, as without a fleet.
+ *
+ * @since 0.3.0
+ */
+import type * as HealthShare from "@or-balancer/strategies/HealthShare"
+import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import { RedisStore } from "./RedisStore.js"
+import * as SharedHealth from "./SharedHealth.js"
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export interface Options {
+  readonly replicaId: string
+  /** How often the fleet's health is merged in (default 50 ms). */
+  readonly pollEveryMs?: number | undefined
+  /** How long one replica holds a key's trial (default 2 s). */
+  readonly trialMs?: number | undefined
+}
+
+/**
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const make = (options: Options): Effect.Effect<HealthShare.Service, never, RedisStore | Scope.Scope> =>
+  Effect.gen(function* () {
+    const redis = yield* RedisStore
+    const every = options.pollEveryMs ?? 50
+    const trialMs = options.trialMs ?? 2_000
+    const consumers = new Set<HealthShare.Consumer>()
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const withRedis = <A, E>(effect: Effect.Effect<A, E, RedisStore>) =>
+      Effect.provideService(effect, RedisStore, redis)
+
+    const poll = Effect.suspend(() =>
+      Effect.forEach(
+        Array.from(consumers),
+        (c) =>
+          Effect.map(withRedis(SharedHealth.readHealth(c.keys())), (all) => {
+            for (const h of all) {
+              const remaining = Math.max(h.cooldownMs, h.ejectedMs)
+              if (remaining > 0) {
+                const reason = (h.ejectedMs >= h.cooldownMs ? h.ejectedReason : h.cooldownReason) ?? "fleet"
+                c.merge(h.keyId, remaining, reason)
+              }
+            }
+          }),
+        { discard: true }
+      ).pipe(Effect.ignore)
+    )
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(poll, Effect.sleep(every))))
+
+    return {
+      trialMs,
+      publish: (keyId, forMs, reason, kind) => {
+        runFork(
+          withRedis(
+            kind === "cooldown"
+              ? SharedHealth.extendCooldown(keyId, forMs, reason)
+              : SharedHealth.eject(keyId, forMs, reason)
+          ).pipe(Effect.ignore)
+        )
+      },
+      // Redis unreachable: the replica tests the key itself, as it would alone.
+      tryTrial: (keyId) =>
+        withRedis(SharedHealth.tryProbe(keyId, options.replicaId, trialMs)).pipe(
+          Effect.orElseSucceed(() => true)
+        ),
+      endTrial: (keyId, healthy) => {
+        runFork(withRedis(SharedHealth.endProbe(keyId, options.replicaId, healthy)).pipe(Effect.ignore))
+      },
+      register: (consumer) => {
+        consumers.add(consumer)
+        return () => consumers.delete(consumer)
+      }
+    }
+  })

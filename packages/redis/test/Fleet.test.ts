@@ -1,0 +1,215 @@
+/**
+ * The Fleet layer under the real strategies, three replicas in one process, each with its own
+ * connection to one real redis-server: ConcurrencyLimited's cap holds over the fleet and follows
+ * demand; HealthAware's ejections reach the other replicas and a half-open key gets one trial in
+ * the fleet; Redis down, a replica runs on its local share (cap ÷ replicas) and says so.
+ */
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Key from "@or-balancer/core/Key"
+import * as KeyPool from "@or-balancer/core/KeyPool"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+import * as StateStore from "@or-balancer/core/StateStore"
+import * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as ConcurrencyLimited from "@or-balancer/strategies/ConcurrencyLimited"
+import * as HealthAware from "@or-balancer/strategies/HealthAware"
+import * as RoundRobin from "@or-balancer/strategies/RoundRobin"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Redacted from "effect/Redacted"
+import { Fleet, LeaseKeeper } from "../src/index.js"
+import { startRedis } from "./support.js"
+
+const server = startRedis()
+afterAll(() => server.close())
+
+let n = 0
+const keyOf = (id: string, maxConcurrency?: number) =>
+  Key.make({
+    id: `${id}-${++n}-${Math.floor(performance.now())}`,
+    secret: Redacted.make(`sk-or-v1-test-${id}-000000000000`),
+    ...(maxConcurrency === undefined ? {} : { maxConcurrency })
+  })
+
+/** One replica: its selector stack on its own pool, store and Fleet layer. */
+const replica = (
+  i: number,
+  keys: ReadonlyArray<Key.Key>,
+  stack: "concurrency" | "health",
+  url = server.url
+) =>
+  Effect.gen(function* () {
+    const base = Layer.mergeAll(KeyPool.layer(keys).pipe(Layer.orDie), StateStore.layerMemory)
+    const fleet = Fleet.layer({
+      url,
+      replicaId: `r${i}`,
+      replicas: 3,
+      renewEveryMs: 20,
+      pollEveryMs: 20
+    }).pipe(Layer.orDie)
+    const selector =
+      stack === "concurrency"
+        ? ConcurrencyLimited.layer().pipe(Layer.provide(RoundRobin.layer({ name: `r${i}` })))
+        : HealthAware.layer({ baseCooldown: Duration.millis(300) }).pipe(
+            Layer.provide(RoundRobin.layer({ name: `r${i}` }))
+          )
+    const ctx = yield* Layer.build(selector.pipe(Layer.provideMerge(Layer.merge(base, fleet))))
+    return { selector: Context.get(ctx, KeySelector.KeySelector), fleet: Context.get(ctx, Fleet.Fleet) }
+  })
+
+const request = (deadlineMs = 5_000): KeySelector.SelectRequest => ({
+  attempt: 1,
+  tried: new Set(),
+  deadline: Date.now() + deadlineMs
+})
+
+describe("Fleet on Redis", () => {
+  it.scopedLive("a key's cap holds summed over 3 replicas, and capacity follows demand", () =>
+    Effect.gen(function* () {
+      const cap = 6
+      const key = keyOf("cap", cap)
+      const replicas = yield* Effect.forEach([0, 1, 2], (i) => replica(i, [key], "concurrency"))
+      const fleetNow = { now: 0, max: 0 }
+      const mine = [0, 0, 0]
+      const myMax = [0, 0, 0]
+      const work = (i: number, requests: number) =>
+        Effect.forEach(
+          Array.from({ length: requests }),
+          () =>
+            Effect.flatMap(replicas[i]!.selector.select(request()), (lease) =>
+              Effect.gen(function* () {
+                fleetNow.now++
+                mine[i]!++
+                fleetNow.max = Math.max(fleetNow.max, fleetNow.now)
+                myMax[i] = Math.max(myMax[i]!, mine[i]!)
+                yield* Effect.sleep(5)
+                fleetNow.now--
+                mine[i]!--
+                yield* KeySelector.report(lease, KeySelector.success(5))
+              })
+            ),
+          { concurrency: 12, discard: true }
+        )
+      // Replica 0 alone: it gets more than a third of the cap once its demand is known.
+      yield* work(0, 120)
+      assert.isAbove(myMax[0]!, cap / 3)
+      // All three busy at once.
+      yield* Effect.all([work(0, 150), work(1, 150), work(2, 150)], { concurrency: "unbounded" })
+      assert.isAtMost(fleetNow.max, cap)
+      assert.isAtLeast(fleetNow.max, cap - 1)
+      console.log(
+        `fleet cap ${cap}: max in flight over 3 replicas ${fleetNow.max}; replica 0 alone ${myMax[0]}`
+      )
+    })
+  )
+
+  it.scopedLive(
+    "an ejection on one replica reaches the others; a half-open key gets one trial in the fleet",
+    () =>
+      Effect.gen(function* () {
+        const a = keyOf("a")
+        const b = keyOf("b")
+        const replicas = yield* Effect.forEach([0, 1, 2], (i) => replica(i, [a, b], "health"))
+        // Replica 0 leases until it gets `a`, then reports a 401: `a` is ejected (300 ms).
+        let lease = yield* replicas[0]!.selector.select(request())
+        if (lease.key.id !== a.id) {
+          yield* KeySelector.report(lease, KeySelector.success(1))
+          lease = yield* replicas[0]!.selector.select(request())
+        }
+        assert.strictEqual(lease.key.id, a.id)
+        yield* KeySelector.report(
+          lease,
+          KeySelector.failure(1, new UpstreamError.Unauthorized({ message: "401" }))
+        )
+        yield* Effect.sleep(100)
+        for (const r of [replicas[1]!, replicas[2]!]) {
+          for (let i = 0; i < 4; i++) {
+            const l = yield* r.selector.select(request())
+            assert.strictEqual(l.key.id, b.id)
+            yield* KeySelector.report(l, KeySelector.success(1))
+          }
+        }
+        // After the cooldown `a` is half-open: every replica tries for it at once; one trial.
+        yield* Effect.sleep(300)
+        const leases = yield* Effect.forEach(
+          replicas.flatMap((r) => [r, r]),
+          (r) => r.selector.select(request()),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(leases.filter((l) => l.key.id === a.id).length, 1)
+      })
+  )
+
+  it.scopedLive("a 429's cooldown on one replica reaches the others; a shorter one never ends it", () =>
+    Effect.gen(function* () {
+      const a = keyOf("a")
+      const b = keyOf("b")
+      const replicas = yield* Effect.forEach([0, 1, 2], (i) => replica(i, [a, b], "health"))
+      const leaseOf = (r: (typeof replicas)[number], id: string) =>
+        Effect.gen(function* () {
+          for (;;) {
+            const l = yield* r.selector.select(request())
+            if (l.key.id === id) return l
+            yield* KeySelector.report(l, KeySelector.success(1))
+          }
+        })
+      const limited = (ms: number) =>
+        KeySelector.failure(
+          1,
+          new UpstreamError.RateLimited({ message: "429", scope: "key", retryAfter: Duration.millis(ms) })
+        )
+      // Replica 1 has a request on `a` out already; replica 0's gets a 429 with a long Retry-After.
+      const late = yield* leaseOf(replicas[1]!, a.id)
+      yield* KeySelector.report(yield* leaseOf(replicas[0]!, a.id), limited(1_000))
+      yield* Effect.sleep(100)
+      // Replica 1's answer comes back later with a shorter Retry-After: the fleet's longer
+      // cooldown stands.
+      yield* KeySelector.report(late, limited(100))
+      yield* Effect.sleep(300)
+      for (const r of [replicas[1]!, replicas[2]!]) {
+        for (let i = 0; i < 4; i++) {
+          const l = yield* r.selector.select(request())
+          assert.strictEqual(l.key.id, b.id)
+          yield* KeySelector.report(l, KeySelector.success(1))
+        }
+      }
+    })
+  )
+
+  it.scopedLive("Redis down: a replica serves on its local share (cap ÷ replicas) and reports degraded", () =>
+    Effect.gen(function* () {
+      const down = startRedis()
+      const url = down.url
+      down.stop()
+      const key = keyOf("down", 6)
+      const r = yield* replica(0, [key], "concurrency", url)
+      let now = 0
+      let max = 0
+      yield* Effect.forEach(
+        Array.from({ length: 40 }),
+        () =>
+          Effect.flatMap(r.selector.select(request()), (lease) =>
+            Effect.gen(function* () {
+              now++
+              max = Math.max(max, now)
+              yield* Effect.sleep(3)
+              now--
+              yield* KeySelector.report(lease, KeySelector.success(3))
+            })
+          ),
+        { concurrency: 12, discard: true }
+      )
+      assert.strictEqual(max, 2)
+      assert.isTrue(r.fleet.keeper.unsafeDegraded())
+      assert.strictEqual((yield* Metric.value(LeaseKeeper.degradedGauge)).value, 1)
+      // Redis back: the replica resyncs without a restart.
+      down.start()
+      yield* Effect.sleep(1_500)
+      assert.isFalse(r.fleet.keeper.unsafeDegraded())
+      assert.strictEqual((yield* Metric.value(LeaseKeeper.degradedGauge)).value, 0)
+      down.close()
+    })
+  )
+})
