@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type * as http from "node:http"
+import type * as Clients from "./clients.js"
 import { failureAnswer } from "./failure.js"
 import { header1, openAiError, sendOutcome } from "./respond.js"
 import { sendAnswer, type Settler } from "./settle.js"
@@ -22,6 +23,8 @@ import { callUpstream, type RequestContext, startUpstream } from "./upstream.js"
 /** Per-request hook run when the response closes: set once the request is forwarded. */
 export interface Live {
   cancel: (() => void) | undefined
+  /** The named client's reservation, settled with the answer's cost (see `clients.ts`). */
+  charge: Clients.Charge | undefined
 }
 
 export const forward = (
@@ -54,6 +57,7 @@ export const forward = (
   const settler: Settler = {
     unsafeSucceed: (cost) => {
       settled = true
+      live.charge?.settle(cost, true)
       started.unsafeSucceed(cost)
     },
     unsafeFail: (error) => {
@@ -107,7 +111,10 @@ const forwardOnFiber = (
         resume(effect)
       }
       sendAnswer(engine, ctx, res, scoped.value, {
-        unsafeSucceed: (cost) => settle(scoped.succeed(cost)),
+        unsafeSucceed: (cost) => {
+          live.charge?.settle(cost, true)
+          settle(scoped.succeed(cost))
+        },
         unsafeFail: (error) => settle(scoped.fail(error)),
         unsafeCancel: () => settle(scoped.cancel)
       })

@@ -6,11 +6,13 @@
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
 import { type Admin, type AdminRoute, serveAdmin } from "./admin.js"
-import { authorized } from "./auth.js"
+import type { ClientConfig } from "../GatewayConfig.js"
+import { authorized, clientOf } from "./auth.js"
+import * as Clients from "./clients.js"
 import * as AdminAuth from "./dashboard/auth.js"
 import * as Dashboard from "./dashboard/handler.js"
 import { forward, type Live } from "./forward.js"
-import { openAiError } from "./respond.js"
+import { MAX_RETRY_AFTER_S, openAiError } from "./respond.js"
 import type { EngineState, ServerState } from "./state.js"
 
 type Route = "chat" | "models" | "dashboard" | AdminRoute | undefined
@@ -79,21 +81,47 @@ export const makeHandler =
     state.active++
     engine.active++
     // One close listener per request: the counts, then the request's own cancel (client gone).
-    const live: Live = { cancel: undefined }
+    const live: Live = { cancel: undefined, charge: undefined }
     res.once("close", () => {
       state.active--
       engine.active--
       if (engine.retired && engine.active === 0) state.onRetired(engine)
       if (state.draining && state.active === 0) for (const f of state.idle) f()
       live.cancel?.()
+      // Not settled with a cost by now: it failed or was abandoned; its reservation is released.
+      live.charge?.settle(undefined, false)
     })
     if (route === "models")
       return forward(engine, live, req, res, "GET", `/models${q === -1 ? "" : url.slice(q)}`, undefined, {})
-    readBody(engine, live, req, res)
+    readBody(engine, live, req, res, clientOf(engine, req.socket))
   }
 
+/** A client's refusal: 403 naming the model, or 429 with its reset (`Retry-After`, capped as every one the gateway sends). */
+const refuse = (engine: EngineState, res: http.ServerResponse, r: Clients.Refusal) => {
+  const headers: Record<string, string> = {}
+  if (r.resetAt !== undefined) {
+    const s = Math.ceil((r.resetAt - engine.built.clock.unsafeCurrentTimeMillis()) / 1000)
+    headers["retry-after"] = String(Math.min(MAX_RETRY_AFTER_S, Math.max(1, s)))
+    headers["x-ratelimit-reset"] = String(r.resetAt)
+  }
+  openAiError(
+    res,
+    r.status,
+    r.message,
+    r.status === 403 ? "permission_error" : "rate_limit_error",
+    r.code,
+    headers
+  )
+}
+
 /** Reads a chat's body within the limit, checks it is a JSON object with a model, and forwards it. */
-const readBody = (engine: EngineState, live: Live, req: http.IncomingMessage, res: http.ServerResponse) => {
+const readBody = (
+  engine: EngineState,
+  live: Live,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  client: ClientConfig | undefined
+) => {
   const limit = engine.config.bodyLimitBytes
   const tooLarge = () => {
     openAiError(
@@ -157,6 +185,13 @@ const readBody = (engine: EngineState, live: Live, req: http.IncomingMessage, re
       )
     }
     const model = typeof o.model === "string" ? o.model : undefined
+    if (client !== undefined) {
+      const models = model !== undefined ? [model] : (o.models as Array<unknown>).map(String)
+      const now = engine.built.clock.unsafeCurrentTimeMillis()
+      const admitted = Clients.admit(engine.clientLedger, client, models, o.max_tokens, now)
+      if (Clients.isRefusal(admitted)) return refuse(engine, res, admitted)
+      live.charge = admitted
+    }
     forward(engine, live, req, res, "POST", "/chat/completions", body, {
       model,
       affinity: Protocol.affinityOf(o)
