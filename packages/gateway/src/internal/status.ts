@@ -86,7 +86,11 @@ const keyViews = (state: ServerState) =>
       if (v.credit !== null && v.credit !== undefined) yield* monitor.credit(v.key, v.credit)
       yield* monitor.cooldown(v.key, v.until)
     }
-    Forecast.sample(state.samples, stats.keys, now)
+    Forecast.sample(
+      state.samples,
+      views.map((v) => ({ id: v.key.id, spend: v.stats?.spend ?? 0 })),
+      now
+    )
     const forecasts = views.map((v) => ({
       burn: Forecast.burnPerMinute(state.samples, v.key.id),
       credit: v.credit ?? null,
