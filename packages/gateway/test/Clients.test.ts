@@ -3,7 +3,13 @@
  * answer's cost, a rate and model patterns. Over real loopback sockets against the simulator,
  * plus a property test of the reservation ledger under arbitrary interleavings.
  */
+import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
+import * as Console from "effect/Console"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Cli from "../src/Cli.js"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
@@ -228,6 +234,56 @@ describe("named clients", () => {
         assert.strictEqual(ok.clients[0]!.budget!.reserveUsd, 0.01)
         assert.strictEqual(ok.tokens.length, 0)
       })
+  )
+})
+
+describe("or-balancer check with clients", () => {
+  it.scopedLive("lists the clients and their budgets, never their tokens", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["cl-check"]) })
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "or-balancer-clients-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+      const file = path.join(dir, "gateway.json")
+      fs.writeFileSync(
+        file,
+        JSON.stringify(
+          fileFor(sim, {
+            clients: [
+              {
+                id: "alpha",
+                tokenEnv: "ALPHA_TOKEN",
+                budget: { usd: 5, period: "weekly" },
+                rpm: 60,
+                models: ["openai/*"]
+              },
+              { id: "beta", tokenEnv: "BETA_TOKEN" }
+            ]
+          })
+        )
+      )
+      const lines: Array<string> = []
+      const current = yield* Console.consoleWith(Effect.succeed)
+      const recording: Console.Console = {
+        ...current,
+        log: (...args: ReadonlyArray<unknown>) =>
+          Effect.sync(() => void lines.push(args.map(String).join(" ")))
+      }
+      const exit = yield* Cli.run(["node", "or-balancer", "check", "--config", file]).pipe(
+        Effect.provide(NodeContext.layer),
+        Effect.withConfigProvider(
+          ConfigProvider.fromMap(new Map([...envOf(sim), ["ALPHA_TOKEN", ALPHA], ["BETA_TOKEN", BETA]]))
+        ),
+        Effect.withConsole(recording),
+        Effect.exit
+      )
+      assert.isTrue(exit._tag === "Success")
+      const output = lines.join("\n")
+      assert.match(output, /^client\s+budget\s+period\s+rpm\s+models$/m)
+      assert.match(output, /^alpha\s+\$5\s+weekly \(resets 00:00 UTC\)\s+60\s+openai\/\*$/m)
+      assert.match(output, /^beta\s+none\s+-\s+-\s+any$/m)
+      assert.notInclude(output, ALPHA)
+      assert.notInclude(output, BETA)
+    })
   )
 })
 
