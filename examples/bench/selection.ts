@@ -1,6 +1,7 @@
 /**
- * Selection cost: select-and-report cycles per second for each strategy and the composed stack,
- * over pools of 5 and 500 keys, with the seed's round-robin cycle as the floor. No network: the
+ * Selection cost: select-and-report cycles per second for each strategy and the composed stacks,
+ * each through its Effect `select` and through its synchronous `decide` (the fast path), over
+ * pools of 5 and 500 keys, with the seed's round-robin cycle as the floor. No network: the
  * cost measured is the balancer's own per request.
  */
 import * as Balancer from "@or-balancer/core/Balancer"
@@ -83,6 +84,14 @@ export const strategies: ReadonlyArray<readonly [string, Layer.Layer<KeySelector
     [
       "composed: health > concurrency > credit",
       Stack.defaultStrategy() as Layer.Layer<KeySelector.KeySelector, never, Env>
+    ],
+    [
+      "full: health > concurrency > threshold > weighted",
+      HealthAware.layer().pipe(
+        Layer.provide(ConcurrencyLimited.layer()),
+        Layer.provide(Threshold.layer({ threshold: 1 })),
+        Layer.provide(Weighted.layer())
+      ) as Layer.Layer<KeySelector.KeySelector, never, Env>
     ]
   ]
 
@@ -98,12 +107,12 @@ export const cycles = (selector: KeySelector.Service, n: number) =>
     for (let i = 0; i < n; i++) yield* cycle
   })
 
-/** `n` synchronous select-and-report cycles through `unsafeSelect`, the gateway's fast path. */
-export const unsafeCycles = (unsafeSelect: NonNullable<KeySelector.Service["unsafeSelect"]>, n: number) => {
+/** `n` synchronous decide-and-report cycles (`decide`, then the lease's report), the gateway's fast path. */
+export const decideCycles = (selector: KeySelector.Service, n: number) => {
   for (let i = 0; i < n; i++) {
-    const lease = unsafeSelect(request)
-    if (!KeySelector.isUnsafeLease(lease))
-      throw new Error("unsafeSelect did not decide: the row would measure nothing")
+    const lease = selector.decide(request)
+    if (!KeySelector.isLease(lease))
+      throw new Error("decide did not lease at once: the row would measure nothing")
     lease.unsafeReport(outcome)
   }
 }
@@ -178,14 +187,11 @@ export const run = async (options: { readonly budgetMs?: number } = {}): Promise
       const runtime = ManagedRuntime.make(Layer.provideMerge(layer, env(n)))
       const selector = Context.get(await runtime.runtime().then((r) => r.context), KeySelector.KeySelector)
       const m = await measure((k) => runtime.runPromise(cycles(selector, k)), budgetMs, n === 5 ? 2000 : 200)
-      const unsafeSelect = selector.unsafeSelect
-      const u =
-        unsafeSelect === undefined
-          ? undefined
-          : await measure(async (k) => unsafeCycles(unsafeSelect, k), budgetMs, n === 5 ? 2000 : 200)
+      // Every built-in strategy decides synchronously here (nothing to wait for): its fast-path row.
+      const u = await measure(async (k) => decideCycles(selector, k), budgetMs, n === 5 ? 2000 : 200)
       await runtime.dispose()
       rows.push(rowOf(name, n, m, base))
-      if (u !== undefined) rows.push(rowOf(`${name}, unsafeSelect`, n, u, base))
+      rows.push(rowOf(`${name}, decide (sync)`, n, u, base))
     }
     // The whole per-request path of core's Balancer.run over the composed stack, upstream a no-op.
     const runtime = ManagedRuntime.make(

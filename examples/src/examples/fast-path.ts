@@ -2,7 +2,7 @@
  * The fast path, for code that runs on callbacks or promises (a server, a queue consumer):
  * `Balancer.unsafeStart` leases a request's first attempt synchronously, with no fiber, and the
  * caller settles it when the answer ends. Only a failed first attempt goes on in Effect
- * (`run` with `after`), which fails over as usual. One of the three keys is revoked: the
+ * (`started.run(use)`), which fails over as usual. One of the three keys is revoked: the
  * requests that start on it fail over to the next key, and every caller gets an answer.
  */
 import * as Balancer from "@or-balancer/core/Balancer"
@@ -88,9 +88,11 @@ export const program = Effect.gen(function* () {
         return { ...r, path: "fast" as const }
       }
       started.unsafeFail(r)
-      return Runtime.runPromise(runtime)(
-        balancer.run({ model: MODEL, after: started }, attempt(body), { costOf: (a) => a.cost })
-      ).then((a) => ({ ...a, path: "failover" as const }))
+      // Nothing reached the caller yet: the attempt goes on through the balancer's loop.
+      return Runtime.runPromise(runtime)(started.run(attempt(body), { costOf: (a) => a.cost })).then((a) => ({
+        ...a,
+        path: "failover" as const
+      }))
     })
   }
 

@@ -14,12 +14,11 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
-import * as Schema from "effect/Schema"
+import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/balancer.js"
 import type * as Key from "./Key.js"
@@ -27,7 +26,7 @@ import type * as KeyPool from "./KeyPool.js"
 import type * as KeySelector from "./KeySelector.js"
 import type * as Monitor from "./Monitor.js"
 import type * as StateStore from "./StateStore.js"
-import * as UpstreamError from "./UpstreamError.js"
+import type * as UpstreamError from "./UpstreamError.js"
 
 /**
  * What the caller knows of a request before a key is chosen.
@@ -39,13 +38,6 @@ export interface RunRequest {
   readonly model?: string | undefined
   /** Affinity id for sticky routing (`session_id`, `prompt_cache_key`, a user id, ...). */
   readonly affinity?: string | undefined
-  /**
-   * A first attempt started with {@link Service.unsafeStart} that failed (`unsafeFail`) before
-   * any of its answer reached the caller: the run goes on from it as from its own failed first
-   * attempt. It records the failure, cools the key down, then fails over or gives up; its
-   * deadline counts from that attempt's start. A `Started` that did not fail is a defect.
-   */
-  readonly after?: Started | undefined
 }
 
 /**
@@ -63,6 +55,21 @@ export interface Started {
   readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
   /** No verdict on the key (the answer was abandoned, the client went away). */
   readonly unsafeCancel: () => void
+  /**
+   * After `unsafeFail`, before any of its answer reached the caller: the request goes on from this
+   * failed first attempt as `Service.run` would from its own. It records the failure, cools the
+   * key down, then fails over or gives up; its deadline counts from this attempt's start. Called
+   * on an attempt that did not fail, it dies (a defect: there is nothing to go on from).
+   */
+  readonly run: <A, E, R>(
+    use: (key: Key.Key, info: AttemptInfo) => Effect.Effect<A, E, R>,
+    options?: RunOptions<A>
+  ) => Effect.Effect<A, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R>
+  /** {@link run}, handing the attempt that succeeded over as `Service.runHeld` does. */
+  readonly runHeld: <A, E, R>(
+    use: (key: Key.Key, info: AttemptInfo) => Effect.Effect<A, E, R>,
+    onHeld: (held: Scoped<A>) => void
+  ) => Effect.Effect<Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R>
 }
 
 /**
@@ -74,45 +81,31 @@ export interface AttemptInfo {
   readonly attempt: number
 }
 
-/**
- * One failed attempt, as listed in {@link AllAttemptsFailed}.
- *
- * @since 0.1.0
- * @category Models
- */
-export const Attempt = Schema.Struct({ keyId: Schema.String, error: UpstreamError.UpstreamError })
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type Attempt = typeof Attempt.Type
-
-/**
- * Every attempt the request was allowed failed. `reason` says what stopped it: attempts ran out,
- * the retry budget was spent, or no further key became eligible before the deadline.
- *
- * @since 0.1.0
- * @category Errors
- */
-export class AllAttemptsFailed extends Schema.TaggedError<AllAttemptsFailed>()("AllAttemptsFailed", {
-  reason: Schema.Literal("attempts", "budget", "no-key"),
-  attempts: Schema.Array(Attempt),
-  retryAfter: Schema.optional(Schema.DurationFromSelf),
-  /** With reason `no-key`: why no further key was eligible (the selector's own explanation). */
-  noKey: Schema.optional(Schema.String)
-}) {
-  override get message(): string {
-    const list = this.attempts.map((a) => `${a.keyId}: ${a.error._tag}`).join(", ")
-    const why =
-      this.reason === "attempts"
-        ? "no attempts left"
-        : this.reason === "budget"
-          ? "the retry budget is spent"
-          : `no other key became eligible in time${this.noKey === undefined ? "" : `: ${this.noKey}`}`
-    return `all ${this.attempts.length} attempts failed (${why}): ${list}`
-  }
-}
+export {
+  /**
+   * One failed attempt, as listed in {@link AllAttemptsFailed}.
+   *
+   * @since 0.1.0
+   * @category Models
+   */
+  Attempt,
+  /**
+   * Every attempt the request was allowed failed. `reason` says what stopped it: attempts ran
+   * out, the retry budget was spent, or no further key became eligible before the deadline.
+   *
+   * @since 0.1.0
+   * @category Errors
+   */
+  AllAttemptsFailed,
+  /**
+   * The default backoff: exponential from 25 ms, jittered, capped at 2 s.
+   *
+   * @since 0.1.0
+   * @category Constructors
+   */
+  defaultBackoff
+} from "./internal/allAttemptsFailed.js"
+import type { AllAttemptsFailed } from "./internal/allAttemptsFailed.js"
 
 /**
  * @since 0.1.0
@@ -129,6 +122,12 @@ export interface Options {
   readonly backoff?: Schedule.Schedule<unknown, UpstreamError.UpstreamError> | undefined
   /** How long a request may wait for a key to become eligible. Default 30 s. */
   readonly deadline?: Duration.DurationInput | undefined
+  /**
+   * Longest cooldown a `Retry-After` may set on a key or account. Default 5 minutes: one answer
+   * saying `Retry-After: 999999` must not take a key out for days; after the cap the key is tried
+   * again (and a health-aware stack tests it first).
+   */
+  readonly maxCooldown?: Duration.DurationInput | undefined
   /**
    * Retries may be at most `ratio` of recent requests plus `minPerSecond`. `false` turns the budget
    * off. Default `{ ratio: 0.2, minPerSecond: 10, window: "10 seconds" }`.
@@ -149,7 +148,7 @@ export interface RunOptions<A> {
 }
 
 /**
- * What {@link Service.runScoped} (and `runWithScope`, `runHeld`) gives back: the value, and the
+ * What {@link Service.runScoped} (and `runHeld`) gives back: the value, and the
  * still-open lease through which the caller reports the final outcome later (a stream reports when
  * it ends). The first of `succeed`, `fail` and `cancel` to run reports; the others do nothing.
  *
@@ -199,16 +198,6 @@ export interface Service {
     use: (key: Key.Key, info: AttemptInfo) => Effect.Effect<A, E, R>
   ) => Effect.Effect<Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R | Scope.Scope>
   /**
-   * `runScoped` with the scope given rather than read from the context: for a server that keeps
-   * one `Scope.make()` per request and closes it when the answer ends (providing a scope to every
-   * request's effect cost about 20 µs of CPU per request in the gateway, measured).
-   */
-  readonly runWithScope: <A, E, R>(
-    scope: Scope.Scope,
-    request: RunRequest,
-    use: (key: Key.Key, info: AttemptInfo) => Effect.Effect<A, E, R>
-  ) => Effect.Effect<Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R>
-  /**
    * `runScoped` without a scope, for a server that settles every answer itself and cannot afford
    * a scope per request (the gateway: a `Scope` made and closed per request cost about 13 µs of
    * CPU, measured). `onHeld` is called synchronously, while the hand-over cannot be interrupted,
@@ -236,12 +225,12 @@ export interface Service {
    * A request's first attempt, started synchronously and with no fiber: the hot path of a
    * server outside Effect (the gateway forwards most requests this way; a fiber per request was
    * most of its CPU over a raw proxy's, measured). It leases a key when every part can decide at
-   * once: the selector offers `unsafeSelect`; the pool, state store and monitor their synchronous
-   * forms; and a key is eligible now. Otherwise it answers `undefined`, and the caller runs the
+   * once: the selector's `decide` answers a lease (no `Wait`), the state store and monitor have
+   * their synchronous forms, and a key is eligible now. Otherwise it answers `undefined`, and the caller runs the
    * request with `runHeld` (or `run`), which waits, backs off and fails over.
    *
-   * The caller settles the attempt exactly once. A failed one goes on with
-   * `runHeld({ ...request, after: started }, ...)`, as retries and failover are Effect's work.
+   * The caller settles the attempt exactly once. A failed one goes on with `started.run(use)` or
+   * `started.runHeld(use, onHeld)`, as retries and failover are Effect's work.
    */
   readonly unsafeStart: (request: RunRequest) => Started | undefined
 }
@@ -251,19 +240,6 @@ export interface Service {
  * @category Context
  */
 export class Balancer extends Context.Tag("@or-balancer/core/Balancer")<Balancer, Service>() {}
-
-/**
- * The default backoff: exponential from 25 ms, jittered, capped at 2 s.
- *
- * @since 0.1.0
- * @category Constructors
- */
-export const defaultBackoff: Schedule.Schedule<Duration.Duration, unknown> = Schedule.exponential(
-  "25 millis"
-).pipe(
-  Schedule.jittered,
-  Schedule.modifyDelay((d) => Duration.min(d, Duration.seconds(2)))
-)
 
 /**
  * @since 0.1.0

@@ -28,7 +28,7 @@ export interface Service {
   readonly remove: (id: string) => Effect.Effect<boolean>
   /** The current set, then every change. */
   readonly changes: Stream.Stream<ReadonlyArray<Key.Key>>
-  /** The current keys, read synchronously (for `KeySelector.unsafeSelect`); a pool without it turns that path off. */
+  /** The current keys, read synchronously (for `KeySelector.decide`); without it, a decision reads them through a `Wait`. */
   readonly unsafeGet?: (() => ReadonlyArray<Key.Key>) | undefined
 }
 
@@ -48,19 +48,19 @@ export const make = (keys: ReadonlyArray<Key.Key>): Effect.Effect<Service, Key.K
     const ref = yield* SubscriptionRef.make(valid)
     // Mirrors the ref, written inside its updates (which run one at a time), for `unsafeGet`.
     let current = valid
-    const set = (next: ReadonlyArray<Key.Key>) =>
-      Key.validateAll(next).pipe(
-        Effect.flatMap((v) =>
-          SubscriptionRef.update(ref, () => {
-            current = v
-            return v
-          })
-        )
+    // Each change validates and writes inside one update of the ref (its updates run one at a
+    // time), so two concurrent `add`s both land: neither reads the pool before the other wrote.
+    const update = (f: (cur: ReadonlyArray<Key.Key>) => ReadonlyArray<Key.Key>) =>
+      SubscriptionRef.updateEffect(ref, (cur) =>
+        Effect.map(Key.validateAll(f(cur)), (v) => {
+          current = v
+          return v
+        })
       )
     return KeyPool.of({
       get: SubscriptionRef.get(ref),
-      set,
-      add: (key) => SubscriptionRef.get(ref).pipe(Effect.flatMap((cur) => set([...cur, key]))),
+      set: (next) => update(() => next),
+      add: (key) => update((cur) => [...cur, key]),
       remove: (id) =>
         SubscriptionRef.modify(ref, (cur) => {
           const next = cur.filter((k) => k.id !== id)

@@ -12,8 +12,17 @@
  * (measured: ~9 µs against ~3 µs). {@link use} and {@link scoped} give the usual safe forms, and
  * core's `Balancer` reports on every exit.
  *
+ * Each strategy writes its choice once, shaped like Effect's own `Clock` (whose Effect form is
+ * derived from its synchronous one): `decide` answers synchronously a lease, a refusal
+ * ({@link NoKeyAvailable}), or a {@link Wait} carrying the Effect to run first (a permit, a credit
+ * lookup, a probe). `select` is derived from it ({@link fromDecide}), and a lease's report is a
+ * plain function. So every stack decides synchronously unless it really has to wait, and the two
+ * forms cannot disagree. A strategy written only as an Effect ({@link make}) still works anywhere;
+ * it just never takes the synchronous path.
+ *
  * Decorators (health, credit, concurrency, by-model) require an inner `KeySelector` and provide a
- * new one: they narrow the request's {@link Gate} and wrap the lease's `report`.
+ * new one: they narrow the request's {@link Gate}, map the inner decision ({@link andThen}) and
+ * wrap the lease's report ({@link andReport}).
  *
  * @since 0.1.0
  */
@@ -21,9 +30,9 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Key from "./Key.js"
+import * as internal from "./internal/keySelector.js"
 import type * as UpstreamError from "./UpstreamError.js"
 
 /**
@@ -129,6 +138,17 @@ const CANCELLED = cancelled()
 const SUCCESS = success(0)
 
 /**
+ * What a report answers: nothing (it is done), or an Effect still to run. Reports of the built-in
+ * strategies over a state store with synchronous forms are plain functions; an Effect comes back
+ * only from a strategy written as an Effect ({@link make}) or over a store without synchronous
+ * forms. {@link report} runs either.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export type Reported = void | Effect.Effect<void>
+
+/**
  * One key, handed out for one attempt.
  *
  * @since 0.1.0
@@ -137,44 +157,43 @@ const SUCCESS = success(0)
 export interface Lease {
   readonly key: Key.Key
   /**
-   * Reports how the attempt ended and gives back what the lease holds. Call it exactly once,
-   * on every path (`Cancelled` when there is no verdict): {@link use}, {@link scoped} and the
-   * `Balancer` do.
+   * Reports how the attempt ended and gives back what the lease holds: the one report, a plain
+   * function (the shape of `Clock.unsafeCurrentTimeMillis`). Call it, or {@link report}, exactly
+   * once on every path (`Cancelled` when there is no verdict): {@link use}, {@link scoped} and the
+   * `Balancer` do, and leases from `select` ignore a second report.
    */
+  readonly unsafeReport: (outcome: Outcome) => Reported
+  /** The same report as an Effect, derived from `unsafeReport`. */
   readonly report: (outcome: Outcome) => Effect.Effect<void>
 }
 
 /**
- * A lease from {@link Service.unsafeSelect}: it can also be reported synchronously. Its `report`
- * and `unsafeReport` are the same report (whichever runs first counts).
+ * A strategy's synchronous decision: a lease, a refusal, or {@link Wait}.
  *
- * @since 0.2.0
+ * @since 0.3.0
  * @category Models
  */
-export interface UnsafeLease extends Lease {
-  readonly unsafeReport: (outcome: Outcome) => void
-}
+export type Decision = Lease | NoKeyAvailable | Wait
 
-/**
- * No key can take the request. `retryAfter` is when the earliest key may become eligible.
- *
- * @since 0.1.0
- * @category Errors
- */
-export class NoKeyAvailable extends Schema.TaggedError<NoKeyAvailable>()("NoKeyAvailable", {
-  reason: Schema.Literal(
-    "empty",
-    "tried",
-    "cooldown",
-    "unhealthy",
-    "credit",
-    "concurrency",
-    "model",
-    "ineligible"
-  ),
-  message: Schema.String,
-  retryAfter: Schema.optional(Schema.DurationFromSelf)
-}) {}
+export {
+  /**
+   * No key can take the request. `retryAfter` is when the earliest key may become eligible.
+   *
+   * @since 0.1.0
+   * @category Errors
+   */
+  NoKeyAvailable,
+  /**
+   * The answer of a decision that cannot complete synchronously: run `effect` (a permit wait, a
+   * credit lookup, a probe, a read of a store without synchronous forms), whose result is the
+   * decision, retried or completed. A decision that answers one has taken nothing.
+   *
+   * @since 0.3.0
+   * @category Models
+   */
+  Wait
+} from "./internal/decision.js"
+import { NoKeyAvailable, Wait } from "./internal/decision.js"
 
 /**
  * @since 0.1.0
@@ -182,20 +201,20 @@ export class NoKeyAvailable extends Schema.TaggedError<NoKeyAvailable>()("NoKeyA
  */
 export interface Service {
   /**
-   * Leases a key for one attempt. Callers run it uninterruptibly ({@link use}, {@link scoped} and
-   * the `Balancer` do), so a lease cannot be lost between being handed out and being held; a
-   * selector that waits (for a permit, say) makes that wait interruptible itself and gives back
-   * what it took if interrupted.
+   * The strategy's choice, made synchronously with no fiber: a lease, a refusal, or a {@link Wait}
+   * carrying the Effect to run first. The gateway leases most requests this way
+   * (`Balancer.unsafeStart`); a `Wait` sends the request to the Effect path. Decorators call
+   * their inner selector's `decide` and map its answer ({@link andThen}).
+   */
+  readonly decide: (request: SelectRequest) => Decision
+  /**
+   * Leases a key for one attempt: `decide`, with its waits run (derived, {@link fromDecide}).
+   * Callers run it uninterruptibly ({@link use}, {@link scoped} and the `Balancer` do), so a lease
+   * cannot be lost between being handed out and being held; a wait that blocks (for a permit, say)
+   * makes itself interruptible and gives back what it took if interrupted. Its leases count only
+   * their first report.
    */
   readonly select: (request: SelectRequest) => Effect.Effect<Lease, NoKeyAvailable>
-  /**
-   * The same choice, made synchronously with no fiber, for callers on a hot path outside Effect
-   * (the gateway runs most requests this way, through `Balancer.unsafeStart`). It answers
-   * `undefined` when it cannot decide without waiting (for a permit, a credit lookup) or without
-   * an effect: the caller then runs `select`. Optional: a decorator offers it only when its inner
-   * selector does, so one selector without it turns the fast path off for the whole stack.
-   */
-  readonly unsafeSelect?: ((request: SelectRequest) => UnsafeLease | NoKeyAvailable | undefined) | undefined
 }
 
 /**
@@ -205,50 +224,106 @@ export interface Service {
 export class KeySelector extends Context.Tag("@or-balancer/core/KeySelector")<KeySelector, Service>() {}
 
 /**
- * @since 0.1.0
+ * A selector from its synchronous decision: `select` is derived (its waits run, its leases
+ * reported once). Every built-in strategy is made this way.
+ *
+ * @since 0.3.0
  * @category Constructors
  */
-export const make = (select: Service["select"], unsafeSelect?: Service["unsafeSelect"]): Service =>
-  KeySelector.of(unsafeSelect === undefined ? { select } : { select, unsafeSelect })
+export const fromDecide = (decide: (request: SelectRequest) => Decision): Service =>
+  KeySelector.of({
+    decide,
+    // Suspended: the decision is made when the Effect runs, each time it runs.
+    select: (request) =>
+      Effect.map(
+        Effect.suspend(() => internal.run(decide(request))),
+        once
+      )
+  })
 
 /**
- * A lease that reports nowhere: for strategies that learn nothing from outcomes.
+ * A selector written only as an Effect (a user's own strategy): it works under every decorator
+ * and in every stack, and simply never takes the synchronous path (its decision is always a
+ * {@link Wait}).
  *
  * @since 0.1.0
  * @category Constructors
  */
-export const lease = (key: Key.Key, report?: Lease["report"]): Lease => ({
-  key,
-  report: report ?? (() => Effect.void)
-})
-
-const noReport = (): void => {}
+export const make = (select: Service["select"]): Service =>
+  // Its refusal becomes the decision's value, so decorators above see it as any other answer.
+  fromDecide((request) => new Wait(Effect.merge(select(request))))
 
 /**
- * A lease that can be reported synchronously: `report` runs `unsafeReport`. With no report, it
+ * A lease whose report is `report` (a plain function, or one answering an Effect); with none, it
  * reports nowhere.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category Constructors
  */
-export const unsafeLease = (
-  key: Key.Key,
-  unsafeReport: (outcome: Outcome) => void = noReport
-): UnsafeLease => ({
-  key,
-  report:
-    unsafeReport === noReport ? () => Effect.void : (outcome) => Effect.sync(() => unsafeReport(outcome)),
-  unsafeReport
-})
+export const lease: (key: Key.Key, report?: (outcome: Outcome) => Reported) => Lease = internal.lease
 
 /**
- * Whether `x`, an answer of {@link Service.unsafeSelect}, is a lease (rather than a refusal, or no answer).
+ * Runs a lease's report as an Effect (whatever its report answers).
  *
- * @since 0.2.0
+ * @since 0.3.0
+ * @category Combinators
+ */
+export const report: (lease: Lease, outcome: Outcome) => Effect.Effect<void> = internal.report
+
+/**
+ * Chains two reports: `first`'s answer, then `next`'s (an Effect only if either is one).
+ * Decorators use it to report to their inner lease after their own bookkeeping.
+ *
+ * @since 0.3.0
+ * @category Combinators
+ */
+export const andReport: (first: Reported, next: () => Reported) => Reported = internal.andReport
+
+/**
+ * Reports `outcome` to a lease the decision will not use (it gives back what the lease holds),
+ * then continues with `then`: at once, or after the report's Effect if it answers one.
+ *
+ * @since 0.3.0
+ * @category Combinators
+ */
+export const giveBack = (lease: Lease, outcome: Outcome, then: () => Decision): Decision => {
+  const reported = lease.unsafeReport(outcome)
+  return Effect.isEffect(reported) ? new Wait(Effect.map(reported, then)) : then()
+}
+
+/**
+ * Maps a decision through its waits: `f` sees the lease or refusal it comes to, synchronously
+ * when it is one already. How a decorator adds its own step to its inner selector's decision.
+ *
+ * @since 0.3.0
+ * @category Combinators
+ */
+export const andThen: (decision: Decision, f: (settled: Lease | NoKeyAvailable) => Decision) => Decision =
+  internal.andThen
+
+/**
+ * The decision as an Effect: its waits run until it is a lease or a refusal.
+ *
+ * @since 0.3.0
+ * @category Combinators
+ */
+export const toEffect: (decision: Decision) => Effect.Effect<Lease, NoKeyAvailable> = internal.run
+
+/**
+ * A {@link Wait} running `effect`, then `then` on its value: the decision's next step.
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const waitFor = <A>(effect: Effect.Effect<A>, then: (a: A) => Decision): Wait =>
+  new Wait(Effect.map(effect, then))
+
+/**
+ * @since 0.3.0
  * @category Predicates
  */
-export const isUnsafeLease = (x: UnsafeLease | NoKeyAvailable | undefined): x is UnsafeLease =>
-  x !== undefined && !(x instanceof NoKeyAvailable)
+export const isLease = (decision: Decision): decision is Lease =>
+  !(decision instanceof Wait) && !(decision instanceof NoKeyAvailable)
 
 /**
  * A lease whose report runs once: later reports are ignored.
@@ -256,18 +331,7 @@ export const isUnsafeLease = (x: UnsafeLease | NoKeyAvailable | undefined): x is
  * @since 0.1.0
  * @category Combinators
  */
-export const once = (lease: Lease): Lease => {
-  let reported = false
-  return {
-    key: lease.key,
-    report: (outcome) =>
-      Effect.suspend(() => {
-        if (reported) return Effect.void
-        reported = true
-        return lease.report(outcome)
-      })
-  }
-}
+export const once: (lease: Lease) => Lease = internal.once
 
 /**
  * Leases a key for `f` and reports on every exit: `outcome` maps how `f` ended to the report
@@ -301,7 +365,7 @@ export const scoped = (
   selector: Service,
   request: SelectRequest
 ): Effect.Effect<Lease, NoKeyAvailable, Scope.Scope> =>
-  Effect.acquireRelease(Effect.map(selector.select(request), once), (lease) => lease.report(CANCELLED))
+  Effect.acquireRelease(selector.select(request), (lease) => lease.report(CANCELLED))
 
 /**
  * Narrows a request's gate with another one (both must admit the key).
@@ -344,17 +408,6 @@ export const candidates = (request: SelectRequest, keys: ReadonlyArray<Key.Key>)
   return out
 }
 
-const reasonText: Record<Reason, string> = {
-  empty: "the key pool is empty",
-  tried: "every eligible key already failed this request",
-  cooldown: "every key is cooling down",
-  unhealthy: "every key is ejected as unhealthy",
-  credit: "every key is out of credit or under its threshold",
-  concurrency: "every key is at its concurrency limit",
-  model: "no key serves this model",
-  ineligible: "no key is eligible"
-}
-
 /**
  * Explains why no key of `keys` is a candidate, with the earliest time one may become eligible.
  * Strategies call this when `candidates` is empty, so every strategy fails the same way.
@@ -362,36 +415,5 @@ const reasonText: Record<Reason, string> = {
  * @since 0.1.0
  * @category Errors
  */
-export const explain = (
-  request: SelectRequest,
-  keys: ReadonlyArray<Key.Key>,
-  now: number
-): NoKeyAvailable => {
-  if (keys.length === 0) return new NoKeyAvailable({ reason: "empty", message: reasonText.empty })
-  let reason: Reason | undefined
-  let earliest: number | undefined
-  let anyUntried = false
-  for (const k of keys) {
-    if (request.tried.has(k.id)) continue
-    anyUntried = true
-    const why = request.gate?.(k)
-    if (why === undefined) continue
-    // A timed block wins over an untimed one (a dead key): the caller can wait for it.
-    if (why.until === undefined) {
-      reason ??= why.reason
-    } else if (earliest === undefined || why.until < earliest) {
-      earliest = why.until
-      reason = why.reason
-    }
-  }
-  if (!anyUntried) return new NoKeyAvailable({ reason: "tried", message: reasonText.tried })
-  const r = reason ?? "ineligible"
-  const wait = earliest === undefined ? undefined : Duration.millis(Math.max(0, earliest - now))
-  const message =
-    wait === undefined
-      ? reasonText[r]
-      : `${reasonText[r]}; the first may be eligible in ${Duration.format(wait)}`
-  return wait === undefined
-    ? new NoKeyAvailable({ reason: r, message })
-    : new NoKeyAvailable({ reason: r, message, retryAfter: wait })
-}
+export const explain: (request: SelectRequest, keys: ReadonlyArray<Key.Key>, now: number) => NoKeyAvailable =
+  internal.explain

@@ -29,8 +29,9 @@ export interface Service {
   readonly entries: <A>(namespace: string) => Effect.Effect<ReadonlyArray<readonly [string, A]>>
   /**
    * The same operations, synchronous: only a store that holds its state in this process (the
-   * memory store) has them. Strategies use them for `KeySelector.unsafeSelect`, the fiber-free
-   * path the gateway runs most requests on; over a store without them that path is off.
+   * memory store) has them. Strategies decide on them synchronously (`KeySelector.decide`, the
+   * fiber-free path the gateway runs most requests on); over a store without them, each read is a
+   * `KeySelector.Wait` and each report answers an Effect.
    */
   readonly unsafe?: Unsafe | undefined
 }

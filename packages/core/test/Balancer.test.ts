@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Balancer, KeyPool, Monitor, UpstreamError } from "@or-balancer/core"
-import { Deferred, Duration, Effect, Either, Fiber, Ref, TestClock } from "effect"
+import { Clock, Deferred, Duration, Effect, Either, Fiber, Ref, TestClock } from "effect"
 import { env, keys, Probe } from "./fixtures.js"
 
 const rateLimited = (seconds: number, scope: "key" | "account" = "key") =>
@@ -56,6 +56,25 @@ describe("Balancer", () => {
       const cooldowns = yield* balancer.cooldowns
       expect(cooldowns).toEqual([])
     }).pipe(Effect.provide(env(keys(["a"]))))
+  )
+
+  it.effect(
+    "a Retry-After cooldown is capped by maxCooldown (default 5 minutes), per key and per account",
+    () =>
+      Effect.gen(function* () {
+        const balancer = yield* Balancer.Balancer
+        const start = yield* Clock.currentTimeMillis
+        // "Retry-After: 999999" (11 days) on a key, then on an account.
+        yield* balancer.run({}, (key) => (key.id === "a" ? Effect.fail(rateLimited(999_999)) : Effect.void))
+        yield* balancer.run({}, (key) =>
+          key.id === "b" ? Effect.fail(rateLimited(999_999, "account")) : Effect.void
+        )
+        const cooldowns = yield* balancer.cooldowns
+        expect(cooldowns.length).toBe(2)
+        for (const c of cooldowns) expect(c.until - start).toBeLessThanOrEqual(5 * 60_000)
+        yield* TestClock.adjust("5 minutes")
+        expect(yield* balancer.cooldowns).toEqual([])
+      }).pipe(Effect.provide(env(keys(["a", "b", "c"], { b: { account: "x" } }))))
   )
 
   it.effect("the cooldown also holds across requests, and account-wide 429s cool the whole account", () =>

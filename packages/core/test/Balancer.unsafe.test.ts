@@ -4,9 +4,9 @@ import { Cause, Duration, Effect, Exit, Layer, Schedule, TestClock } from "effec
 import { FirstCandidate, keys, Probe } from "./fixtures.js"
 
 // `Balancer.unsafeStart`: a request's first attempt leased and settled synchronously, and the
-// Effect loop going on from it (`after`) when it fails.
+// Effect loop going on from it (`started.run` / `started.runHeld`) when it fails.
 
-/** First candidate in pool order, offering `unsafeSelect`; `open` counts leases not yet reported. */
+/** First candidate in pool order, decided synchronously; `open` counts leases not yet reported. */
 const syncSelector = (log: { open: number; reports: Array<[string, KeySelector.Outcome["_tag"]]> }) =>
   Layer.effect(
     KeySelector.KeySelector,
@@ -19,15 +19,12 @@ const syncSelector = (log: { open: number; reports: Array<[string, KeySelector.O
         if (c.length === 0) return KeySelector.explain(request, ks, clock.unsafeCurrentTimeMillis())
         const key = c[0]!
         log.open++
-        return KeySelector.unsafeLease(key, (outcome) => {
+        return KeySelector.lease(key, (outcome) => {
           log.open--
           log.reports.push([key.id, outcome._tag])
         })
       }
-      return KeySelector.make((request) => {
-        const r = pick(request)
-        return r instanceof KeySelector.NoKeyAvailable ? Effect.fail(r) : Effect.succeed(r)
-      }, pick)
+      return KeySelector.fromDecide(pick)
     })
   )
 
@@ -79,7 +76,7 @@ describe("Balancer.unsafeStart", () => {
       expect(first.key.id).toBe("b")
       first.unsafeFail(rateLimited(5))
       // unsafeFail reports, but cooling down is the loop's work: b is not cooling yet.
-      yield* Effect.exit(balancer.run({ after: first }, () => Effect.fail(serverError)))
+      yield* Effect.exit(first.run(() => Effect.fail(serverError)))
       expect(balancer.unsafeStart({})).toBeUndefined()
       expect(log.open).toBe(0)
       yield* TestClock.adjust("5 seconds")
@@ -98,8 +95,7 @@ describe("Balancer.unsafeStart", () => {
         const started = balancer.unsafeStart({ model: "m" })!
         started.unsafeFail(serverError)
         const used: Array<string> = []
-        const held = yield* balancer.runHeld(
-          { model: "m", after: started },
+        const held = yield* started.runHeld(
           (key, info) => {
             used.push(`${key.id}#${info.attempt}`)
             return Effect.succeed(key.id)
@@ -120,7 +116,7 @@ describe("Balancer.unsafeStart", () => {
         // Every key failing: AllAttemptsFailed lists the synchronous first attempt too.
         const second = balancer.unsafeStart({})!
         second.unsafeFail(serverError)
-        const exit = yield* Effect.exit(balancer.run({ after: second }, () => Effect.fail(serverError)))
+        const exit = yield* Effect.exit(second.run(() => Effect.fail(serverError)))
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
         expect(failure?._tag === "Some" && failure.value._tag).toBe("AllAttemptsFailed")
         const all = (failure as { value: Balancer.AllAttemptsFailed }).value
@@ -139,7 +135,7 @@ describe("Balancer.unsafeStart", () => {
       started.unsafeFail(new UpstreamError.BadRequest({ message: "bad", status: 400 }))
       let calls = 0
       const exit = yield* Effect.exit(
-        balancer.run({ after: started }, () => {
+        started.run(() => {
           calls++
           return Effect.void
         })
@@ -150,21 +146,26 @@ describe("Balancer.unsafeStart", () => {
     }).pipe(Effect.provide(env(log, ["a", "b"])))
   })
 
-  it.effect("`after` must be a failed first attempt: anything else is a defect", () => {
+  it.effect("only a failed first attempt goes on: anything else is a defect", () => {
     const log = newLog()
     return Effect.gen(function* () {
       const balancer = yield* Balancer.Balancer
       const started = balancer.unsafeStart({})!
       started.unsafeSucceed()
-      const exit = yield* Effect.exit(balancer.run({ after: started }, () => Effect.void))
+      const exit = yield* Effect.exit(started.run(() => Effect.void))
       expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
-      // And a request with `after` is never started synchronously a second time.
-      expect(balancer.unsafeStart({ after: started })).toBeUndefined()
+      const held = yield* Effect.exit(
+        started.runHeld(
+          () => Effect.void,
+          () => {}
+        )
+      )
+      expect(Exit.isFailure(held) && Cause.isDie(held.cause)).toBe(true)
     }).pipe(Effect.provide(env(log, ["a"])))
   })
 
   it.effect(
-    "off when a part has no synchronous form: a selector without unsafeSelect, a monitor without unsafe*",
+    "off when a part has no synchronous form: a selector written as an Effect, a monitor without unsafe*",
     () =>
       Effect.gen(function* () {
         const noSyncSelector = Balancer.layer().pipe(

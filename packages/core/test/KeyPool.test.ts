@@ -147,4 +147,22 @@ describe("KeyPool", () => {
       expect((yield* pool.get).map((k) => k.id)).toEqual(["b"])
     })
   )
+
+  it.effect("concurrent adds keep every key", () =>
+    Effect.gen(function* () {
+      const pool = yield* KeyPool.make([Key.make({ id: "a", secret: Redacted.make(A) })])
+      const ids = Array.from({ length: 12 }, (_, i) => `k${String(i).padStart(2, "x")}`)
+      yield* Effect.forEach(
+        ids,
+        (id) =>
+          Effect.zipRight(Effect.yieldNow(), pool.add(Key.make({ id, secret: Redacted.make(secretOf(id)) }))),
+        { concurrency: "unbounded", discard: true }
+      ).pipe(
+        // A yield after every few steps: the adds interleave between reading the pool and writing it.
+        Effect.withMaxOpsBeforeYield(16)
+      )
+      expect((yield* pool.get).map((k) => k.id).sort()).toEqual(["a", ...ids].sort())
+      expect(pool.unsafeGet!().length).toBe(13)
+    })
+  )
 })

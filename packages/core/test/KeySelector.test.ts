@@ -66,14 +66,20 @@ describe("KeySelector leases", () => {
       yield* Effect.scoped(balancer.runScoped({}, () => Effect.succeed("stream")))
       expect(yield* Ref.get(probe.open)).toBe(0)
       expect(yield* tags(probe)).toEqual(["Cancelled"])
-      // The same with the scope given explicitly; a settled lease is not reported again.
+      // The same with a scope of its own; a settled lease is not reported again.
       const scope = yield* Scope.make()
-      const held = yield* balancer.runWithScope(scope, {}, () => Effect.succeed("stream"))
+      const held = yield* Scope.extend(
+        balancer.runScoped({}, () => Effect.succeed("stream")),
+        scope
+      )
       expect(yield* Ref.get(probe.open)).toBe(1)
       yield* held.succeed(0.1)
       yield* Scope.close(scope, Exit.void)
       const second = yield* Scope.make()
-      yield* balancer.runWithScope(second, {}, () => Effect.succeed("stream"))
+      yield* Scope.extend(
+        balancer.runScoped({}, () => Effect.succeed("stream")),
+        second
+      )
       yield* Scope.close(second, Exit.void)
       expect(yield* Ref.get(probe.open)).toBe(0)
       expect(yield* tags(probe)).toEqual(["Cancelled", "Success", "Cancelled"])

@@ -10,10 +10,8 @@
  * Sub-strategies are built once, sharing this layer's environment (pool, store). Give stateful
  * ones distinct `name`s (e.g. `RoundRobin.layer({ name: "anthropic" })`) so their state is apart.
  *
- * `unsafeSelect` (offered when the inner selector or any route's strategy offers it) takes the
- * same route and asks that selector's `unsafeSelect`: the same choice and state changes,
- * synchronously, and `undefined`, changing nothing, where that selector would wait or has no
- * `unsafeSelect` at all.
+ * The decision takes the route and asks that selector's `decide`: a route whose strategy is
+ * written as an Effect waits, and the other routes keep the synchronous path.
  *
  * @since 0.1.0
  */
@@ -83,7 +81,7 @@ export const layer = <const Routes extends ReadonlyArray<Route>>(
       const known = routes.map((r) => r.pattern).join(", ")
       const wildcard = compiled.find((r) => r.pattern === "*")
 
-      // The pure parts, shared by both paths: the route a model takes, the refusal of a model
+      // The route a model takes, the refusal of a model
       // no route takes, and the route's gate on the request.
       const routeOf = (model: string | undefined) =>
         model === undefined ? wildcard : compiled.find((r) => Key.matchesModel(r.pattern, model))
@@ -100,25 +98,11 @@ export const layer = <const Routes extends ReadonlyArray<Route>>(
         )
       }
 
-      const select: KeySelector.Service["select"] = (request) => {
+      return KeySelector.fromDecide((request) => {
         const model = request.model
         const route = routeOf(model)
-        if (route === undefined)
-          return model === undefined ? inner.select(request) : Effect.fail(noRoute(model))
-        return route.selector.select(narrow(route, request))
-      }
-
-      // Offered when any selector it may hand a request to offers it: a request for a route whose
-      // selector has none (random, say) is left to `select`, and the other routes keep the fast path.
-      const innerUnsafe = inner.unsafeSelect
-      if (innerUnsafe === undefined && compiled.every((r) => r.selector.unsafeSelect === undefined)) {
-        return KeySelector.make(select)
-      }
-      return KeySelector.make(select, (request) => {
-        const model = request.model
-        const route = routeOf(model)
-        if (route === undefined) return model === undefined ? innerUnsafe?.(request) : noRoute(model)
-        return route.selector.unsafeSelect?.(narrow(route, request))
+        if (route === undefined) return model === undefined ? inner.decide(request) : noRoute(model)
+        return route.selector.decide(narrow(route, request))
       })
     })
   )

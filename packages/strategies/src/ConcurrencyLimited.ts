@@ -11,23 +11,21 @@
  * used because a waiter must take "the first permit freed on any of several keys", which one
  * semaphore per key cannot express without racing and leaking permits.
  *
- * `unsafeSelect` (offered when the inner selector has it and the pool reads synchronously) takes
- * a free permit as `select` would, and answers `undefined`, having taken nothing, where `select`
- * would wait in the queue.
+ * The decision takes a free permit at once; when it would queue, it answers a `Wait` for the
+ * queue, having taken nothing.
  *
  * @since 0.1.0
  */
 import type * as Key from "@or-balancer/core/Key"
 import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
-import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
-import { only } from "./internal/common.js"
+import { only, withKeys } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -105,28 +103,11 @@ export const makeWithStatus = (
     }
 
     // The lease gives its permit back when reported, then reports to the inner lease.
-    // A second report (a caller breaking the once-only contract) must not free a second permit.
     const holding = (lease: KeySelector.Lease): KeySelector.Lease => {
       const key = lease.key
-      let held = true
-      return KeySelector.lease(key, (outcome) =>
-        Effect.suspend(() => {
-          if (!held) return Effect.void
-          held = false
-          release(key)
-          return lease.report(outcome)
-        })
-      )
-    }
-    // The same for the fast path's lease, whose `report` runs this too (`KeySelector.unsafeLease`).
-    const unsafeHolding = (lease: KeySelector.UnsafeLease): KeySelector.UnsafeLease => {
-      const key = lease.key
-      let held = true
-      return KeySelector.unsafeLease(key, (outcome) => {
-        if (!held) return
-        held = false
+      return KeySelector.lease(key, (outcome) => {
         release(key)
-        lease.unsafeReport(outcome)
+        return lease.unsafeReport(outcome)
       })
     }
     // Whether a selection the inner selector refused waits for a permit (else it fails at once):
@@ -169,90 +150,71 @@ export const makeWithStatus = (
         )
       })
 
-    const select = (
+    const decide = (
       request: KeySelector.SelectRequest,
       // Keys the inner selector refused when handed to this selection (see `release`).
       refused?: Set<string>
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
-      // (`catchAll` over `flatMap` rather than `matchEffect`, which costs several times more: a
-      // failure of the start-over path below is that selection's own, past its wait, so it
-      // fails again here at once.)
-      Effect.catchAll(
-        Effect.flatMap(inner.select(KeySelector.withGate(request, fullGate)), (lease) => {
-          // The inner selector may have yielded; if the key filled up meanwhile, start over.
-          if (!isFree(lease.key)) return Effect.zipRight(lease.report(CANCELLED), select(request, refused))
-          take(lease.key)
-          return Effect.succeed(holding(lease))
-        }),
-        (error) =>
-          Effect.flatMap(pool.get, (keys) => {
-            const deadline = request.deadline
-            if (deadline === undefined || !waitsFor(request, keys)) return Effect.fail(error)
-            return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              now >= deadline ? Effect.fail(error) : waitAndSelect(request, deadline - now, error, refused)
-            )
-          })
-      )
+    ): KeySelector.Decision => {
+      const decided = inner.decide(KeySelector.withGate(request, fullGate))
+      // No closure on the synchronous path: only a waiting inner decision needs one.
+      return decided instanceof KeySelector.Wait
+        ? KeySelector.andThen(decided, (picked) => afterInner(request, refused, picked))
+        : afterInner(request, refused, decided)
+    }
 
-    const waitAndSelect = (
+    const afterInner = (
+      request: KeySelector.SelectRequest,
+      refused: Set<string> | undefined,
+      picked: KeySelector.Lease | KeySelector.NoKeyAvailable
+    ): KeySelector.Decision => {
+      if (picked instanceof KeySelector.NoKeyAvailable) {
+        const deadline = request.deadline
+        if (deadline === undefined) return picked
+        return withKeys(pool, (keys) => {
+          if (!waitsFor(request, keys)) return picked
+          const now = clock.unsafeCurrentTimeMillis()
+          return now >= deadline
+            ? picked
+            : new KeySelector.Wait(waitAndDecide(request, deadline - now, picked, refused))
+        })
+      }
+      // The inner selector may have waited; if the key filled up meanwhile, start over.
+      if (!isFree(picked.key)) return KeySelector.giveBack(picked, CANCELLED, () => decide(request, refused))
+      take(picked.key)
+      return holding(picked)
+    }
+
+    const waitAndDecide = (
       request: KeySelector.SelectRequest,
       millis: number,
       error: KeySelector.NoKeyAvailable,
       refused: Set<string> | undefined
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
-      Effect.flatMap(wait(request, millis, refused), (key) => {
+    ): Effect.Effect<KeySelector.Decision> =>
+      Effect.map(wait(request, millis, refused), (key) => {
         if (key === undefined) {
-          return Effect.fail(
-            new KeySelector.NoKeyAvailable({
-              reason: "concurrency",
-              message: `${error.message}; no permit freed before the deadline`
-            })
-          )
+          return new KeySelector.NoKeyAvailable({
+            reason: "concurrency",
+            message: `${error.message}; no permit freed before the deadline`
+          })
         }
         // The permit is ours: let the inner selector lease exactly that key.
-        return Effect.matchEffect(inner.select(KeySelector.withGate(request, only(key.id, "concurrency"))), {
-          onSuccess: (lease) => Effect.succeed(holding(lease)),
-          onFailure: () =>
-            Effect.suspend(() => {
-              const now = refused ?? new Set<string>()
-              now.add(key.id)
-              release(key)
-              return select(request, now)
-            })
-        })
-      })
-
-    const innerUnsafe = inner.unsafeSelect
-    const keysNow = pool.unsafeGet
-    const unsafeSelect: KeySelector.Service["unsafeSelect"] =
-      innerUnsafe === undefined || keysNow === undefined
-        ? undefined
-        : (request) => {
-            const picked = innerUnsafe(KeySelector.withGate(request, fullGate))
-            if (picked === undefined) return undefined
-            if (picked instanceof KeySelector.NoKeyAvailable) {
-              const deadline = request.deadline
-              return deadline !== undefined &&
-                waitsFor(request, keysNow()) &&
-                clock.unsafeCurrentTimeMillis() < deadline
-                ? undefined
-                : picked
-            }
-            // Nothing yielded since the gate was read, so the key is still free, unless the inner
-            // selector ignored the gate: then, as `select` does, give its lease back and start over.
-            if (!isFree(picked.key)) {
-              picked.unsafeReport(CANCELLED)
-              return unsafeSelect!(request)
-            }
-            take(picked.key)
-            return unsafeHolding(picked)
+        return KeySelector.andThen(
+          inner.decide(KeySelector.withGate(request, only(key.id, "concurrency"))),
+          (picked) => {
+            if (!(picked instanceof KeySelector.NoKeyAvailable)) return holding(picked)
+            const now = refused ?? new Set<string>()
+            now.add(key.id)
+            release(key)
+            return decide(request, now)
           }
+        )
+      })
 
     const status: Effect.Effect<Status> = Effect.sync(() => ({
       inUse: new Map(Array.from(inUse).filter(([, n]) => n > 0)),
       waiting: waiters.length
     }))
-    return { selector: KeySelector.make((request) => select(request), unsafeSelect), status }
+    return { selector: KeySelector.fromDecide((request) => decide(request)), status }
   })
 
 /**

@@ -11,9 +11,8 @@
  * expires; a key never looked up successfully is ineligible until the failed lookup may be
  * retried (a short TTL).
  *
- * `unsafeSelect` (over a pool and ledger store with synchronous forms) makes the same choice and
- * reservation synchronously from the cached balances, with leases settled synchronously too; it
- * answers `undefined`, changing nothing, whenever `select` would first look a key's credit up.
+ * The decision chooses and reserves synchronously from the cached balances; it answers a `Wait`,
+ * having changed nothing, whenever a key's credit must be looked up first.
  *
  * @since 0.1.0
  */
@@ -23,8 +22,8 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
-import { creditGate, settle, unsafeSettle } from "./internal/credit.js"
-import { noKey } from "./internal/common.js"
+import { creditGate, settle } from "./internal/credit.js"
+import { noKey, withKeysFor } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -48,8 +47,10 @@ export const make = (
     const clock = yield* Effect.clock
     const estimate = options.estimate ?? 0.01
 
+    const now = ledger.now
+
     const leaseOf = (held: CreditLedger.Reserved) =>
-      KeySelector.lease(held.key, (outcome) => settle(ledger, held.key, held.reservation, estimate, outcome))
+      KeySelector.lease(held.key, (outcome) => settle(now, held.key, held.reservation, estimate, outcome))
 
     // Which keys a selection considers: every key on a first attempt under no gate, no per-key test.
     const includeOf = (request: KeySelector.SelectRequest): Include =>
@@ -61,38 +62,31 @@ export const make = (
     const narrowed = (request: KeySelector.SelectRequest, balances: CreditLedger.Balances) =>
       KeySelector.withGate(request, creditGate(balances, estimate))
 
-    // No key has the credit: say which and until when (the rare path, so balances are read again).
-    const none = (request: KeySelector.SelectRequest, keys: ReadonlyArray<Key.Key>, include: Include) =>
-      Effect.flatMap(ledger.balances(keys, include), (balances) => noKey(narrowed(request, balances), keys))
-
-    const select: KeySelector.Service["select"] = (request) =>
-      Effect.flatMap(pool.get, (keys) => {
-        const include = includeOf(request)
-        return Effect.flatMap(ledger.tryReserveBest(keys, include, estimate), (held) =>
-          held === undefined ? none(request, keys, include) : Effect.succeed(leaseOf(held))
-        )
-      })
-
-    const unsafeGet = pool.unsafeGet
-    const unsafe = ledger.unsafe
-    if (unsafeGet === undefined || unsafe === undefined) return KeySelector.make(select)
-
-    const unsafeLeaseOf = (held: CreditLedger.UnsafeReserved) =>
-      KeySelector.unsafeLease(held.key, (outcome) =>
-        unsafeSettle(unsafe, held.key, held.reservation, estimate, outcome)
-      )
-
-    return KeySelector.make(select, (request) => {
-      const keys = unsafeGet()
+    // Synchronously, with no closure: the continuations are the layer's, fed the request.
+    const decideOn = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>
+    ): KeySelector.Decision => {
       const include = includeOf(request)
-      // A stale key would be looked up first: that is the Effect path's work.
-      if (!unsafe.fresh(keys, include)) return undefined
-      const held = unsafe.tryReserveBest(keys, include, estimate)
-      if (held !== undefined) return unsafeLeaseOf(held)
-      // As `none`, whose balances would look up a key gone stale since.
-      if (!unsafe.fresh(keys, include)) return undefined
-      return KeySelector.explain(narrowed(request, unsafe.balances()), keys, clock.unsafeCurrentTimeMillis())
-    })
+      const held = now.tryReserveBest(keys, include, estimate)
+      if (held instanceof CreditLedger.Pending)
+        return KeySelector.waitFor(held.effect, (h) => reserved(request, keys, include, h))
+      return reserved(request, keys, include, held)
+    }
+    const reserved = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      include: Include,
+      held: CreditLedger.Reserved | undefined
+    ): KeySelector.Decision =>
+      held !== undefined
+        ? leaseOf(held)
+        : // No key has the credit: say which and until when (the rare path, so balances are read again).
+          CreditLedger.decideWith(now.balances(keys, include), (balances) =>
+            noKey(clock, narrowed(request, balances), keys)
+          )
+
+    return KeySelector.fromDecide((request) => withKeysFor(pool, request, decideOn))
   })
 
 type Include = (key: Key.Key) => boolean

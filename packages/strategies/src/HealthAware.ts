@@ -5,7 +5,8 @@
  *   timeouts; never 400/403/404) adds to its consecutive failures; at `failureThreshold` the key
  *   is ejected. A 401 or 402 (disposition `eject`) ejects at once.
  * - The cooldown is `baseCooldown`, doubling with each ejection in a row, up to `maxCooldown`;
- *   a `Retry-After` sets it directly. A 429 with scope `account` ejects every key of that account.
+ *   a `Retry-After` sets it directly, capped by `maxCooldown` too (one header saying "999999"
+ *   must not take a key out for days: after the cap the key is half-open and tested again). A 429 with scope `account` ejects every key of that account.
  * - When the cooldown ends the key is half-open: with `recovery: "trial"` one request is let
  *   through and its outcome closes the key (back to healthy, doubling reset) or ejects it again;
  *   with `recovery: "probe"` a free `CreditLookup` call (OpenRouter's `GET /key`) decides before
@@ -20,9 +21,8 @@
  *
  * The state lives in the `StateStore` (namespace `or-balancer/health`); read it with {@link status}.
  *
- * `unsafeSelect` (offered when the inner selector has it and the pool and store have synchronous
- * forms) makes `select`'s choice synchronously, claiming a half-open trial slot the same way; with
- * probes, it answers `undefined`, having changed nothing, whenever a probe is due.
+ * The decision is synchronous but when a probe is due: it then answers a `Wait` that runs the
+ * probes, having changed nothing, and decides after them.
  *
  * @since 0.1.0
  */
@@ -37,7 +37,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
-import { ns, syncAccess } from "./internal/common.js"
+import { entriesFor, ns, storeOf, thenFor, thenReport, withKeys } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -159,6 +159,8 @@ export const make = (
     const panicThreshold = options.panicThreshold ?? 0.5
     // Without a CreditLookup to probe with, recovery falls back to a trial request.
     const trial = Option.isNone(lookup)
+    const st = storeOf(store)
+    const clock = yield* Effect.clock
 
     const ejected = (
       r: Record | undefined,
@@ -167,11 +169,11 @@ export const make = (
       wait: number | undefined
     ): Record => {
       const ejections = (r?.ejections ?? 0) + 1
-      const cooldown = wait ?? Math.min(max, base * 2 ** (ejections - 1))
+      const cooldown = Math.min(max, wait ?? base * 2 ** (ejections - 1))
       return { failures: 0, ejections, until: now + cooldown, reason }
     }
 
-    // --- State transitions: each is one `modify` of a key's record, run by both paths ---------
+    // --- State transitions: each is one `modify` of a key's record ----------------------------
 
     const failed = (error: UpstreamError.UpstreamError, now: number): Step => {
       const wait = waitOf(error)
@@ -199,7 +201,7 @@ export const make = (
         return undefined
       const account = key.account
       const wait = waitOf(error)
-      const until = now + (wait ?? base)
+      const until = now + Math.min(max, wait ?? base)
       return {
         covers: (k) => k.account === account && k.id !== key.id,
         step: (r) => [
@@ -214,37 +216,48 @@ export const make = (
       }
     }
 
-    const record = (key: Key.Key, error: UpstreamError.UpstreamError | undefined): Effect.Effect<void> =>
-      // A success needs no clock: it clears the record.
-      error === undefined ? store.set(ns.health, key.id, undefined) : recordFailure(key, error)
+    // --- Reports: each a plain function over a store with synchronous forms ------------------
 
-    const recordFailure = (key: Key.Key, error: UpstreamError.UpstreamError): Effect.Effect<void> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        if (!UpstreamError.countsAgainstKey(error))
-          return store.modify<Record, void>(ns.health, key.id, endTesting)
-        const self = store.modify<Record, void>(ns.health, key.id, failed(error, now))
-        const cool = accountWide(key, error, now)
-        if (cool === undefined) return self
+    const record = (key: Key.Key, error: UpstreamError.UpstreamError | undefined): KeySelector.Reported => {
+      // A success needs no clock: it clears the record.
+      if (error === undefined) return st.set(ns.health, key.id, undefined)
+      if (!UpstreamError.countsAgainstKey(error)) return st.update<Record>(ns.health, key.id, endTesting)
+      const now = clock.unsafeCurrentTimeMillis()
+      const self = st.update<Record>(ns.health, key.id, failed(error, now))
+      const cool = accountWide(key, error, now)
+      if (cool === undefined) return self
+      const get = pool.unsafeGet
+      if (get === undefined) {
         return Effect.zipRight(
-          self,
+          Effect.isEffect(self) ? self : Effect.void,
           Effect.flatMap(pool.get, (keys) =>
             Effect.forEach(
               keys.filter(cool.covers),
               (k) => store.modify<Record, void>(ns.health, k.id, cool.step),
-              { discard: true }
+              {
+                discard: true
+              }
             )
           )
         )
-      })
+      }
+      let out = self
+      for (const k of get()) {
+        if (cool.covers(k))
+          out = KeySelector.andReport(out, () => st.update<Record>(ns.health, k.id, cool.step))
+      }
+      return out
+    }
 
     // Free probes for keys whose cooldown ended: one per key at a time, before any paid request.
-    const probe = (keys: ReadonlyArray<Key.Key>, records: ReadonlyMap<string, Record>, now: number) => {
-      if (Option.isNone(lookup)) return Effect.void
-      const due = keys.filter((k) => isDue(records.get(k.id), now))
-      if (due.length === 0) return Effect.void
-      const service = lookup.value
-      return Effect.forEach(
-        due,
+    const probe = (
+      service: CreditLookup.Service,
+      keys: ReadonlyArray<Key.Key>,
+      records: ReadonlyMap<string, Record>,
+      now: number
+    ): Effect.Effect<void> =>
+      Effect.forEach(
+        keys.filter((k) => isDue(records.get(k.id), now)),
         (k) =>
           Effect.flatMap(
             store.modify<Record, boolean>(ns.health, k.id, (r) =>
@@ -253,13 +266,15 @@ export const make = (
             (claimed) =>
               claimed
                 ? Effect.flatMap(Effect.either(service.lookup(k)), (result) =>
-                    record(k, result._tag === "Right" ? undefined : result.left)
+                    Effect.suspend(() => {
+                      const done = record(k, result._tag === "Right" ? undefined : result.left)
+                      return Effect.isEffect(done) ? done : Effect.void
+                    })
                   )
                 : Effect.void
           ),
         { concurrency: "unbounded", discard: true }
       )
-    }
 
     // The store hands back the same entries until they change: so is the map built from them.
     let lastEntries: ReadonlyArray<readonly [string, Record]> | undefined
@@ -271,26 +286,29 @@ export const make = (
       }
       return lastMap
     }
-    const records = Effect.map(store.entries<Record>(ns.health), recordsOf)
-
-    // A half-open trial that ends without a verdict frees the slot for the next one.
-    const endTrial = (key: Key.Key) => store.modify<Record, void>(ns.health, key.id, endTrialStep)
 
     const wrap = (lease: KeySelector.Lease, trialLease: boolean): KeySelector.Lease => {
       const key = lease.key
-      return KeySelector.lease(key, (outcome) => {
-        const own =
+      return KeySelector.lease(key, (outcome) =>
+        thenReport(
           outcome._tag === "Success"
             ? record(key, undefined)
             : outcome._tag === "Failure"
               ? record(key, outcome.error)
-              : trialLease
-                ? endTrial(key)
-                : Effect.void
-        return Effect.zipRight(own, lease.report(outcome))
-      })
+              : // A half-open trial that ends without a verdict frees the slot for the next one.
+                trialLease
+                ? st.update<Record>(ns.health, key.id, endTrialStep)
+                : undefined,
+          lease,
+          outcome
+        )
+      )
     }
     const plain = (lease: KeySelector.Lease) => wrap(lease, false)
+    const plainOrRefusal = (
+      _: unknown,
+      d: KeySelector.Lease | KeySelector.NoKeyAvailable
+    ): KeySelector.Decision => (d instanceof KeySelector.NoKeyAvailable ? d : plain(d))
 
     // The request the inner selector sees: out keys gated away, unless in panic (then unchanged).
     const narrow = (
@@ -319,100 +337,46 @@ export const make = (
       keys: ReadonlyArray<Key.Key>,
       records: ReadonlyMap<string, Record>,
       now: number
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> => {
+    ): KeySelector.Decision => {
       const narrowed = narrow(request, keys, records, now)
-      return Effect.flatMap(inner.select(narrowed), (lease) => {
-        if (!needsTrial(lease.key, records, now)) return Effect.succeed(plain(lease))
+      return KeySelector.andThen(inner.decide(narrowed), (picked) => {
+        if (picked instanceof KeySelector.NoKeyAvailable) return picked
+        if (!needsTrial(picked.key, records, now)) return plain(picked)
         // The trial slot is claimed atomically: the gate read the records before the inner
-        // selector ran, and another selection may have claimed the slot while it yielded.
-        return Effect.flatMap(store.modify<Record, Claim>(ns.health, lease.key.id, claimTrial), (claim) => {
+        // selector ran, and another selection may have claimed the slot while it waited.
+        return st.modify<Record, Claim>(ns.health, picked.key.id, claimTrial, (claim) => {
           const next = afterClaim(claim, narrowed !== request)
           return next === "trial"
-            ? Effect.succeed(wrap(lease, true))
+            ? wrap(picked, true)
             : next === "plain"
-              ? Effect.succeed(plain(lease))
-              : Effect.zipRight(lease.report(CANCELLED), select(request))
+              ? plain(picked)
+              : KeySelector.giveBack(picked, CANCELLED, () => decide(request))
         })
       })
     }
 
-    const select = (
-      request: KeySelector.SelectRequest
-    ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
-      Effect.flatMap(store.entries<Record>(ns.health), (entries) => {
-        // No record: every key is healthy, so there is nothing to gate and no clock to read.
-        if (entries.length === 0) return Effect.map(inner.select(request), plain)
-        const current = recordsOf(entries)
-        return Effect.flatMap(pool.get, (keys) =>
-          Effect.clockWith((clock) => {
-            const now = clock.unsafeCurrentTimeMillis()
-            return trial
-              ? choose(request, keys, current, now)
-              : Effect.zipRight(
-                  probe(keys, current, now),
-                  Effect.flatMap(records, (after) =>
-                    Effect.flatMap(Clock.currentTimeMillis, (later) => choose(request, keys, after, later))
-                  )
-                )
-          })
+    const decideOn = (
+      request: KeySelector.SelectRequest,
+      entries: ReadonlyArray<readonly [string, Record]>
+    ): KeySelector.Decision => {
+      // No record: every key is healthy, so there is nothing to gate and no clock to read.
+      if (entries.length === 0) return thenFor(inner.decide(request), undefined, plainOrRefusal)
+      const current = recordsOf(entries)
+      return withKeys(pool, (keys) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        if (Option.isNone(lookup) || !keys.some((k) => isDue(current.get(k.id), now)))
+          return choose(request, keys, current, now)
+        // Probes are due: run them first (nothing taken yet), then choose on what they found.
+        return KeySelector.waitFor(probe(lookup.value, keys, current, now), () =>
+          st.entries<Record>(ns.health, (after) =>
+            choose(request, keys, recordsOf(after), clock.unsafeCurrentTimeMillis())
+          )
         )
       })
-
-    // --- The synchronous path: the same transitions, on the store's synchronous forms ----------
-
-    const sync = syncAccess(pool, store)
-    const innerUnsafe = inner.unsafeSelect
-    if (sync === undefined || innerUnsafe === undefined) return KeySelector.make(select)
-    const clock = yield* Effect.clock
-
-    const unsafeRecord = (key: Key.Key, error: UpstreamError.UpstreamError | undefined): void => {
-      if (error === undefined) return sync.store.set(ns.health, key.id, undefined)
-      if (!UpstreamError.countsAgainstKey(error))
-        return sync.store.modify<Record, void>(ns.health, key.id, endTesting)
-      const now = clock.unsafeCurrentTimeMillis()
-      sync.store.modify<Record, void>(ns.health, key.id, failed(error, now))
-      const cool = accountWide(key, error, now)
-      if (cool === undefined) return
-      for (const k of sync.keys())
-        if (cool.covers(k)) sync.store.modify<Record, void>(ns.health, k.id, cool.step)
     }
-
-    const unsafeWrap = (lease: KeySelector.UnsafeLease, trialLease: boolean): KeySelector.UnsafeLease => {
-      const key = lease.key
-      return KeySelector.unsafeLease(key, (outcome) => {
-        if (outcome._tag === "Success") unsafeRecord(key, undefined)
-        else if (outcome._tag === "Failure") unsafeRecord(key, outcome.error)
-        else if (trialLease) sync.store.modify<Record, void>(ns.health, key.id, endTrialStep)
-        lease.unsafeReport(outcome)
-      })
-    }
-
-    const unsafeSelect = (
-      request: KeySelector.SelectRequest
-    ): KeySelector.UnsafeLease | KeySelector.NoKeyAvailable | undefined => {
-      const entries = sync.store.entries<Record>(ns.health)
-      if (entries.length === 0) {
-        const picked = innerUnsafe(request)
-        return KeySelector.isUnsafeLease(picked) ? unsafeWrap(picked, false) : picked
-      }
-      const current = recordsOf(entries)
-      const keys = sync.keys()
-      const now = clock.unsafeCurrentTimeMillis()
-      // A probe due is a `CreditLookup` call `select` runs first: not ours to run.
-      if (!trial && keys.some((k) => isDue(current.get(k.id), now))) return undefined
-      const narrowed = narrow(request, keys, current, now)
-      const picked = innerUnsafe(narrowed)
-      if (!KeySelector.isUnsafeLease(picked)) return picked
-      if (!needsTrial(picked.key, current, now)) return unsafeWrap(picked, false)
-      const next = afterClaim(
-        sync.store.modify<Record, Claim>(ns.health, picked.key.id, claimTrial),
-        narrowed !== request
-      )
-      if (next !== "again") return unsafeWrap(picked, next === "trial")
-      picked.unsafeReport(CANCELLED)
-      return unsafeSelect(request)
-    }
-    return KeySelector.make(select, unsafeSelect)
+    const decide = (request: KeySelector.SelectRequest): KeySelector.Decision =>
+      entriesFor(store, ns.health, request, decideOn)
+    return KeySelector.fromDecide(decide)
   })
 
 type Claim = "trial" | "plain" | "taken"

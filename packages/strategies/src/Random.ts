@@ -1,6 +1,7 @@
 /**
- * Uniform random choice among the candidates, through Effect's `Random` (pin it with
- * `Random.make(seed)` / `Effect.withRandom` for deterministic tests).
+ * Uniform random choice among the candidates, decided synchronously by a generator seeded from
+ * Effect's `Random` when the layer is built (pin it with `Effect.withRandom(Random.make(seed))`
+ * around the layer's construction for deterministic tests).
  *
  * @since 0.1.0
  */
@@ -8,20 +9,17 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as EffectRandom from "effect/Random"
-import { candidateSelector, succeedLease } from "./internal/common.js"
+import { candidateSelector, seededPrng } from "./internal/common.js"
 
 /**
  * @since 0.1.0
  * @category Constructors
  */
-export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool> = Effect.map(
-  KeyPool.KeyPool,
-  (pool) =>
-    candidateSelector(pool, (c) =>
-      Effect.flatMap(EffectRandom.nextIntBetween(0, c.length), (i) => succeedLease(c[i]!))
-    )
-)
+export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool> = Effect.gen(function* () {
+  const pool = yield* KeyPool.KeyPool
+  const prng = yield* seededPrng
+  return candidateSelector(pool, yield* Effect.clock, (c) => c[prng.integer(c.length)]!)
+})
 
 /**
  * @since 0.1.0

@@ -10,10 +10,6 @@
  * the inner selector's own choice. Requests without affinity pass straight through. Placed above
  * `ConcurrencyLimited`, a session waits for its own key's permit rather than moving.
  *
- * `unsafeSelect` (offered when the inner selector offers it and the pool reads synchronously)
- * makes the same choice synchronously: the inner `unsafeSelect` for the session's key, its own
- * choice when refused at once, and `undefined`, changing nothing, where the inner would wait.
- *
  * @since 0.1.0
  */
 import type * as Key from "@or-balancer/core/Key"
@@ -21,7 +17,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { fmix32, fnv1a, only } from "./internal/common.js"
+import { fmix32, fnv1a, only, withKeys } from "./internal/common.js"
 
 const idHashes = new Map<string, number>()
 const idHash = (id: string): number => {
@@ -82,30 +78,17 @@ export const make: Effect.Effect<KeySelector.Service, never, KeySelector.KeySele
         keys.filter((k) => KeySelector.isCandidate(request, k))
       )
 
-    const select: KeySelector.Service["select"] = (request) => {
+    return KeySelector.fromDecide((request) => {
       const affinity = request.affinity
-      if (affinity === undefined) return inner.select(request)
-      return Effect.flatMap(pool.get, (keys) => {
+      if (affinity === undefined) return inner.decide(request)
+      return withKeys(pool, (keys) => {
         const best = ownerFor(affinity, request, keys)
-        if (best === undefined) return inner.select(request)
-        return inner
-          .select(KeySelector.withGate(request, only(best.id)))
-          .pipe(Effect.catchAll(() => inner.select(request)))
+        if (best === undefined) return inner.decide(request)
+        // Refused (at once or after a wait): the inner selector's own choice.
+        return KeySelector.andThen(inner.decide(KeySelector.withGate(request, only(best.id))), (own) =>
+          own instanceof KeySelector.NoKeyAvailable ? inner.decide(request) : own
+        )
       })
-    }
-
-    const innerUnsafe = inner.unsafeSelect
-    const unsafeGet = pool.unsafeGet
-    if (innerUnsafe === undefined || unsafeGet === undefined) return KeySelector.make(select)
-    return KeySelector.make(select, (request) => {
-      const affinity = request.affinity
-      if (affinity === undefined) return innerUnsafe(request)
-      const best = ownerFor(affinity, request, unsafeGet())
-      if (best === undefined) return innerUnsafe(request)
-      const own = innerUnsafe(KeySelector.withGate(request, only(best.id)))
-      // Refused at once: the inner selector's own choice, as `select` falls back. Undecided (the
-      // inner selector would wait for that key): undecided too.
-      return own instanceof KeySelector.NoKeyAvailable ? innerUnsafe(request) : own
     })
   })
 

@@ -12,10 +12,9 @@
  * Each attempt reserves `estimate` USD on its key and settles it with the reported cost; a 402
  * empties the key in the ledger until its next lookup.
  *
- * `unsafeSelect` (when the inner selector offers it, over a pool, store and ledger with
- * synchronous forms) gates, chooses, remembers and reserves as `select` does, synchronously; it
- * answers `undefined`, changing nothing, whenever `select` would first look a key's credit up or
- * the inner selector would wait.
+ * The decision gates, chooses, remembers and reserves synchronously; it answers a `Wait`,
+ * having changed nothing, whenever a key's credit must be looked up first or the inner selector
+ * waits.
  *
  * @since 0.1.0
  */
@@ -26,8 +25,8 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
-import { creditGate, settleReport, unsafeSettle } from "./internal/credit.js"
-import { ns, syncAccess } from "./internal/common.js"
+import { creditGate, settle } from "./internal/credit.js"
+import { afterWrite, ns, storeOf, withKeys } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -67,16 +66,21 @@ export const make = (
     const estimate = options.estimate ?? 0
     const name = options.name ?? "default"
 
-    const current = store.get<string>(ns.threshold, name)
-    const reserve = (lease: KeySelector.Lease) =>
-      Effect.map(ledger.reserve(lease.key, estimate), (reservation) =>
-        KeySelector.lease(lease.key, settleReport(ledger, lease.key, reservation, estimate, lease.report))
+    const st = storeOf(store)
+    const now = ledger.now
+    const reserve = (lease: KeySelector.Lease): KeySelector.Decision =>
+      CreditLedger.decideWith(now.reserve(lease.key, estimate), (reservation) =>
+        KeySelector.lease(lease.key, (outcome) =>
+          KeySelector.andReport(settle(now, lease.key, reservation, estimate, outcome), () =>
+            lease.unsafeReport(outcome)
+          )
+        )
       )
-    const remember = (lease: KeySelector.Lease) =>
-      Effect.zipRight(store.set(ns.threshold, name, lease.key.id), reserve(lease))
+    const remember = (lease: KeySelector.Lease): KeySelector.Decision =>
+      afterWrite(st.set(ns.threshold, name, lease.key.id), () => reserve(lease))
 
-    // The pure parts, shared by both paths: the keys whose balances matter, the credit gate, and
-    // the gate keeping to the current key (by its id in the store) while it is still a candidate.
+    // The keys whose balances matter, the credit gate, and the gate keeping to the current key
+    // (by its id in the store) while it is still a candidate.
     const includeOf =
       (request: KeySelector.SelectRequest) =>
       (k: Key.Key): boolean =>
@@ -94,43 +98,22 @@ export const make = (
         : narrowed
     }
 
-    const select: KeySelector.Service["select"] = (request) =>
-      Effect.flatMap(pool.get, (keys) =>
-        Effect.flatMap(ledger.balances(keys, includeOf(request)), (balances) => {
+    return KeySelector.fromDecide((request) =>
+      withKeys(pool, (keys) =>
+        CreditLedger.decideWith(now.balances(keys, includeOf(request)), (balances) => {
           const narrowed = narrow(request, balances)
-          if (!stay) return Effect.flatMap(inner.select(narrowed), reserve)
-          return Effect.flatMap(current, (id) =>
-            Effect.flatMap(inner.select(keepTo(narrowed, keys, id)), remember)
+          if (!stay)
+            return KeySelector.andThen(inner.decide(narrowed), (picked) =>
+              picked instanceof KeySelector.NoKeyAvailable ? picked : reserve(picked)
+            )
+          return st.get<string>(ns.threshold, name, (id) =>
+            KeySelector.andThen(inner.decide(keepTo(narrowed, keys, id)), (picked) =>
+              picked instanceof KeySelector.NoKeyAvailable ? picked : remember(picked)
+            )
           )
         })
       )
-
-    const innerUnsafe = inner.unsafeSelect
-    const sync = syncAccess(pool, store)
-    const unsafe = ledger.unsafe
-    if (innerUnsafe === undefined || sync === undefined || unsafe === undefined)
-      return KeySelector.make(select)
-
-    const unsafeReserve = (lease: KeySelector.UnsafeLease): KeySelector.UnsafeLease => {
-      const reservation = unsafe.reserve(lease.key, estimate)
-      return KeySelector.unsafeLease(lease.key, (outcome) => {
-        unsafeSettle(unsafe, lease.key, reservation, estimate, outcome)
-        lease.unsafeReport(outcome)
-      })
-    }
-
-    return KeySelector.make(select, (request) => {
-      const keys = sync.keys()
-      // A stale key would be looked up first: that is the Effect path's work.
-      if (!unsafe.fresh(keys, includeOf(request))) return undefined
-      const narrowed = narrow(request, unsafe.balances())
-      const chosen = innerUnsafe(
-        stay ? keepTo(narrowed, keys, sync.store.get<string>(ns.threshold, name)) : narrowed
-      )
-      if (!KeySelector.isUnsafeLease(chosen)) return chosen
-      if (stay) sync.store.set(ns.threshold, name, chosen.key.id)
-      return unsafeReserve(chosen)
-    })
+    )
   })
 
 /**

@@ -1,5 +1,6 @@
 /**
- * Random choice among the candidates in proportion to their weights, through Effect's `Random`.
+ * Random choice among the candidates in proportion to their weights, decided synchronously by a
+ * generator seeded from Effect's `Random` when the layer is built (see `Random`).
  *
  * @since 0.1.0
  */
@@ -7,28 +8,26 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as EffectRandom from "effect/Random"
-import { candidateSelector, succeedLease } from "./internal/common.js"
+import { candidateSelector, seededPrng } from "./internal/common.js"
 
 /**
  * @since 0.1.0
  * @category Constructors
  */
-export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool> = Effect.map(
-  KeyPool.KeyPool,
-  (pool) =>
-    candidateSelector(pool, (c) => {
-      let total = 0
-      for (const k of c) total += k.weight
-      return Effect.flatMap(EffectRandom.nextIntBetween(0, total), (r) => {
-        for (const k of c) {
-          r -= k.weight
-          if (r < 0) return succeedLease(k)
-        }
-        return succeedLease(c[c.length - 1]!)
-      })
-    })
-)
+export const make: Effect.Effect<KeySelector.Service, never, KeyPool.KeyPool> = Effect.gen(function* () {
+  const pool = yield* KeyPool.KeyPool
+  const prng = yield* seededPrng
+  return candidateSelector(pool, yield* Effect.clock, (c) => {
+    let total = 0
+    for (const k of c) total += k.weight
+    let r = prng.integer(total)
+    for (const k of c) {
+      r -= k.weight
+      if (r < 0) return k
+    }
+    return c[c.length - 1]!
+  })
+})
 
 /**
  * @since 0.1.0

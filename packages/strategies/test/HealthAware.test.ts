@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { CreditLookup, KeySelector, UpstreamError } from "@or-balancer/core"
+import { CreditLookup, KeyPool, KeySelector, UpstreamError } from "@or-balancer/core"
 import { HealthAware, RoundRobin } from "@or-balancer/strategies"
-import { Duration, Effect, Layer, TestClock } from "effect"
+import { Clock, Duration, Effect, Fiber, Layer, TestClock } from "effect"
 import { base, key, keys, pick, picks, request } from "./util.js"
 
 const env = (ks: ReadonlyArray<ReturnType<typeof key>>, options: HealthAware.Options = {}) =>
@@ -30,6 +30,28 @@ const attempt = (error?: UpstreamError.UpstreamError, partial: Partial<KeySelect
 const stateOf = (id: string) => Effect.map(HealthAware.status(), (s) => s.keys.find((k) => k.id === id)!)
 
 describe("HealthAware", () => {
+  it.effect("a Retry-After sets the cooldown, capped by maxCooldown; then the key is half-open again", () =>
+    Effect.gen(function* () {
+      const onA = {
+        gate: (k: { id: string }) => (k.id === "a" ? undefined : { reason: "ineligible" as const })
+      }
+      yield* attempt(
+        new UpstreamError.RateLimited({
+          message: "429",
+          scope: "key",
+          retryAfter: Duration.seconds(999_999)
+        }),
+        onA
+      )
+      const out = yield* stateOf("a")
+      expect(out.state).toBe("ejected")
+      // maxCooldown is 3 seconds here, not 11 days.
+      expect(out.until! - (yield* Clock.currentTimeMillis)).toBeLessThanOrEqual(3_000)
+      yield* TestClock.adjust("3 seconds")
+      expect((yield* stateOf("a")).state).toBe("half-open")
+    }).pipe(Effect.provide(env(keys("a", "b"))))
+  )
+
   it.effect("ejects after N consecutive counted failures; 400s and 403s do not count; a success resets", () =>
     Effect.gen(function* () {
       const onA = {
@@ -104,7 +126,9 @@ describe("HealthAware", () => {
     }).pipe(
       Effect.provide(
         env([key("a", { account: "acme" }), key("b", { account: "acme" }), key("c", { account: "other" })], {
-          panicThreshold: 0.7
+          panicThreshold: 0.7,
+          // Above the Retry-After, so the header sets the cooldown (under it, the cap would).
+          maxCooldown: "10 seconds"
         })
       )
     )
@@ -143,5 +167,53 @@ describe("HealthAware", () => {
         )
       )
     })
+  )
+})
+
+describe("HealthAware trial slot", () => {
+  // An inner selector that yields before it answers (as a permit wait or a credit lookup does).
+  const yielding = Layer.effect(
+    KeySelector.KeySelector,
+    Effect.map(KeyPool.KeyPool, (pool) =>
+      KeySelector.make((req) =>
+        Effect.zipRight(
+          Effect.yieldNow(),
+          Effect.flatMap(pool.get, (ks) => {
+            const k = ks.find((k) => KeySelector.isCandidate(req, k))
+            return k === undefined
+              ? Effect.fail(KeySelector.explain(req, ks, 0))
+              : Effect.succeed(KeySelector.lease(k))
+          })
+        )
+      )
+    )
+  )
+  const env = HealthAware.layer({ baseCooldown: "1 second", panicThreshold: 1 }).pipe(
+    Layer.provideMerge(yielding),
+    Layer.provideMerge(base([key("a")]))
+  )
+
+  it.effect("selections that pass a half-open key's gate together get one trial between them", () =>
+    Effect.gen(function* () {
+      const selector = yield* KeySelector.KeySelector
+      const first = yield* selector.select(request())
+      yield* first.report(KeySelector.failure(0, new UpstreamError.Unauthorized({ message: "401" })))
+      yield* TestClock.setTime(1_000) // a is half-open
+      const fibers = yield* Effect.forEach([1, 2, 3], () =>
+        Effect.fork(Effect.either(selector.select(request())))
+      )
+      const results = yield* Effect.forEach(fibers, Fiber.join)
+      const trials = results.flatMap((r) => (r._tag === "Right" ? [r.right] : []))
+      expect(trials.length).toBe(1)
+      for (const r of results) if (r._tag === "Left") expect(r.left.reason).toBe("unhealthy")
+      // The one trial ends without a verdict: the next selection is the next trial.
+      yield* trials[0]!.report(KeySelector.cancelled())
+      const next = yield* selector.select(request())
+      expect(next.key.id).toBe("a")
+      expect((yield* Effect.flip(selector.select(request()))).reason).toBe("unhealthy")
+      yield* next.report(KeySelector.success(0, 0))
+      const status = yield* HealthAware.status(1)
+      expect(status.keys[0]!.state).toBe("healthy")
+    }).pipe(Effect.provide(env))
   )
 })

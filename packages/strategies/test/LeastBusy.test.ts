@@ -24,8 +24,9 @@ describe("LeastBusy", () => {
       expect((yield* LeastBusy.inFlight).get("a")).toBe(0)
       expect((yield* LeastBusy.inFlight).get("b")).toBe(0)
     }).pipe(
-      Effect.withRandom(Random.make(1)),
-      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base(keys("a", "b")))))
+      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base(keys("a", "b"))))),
+      // After the layer: its generator is seeded from this Random when it is built.
+      Effect.withRandom(Random.make(1))
     )
   )
 
@@ -37,8 +38,9 @@ describe("LeastBusy", () => {
       expect(a).toBeGreaterThanOrEqual(29)
       expect(a).toBeLessThanOrEqual(31)
     }).pipe(
-      Effect.withRandom(Random.make(5)),
-      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base([key("a", { weight: 3 }), key("b")]))))
+      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base([key("a", { weight: 3 }), key("b")])))),
+      // After the layer: its generator is seeded from this Random when it is built.
+      Effect.withRandom(Random.make(5))
     )
   )
 
@@ -53,8 +55,9 @@ describe("LeastBusy", () => {
       expect(counts.get(kept.key.id)).toBe(1)
       expect(counts.get(lease.key.id)).toBe(lease.key.id === kept.key.id ? 1 : 0)
     }).pipe(
-      Effect.withRandom(Random.make(1)),
-      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base(keys("a", "b")))))
+      Effect.provide(LeastBusy.layer.pipe(Layer.provideMerge(base(keys("a", "b"))))),
+      // After the layer: its generator is seeded from this Random when it is built.
+      Effect.withRandom(Random.make(1))
     )
   )
 })

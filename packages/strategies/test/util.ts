@@ -42,3 +42,20 @@ export const refuse =
   (...ids: ReadonlyArray<string>): KeySelector.Gate =>
   (k) =>
     ids.includes(k.id) ? { reason: "ineligible" } : undefined
+
+/**
+ * The selector's synchronous decision, with a `Wait` as `undefined`: what the gateway's fast path
+ * gets (a `Wait` sends the request to the Effect path, having taken nothing).
+ */
+export const decideNow = (
+  selector: KeySelector.Service,
+  req: KeySelector.SelectRequest
+): KeySelector.Lease | KeySelector.NoKeyAvailable | undefined => {
+  const d = selector.decide(req)
+  return d instanceof KeySelector.Wait ? undefined : d
+}
+
+/** A lease (not a refusal, not undecided). */
+export const isLeaseNow = (
+  x: KeySelector.Lease | KeySelector.NoKeyAvailable | undefined
+): x is KeySelector.Lease => x !== undefined && !(x instanceof KeySelector.NoKeyAvailable)

@@ -8,125 +8,19 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
 import * as Scope from "effect/Scope"
 import type * as Balancer from "../Balancer.js"
-import { AllAttemptsFailed, defaultBackoff } from "../Balancer.js"
 import type * as Key from "../Key.js"
 import * as KeyPool from "../KeyPool.js"
 import * as KeySelector from "../KeySelector.js"
 import * as Monitor from "../Monitor.js"
 import * as StateStore from "../StateStore.js"
 import * as UpstreamError from "../UpstreamError.js"
+import { AllAttemptsFailed, defaultBackoff } from "./allAttemptsFailed.js"
+import { Attempt, type Continue, Started } from "./attempt.js"
 import * as RetryBudget from "./retryBudget.js"
 
 const COOLDOWN = "or-balancer/cooldown"
 const keyScope = (id: string) => `key:${id}`
 const accountScope = (id: string) => `account:${id}`
-
-/**
- * One attempt on one lease. It is reported exactly once, whichever way it ends: that report is
- * also what gives back its permit, reservation or in-flight count. What the two kinds of attempt
- * share; each adds the settlers of its own kind (Effect or synchronous), and nothing else.
- */
-abstract class Settling {
-  /** Set when the key failed this attempt (the loop then decides whether to go on). */
-  error: UpstreamError.UpstreamError | undefined = undefined
-  readonly key: Key.Key
-  protected reported = false
-  constructor(
-    lease: KeySelector.Lease,
-    protected readonly clock: Clock.Clock,
-    readonly start: number
-  ) {
-    this.key = lease.key
-  }
-
-  /** The outcome to report, or `undefined` when reported already; latency counted from the start. */
-  protected claim(
-    tag: KeySelector.Outcome["_tag"],
-    cost: number | undefined,
-    error: UpstreamError.UpstreamError | undefined
-  ): KeySelector.Outcome | undefined {
-    if (this.reported) return undefined
-    this.reported = true
-    const latency = Duration.millis(this.clock.unsafeCurrentTimeMillis() - this.start)
-    return tag === "Success"
-      ? { _tag: "Success", latency, cost }
-      : tag === "Failure"
-        ? { _tag: "Failure", latency, error: error! }
-        : { _tag: "Cancelled", latency }
-  }
-}
-
-/**
- * An attempt of the Effect loop. Held, it is the caller's `Scoped`. A class because one is built
- * for every request: its settling is shared code; only `succeed` and `fail` are closures of its
- * own, so that they work detached.
- */
-class Attempt<A> extends Settling implements Balancer.Scoped<A> {
-  value: A = undefined as A
-  constructor(
-    private readonly lease: KeySelector.Lease,
-    readonly attempt: number,
-    clock: Clock.Clock,
-    private readonly monitor: Monitor.Service
-  ) {
-    super(lease, clock, clock.unsafeCurrentTimeMillis())
-    // Own closures, not methods: `Stream.tapError(held.fail)` must work detached from the object.
-    this.succeed = (cost) => Effect.suspend(() => this.settleNow("Success", cost, undefined))
-    this.fail = (error) => Effect.suspend(() => this.settleNow("Failure", undefined, error))
-  }
-
-  readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
-  readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
-
-  /** Reports now, unless reported already. */
-  settleNow(
-    tag: KeySelector.Outcome["_tag"],
-    cost: number | undefined,
-    error: UpstreamError.UpstreamError | undefined
-  ): Effect.Effect<void> {
-    const outcome = this.claim(tag, cost, error)
-    if (outcome === undefined) return Effect.void
-    return Effect.zipRight(this.lease.report(outcome), this.monitor.finished(this.key, outcome))
-  }
-
-  get cancel(): Effect.Effect<void> {
-    return Effect.suspend(() => this.settleNow("Cancelled", undefined, undefined))
-  }
-}
-
-/** A first attempt started synchronously (`unsafeStart`): settled synchronously, with no Effect. */
-class Started extends Settling implements Balancer.Started {
-  constructor(
-    private readonly lease: KeySelector.UnsafeLease,
-    clock: Clock.Clock,
-    private readonly finished: (key: Key.Key, outcome: KeySelector.Outcome) => void,
-    start: number
-  ) {
-    super(lease, clock, start)
-    // Own closures, so that they work detached (a callback holds them).
-    this.unsafeSucceed = (cost) => this.settle("Success", cost, undefined)
-    this.unsafeFail = (error) => {
-      if (!this.reported) this.error = error
-      this.settle("Failure", undefined, error)
-    }
-    this.unsafeCancel = () => this.settle("Cancelled", undefined, undefined)
-  }
-
-  readonly unsafeSucceed: (cost?: number | undefined) => void
-  readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
-  readonly unsafeCancel: () => void
-
-  private settle(
-    tag: KeySelector.Outcome["_tag"],
-    cost: number | undefined,
-    error: UpstreamError.UpstreamError | undefined
-  ): void {
-    const outcome = this.claim(tag, cost, error)
-    if (outcome === undefined) return
-    this.lease.unsafeReport(outcome)
-    this.finished(this.key, outcome)
-  }
-}
 
 const NOTHING_TRIED: ReadonlySet<string> = new Set()
 
@@ -143,6 +37,7 @@ export const make = (options: Balancer.Options = {}) =>
       UpstreamError.UpstreamError
     >
     const deadlineMs = Duration.toMillis(options.deadline ?? Duration.seconds(30))
+    const maxCooldownMs = Duration.toMillis(options.maxCooldown ?? Duration.minutes(5))
     const budget =
       options.budget === false
         ? undefined
@@ -176,7 +71,7 @@ export const make = (options: Balancer.Options = {}) =>
       Option.match(UpstreamError.retryAfterOf(error), {
         onNone: () => Effect.void,
         onSome: (wait) => {
-          const until = now + Duration.toMillis(wait)
+          const until = now + Math.min(maxCooldownMs, Duration.toMillis(wait))
           const accountWide =
             error._tag === "RateLimited" && error.scope === "account" && key.account !== undefined
           const id = accountWide ? accountScope(key.account!) : keyScope(key.id)
@@ -243,16 +138,19 @@ export const make = (options: Balancer.Options = {}) =>
         const now = clock.unsafeCurrentTimeMillis()
         const gate = gateOf(entries, now)
         return Effect.catchAll(
-          selector.select(
-            // One object shape for every request (see `KeySelector.withGate`).
-            {
-              model: base.model,
-              attempt: base.attempt,
-              tried: base.tried,
-              affinity: base.affinity,
-              gate,
-              deadline: deadlineAt
-            }
+          // The decision's waits run; its lease is reported once by the attempt holding it.
+          KeySelector.toEffect(
+            selector.decide(
+              // One object shape for every request (see `KeySelector.withGate`).
+              {
+                model: base.model,
+                attempt: base.attempt,
+                tried: base.tried,
+                affinity: base.affinity,
+                gate,
+                deadline: deadlineAt
+              }
+            )
           ),
           (error) => {
             const wait =
@@ -342,22 +240,25 @@ export const make = (options: Balancer.Options = {}) =>
     // --- The synchronous first attempt --------------------------------------------------------
 
     const syncParts =
-      selector.unsafeSelect !== undefined &&
       store.unsafe !== undefined &&
       monitor.unsafeStarted !== undefined &&
       monitor.unsafeFinished !== undefined
-        ? {
-            select: selector.unsafeSelect,
-            store: store.unsafe,
-            started: monitor.unsafeStarted,
-            finished: monitor.unsafeFinished
-          }
+        ? { store: store.unsafe, started: monitor.unsafeStarted, finished: monitor.unsafeFinished }
         : undefined
 
+    const continueFrom: Continue = {
+      run: (after, use, costOf, onHeld) =>
+        after.error === undefined
+          ? Effect.dieMessage("Balancer: a started attempt goes on only after unsafeFail")
+          : onHeld === undefined
+            ? loop(after.request, use, costOf, undefined, valueOf, after)
+            : loop(after.request, use, undefined, holdWith(onHeld), scopedOf, after)
+    }
+
     const unsafeStart: Balancer.Service["unsafeStart"] = (request) => {
-      if (syncParts === undefined || request.after !== undefined) return undefined
+      if (syncParts === undefined) return undefined
       const now = ownClock.unsafeCurrentTimeMillis()
-      const selected = syncParts.select({
+      const decided = selector.decide({
         model: request.model,
         attempt: 1,
         tried: NOTHING_TRIED,
@@ -365,11 +266,11 @@ export const make = (options: Balancer.Options = {}) =>
         gate: gateOf(syncParts.store.entries<number>(COOLDOWN), now),
         deadline: now + deadlineMs
       })
-      // Refused or undecided: `run`/`runHeld` select again, and wait or fail as they do.
-      if (!KeySelector.isUnsafeLease(selected)) return undefined
+      // Refused, or must wait (having taken nothing): `run`/`runHeld` decide again, and wait or fail.
+      if (!KeySelector.isLease(decided)) return undefined
       budget?.deposit(now)
-      syncParts.started(selected.key)
-      return new Started(selected, ownClock, syncParts.finished, now)
+      syncParts.started(decided.key)
+      return new Started(decided, ownClock, syncParts.finished, now, request, continueFrom)
     }
 
     const loop = <A, E, R, B>(
@@ -378,13 +279,11 @@ export const make = (options: Balancer.Options = {}) =>
       costOf: ((a: A) => number | undefined) | undefined,
       hold: Hold<A>,
       // What the caller gets from the attempt that succeeded (no extra map step after the loop).
-      result: (done: Attempt<A>) => B
+      result: (done: Attempt<A>) => B,
+      // A failed synchronous first attempt to go on from (`Started.run` / `Started.runHeld`).
+      after?: Started
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
       Effect.clockWith((clock) => {
-        const after = request.after
-        if (after !== undefined && !(after instanceof Started && after.error !== undefined)) {
-          return Effect.dieMessage("Balancer: `after` must be a first attempt from unsafeStart that failed")
-        }
         const start = after === undefined ? clock.unsafeCurrentTimeMillis() : after.start
         // A continued request was counted by `unsafeStart`.
         if (after === undefined) budget?.deposit(start)
@@ -466,29 +365,26 @@ export const make = (options: Balancer.Options = {}) =>
     const run: Balancer.Service["run"] = (request, use, options) =>
       loop(request, use, options?.costOf, undefined, valueOf)
 
-    const runWithScope: Balancer.Service["runWithScope"] = (scope, request, use) =>
-      // Held until the caller settles it, or its scope closes (then: no verdict).
-      loop(request, use, undefined, (scoped) => Scope.addFinalizer(scope, scoped.cancel), scopedOf)
-
     const runScoped: Balancer.Service["runScoped"] = (request, use) =>
-      Effect.flatMap(Effect.scope, (scope) => runWithScope(scope, request, use))
+      Effect.flatMap(Effect.scope, (scope) =>
+        // Held until the caller settles it, or its scope closes (then: no verdict).
+        loop(request, use, undefined, (scoped) => Scope.addFinalizer(scope, scoped.cancel), scopedOf)
+      )
+
+    const holdWith =
+      <A>(onHeld: (held: Balancer.Scoped<A>) => void): Hold<A> =>
+      (scoped) => {
+        onHeld(scoped)
+        return undefined
+      }
 
     const runHeld: Balancer.Service["runHeld"] = (request, use, onHeld) =>
-      loop(
-        request,
-        use,
-        undefined,
-        (scoped) => {
-          onHeld(scoped)
-          return undefined
-        },
-        scopedOf
-      )
+      loop(request, use, undefined, holdWith(onHeld), scopedOf)
 
     const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
       Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })
 
-    return { run, runScoped, runWithScope, runHeld, batch, cooldowns, unsafeStart } satisfies Balancer.Service
+    return { run, runScoped, runHeld, batch, cooldowns, unsafeStart } satisfies Balancer.Service
   })
 
 /** A selection's request but for its gate and deadline, which each try sets. */

@@ -5,36 +5,17 @@
  */
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
-import { type Admin, type AdminRoute, serveAdmin } from "./admin.js"
+import { type Admin, serveAdmin } from "./admin.js"
 import type { ClientConfig } from "../GatewayConfig.js"
 import { authorized, clientOf } from "./auth.js"
 import * as Clients from "./clients.js"
 import * as AdminAuth from "./dashboard/auth.js"
 import * as Dashboard from "./dashboard/handler.js"
 import { forward, type Live } from "./forward.js"
+import { forwardGeneration, forwardModels } from "./passthrough.js"
 import { MAX_RETRY_AFTER_S, openAiError } from "./respond.js"
+import { routeOf } from "./routes.js"
 import type { EngineState, ServerState } from "./state.js"
-
-type Route = "chat" | "models" | "dashboard" | AdminRoute | undefined
-
-const routeOf = (method: string | undefined, path: string): Route => {
-  switch (path) {
-    case "/v1/chat/completions":
-    case "/api/v1/chat/completions":
-      return method === "POST" ? "chat" : undefined
-    case "/v1/models":
-    case "/api/v1/models":
-      return method === "GET" ? "models" : undefined
-    case "/healthz":
-      return method === "GET" ? "healthz" : undefined
-    case "/metrics":
-      return method === "GET" ? "metrics" : undefined
-    case "/status":
-      return method === "GET" ? "status" : undefined
-    default:
-      return method === "GET" && Dashboard.owns(path) ? "dashboard" : undefined
-  }
-}
 
 export const makeHandler =
   (state: ServerState, admin: Admin) =>
@@ -43,9 +24,23 @@ export const makeHandler =
     const q = url.indexOf("?")
     const path = q === -1 ? url : url.slice(0, q)
     const route = routeOf(req.method, path)
-    if (route === "healthz") return serveAdmin(state, admin, route, res)
-    if (route === "dashboard") return Dashboard.handle(req, res, AdminAuth.of(state.engine.config))
-    if (route === "metrics" || route === "status") {
+    if (route === undefined) {
+      return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
+    }
+    if (route._tag === "WrongMethod") {
+      req.resume()
+      return openAiError(
+        res,
+        405,
+        `${req.method} is not allowed on ${path} (allowed: ${route.allow})`,
+        "invalid_request_error",
+        "method_not_allowed",
+        { allow: route.allow }
+      )
+    }
+    if (route._tag === "Admin" && route.route === "healthz") return serveAdmin(state, admin, "healthz", res)
+    if (route._tag === "Dashboard") return Dashboard.handle(req, res, AdminAuth.of(state.engine.config))
+    if (route._tag === "Admin") {
       const config = state.engine.config
       if (config.admin.protect && !AdminAuth.allowed(req, AdminAuth.of(config))) {
         return openAiError(
@@ -56,10 +51,7 @@ export const makeHandler =
           "invalid_api_key"
         )
       }
-      return serveAdmin(state, admin, route, res)
-    }
-    if (route === undefined) {
-      return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
+      return serveAdmin(state, admin, route.route, res)
     }
     if (state.draining) {
       return openAiError(res, 503, "the gateway is shutting down", "server_error", null, {
@@ -68,7 +60,8 @@ export const makeHandler =
       })
     }
     const engine = state.engine
-    if (!authorized(engine, req.headers.authorization, req.socket)) {
+    const open = route._tag === "Models" && engine.config.publicModels
+    if (!open && !authorized(engine, req.headers.authorization, req.socket)) {
       return openAiError(
         res,
         401,
@@ -91,9 +84,10 @@ export const makeHandler =
       // Not settled with a cost by now: it failed or was abandoned; its reservation is released.
       live.charge?.settle(undefined, false)
     })
-    if (route === "models")
-      return forward(engine, live, req, res, "GET", `/models${q === -1 ? "" : url.slice(q)}`, undefined, {})
-    readBody(engine, live, req, res, clientOf(engine, req.socket))
+    const query = q === -1 ? "" : url.slice(q)
+    if (route._tag === "Models") return forwardModels(engine, live, req, res, route.suffix + query)
+    if (route._tag === "Generation") return forwardGeneration(engine, live, req, res, "/generation" + query)
+    readBody(engine, live, req, res, route.suffix, clientOf(engine, req.socket))
   }
 
 /** A client's refusal: 403 naming the model, or 429 with its reset (`Retry-After`, capped as every one the gateway sends). */
@@ -114,12 +108,16 @@ const refuse = (engine: EngineState, res: http.ServerResponse, r: Clients.Refusa
   )
 }
 
-/** Reads a chat's body within the limit, checks it is a JSON object with a model, and forwards it. */
+/**
+ * Reads a POST route's body (chat, completions, embeddings, responses) within the limit, checks it
+ * is a JSON object with a model, and forwards it to `suffix` under the upstream's base URL.
+ */
 const readBody = (
   engine: EngineState,
   live: Live,
   req: http.IncomingMessage,
   res: http.ServerResponse,
+  suffix: string,
   client: ClientConfig | undefined
 ) => {
   const limit = engine.config.bodyLimitBytes
@@ -192,7 +190,7 @@ const readBody = (
       if (Clients.isRefusal(admitted)) return refuse(engine, res, admitted)
       live.charge = admitted
     }
-    forward(engine, live, req, res, "POST", "/chat/completions", body, {
+    forward(engine, live, req, res, "POST", suffix, body, {
       model,
       affinity: Protocol.affinityOf(o)
     })

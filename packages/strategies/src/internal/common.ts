@@ -1,5 +1,7 @@
-import * as Clock from "effect/Clock"
+import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as EffectRandom from "effect/Random"
+import { PCGRandom } from "effect/Utils"
 import type * as Key from "@or-balancer/core/Key"
 import type * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
@@ -15,36 +17,98 @@ export const ns = {
   health: "or-balancer/health"
 } as const
 
-/** Fails the way every strategy fails when no key is a candidate. */
-export const noKey = (
-  request: KeySelector.SelectRequest,
-  keys: ReadonlyArray<Key.Key>
-): Effect.Effect<never, KeySelector.NoKeyAvailable> =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.fail(KeySelector.explain(request, keys, now)))
+type Decision = KeySelector.Decision
 
-// Leases of base strategies that learn nothing are immutable: share one per key, no per-select allocation.
-const leases = new WeakMap<Key.Key, KeySelector.UnsafeLease>()
+// Leases of base strategies that learn nothing are immutable: share one per key, no per-decision allocation.
+const leases = new WeakMap<Key.Key, KeySelector.Lease>()
 
 /** A report-nowhere lease for `key`, cached. */
-export const plainLease = (key: Key.Key): KeySelector.UnsafeLease => {
+export const plainLease = (key: Key.Key): KeySelector.Lease => {
   let l = leases.get(key)
   if (l === undefined) {
-    l = KeySelector.unsafeLease(key)
+    l = KeySelector.lease(key)
     leases.set(key, l)
   }
   return l
 }
 
-/** A succeeded effect of the plain lease, cached too. */
-const succeeded = new WeakMap<Key.Key, Effect.Effect<KeySelector.Lease>>()
-export const succeedLease = (key: Key.Key): Effect.Effect<KeySelector.Lease> => {
-  let e = succeeded.get(key)
-  if (e === undefined) {
-    e = Effect.succeed(plainLease(key))
-    succeeded.set(key, e)
-  }
-  return e
+/**
+ * The pool's keys, to continue the decision with: read synchronously when the pool can, else
+ * through a `Wait` (a pool without a synchronous form).
+ */
+export const withKeys = (pool: KeyPool.Service, k: (keys: ReadonlyArray<Key.Key>) => Decision): Decision => {
+  const get = pool.unsafeGet
+  return get !== undefined ? k(get()) : KeySelector.waitFor(pool.get, k)
 }
+
+/**
+ * A `StateStore` as a decision uses it: each read continues the decision synchronously over a
+ * store with synchronous forms, or through a `Wait` over one without (a shared store); each write
+ * (from a report) is done at once, or answered as the Effect to run.
+ */
+export interface Store {
+  readonly modify: <A, B>(
+    namespace: string,
+    id: string,
+    f: (current: A | undefined) => readonly [B, A | undefined],
+    k: (b: B) => Decision
+  ) => Decision
+  readonly get: <A>(namespace: string, id: string, k: (a: A | undefined) => Decision) => Decision
+  readonly entries: <A>(
+    namespace: string,
+    k: (entries: ReadonlyArray<readonly [string, A]>) => Decision
+  ) => Decision
+  readonly set: <A>(namespace: string, id: string, value: A | undefined) => KeySelector.Reported
+  readonly update: <A>(
+    namespace: string,
+    id: string,
+    f: (current: A | undefined) => readonly [void, A | undefined]
+  ) => KeySelector.Reported
+  readonly add: (namespace: string, id: string, delta: number) => KeySelector.Reported
+}
+
+export const storeOf = (store: StateStore.Service): Store => {
+  const u = store.unsafe
+  if (u !== undefined) {
+    return {
+      modify: (n, id, f, k) => k(u.modify(n, id, f)),
+      get: (n, id, k) => k(u.get(n, id)),
+      entries: (n, k) => k(u.entries(n)),
+      set: (n, id, v) => u.set(n, id, v),
+      update: (n, id, f) => u.modify(n, id, f),
+      add: (n, id, d) => {
+        u.add(n, id, d)
+      }
+    }
+  }
+  return {
+    modify: (n, id, f, k) => KeySelector.waitFor(store.modify(n, id, f), k),
+    get: <A>(n: string, id: string, k: (a: A | undefined) => Decision) =>
+      KeySelector.waitFor(store.get<A>(n, id), k),
+    entries: <A>(n: string, k: (entries: ReadonlyArray<readonly [string, A]>) => Decision) =>
+      KeySelector.waitFor(store.entries<A>(n), k),
+    set: (n, id, v) => store.set(n, id, v),
+    update: (n, id, f) => store.modify(n, id, f),
+    add: (n, id, d) => Effect.asVoid(store.add(n, id, d))
+  }
+}
+
+/** The refusal every strategy gives when no key is a candidate, timed by the strategy's clock. */
+export const noKey = (
+  clock: Clock.Clock,
+  request: KeySelector.SelectRequest,
+  keys: ReadonlyArray<Key.Key>
+): KeySelector.NoKeyAvailable => KeySelector.explain(request, keys, clock.unsafeCurrentTimeMillis())
+
+/**
+ * A pseudo-random generator for synchronous decisions, seeded once from Effect's `Random` when
+ * the layer is built: pin `Random` (`Effect.withRandom(Random.make(seed))` around the layer's
+ * construction) and the choices are the same on every run.
+ */
+export const seededPrng: Effect.Effect<PCGRandom> = Effect.map(
+  EffectRandom.nextInt,
+  (seed) => new PCGRandom(seed)
+)
 
 /** A gate admitting only the key with this id. */
 export const only =
@@ -99,51 +163,80 @@ export const storedSelector = <S>(
     current: S | undefined
   ) => readonly [Key.Key | undefined, S | undefined]
 ): KeySelector.Service => {
-  const sync = syncAccess(pool, store)
-  return KeySelector.make(
-    (request) =>
-      Effect.flatMap(pool.get, (keys) =>
-        Effect.flatMap(
-          store.modify<S, Key.Key | undefined>(namespace, id, (current) => step(request, keys, current)),
-          (key) => (key === undefined ? noKey(request, keys) : succeedLease(key))
-        )
-      ),
-    sync === undefined
-      ? undefined
-      : (request) => {
-          const keys = sync.keys()
-          const key = sync.store.modify<S, Key.Key | undefined>(namespace, id, (current) =>
-            step(request, keys, current)
-          )
-          return key === undefined
-            ? KeySelector.explain(request, keys, clock.unsafeCurrentTimeMillis())
-            : plainLease(key)
-        }
+  const st = storeOf(store)
+  return KeySelector.fromDecide((request) =>
+    withKeys(pool, (keys) =>
+      st.modify<S, Key.Key | undefined>(
+        namespace,
+        id,
+        (current) => step(request, keys, current),
+        (key) => (key === undefined ? noKey(clock, request, keys) : plainLease(key))
+      )
+    )
   )
 }
 
-/** The pool's and store's synchronous forms, when both have them: `unsafeSelect` is built on them. */
-export const syncAccess = (
-  pool: KeyPool.Service,
-  store: StateStore.Service
-): { readonly keys: () => ReadonlyArray<Key.Key>; readonly store: StateStore.Unsafe } | undefined =>
-  pool.unsafeGet === undefined || store.unsafe === undefined
-    ? undefined
-    : { keys: pool.unsafeGet, store: store.unsafe }
-
 /**
- * A selector over the request's candidates: none fails, one is taken without asking `pick`, and
- * `pick` chooses among two or more.
+ * A selector over the request's candidates: none is refused, one is taken without asking `pick`,
+ * and `pick` chooses among two or more, synchronously.
  */
 export const candidateSelector = (
   pool: KeyPool.Service,
-  pick: (candidates: ReadonlyArray<Key.Key>) => Effect.Effect<KeySelector.Lease>
+  clock: Clock.Clock,
+  pick: (candidates: ReadonlyArray<Key.Key>) => Key.Key
 ): KeySelector.Service =>
-  KeySelector.make((request) =>
-    Effect.flatMap(pool.get, (keys) => {
+  KeySelector.fromDecide((request) =>
+    withKeys(pool, (keys) => {
       const c = candidatesOf(request, keys)
-      if (c.length === 0) return noKey(request, keys)
-      if (c.length === 1) return succeedLease(c[0]!)
-      return pick(c)
+      if (c.length === 0) return noKey(clock, request, keys)
+      return plainLease(c.length === 1 ? c[0]! : pick(c))
     })
   )
+
+/** Continues a decision after a write (`Store.set`...): at once, or after the write's Effect. */
+export const afterWrite = (written: KeySelector.Reported, then: () => Decision): Decision =>
+  Effect.isEffect(written) ? KeySelector.waitFor(written, then) : then()
+
+// The hot path's forms of `withKeys` and `Store.entries`: the continuation is a function of the
+// layer taking `a` (the request, say) as an argument, so a synchronous decision allocates no closure.
+
+/** {@link withKeys}, continuing with `k(a, keys)`. */
+export const withKeysFor = <A>(
+  pool: KeyPool.Service,
+  a: A,
+  k: (a: A, keys: ReadonlyArray<Key.Key>) => Decision
+): Decision => {
+  const get = pool.unsafeGet
+  return get !== undefined ? k(a, get()) : KeySelector.waitFor(pool.get, (keys) => k(a, keys))
+}
+
+/** `Store.entries`, continuing with `k(a, entries)`. */
+export const entriesFor = <A, E>(
+  store: StateStore.Service,
+  namespace: string,
+  a: A,
+  k: (a: A, entries: ReadonlyArray<readonly [string, E]>) => Decision
+): Decision => {
+  const u = store.unsafe
+  return u !== undefined
+    ? k(a, u.entries<E>(namespace))
+    : KeySelector.waitFor(store.entries<E>(namespace), (entries) => k(a, entries))
+}
+
+/** `KeySelector.andThen`, continuing with `f(a, settled)`: no closure unless the decision waits. */
+export const thenFor = <A>(
+  decision: Decision,
+  a: A,
+  f: (a: A, settled: KeySelector.Lease | KeySelector.NoKeyAvailable) => Decision
+): Decision =>
+  decision instanceof KeySelector.Wait ? KeySelector.andThen(decision, (d) => f(a, d)) : f(a, decision)
+
+/** `KeySelector.andReport(first, () => lease.unsafeReport(outcome))`, without the closure when `first` is done. */
+export const thenReport = (
+  first: KeySelector.Reported,
+  lease: KeySelector.Lease,
+  outcome: KeySelector.Outcome
+): KeySelector.Reported =>
+  Effect.isEffect(first)
+    ? KeySelector.andReport(first, () => lease.unsafeReport(outcome))
+    : lease.unsafeReport(outcome)

@@ -1,6 +1,5 @@
 import type * as Key from "@or-balancer/core/Key"
-import type * as KeySelector from "@or-balancer/core/KeySelector"
-import * as Effect from "effect/Effect"
+import * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as CreditLedger from "../CreditLedger.js"
 
 /** A gate refusing keys with less than `min` USD of live credit, by the balances read for one selection. */
@@ -30,36 +29,12 @@ const exhausts = (outcome: KeySelector.Outcome): boolean =>
 
 /** Settles the reservation from the outcome (no verdict: nothing spent); a 402 empties the key until its next lookup. */
 export const settle = (
-  ledger: CreditLedger.Service,
+  ledger: CreditLedger.Now,
   key: Key.Key,
   reservation: CreditLedger.Reservation,
   estimate: number,
   outcome: KeySelector.Outcome
-): Effect.Effect<void> => {
+): KeySelector.Reported => {
   const settled = reservation.settle(costOf(outcome, estimate))
-  return exhausts(outcome) ? Effect.zipRight(settled, ledger.exhaust(key)) : settled
+  return exhausts(outcome) ? KeySelector.andReport(settled, () => ledger.exhaust(key)) : settled
 }
-
-/** {@link settle}, synchronously. */
-export const unsafeSettle = (
-  ledger: CreditLedger.Unsafe,
-  key: Key.Key,
-  reservation: CreditLedger.UnsafeReservation,
-  estimate: number,
-  outcome: KeySelector.Outcome
-): void => {
-  reservation.unsafeSettle(costOf(outcome, estimate))
-  if (exhausts(outcome)) ledger.exhaust(key)
-}
-
-/** A report that settles the reservation, then reports to `inner`. */
-export const settleReport =
-  (
-    ledger: CreditLedger.Service,
-    key: Key.Key,
-    reservation: CreditLedger.Reservation,
-    estimate: number,
-    inner: KeySelector.Lease["report"]
-  ): KeySelector.Lease["report"] =>
-  (outcome) =>
-    Effect.zipRight(settle(ledger, key, reservation, estimate, outcome), inner(outcome))

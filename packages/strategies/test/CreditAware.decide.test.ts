@@ -11,10 +11,10 @@ import {
 import { CreditAware, CreditLedger } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
-import { base, keys, refuse, request } from "./util.js"
+import { base, keys, refuse, request, decideNow, isLeaseNow } from "./util.js"
 
-// CreditAware.unsafeSelect: the same choice and reservation as `select`, synchronously, from
-// the ledger's cached balances; `undefined` (nothing changed) whenever `select` would look up.
+// CreditAware.decide: the same choice and reservation as `select`, synchronously, from
+// the ledger's cached balances; a `Wait` (nothing changed) whenever `select` would look up.
 
 const infos = {
   a: CreditLookup.keyInfo(1),
@@ -72,9 +72,9 @@ const op = fc.oneof(
   { arbitrary: TwoPaths.tickOp(40_000), weight: 1 }
 )
 
-describe("CreditAware.unsafeSelect", () => {
+describe("CreditAware.decide", () => {
   it.effect.prop(
-    "random selections, reports, credit changes and time through either path: same picks, same ledger, same lookups",
+    "random selections, reports, credit changes and time through either path: reservations match the open leases; same picks, same ledger, same lookups",
     { ops: fc.array(op, { maxLength: 40, size: "max" }) },
     ({ ops }) =>
       Effect.scoped(
@@ -83,23 +83,34 @@ describe("CreditAware.unsafeSelect", () => {
           const fastMemory = yield* CreditLookup.makeMemory(infos)
           const viaEffect = yield* Layer.build(stack(slowMemory.service))
           const viaSync = yield* Layer.build(stack(fastMemory.service))
-          yield* TwoPaths.make(
+          const paths = TwoPaths.make(
             { ctx: viaEffect, state: stateOf(viaEffect, slowMemory) },
             { ctx: viaSync, state: stateOf(viaSync, fastMemory) },
             { undecided: "fallback" }
-          ).run(ops, (o) =>
-            Effect.gen(function* () {
-              const info = CreditLookup.keyInfo(o.limit)
-              yield* slowMemory.set(o.id, info)
-              yield* fastMemory.set(o.id, info)
-            })
+          )
+          yield* paths.run(
+            ops,
+            (o) =>
+              Effect.gen(function* () {
+                const info = CreditLookup.keyInfo(o.limit)
+                yield* slowMemory.set(o.id, info)
+                yield* fastMemory.set(o.id, info)
+              }),
+            // Every key's reservation is exactly the estimate of each of its leases not yet reported.
+            (open) =>
+              Effect.map(paths.fastState, ({ snapshot }) => {
+                for (const id of ids) {
+                  const reserved = snapshot.find((e) => e.id === id)?.reserved ?? 0
+                  expect(reserved).toBeCloseTo(0.2 * open.filter((l) => l.key.id === id).length, 9)
+                }
+              })
           )
         })
       ),
     { fastCheck: { numRuns: 100 } }
   )
 
-  it.effect("undefined while a lookup is due (never looked up, expired, refreshed); decided otherwise", () =>
+  it.effect("a Wait while a lookup is due (never looked up, expired, refreshed); decided otherwise", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory(infos)
       yield* Effect.scoped(
@@ -107,7 +118,7 @@ describe("CreditAware.unsafeSelect", () => {
           const ctx = yield* Layer.build(stack(memory.service))
           const selector = Context.get(ctx, KeySelector.KeySelector)
           const ledger = Context.get(ctx, CreditLedger.CreditLedger)
-          const unsafeSelect = selector.unsafeSelect!
+          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
           // Nothing looked up yet.
           expect(unsafeSelect(request())).toBeUndefined()
           expect(yield* stateOf(ctx, memory)).toEqual({ snapshot: [], lookups: [0, 0, 0, 0] })
@@ -115,7 +126,7 @@ describe("CreditAware.unsafeSelect", () => {
           const first = yield* selector.select(request())
           expect(first.key.id).toBe("a")
           // Everything fresh: decided synchronously, reserving as `select` does (0.2 of a's 1.00).
-          const second = unsafeSelect(request()) as KeySelector.UnsafeLease
+          const second = unsafeSelect(request()) as KeySelector.Lease
           expect(second.key.id).toBe("a")
           const entryOf = (id: string) => Effect.map(ledger.snapshot, (s) => s.find((e) => e.id === id)!)
           expect((yield* entryOf("a")).reserved).toBeCloseTo(0.4)
@@ -127,7 +138,7 @@ describe("CreditAware.unsafeSelect", () => {
 
           // A refused key that is due a lookup does not count; d's lookup failed 5 s ago.
           yield* TestClock.adjust("5 seconds")
-          const skipD = unsafeSelect(request({ gate: refuse("d") })) as KeySelector.UnsafeLease
+          const skipD = unsafeSelect(request({ gate: refuse("d") })) as KeySelector.Lease
           expect(skipD.key.id).toBe("a")
           skipD.unsafeReport(KeySelector.cancelled())
           const before = yield* stateOf(ctx, memory)
@@ -141,8 +152,8 @@ describe("CreditAware.unsafeSelect", () => {
           yield* third.report(KeySelector.cancelled())
           expect(yield* memory.lookups("a")).toBe(2)
           const fourth = unsafeSelect(request({ gate: refuse("d") }))
-          expect(KeySelector.isUnsafeLease(fourth)).toBe(true)
-          ;(fourth as KeySelector.UnsafeLease).unsafeReport(KeySelector.cancelled())
+          expect(isLeaseNow(fourth)).toBe(true)
+          ;(fourth as KeySelector.Lease).unsafeReport(KeySelector.cancelled())
 
           // Refreshed by hand: due until looked up.
           const a = (yield* Context.get(ctx, KeyPool.KeyPool).get).find((k) => k.id === "a")!
@@ -166,7 +177,7 @@ describe("CreditAware.unsafeSelect", () => {
           const onlyAB = request({ gate: refuse("c", "d") })
           const lease = yield* selector.select(onlyAB) // 0.1 left on a, under the estimate
           yield* TestClock.adjust("10 seconds")
-          const refused = selector.unsafeSelect!(onlyAB)
+          const refused = decideNow(selector, onlyAB)
           expect(refused).toBeInstanceOf(KeySelector.NoKeyAvailable)
           expect((refused as KeySelector.NoKeyAvailable).reason).toBe("credit")
           expect(refused).toEqual(yield* Effect.flip(selector.select(onlyAB)))
@@ -179,7 +190,7 @@ describe("CreditAware.unsafeSelect", () => {
     })
   )
 
-  it.effect("absent over a store without synchronous forms; the Effect path still reserves there", () =>
+  it.effect("a Wait over a store without synchronous forms; the Effect path still reserves there", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory(infos)
       const asyncStore = Layer.effect(
@@ -190,8 +201,9 @@ describe("CreditAware.unsafeSelect", () => {
         Effect.gen(function* () {
           const ctx = yield* Layer.build(stack(memory.service, asyncStore))
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          expect(selector.unsafeSelect).toBeUndefined()
-          expect(Context.get(ctx, CreditLedger.CreditLedger).unsafe).toBeUndefined()
+          expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
+          const ledger = Context.get(ctx, CreditLedger.CreditLedger)
+          expect(ledger.now.balances([], () => true)).toBeInstanceOf(CreditLedger.Pending)
           const lease = yield* selector.select(request())
           expect(lease.key.id).toBe("a")
           const [entry] = yield* Context.get(ctx, CreditLedger.CreditLedger).snapshot.pipe(

@@ -2,10 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { Balancer, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
 import { ByModel, RoundRobin, Weighted } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Layer } from "effect"
-import { base, key, refuse, request } from "./util.js"
+import { base, key, refuse, request, decideNow, isLeaseNow } from "./util.js"
 import * as TwoPaths from "./twoPaths.js"
 
-// ByModel.unsafeSelect: the same route as `select`, asking that route's selector synchronously.
+// ByModel.decide: the same route as `select`, asking that route's selector synchronously.
 
 const pool = [
   key("a", { weight: 2 }),
@@ -41,11 +41,13 @@ const hesitant = (name: string): Inner =>
   Layer.effect(
     KeySelector.KeySelector,
     Effect.map(RoundRobin.make({ name }), (rr) =>
-      KeySelector.make(rr.select, (req) => (req.affinity === "wait" ? undefined : rr.unsafeSelect!(req)))
+      KeySelector.fromDecide((req) =>
+        req.affinity === "wait" ? new KeySelector.Wait(Effect.merge(rr.select(req))) : rr.decide(req)
+      )
     )
   )
 
-describe("ByModel.unsafeSelect", () => {
+describe("ByModel.decide", () => {
   it.effect.prop(
     "random requests through either path: same picks and refusals, same route state",
     {
@@ -82,7 +84,7 @@ describe("ByModel.unsafeSelect", () => {
       Effect.gen(function* () {
         const selector = Context.get(yield* Layer.build(stack(false)), KeySelector.KeySelector)
         const req = request({ model: "mistral/large" })
-        const refused = selector.unsafeSelect!(req)
+        const refused = decideNow(selector, req)
         expect(refused).toBeInstanceOf(KeySelector.NoKeyAvailable)
         expect((refused as KeySelector.NoKeyAvailable).reason).toBe("model")
         expect(refused).toEqual(yield* Effect.flip(selector.select(req)))
@@ -90,23 +92,24 @@ describe("ByModel.unsafeSelect", () => {
     )
   )
 
-  it.effect("undefined, changing nothing, where the route's selector is undecided", () =>
+  it.effect("a Wait, changing nothing, where the route's selector is undecided", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(true, hesitant("anthropic")))
-        const unsafeSelect = Context.get(ctx, KeySelector.KeySelector).unsafeSelect!
+        const unsafeSelect = (r: KeySelector.SelectRequest) =>
+          decideNow(Context.get(ctx, KeySelector.KeySelector), r)
         const claude = { model: "anthropic/claude-sonnet-4" }
         const before = yield* stateOf(ctx)
         expect(unsafeSelect(request({ ...claude, affinity: "wait" }))).toBeUndefined()
         expect(yield* stateOf(ctx)).toEqual(before)
         // Other routes, and the same route when it decides, decide.
-        expect((unsafeSelect(request({ ...claude })) as KeySelector.UnsafeLease).key.id).toBe("a")
-        expect((unsafeSelect(request({ affinity: "wait" })) as KeySelector.UnsafeLease).key.id).toBe("b")
+        expect((unsafeSelect(request({ ...claude })) as KeySelector.Lease).key.id).toBe("a")
+        expect((unsafeSelect(request({ affinity: "wait" })) as KeySelector.Lease).key.id).toBe("b")
       })
     )
   )
 
-  it.effect("a route whose selector has none is left to select; the other routes keep the fast path", () =>
+  it.effect("a route whose selector is written as an Effect waits; the other routes keep the fast path", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const plain = (name: string): Inner =>
@@ -119,17 +122,17 @@ describe("ByModel.unsafeSelect", () => {
         // The inner (used by the route with no strategy of its own) has none.
         const noSyncInner = yield* Layer.build(stack(true, undefined, plain("default")))
         const a = Context.get(noSyncInner, KeySelector.KeySelector)
-        expect(a.unsafeSelect!(gpt4o)).toBeUndefined()
-        expect((a.unsafeSelect!(claude) as KeySelector.UnsafeLease).key.id).toBe("a")
+        expect(decideNow(a, gpt4o)).toBeUndefined()
+        expect((decideNow(a, claude) as KeySelector.Lease).key.id).toBe("a")
         expect((yield* a.select(gpt4o)).key.id).toBe("c")
         // A route's own strategy has none.
         const noSyncRoute = yield* Layer.build(stack(true, plain("anthropic")))
         const b = Context.get(noSyncRoute, KeySelector.KeySelector)
         const before = yield* stateOf(noSyncRoute)
-        expect(b.unsafeSelect!(claude)).toBeUndefined()
+        expect(decideNow(b, claude)).toBeUndefined()
         expect(yield* stateOf(noSyncRoute)).toEqual(before)
         expect((yield* b.select(claude)).key.id).toBe("a")
-        expect(KeySelector.isUnsafeLease(b.unsafeSelect!(gpt4o))).toBe(true)
+        expect(isLeaseNow(decideNow(b, gpt4o))).toBe(true)
         // None at all: absent.
         const none = yield* Layer.build(
           ByModel.layer([{ pattern: "*", strategy: plain("rest") }]).pipe(
@@ -137,7 +140,7 @@ describe("ByModel.unsafeSelect", () => {
             Layer.provideMerge(base(pool))
           )
         )
-        expect(Context.get(none, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
+        expect(Context.get(none, KeySelector.KeySelector).decide(request())).toBeInstanceOf(KeySelector.Wait)
       })
     )
   )

@@ -3,9 +3,9 @@ import { KeyPool, KeySelector, StateStore, UpstreamError } from "@or-balancer/co
 import { ConcurrencyLimited, RoundRobin } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
-import { base, key, refuse, request } from "./util.js"
+import { base, key, refuse, request, decideNow, isLeaseNow } from "./util.js"
 
-// ConcurrencyLimited.unsafeSelect: the same choice as `select`, synchronously; `undefined` where
+// ConcurrencyLimited.decide: the same choice as `select`, synchronously; a `Wait` where
 // `select` would wait for a permit.
 
 class Status extends Context.Tag("test/ConcurrencyLimited/Status")<
@@ -46,9 +46,9 @@ const op = fc.oneof(
   )
 )
 
-describe("ConcurrencyLimited.unsafeSelect", () => {
+describe("ConcurrencyLimited.decide", () => {
   it.effect.prop(
-    "random selections and reports, through select/report and through unsafeSelect/unsafeReport: same picks, same permits",
+    "random selections and reports, through select and through decide: permits match the open leases and never exceed a cap; same picks",
     { ops: fc.array(op, { maxLength: 40 }) },
     ({ ops }) =>
       Effect.scoped(
@@ -59,14 +59,24 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
             // No deadline: `select` never waits, so the fast path always decides.
             { undecided: "never" }
           )
-          yield* paths.run(ops)
+          // Every permit in use is held by a lease not yet reported, and no key is over its cap.
+          const caps: Record<string, number> = { a: 1, b: 2, c: 1 }
+          yield* paths.run(ops, undefined, (open) =>
+            Effect.map(paths.fastState, (status) => {
+              for (const id of ["a", "b", "c"]) {
+                const held = open.filter((l) => l.key.id === id).length
+                expect(status.inUse[id] ?? 0).toBe(held)
+                expect(held).toBeLessThanOrEqual(caps[id]!)
+              }
+            })
+          )
         })
       ),
     { fastCheck: { numRuns: 150 } }
   )
 
   it.effect(
-    "every candidate full: undefined while select would wait (nothing taken), the refusal once it would fail",
+    "every candidate full: a Wait while select would wait (nothing taken), the refusal once it would fail",
     () =>
       Effect.scoped(
         Effect.gen(function* () {
@@ -74,10 +84,10 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
             stack([key("a", { maxConcurrency: 1 }), key("b", { maxConcurrency: 1 })])
           )
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = selector.unsafeSelect!
+          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
           const a = unsafeSelect(request({ deadline: 1_000 }))
           const b = unsafeSelect(request({ deadline: 1_000 }))
-          expect([a, b].map((l) => (KeySelector.isUnsafeLease(l) ? l.key.id : l))).toEqual(["a", "b"])
+          expect([a, b].map((l) => (isLeaseNow(l) ? l.key.id : l))).toEqual(["a", "b"])
           const before = yield* statusOf(ctx)
           expect(before).toEqual({ inUse: { a: 1, b: 1 }, waiting: 0 })
 
@@ -94,7 +104,7 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
             yield* Effect.flip(selector.select(request({ deadline: 1_000 })))
           )
           // With a free, once reported back: a gate leaving only the full b waits; leaving none fails.
-          ;(a as KeySelector.UnsafeLease).unsafeReport(KeySelector.success("1 millis"))
+          ;(a as KeySelector.Lease).unsafeReport(KeySelector.success("1 millis"))
           expect(unsafeSelect(request({ deadline: 5_000, gate: refuse("a") }))).toBeUndefined()
           expect(unsafeSelect(request({ deadline: 5_000, gate: refuse("a", "b") }))).toBeInstanceOf(
             KeySelector.NoKeyAvailable
@@ -109,9 +119,10 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack([key("a", { maxConcurrency: 1 })]))
         const selector = Context.get(ctx, KeySelector.KeySelector)
-        const held = selector.unsafeSelect!(request({ deadline: 10_000 }))
-        expect(KeySelector.isUnsafeLease(held)).toBe(true)
-        const lease = held as KeySelector.UnsafeLease
+        const held = decideNow(selector, request({ deadline: 10_000 }))
+        expect(isLeaseNow(held)).toBe(true)
+        // Reported once by its caller's guard (the Balancer's `Started`, or `KeySelector.once`).
+        const lease = KeySelector.once(held as KeySelector.Lease)
         const waiter = yield* Effect.fork(selector.select(request({ deadline: 10_000 })))
         yield* TestClock.adjust("1 millis")
         expect(yield* statusOf(ctx)).toEqual({ inUse: { a: 1 }, waiting: 1 })
@@ -123,40 +134,47 @@ describe("ConcurrencyLimited.unsafeSelect", () => {
         lease.unsafeReport(KeySelector.success("1 millis"))
         yield* lease.report(KeySelector.cancelled())
         expect(yield* statusOf(ctx)).toEqual({ inUse: { a: 1 }, waiting: 0 })
-        expect(selector.unsafeSelect!(request({ deadline: 10_000 }))).toBeUndefined()
+        expect(decideNow(selector, request({ deadline: 10_000 }))).toBeUndefined()
         yield* next.report(KeySelector.success("1 millis"))
         expect(yield* statusOf(ctx)).toEqual({ inUse: {}, waiting: 0 })
       })
     )
   )
 
-  it.effect("absent when the inner selector has no unsafeSelect, or the pool no synchronous read", () =>
-    Effect.scoped(
-      Effect.gen(function* () {
-        const plainInner = Layer.effect(
-          KeySelector.KeySelector,
-          Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
-        )
-        const noSyncInner = yield* Layer.build(limited(plainInner).pipe(Layer.provideMerge(base(pool))))
-        expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
-
-        // The inner round robin reads the real pool (it has its fast path); the decorator a pool without one.
-        const asyncPool = Layer.effect(
-          KeyPool.KeyPool,
-          Effect.map(KeyPool.KeyPool, (p) => KeyPool.KeyPool.of({ ...p, unsafeGet: undefined }))
-        )
-        const noSyncPool = yield* Layer.build(
-          Layer.effect(KeySelector.KeySelector, ConcurrencyLimited.make()).pipe(
-            Layer.provide(asyncPool),
-            Layer.provideMerge(RoundRobin.layer()),
-            Layer.provideMerge(base(pool))
+  it.effect(
+    "a Wait when the inner selector is written as an Effect; a pool without a synchronous read only matters for waiting",
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const plainInner = Layer.effect(
+            KeySelector.KeySelector,
+            Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
           )
-        )
-        expect(Context.get(noSyncPool, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
-        // The Effect path still works there.
-        const lease = yield* Context.get(noSyncPool, KeySelector.KeySelector).select(request())
-        expect(lease.key.id).toBe("a")
-      })
-    )
+          const noSyncInner = yield* Layer.build(limited(plainInner).pipe(Layer.provideMerge(base(pool))))
+          expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
+            KeySelector.Wait
+          )
+
+          // The inner round robin reads the real pool (it has its fast path); the decorator a pool without one.
+          const asyncPool = Layer.effect(
+            KeyPool.KeyPool,
+            Effect.map(KeyPool.KeyPool, (p) => KeyPool.KeyPool.of({ ...p, unsafeGet: undefined }))
+          )
+          const noSyncPool = yield* Layer.build(
+            Layer.effect(KeySelector.KeySelector, ConcurrencyLimited.make()).pipe(
+              Layer.provide(asyncPool),
+              Layer.provideMerge(RoundRobin.layer()),
+              Layer.provideMerge(base(pool))
+            )
+          )
+          // The decorator reads the pool only to know whether to wait: a free permit is still decided at once.
+          const decided = decideNow(Context.get(noSyncPool, KeySelector.KeySelector), request())
+          expect(isLeaseNow(decided) && decided.key.id).toBe("a")
+          yield* (decided as KeySelector.Lease).report(KeySelector.cancelled())
+          // The Effect path works there too.
+          const lease = yield* Context.get(noSyncPool, KeySelector.KeySelector).select(request())
+          expect(lease.key.id).toBe("b")
+        })
+      )
   )
 })

@@ -11,10 +11,10 @@ import {
 import { CreditLedger, RoundRobin, Threshold } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
-import { base, keys, refuse, request } from "./util.js"
+import { base, keys, refuse, request, decideNow } from "./util.js"
 
-// Threshold.unsafeSelect over RoundRobin: the same gate, choice, remembered key and reservation as
-// `select`, synchronously; `undefined` (nothing changed) whenever `select` would look a credit up
+// Threshold.decide over RoundRobin: the same gate, choice, remembered key and reservation as
+// `select`, synchronously; a `Wait` (nothing changed) whenever `select` would look a credit up
 // or the inner selector would wait.
 
 const infos = {
@@ -90,13 +90,15 @@ const op = fc.oneof(
 const hesitant = Layer.effect(
   KeySelector.KeySelector,
   Effect.map(RoundRobin.make(), (rr) =>
-    KeySelector.make(rr.select, (req) => (req.affinity === "wait" ? undefined : rr.unsafeSelect!(req)))
+    KeySelector.fromDecide((req) =>
+      req.affinity === "wait" ? new KeySelector.Wait(Effect.merge(rr.select(req))) : rr.decide(req)
+    )
   )
 )
 
-describe("Threshold.unsafeSelect", () => {
+describe("Threshold.decide", () => {
   it.effect.prop(
-    "random selections, reports, credit changes and time through either path: same picks, same ledger, same current key",
+    "random selections, reports, credit changes and time through either path: reservations match the open leases; same picks, same ledger, same current key",
     { ops: fc.array(op, { maxLength: 40, size: "max" }), stay: fc.boolean() },
     ({ ops, stay }) =>
       Effect.scoped(
@@ -105,30 +107,40 @@ describe("Threshold.unsafeSelect", () => {
           const fastMemory = yield* CreditLookup.makeMemory(infos)
           const viaEffect = yield* Layer.build(stack(slowMemory.service, { stay }))
           const viaSync = yield* Layer.build(stack(fastMemory.service, { stay }))
-          yield* TwoPaths.make(
+          const paths = TwoPaths.make(
             { ctx: viaEffect, state: stateOf(viaEffect, slowMemory) },
             { ctx: viaSync, state: stateOf(viaSync, fastMemory) },
             { undecided: "fallback" }
-          ).run(ops, (o) =>
-            Effect.gen(function* () {
-              const info = CreditLookup.keyInfo(o.limit)
-              yield* slowMemory.set(o.id, info)
-              yield* fastMemory.set(o.id, info)
-            })
+          )
+          yield* paths.run(
+            ops,
+            (o) =>
+              Effect.gen(function* () {
+                const info = CreditLookup.keyInfo(o.limit)
+                yield* slowMemory.set(o.id, info)
+                yield* fastMemory.set(o.id, info)
+              }),
+            // Every key's reservation is exactly the estimate of each of its leases not yet reported.
+            (open) =>
+              Effect.map(paths.fastState, ({ snapshot }) => {
+                for (const e of snapshot) {
+                  expect(e.reserved).toBeCloseTo(0.1 * open.filter((l) => l.key.id === e.id).length, 9)
+                }
+              })
           )
         })
       ),
     { fastCheck: { numRuns: 100 } }
   )
 
-  it.effect("stays on its key synchronously; undefined while a lookup is due or the inner would wait", () =>
+  it.effect("stays on its key synchronously; a Wait while a lookup is due or the inner would wait", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory(infos)
       yield* Effect.scoped(
         Effect.gen(function* () {
           const ctx = yield* Layer.build(stack(memory.service, {}, hesitant))
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = selector.unsafeSelect!
+          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
           const notD = request({ gate: refuse("d") })
           // Nothing looked up yet.
           expect(unsafeSelect(notD)).toBeUndefined()
@@ -144,13 +156,13 @@ describe("Threshold.unsafeSelect", () => {
           // a keeps 0.7: stay on it, whatever the round robin's cursor says.
           const picks: Array<string> = []
           for (let i = 0; i < 3; i++) {
-            const lease = unsafeSelect(notD) as KeySelector.UnsafeLease
+            const lease = unsafeSelect(notD) as KeySelector.Lease
             picks.push(lease.key.id)
             lease.unsafeReport(KeySelector.success("1 millis", 0.15))
           }
           // 0.7, 0.55, 0.4 before each: a, a, a; then 0.25 is under the threshold: move on.
           expect(picks).toEqual(["a", "a", "a"])
-          const moved = unsafeSelect(notD) as KeySelector.UnsafeLease
+          const moved = unsafeSelect(notD) as KeySelector.Lease
           expect(moved.key.id).not.toBe("a")
           expect(yield* Context.get(ctx, StateStore.StateStore).get("or-balancer/threshold", "default")).toBe(
             moved.key.id
@@ -182,32 +194,36 @@ describe("Threshold.unsafeSelect", () => {
     })
   )
 
-  it.effect("absent when the inner selector has none, or the store no synchronous forms", () =>
-    Effect.gen(function* () {
-      const memory = yield* CreditLookup.makeMemory(infos)
-      const plainInner = Layer.effect(
-        KeySelector.KeySelector,
-        Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
-      )
-      const asyncStore = Layer.effect(
-        StateStore.StateStore,
-        Effect.map(StateStore.makeMemory, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
-      )
-      yield* Effect.scoped(
-        Effect.gen(function* () {
-          const noSyncInner = yield* Layer.build(stack(memory.service, {}, plainInner))
-          expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
-          const noSyncStore = yield* Layer.build(stack(memory.service, {}, RoundRobin.layer(), asyncStore))
-          const selector = Context.get(noSyncStore, KeySelector.KeySelector)
-          expect(selector.unsafeSelect).toBeUndefined()
-          // The Effect path still works there.
-          const lease = yield* selector.select(request({ gate: refuse("d") }))
-          expect(lease.key.id).toBe("a")
-          yield* lease.report(KeySelector.success("1 millis", 0.8))
-          expect((yield* selector.select(request({ gate: refuse("d") }))).key.id).toBe("b")
-        })
-      )
-    })
+  it.effect(
+    "a Wait when the inner selector is written as an Effect, or the store has no synchronous forms",
+    () =>
+      Effect.gen(function* () {
+        const memory = yield* CreditLookup.makeMemory(infos)
+        const plainInner = Layer.effect(
+          KeySelector.KeySelector,
+          Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
+        )
+        const asyncStore = Layer.effect(
+          StateStore.StateStore,
+          Effect.map(StateStore.makeMemory, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
+        )
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const noSyncInner = yield* Layer.build(stack(memory.service, {}, plainInner))
+            expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
+              KeySelector.Wait
+            )
+            const noSyncStore = yield* Layer.build(stack(memory.service, {}, RoundRobin.layer(), asyncStore))
+            const selector = Context.get(noSyncStore, KeySelector.KeySelector)
+            expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
+            // The Effect path still works there.
+            const lease = yield* selector.select(request({ gate: refuse("d") }))
+            expect(lease.key.id).toBe("a")
+            yield* lease.report(KeySelector.success("1 millis", 0.8))
+            expect((yield* selector.select(request({ gate: refuse("d") }))).key.id).toBe("b")
+          })
+        )
+      })
   )
 
   it.effect("through Balancer.unsafeStart: stays, reserves, and moves on when the key runs low", () =>

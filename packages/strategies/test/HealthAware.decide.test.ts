@@ -11,10 +11,10 @@ import {
 import { ConcurrencyLimited, HealthAware, RoundRobin } from "@or-balancer/strategies"
 import { Context, Duration, Effect, FastCheck as fc, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
-import { base, key, refuse, request } from "./util.js"
+import { base, key, refuse, request, decideNow } from "./util.js"
 
-// HealthAware.unsafeSelect, over ConcurrencyLimited > RoundRobin: the same choice and the same
-// state as `select`, synchronously; `undefined` where `select` would probe or wait.
+// HealthAware.decide, over ConcurrencyLimited > RoundRobin: the same choice and the same
+// state as `select`, synchronously; a `Wait` where `select` would probe or wait.
 
 class Permits extends Context.Tag("test/HealthAware/Permits")<
   Permits,
@@ -87,9 +87,9 @@ const op = fc.oneof(
 const server = errors[0]!
 const unauthorized = errors[1]!
 
-describe("HealthAware.unsafeSelect", () => {
+describe("HealthAware.decide", () => {
   it.effect.prop(
-    "random selections, reports and time, through select/report and unsafeSelect/unsafeReport: same picks, same health and permits",
+    "random selections, reports and time, through select and through decide: permits match the open leases; same picks, same health and permits",
     { ops: fc.array(op, { maxLength: 50 }) },
     ({ ops }) =>
       Effect.scoped(
@@ -100,7 +100,14 @@ describe("HealthAware.unsafeSelect", () => {
             // No deadline and trial recovery: `select` neither waits nor probes.
             { undecided: "never" }
           )
-          yield* paths.run(ops)
+          // Every permit in use is held by a lease not yet reported (health's wrapping gives each back).
+          yield* paths.run(ops, undefined, (open) =>
+            Effect.map(paths.fastState, ({ inUse }) => {
+              for (const k of pool) {
+                expect(inUse[k.id] ?? 0).toBe(open.filter((l) => l.key.id === k.id).length)
+              }
+            })
+          )
         })
       ),
     { fastCheck: { numRuns: 150 } }
@@ -111,18 +118,18 @@ describe("HealthAware.unsafeSelect", () => {
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(pool.slice(0, 2)))
         const selector = Context.get(ctx, KeySelector.KeySelector)
-        const unsafeSelect = selector.unsafeSelect!
+        const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
         const onlyA = request({ gate: refuse("b") })
-        const first = unsafeSelect(onlyA) as KeySelector.UnsafeLease
+        const first = unsafeSelect(onlyA) as KeySelector.Lease
         expect(first.key.id).toBe("a")
         first.unsafeReport(KeySelector.failure("1 millis", unauthorized)) // ejects at once
         const out = unsafeSelect(onlyA)
         expect(out).toBeInstanceOf(KeySelector.NoKeyAvailable)
         expect(out).toEqual(yield* Effect.flip(selector.select(onlyA)))
-        expect((unsafeSelect(request()) as KeySelector.UnsafeLease).key.id).toBe("b")
+        expect((unsafeSelect(request()) as KeySelector.Lease).key.id).toBe("b")
 
         yield* TestClock.adjust("1 second")
-        const trial = unsafeSelect(onlyA) as KeySelector.UnsafeLease
+        const trial = unsafeSelect(onlyA) as KeySelector.Lease
         expect(trial.key.id).toBe("a")
         // The slot is taken: neither path lets a second request through.
         const busy = unsafeSelect(onlyA)
@@ -130,7 +137,7 @@ describe("HealthAware.unsafeSelect", () => {
         expect(busy).toEqual(yield* Effect.flip(selector.select(onlyA)))
         // No verdict frees the slot; the key stays half-open.
         trial.unsafeReport(KeySelector.cancelled())
-        const again = unsafeSelect(onlyA) as KeySelector.UnsafeLease
+        const again = unsafeSelect(onlyA) as KeySelector.Lease
         expect(again.key.id).toBe("a")
         // Reported through its Effect form, the same report: a success closes the key.
         yield* again.report(KeySelector.success("1 millis"))
@@ -140,7 +147,7 @@ describe("HealthAware.unsafeSelect", () => {
     )
   )
 
-  it.effect("probe recovery: undefined whenever a probe is due (nothing changed), decided otherwise", () =>
+  it.effect("probe recovery: a Wait whenever a probe is due (nothing changed), decided otherwise", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory({})
       yield* Effect.scoped(
@@ -151,11 +158,11 @@ describe("HealthAware.unsafeSelect", () => {
             )
           )
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = selector.unsafeSelect!
-          const first = unsafeSelect(request({ gate: refuse("b") })) as KeySelector.UnsafeLease
+          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
+          const first = unsafeSelect(request({ gate: refuse("b") })) as KeySelector.Lease
           first.unsafeReport(KeySelector.failure("1 millis", unauthorized))
           // a is out, no probe due yet: decided synchronously.
-          const b = unsafeSelect(request()) as KeySelector.UnsafeLease
+          const b = unsafeSelect(request()) as KeySelector.Lease
           expect(b.key.id).toBe("b")
           b.unsafeReport(KeySelector.success("1 millis"))
 
@@ -171,7 +178,7 @@ describe("HealthAware.unsafeSelect", () => {
           expect(picked.key.id).toBe("b")
           expect(yield* memory.lookups("a")).toBe(1)
           yield* picked.report(KeySelector.success("1 millis"))
-          const after = unsafeSelect(request()) as KeySelector.UnsafeLease
+          const after = unsafeSelect(request()) as KeySelector.Lease
           expect(after.key.id).toBe("b")
           after.unsafeReport(KeySelector.cancelled())
         })
@@ -179,40 +186,44 @@ describe("HealthAware.unsafeSelect", () => {
     })
   )
 
-  it.effect("absent when the inner selector has no unsafeSelect, or the store no synchronous forms", () =>
-    Effect.scoped(
-      Effect.gen(function* () {
-        const plainInner = Layer.effect(
-          KeySelector.KeySelector,
-          Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
-        )
-        const noSyncInner = yield* Layer.build(
-          HealthAware.layer(options).pipe(Layer.provideMerge(plainInner), Layer.provideMerge(base(pool)))
-        )
-        expect(Context.get(noSyncInner, KeySelector.KeySelector).unsafeSelect).toBeUndefined()
-
-        // The round robin keeps the memory store's fast path; health sees a store without one.
-        const asyncStore = Layer.effect(
-          StateStore.StateStore,
-          Effect.map(StateStore.StateStore, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
-        )
-        const noSyncStore = yield* Layer.build(
-          HealthAware.layer(options).pipe(
-            Layer.provide(asyncStore),
-            Layer.provideMerge(RoundRobin.layer()),
-            Layer.provideMerge(base(pool))
+  it.effect(
+    "a Wait when the inner selector is written as an Effect, or the store has no synchronous forms",
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const plainInner = Layer.effect(
+            KeySelector.KeySelector,
+            Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
           )
-        )
-        const selector = Context.get(noSyncStore, KeySelector.KeySelector)
-        expect(selector.unsafeSelect).toBeUndefined()
-        // The Effect path still learns and gates there.
-        const lease = yield* selector.select(request({ gate: refuse("b", "c", "d") }))
-        yield* lease.report(KeySelector.failure("1 millis", unauthorized))
-        expect((yield* Effect.flip(selector.select(request({ gate: refuse("b", "c", "d") })))).reason).toBe(
-          "unhealthy"
-        )
-      })
-    )
+          const noSyncInner = yield* Layer.build(
+            HealthAware.layer(options).pipe(Layer.provideMerge(plainInner), Layer.provideMerge(base(pool)))
+          )
+          expect(Context.get(noSyncInner, KeySelector.KeySelector).decide(request())).toBeInstanceOf(
+            KeySelector.Wait
+          )
+
+          // The round robin keeps the memory store's fast path; health sees a store without one.
+          const asyncStore = Layer.effect(
+            StateStore.StateStore,
+            Effect.map(StateStore.StateStore, (s) => StateStore.StateStore.of({ ...s, unsafe: undefined }))
+          )
+          const noSyncStore = yield* Layer.build(
+            HealthAware.layer(options).pipe(
+              Layer.provide(asyncStore),
+              Layer.provideMerge(RoundRobin.layer()),
+              Layer.provideMerge(base(pool))
+            )
+          )
+          const selector = Context.get(noSyncStore, KeySelector.KeySelector)
+          expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
+          // The Effect path still learns and gates there.
+          const lease = yield* selector.select(request({ gate: refuse("b", "c", "d") }))
+          yield* lease.report(KeySelector.failure("1 millis", unauthorized))
+          expect((yield* Effect.flip(selector.select(request({ gate: refuse("b", "c", "d") })))).reason).toBe(
+            "unhealthy"
+          )
+        })
+      )
   )
 
   it.effect(

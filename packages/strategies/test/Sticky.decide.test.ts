@@ -2,10 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { Balancer, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
 import { RoundRobin, Sticky } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Layer } from "effect"
-import { base, keys, refuse, request } from "./util.js"
+import { base, keys, refuse, request, decideNow } from "./util.js"
 import * as TwoPaths from "./twoPaths.js"
 
-// Sticky.unsafeSelect: the session's key asked of the inner selector synchronously, its own
+// Sticky.decide: the session's key asked of the inner selector synchronously, its own
 // choice when refused at once, undecided where the inner is.
 
 const pool = keys("a", "b", "c", "d")
@@ -18,10 +18,7 @@ const pickyInner: Inner = Layer.effect(
   KeySelector.KeySelector,
   Effect.map(RoundRobin.make(), (rr) => {
     const narrow = (req: KeySelector.SelectRequest) => KeySelector.withGate(req, refuse("c"))
-    return KeySelector.make(
-      (req) => rr.select(narrow(req)),
-      (req) => rr.unsafeSelect!(narrow(req))
-    )
+    return KeySelector.fromDecide((req) => rr.decide(narrow(req)))
   })
 )
 
@@ -29,8 +26,8 @@ const pickyInner: Inner = Layer.effect(
 const hesitantInner: Inner = Layer.effect(
   KeySelector.KeySelector,
   Effect.map(RoundRobin.make(), (rr) =>
-    KeySelector.make(rr.select, (req) =>
-      req.gate?.(pool[0]!) !== undefined ? undefined : rr.unsafeSelect!(req)
+    KeySelector.fromDecide((req) =>
+      req.gate?.(pool[0]!) !== undefined ? new KeySelector.Wait(Effect.merge(rr.select(req))) : rr.decide(req)
     )
   )
 )
@@ -49,7 +46,7 @@ const ownedBy = (id: string): string => {
 // One session owned by each key (c's fall back), and a few more.
 const sessions = [...ids.map(ownedBy), "s1", "s2", "s3"]
 
-describe("Sticky.unsafeSelect", () => {
+describe("Sticky.decide", () => {
   it.effect.prop(
     "random sessions and gates through either path: same picks and refusals, same inner state",
     {
@@ -84,16 +81,16 @@ describe("Sticky.unsafeSelect", () => {
     Effect.scoped(
       Effect.gen(function* () {
         const selector = Context.get(yield* Layer.build(stack()), KeySelector.KeySelector)
-        const unsafeSelect = selector.unsafeSelect!
+        const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
         const ownedByC = ownedBy("c")
         const ownedByB = ownedBy("b")
         const kept = [1, 2, 3].map(
-          () => (unsafeSelect(request({ affinity: ownedByB })) as KeySelector.UnsafeLease).key.id
+          () => (unsafeSelect(request({ affinity: ownedByB })) as KeySelector.Lease).key.id
         )
         expect(kept).toEqual(["b", "b", "b"])
         // c is refused by the inner: the round robin's own choice, advancing its cursor.
         const fallback = [1, 2].map(
-          () => (unsafeSelect(request({ affinity: ownedByC })) as KeySelector.UnsafeLease).key.id
+          () => (unsafeSelect(request({ affinity: ownedByC })) as KeySelector.Lease).key.id
         )
         expect(fallback).toEqual(["d", "a"])
         expect((yield* selector.select(request({ affinity: ownedByC }))).key.id).toBe("b")
@@ -101,25 +98,26 @@ describe("Sticky.unsafeSelect", () => {
     )
   )
 
-  it.effect("undefined, changing nothing, where the inner is undecided for the session's key", () =>
+  it.effect("a Wait, changing nothing, where the inner is undecided for the session's key", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(hesitantInner))
-        const unsafeSelect = Context.get(ctx, KeySelector.KeySelector).unsafeSelect!
+        const unsafeSelect = (r: KeySelector.SelectRequest) =>
+          decideNow(Context.get(ctx, KeySelector.KeySelector), r)
         const ownedByA = ownedBy("a")
         const ownedByD = ownedBy("d")
         const before = yield* cursorOf(ctx)
         // Gated to d alone, a is out: the inner is undecided, so Sticky is.
         expect(unsafeSelect(request({ affinity: ownedByD }))).toBeUndefined()
         expect(yield* cursorOf(ctx)).toEqual(before)
-        expect((unsafeSelect(request({ affinity: ownedByA })) as KeySelector.UnsafeLease).key.id).toBe("a")
+        expect((unsafeSelect(request({ affinity: ownedByA })) as KeySelector.Lease).key.id).toBe("a")
         // Without affinity the request passes straight through.
-        expect((unsafeSelect(request()) as KeySelector.UnsafeLease).key.id).toBe("b")
+        expect((unsafeSelect(request()) as KeySelector.Lease).key.id).toBe("b")
       })
     )
   )
 
-  it.effect("absent when the inner selector has none", () =>
+  it.effect("a Wait when the inner selector is written as an Effect", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const plain: Inner = Layer.effect(
@@ -127,7 +125,7 @@ describe("Sticky.unsafeSelect", () => {
           Effect.map(RoundRobin.make(), (rr) => KeySelector.make(rr.select))
         )
         const selector = Context.get(yield* Layer.build(stack(plain)), KeySelector.KeySelector)
-        expect(selector.unsafeSelect).toBeUndefined()
+        expect(selector.decide(request())).toBeInstanceOf(KeySelector.Wait)
         const owner = Sticky.owner("s1", pool)!.id
         expect((yield* selector.select(request({ affinity: "s1" }))).key.id).toBe(owner)
       })

@@ -1,0 +1,146 @@
+// The two kinds of attempt the run loop hands out: an Effect attempt (held, the caller's
+// `Scoped`) and a synchronous first attempt (`Started`). Each is reported exactly once.
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Balancer from "../Balancer.js"
+import type * as Key from "../Key.js"
+import type * as KeySelector from "../KeySelector.js"
+import type * as Monitor from "../Monitor.js"
+import type * as UpstreamError from "../UpstreamError.js"
+import type { AllAttemptsFailed } from "./allAttemptsFailed.js"
+
+/**
+ * One attempt on one lease. It is reported exactly once, whichever way it ends: that report is
+ * also what gives back its permit, reservation or in-flight count. What the two kinds of attempt
+ * share; each adds the settlers of its own kind (Effect or synchronous), and nothing else.
+ */
+export abstract class Settling {
+  /** Set when the key failed this attempt (the loop then decides whether to go on). */
+  error: UpstreamError.UpstreamError | undefined = undefined
+  readonly key: Key.Key
+  protected reported = false
+  constructor(
+    lease: KeySelector.Lease,
+    protected readonly clock: Clock.Clock,
+    readonly start: number
+  ) {
+    this.key = lease.key
+  }
+
+  /** The outcome to report, or `undefined` when reported already; latency counted from the start. */
+  protected claim(
+    tag: KeySelector.Outcome["_tag"],
+    cost: number | undefined,
+    error: UpstreamError.UpstreamError | undefined
+  ): KeySelector.Outcome | undefined {
+    if (this.reported) return undefined
+    this.reported = true
+    const latency = Duration.millis(this.clock.unsafeCurrentTimeMillis() - this.start)
+    return tag === "Success"
+      ? { _tag: "Success", latency, cost }
+      : tag === "Failure"
+        ? { _tag: "Failure", latency, error: error! }
+        : { _tag: "Cancelled", latency }
+  }
+}
+
+/**
+ * An attempt of the Effect loop. Held, it is the caller's `Scoped`. A class because one is built
+ * for every request: its settling is shared code; only `succeed` and `fail` are closures of its
+ * own, so that they work detached.
+ */
+export class Attempt<A> extends Settling implements Balancer.Scoped<A> {
+  value: A = undefined as A
+  constructor(
+    private readonly lease: KeySelector.Lease,
+    readonly attempt: number,
+    clock: Clock.Clock,
+    private readonly monitor: Monitor.Service
+  ) {
+    super(lease, clock, clock.unsafeCurrentTimeMillis())
+    // Own closures, not methods: `Stream.tapError(held.fail)` must work detached from the object.
+    this.succeed = (cost) => Effect.suspend(() => this.settleNow("Success", cost, undefined))
+    this.fail = (error) => Effect.suspend(() => this.settleNow("Failure", undefined, error))
+  }
+
+  readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
+  readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
+
+  /** Reports now, unless reported already. */
+  settleNow(
+    tag: KeySelector.Outcome["_tag"],
+    cost: number | undefined,
+    error: UpstreamError.UpstreamError | undefined
+  ): Effect.Effect<void> {
+    const outcome = this.claim(tag, cost, error)
+    if (outcome === undefined) return Effect.void
+    return Effect.zipRight(this.lease.report(outcome), this.monitor.finished(this.key, outcome))
+  }
+
+  get cancel(): Effect.Effect<void> {
+    return Effect.suspend(() => this.settleNow("Cancelled", undefined, undefined))
+  }
+}
+
+/** How a failed synchronous start goes on: the Effect loop, from that attempt. */
+export interface Continue {
+  readonly run: <A, E, R>(
+    after: Started,
+    use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
+    costOf: ((a: A) => number | undefined) | undefined,
+    onHeld: ((held: Balancer.Scoped<A>) => void) | undefined
+  ) => Effect.Effect<any, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R>
+}
+
+/** A first attempt started synchronously (`unsafeStart`): settled synchronously, with no Effect. */
+export class Started extends Settling implements Balancer.Started {
+  constructor(
+    private readonly lease: KeySelector.Lease,
+    clock: Clock.Clock,
+    private readonly finished: (key: Key.Key, outcome: KeySelector.Outcome) => void,
+    start: number,
+    readonly request: Balancer.RunRequest,
+    private readonly next: Continue
+  ) {
+    super(lease, clock, start)
+    // Own closures, so that they work detached (a callback holds them).
+    this.unsafeSucceed = (cost) => this.settle("Success", cost, undefined)
+    this.unsafeFail = (error) => {
+      if (!this.reported) this.error = error
+      this.settle("Failure", undefined, error)
+    }
+    this.unsafeCancel = () => this.settle("Cancelled", undefined, undefined)
+  }
+
+  readonly unsafeSucceed: (cost?: number | undefined) => void
+  readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
+  readonly unsafeCancel: () => void
+
+  run<A, E, R>(
+    use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
+    options?: Balancer.RunOptions<A>
+  ): Effect.Effect<A, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> {
+    return this.next.run(this, use, options?.costOf, undefined)
+  }
+
+  runHeld<A, E, R>(
+    use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
+    onHeld: (held: Balancer.Scoped<A>) => void
+  ): Effect.Effect<Balancer.Scoped<A>, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> {
+    return this.next.run(this, use, undefined, onHeld)
+  }
+
+  private settle(
+    tag: KeySelector.Outcome["_tag"],
+    cost: number | undefined,
+    error: UpstreamError.UpstreamError | undefined
+  ): void {
+    const outcome = this.claim(tag, cost, error)
+    if (outcome === undefined) return
+    const reported = this.lease.unsafeReport(outcome)
+    // Only a lease of a hand-written decision may answer an Effect here (`Wait`s never start).
+    if (Effect.isEffect(reported)) Effect.runFork(reported)
+    this.finished(this.key, outcome)
+  }
+}

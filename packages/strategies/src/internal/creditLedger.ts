@@ -1,0 +1,414 @@
+// The ledger's implementation (see `CreditLedger.ts`): the selection path (`now`) answers at once
+// over a store with synchronous forms when no lookup is due; the Effect forms are derived from it.
+import * as CreditLookup from "@or-balancer/core/CreditLookup"
+import type * as Key from "@or-balancer/core/Key"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+import * as StateStore from "@or-balancer/core/StateStore"
+import * as Cache from "effect/Cache"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as CreditLedger from "../CreditLedger.js"
+import { ns } from "./common.js"
+
+type Balances = CreditLedger.Balances
+type Entry = CreditLedger.Entry
+type Now = CreditLedger.Now
+type Reservation = CreditLedger.Reservation
+type Reserved = CreditLedger.Reserved
+type Service = CreditLedger.Service
+type Step<A> = CreditLedger.Step<A>
+
+export class Pending<A> {
+  readonly _tag = "Pending"
+  constructor(readonly effect: Effect.Effect<A>) {}
+}
+
+export const stepEffect = <A>(step: Step<A>): Effect.Effect<A> =>
+  step instanceof Pending ? step.effect : Effect.succeed(step)
+
+export const decideWith = <A>(step: Step<A>, k: (a: A) => KeySelector.Decision): KeySelector.Decision =>
+  step instanceof Pending ? KeySelector.waitFor(step.effect, k) : k(step)
+
+// Money is kept in integer micro-dollars, so it adds up exactly: a $0.50 key at $0.01 a request
+// serves 50 requests, not 49 and a remainder of $0.00999…. USD only at the edges (API, snapshot).
+const MICRO = 1_000_000
+const micros = (usd: number): number => Math.round(usd * MICRO)
+const microsOrNull = (usd: number | null): number | null => (usd === null ? null : micros(usd))
+const usd = (m: number): number => m / MICRO
+const usdOrNull = (m: number | null): number | null => (m === null ? null : usd(m))
+
+/** Micro-dollars available (remaining − spent − reserved); null = unlimited. */
+const availableOf = (e: Slot): number | null =>
+  e.remaining === null ? null : e.remaining - e.spent - e.reserved
+
+const empty = (id: string): Slot => ({
+  id,
+  limit: null,
+  remaining: 0,
+  spent: 0,
+  reserved: 0,
+  lookedUpAt: undefined,
+  error: undefined
+})
+
+/**
+ * An entry as the ledger keeps it, its amounts in micro-dollars, changed in place so a
+ * reservation allocates nothing.
+ */
+type Slot = { -readonly [K in keyof Entry]: Entry[K] }
+
+/** The public entry (USD) of a stored slot. */
+const entryOf = (e: Slot): Entry & { readonly available: number | null } => ({
+  id: e.id,
+  limit: usdOrNull(e.limit),
+  remaining: usdOrNull(e.remaining),
+  spent: usd(e.spent),
+  reserved: usd(e.reserved),
+  lookedUpAt: e.lookedUpAt,
+  error: e.error,
+  available: usdOrNull(availableOf(e))
+})
+
+/** Every key's entry, by id: one store entry, so one read serves a whole selection. */
+type Ledger = { [id: string]: Slot | undefined }
+
+const LEDGER = "ledger"
+
+/**
+ * A pool-ordered index over one stored ledger record: each key's live credit as an unboxed double,
+ * so a big pool's scan reads one typed array instead of three boxed fields per key. It hangs off
+ * the record itself and every ledger of the process keeps it current on each change (`touch`), so
+ * two ledgers over one memory store see each other's reservations. A store that hands back a fresh
+ * record on every read simply gets a fresh index.
+ */
+interface Index {
+  readonly keys: ReadonlyArray<Key.Key>
+  readonly position: Map<string, number>
+  readonly live: Float64Array
+}
+
+const indexes = new WeakMap<Ledger, Index>()
+
+/** Live credit for the scan: never looked up is -Infinity (never chosen), unlimited +Infinity. */
+const liveOfSlot = (e: Slot | undefined): number => {
+  if (e === undefined || e.lookedUpAt === undefined) return -Infinity
+  return availableOf(e) ?? Infinity
+}
+
+const indexOf = (ledger: Ledger, keys: ReadonlyArray<Key.Key>): Index => {
+  let index = indexes.get(ledger)
+  if (index === undefined || index.keys !== keys) {
+    const position = new Map<string, number>()
+    const live = new Float64Array(keys.length)
+    keys.forEach((k, i) => {
+      position.set(k.id, i)
+      live[i] = liveOfSlot(ledger[k.id])
+    })
+    index = { keys, position, live }
+    indexes.set(ledger, index)
+  }
+  return index
+}
+
+const touch = (ledger: Ledger, id: string, e: Slot): void => {
+  const index = indexes.get(ledger)
+  if (index === undefined) return
+  const i = index.position.get(id)
+  if (i !== undefined) index.live[i] = liveOfSlot(e)
+}
+
+export const make = (
+  options: CreditLedger.Options = {}
+): Effect.Effect<CreditLedger.Service, never, CreditLookup.CreditLookup | StateStore.StateStore> =>
+  Effect.gen(function* () {
+    const lookup = yield* CreditLookup.CreditLookup
+    const store = yield* StateStore.StateStore
+    const clock = yield* Effect.clock
+    const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
+    const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
+    // When each key's cached answer expires, for `refreshAt` hints.
+    const expiry = new Map<string, number>()
+    // Until when the cache surely holds an answer for this key (it counts its TTL from the end of
+    // the lookup, this from the start): selections skip the cache until then. Per key object, as
+    // the cache is.
+    const fresh = new WeakMap<Key.Key, number>()
+
+    // The store's synchronous forms, if any: the selection path answers at once over them.
+    const syncStore = store.unsafe
+    const modifyLedger = <B>(
+      f: (current: Ledger | undefined) => readonly [B, Ledger | undefined]
+    ): Step<B> =>
+      syncStore !== undefined
+        ? syncStore.modify<Ledger, B>(ns.credit, LEDGER, f)
+        : new Pending(store.modify<Ledger, B>(ns.credit, LEDGER, f))
+    const readLedger = (): Step<Ledger | undefined> =>
+      syncStore !== undefined ? syncStore.get<Ledger>(ns.credit, LEDGER) : new Pending(ledger)
+
+    // Replaces one key's entry (`undefined`: leave it as it is). The record is plain data,
+    // changed in place, so a shared store can still serialise it. The store update, for
+    // `store.modify` and its synchronous form alike.
+    const updating =
+      <B>(id: string, f: (current: Slot | undefined) => readonly [B, Slot | undefined]) =>
+      (current: Ledger | undefined): readonly [B, Ledger] => {
+        const ledger: Ledger = current ?? Object.create(null)
+        const [b, next] = f(ledger[id])
+        if (next !== undefined) {
+          ledger[id] = next
+          touch(ledger, id, next)
+        }
+        return [b, ledger]
+      }
+    const update = <B>(id: string, f: (current: Slot | undefined) => readonly [B, Slot | undefined]) =>
+      store.modify<Ledger, B>(ns.credit, LEDGER, updating(id, f))
+
+    // Changes one key's entry in place (creating it if missing); the store update.
+    const adjusting =
+      (id: string, f: (entry: Slot) => void) =>
+      (current: Ledger | undefined): readonly [void, Ledger] => {
+        const ledger: Ledger = current ?? Object.create(null)
+        let e = ledger[id]
+        if (e === undefined) {
+          e = empty(id)
+          ledger[id] = e
+        }
+        f(e)
+        touch(ledger, id, e)
+        return [undefined, ledger]
+      }
+    // Every key of `scanned` is fresh until `scannedUntil`: while the pool and that bound hold,
+    // a selection needs no per-key check at all.
+    let scanned: ReadonlyArray<Key.Key> | undefined
+    let scannedUntil = 0
+
+    const trust = (key: Key.Key, until: number) => {
+      fresh.set(key, until)
+      if (until < scannedUntil) scannedUntil = until
+    }
+
+    const fetch = (key: Key.Key) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        lookup.lookup(key).pipe(
+          Effect.tapBoth({
+            onSuccess: (info) =>
+              Effect.suspend(() => {
+                expiry.set(key.id, now + ttl)
+                trust(key, now + ttl)
+                return update<void>(key.id, (cur) => [
+                  undefined,
+                  {
+                    id: key.id,
+                    limit: microsOrNull(info.limit),
+                    remaining: microsOrNull(info.limitRemaining),
+                    spent: 0,
+                    reserved: cur?.reserved ?? 0,
+                    lookedUpAt: now,
+                    error: undefined
+                  }
+                ])
+              }),
+            onFailure: (error) =>
+              Effect.suspend(() => {
+                expiry.set(key.id, now + failureTtl)
+                trust(key, now + failureTtl)
+                return update<void>(key.id, (cur) => [
+                  undefined,
+                  // A failed lookup keeps the last known balance; it is not "balance 0".
+                  { ...(cur ?? { ...empty(key.id), remaining: null }), error: error._tag }
+                ])
+              })
+          })
+        )
+      )
+
+    const cache = yield* Cache.makeWith({
+      capacity: 4096,
+      lookup: fetch,
+      timeToLive: Exit.match({ onFailure: () => failureTtl, onSuccess: () => ttl })
+    })
+
+    const ledger = store.get<Ledger>(ns.credit, LEDGER)
+    const liveOf = (e: Slot | undefined) =>
+      e === undefined || e.lookedUpAt === undefined ? undefined : usdOrNull(availableOf(e))
+
+    const credit: Service["credit"] = (key) =>
+      cache.get(key).pipe(
+        Effect.ignore,
+        Effect.zipRight(ledger),
+        Effect.map((l) => {
+          const e = l?.[key.id]
+          return e === undefined || e.lookedUpAt === undefined
+            ? undefined
+            : { available: usdOrNull(availableOf(e)), refreshAt: expiry.get(key.id) ?? 0 }
+        })
+      )
+
+    const refreshAt = (key: Key.Key) => expiry.get(key.id) ?? 0
+    const balancesOf = (l: Ledger | undefined): Balances => ({
+      available: l === undefined ? () => undefined : (key) => liveOf(l[key.id]),
+      refreshAt
+    })
+
+    // The keys `include` admits whose cached answer may have expired at `now` (undefined: none).
+    // The clock is the one the ledger was built with, as the cache's is.
+    const staleOf = (
+      keys: ReadonlyArray<Key.Key>,
+      include: (key: Key.Key) => boolean,
+      now: number
+    ): Array<Key.Key> | undefined => {
+      if (keys === scanned && now < scannedUntil) return undefined
+      let stale: Array<Key.Key> | undefined
+      let until = Infinity
+      for (const k of keys) {
+        const u = fresh.get(k) ?? 0
+        if (u < until) until = u
+        if (now >= u && include(k)) (stale ??= []).push(k)
+      }
+      scanned = keys
+      scannedUntil = until
+      return stale
+    }
+
+    // `then` after looking up the stale keys; while nothing is stale (nearly always), at once.
+    const afterRefresh = <A>(
+      keys: ReadonlyArray<Key.Key>,
+      include: (key: Key.Key) => boolean,
+      then: () => Step<A>
+    ): Step<A> => {
+      const stale = staleOf(keys, include, clock.unsafeCurrentTimeMillis())
+      if (stale === undefined) return then()
+      // One at a time, as `credit` per key did; the cache makes concurrent selections share a lookup.
+      return new Pending(
+        Effect.zipRight(
+          Effect.forEach(stale, (k) => Effect.ignore(cache.get(k)), { discard: true }),
+          Effect.suspend(() => stepEffect(then()))
+        )
+      )
+    }
+
+    const balancesNow: Now["balances"] = (keys, include) =>
+      afterRefresh(keys, include, () => {
+        const l = readLedger()
+        return l instanceof Pending ? new Pending(Effect.map(l.effect, balancesOf)) : balancesOf(l)
+      })
+
+    // `tryReserveBest`'s store update.
+    const reservingBest =
+      (keys: ReadonlyArray<Key.Key>, include: (key: Key.Key) => boolean, amount: number) =>
+      (current: Ledger | undefined): readonly [Held | undefined, Ledger | undefined] => {
+        if (current === undefined) return [undefined, current]
+        const live = indexOf(current, keys).live
+        // First the richest key, in a plain numeric loop (ties: the first); nearly always the
+        // gate admits it. Only if not, a second pass asks the gate of each key that would win.
+        let best = -1
+        let bestValue = -Infinity
+        for (let i = 0; i < live.length; i++) {
+          if (live[i]! > bestValue) {
+            best = i
+            bestValue = live[i]!
+          }
+        }
+        if (best >= 0 && !(bestValue >= amount && include(keys[best]!))) {
+          best = -1
+          bestValue = -Infinity
+          for (let i = 0; i < live.length; i++) {
+            const a = live[i]!
+            if (a >= amount && a > bestValue && include(keys[i]!)) {
+              best = i
+              bestValue = a
+            }
+          }
+        }
+        if (best < 0 || bestValue < amount) return [undefined, current]
+        const key = keys[best]!
+        const e = current[key.id]!
+        e.reserved += amount
+        live[best] = liveOfSlot(e)
+        return [new Held(key, amount), current]
+      }
+
+    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include, amount) => {
+      const reserving = reservingBest(keys, include, micros(amount))
+      // Nothing stale (nearly always): straight to the store, no thunk for `afterRefresh`.
+      return staleOf(keys, include, clock.unsafeCurrentTimeMillis()) === undefined
+        ? modifyLedger(reserving)
+        : afterRefresh(keys, include, () => modifyLedger(reserving))
+    }
+
+    const releasing =
+      (amount: number, cost: number | undefined) =>
+      (e: Slot): void => {
+        e.reserved = Math.max(0, e.reserved - amount)
+        e.spent += micros(cost ?? 0)
+      }
+    const reserving =
+      (amount: number) =>
+      (e: Slot): void => {
+        e.reserved += amount
+      }
+    const exhausting =
+      (id: string) =>
+      (cur: Slot | undefined): readonly [void, Slot] => {
+        const e = cur ?? empty(id)
+        return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
+      }
+
+    const reportOf = (step: Step<void>): KeySelector.Reported =>
+      step instanceof Pending ? step.effect : undefined
+
+    // A class, not a closure per reservation: one small object on the selection path.
+    class Held implements Reservation, Reserved {
+      private open = true
+      readonly reservation: Reservation = this
+      constructor(
+        readonly key: Key.Key,
+        readonly amount: number
+      ) {}
+      settle(cost: number): KeySelector.Reported {
+        if (!this.open) return
+        this.open = false
+        return reportOf(modifyLedger(adjusting(this.key.id, releasing(this.amount, cost))))
+      }
+    }
+
+    const now: Now = {
+      balances: balancesNow,
+      tryReserveBest: tryReserveBestNow,
+      reserve: (key, amount) => {
+        const held = new Held(key, micros(amount))
+        const done = modifyLedger(adjusting(key.id, reserving(held.amount)))
+        return done instanceof Pending ? new Pending(Effect.as(done.effect, held)) : held
+      },
+      exhaust: (key) => reportOf(modifyLedger(updating(key.id, exhausting(key.id))))
+    }
+
+    return {
+      credit,
+      balances: (keys, include) => Effect.suspend(() => stepEffect(balancesNow(keys, include))),
+      tryReserveBest: (keys, include, amount) =>
+        Effect.suspend(() => stepEffect(tryReserveBestNow(keys, include, amount))),
+      exhaust: (key) =>
+        Effect.suspend(() => {
+          const done = now.exhaust(key)
+          return Effect.isEffect(done) ? done : Effect.void
+        }),
+      now,
+      refresh: (key) =>
+        Effect.zipRight(
+          cache.invalidate(key),
+          Effect.sync(() => {
+            fresh.delete(key)
+            scannedUntil = 0
+          })
+        ),
+      snapshot: Effect.map(ledger, (l) =>
+        l === undefined
+          ? []
+          : Object.keys(l).flatMap((id) => {
+              const e = l[id]
+              return e === undefined ? [] : [entryOf(e)]
+            })
+      )
+    } satisfies Service
+  })
