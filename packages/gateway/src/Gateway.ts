@@ -11,6 +11,14 @@
  * Health, metrics and status are open unless `admin.protect` is set, so bind the gateway to a
  * private address.
  *
+ * Named clients (`clients` in the config) each present their own token and may have a budget per
+ * UTC period, a rate and model patterns: a budget's estimate is reserved before the request is
+ * forwarded and settled with the answer's cost, so concurrent requests never overshoot it (held in
+ * this process: replicas do not share client budgets yet). Over budget or rate: 429 with the
+ * client's own `code` and `Retry-After`; a model outside its patterns: 403 naming it. `/status`
+ * and `/metrics` show per-client usage, and per key and account a credit forecast (burn rate,
+ * exhaustion, `limit_reset`).
+ *
  * Answers are read as `@or-balancer/http`'s `Protocol` reads them, the same as the client's. A
  * JSON answer is read whole and judged before anything reaches the client (an HTML page or a body
  * cut short fails over); a stream is held until its first event (an error there fails over), then
