@@ -31,7 +31,9 @@
  *   GATEWAY_CPU_PROF=/tmp/prof npx tsx examples/bench/gateway.ts   # --cpu-prof the gateway child
  */
 import { execFileSync, fork, type ChildProcess } from "node:child_process"
+import * as diagnostics from "node:diagnostics_channel"
 import * as http from "node:http"
+import type * as net from "node:net"
 import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -55,6 +57,8 @@ export interface TargetResult {
   readonly upstreamCpuUsPerRequest: number
   /** Per round: this target's p50 minus the simulator's p50 in the same round (the spread between rounds). */
   readonly roundAddedP50Ms: ReadonlyArray<number>
+  /** New TCP connections the target's process opened over the measured rounds (after the warm-up): steady load should reuse its keep-alive pool. */
+  readonly newUpstreamSockets?: number
 }
 
 export type Layout = "shared" | "pinned" | "cpu-bound"
@@ -144,15 +148,15 @@ const quantile = (sorted: ReadonlyArray<number>, q: number) =>
 type ToChild = { readonly type: "cpu" } | { readonly type: "stop" }
 type FromChild =
   | { readonly type: "ready"; readonly url: string; readonly secrets?: ReadonlyArray<string> }
-  | { readonly type: "cpu"; readonly micros: number }
+  | { readonly type: "cpu"; readonly micros: number; readonly sockets: number }
   | { readonly type: "error"; readonly message: string }
 
 interface Child {
   readonly process: ChildProcess
   readonly url: string
   readonly secrets: ReadonlyArray<string>
-  /** The child's total CPU (user + system) so far, in µs. */
-  readonly cpu: () => Promise<number>
+  /** The child's total CPU (user + system) so far, in µs, and the client sockets it has connected. */
+  readonly cpu: () => Promise<{ readonly micros: number; readonly sockets: number }>
   readonly stop: () => Promise<void>
 }
 
@@ -167,7 +171,7 @@ const spawnChild = (role: string, env: Record<string, string>, execArgv: Array<s
       stdio: ["ignore", "inherit", "inherit", "ipc"]
     })
     // Answers come back in order: a FIFO of waiters.
-    const cpuWaiters: Array<(micros: number) => void> = []
+    const cpuWaiters: Array<(usage: { readonly micros: number; readonly sockets: number }) => void> = []
     child.on("message", (m: FromChild) => {
       if (m.type === "ready") {
         resolve({
@@ -187,18 +191,24 @@ const spawnChild = (role: string, env: Record<string, string>, execArgv: Array<s
             })
         })
       } else if (m.type === "cpu") {
-        cpuWaiters.shift()?.(m.micros)
+        cpuWaiters.shift()?.({ micros: m.micros, sockets: m.sockets })
       } else reject(new Error(`${role}: ${m.message}`))
     })
     child.once("exit", (code) => reject(new Error(`${role} exited with ${code}`)))
   })
+
+/** Client sockets this process has connected (a proxy's connections to its upstream). */
+let connectedSockets = 0
+diagnostics.subscribe("net.client.socket", (message) => {
+  ;(message as { socket: net.Socket }).socket.once("connect", () => connectedSockets++)
+})
 
 /** In a child: answer CPU queries and stop requests from the parent. */
 const serveIpc = (stop: () => Promise<void>) => {
   process.on("message", (m: ToChild) => {
     if (m.type === "cpu") {
       const u = process.cpuUsage()
-      process.send!({ type: "cpu", micros: u.user + u.system } satisfies FromChild)
+      process.send!({ type: "cpu", micros: u.user + u.system, sockets: connectedSockets } satisfies FromChild)
     } else {
       // Give a CPU profile (if any) the normal exit it needs to be written.
       stop().then(
@@ -384,6 +394,7 @@ interface Tally {
   seconds: number
   cpu: number
   upstreamCpu: number
+  sockets: number
   /** Each round's p50, in round order. */
   roundP50s: Array<number>
 }
@@ -395,6 +406,7 @@ const tally = (): Tally => ({
   seconds: 0,
   cpu: 0,
   upstreamCpu: 0,
+  sockets: 0,
   roundP50s: []
 })
 
@@ -420,8 +432,9 @@ const measureInto = async (
   t.requests += requests
   t.errors += r.errors
   t.seconds += r.seconds
-  t.cpu += c1 - c0
-  t.upstreamCpu += s1 - s0
+  t.cpu += c1.micros - c0.micros
+  t.upstreamCpu += s1.micros - s0.micros
+  t.sockets += c1.sockets - c0.sockets
 }
 
 const summarize = (name: TargetResult["name"], t: Tally) => {
@@ -435,7 +448,8 @@ const summarize = (name: TargetResult["name"], t: Tally) => {
     p50Ms: quantile(sorted, 0.5),
     p99Ms: quantile(sorted, 0.99),
     cpuUsPerRequest: t.cpu / t.requests,
-    upstreamCpuUsPerRequest: t.upstreamCpu / t.requests
+    upstreamCpuUsPerRequest: t.upstreamCpu / t.requests,
+    newUpstreamSockets: t.sockets
   }
 }
 
@@ -663,7 +677,7 @@ const printLayout = (l: LayoutResult | SkippedLayout) => {
     const spread =
       t.name === "simulator" ? "" : `  by round ${t.roundAddedP50Ms.map((x) => x.toFixed(2)).join("/")}`
     console.log(
-      `    ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms${spread}  added p99 ${t.addedP99Ms.toFixed(2)} ms  cpu ${t.cpuUsPerRequest.toFixed(0)} µs/req (simulator ${t.upstreamCpuUsPerRequest.toFixed(0)})  errors ${t.errors}`
+      `    ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms${spread}  added p99 ${t.addedP99Ms.toFixed(2)} ms  cpu ${t.cpuUsPerRequest.toFixed(0)} µs/req (simulator ${t.upstreamCpuUsPerRequest.toFixed(0)})  errors ${t.errors}  new upstream sockets ${t.newUpstreamSockets ?? 0}`
     )
   }
   console.log(

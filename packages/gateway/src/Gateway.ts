@@ -317,7 +317,8 @@ export const make = (
           )
         )
       server.once("error", onError)
-      server.listen(config.port, config.host, () => {
+      // A deep accept queue (Node's default is 511): a burst of new clients is queued, not reset.
+      server.listen({ port: config.port, host: config.host, backlog: 4096 }, () => {
         server.off("error", onError)
         resume(Effect.succeed((server.address() as AddressInfo).port))
       })

@@ -74,6 +74,17 @@ const sendWhole = (
   settler.unsafeSucceed(answer.cost)
 }
 
+/** The in-band error event that ends a stream broken after its first byte. */
+export const brokenStreamEvent = (message: string): string =>
+  `\n\ndata: ${JSON.stringify({
+    error: {
+      message: `the upstream stream broke after it began (${message}); the answer is incomplete`,
+      type: "server_error",
+      code: 502,
+      metadata: { reason: "stream_broken" }
+    }
+  })}\n\n`
+
 /**
  * Pipes a stream (what was read of it, then the rest as it comes), then settles: success with
  * the cost read from the tail, or failure for an in-band error or a broken upstream stream.
@@ -117,11 +128,17 @@ const pipeStream = (
     if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost)
     else settler.unsafeFail(verdict.error)
   }
+  // The client already has a 200 and part of the stream: no failover, no reset either. It gets an
+  // in-band error event (after a blank line, so a cut event cannot swallow it), which the OpenAI
+  // clients raise as an API error, and a clean end.
   const broke = (e: unknown) => {
     if (res.destroyed || settled) return
     settled = true
-    settler.unsafeFail(transportError(e))
-    res.destroy()
+    const error = transportError(e)
+    settler.unsafeFail(error)
+    const rest = scrubber.end()
+    if (rest.length > 0) res.write(rest)
+    res.end(brokenStreamEvent(error.message))
   }
   for (const chunk of answer.head) send(chunk)
   // Handed over paused: it may have ended, or broken, since (the fiber path resumes later).

@@ -29,7 +29,10 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
     const url = new URL(baseUrl)
     const tls = url.protocol === "https:"
     // Measured: node's client with a keep-alive agent answers sooner than undici's Pool here.
-    const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: "lifo" as const }
+    // Every socket may stay free: with fewer (it was 64), each lull under a load of more than that
+    // many in flight closed the excess and the next burst opened them again (the chaos scenario,
+    // 100 in flight: 492 new upstream connections for 2,000 requests). LIFO keeps the busy ones warm.
+    const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 256, scheduling: "lifo" as const }
     u = {
       request: tls ? https.request : http.request,
       agent: tls ? new https.Agent(options) : new http.Agent(options),
