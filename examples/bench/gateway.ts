@@ -4,7 +4,10 @@
  *   (a) the simulator directly,
  *   (b) a minimal raw Node pass-through proxy (node:http server + keep-alive agent, round robin
  *       over the keys): the floor for any Node gateway,
- *   (c) the or-balancer gateway.
+ *   (c) the or-balancer gateway,
+ *   (d) the same gateway with named clients configured (`OR_GATEWAY_BENCH_CLIENTS=1` in its child:
+ *       three clients with budgets, rpm and model patterns; the load presents one client's token),
+ *       so the cost of the per-client checks, reservation and settlement shows beside (c).
  *
  * The simulator, the raw proxy and the gateway each run in their own child process (this file,
  * forked with a role); the load generator runs here, with a keep-alive `http.Agent`, bounded in
@@ -42,7 +45,7 @@ import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 
 export interface TargetResult {
-  readonly name: "simulator" | "raw-proxy" | "gateway"
+  readonly name: "simulator" | "raw-proxy" | "gateway" | "gateway-clients"
   readonly requests: number
   readonly errors: number
   readonly seconds: number
@@ -80,6 +83,8 @@ export interface LayoutResult {
   readonly rawProxyAddedP50Ms: number
   readonly rawProxyCpuUsPerRequest: number
   readonly gatewayCpuUsPerRequest: number
+  /** The same gateway with named clients configured (budgets, rpm, models), CPU µs per request. */
+  readonly gatewayClientsCpuUsPerRequest: number
   /** The raw proxy's CPU per request over the gateway's: the load-independent throughput ratio. */
   readonly gatewayVsRawProxyCpu: number
 }
@@ -121,6 +126,8 @@ const BODY = JSON.stringify({
 })
 
 const TOKEN = "bench-gateway-token"
+const CLIENT_TOKEN = "bench-client-token-b"
+const CLIENTS = process.env.OR_GATEWAY_BENCH_CLIENTS === "1"
 
 /**
  * The gateway's stack: the full one a production config runs (health › concurrency › credit threshold ›
@@ -310,11 +317,21 @@ const runGateway = async () => {
   const secrets = JSON.parse(process.env.OR_GATEWAY_BENCH_SECRETS!) as Array<string>
   const env = new Map<string, string>([["BENCH_TOKEN", TOKEN]])
   LABELS.forEach((_, i) => env.set(`BENCH_KEY_${i}`, secrets[i]!))
+  ;["a", "b", "c"].forEach((c) => env.set(`BENCH_CLIENT_${c.toUpperCase()}`, `bench-client-token-${c}`))
+  // Budgets no load here exhausts, an rpm it never reaches: every check runs, none refuses.
+  const clients = ["a", "b", "c"].map((c) => ({
+    id: `client-${c}`,
+    tokenEnv: `BENCH_CLIENT_${c.toUpperCase()}`,
+    budget: { usd: 1e6, period: "daily", reserveUsd: 0.01 },
+    rpm: 10_000_000,
+    models: ["anthropic/*", "openai/*"]
+  }))
   const config = await Effect.runPromise(
     GatewayConfig.decode({
       listen: { host: "127.0.0.1", port: 0 },
       baseUrl: process.env.OR_GATEWAY_BENCH_UPSTREAM!,
       tokens: ["BENCH_TOKEN"],
+      ...(CLIENTS ? { clients } : {}),
       keys: LABELS.map((id, i) => ({ id, secretEnv: `BENCH_KEY_${i}` })),
       strategy: STRATEGY,
       ...(LOG === undefined ? {} : { log: { requests: true, level: LOG } })
@@ -528,11 +545,12 @@ const runLayout = async (
       cpuProfileDir === undefined
         ? []
         : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, layout, name)}`]
-    const [raw, gateway] = await Promise.all([
+    const [raw, gateway, gatewayClients] = await Promise.all([
       spawnChild("raw-proxy", upstream, prof("raw-proxy")),
-      spawnChild("gateway", upstream, prof("gateway"))
+      spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "0" }, prof("gateway")),
+      spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "1" }, prof("gateway-clients"))
     ])
-    children.push(raw, gateway)
+    children.push(raw, gateway, gatewayClients)
     if (pinning !== undefined) {
       try {
         const shared = String(pinning.loadGeneratorAndSimulatorCpu)
@@ -541,6 +559,7 @@ const runLayout = async (
         pin(sim.process.pid, shared)
         pin(raw.process.pid, own)
         pin(gateway.process.pid, own)
+        pin(gatewayClients.process.pid, own)
       } catch (e) {
         return { layout, skipped: `pinning with taskset failed: ${message(e)}` }
       }
@@ -549,19 +568,23 @@ const runLayout = async (
     const directAuth = `Bearer ${sim.secrets[0]}`
     const simChild: Child = { ...sim, url: directUrl }
     const gwAuth = `Bearer ${TOKEN}`
+    const clientAuth = `Bearer ${CLIENT_TOKEN}`
     // Warm-up: connections, JIT.
     const warm = Math.max(connections * 40, 2000)
     await load(directUrl, directAuth, warm, connections)
     await load(raw.url, "", warm, connections)
     await load(gateway.url, gwAuth, warm, connections)
+    await load(gatewayClients.url, clientAuth, warm, connections)
 
     const direct = tally()
     const rawT = tally()
     const gwT = tally()
+    const gwcT = tally()
     const runs: ReadonlyArray<readonly [Tally, Child, string]> = [
       [direct, simChild, directAuth],
       [rawT, raw, ""],
-      [gwT, gateway, gwAuth]
+      [gwT, gateway, gwAuth],
+      [gwcT, gatewayClients, clientAuth]
     ]
     const per = Math.ceil(requests / rounds)
     for (let i = 0; i < rounds; i++) {
@@ -574,6 +597,7 @@ const runLayout = async (
     const d = summarize("simulator", direct)
     const r = summarize("raw-proxy", rawT)
     const g = summarize("gateway", gwT)
+    const gc = summarize("gateway-clients", gwcT)
     const added = (t: typeof d, tl: Tally): TargetResult => ({
       ...t,
       addedP50Ms: t.name === "simulator" ? 0 : t.p50Ms - d.p50Ms,
@@ -592,12 +616,13 @@ const runLayout = async (
             }
           }),
       rounds,
-      targets: [added(d, direct), added(r, rawT), added(g, gwT)],
+      targets: [added(d, direct), added(r, rawT), added(g, gwT), added(gc, gwcT)],
       gatewayVsRawProxy: g.rps / r.rps,
       gatewayAddedP50Ms: g.p50Ms - d.p50Ms,
       rawProxyAddedP50Ms: r.p50Ms - d.p50Ms,
       rawProxyCpuUsPerRequest: r.cpuUsPerRequest,
       gatewayCpuUsPerRequest: g.cpuUsPerRequest,
+      gatewayClientsCpuUsPerRequest: gc.cpuUsPerRequest,
       gatewayVsRawProxyCpu: r.cpuUsPerRequest / g.cpuUsPerRequest
     }
   } finally {
@@ -667,6 +692,9 @@ const printLayout = (l: LayoutResult | SkippedLayout) => {
       `    ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms${spread}  added p99 ${t.addedP99Ms.toFixed(2)} ms  cpu ${t.cpuUsPerRequest.toFixed(0)} µs/req (simulator ${t.upstreamCpuUsPerRequest.toFixed(0)})  errors ${t.errors}  new upstream sockets ${t.newUpstreamSockets ?? 0}`
     )
   }
+  console.log(
+    `    gateway CPU per request: ${l.gatewayCpuUsPerRequest.toFixed(0)} µs without clients, ${l.gatewayClientsCpuUsPerRequest.toFixed(0)} µs with named clients configured`
+  )
   console.log(
     `    gateway / raw proxy: throughput ${l.gatewayVsRawProxy.toFixed(2)}, by CPU per request ${l.gatewayVsRawProxyCpu.toFixed(2)}; added p50 gateway ${l.gatewayAddedP50Ms.toFixed(2)} ms, raw proxy ${l.rawProxyAddedP50Ms.toFixed(2)} ms`
   )

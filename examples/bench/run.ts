@@ -288,7 +288,7 @@ if (gatewayLayouts.length > 0) {
     }
     md.push(
       "",
-      `Gateway / raw proxy throughput: **${f(l.gatewayVsRawProxy, 2)}**; added p50: gateway **${f(l.gatewayAddedP50Ms, 2)} ms**, raw proxy ${f(l.rawProxyAddedP50Ms ?? l.targets.find((t) => t.name === "raw-proxy")?.addedP50Ms ?? 0, 2)} ms; CPU per request: gateway ${f(l.gatewayCpuUsPerRequest ?? 0)} µs, raw proxy ${f(l.rawProxyCpuUsPerRequest ?? 0)} µs, raw / gateway **${f(l.gatewayVsRawProxyCpu ?? 0, 2)}** (the load-independent ratio).`,
+      `Gateway / raw proxy throughput: **${f(l.gatewayVsRawProxy, 2)}**; added p50: gateway **${f(l.gatewayAddedP50Ms, 2)} ms**, raw proxy ${f(l.rawProxyAddedP50Ms ?? l.targets.find((t) => t.name === "raw-proxy")?.addedP50Ms ?? 0, 2)} ms; CPU per request: gateway ${f(l.gatewayCpuUsPerRequest ?? 0)} µs, raw proxy ${f(l.rawProxyCpuUsPerRequest ?? 0)} µs, raw / gateway **${f(l.gatewayVsRawProxyCpu ?? 0, 2)}** (the load-independent ratio)${l.gatewayClientsCpuUsPerRequest === undefined ? "" : `; with named clients configured (budget, rpm, models checked per request) ${f(l.gatewayClientsCpuUsPerRequest)} µs`}.`,
       ""
     )
   }

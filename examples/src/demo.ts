@@ -2,7 +2,9 @@
  * `pnpm demo`: the simulator with the demo pool (two accounts, five keys: a small credit cap, a
  * revoked key, a flaky one, a rate-limited account) and a few thousand requests, some streamed,
  * over several models, through the default composed stack. Shows progress while it runs, then a
- * per-key table, totals and a bar chart, and writes the same as JSON to `.demo-out/demo.json`.
+ * per-key table, totals and a bar chart; then the same pool behind the gateway for two named
+ * clients with budgets: where the money went per client, and each key's credit forecast. Writes
+ * the same as JSON to `.demo-out/demo.json`.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -17,6 +19,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
+import * as ClientsPhase from "./lib/ClientsPhase.js"
 import * as Runner from "./lib/Runner.js"
 import * as Stack from "./lib/Stack.js"
 import * as Target from "./lib/Target.js"
@@ -63,6 +66,9 @@ export interface Report {
   }
   readonly failures: Readonly<Record<string, number>>
   readonly keys: ReadonlyArray<KeyRow>
+  /** The gateway phase: spend per named client, and each key's credit forecast. */
+  readonly clients: ReadonlyArray<ClientsPhase.ClientRow>
+  readonly forecasts: ReadonlyArray<ClientsPhase.ForecastRow>
 }
 
 const models = [
@@ -162,7 +168,7 @@ const program = (options: Options) =>
         upstream: sim?.keys[k.id]?.byOutcome ?? {}
       }
     })
-    const report: Report = {
+    const base: Omit<Report, "clients" | "forecasts"> = {
       seed: options.seed ?? 42,
       wallMs,
       totals: {
@@ -202,7 +208,7 @@ const program = (options: Options) =>
         ].join(" ")
       )
     }
-    const t = report.totals
+    const t = base.totals
     yield* Console.log("")
     yield* Console.log(
       `requests ${t.requests}  succeeded ${t.succeeded}  failed ${t.failed}  streamed ${t.streamed}  upstream attempts ${t.attempts}  retries ${t.retries}  spend ${Runner.usd(t.spend)}  overspend ${Runner.usd(t.overspend)}  ${(wallMs / 1000).toFixed(1)}s`
@@ -212,6 +218,9 @@ const program = (options: Options) =>
     yield* Console.log("distribution of upstream attempts:")
     for (const r of keys)
       yield* Console.log(`  ${r.id.padEnd(14)} ${Runner.bar(r.share, 40)} ${(r.share * 100).toFixed(1)}%`)
+    // Last: the same pool behind the gateway, for two named clients, and each key's forecast.
+    const phase = yield* ClientsPhase.run(target.baseUrl, target.keys, Math.max(40, Math.round(total / 10)))
+    const report: Report = { ...base, clients: phase.clients, forecasts: phase.forecasts }
 
     const outDir = options.outDir ?? path.join(process.cwd(), ".demo-out")
     const file = path.join(outDir, "demo.json")

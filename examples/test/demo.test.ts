@@ -48,6 +48,22 @@ describe("demo", () => {
         )
         expect(printed).toMatch(/^primary +acme +\d+ +[\d.]+% +\d+ +\d+ +\$[\d.]+ +healthy/m)
         expect(printed).toMatch(/retries \d+ {2}spend \$[\d.]+/)
+        // It ends with where the money went per named client, and each key's forecast.
+        expect(json.clients.map((c) => c.id)).toEqual(["web-app", "batch-job"])
+        expect(
+          json.clients.reduce(
+            (n, c) => n + c.requests + c.refused.budget + c.refused.rate + c.refused.model,
+            0
+          )
+        ).toBe(40)
+        // batch-job may not use anthropic/*: a third of its requests are refused with 403.
+        expect(json.clients[1]!.refused.model).toBeGreaterThan(0)
+        expect(json.clients[1]!.spendUsd).toBeLessThanOrEqual(0.004)
+        expect(json.forecasts.map((f) => f.id).sort()).toEqual(json.keys.map((k) => k.id).sort())
+        expect(printed).toMatch(/^where the money went, per client/m)
+        expect(printed).toMatch(/^web-app +\d+ +\$[\d.]+ +\$[\d.]+/m)
+        expect(printed).toMatch(/^credit forecast per key/m)
+        expect(printed).not.toMatch(/demo-(web-app|batch-job)-token/)
         expect(printed).toContain("distribution of upstream attempts")
         expect(printed).toMatch(/^ {2}primary +█+·*/m)
         const primary = json.keys.find((k) => k.id === "primary")!

@@ -268,10 +268,13 @@ export const check = Command.make(
   },
   ({ config }) =>
     Effect.gen(function* () {
-      const { baseUrl, keys } = yield* Option.match(config, {
-        onSome: (path) => Effect.map(loadConfig(path), (c) => ({ baseUrl: c.baseUrl, keys: c.keys })),
-        onNone: () => fromEnv
+      const { baseUrl, clients, keys } = yield* Option.match(config, {
+        onSome: (path) =>
+          Effect.map(loadConfig(path), (c) => ({ baseUrl: c.baseUrl, keys: c.keys, clients: c.clients })),
+        onNone: () => Effect.map(fromEnv, (e) => ({ ...e, clients: [] }))
       })
+      if (clients.length > 0)
+        yield* Console.log(`named clients and their limits:\n${CliOutput.clientsTable(clients)}\n`)
       yield* Console.log(
         `checking ${keys.length} key${keys.length === 1 ? "" : "s"} with GET ${baseUrl}/key: ` +
           "is the key accepted (valid), its credit limit, what remains of it, when the limit resets\n"

@@ -11,6 +11,14 @@
  * Health, metrics and status are open unless `admin.protect` is set, so bind the gateway to a
  * private address.
  *
+ * Named clients (`clients` in the config) each present their own token and may have a budget per
+ * UTC period, a rate and model patterns: a budget's estimate is reserved before the request is
+ * forwarded and settled with the answer's cost, so concurrent requests never overshoot it (held in
+ * this process: replicas do not share client budgets yet). Over budget or rate: 429 with the
+ * client's own `code` and `Retry-After`; a model outside its patterns: 403 naming it. `/status`
+ * and `/metrics` show per-client usage, and per key and account a credit forecast (burn rate,
+ * exhaustion, `limit_reset`).
+ *
  * Answers are read as `@or-balancer/http`'s `Protocol` reads them, the same as the client's. A
  * JSON answer is read whole and judged before anything reaches the client (an HTML page or a body
  * cut short fails over); a stream is held until its first event (an error there fails over), then
@@ -35,14 +43,17 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Runtime from "effect/Runtime"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as GatewayConfig from "./GatewayConfig.js"
 import type * as Admin from "./internal/admin.js"
+import * as Clients from "./internal/clients.js"
 import * as Engine from "./internal/engine.js"
 import * as Events from "./internal/events.js"
+import * as Forecast from "./internal/forecast.js"
 import * as Handler from "./internal/handler.js"
 import * as Log from "./internal/log.js"
 import * as Prometheus from "./internal/prometheus.js"
@@ -112,6 +123,50 @@ export interface KeyStatus {
     readonly max: number
   }
   readonly spendUsd: number
+  /** At its current burn rate, when its credit runs out, and when its `limit_reset` brings it back. */
+  readonly forecast: CreditForecast
+}
+
+/**
+ * A credit forecast: the burn rate over the last five minutes (of the monitor's spend), when the
+ * credit runs out at that rate (null: unknown or unlimited credit, or not burning), and when the
+ * `limit_reset` period renews it at 00:00 UTC (null: no reset, or no credit lookup yet).
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface CreditForecast {
+  readonly burnUsdPerMin: number
+  readonly exhaustsAt: string | null
+  readonly resetsAt: string | null
+}
+
+/**
+ * A named client in `/status`: its usage, refusals and budget. Never its token.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface ClientStatus {
+  readonly id: string
+  /** Requests admitted. */
+  readonly requests: number
+  /** USD spent since the gateway started. */
+  readonly spendUsd: number
+  /** Requests refused, by reason. */
+  readonly refused: { readonly budget: number; readonly rate: number; readonly model: number }
+  readonly budget: {
+    readonly usd: number
+    readonly period: "daily" | "weekly" | "monthly"
+    /** Settled this period. */
+    readonly spentUsd: number
+    /** Held by requests in flight. */
+    readonly reservedUsd: number
+    readonly remainingUsd: number
+    readonly resetsAt: string
+  } | null
+  readonly rpm: number | null
+  readonly models: ReadonlyArray<string> | null
 }
 
 /**
@@ -136,6 +191,10 @@ export interface Status {
     readonly inFlight: number
   }
   readonly keys: ReadonlyArray<KeyStatus>
+  /** Per account, its keys' forecasts summed. */
+  readonly accounts: ReadonlyArray<{ readonly id: string; readonly forecast: CreditForecast }>
+  /** Named clients (empty when none is configured). */
+  readonly clients: ReadonlyArray<ClientStatus>
 }
 
 /**
@@ -200,9 +259,11 @@ export const make = (
         Effect.provideService(Monitor.Monitor, monitor),
         Effect.provideService(StateStore.StateStore, store)
       )
+    // Client spend outlives a reload: a new config must not hand out a fresh budget.
+    const clientLedger = Clients.makeLedger()
     const buildEngine = (c: GatewayConfig.GatewayConfig) =>
       provideShared(Engine.build(c)).pipe(
-        Effect.map((built) => State.makeEngineState(c, built)),
+        Effect.map((built) => State.makeEngineState(c, built, clientLedger)),
         Effect.mapError((e) => new GatewayError({ reason: "Config", message: e.message }))
       )
     const runtime = yield* Effect.runtime<never>()
@@ -215,7 +276,9 @@ export const make = (
       generation: 1,
       idle: new Set(),
       // The last request on a replaced configuration has finished: release what it held.
-      onRetired: (engine) => void runFork(State.disposeEngine(engine))
+      onRetired: (engine) => void runFork(State.disposeEngine(engine)),
+      samples: Forecast.makeSamples(),
+      clientRequestsReported: new Map()
     }
     observed = state
     const status = provideShared(StatusView.status(state))
@@ -225,6 +288,12 @@ export const make = (
       ),
       status
     }
+    // The forecasts' burn rates need spend samples even when nobody reads `/status`: one every 15 s.
+    yield* StatusView.refreshGauges(state).pipe(
+      provideShared,
+      Effect.repeat(Schedule.spaced(Duration.seconds(15))),
+      Effect.forkScoped
+    )
     // `requireHostHeader: false`: the handler answers a missing Host itself, in JSON (Node's own
     // answer has no body).
     // `requestTimeout`: a caller has `deadlines.bodyMs` to send its request, head and body (F7: a

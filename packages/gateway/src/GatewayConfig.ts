@@ -6,6 +6,7 @@
  *   "listen": { "host": "127.0.0.1", "port": 8080 },
  *   "baseUrl": "https://openrouter.ai/api/v1",
  *   "tokens": ["OR_GATEWAY_TOKEN"],
+ *   "clients": [{ "id": "team-a", "tokenEnv": "OR_TEAM_A", "budget": { "usd": 5, "period": "daily" }, "rpm": 60, "models": ["openai/*"] }],
  *   "accounts": { "acme": {}, "globex": {} },
  *   "keys": [{ "id": "primary", "secretEnv": "OR_KEY_PRIMARY", "account": "acme", "weight": 2 }],
  *   "strategy": [{ "name": "health-aware", "failureThreshold": 3 }, { "name": "round-robin" }],
@@ -127,6 +128,57 @@ export const decorators: ReadonlySet<StrategyEntry["name"]> = new Set([
 ])
 
 /**
+ * A named client (a virtual key): its own token, and optionally a budget per UTC period (reserved
+ * before each call: `reserveUsd`, default $0.01, or `max_tokens` × `usdPerToken` when both are
+ * known), a rate in requests per minute and the model patterns it may use (`openai/*`, exact ids).
+ *
+ * @since 0.3.0
+ * @category Schemas
+ */
+export const ClientEntry = Schema.Struct({
+  id: Schema.NonEmptyTrimmedString,
+  /** The environment variable holding the client's token. */
+  tokenEnv: EnvName,
+  budget: Schema.optional(
+    Schema.Struct({
+      usd: Schema.NonNegative,
+      period: Schema.Literal("daily", "weekly", "monthly"),
+      reserveUsd: Schema.optional(Schema.NonNegative),
+      usdPerToken: Schema.optional(Schema.NonNegative)
+    })
+  ),
+  rpm: Schema.optional(PositiveInt),
+  models: Schema.optional(Schema.NonEmptyArray(Schema.NonEmptyTrimmedString))
+})
+
+/**
+ * A client's budget, defaults filled in.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface ClientBudget {
+  readonly usd: number
+  readonly period: "daily" | "weekly" | "monthly"
+  readonly reserveUsd: number
+  readonly usdPerToken: number | undefined
+}
+
+/**
+ * A named client with its token read. The token is never shown.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface ClientConfig {
+  readonly id: string
+  readonly token: Redacted.Redacted<string>
+  readonly budget: ClientBudget | undefined
+  readonly rpm: number | undefined
+  readonly models: ReadonlyArray<string> | undefined
+}
+
+/**
  * The file, as written.
  *
  * @since 0.1.0
@@ -148,6 +200,8 @@ export const File = Schema.Struct({
   ),
   /** Environment variables holding the gateway tokens clients must present. */
   tokens: Schema.optional(Schema.Array(EnvName)),
+  /** Named clients, each with its own token, budget, rate and models. */
+  clients: Schema.optional(Schema.Array(ClientEntry)),
   /** Serve without tokens. Must be said explicitly. */
   anonymous: Schema.optional(Schema.Boolean),
   accounts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Struct({}) })),
@@ -244,6 +298,8 @@ export interface GatewayConfig {
   readonly port: number
   readonly baseUrl: string
   readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
+  /** Named clients (empty: none, and no per-client work on any request). */
+  readonly clients: ReadonlyArray<ClientConfig>
   readonly keys: ReadonlyArray<Key.Key>
   readonly strategy: ReadonlyArray<StrategyEntry>
   readonly retry: {
@@ -411,7 +467,27 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     const tokens: Array<Redacted.Redacted<string>> = []
     const names = file.tokens ?? []
     for (let i = 0; i < names.length; i++) tokens.push(yield* readEnv(names[i]!, `tokens[${i}]`))
-    if (tokens.length === 0 && file.anonymous !== true) {
+    const clients: Array<ClientConfig> = []
+    for (const [i, c] of (file.clients ?? []).entries()) {
+      if (clients.some((o) => o.id === c.id))
+        return yield* fail(`clients[${i}].id`, `"${c.id}" is used twice`)
+      clients.push({
+        id: c.id,
+        token: yield* readEnv(c.tokenEnv, `clients[${i}].tokenEnv`),
+        budget:
+          c.budget === undefined
+            ? undefined
+            : {
+                usd: c.budget.usd,
+                period: c.budget.period,
+                reserveUsd: c.budget.reserveUsd ?? 0.01,
+                usdPerToken: c.budget.usdPerToken
+              },
+        rpm: c.rpm,
+        models: c.models
+      })
+    }
+    if (tokens.length === 0 && clients.length === 0 && file.anonymous !== true) {
       return yield* fail("tokens", "name at least one token variable, or set anonymous: true")
     }
     // The admin tokens default to the gateway tokens; an explicit empty list would open the dashboard.
@@ -420,6 +496,10 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     const adminTokens: Array<Redacted.Redacted<string>> = []
     for (const [i, name] of (adminNames ?? []).entries())
       adminTokens.push(yield* readEnv(name, `admin.tokens[${i}]`))
+    if (adminNames === undefined && tokens.length === 0 && clients.length > 0) {
+      // A client's token is for chat only: it never opens the dashboard.
+      return yield* fail("admin.tokens", "name an admin token: client tokens do not open the dashboard")
+    }
     if (file.admin?.protect === true && adminNames === undefined && tokens.length === 0) {
       return yield* fail("admin.protect", "needs an admin token: name one in admin.tokens")
     }
@@ -444,6 +524,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
       baseUrl: (file.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, ""),
       tokens,
       tokenNames: names,
+      clients,
       keys,
       strategy,
       retry: {

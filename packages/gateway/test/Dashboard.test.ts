@@ -217,6 +217,8 @@ const CHROMIUM_FLAGS = [
 ]
 
 const MODEL = "openai/gpt-4o-mini"
+/** A named client's token: its traffic shows in the Clients table, the token nowhere. */
+const CLIENT_A = "client-a-token-5f0e1d2c3b4a"
 
 /** Four keys on two accounts: one flaky (ejected now and then), one account with a tight rate limit. */
 const browserScenario = Effect.gen(function* () {
@@ -241,7 +243,10 @@ const browserScenario = Effect.gen(function* () {
       { name: "concurrency-limited" },
       { name: "credit-aware", estimate: 0.05, ttlMs: 60_000 }
     ],
-    retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 50, budget: false }
+    retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 50, budget: false },
+    clients: [
+      { id: "team-a", tokenEnv: "CLIENT_A", budget: { usd: 1000, period: "daily", reserveUsd: 0.05 } }
+    ]
   })
   const withCaps = {
     ...file,
@@ -251,7 +256,7 @@ const browserScenario = Effect.gen(function* () {
       maxConcurrency: [6, 4, 3, 2][i]!
     }))
   }
-  const env = ConfigProvider.fromMap(new Map([...envOf(sim), ["ADMIN_TOKEN", ADMIN]]))
+  const env = ConfigProvider.fromMap(new Map([...envOf(sim), ["ADMIN_TOKEN", ADMIN], ["CLIENT_A", CLIENT_A]]))
   const gw = yield* Gateway.make(yield* GatewayConfig.decode(withCaps).pipe(Effect.withConfigProvider(env)))
   /** The same gateway with its own admin token, guarding /status too: the page's cookie no longer works. */
   const rotate = GatewayConfig.decode({
@@ -294,7 +299,15 @@ describe("Dashboard in headless Chromium", () => {
         const { sim, gw, rotate } = yield* browserScenario
         // Traffic from six clients for as long as the test runs.
         const client = Effect.forever(post(`${gw.url}/v1/chat/completions`, chatBody({ model: MODEL })))
-        for (let i = 0; i < 6; i++) yield* Effect.forkScoped(client)
+        for (let i = 0; i < 5; i++) yield* Effect.forkScoped(client)
+        // One of them a named client.
+        yield* Effect.forkScoped(
+          Effect.forever(
+            post(`${gw.url}/v1/chat/completions`, chatBody({ model: MODEL }), {
+              authorization: `Bearer ${CLIENT_A}`
+            })
+          )
+        )
 
         const profile = fs.mkdtempSync(path.join(os.tmpdir(), "or-balancer-chromium-"))
         yield* Effect.addFinalizer(() =>
@@ -378,6 +391,12 @@ describe("Dashboard in headless Chromium", () => {
         assert.isAbove(Number(total), 0, "requests per second")
         const accounts = yield* Effect.promise(() => page.locator("#accounts tbody tr").count())
         assert.strictEqual(accounts, 2)
+        // The named client's row: live requests and spend, and its budget left.
+        const clientCell = (field: string) =>
+          Effect.promise(() => page.locator(`tr[data-client="team-a"] td[data-field="${field}"]`).innerText())
+        assert.isAbove(Number((yield* clientCell("requests")).replace(/[^0-9]/g, "")), 0)
+        assert.match(yield* clientCell("spend"), /^\$\d/)
+        assert.match(yield* clientCell("budget"), /of \$1000 daily/)
 
         // Let the charts gather some history, then check they draw series, not just axes.
         yield* waitSamples(12)
@@ -396,6 +415,7 @@ describe("Dashboard in headless Chromium", () => {
         // No secret reached the page.
         const html = yield* Effect.promise(() => page.content())
         assert.deepStrictEqual(secretsIn(sim, html), [])
+        assert.notInclude(html, CLIENT_A)
         assert.deepStrictEqual(problems, [])
         // Offline: everything the page loaded came from the gateway (no CDN).
         assert.deepStrictEqual(

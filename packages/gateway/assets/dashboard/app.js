@@ -5,7 +5,7 @@
 import { renderCharts } from "./charts.js"
 import { $ } from "./format.js"
 import { ingest, times } from "./history.js"
-import { renderAccounts, renderHeader, renderKeys } from "./tables.js"
+import { renderAccounts, renderClients, renderHeader, renderKeys } from "./tables.js"
 
 const POLL_MS = 1000
 
@@ -30,7 +30,8 @@ const poll = async () => {
       renderHeader(s)
       renderKeys(s)
       renderAccounts(s)
-      renderCharts(s.keys.map((/** @type {any} */ k) => k.id))
+      renderClients(s)
+      renderCharts(s.keys)
       document.body.dataset.samples = String(times.length)
     }
   } catch {

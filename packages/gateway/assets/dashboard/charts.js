@@ -2,7 +2,7 @@
 // uPlot is the page's one global, loaded by its own script tag before this module.
 // @ts-check
 import { $, colorOf, ms, usd } from "./format.js"
-import { burnOf, series, times } from "./history.js"
+import { series, times } from "./history.js"
 
 /** @type {Record<string, any>} */
 const charts = {}
@@ -124,7 +124,8 @@ const drawForecast = (/** @type {any} */ u) => {
   g.restore()
 }
 
-export const renderCharts = (/** @type {Array<string>} */ ids) => {
+export const renderCharts = (/** @type {Array<any>} */ keys) => {
+  const ids = keys.map((k) => k.id)
   if (ids.join("\n") !== chartKeys) {
     chartKeys = ids.join("\n")
     buildCharts(ids)
@@ -141,11 +142,10 @@ export const renderCharts = (/** @type {Array<string>} */ ids) => {
   // The forecast looks a third as far ahead as the history goes back.
   horizon = Math.max(2, (x[x.length - 1] - x[0]) / 3)
   forecasts = []
-  ids.forEach((id, i) => {
-    const credit = /** @type {any} */ (series.get(id)).credit
-    const now = credit[credit.length - 1]
-    const burn = burnOf(credit)
-    if (now !== null && burn !== null && burn > 1e-9) forecasts.push([i, now, burn])
+  // The gateway's own forecast (its burn over the last minutes), in USD per second.
+  keys.forEach((k, i) => {
+    const burn = (k.forecast?.burnUsdPerMin ?? 0) / 60
+    if (k.credit !== null && burn > 1e-12) forecasts.push([i, k.credit, burn])
   })
   charts.credit.setData([x, ...ids.map((id) => /** @type {any} */ (series.get(id)).credit.slice())])
   charts.latency.setData([

@@ -3,7 +3,6 @@
 // @ts-check
 
 const KEEP = 300 // samples: five minutes at one a second
-const TREND_S = 60 // seconds of history behind a credit trend
 const RATE_N = 5 // samples behind the request and error rates shown as numbers
 
 /** @type {Array<number>} sample times, epoch seconds */
@@ -99,16 +98,4 @@ export const windowed = (/** @type {any} */ h) => {
     fail += h.fail[i] ?? 0
   }
   return { rps: secs > 0 ? req / secs : null, err: done > 0 ? fail / done : secs > 0 ? 0 : null }
-}
-
-/** Credit burn in USD per second over the last TREND_S seconds (negative: credit came back). */
-export const burnOf = (/** @type {Array<number|null>} */ credit) => {
-  const now = times[times.length - 1]
-  let first = -1
-  for (let i = times.length - 1; i >= 0 && now - times[i] <= TREND_S; i--) if (credit[i] !== null) first = i
-  const end = credit.length - 1
-  const from = credit[first]
-  const to = credit[end]
-  if (first === -1 || first === end || from === null || to === null) return null
-  return (from - to) / (now - times[first])
 }

@@ -1,7 +1,16 @@
 // The header totals and the key and account tables, updated in place on every sample.
 // @ts-check
 import { $, clock, colorOf, el, ms, num, pct, span, untilText, usd } from "./format.js"
-import { burnOf, series, windowed } from "./history.js"
+
+/** The server's forecast (`/status`): burn over the last minutes, when credit runs out, when it comes back. */
+const forecastText = (/** @type {any} */ f) => {
+  if (f === undefined || f === null) return ""
+  const back = f.resetsAt === null ? "" : ` · back ${untilText(f.resetsAt).replace(/^until /, "")}`
+  if (f.burnUsdPerMin <= 1e-12) return `– steady${back}`
+  const out = f.exhaustsAt === null ? "" : ` · out in ${span((Date.parse(f.exhaustsAt) - Date.now()) / 1000)}`
+  return `▼ ${usd(f.burnUsdPerMin)}/min${out}${back}`
+}
+import { series, windowed } from "./history.js"
 import { sparkline } from "./sparkline.js"
 
 /** @type {Map<string, Record<string, HTMLElement>>} */
@@ -89,15 +98,7 @@ export const renderKeys = (/** @type {any} */ s) => {
     c.barFill.className = cap !== null && k.inFlight >= cap ? "full" : ""
     c.creditText.textContent =
       k.credit === null ? (k.creditError === null ? "–" : "lookup failed") : usd(k.credit)
-    const burn = burnOf(h.credit)
-    c.trend.textContent =
-      burn === null || k.credit === null
-        ? ""
-        : burn > 1e-9
-          ? `▼ ${usd(burn * 60)}/min · out in ${span(k.credit / burn)}`
-          : burn < -1e-9
-            ? `▲ ${usd(-burn * 60)}/min`
-            : "– steady"
+    c.trend.textContent = k.credit === null ? "" : forecastText(k.forecast)
     const rates = windowed(h)
     c.rpsText.textContent = rates.rps === null ? "–" : num(rates.rps)
     c.errorRateText.textContent = pct(rates.err)
@@ -131,6 +132,7 @@ export const renderAccounts = (/** @type {any} */ s) => {
     const until = limited ? keys.map((k) => k.coolingUntil).sort()[0] : null
     const rps = keys.reduce((n, k) => n + (windowed(series.get(k.id)).rps ?? 0), 0)
     const credits = keys.map((k) => k.credit).filter((c) => typeof c === "number")
+    const forecast = (s.accounts ?? []).find((/** @type {any} */ a) => a.id === account)?.forecast
     const cells = [
       ["account", account],
       ["up", `${up} / ${keys.length}`],
@@ -138,10 +140,11 @@ export const renderAccounts = (/** @type {any} */ s) => {
       ["inFlight", String(keys.reduce((n, k) => n + k.inFlight, 0))],
       ["rps", num(rps)],
       ["credit", credits.length === 0 ? "–" : usd(credits.reduce((a, b) => a + b, 0))],
-      ["cost", usd(keys.reduce((n, k) => n + k.spendUsd, 0))]
+      ["cost", usd(keys.reduce((n, k) => n + k.spendUsd, 0))],
+      ["forecast", forecastText(forecast)]
     ]
     cells.forEach(([field, text], i) => {
-      const td = el("td", i >= 3 ? "num" : "", text)
+      const td = el("td", i >= 3 && i < 7 ? "num" : "", text)
       td.dataset.field = field
       tr.append(td)
     })
@@ -178,4 +181,43 @@ export const renderHeader = (/** @type {any} */ s) => {
         : usd(credits.reduce((/** @type {number} */ a, /** @type {number} */ b) => a + b, 0))
   }
   for (const [name, text] of Object.entries(values)) $(`[data-total="${name}"]`).textContent = text
+}
+
+/** Named clients (`clients` in the config): usage, budget left and refusals. Hidden when there are none. */
+export const renderClients = (/** @type {any} */ s) => {
+  const clients = s.clients ?? []
+  $("#clients-section").hidden = clients.length === 0
+  const body = $("#clients tbody")
+  body.replaceChildren()
+  for (const c of clients) {
+    const tr = el("tr")
+    tr.dataset.client = c.id
+    const b = c.budget
+    const refused = c.refused.budget + c.refused.rate + c.refused.model
+    const cells = [
+      ["client", c.id],
+      [
+        "budget",
+        b === null
+          ? "none"
+          : `${usd(b.remainingUsd)} of ${usd(b.usd)} ${b.period} · resets ${untilText(b.resetsAt).replace(/^until /, "")}`
+      ],
+      ["rpm", c.rpm === null ? "–" : String(c.rpm)],
+      ["models", c.models === null ? "any" : c.models.join(", ")],
+      ["requests", c.requests.toLocaleString()],
+      [
+        "refused",
+        refused === 0
+          ? "0"
+          : `${refused} (budget ${c.refused.budget}, rate ${c.refused.rate}, model ${c.refused.model})`
+      ],
+      ["spend", usd(c.spendUsd)]
+    ]
+    cells.forEach(([field, text], i) => {
+      const td = el("td", i >= 4 ? "num" : "", text)
+      td.dataset.field = field
+      tr.append(td)
+    })
+    body.append(tr)
+  }
 }

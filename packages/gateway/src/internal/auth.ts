@@ -3,6 +3,7 @@
  * connection that presents the header it was last accepted with.
  */
 import * as crypto from "node:crypto"
+import type { ClientConfig } from "../GatewayConfig.js"
 import type { EngineState } from "./state.js"
 
 // One-shot `crypto.hash` (Node ≥ 20.12) skips the Hash object per request; older 20.x fall back.
@@ -36,9 +37,26 @@ export const authorized = (engine: EngineState, header: string | undefined, conn
   if (known !== undefined && sameText(header, known)) return true
   const presented = digest(token)
   let ok = false
-  for (const t of engine.tokens) ok = crypto.timingSafeEqual(presented, t) || ok
-  if (ok) engine.accepted.set(connection, header)
+  let match = -1
+  for (let i = 0; i < engine.tokens.length; i++) {
+    const same = crypto.timingSafeEqual(presented, engine.tokens[i]!)
+    ok = same || ok
+    match = same ? i : match
+  }
+  if (ok) {
+    engine.accepted.set(connection, header)
+    if (engine.owners.length > 0) rememberClient(engine, connection, engine.owners[match])
+  }
   return ok
+}
+
+/** The named client the connection's accepted token belongs to (undefined: a flat token, or no clients). */
+export const clientOf = (engine: EngineState, connection: object): ClientConfig | undefined =>
+  engine.owners.length === 0 ? undefined : engine.acceptedClient.get(connection)
+
+const rememberClient = (engine: EngineState, connection: object, client: ClientConfig | undefined) => {
+  if (client === undefined) engine.acceptedClient.delete(connection)
+  else engine.acceptedClient.set(connection, client)
 }
 
 /** Equality in time that depends on `presented`'s length only: every character is compared. */

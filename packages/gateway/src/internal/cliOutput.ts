@@ -7,20 +7,30 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { CheckRow } from "../Cli.js"
+import type * as GatewayConfig from "../GatewayConfig.js"
 
 export const usd = (n: number | null) => (n === null ? "unlimited" : `$${n.toFixed(4)}`)
 
-export const table = (rows: ReadonlyArray<CheckRow>): string => {
-  const head = ["id", "account", "valid", "limit", "remaining", "reset", "problem"]
-  const cells = rows.map((r) => [
-    r.id,
-    r.account,
-    r.valid ? "yes" : "NO",
-    r.limit,
-    r.remaining,
-    r.reset,
-    r.problem
-  ])
+export const table = (rows: ReadonlyArray<CheckRow>): string =>
+  grid(
+    ["id", "account", "valid", "limit", "remaining", "reset", "problem"],
+    rows.map((r) => [r.id, r.account, r.valid ? "yes" : "NO", r.limit, r.remaining, r.reset, r.problem])
+  )
+
+/** The named clients of a config and their limits (never their tokens: only the variable's name). */
+export const clientsTable = (clients: ReadonlyArray<GatewayConfig.ClientConfig>): string =>
+  grid(
+    ["client", "budget", "period", "rpm", "models"],
+    clients.map((c) => [
+      c.id,
+      c.budget === undefined ? "none" : `$${c.budget.usd}`,
+      c.budget === undefined ? "-" : `${c.budget.period} (resets 00:00 UTC)`,
+      c.rpm === undefined ? "-" : String(c.rpm),
+      c.models === undefined ? "any" : c.models.join(", ")
+    ])
+  )
+
+const grid = (head: ReadonlyArray<string>, cells: ReadonlyArray<ReadonlyArray<string>>): string => {
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)))
   const line = (c: ReadonlyArray<string>) =>
     c

@@ -1,5 +1,7 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Balancer from "@or-balancer/core/Balancer"
+import * as CreditLookup from "@or-balancer/core/CreditLookup"
+import type * as Key from "@or-balancer/core/Key"
 import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as Monitor from "@or-balancer/core/Monitor"
@@ -138,7 +140,19 @@ export interface Built {
   readonly clock: Clock.Clock
   /** The tracer the gateway was started under, unless Effect's built-in one (then no spans: trace.ts). */
   readonly tracer: Tracer.Tracer | undefined
+  /** Each key's `limit_reset` as its last credit lookup said (only when the stack keeps a ledger). */
+  readonly resets: ReadonlyMap<string, CreditLookup.KeyInfo["limitReset"]>
 }
+
+/** The credit lookup, noting each key's `limit_reset` for the forecasts as it passes (no extra request). */
+const recordResets = (resets: Map<string, CreditLookup.KeyInfo["limitReset"]>) =>
+  Layer.effect(
+    CreditLookup.CreditLookup,
+    Effect.map(CreditLookup.CreditLookup, (inner) => ({
+      lookup: (key: Key.Key) =>
+        Effect.tap(inner.lookup(key), (info) => Effect.sync(() => resets.set(key.id, info.limitReset)))
+    }))
+  )
 
 /**
  * Builds the key pool, strategy stack and balancer of one configuration on top of the shared
@@ -149,6 +163,7 @@ export const build = (
   config: GatewayConfig.GatewayConfig
 ): Effect.Effect<Built, import("@or-balancer/core/Key").KeyConfigError, Shared> =>
   Effect.gen(function* () {
+    const resets = new Map<string, CreditLookup.KeyInfo["limitReset"]>()
     const pool = KeyPool.layer(config.keys)
     const credit = needsLedger(config.strategy)
       ? CreditLedger.layer(
@@ -156,6 +171,7 @@ export const build = (
             ? {}
             : { ttl: Duration.millis(ledgerTtl(config.strategy)!) }
         ).pipe(
+          Layer.provide(recordResets(resets)),
           Layer.provide(HttpCreditLookup.layer),
           Layer.provide(OpenRouterClient.layerClientConfig({ baseUrl: config.baseUrl })),
           Layer.provide(NodeHttpClient.layerUndici)
@@ -196,6 +212,7 @@ export const build = (
       ledger: needsLedger(config.strategy) ? Context.get(context, CreditLedger.CreditLedger) : undefined,
       scope,
       clock: yield* Effect.clock,
-      tracer: yield* Trace.installed
+      tracer: yield* Trace.installed,
+      resets
     }
   })

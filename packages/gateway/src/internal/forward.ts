@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type * as http from "node:http"
+import type * as Clients from "./clients.js"
 import { failureAnswer } from "./failure.js"
 import { header1, openAiError, sendJson, sendOutcome } from "./respond.js"
 import { sendAnswer, type Settler } from "./settle.js"
@@ -29,6 +30,8 @@ export interface Live {
   /** The request id (see log.ts), and its log record when request logging is on. */
   readonly id: string
   readonly log: Log.RequestLog | undefined
+  /** The named client's reservation, settled with the answer's cost (see `clients.ts`). */
+  charge: Clients.Charge | undefined
   expire?: (() => void) | undefined
 }
 
@@ -94,6 +97,7 @@ export const forward = (
   const settler: Settler = {
     unsafeSucceed: (cost) => {
       settled = true
+      live.charge?.settle(cost, true)
       started.unsafeSucceed(cost)
     },
     unsafeFail: (error) => {
@@ -155,7 +159,10 @@ const forwardOnFiber = (
         resume(effect)
       }
       sendAnswer(engine, ctx, res, scoped.value, {
-        unsafeSucceed: (cost) => settle(scoped.succeed(cost)),
+        unsafeSucceed: (cost) => {
+          live.charge?.settle(cost, true)
+          settle(scoped.succeed(cost))
+        },
         unsafeFail: (error) => settle(scoped.fail(error)),
         unsafeCancel: () => settle(scoped.cancel)
       })

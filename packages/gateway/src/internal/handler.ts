@@ -6,13 +6,15 @@
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
 import { type Admin, serveAdmin } from "./admin.js"
-import { authorized } from "./auth.js"
+import type { ClientConfig } from "../GatewayConfig.js"
+import { authorized, clientOf } from "./auth.js"
+import * as Clients from "./clients.js"
 import * as AdminAuth from "./dashboard/auth.js"
 import * as Dashboard from "./dashboard/handler.js"
 import { forward, type Live } from "./forward.js"
 import * as Log from "./log.js"
 import { forwardGeneration, forwardModels } from "./passthrough.js"
-import { openAiError } from "./respond.js"
+import { MAX_RETRY_AFTER_S, openAiError } from "./respond.js"
 import { routeOf } from "./routes.js"
 import type { EngineState, ServerState } from "./state.js"
 
@@ -85,7 +87,7 @@ export const makeHandler =
     // Counted down once, on the response's close or the connection's, whichever comes first: a
     // request pipelined behind an answer with `connection: close` (a 413) is parsed and handed
     // here, but its response never emits "close" (Node's behaviour); its connection does.
-    const live: Live = { cancel: undefined, id, log }
+    const live: Live = { cancel: undefined, id, log, charge: undefined }
     const socket = req.socket
     let counted = true
     const finished = () => {
@@ -97,14 +99,34 @@ export const makeHandler =
       if (engine.retired && engine.active === 0) state.onRetired(engine)
       if (state.draining && state.active === 0) for (const f of state.idle) f()
       live.cancel?.()
+      // Not settled with a cost by now: it failed or was abandoned; its reservation is released.
+      live.charge?.settle(undefined, false)
     }
     res.once("close", finished)
     socket.once("close", finished)
     const query = q === -1 ? "" : url.slice(q)
     if (route._tag === "Models") return forwardModels(engine, live, req, res, route.suffix + query)
     if (route._tag === "Generation") return forwardGeneration(engine, live, req, res, "/generation" + query)
-    readBody(engine, live, req, res, route.suffix)
+    readBody(engine, live, req, res, route.suffix, clientOf(engine, req.socket))
   }
+
+/** A client's refusal: 403 naming the model, or 429 with its reset (`Retry-After`, capped as every one the gateway sends). */
+const refuse = (engine: EngineState, res: http.ServerResponse, r: Clients.Refusal) => {
+  const headers: Record<string, string> = {}
+  if (r.resetAt !== undefined) {
+    const s = Math.ceil((r.resetAt - engine.built.clock.unsafeCurrentTimeMillis()) / 1000)
+    headers["retry-after"] = String(Math.min(MAX_RETRY_AFTER_S, Math.max(1, s)))
+    headers["x-ratelimit-reset"] = String(r.resetAt)
+  }
+  openAiError(
+    res,
+    r.status,
+    r.message,
+    r.status === 403 ? "permission_error" : "rate_limit_error",
+    r.code,
+    headers
+  )
+}
 
 /**
  * Reads a POST route's body (chat, completions, embeddings, responses) within the limit, checks it
@@ -115,7 +137,8 @@ const readBody = (
   live: Live,
   req: http.IncomingMessage,
   res: http.ServerResponse,
-  suffix: string
+  suffix: string,
+  client: ClientConfig | undefined
 ) => {
   const limit = engine.config.bodyLimitBytes
   const tooLarge = () => {
@@ -181,6 +204,13 @@ const readBody = (
     }
     const model = typeof o.model === "string" ? o.model : undefined
     if (live.log !== undefined) live.log.model = model
+    if (client !== undefined) {
+      const models = model !== undefined ? [model] : (o.models as Array<unknown>).map(String)
+      const now = engine.built.clock.unsafeCurrentTimeMillis()
+      const admitted = Clients.admit(engine.clientLedger, client, models, o.max_tokens, now)
+      if (Clients.isRefusal(admitted)) return refuse(engine, res, admitted)
+      live.charge = admitted
+    }
     forward(engine, live, req, res, "POST", suffix, body, {
       model,
       affinity: Protocol.affinityOf(o)

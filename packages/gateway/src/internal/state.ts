@@ -11,7 +11,9 @@ import * as Scope from "effect/Scope"
 import * as v8 from "node:v8"
 import type * as GatewayConfig from "../GatewayConfig.js"
 import { digest } from "./auth.js"
+import type * as Clients from "./clients.js"
 import type * as Engine from "./engine.js"
+import type * as Forecast from "./forecast.js"
 import type { Upstream } from "./upstream.js"
 
 /** One configuration's runtime, tokens and upstream pools. */
@@ -19,19 +21,33 @@ export interface EngineState {
   readonly config: GatewayConfig.GatewayConfig
   readonly built: Engine.Built
   readonly fork: <A, E>(effect: Effect.Effect<A, E, Engine.EngineServices>) => Fiber.RuntimeFiber<A, E>
+  /** Digests of the flat tokens, then of the clients' tokens. */
   readonly tokens: ReadonlyArray<Buffer>
+  /** The client of each token of `tokens` (undefined for a flat token); empty when there are no clients. */
+  readonly owners: ReadonlyArray<GatewayConfig.ClientConfig | undefined>
+  /** Per client, its spend, reservations and rate window: shared by the engines of one gateway. */
+  readonly clientLedger: Clients.Ledger
   readonly upstreams: Map<string, Upstream>
   /** Per connection, the last Authorization header this configuration accepted (a reload re-checks). */
   readonly accepted: WeakMap<object, string>
+  /** Per connection, the client of that header, when it is a client's. */
+  readonly acceptedClient: WeakMap<object, GatewayConfig.ClientConfig>
   active: number
   retired: boolean
 }
 
-export const makeEngineState = (config: GatewayConfig.GatewayConfig, built: Engine.Built): EngineState => ({
+export const makeEngineState = (
+  config: GatewayConfig.GatewayConfig,
+  built: Engine.Built,
+  clientLedger: Clients.Ledger
+): EngineState => ({
   config,
   built,
   fork: Runtime.runFork(built.runtime),
-  tokens: config.tokens.map((t) => digest(Redacted.value(t))),
+  tokens: [...config.tokens, ...config.clients.map((c) => c.token)].map((t) => digest(Redacted.value(t))),
+  owners: config.clients.length === 0 ? [] : [...config.tokens.map(() => undefined), ...config.clients],
+  clientLedger,
+  acceptedClient: new WeakMap(),
   upstreams: new Map(),
   accepted: new WeakMap(),
   active: 0,
@@ -54,6 +70,10 @@ export interface ServerState {
   generation: number
   readonly idle: Set<() => void>
   readonly onRetired: (engine: EngineState) => void
+  /** Each key's spend over time, for the credit forecasts. */
+  readonly samples: Forecast.Samples
+  /** Per client, the requests already added to its `/metrics` counter. */
+  readonly clientRequestsReported: Map<string, number>
 }
 
 let gcTuned = false

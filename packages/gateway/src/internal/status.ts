@@ -9,8 +9,30 @@ import type * as StateStore from "@or-balancer/core/StateStore"
 import * as HealthAware from "@or-balancer/strategies/HealthAware"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import type * as Gateway from "../Gateway.js"
+import * as Clients from "./clients.js"
+import * as Forecast from "./forecast.js"
 import type { ServerState } from "./state.js"
+
+const clientRequests = Metric.counter("or_balancer_client_requests_total", {
+  description: "Requests admitted per named client"
+})
+const clientSpend = Metric.gauge("or_balancer_client_spend_usd", {
+  description: "USD spent per named client since the gateway started"
+})
+const clientRemaining = Metric.gauge("or_balancer_client_budget_remaining_usd", {
+  description: "USD left of a named client's budget this period (settled and reserved spend taken off)"
+})
+const clientRefused = Metric.gauge("or_balancer_client_refused", {
+  description: "Requests refused per named client, by reason (budget, rate, model)"
+})
+const exhaustion = Metric.gauge("or_balancer_credit_exhaustion_seconds", {
+  description: "Seconds until the key's credit runs out at its current burn rate (+Inf: not burning)"
+})
+const burn = Metric.gauge("or_balancer_credit_burn_usd_per_minute", {
+  description: "USD spent per minute per key over the last five minutes"
+})
 
 /**
  * What is known of each key right now: health, the end of its cooldown, and its credit (the
@@ -64,20 +86,73 @@ const keyViews = (state: ServerState) =>
       if (v.credit !== null && v.credit !== undefined) yield* monitor.credit(v.key, v.credit)
       yield* monitor.cooldown(v.key, v.until)
     }
-    return { stats, views }
+    Forecast.sample(
+      state.samples,
+      views.map((v) => ({ id: v.key.id, spend: v.stats?.spend ?? 0 })),
+      now
+    )
+    const forecasts = views.map((v) => ({
+      burn: Forecast.burnPerMinute(state.samples, v.key.id),
+      credit: v.credit ?? null,
+      reset: engine.built.resets.get(v.key.id)
+    }))
+    for (let i = 0; i < views.length; i++) {
+      const f = forecasts[i]!
+      const id = views[i]!.key.id
+      yield* Metric.set(Metric.tagged(burn, "key", id), f.burn)
+      // Only a key whose credit is known has a time to exhaustion.
+      if (f.credit !== null) {
+        const s = Forecast.forecast(f.burn, f.credit, null, now).exhaustionSeconds
+        yield* Metric.set(Metric.tagged(exhaustion, "key", id), s ?? Infinity)
+      }
+    }
+    return { stats, views, forecasts, now }
+  })
+
+/** Client rows, and their gauges and counters brought up to date. */
+const clientViews = (state: ServerState, now: number) =>
+  Effect.gen(function* () {
+    const engine = state.engine
+    if (engine.config.clients.length === 0) return []
+    const rows = Clients.views(engine.clientLedger, engine.config.clients, now)
+    for (const row of rows) {
+      const reported = state.clientRequestsReported.get(row.id) ?? 0
+      if (row.requests > reported) {
+        yield* Metric.incrementBy(Metric.tagged(clientRequests, "client", row.id), row.requests - reported)
+        state.clientRequestsReported.set(row.id, row.requests)
+      }
+      yield* Metric.set(Metric.tagged(clientSpend, "client", row.id), row.spendUsd)
+      if (row.budget !== null)
+        yield* Metric.set(Metric.tagged(clientRemaining, "client", row.id), row.budget.remainingUsd)
+      for (const reason of ["budget", "rate", "model"] as const)
+        yield* Metric.set(
+          clientRefused.pipe(Metric.tagged("client", row.id), Metric.tagged("reason", reason)),
+          row.refused[reason]
+        )
+    }
+    return rows
   })
 
 /** Brings the credit and cooldown gauges up to date before the metrics are rendered. */
 export const refreshGauges = (
   state: ServerState
-): Effect.Effect<void, never, Monitor.Monitor | StateStore.StateStore> => Effect.asVoid(keyViews(state))
+): Effect.Effect<void, never, Monitor.Monitor | StateStore.StateStore> =>
+  Effect.flatMap(keyViews(state), ({ now }) => clientViews(state, now))
 
 export const status = (
   state: ServerState
 ): Effect.Effect<Gateway.Status, never, Monitor.Monitor | StateStore.StateStore> =>
   Effect.gen(function* () {
     const engine = state.engine
-    const { stats, views } = yield* keyViews(state)
+    const { forecasts, now, stats, views } = yield* keyViews(state)
+    const clients = yield* clientViews(state, now)
+    const accounts = new Map<string, Array<(typeof forecasts)[number]>>()
+    views.forEach((v, i) => {
+      if (v.key.account === undefined) return
+      const list = accounts.get(v.key.account) ?? []
+      list.push(forecasts[i]!)
+      accounts.set(v.key.account, list)
+    })
     return {
       status: state.draining ? "draining" : "ok",
       generation: state.generation,
@@ -91,7 +166,12 @@ export const status = (
         spendUsd: stats.spend,
         inFlight: stats.inFlight
       },
-      keys: views.map(({ key, stats: s, until, credit, creditError, health, reason }) => ({
+      clients,
+      accounts: Array.from(accounts, ([id, keys]) => ({
+        id,
+        forecast: publicForecast(Forecast.sumForecast(keys, now))
+      })),
+      keys: views.map(({ key, stats: s, until, credit, creditError, health, reason }, i) => ({
         id: key.id,
         account: key.account ?? null,
         weight: key.weight,
@@ -109,7 +189,16 @@ export const status = (
         errors: s?.errors ?? {},
         errorRate: s?.errorRate ?? 0,
         latencyMs: s?.latencyMs ?? { p50: 0, p99: 0, mean: 0, max: 0 },
-        spendUsd: s?.spend ?? 0
+        spendUsd: s?.spend ?? 0,
+        forecast: publicForecast(
+          Forecast.forecast(forecasts[i]!.burn, forecasts[i]!.credit, forecasts[i]!.reset, now)
+        )
       }))
     }
   })
+
+const publicForecast = (f: Forecast.Forecast): Gateway.CreditForecast => ({
+  burnUsdPerMin: f.burnUsdPerMin,
+  exhaustsAt: f.exhaustsAt,
+  resetsAt: f.resetsAt
+})

@@ -130,6 +130,10 @@ export const make = (
     const clock = yield* Effect.clock
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
+    // An answer holds for the TTL, but never past the key's `limit_reset` (00:00 UTC): its cap is
+    // whole again then, so an exhausted key is looked up and re-admitted at once, with no 402 first.
+    const answerExpiry = (info: CreditLookup.KeyInfo, now: number) =>
+      info.limitReset === null ? now + ttl : Math.min(now + ttl, CreditLookup.nextReset(info.limitReset, now))
     // When each key's cached answer expires, for `refreshAt` hints.
     const expiry = new Map<string, number>()
     // Until when the cache surely holds an answer for this key (it counts its TTL from the end of
@@ -195,8 +199,9 @@ export const make = (
           Effect.tapBoth({
             onSuccess: (info) =>
               Effect.suspend(() => {
-                expiry.set(key.id, now + ttl)
-                trust(key, now + ttl)
+                const until = answerExpiry(info, now)
+                expiry.set(key.id, until)
+                trust(key, until)
                 return update<void>(key.id, (cur) => [
                   undefined,
                   {
@@ -227,7 +232,13 @@ export const make = (
     const cache = yield* Cache.makeWith({
       capacity: 4096,
       lookup: fetch,
-      timeToLive: Exit.match({ onFailure: () => failureTtl, onSuccess: () => ttl })
+      timeToLive: Exit.match({
+        onFailure: () => failureTtl,
+        onSuccess: (info) => {
+          const now = clock.unsafeCurrentTimeMillis()
+          return Math.max(0, answerExpiry(info, now) - now)
+        }
+      })
     })
 
     const ledger = store.get<Ledger>(ns.credit, LEDGER)
