@@ -2,7 +2,7 @@ import { defineConfig } from "vitest/config"
 
 export default defineConfig({
   test: {
-    projects: ["packages/*", "examples"],
+    projects: ["packages/*", "examples", "test"],
     reporters: ["default", "./scripts/summary-reporter.ts"]
   }
 })

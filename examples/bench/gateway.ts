@@ -54,11 +54,13 @@ export interface TargetResult {
   readonly roundAddedP50Ms: ReadonlyArray<number>
 }
 
-export type Layout = "shared" | "pinned"
+export type Layout = "shared" | "pinned" | "cpu-bound"
 
 /** One layout's figures, from its own interleaved rounds. */
 export interface LayoutResult {
   readonly layout: Layout
+  /** The upstream's answer latency in this layout, ms (0 in the CPU-bound layout). */
+  readonly upstreamLatencyMs?: number
   /** Which process ran on which CPU (absent when nothing was pinned). */
   readonly pinning?: { readonly loadGeneratorAndSimulatorCpu: number; readonly proxyCpu: number }
   readonly rounds: number
@@ -87,6 +89,8 @@ export interface GatewayBenchResult extends Omit<LayoutResult, "layout" | "pinni
   readonly requests: number
   readonly connections: number
   readonly upstreamLatencyMs: number
+  /** The gateway's strategy stack (the config's `strategy` list). */
+  readonly strategy: unknown
   readonly layouts: ReadonlyArray<LayoutResult | SkippedLayout>
 }
 
@@ -96,6 +100,8 @@ export interface GatewayBenchOptions {
   readonly upstreamLatencyMs?: number
   /** Interleaved rounds per layout (default 3: each target once in each position). */
   readonly rounds?: number
+  /** Also run the CPU-bound layout (shared, upstream answering at once). Default true. */
+  readonly cpuBound?: boolean
   /** Run the raw proxy and gateway children with `--cpu-prof`, into `raw-proxy/` and `gateway/` under this directory (the largest file is the main thread's). */
   readonly cpuProfileDir?: string
 }
@@ -107,6 +113,20 @@ const BODY = JSON.stringify({
 })
 
 const TOKEN = "bench-gateway-token"
+
+/**
+ * The gateway's stack: the full one a production config runs (health › concurrency › credit threshold ›
+ * weighted), every layer on the fast path. OR_GATEWAY_BENCH_STRATEGY (the config's JSON list) measures another.
+ */
+export const STRATEGY: unknown = JSON.parse(
+  process.env.OR_GATEWAY_BENCH_STRATEGY ??
+    JSON.stringify([
+      { name: "health-aware" },
+      { name: "concurrency-limited", defaultMax: 64 },
+      { name: "threshold", threshold: 0.01 },
+      { name: "weighted" }
+    ])
+)
 const LABELS = ["bench-1", "bench-2", "bench-3"]
 
 const quantile = (sorted: ReadonlyArray<number>, q: number) =>
@@ -275,8 +295,7 @@ const runGateway = async () => {
       baseUrl: process.env.OR_GATEWAY_BENCH_UPSTREAM!,
       tokens: ["BENCH_TOKEN"],
       keys: LABELS.map((id, i) => ({ id, secretEnv: `BENCH_KEY_${i}` })),
-      // Round robin, like the raw proxy; OR_GATEWAY_BENCH_STRATEGY (the config's JSON list) measures another stack.
-      strategy: JSON.parse(process.env.OR_GATEWAY_BENCH_STRATEGY ?? '[{ "name": "round-robin" }]') as unknown
+      strategy: STRATEGY
     }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
   )
   const scope = Effect.runSync(Scope.make())
@@ -537,6 +556,7 @@ const runLayout = async (
     })
     return {
       layout,
+      upstreamLatencyMs,
       ...(pinning === undefined
         ? {}
         : {
@@ -582,19 +602,26 @@ export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promis
     "skipped" in plan
       ? { layout: "pinned", skipped: plan.skipped }
       : await runLayout("pinned", settings, plan)
+  // The CPU-bound case: an upstream that answers at once, so the proxies' own CPU is the bottleneck.
+  const cpuBound: Array<LayoutResult | SkippedLayout> =
+    options.cpuBound === false
+      ? []
+      : [await runLayout("cpu-bound", { ...settings, upstreamLatencyMs: 0 }, undefined)]
   const { layout: _layout, pinning: _pinning, ...top } = shared
   return {
     requests: settings.requests,
     connections: settings.connections,
     upstreamLatencyMs: settings.upstreamLatencyMs,
+    strategy: STRATEGY,
     ...top,
-    layouts: [shared, pinned]
+    layouts: [shared, pinned, ...cpuBound]
   }
 }
 
 const LAYOUT_TEXT: Record<Layout, string> = {
   shared: "nothing pinned: the load generator, the simulator and the proxy compete for the cores",
-  pinned: "load generator and simulator on one CPU, the proxy under test on another of its own"
+  pinned: "load generator and simulator on one CPU, the proxy under test on another of its own",
+  "cpu-bound": "nothing pinned, upstream answering at once: the proxies' own CPU is the bottleneck"
 }
 
 const printLayout = (l: LayoutResult | SkippedLayout) => {
@@ -637,7 +664,7 @@ if (role !== undefined) {
   }).then(
     (r) => {
       console.log(
-        `gateway bench: ${r.requests} requests per target and layout, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} interleaved rounds, each target in its own process`
+        `gateway bench: ${r.requests} requests per target and layout, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} interleaved rounds, each target in its own process; gateway strategy ${JSON.stringify(r.strategy)}`
       )
       r.layouts.forEach(printLayout)
     },

@@ -2,15 +2,26 @@
  * An OpenAI-compatible gateway in front of the key pool: programs in any language use the
  * balancer by changing their base URL.
  *
- * Routes: `POST /v1/chat/completions` and `/api/v1/chat/completions` (JSON and SSE, bytes passed
- * through as they come, failover only before the first byte), `GET /v1/models` and
+ * Routes: `POST /v1/chat/completions` and `/api/v1/chat/completions` (JSON and SSE, failover
+ * while nothing has reached the client), `GET /v1/models` and
  * `/api/v1/models` (passed through), `GET /healthz`, `GET /metrics` (Prometheus text from core's
- * `Monitor` metrics, labelled by key id) and `GET /status` (JSON). Chat and models need a gateway
- * token (`Authorization: Bearer …`); health, metrics and status are open, so bind the gateway to a
+ * `Monitor` metrics, labelled by key id), `GET /status` (JSON) and `GET /dashboard` (a live status
+ * page). Chat and models need a gateway token (`Authorization: Bearer …`); the dashboard an admin
+ * token (`admin.tokens`, default the gateway tokens), which `/dashboard?token=…` trades for a cookie.
+ * Health, metrics and status are open unless `admin.protect` is set, so bind the gateway to a
  * private address.
  *
- * The hot path is a raw `node:http` handler with keep-alive `http.Agent`s upstream and bodies piped as Node
- * streams; Effect decides (selection, leases, outcome reports, retries) on a prebuilt runtime.
+ * Answers are read as `@or-balancer/http`'s `Protocol` reads them, the same as the client's. A
+ * JSON answer is read whole and judged before anything reaches the client (an HTML page or a body
+ * cut short fails over); a stream is held until its first event (an error there fails over), then
+ * passed on as it comes, with no replay after. A key's problem (401, 402, a key limit) is never
+ * forwarded: the caller gets the gateway's own 503 naming why and when the first key comes back.
+ * No key secret reaches a client: every header and byte passed on is scrubbed. Every
+ * `Retry-After` the gateway sends is its own, at most 300 s.
+ *
+ * The hot path is a raw `node:http` handler with keep-alive `http.Agent`s upstream and streams
+ * piped as Node streams; Effect decides (selection, leases, outcome reports, retries) on a
+ * prebuilt runtime.
  * `/metrics` and `/status` are Effect programs run on the same runtime. See `design.md`, "The
  * gateway's hot path", for the measurements behind this split.
  *
@@ -29,9 +40,12 @@ import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as GatewayConfig from "./GatewayConfig.js"
+import type * as Admin from "./internal/admin.js"
 import * as Engine from "./internal/engine.js"
+import * as Handler from "./internal/handler.js"
 import * as Prometheus from "./internal/prometheus.js"
-import * as Server from "./internal/server.js"
+import * as State from "./internal/state.js"
+import * as StatusView from "./internal/status.js"
 
 /**
  * The gateway could not start (the address is taken) or a configuration could not be applied.
@@ -46,12 +60,74 @@ export class GatewayError extends Schema.TaggedError<GatewayError>()("GatewayErr
 }) {}
 
 /**
+ * A key's health in `/status`: `healthy`; `half-open` (its cooldown ended, a trial is allowed);
+ * `ejected` by the health-aware strategy; or `cooling` after a `Retry-After`.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export type KeyHealth = "healthy" | "half-open" | "ejected" | "cooling"
+
+/**
+ * One key in `/status`. Never holds its secret.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export interface KeyStatus {
+  readonly id: string
+  readonly account: string | null
+  readonly weight: number
+  readonly health: KeyHealth
+  /** Why the health-aware strategy ejected it (an error tag such as `ServerError`), when ejected. */
+  readonly reason: string | null
+  /** ISO time its cooldown or ejection ends, if it has one now. */
+  readonly coolingUntil: string | null
+  /** Remaining credit in USD: the ledger's live balance, else the last one reported; null when unknown or unlimited. */
+  readonly credit: number | null
+  /** The last credit lookup's error tag, if it failed. */
+  readonly creditError: string | null
+  readonly inFlight: number
+  /** Its own concurrency cap, if it sets one. */
+  readonly maxConcurrency: number | null
+  readonly requests: number
+  readonly successes: number
+  readonly failures: number
+  /** Failures by error tag (`RateLimited`, `ServerError`, ...). */
+  readonly errors: Readonly<Record<string, number>>
+  readonly errorRate: number
+  readonly latencyMs: {
+    readonly p50: number
+    readonly p99: number
+    readonly mean: number
+    readonly max: number
+  }
+  readonly spendUsd: number
+}
+
+/**
  * What `GET /status` answers.
  *
  * @since 0.1.0
  * @category Models
  */
-export type Status = Effect.Effect.Success<ReturnType<typeof Server.status>>
+export interface Status {
+  readonly status: "ok" | "draining"
+  /** 1 at start, one more per applied reload. */
+  readonly generation: number
+  readonly inFlightRequests: number
+  /** The strategy stack's names, outermost first. */
+  readonly strategy: ReadonlyArray<string>
+  readonly totals: {
+    readonly requests: number
+    readonly successes: number
+    readonly failures: number
+    readonly retries: number
+    readonly spendUsd: number
+    readonly inFlight: number
+  }
+  readonly keys: ReadonlyArray<KeyStatus>
+}
 
 /**
  * A running gateway.
@@ -93,7 +169,7 @@ export interface Gateway {
  * @since 0.1.0
  * @category Tuning
  */
-export const tuneGc: Effect.Effect<void> = Effect.sync(Server.tuneGc)
+export const tuneGc: Effect.Effect<void> = Effect.sync(State.tuneGc)
 
 /**
  * Starts the gateway on the config's listen address (port 0: a free port). Closing the scope drains
@@ -115,26 +191,29 @@ export const make = (
       )
     const buildEngine = (c: GatewayConfig.GatewayConfig) =>
       provideShared(Engine.build(c)).pipe(
-        Effect.map((built) => Server.makeEngineState(c, built)),
+        Effect.map((built) => State.makeEngineState(c, built)),
         Effect.mapError((e) => new GatewayError({ reason: "Config", message: e.message }))
       )
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
     const first = yield* buildEngine(config)
-    const state: Server.ServerState = {
+    const state: State.ServerState = {
       engine: first,
       active: 0,
       draining: false,
       generation: 1,
       idle: new Set(),
       // The last request on a replaced configuration has finished: release what it held.
-      onRetired: (engine) => void runFork(Server.disposeEngine(engine))
+      onRetired: (engine) => void runFork(State.disposeEngine(engine))
     }
-    const admin: Server.Admin = {
-      metrics: provideShared(Effect.zipRight(Server.refreshGauges(state), Prometheus.render("or_balancer_"))),
-      status: provideShared(Server.status(state))
+    const status = provideShared(StatusView.status(state))
+    const admin: Admin.Admin = {
+      metrics: provideShared(
+        Effect.zipRight(StatusView.refreshGauges(state), Prometheus.render("or_balancer_"))
+      ),
+      status
     }
-    const server = http.createServer({ keepAliveTimeout: 65_000 }, Server.makeHandler(state, admin))
+    const server = http.createServer({ keepAliveTimeout: 65_000 }, Handler.makeHandler(state, admin))
     const port = yield* Effect.async<number, GatewayError>((resume) => {
       const onError = (e: Error) =>
         resume(
@@ -181,7 +260,7 @@ export const make = (
           Effect.interruptible(Effect.sleep(Duration.millis(ms)))
         )
         server.closeAllConnections()
-        yield* Server.disposeEngine(state.engine)
+        yield* State.disposeEngine(state.engine)
       })
     yield* Effect.addFinalizer(() => drain())
 
@@ -194,14 +273,14 @@ export const make = (
         state.engine = next
         state.generation++
         old.retired = true
-        if (old.active === 0) yield* Server.disposeEngine(old)
+        if (old.active === 0) yield* State.disposeEngine(old)
       })
 
     return {
       url: `http://${host}:${port}`,
       port,
       reload,
-      status: admin.status as Effect.Effect<Status>,
+      status,
       metrics: admin.metrics,
       inFlight: Effect.sync(() => state.active),
       drain

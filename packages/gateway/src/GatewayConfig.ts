@@ -11,7 +11,8 @@
  *   "strategy": [{ "name": "health-aware", "failureThreshold": 3 }, { "name": "round-robin" }],
  *   "retry": { "maxAttempts": 4, "baseDelayMs": 25, "maxDelayMs": 2000 },
  *   "deadlines": { "keyWaitMs": 30000, "headersMs": 120000, "bodyIdleMs": 300000, "drainMs": 15000 },
- *   "bodyLimitBytes": 1048576
+ *   "bodyLimitBytes": 1048576,
+ *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true }
  * }
  * ```
  *
@@ -25,10 +26,10 @@
 import * as Key from "@or-balancer/core/Key"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Struct from "effect/Struct"
+import * as ConfigIssues from "./internal/configIssues.js"
 
 const PositiveInt = Key.PositiveInt
 const NonNegativeInt = Schema.Int.pipe(
@@ -137,7 +138,11 @@ export const File = Schema.Struct({
     })
   ),
   baseUrl: Schema.optional(
-    Schema.String.pipe(Schema.pattern(/^https?:\/\/[^/]/, { message: () => "must be an http(s) URL" }))
+    Schema.String.pipe(
+      Schema.filter(ConfigIssues.isHttpUrl, {
+        message: () => "must be an http(s) URL, such as https://openrouter.ai/api/v1"
+      })
+    )
   ),
   /** Environment variables holding the gateway tokens clients must present. */
   tokens: Schema.optional(Schema.Array(EnvName)),
@@ -171,7 +176,16 @@ export const File = Schema.Struct({
       drainMs: Schema.optional(NonNegativeInt)
     })
   ),
-  bodyLimitBytes: Schema.optional(PositiveInt)
+  bodyLimitBytes: Schema.optional(PositiveInt),
+  /** Who may open `/dashboard` (and, with `protect`, `/status` and `/metrics`). */
+  admin: Schema.optional(
+    Schema.Struct({
+      /** Environment variables holding the admin tokens. Default: the gateway tokens. */
+      tokens: Schema.optional(Schema.Array(EnvName)),
+      /** `/status` and `/metrics` need an admin token too (cookie or `Authorization: Bearer`). */
+      protect: Schema.optional(Schema.Boolean)
+    })
+  )
 })
 
 /**
@@ -207,6 +221,11 @@ export interface GatewayConfig {
     readonly drainMs: number
   }
   readonly bodyLimitBytes: number
+  readonly admin: {
+    /** Empty (an anonymous gateway with no admin tokens): the dashboard is open. */
+    readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
+    readonly protect: boolean
+  }
 }
 
 /**
@@ -227,26 +246,18 @@ export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()
  */
 export const DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
-const renderPath = (path: ReadonlyArray<PropertyKey>): string => {
-  let out = ""
-  for (const p of path) out += typeof p === "number" ? `[${p}]` : out === "" ? String(p) : `.${String(p)}`
-  return out === "" ? "(root)" : out
-}
-
 const fail = (path: string, message: string) =>
   Effect.fail(new GatewayConfigError({ path, message: `${path}: ${message}` }))
 
 const decodeFile = (input: unknown): Effect.Effect<File, GatewayConfigError> =>
-  Schema.decodeUnknown(File, { errors: "all", onExcessProperty: "error" })(input).pipe(
-    Effect.mapError((e) => {
-      const issues = ParseResult.ArrayFormatter.formatErrorSync(e)
-      const path = renderPath(issues[0]?.path ?? [])
-      const message = issues
-        .map((i) => `${renderPath(i.path)}: ${i.message.replace(/sk-or-[^\s"',]*/g, "sk-or-…")}`)
-        .join("; ")
-      return new GatewayConfigError({ path, message })
-    })
-  )
+  typeof input !== "object" || input === null || Array.isArray(input)
+    ? fail(
+        "(root)",
+        `must be a JSON object such as {"keys": [...]}, not ${input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`}`
+      )
+    : Schema.decodeUnknown(File, { errors: "all", onExcessProperty: "error" })(input).pipe(
+        Effect.mapError((e) => new GatewayConfigError(ConfigIssues.summary(ConfigIssues.issues(e))))
+      )
 
 const readEnv = (name: string, path: string) =>
   Config.redacted(name).pipe(
@@ -288,11 +299,12 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
         where
       ).pipe(
         Effect.mapError((e) =>
-          // The secret came from the environment: name the variable, not a field of the file.
+          // The secret came from the environment: name the variable and what is wrong with its
+          // value (too short, no `sk-or-` prefix…), never the value.
           e.path.endsWith(".secret")
             ? new GatewayConfigError({
                 path: `${where}.secretEnv`,
-                message: `${where}.secretEnv: ${entry.secretEnv} does not hold an OpenRouter key (sk-or-…)`
+                message: `${where}.secretEnv: the value of ${entry.secretEnv} ${ConfigIssues.secretProblem(Redacted.value(secret))}`
               })
             : new GatewayConfigError({ path: e.path, message: e.message })
         )
@@ -341,6 +353,15 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     if (tokens.length === 0 && file.anonymous !== true) {
       return yield* fail("tokens", "name at least one token variable, or set anonymous: true")
     }
+    // The admin tokens default to the gateway tokens; an explicit empty list would open the dashboard.
+    const adminNames = file.admin?.tokens
+    if (adminNames?.length === 0) return yield* fail("admin.tokens", "name at least one token variable")
+    const adminTokens: Array<Redacted.Redacted<string>> = []
+    for (const [i, name] of (adminNames ?? []).entries())
+      adminTokens.push(yield* readEnv(name, `admin.tokens[${i}]`))
+    if (file.admin?.protect === true && adminNames === undefined && tokens.length === 0) {
+      return yield* fail("admin.protect", "needs an admin token: name one in admin.tokens")
+    }
     const retry = file.retry ?? {}
     const deadlines = file.deadlines ?? {}
     return {
@@ -362,7 +383,11 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
         bodyIdleMs: deadlines.bodyIdleMs ?? 300_000,
         drainMs: deadlines.drainMs ?? 15_000
       },
-      bodyLimitBytes: file.bodyLimitBytes ?? 1024 * 1024
+      bodyLimitBytes: file.bodyLimitBytes ?? 1024 * 1024,
+      admin: {
+        tokens: adminNames === undefined ? tokens : adminTokens,
+        protect: file.admin?.protect ?? false
+      }
     } satisfies GatewayConfig
   })
 
@@ -384,3 +409,16 @@ export const parse = (text: string): Effect.Effect<GatewayConfig, GatewayConfigE
       })
     }
   }).pipe(Effect.flatMap(decode))
+
+/**
+ * What is legal but probably not meant, one line each: a `weight` or `maxConcurrency` that no
+ * strategy of the stack reads (round robin serves every key in turn whatever its weight).
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const warnings = (config: GatewayConfig): ReadonlyArray<string> =>
+  ConfigIssues.unreadFields(
+    config.strategy.map((s) => s.name),
+    config.keys
+  )

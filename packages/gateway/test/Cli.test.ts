@@ -54,10 +54,15 @@ describe("or-balancer check", () => {
       )
       const { exit, output } = yield* capture(run)
       assert.isTrue(Exit.isFailure(exit))
-      assert.match(output, /^id\s+account\s+valid\s+limit\s+remaining\s+reset/m)
-      assert.match(output, /^capped\s+acme\s+yes\s+\$10\.0000\s+\$10\.0000\s+monthly/m)
-      assert.match(output, /^open\s+acme\s+yes\s+unlimited\s+unlimited\s+never/m)
-      assert.match(output, /^dead\s+acme\s+NO\s+-\s+-\s+Unauthorized/m)
+      // What is checked is said first; a failure's reason has its own column, not "reset"'s.
+      assert.match(
+        output,
+        /^checking 3 keys with GET http:\/\/127\.0\.0\.1:\d+\/api\/v1\/key: is the key accepted/m
+      )
+      assert.match(output, /^id\s+account\s+valid\s+limit\s+remaining\s+reset\s+problem$/m)
+      assert.match(output, /^capped\s+acme\s+yes\s+\$10\.0000\s+\$10\.0000\s+monthly\s+-$/m)
+      assert.match(output, /^open\s+acme\s+yes\s+unlimited\s+unlimited\s+never\s+-$/m)
+      assert.match(output, /^dead\s+acme\s+NO\s+-\s+-\s+-\s+unauthorized \(401\): revoked or not a key$/m)
       for (const k of sim.keys) assert.notInclude(output, Redacted.value(k.secret))
 
       // All good: success.

@@ -1,7 +1,9 @@
 /**
- * The `or-balancer` executable itself, as a child process: `serve` prints where it listens,
- * reloads its file when it changes and on SIGHUP without dropping a request in flight, and on
- * SIGTERM stops accepting, drains the request in flight and exits 0.
+ * The `or-balancer` executable itself, started the way the README says (`node
+ * packages/gateway/bin/or-balancer.js serve --config gateway.json`, from the folder holding the
+ * file), as a child process that every signal is sent to: `serve` prints where it listens, reloads
+ * its file when it changes and on SIGHUP without dropping a request in flight, and on SIGTERM stops
+ * accepting, drains the request in flight, exits 0 and leaves its port free.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
@@ -10,6 +12,7 @@ import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
 import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -17,7 +20,7 @@ import * as Simulator from "@or-balancer/simulator/Simulator"
 import { chatBody, envOf, fileFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
-const bin = path.join(root, "packages/gateway/src/bin/or-balancer.ts")
+const bin = path.join(root, "packages/gateway/bin/or-balancer.js")
 
 interface Child {
   readonly proc: ChildProcess
@@ -25,14 +28,14 @@ interface Child {
   readonly exited: Promise<number | null>
 }
 
-const start = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+const start = (args: ReadonlyArray<string>, env: Record<string, string>, cwd: string) =>
   Effect.acquireRelease(
     Effect.sync((): Child => {
       let out = ""
-      // `node --import tsx`, not tsx's CLI: that CLI runs the program in a child process and passes
-      // it SIGINT and SIGTERM only, so a SIGHUP would never reach the gateway.
-      const proc = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
-        cwd: root,
+      // The README's command: plain `node` on the repository's bin, which loads the sources in
+      // the same process, so the signals below reach the server itself and nothing in between.
+      const proc = spawn(process.execPath, [bin, ...args], {
+        cwd,
         env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -52,6 +55,16 @@ const waitFor = <A>(f: () => A | undefined, what: string, child: Child) =>
       yield* Effect.sleep(Duration.millis(25))
     }
     return assert.fail(`timed out waiting for ${what}; output:\n${child.out()}`)
+  })
+
+const portIsFree = (port: number) =>
+  Effect.async<boolean>((resume) => {
+    const socket = net.connect({ host: "127.0.0.1", port })
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.succeed(false))
+    })
+    socket.once("error", (e: NodeJS.ErrnoException) => resume(Effect.succeed(e.code === "ECONNREFUSED")))
   })
 
 const statusOf = (url: string) =>
@@ -75,7 +88,8 @@ describe("or-balancer serve (child process)", () => {
         yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
         const file = path.join(dir, "gateway.json")
         fs.writeFileSync(file, JSON.stringify(fileFor(sim, {}, ["first"])))
-        const child = yield* start(["serve", "--config", file], Object.fromEntries(envOf(sim)))
+        // `--config` relative to the current folder (a temporary one, not the repository).
+        const child = yield* start(["serve", "--config", "gateway.json"], Object.fromEntries(envOf(sim)), dir)
         const url = yield* waitFor(
           () => /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(child.out())?.[1],
           "the gateway to listen",
@@ -122,6 +136,7 @@ describe("or-balancer serve (child process)", () => {
         assert.strictEqual(answer.status, 200)
         const code = yield* Effect.promise(() => child.exited)
         assert.strictEqual(code, 0, child.out())
+        assert.isTrue(yield* portIsFree(Number(new URL(url).port)), "the port is free after the exit")
         const stats = yield* sim.stats
         assert.strictEqual(stats.keys["first"]!.requests, 1)
         assert.strictEqual(stats.keys["second"]!.requests, 1)

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import * as fc from "fast-check"
 import * as GatewayConfig from "../src/GatewayConfig.js"
 
 const SECRET = `sk-or-v1-${"ab12".repeat(16)}`
@@ -10,7 +11,8 @@ const env = ConfigProvider.fromMap(
     ["K1", SECRET],
     ["K2", `sk-or-v1-${"cd34".repeat(16)}`],
     ["TOK", "t0ken"],
-    ["BAD", "not-a-key"]
+    ["BAD", "not-a-key"],
+    ["SHORT", "sk-or-abc"]
   ])
 )
 
@@ -95,6 +97,189 @@ describe("GatewayConfig", () => {
         ]
       })
       assert.notInclude(same.message, SECRET)
+    })
+  )
+
+  it.effect("each error is one short line: the field and what it must be, never Schema's type dump", () =>
+    Effect.gen(function* () {
+      const cases: ReadonlyArray<readonly [unknown, string, string]> = [
+        [
+          { ...base, keys: [{ id: "a", secretEnv: "K1", weight: -1 }] },
+          "keys[0].weight",
+          "keys[0].weight: must be a positive integer"
+        ],
+        [
+          { ...base, keys: [{ id: "a", secretEnv: "K1", weight: "2" }] },
+          "keys[0].weight",
+          'keys[0].weight: must be a number (got "2")'
+        ],
+        [[], "(root)", '(root): must be a JSON object such as {"keys": [...]}, not an array'],
+        [null, "(root)", '(root): must be a JSON object such as {"keys": [...]}, not null'],
+        [{ ...base, retry: 5 }, "retry", "retry: must be an object"],
+        [{ ...base, keys: {} }, "keys", "keys: must be an array"],
+        [{ tokens: ["TOK"] }, "keys", "keys: is required"],
+        [
+          { ...base, listen: { port: 70000 } },
+          "listen.port",
+          "listen.port: must be a number less than or equal to 65535 (got 70000)"
+        ],
+        [
+          { ...base, strategy: [{ name: "health-aware", recovery: "x" }, { name: "round-robin" }] },
+          "strategy[0].recovery",
+          'strategy[0].recovery: must be "trial" or "probe"'
+        ],
+        [{ ...base, retry: { budget: true } }, "retry.budget", "retry.budget: must be false or an object"],
+        [
+          { ...base, retry: { budget: { ratio: 2 } } },
+          "retry.budget.ratio",
+          "retry.budget.ratio: must be between 0 and 1 (and 2 more problems)"
+        ],
+        [
+          { ...base, keys: [{ id: "a", secretEnv: "K1", secret: "x" }] },
+          "keys[0].secret",
+          "keys[0].secret: is not a known field (known: id, secretEnv, account, weight, maxConcurrency, models, baseUrl)"
+        ],
+        // A secret that starts right but is too short says so, not "does not hold an OpenRouter key".
+        [
+          { ...base, keys: [{ id: "a", secretEnv: "SHORT" }] },
+          "keys[0].secretEnv",
+          "keys[0].secretEnv: the value of SHORT is too short to be an OpenRouter key"
+        ],
+        [
+          { ...base, keys: [{ id: "a", secretEnv: "BAD" }] },
+          "keys[0].secretEnv",
+          'keys[0].secretEnv: the value of BAD must start with "sk-or-"'
+        ]
+      ]
+      for (const [input, path, message] of cases) {
+        const e = yield* failure(input)
+        assert.strictEqual(e.path, path)
+        assert.strictEqual(e.message, message)
+        assert.notMatch(e.message, /Expected|readonly|undefined/)
+      }
+    })
+  )
+
+  it.effect("any wrong file gets one short line: a path, what it must be, no type dump, no secret", () =>
+    Effect.sync(() => {
+      const field = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constant(undefined))
+      const key = fc.record(
+        {
+          id: field,
+          secretEnv: fc.oneof(fc.constantFrom("K1", "K2", "BAD", "SHORT", "NOPE"), field),
+          weight: field,
+          models: field,
+          baseUrl: field,
+          extra: field
+        },
+        { requiredKeys: [] }
+      )
+      const strategy = fc.oneof(
+        field,
+        fc.array(
+          fc.record(
+            {
+              name: fc.oneof(
+                fc.constantFrom("round-robin", "health-aware", "by-model", "threshold", "nope"),
+                field
+              ),
+              routes: field,
+              threshold: field,
+              recovery: field
+            },
+            { requiredKeys: [] }
+          ),
+          { maxLength: 3 }
+        )
+      )
+      const file = fc.oneof(
+        fc.jsonValue({ maxDepth: 3 }),
+        fc.record(
+          {
+            listen: field,
+            baseUrl: field,
+            tokens: field,
+            anonymous: field,
+            accounts: field,
+            keys: fc.oneof(field, fc.array(key, { maxLength: 3 })),
+            strategy,
+            retry: field,
+            deadlines: field,
+            bodyLimitBytes: field
+          },
+          { requiredKeys: [] }
+        )
+      )
+      fc.assert(
+        fc.property(file, (input) => {
+          const result = Effect.runSync(Effect.either(decode(input)))
+          if (result._tag === "Right") return
+          const { message, path } = result.left
+          assert.isTrue(message.startsWith(`${path}: `), message)
+          assert.notInclude(message, "\n")
+          assert.isBelow(message.length, 300, message)
+          assert.notMatch(message, /Expected|readonly|ReadonlyArray|actual undefined/, message)
+          assert.notInclude(message, SECRET)
+        }),
+        { numRuns: 400 }
+      )
+    })
+  )
+
+  it.effect("a base URL the transport could not use is refused with its path, top-level or per key", () =>
+    Effect.gen(function* () {
+      const top = yield* failure({ ...base, baseUrl: "http://bad host/api/v1" })
+      assert.strictEqual(top.path, "baseUrl")
+      assert.match(top.message, /^baseUrl: must be an http\(s\) URL/)
+      const scheme = yield* failure({ ...base, baseUrl: "ftp://example.com/api/v1" })
+      assert.strictEqual(scheme.path, "baseUrl")
+      const perKey = yield* failure({
+        ...base,
+        keys: [base.keys[0], { id: "two", secretEnv: "K2", baseUrl: "http://bad host/api/v1" }]
+      })
+      assert.strictEqual(perKey.path, "keys[1].baseUrl")
+      assert.match(perKey.message, /^keys\[1\]\.baseUrl: must be an http\(s\) URL/)
+      assert.strictEqual(
+        (yield* decode({ ...base, baseUrl: "http://127.0.0.1:9/api/v1/" })).baseUrl,
+        "http://127.0.0.1:9/api/v1"
+      )
+    })
+  )
+
+  it.effect("warns of a weight or maxConcurrency no strategy of the stack reads", () =>
+    Effect.gen(function* () {
+      const weighted = { ...base, keys: [base.keys[0], { id: "two", secretEnv: "K2", weight: 3 }] }
+      const rr = GatewayConfig.warnings(yield* decode(weighted))
+      assert.lengthOf(rr, 1)
+      assert.match(rr[0]!, /^keys\[1\]\.weight: no effect under round-robin/)
+      const hr = GatewayConfig.warnings(
+        yield* decode({ ...weighted, strategy: [{ name: "health-aware" }, { name: "random" }] })
+      )
+      assert.match(hr[0]!, /no effect under health-aware > random/)
+      assert.deepStrictEqual(
+        GatewayConfig.warnings(yield* decode({ ...weighted, strategy: [{ name: "weighted" }] })),
+        []
+      )
+      assert.deepStrictEqual(
+        GatewayConfig.warnings(
+          yield* decode({ ...weighted, strategy: [{ name: "sticky" }, { name: "round-robin" }] })
+        ),
+        []
+      )
+      assert.deepStrictEqual(GatewayConfig.warnings(yield* decode(base)), [])
+      const capped = { ...base, keys: [{ id: "one", secretEnv: "K1", maxConcurrency: 2 }] }
+      const cw = GatewayConfig.warnings(yield* decode(capped))
+      assert.lengthOf(cw, 1)
+      assert.match(
+        cw[0]!,
+        /^keys\[0\]\.maxConcurrency: no effect under round-robin; add "concurrency-limited"/
+      )
+      assert.deepStrictEqual(
+        GatewayConfig.warnings(
+          yield* decode({ ...capped, strategy: [{ name: "concurrency-limited" }, { name: "round-robin" }] })
+        ),
+        []
+      )
     })
   )
 

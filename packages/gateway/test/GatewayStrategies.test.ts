@@ -67,11 +67,23 @@ describe("Gateway strategy stack", () => {
       const afterB = yield* okByKey(sim)
       const gained = afterB.map((n, i) => n - afterA[i]!)
       assert.deepStrictEqual([...gained].sort(), [0, 0, 3])
+      // `user` is an affinity too, and an empty session_id is none (the client's rule, `Protocol.affinityOf`).
+      for (let i = 0; i < 4; i++) {
+        yield* post(
+          `${gw.url}/v1/chat/completions`,
+          chatBody(
+            i % 2 === 0 ? { user: "user-c" } : { session_id: "", prompt_cache_key: "", user: "user-c" }
+          )
+        )
+      }
+      const afterC = yield* okByKey(sim)
+      const gainedC = afterC.map((n, i) => n - afterB[i]!)
+      assert.deepStrictEqual([...gainedC].sort(), [0, 0, 4])
       // Many sessions use more than one key.
       for (let i = 0; i < 12; i++) {
         yield* post(`${gw.url}/v1/chat/completions`, chatBody({ session_id: `s-${i}` }))
       }
-      const spread = (yield* okByKey(sim)).map((n, i) => n - afterB[i]!)
+      const spread = (yield* okByKey(sim)).map((n, i) => n - afterC[i]!)
       assert.isTrue(spread.filter((n) => n > 0).length >= 2, `spread ${spread}`)
     })
   )

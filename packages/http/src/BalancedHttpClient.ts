@@ -9,10 +9,12 @@
  *   over to another key. When the balancer gives up, the caller gets the last upstream answer
  *   itself (e.g. the 402), as it would without the wrapper; with no answer at all (transport
  *   failures, no key), a `RequestError` whose `cause` is the typed balancer error.
- * - A JSON answer's `usage.cost` is reported to the lease. A streamed (SSE) answer is chosen for
+ * - A JSON answer's `usage.cost` is reported to the lease. A 2xx to a request with a JSON body that
+ *   is not JSON (an HTML page, a body cut short) or carries an error object is the key's failure.
+ *   Answers are read through `Protocol`, as the client and the gateway read them. A streamed (SSE) answer is chosen for
  *   once its headers arrive (a failure before that fails over; after it, no replay) and reported
  *   when its body ends: a success with the final chunk's `usage.cost`, or the typed failure of an
- *   in-band error (`finish_reason: "error"`) or a broken body. The body's bytes reach the caller
+ *   in-band error (a top-level `error` field or `finish_reason: "error"`) or a broken body. The body's bytes reach the caller
  *   unchanged. The lease (a concurrency permit, say) is held until the body is read to the end or
  *   cancelled, as the connection is: read or cancel every streamed body.
  * - The request's JSON body gives the `model` and affinity (`session_id`, `prompt_cache_key`, `user`).
@@ -33,10 +35,10 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { affinityOf } from "./ChatCompletion.js"
 import { authorize } from "./internal/client.js"
-import * as Errors from "./internal/errors.js"
-import * as Sse from "./internal/sse.js"
+import { affinityOf } from "./internal/protocol/affinity.js"
+import * as Protocol from "./internal/protocol/answer.js"
+import * as Errors from "./internal/protocol/classify.js"
 
 /**
  * @since 0.1.0
@@ -54,30 +56,28 @@ export interface Options {
 
 const decoder = new TextDecoder()
 
-/** The model and affinity from a JSON body, if the request has one. */
-const runRequestOf = (request: HttpClientRequest.HttpClientRequest): Balancer.RunRequest => {
+/**
+ * The model and affinity from a JSON body, if the request has one. A request with a JSON body is
+ * an API call (a chat, an embedding): its 2xx answer must be JSON or an event stream.
+ */
+const runRequestOf = (
+  request: HttpClientRequest.HttpClientRequest
+): { readonly run: Balancer.RunRequest; readonly api: boolean } => {
   const body = request.body
-  if (body._tag !== "Uint8Array" || !body.contentType.includes("json")) return {}
+  if (body._tag !== "Uint8Array" || !body.contentType.includes("json")) return { run: {}, api: false }
   try {
     const json: unknown = JSON.parse(decoder.decode(body.body))
-    if (typeof json !== "object" || json === null) return {}
+    if (typeof json !== "object" || json === null) return { run: {}, api: true }
     const record = json as Record<string, unknown>
     return {
-      model: typeof record.model === "string" ? record.model : undefined,
-      affinity: affinityOf(record)
+      run: {
+        model: typeof record.model === "string" ? record.model : undefined,
+        affinity: affinityOf(record)
+      },
+      api: true
     }
   } catch {
-    return {}
-  }
-}
-
-const costOf = (text: string): number | undefined => {
-  try {
-    const json = JSON.parse(text) as { usage?: { cost?: unknown } } | null
-    const cost = json?.usage?.cost
-    return typeof cost === "number" ? cost : undefined
-  } catch {
-    return undefined
+    return { run: {}, api: true }
   }
 }
 
@@ -96,48 +96,6 @@ interface Answer {
   readonly cost: number | undefined
   /** A `text/event-stream` body, still to be read. */
   readonly streamed: boolean
-}
-
-/** What a streamed body said about itself, read as it passes: the last `usage.cost`, an in-band error. */
-const watchEvents = () => {
-  const parser = Sse.makeParser()
-  const decoder = new TextDecoder()
-  const seen: { cost: number | undefined; error: Errors.ErrorInfo | undefined } = {
-    cost: undefined,
-    error: undefined
-  }
-  const inspect = (data: string) => {
-    if (data.trim() === "[DONE]") return
-    let json: unknown
-    try {
-      json = JSON.parse(data)
-    } catch {
-      return
-    }
-    if (typeof json !== "object" || json === null) return
-    const chunk = json as {
-      usage?: { cost?: unknown }
-      error?: unknown
-      choices?: ReadonlyArray<{ finish_reason?: unknown } | null>
-    }
-    if (typeof chunk.usage?.cost === "number") seen.cost = chunk.usage.cost
-    const failed =
-      chunk.error !== undefined ||
-      (Array.isArray(chunk.choices) && chunk.choices.some((c) => c?.finish_reason === "error"))
-    if (failed && seen.error === undefined) {
-      seen.error = Errors.errorInfo(chunk.error) ?? {
-        code: undefined,
-        message: 'the stream ended with finish_reason "error"',
-        errorType: undefined
-      }
-    }
-  }
-  return {
-    seen,
-    feed: (bytes: Uint8Array) => {
-      for (const event of parser.feed(decoder.decode(bytes, { stream: true }))) inspect(event.data)
-    }
-  }
 }
 
 /**
@@ -162,23 +120,43 @@ export const wrap = (
   const attempt = (
     request: HttpClientRequest.HttpClientRequest,
     key: Key.Key,
-    model: string | undefined,
+    call: { readonly run: Balancer.RunRequest; readonly api: boolean },
     onError: (error: UpstreamError.UpstreamError, response: HttpClientResponse.HttpClientResponse) => void
   ): Effect.Effect<Answer, UpstreamError.UpstreamError> => {
+    const model = call.run.model
+    // An upstream answer that is the key's failure: handed back as-is if the balancer gives up on it.
+    const failWith = (
+      error: UpstreamError.UpstreamError,
+      response: HttpClientResponse.HttpClientResponse
+    ) => {
+      onError(error, response)
+      return Effect.fail(error)
+    }
     const run = client.execute(authorize(rebase(request, key), key)).pipe(
       Effect.mapError(Errors.fromHttpClientError),
       Effect.flatMap((response): Effect.Effect<Answer, UpstreamError.UpstreamError> => {
-        const type = response.headers["content-type"] ?? ""
-        if (response.status < 400 && !type.includes("json"))
-          return Effect.succeed({ response, cost: undefined, streamed: type.includes("text/event-stream") })
+        const type = response.headers["content-type"]
+        const kind = Protocol.kindOf(type)
+        if (response.status < 400 && kind === "sse")
+          return Effect.succeed({ response, cost: undefined, streamed: true })
+        if (response.status < 400 && kind === "other") {
+          if (!call.api) return Effect.succeed({ response, cost: undefined, streamed: false })
+          return Effect.flatMap(Effect.mapError(response.text, Errors.fromHttpClientError), (text) =>
+            failWith(Protocol.unexpectedKind(response.status, type), replay(response, text))
+          )
+        }
         return Effect.flatMap(Effect.mapError(response.text, Errors.fromHttpClientError), (text) => {
           const again = replay(response, text)
-          if (response.status < 400)
-            return Effect.succeed({ response: again, cost: costOf(text), streamed: false })
           return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-            const error = Errors.fromResponse(response.status, response.headers, text, { now, model })
-            onError(error, again)
-            return Effect.fail(error)
+            if (response.status >= 400)
+              return failWith(
+                Errors.fromResponse(response.status, response.headers, text, { now, model }),
+                again
+              )
+            const verdict = Protocol.jsonVerdict(response.status, response.headers, text, { now, model })
+            return verdict._tag === "Success"
+              ? Effect.succeed({ response: again, cost: verdict.cost, streamed: false })
+              : failWith(verdict.error, again)
           })
         })
       })
@@ -196,18 +174,24 @@ export const wrap = (
     request: HttpClientRequest.HttpClientRequest
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> =>
     Effect.suspend(() => {
-      const runRequest = runRequestOf(request)
-      // The last upstream answer and the error it mapped to: handed back as-is if the balancer gives up on it.
-      let last:
-        { error: UpstreamError.UpstreamError; response: HttpClientResponse.HttpClientResponse } | undefined
+      const call = runRequestOf(request)
+      const runRequest = call.run
+      // The latest attempt's upstream answer, when that attempt failed on one (reset as each attempt
+      // starts): handed back as-is if the balancer gives up, as its final error is that attempt's.
+      // Not matched by identity with the error: Effect 3 wraps an error that crosses a span in a
+      // Proxy, and under `Effect.withSpan` a 400 once became a "Transport" RequestError that way.
+      let last: HttpClientResponse.HttpClientResponse | undefined
       // The lease outlives this call when the answer is a stream: it lives in its own scope,
       // closed when the answer is whole (now for JSON, at the body's end for a stream).
       const balanced = Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Scope.make(), (scope) =>
           restore(
             balancer.runScoped(runRequest, (key) =>
-              attempt(request, key, runRequest.model, (error, response) => {
-                last = { error, response }
+              Effect.suspend(() => {
+                last = undefined
+                return attempt(request, key, call, (_, response) => {
+                  last = response
+                })
               })
             )
           ).pipe(
@@ -226,9 +210,8 @@ export const wrap = (
       )
       return balanced.pipe(
         Effect.catchAll((error) => {
-          const final =
-            error._tag === "AllAttemptsFailed" ? error.attempts[error.attempts.length - 1]?.error : error
-          if (last !== undefined && final === last.error) return Effect.succeed(last.response)
+          // No key at all is no answer; any other end is the latest attempt's failure.
+          if (last !== undefined && error._tag !== "NoKeyAvailable") return Effect.succeed(last)
           return Effect.fail(
             new HttpClientError.RequestError({
               request,
@@ -249,12 +232,12 @@ export const wrap = (
   ): Effect.Effect<HttpClientResponse.HttpClientResponse> =>
     Effect.gen(function* () {
       const response = scoped.value.response
-      const watch = watchEvents()
+      const watch = Protocol.makeStreamWatch()
       const finish = Effect.suspend(() => {
-        const inBand = watch.seen.error
+        const inBand = watch.error()
         const outcome =
           inBand === undefined
-            ? scoped.succeed(watch.seen.cost)
+            ? scoped.succeed(watch.cost())
             : Effect.flatMap(Clock.currentTimeMillis, (now) =>
                 scoped.fail(Errors.fromErrorObject(inBand, { now, model }))
               )

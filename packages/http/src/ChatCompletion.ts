@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import * as Affinity from "./internal/protocol/affinity.js"
 
 const Rest = Schema.Record({ key: Schema.String, value: Schema.Unknown })
 
@@ -253,18 +254,14 @@ export const KeyResponse = Schema.Struct({ data: KeyData }, Rest)
 export type KeyResponse = typeof KeyResponse.Type
 
 /**
- * The request's affinity id for sticky routing: `session_id`, else `prompt_cache_key`, else `user`.
+ * The request's affinity id for sticky routing: `session_id`, else `prompt_cache_key`, else
+ * `user`; an empty string is no id. The same rule as `Protocol.affinityOf`, which it is.
  *
  * @since 0.1.0
  * @category Accessors
  */
-export const affinityOf = (request: {
+export const affinityOf: (request: {
   readonly session_id?: unknown
   readonly prompt_cache_key?: unknown
   readonly user?: unknown
-}): string | undefined => {
-  for (const v of [request.session_id, request.prompt_cache_key, request.user]) {
-    if (typeof v === "string" && v !== "") return v
-  }
-  return undefined
-}
+}) => string | undefined = Affinity.affinityOf

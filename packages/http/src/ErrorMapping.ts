@@ -4,14 +4,15 @@
  * OpenRouter's own, account-wide limit (sent with `X-RateLimit-*`) or a provider's.
  *
  * Pure functions, shared by the client, the balanced `HttpClient` and the gateway, so every
- * answer is classified the same way everywhere. Messages are clipped and never hold a key.
+ * answer is classified the same way everywhere. Messages are clipped and never hold a key. The
+ * rest of OpenRouter's protocol (in-band errors, cost, affinity, scrubbing) is in `Protocol`.
  *
  * | status | error |
  * |---|---|
  * | 400 (`model_not_found`) / 404 | `ModelNotFound` |
  * | 400 / 403 / 413 / 422 / other 4xx | `BadRequest` |
  * | 401 | `Unauthorized` |
- * | 402 | `InsufficientCredits` |
+ * | 402, 403 "Key limit exceeded" | `InsufficientCredits` (`RateLimited` for `limit_source: openrouter_in_flight_budget`) |
  * | 408 | `Timeout` |
  * | 429 | `RateLimited` (`account` with `X-RateLimit-*`, else `key`) |
  * | 5xx | `ServerError` |
@@ -21,7 +22,8 @@
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import type * as Duration from "effect/Duration"
-import * as internal from "./internal/errors.js"
+import * as internal from "./internal/protocol/classify.js"
+import * as scrubbing from "./internal/protocol/scrub.js"
 
 /**
  * Response headers from any HTTP stack: platform `Headers`, Node's `IncomingHttpHeaders`, a
@@ -96,4 +98,4 @@ export const parseRetryAfter: (
  * @since 0.1.0
  * @category Mapping
  */
-export const scrub: (text: string) => string = internal.scrub
+export const scrub: (text: string) => string = scrubbing.scrub

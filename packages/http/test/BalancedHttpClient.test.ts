@@ -188,6 +188,41 @@ describe("BalancedHttpClient", () => {
     }).pipe(Effect.scoped)
   )
 
+  // Effect 3 wraps an error that crosses a span in a Proxy (to attach the span): an identity check
+  // on the balancer's error once turned a 400 into RequestError { reason: "Transport" } there.
+  it.live(
+    "inside Effect.withSpan, the caller still gets the upstream answer itself (400, 404, every key 401)",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* serve((req, res) =>
+          req.body.includes("bad-param")
+            ? json(res, 400, errorBody(400, "temperature must be a number"))
+            : req.body.includes("no/such-model")
+              ? json(res, 404, errorBody(404, "No endpoints found"))
+              : json(res, 401, errorBody(401, "User not found."))
+        )
+        const keys = makeKeys(["k1", "k2"])
+        const send = (extra: Record<string, unknown>) =>
+          Effect.flatMap(HttpClient.HttpClient, (client) =>
+            client.execute(
+              HttpClientRequest.post(`${server.url}/chat/completions`).pipe(
+                HttpClientRequest.bodyUnsafeJson({ ...body, ...extra })
+              )
+            )
+          ).pipe(
+            Effect.flatMap((r) => Effect.map(r.json, (json) => ({ status: r.status, json }))),
+            Effect.withSpan("caller's span"),
+            Effect.provide(balanced(keys))
+          )
+        const bad = yield* send({ temperature: "bad-param" })
+        expect(bad).toEqual({ status: 400, json: errorBody(400, "temperature must be a number") })
+        const missing = yield* send({ model: "no/such-model" })
+        expect(missing.status).toBe(404)
+        const revoked = yield* send({})
+        expect(revoked).toEqual({ status: 401, json: errorBody(401, "User not found.") })
+      }).pipe(Effect.scoped)
+  )
+
   it.live("with no answer at all, a RequestError whose cause is the typed balancer error", () =>
     Effect.gen(function* () {
       const keys = makeKeys(["k1", "k2"])

@@ -1,10 +1,13 @@
 /**
  * An OpenRouter-compatible server on loopback, for tests, examples, the demo and the benchmarks.
  *
- * It answers chat completions (JSON and SSE with keep-alive comments), `GET /key`, `/auth/key`,
- * `/credits`, `/models` and `/generation` as `openrouter-api.md` describes, for keys with credit
- * caps, accounts with request-rate limits, injected faults and latency, and records what it saw
- * so a test can check a balancer from the outside. Built on raw `node:http` so it is never the
+ * It answers chat completions (JSON and SSE with keep-alive comments), legacy completions,
+ * embeddings, the Responses API (plain and streamed as `response.*` events), `GET /key`,
+ * `/auth/key`, `/credits`, `/models`, `/models/{author}/{slug}` and `/generation` as
+ * `openrouter-api.md` describes, for keys with credit caps and `limit_reset` periods, accounts
+ * with request-rate windows, free-model limits and balances, injected faults and latency, and
+ * records what it saw so a test can check a balancer from the outside. Money is kept in integer
+ * nano-dollars inside and shown in USD on the wire. Built on raw `node:http` so it is never the
  * bottleneck of a benchmark; deterministic for a given seed as far as arrival order allows (each
  * key's fault script and random draws depend only on the order of that key's own requests).
  *
@@ -19,220 +22,25 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/server.js"
 import * as prng from "./internal/prng.js"
-
-const NonNegative = Schema.Number.pipe(Schema.nonNegative(), Schema.finite())
-const Positive = Schema.Number.pipe(Schema.positive(), Schema.finite())
-const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
-const PositiveInt = Schema.Int.pipe(Schema.positive())
-const Probability = Schema.Number.pipe(Schema.between(0, 1))
+import type { AccountConfig, FaultKind, Faults, ModelConfig } from "./SimulatorConfig.js"
+import { Config, KeyConfig } from "./SimulatorConfig.js"
 
 /**
- * Delay before the first byte of an answer: `fixed`, `uniform` in `[min, max]`, or `lognormal`
- * given its median and 99th percentile (all in milliseconds).
+ * The configuration's Schemas and types, defined in `SimulatorConfig`.
  *
  * @since 0.1.0
  * @category Schemas
  */
-export const Latency = Schema.Union(
-  Schema.Struct({ kind: Schema.Literal("fixed"), ms: NonNegative }),
-  Schema.Struct({ kind: Schema.Literal("uniform"), min: NonNegative, max: NonNegative }),
-  Schema.Struct({ kind: Schema.Literal("lognormal"), median: Positive, p99: Positive })
-)
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type Latency = typeof Latency.Type
-
-/**
- * What one request to a key does:
- * - `ok`: a normal answer;
- * - `500`, `502`, `503`, `408`: that status with an OpenRouter error body (503 with `Retry-After`);
- * - `429`: a provider's rate limit (with `Retry-After`, without `X-RateLimit-*`);
- * - `stall`: never answers, until the client gives up;
- * - `reset`: the connection is destroyed after the latency;
- * - `slow`: a normal answer whose bytes trickle (see `slowBody`);
- * - `midstream`: a streamed answer fails in-band after some content (a JSON request gets a 502).
- *
- * @since 0.1.0
- * @category Schemas
- */
-export const FaultKind = Schema.Literal(
-  "ok",
-  "500",
-  "502",
-  "503",
-  "408",
-  "429",
-  "stall",
-  "reset",
-  "slow",
-  "midstream"
-)
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type FaultKind = typeof FaultKind.Type
-
-/**
- * Per-request fault probabilities, drawn once per request in a fixed order.
- *
- * @since 0.1.0
- * @category Schemas
- */
-export const FaultRates = Schema.Struct({
-  "500": Schema.optional(Probability),
-  "502": Schema.optional(Probability),
-  "503": Schema.optional(Probability),
-  "408": Schema.optional(Probability),
-  "429": Schema.optional(Probability),
-  stall: Schema.optional(Probability),
-  reset: Schema.optional(Probability),
-  slow: Schema.optional(Probability),
-  midstream: Schema.optional(Probability)
-})
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type FaultRates = typeof FaultRates.Type
-
-/**
- * Faults of a key. A `script` is played first, one entry per request that reaches the fault
- * stage (valid key, valid body, within rate and credit), exactly in order; then `rates` apply
- * (or the script starts over when `loop` is set). `latency` overrides the server-wide one.
- *
- * @since 0.1.0
- * @category Schemas
- */
-export const Faults = Schema.Struct({
-  script: Schema.optional(Schema.Array(FaultKind)),
-  loop: Schema.optional(Schema.Boolean),
-  rates: Schema.optional(FaultRates),
-  latency: Schema.optional(Latency)
-})
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type Faults = typeof Faults.Type
-
-/**
- * A simulated key. The secret is fake, so it may be a plain string (as in a JSON file).
- * `limit` is the credit cap in USD (`null` or absent: unlimited); `usage` the USD already spent.
- * With a `limitReset`, the cap applies to each period's spend: when the period rolls over (at
- * UTC midnight, Monday's for weekly, the 1st's for monthly, as OpenRouter's do),
- * `limit_remaining` is back to the whole `limit`. `resetPeriodMs` replaces the calendar with a
- * short period counted from when the key was added, for tests.
- *
- * @since 0.1.0
- * @category Schemas
- */
-export const KeyConfig = Schema.Struct({
-  secret: Schema.Union(Schema.String, Schema.RedactedFromSelf(Schema.String)),
-  label: Schema.optional(Schema.NonEmptyTrimmedString),
-  account: Schema.optional(Schema.NonEmptyTrimmedString),
-  limit: Schema.optional(Schema.NullOr(NonNegative)),
-  limitReset: Schema.optional(Schema.NullOr(Schema.Literal("daily", "weekly", "monthly"))),
-  resetPeriodMs: Schema.optional(PositiveInt),
-  usage: Schema.optional(NonNegative),
-  revoked: Schema.optional(Schema.Boolean),
-  management: Schema.optional(Schema.Boolean),
-  isFreeTier: Schema.optional(Schema.Boolean),
-  expiresAt: Schema.optional(Schema.NullOr(Schema.String)),
-  faults: Schema.optional(Faults)
-})
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type KeyConfig = typeof KeyConfig.Type
-
-/**
- * An account: at most `rpm` chat requests per `windowMs` (default 60 000, a minute) over all
- * its keys, else OpenRouter's own 429. A window opens at the first request after the previous
- * window ended; `null` means no limit. `totalCredits` is what `GET /credits` reports (default:
- * the sum of its keys' caps).
- *
- * @since 0.1.0
- * @category Schemas
- */
-export const AccountConfig = Schema.Struct({
-  rpm: Schema.optional(Schema.NullOr(PositiveInt)),
-  windowMs: Schema.optional(PositiveInt),
-  totalCredits: Schema.optional(NonNegative)
-})
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type AccountConfig = typeof AccountConfig.Type
-
-/**
- * A model and its prices in USD per million tokens.
- *
- * @since 0.1.0
- * @category Schemas
- */
-export const ModelConfig = Schema.Struct({
-  id: Schema.NonEmptyTrimmedString,
-  promptPrice: NonNegative,
-  completionPrice: NonNegative,
-  contextLength: Schema.optional(PositiveInt)
-})
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type ModelConfig = typeof ModelConfig.Type
-
-/**
- * The whole configuration. Everything but `keys` has a default:
- * - `seed` 1; `port` 0 (a free port); `models` {@link defaultModels};
- * - `defaultCompletionTokens` 32 (used when a request has no `max_tokens`);
- * - `latency` fixed 0; `faults` none (a key's own `faults` replace these);
- * - `stream`: 1 keep-alive comment, 4 content chunks, 0 ms between chunks;
- * - `slowBody`: 16 bytes every 5 ms; `retryAfterSeconds` 1; `generationsKept` 10 000.
- *
- * @since 0.1.0
- * @category Schemas
- */
-export const Config = Schema.Struct({
-  seed: Schema.optional(Schema.Int),
-  port: Schema.optional(NonNegativeInt),
-  keys: Schema.Array(KeyConfig),
-  accounts: Schema.optional(Schema.Record({ key: Schema.String, value: AccountConfig })),
-  models: Schema.optional(Schema.Array(ModelConfig)),
-  defaultCompletionTokens: Schema.optional(PositiveInt),
-  latency: Schema.optional(Latency),
-  faults: Schema.optional(Faults),
-  stream: Schema.optional(
-    Schema.Struct({
-      keepAlives: Schema.optional(NonNegativeInt),
-      chunks: Schema.optional(PositiveInt),
-      chunkIntervalMs: Schema.optional(NonNegative)
-    })
-  ),
-  slowBody: Schema.optional(
-    Schema.Struct({ bytesPerWrite: Schema.optional(PositiveInt), intervalMs: Schema.optional(NonNegative) })
-  ),
-  retryAfterSeconds: Schema.optional(NonNegativeInt),
-  generationsKept: Schema.optional(PositiveInt)
-})
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export type Config = typeof Config.Type
+export {
+  AccountConfig,
+  Config,
+  FaultKind,
+  FaultRates,
+  Faults,
+  KeyConfig,
+  Latency,
+  ModelConfig
+} from "./SimulatorConfig.js"
 
 /**
  * Invalid configuration, a port that could not be bound, or an update naming an unknown key
@@ -247,9 +55,11 @@ export class SimulatorError extends Schema.TaggedError<SimulatorError>()("Simula
 }) {}
 
 /**
- * What the simulator saw of one key since the last `resetStats`. `byOutcome` counts chat
- * requests by status code (`"200"`, `"402"`, …) or by fault (`"stall"`, `"reset"`,
- * `"midstream"`). `usage` and `limit` are the key's current state, not reset by `resetStats`.
+ * What the simulator saw of one key since the last `resetStats`. `byOutcome` counts inference
+ * requests (chat, completions, embeddings, responses) by status code (`"200"`, `"402"`, …) or
+ * by fault (`"stall"`, `"reset"`, `"midstream"`); a stall that ends (`stallMs`) counts as
+ * `"stall"` and then as its answer. `usage` and `limit` are the key's current state, not reset
+ * by `resetStats`.
  *
  * @since 0.1.0
  * @category Models
@@ -271,6 +81,8 @@ export interface KeyStats {
   readonly limit: number | null
   /** What `GET /key` would answer as `limit_remaining` now (null: unlimited). */
   readonly limitRemaining: number | null
+  /** The smaller of `limitRemaining` and the account's balance when enforced (null: unbounded). */
+  readonly spendable: number | null
   readonly revoked: boolean
   /** `GET /key` and `/auth/key` lookups (they cost nothing). */
   readonly keyLookups: number
@@ -283,6 +95,10 @@ export interface KeyStats {
 export interface AccountStats {
   readonly requests: number
   readonly rateLimited: number
+  /** All-time USD spent by the account's keys (state, not reset by `resetStats`). */
+  readonly usage: number
+  /** `totalCredits - usage` when the account's credits are enforced, else null. */
+  readonly balance: number | null
 }
 
 /**
@@ -290,9 +106,11 @@ export interface AccountStats {
  * @category Models
  */
 export interface Stats {
-  /** Chat completion requests received, including those with no valid key. */
+  /** Inference requests received (every route), including those with no valid key. */
   readonly requests: number
   readonly byOutcome: Readonly<Record<string, number>>
+  /** Inference requests by route: `chat`, `completions`, `embeddings`, `responses`. */
+  readonly byRoute: Readonly<Record<string, number>>
   readonly inFlight: number
   readonly maxInFlight: number
   /** Chat requests with a missing or unknown key. */
@@ -329,6 +147,7 @@ export interface KeyUpdate {
   /** Length of the `limitReset` period in ms; a change starts a new period now. */
   readonly resetPeriodMs?: number
   readonly management?: boolean
+  readonly keyLimitStatus?: 402 | 403
   readonly faults?: Faults
 }
 
@@ -362,13 +181,39 @@ export interface Handle {
   readonly addKey: (key: KeyConfig) => Effect.Effect<SimulatedKey, SimulatorError>
   /** Changes (or creates) an account's rate limit and credits. */
   readonly updateAccount: (name: string, update: AccountConfig) => Effect.Effect<void>
+  /**
+   * Moves the simulator's clock forward (wall clock plus an offset), so a test can cross a UTC
+   * midnight: `limit_reset` periods, free-model days and rate windows all follow it, and so do
+   * `X-RateLimit-Reset` values.
+   */
+  readonly advanceClock: (ms: number) => Effect.Effect<void>
+  /** The most recent inference requests, oldest first (at most the config's `requestsKept`). */
+  readonly recentRequests: Effect.Effect<ReadonlyArray<SeenRequest>>
+}
+
+/**
+ * An inference request as the simulator received it: which route and key, and the headers a
+ * gateway is expected to pass on or set (tracing, request id, attribution). Never the
+ * `Authorization` header.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface SeenRequest {
+  readonly route: string
+  /** The key's label; undefined for a missing or unknown key. */
+  readonly key: string | undefined
+  /** On the simulator's clock (epoch ms). */
+  readonly at: number
+  /** Those present of `traceparent`, `tracestate`, `x-request-id`, `http-referer`, `x-title`, `x-openrouter-title`, `user-agent`. */
+  readonly headers: Readonly<Record<string, string>>
 }
 
 /**
  * @since 0.1.0
  * @category Context
  */
-export class Simulator extends Context.Tag("@or-balancer/http/Simulator")<Simulator, Handle>() {}
+export class Simulator extends Context.Tag("@or-balancer/simulator/Simulator")<Simulator, Handle>() {}
 
 /**
  * The built-in price table (USD per million tokens), used when the config names no models.
@@ -391,7 +236,8 @@ export const simulatedSecret: (seed: number, index: number) => string = prng.sim
  * (50 USD cap), `small-cap` (0.01 USD, a few dozen to a few hundred answers depending on the
  * model), `revoked` (401) and `flaky` (about a quarter of its requests fail: 5xx, resets, stalls
  * and mid-stream errors). On account `globex`: `rate-limited`, whose account allows 20
- * requests per 2 seconds. Latency is lognormal (median 15 ms, p99 120 ms).
+ * requests per 2 seconds. The accounts hold 200 and 50 USD of credits (enforced). Latency is
+ * lognormal (median 15 ms, p99 120 ms).
  *
  * @since 0.1.0
  * @category Constructors
@@ -525,7 +371,9 @@ export const make = (config: Config): Effect.Effect<Handle, SimulatorError, Scop
             })
           )
         ),
-      updateAccount: (name, update) => Effect.sync(() => core.updateAccount(name, update))
+      updateAccount: (name, update) => Effect.sync(() => core.updateAccount(name, update)),
+      advanceClock: (ms) => Effect.sync(() => core.advanceClock(ms)),
+      recentRequests: Effect.sync(() => core.recentRequests())
     }
     return handle
   })

@@ -167,9 +167,10 @@ describe("Simulator", () => {
       for (const i of [0, 1, 2, 3]) assert.deepStrictEqual(yield* spend(i), [200, 200, 402])
       yield* sim.resetCredit("manual")
       // A new period length starts a new period now: nothing rolls over while the keys are spent.
-      yield* sim.updateKey("short", { resetPeriodMs: 100 })
-      yield* sim.updateKey("never", { resetPeriodMs: 100 })
-      yield* Effect.sleep("300 millis")
+      yield* sim.updateKey("short", { resetPeriodMs: 10_000 })
+      yield* sim.updateKey("never", { resetPeriodMs: 10_000 })
+      // The simulator's clock, not a real wait: the test cannot straddle a second rollover.
+      yield* sim.advanceClock(15_000)
       const remaining = (i: number) => Effect.map(get(sim, "/key", secret(i)), (r) => r.json.data)
       const short = yield* remaining(0)
       assert.closeTo(short.limit_remaining, 2.5 * c, 1e-15)
@@ -232,7 +233,12 @@ describe("Simulator", () => {
       assert.strictEqual((yield* chat(sim, secret(1), { model: MINI, messages })).status, 429)
       assert.strictEqual((yield* chat(sim, secret(2), { model: MINI, messages })).status, 200)
       const stats = yield* sim.stats
-      assert.deepStrictEqual(stats.accounts.one, { requests: 4, rateLimited: 2 })
+      assert.deepStrictEqual(stats.accounts.one, {
+        requests: 4,
+        rateLimited: 2,
+        usage: 4.05e-5, // two answers, exactly
+        balance: null
+      })
       // Raising the limit at run time lets the account through again.
       yield* sim.updateAccount("one", { rpm: 100 })
       assert.strictEqual((yield* chat(sim, secret(0), { model: MINI, messages })).status, 200)
@@ -523,6 +529,46 @@ describe("Simulator", () => {
       assert.strictEqual((yield* request(`${sim.url}/__simulator/reset`, { method: "POST" })).status, 200)
       assert.strictEqual((yield* sim.stats).requests, 0)
       assert.strictEqual((yield* request(`${sim.baseUrl}/nowhere`, {})).status, 404)
+    })
+  )
+
+  it.scopedLive("remembers recent requests with their pass-through headers, never the key", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make(basic({ requestsKept: 3 }))
+      const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+      yield* request(`${sim.baseUrl}/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${secret(0)}`,
+          traceparent,
+          "x-request-id": "req-1",
+          "x-title": "or-balancer",
+          "http-referer": "https://example.test"
+        },
+        body: JSON.stringify({ model: MINI, messages })
+      })
+      const first = (yield* sim.recentRequests)[0]!
+      assert.strictEqual(first.route, "chat")
+      assert.strictEqual(first.key, "a")
+      assert.deepStrictEqual(
+        { ...first.headers, "user-agent": undefined },
+        {
+          traceparent,
+          "x-request-id": "req-1",
+          "x-title": "or-balancer",
+          "http-referer": "https://example.test",
+          "user-agent": undefined
+        }
+      )
+      for (const i of [1, 2, 50]) yield* chat(sim, secret(i), { model: MINI, messages })
+      const recent = yield* sim.recentRequests
+      assert.deepStrictEqual(
+        recent.map((r) => r.key),
+        ["b", "c", undefined]
+      )
+      const overHttp = yield* request(`${sim.url}/__simulator/requests`, {})
+      assert.deepStrictEqual(overHttp.json, JSON.parse(JSON.stringify(recent))) // no `key` when unknown
+      assert.notInclude(overHttp.text, "sk-or-")
     })
   )
 

@@ -4,16 +4,27 @@ import type * as MetricPair from "effect/MetricPair"
 import * as MetricState from "effect/MetricState"
 
 const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")
-const sanitize = (name: string) => name.replace(/[^a-zA-Z0-9_:]/g, "_")
+const escapeHelp = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")
+// A name is `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+const sanitize = (name: string) => name.replace(/[^a-zA-Z0-9_:]/g, "_").replace(/^([0-9])/, "_$1")
 
+// Tags sorted by name, so the same label set always renders the same way.
 const labels = (tags: ReadonlyArray<{ readonly key: string; readonly value: string }>, extra?: string) => {
-  const parts = tags.map((t) => `${sanitize(t.key)}="${escapeLabel(t.value)}"`)
+  const parts = tags.map((t) => `${sanitize(t.key)}="${escapeLabel(t.value)}"`).sort()
   if (extra !== undefined) parts.push(extra)
   return parts.length === 0 ? "" : `{${parts.join(",")}}`
 }
 
 const num = (n: number | bigint) =>
-  typeof n === "bigint" ? n.toString() : Number.isFinite(n) ? String(n) : n > 0 ? "+Inf" : "-Inf"
+  typeof n === "bigint"
+    ? n.toString()
+    : Number.isFinite(n)
+      ? String(n)
+      : Number.isNaN(n)
+        ? "NaN"
+        : n > 0
+          ? "+Inf"
+          : "-Inf"
 
 /**
  * Renders every metric whose name starts with `prefix` in the Prometheus text exposition format.
@@ -44,12 +55,17 @@ export const render = (prefix: string): Effect.Effect<string> =>
             ? "histogram"
             : undefined
       if (type === undefined) continue
-      if (description._tag === "Some") out.push(`# HELP ${metric} ${description.value.replace(/\n/g, " ")}`)
+      if (description._tag === "Some") out.push(`# HELP ${metric} ${escapeHelp(description.value)}`)
       out.push(`# TYPE ${metric} ${type}`)
       const rows = list
         .map((p) => ({ p, l: labels(p.metricKey.tags) }))
         .sort((a, b) => (a.l < b.l ? -1 : a.l > b.l ? 1 : 0))
-      for (const { p } of rows) {
+      let previous: string | undefined
+      for (const { l, p } of rows) {
+        // Two metric keys can share a name and tags (a different description or boundaries):
+        // a series is written once, from the first.
+        if (l === previous) continue
+        previous = l
         const s = p.metricState
         const tags = p.metricKey.tags
         if (MetricState.isCounterState(s)) {
@@ -57,7 +73,10 @@ export const render = (prefix: string): Effect.Effect<string> =>
         } else if (MetricState.isGaugeState(s)) {
           out.push(`${metric}${labels(tags)} ${num(s.value)}`)
         } else if (MetricState.isHistogramState(s)) {
+          // Effect's boundaries end with +Inf already; the `+Inf` bucket is written once, from
+          // the count, so a scrape never sees the same series twice.
           for (const [bound, count] of s.buckets) {
+            if (!Number.isFinite(bound)) continue
             out.push(`${metric}_bucket${labels(tags, `le="${num(bound)}"`)} ${count}`)
           }
           out.push(`${metric}_bucket${labels(tags, 'le="+Inf"')} ${s.count}`)

@@ -17,8 +17,10 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChatCompletion from "../ChatCompletion.js"
 import type * as OpenRouterClient from "../OpenRouterClient.js"
-import * as Errors from "./errors.js"
-import * as Sse from "./sse.js"
+import * as Answer from "./protocol/answer.js"
+import * as Errors from "./protocol/classify.js"
+import { scrub } from "./protocol/scrub.js"
+import * as Sse from "./protocol/sse.js"
 
 /** The public `OpenRouterClient.Options` (a type-only import: no cycle at run time). */
 export type ClientConfig = OpenRouterClient.Options
@@ -82,7 +84,7 @@ const describeParseError = (error: ParseResult.ParseError): string => {
     .slice(0, 3)
     .map((i) => `${i.path.length === 0 ? "body" : i.path.join(".")}: ${i.message}`)
     .join("; ")
-  return Errors.scrub(text.length > 300 ? `${text.slice(0, 300)}…` : text)
+  return scrub(text.length > 300 ? `${text.slice(0, 300)}…` : text)
 }
 
 /** Parses and decodes a JSON answer; a 200 carrying an `error` object maps like an error status. */
@@ -101,18 +103,12 @@ export const decodeJson = <A, I>(
     } catch {
       return Effect.fail(
         new UpstreamError.InvalidResponse({
-          message: `${what}: the body is not JSON (${text.trim() === "" ? "empty" : `starts ${JSON.stringify(Errors.scrub(text.slice(0, 40)))}`})`,
+          message: `${what}: the body is not JSON (${text.trim() === "" ? "empty" : `starts ${JSON.stringify(scrub(text.slice(0, 40)))}`})`,
           status
         })
       )
     }
-    if (
-      typeof json === "object" &&
-      json !== null &&
-      "error" in json &&
-      !("choices" in json) &&
-      !("data" in json)
-    ) {
+    if (Answer.isErrorBody(json)) {
       return Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.fail(Errors.fromResponse(status, headers, text, { now, model }))
       )
@@ -191,7 +187,7 @@ export const chunks = <R>(
           } catch {
             return Effect.fail(
               new UpstreamError.InvalidResponse({
-                message: `stream chunk is not JSON (starts ${JSON.stringify(Errors.scrub(event.data.slice(0, 40)))})`,
+                message: `stream chunk is not JSON (starts ${JSON.stringify(scrub(event.data.slice(0, 40)))})`,
                 status: 200
               })
             )
@@ -204,22 +200,15 @@ export const chunks = <R>(
                   status: 200
                 })
             ),
-            Effect.flatMap((chunk) =>
-              chunk.error !== undefined || chunk.choices.some((c) => c.finish_reason === "error")
+            Effect.flatMap((chunk) => {
+              // Read from the parsed event, as every other reader of a stream does.
+              const inBand = Answer.chunkError(json)
+              return inBand !== undefined
                 ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
-                    Effect.fail(
-                      Errors.fromErrorObject(
-                        Errors.errorInfo(chunk.error) ?? {
-                          code: undefined,
-                          message: 'the stream ended with finish_reason "error"',
-                          errorType: undefined
-                        },
-                        { now, model }
-                      )
-                    )
+                    Effect.fail(Errors.fromErrorObject(inBand, { now, model }))
                   )
                 : Effect.succeed(chunk)
-            )
+            })
           )
         })
       ),

@@ -5,6 +5,7 @@
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Duration from "effect/Duration"
+import { scrub } from "./scrub.js"
 
 /** Headers as any HTTP stack gives them: platform `Headers`, Node's `IncomingHttpHeaders`, a plain record. */
 export type HeadersInput =
@@ -19,9 +20,6 @@ export interface Options {
 }
 
 const MAX_MESSAGE = 300
-
-/** Anything that looks like an OpenRouter key is cut out, in case an upstream ever echoes one. */
-export const scrub = (text: string): string => text.replace(/sk-or-[A-Za-z0-9_\-.]*/g, "sk-or-…")
 
 const clip = (text: string): string => {
   const clean = scrub(text).replace(/\s+/g, " ").trim()
@@ -77,6 +75,8 @@ export interface ErrorInfo {
   readonly code: number | string | undefined
   readonly message: string | undefined
   readonly errorType: string | undefined
+  /** A 402's `metadata.limit_source`: which limit was hit (the key's, the account's, spend in flight). */
+  readonly limitSource?: string | undefined
 }
 
 const asRecord = (u: unknown): Record<string, unknown> | undefined =>
@@ -96,7 +96,8 @@ export const errorInfo = (error: unknown): ErrorInfo | undefined => {
       : typeof e.type === "string"
         ? e.type
         : undefined
-  return { code, message, errorType }
+  const limitSource = typeof metadata?.limit_source === "string" ? metadata.limit_source : undefined
+  return { code, message, errorType, limitSource }
 }
 
 const parseBody = (bodyText: string): { readonly json: boolean; readonly info: ErrorInfo | undefined } => {
@@ -115,21 +116,23 @@ const isModelNotFound = (info: ErrorInfo | undefined): boolean =>
     (info.message !== undefined && /model.*(not found|does not exist)|not a valid model/i.test(info.message)))
 
 const byType = (
-  errorType: string | undefined,
+  info: ErrorInfo | undefined,
   status: number,
   message: string,
   retryAfter: Duration.Duration | undefined,
   options: Options
 ): UpstreamError.UpstreamError | undefined => {
-  switch (errorType) {
+  switch (info?.errorType) {
     case "rate_limit_exceeded":
       return rateLimited(message, "key", retryAfter)
     case "payment_required":
-      return new UpstreamError.InsufficientCredits({ message })
+      return outOfCredit(message, info, retryAfter)
     case "authentication":
       return new UpstreamError.Unauthorized({ message })
     case "permission_denied":
-      return new UpstreamError.BadRequest({ message, status: 403 })
+      return isKeyLimit(info)
+        ? new UpstreamError.InsufficientCredits({ message })
+        : new UpstreamError.BadRequest({ message, status: 403 })
     case "context_length_exceeded":
       return new UpstreamError.BadRequest({ message, status: 400 })
     case "model_not_found":
@@ -144,6 +147,26 @@ const byType = (
       return undefined
   }
 }
+
+/**
+ * A 402, by its `limit_source`: spend in flight (`openrouter_in_flight_budget`) clears in moments,
+ * so it is a short wait honouring `Retry-After`, not an ejection; the key's own limit and the
+ * account's credits (`openrouter_credits`) put the key out until its credit comes back.
+ */
+const outOfCredit = (
+  message: string,
+  info: ErrorInfo | undefined,
+  retryAfter: Duration.Duration | undefined
+) =>
+  info?.limitSource === "openrouter_in_flight_budget"
+    ? rateLimited(message, "key", retryAfter)
+    : new UpstreamError.InsufficientCredits({ message })
+
+/** OpenRouter's guides also answer a key over its limit with 403 "Key limit exceeded": the key's limit too. */
+const isKeyLimit = (info: ErrorInfo | undefined): boolean =>
+  info !== undefined &&
+  ((info.limitSource !== undefined && info.limitSource !== "openrouter_in_flight_budget") ||
+    (info.message !== undefined && /key limit exceeded/i.test(info.message)))
 
 const rateLimited = (message: string, scope: "key" | "account", retryAfter: Duration.Duration | undefined) =>
   retryAfter === undefined
@@ -176,7 +199,11 @@ const byStatus = (
     case 401:
       return new UpstreamError.Unauthorized({ message })
     case 402:
-      return new UpstreamError.InsufficientCredits({ message })
+      return outOfCredit(message, info, retryAfter)
+    case 403:
+      return isKeyLimit(info)
+        ? new UpstreamError.InsufficientCredits({ message })
+        : new UpstreamError.BadRequest({ message, status })
     case 404:
       return modelNotFound(message, options)
     case 408:
@@ -245,7 +272,7 @@ export const fromErrorObject = (
   const message = `upstream error${status === undefined ? "" : ` ${status}`}: ${
     info.message === undefined ? "no message" : clip(info.message)
   }`
-  const typed = byType(info.errorType, status ?? 502, message, options.retryAfter, options)
+  const typed = byType(info, status ?? 502, message, options.retryAfter, options)
   if (typed !== undefined) return typed
   if (status !== undefined) return byStatus(status, info, message, {}, options.retryAfter, options)
   if (isModelNotFound(info)) return modelNotFound(message, options)

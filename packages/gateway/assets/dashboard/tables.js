@@ -1,0 +1,181 @@
+// The header totals and the key and account tables, updated in place on every sample.
+// @ts-check
+import { $, clock, colorOf, el, ms, num, pct, span, untilText, usd } from "./format.js"
+import { burnOf, series, windowed } from "./history.js"
+import { sparkline } from "./sparkline.js"
+
+/** @type {Map<string, Record<string, HTMLElement>>} */
+const rows = new Map()
+
+const keyRow = (/** @type {string} */ id, /** @type {number} */ i) => {
+  const tr = el("tr")
+  tr.dataset.key = id
+  /** @type {Record<string, HTMLElement>} */
+  const cells = {}
+  const cell = (/** @type {string} */ field, cls = "") => {
+    const td = el("td", cls)
+    td.dataset.field = field
+    tr.append(td)
+    cells[field] = td
+    return td
+  }
+  const name = cell("id")
+  const swatch = el("span", "swatch")
+  swatch.style.background = colorOf(i)
+  cells.name = el("span", "", id)
+  cells.sub = el("div", "muted small")
+  name.append(swatch, cells.name, cells.sub)
+  const state = cell("state")
+  cells.pill = el("span", "pill")
+  cells.stateDetail = el("div", "muted small")
+  state.append(cells.pill, cells.stateDetail)
+  const inflight = cell("inFlight")
+  cells.inflightText = el("span")
+  cells.bar = el("div", "bar")
+  cells.barFill = el("div")
+  cells.bar.append(cells.barFill)
+  inflight.append(cells.inflightText, cells.bar)
+  const credit = cell("credit")
+  cells.creditText = el("span")
+  cells.trend = el("div", "muted small")
+  cells.trend.dataset.field = "creditTrend"
+  credit.append(cells.creditText, cells.trend)
+  for (const [field, color] of [
+    ["rps", colorOf(i)],
+    ["errorRate", "#f31260"]
+  ]) {
+    const td = cell(field, "sparkcell")
+    cells[`${field}Text`] = el("span", "sparkvalue")
+    const canvas = /** @type {HTMLCanvasElement} */ (el("canvas", "spark"))
+    canvas.dataset.color = color
+    cells[`${field}Canvas`] = canvas
+    td.append(cells[`${field}Text`], canvas)
+  }
+  cell("requests", "num")
+  cell("latency", "num")
+  cell("cost", "num")
+  $("#keys tbody").append(tr)
+  rows.set(id, cells)
+  return cells
+}
+
+export const renderKeys = (/** @type {any} */ s) => {
+  const ids = new Set(s.keys.map((/** @type {any} */ k) => k.id))
+  for (const [id] of rows) {
+    if (ids.has(id)) continue
+    document.querySelector(`tr[data-key="${CSS.escape(id)}"]`)?.remove()
+    rows.delete(id)
+  }
+  s.keys.forEach((/** @type {any} */ k, /** @type {number} */ i) => {
+    const c = rows.get(k.id) ?? keyRow(k.id, i)
+    const h = /** @type {any} */ (series.get(k.id))
+    c.sub.textContent = `${k.account ?? "no account"} · weight ${k.weight}`
+    c.pill.textContent = k.health
+    c.pill.className = `pill ${k.health}`
+    c.stateDetail.textContent =
+      k.health === "ejected"
+        ? `${k.reason ?? "failures"} · ${untilText(k.coolingUntil)}`
+        : k.health === "cooling"
+          ? untilText(k.coolingUntil)
+          : k.health === "half-open"
+            ? "next request is a trial"
+            : k.creditError !== null
+              ? `credit lookup: ${k.creditError}`
+              : ""
+    const cap = k.maxConcurrency
+    c.inflightText.textContent = cap === null ? `${k.inFlight}` : `${k.inFlight} / ${cap}`
+    c.bar.hidden = cap === null
+    c.barFill.style.width = cap === null ? "0" : `${Math.min(100, (k.inFlight / cap) * 100)}%`
+    c.barFill.className = cap !== null && k.inFlight >= cap ? "full" : ""
+    c.creditText.textContent =
+      k.credit === null ? (k.creditError === null ? "–" : "lookup failed") : usd(k.credit)
+    const burn = burnOf(h.credit)
+    c.trend.textContent =
+      burn === null || k.credit === null
+        ? ""
+        : burn > 1e-9
+          ? `▼ ${usd(burn * 60)}/min · out in ${span(k.credit / burn)}`
+          : burn < -1e-9
+            ? `▲ ${usd(-burn * 60)}/min`
+            : "– steady"
+    const rates = windowed(h)
+    c.rpsText.textContent = rates.rps === null ? "–" : num(rates.rps)
+    c.errorRateText.textContent = pct(rates.err)
+    sparkline(/** @type {HTMLCanvasElement} */ (c.rpsCanvas), h.rps, colorOf(i))
+    sparkline(/** @type {HTMLCanvasElement} */ (c.errorRateCanvas), h.err, "#f31260", 0.05)
+    c.requests.textContent = k.requests.toLocaleString()
+    c.latency.textContent = k.latencyMs.p50 > 0 ? `${ms(k.latencyMs.p50)} / ${ms(k.latencyMs.p99)}` : "–"
+    c.cost.textContent = usd(k.spendUsd)
+  })
+}
+
+export const renderAccounts = (/** @type {any} */ s) => {
+  /** @type {Map<string, Array<any>>} */
+  const groups = new Map()
+  for (const k of s.keys) {
+    const a = k.account ?? "(none)"
+    groups.set(a, [...(groups.get(a) ?? []), k])
+  }
+  const body = $("#accounts tbody")
+  body.replaceChildren()
+  for (const [account, keys] of groups) {
+    const tr = el("tr")
+    tr.dataset.account = account
+    const up = keys.filter((k) => k.health === "healthy" || k.health === "half-open").length
+    // An account-wide 429 takes out every key of the account: cooling (the balancer's Retry-After)
+    // or ejected by the health-aware strategy with a RateLimited reason.
+    const limited = keys.every(
+      (k) => k.coolingUntil !== null && (k.health === "cooling" || /^RateLimited/.test(k.reason ?? ""))
+    )
+    // Open again when its first key is back.
+    const until = limited ? keys.map((k) => k.coolingUntil).sort()[0] : null
+    const rps = keys.reduce((n, k) => n + (windowed(series.get(k.id)).rps ?? 0), 0)
+    const credits = keys.map((k) => k.credit).filter((c) => typeof c === "number")
+    const cells = [
+      ["account", account],
+      ["up", `${up} / ${keys.length}`],
+      ["window", limited ? `rate limited ${untilText(until)}` : "open"],
+      ["inFlight", String(keys.reduce((n, k) => n + k.inFlight, 0))],
+      ["rps", num(rps)],
+      ["credit", credits.length === 0 ? "–" : usd(credits.reduce((a, b) => a + b, 0))],
+      ["cost", usd(keys.reduce((n, k) => n + k.spendUsd, 0))]
+    ]
+    cells.forEach(([field, text], i) => {
+      const td = el("td", i >= 3 ? "num" : "", text)
+      td.dataset.field = field
+      tr.append(td)
+    })
+    body.append(tr)
+  }
+}
+
+export const renderHeader = (/** @type {any} */ s) => {
+  const state = $("#state")
+  state.textContent = `${s.status} · generation ${s.generation}`
+  state.className = `pill ${s.status === "ok" ? "healthy" : "cooling"}`
+  $("#strategy").textContent = s.strategy.join(" → ")
+  $("#updated").textContent = `updated ${clock(Date.now())}`
+  const t = s.totals
+  const credits = s.keys
+    .map((/** @type {any} */ k) => k.credit)
+    .filter((/** @type {any} */ c) => typeof c === "number")
+  /** @type {Record<string, string>} */
+  const values = {
+    requests: t.requests.toLocaleString(),
+    rps: num(
+      s.keys.reduce(
+        (/** @type {number} */ n, /** @type {any} */ k) => n + (windowed(series.get(k.id)).rps ?? 0),
+        0
+      )
+    ),
+    failures: t.failures.toLocaleString(),
+    retries: t.retries.toLocaleString(),
+    inFlight: String(s.inFlightRequests),
+    spend: usd(t.spendUsd),
+    credit:
+      credits.length === 0
+        ? "–"
+        : usd(credits.reduce((/** @type {number} */ a, /** @type {number} */ b) => a + b, 0))
+  }
+  for (const [name, text] of Object.entries(values)) $(`[data-total="${name}"]`).textContent = text
+}

@@ -1,0 +1,165 @@
+/**
+ * The gateway's `node:http` handler: routing, the token check, the request's body and what the
+ * balancer needs of it, then {@link forward}. Bodies are piped as Node streams upstream; Effect
+ * only decides (see `forward.ts`).
+ */
+import * as Protocol from "@or-balancer/http/Protocol"
+import type * as http from "node:http"
+import { type Admin, type AdminRoute, serveAdmin } from "./admin.js"
+import { authorized } from "./auth.js"
+import * as AdminAuth from "./dashboard/auth.js"
+import * as Dashboard from "./dashboard/handler.js"
+import { forward, type Live } from "./forward.js"
+import { openAiError } from "./respond.js"
+import type { EngineState, ServerState } from "./state.js"
+
+type Route = "chat" | "models" | "dashboard" | AdminRoute | undefined
+
+const routeOf = (method: string | undefined, path: string): Route => {
+  switch (path) {
+    case "/v1/chat/completions":
+    case "/api/v1/chat/completions":
+      return method === "POST" ? "chat" : undefined
+    case "/v1/models":
+    case "/api/v1/models":
+      return method === "GET" ? "models" : undefined
+    case "/healthz":
+      return method === "GET" ? "healthz" : undefined
+    case "/metrics":
+      return method === "GET" ? "metrics" : undefined
+    case "/status":
+      return method === "GET" ? "status" : undefined
+    default:
+      return method === "GET" && Dashboard.owns(path) ? "dashboard" : undefined
+  }
+}
+
+export const makeHandler =
+  (state: ServerState, admin: Admin) =>
+  (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const url = req.url ?? "/"
+    const q = url.indexOf("?")
+    const path = q === -1 ? url : url.slice(0, q)
+    const route = routeOf(req.method, path)
+    if (route === "healthz") return serveAdmin(state, admin, route, res)
+    if (route === "dashboard") return Dashboard.handle(req, res, AdminAuth.of(state.engine.config))
+    if (route === "metrics" || route === "status") {
+      const config = state.engine.config
+      if (config.admin.protect && !AdminAuth.allowed(req, AdminAuth.of(config))) {
+        return openAiError(
+          res,
+          401,
+          "missing or invalid admin token",
+          "invalid_request_error",
+          "invalid_api_key"
+        )
+      }
+      return serveAdmin(state, admin, route, res)
+    }
+    if (route === undefined) {
+      return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
+    }
+    if (state.draining) {
+      return openAiError(res, 503, "the gateway is shutting down", "server_error", null, {
+        connection: "close",
+        "retry-after": "1"
+      })
+    }
+    const engine = state.engine
+    if (!authorized(engine, req.headers.authorization, req.socket)) {
+      return openAiError(
+        res,
+        401,
+        "missing or invalid gateway token (send Authorization: Bearer <token>)",
+        "invalid_request_error",
+        "invalid_api_key"
+      )
+    }
+    // Counted from here to the response's close, so a drain or an engine swap waits for it.
+    state.active++
+    engine.active++
+    // One close listener per request: the counts, then the request's own cancel (client gone).
+    const live: Live = { cancel: undefined }
+    res.once("close", () => {
+      state.active--
+      engine.active--
+      if (engine.retired && engine.active === 0) state.onRetired(engine)
+      if (state.draining && state.active === 0) for (const f of state.idle) f()
+      live.cancel?.()
+    })
+    if (route === "models")
+      return forward(engine, live, req, res, "GET", `/models${q === -1 ? "" : url.slice(q)}`, undefined, {})
+    readBody(engine, live, req, res)
+  }
+
+/** Reads a chat's body within the limit, checks it is a JSON object with a model, and forwards it. */
+const readBody = (engine: EngineState, live: Live, req: http.IncomingMessage, res: http.ServerResponse) => {
+  const limit = engine.config.bodyLimitBytes
+  const tooLarge = () => {
+    openAiError(
+      res,
+      413,
+      `request body is larger than the limit of ${limit} bytes`,
+      "invalid_request_error",
+      "request_too_large",
+      { connection: "close" }
+    )
+    req.resume()
+  }
+  const declared = Number(req.headers["content-length"])
+  if (declared > limit) return tooLarge()
+  const chunks: Array<Buffer> = []
+  let size = 0
+  let over = false
+  req.on("data", (chunk: Buffer) => {
+    if (over) return
+    size += chunk.length
+    if (size > limit) {
+      over = true
+      chunks.length = 0
+      return tooLarge()
+    }
+    chunks.push(chunk)
+  })
+  req.on("end", () => {
+    if (over || res.destroyed) return
+    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
+    let json: unknown
+    try {
+      json = JSON.parse(body.toString("utf8"))
+    } catch (e) {
+      const why = e instanceof Error ? e.message : "parse error"
+      return openAiError(
+        res,
+        400,
+        `invalid JSON in request body: ${why}`,
+        "invalid_request_error",
+        "invalid_json"
+      )
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) {
+      return openAiError(
+        res,
+        400,
+        "request body must be a JSON object",
+        "invalid_request_error",
+        "invalid_body"
+      )
+    }
+    const o = json as Record<string, unknown>
+    if (typeof o.model !== "string" && !Array.isArray(o.models)) {
+      return openAiError(
+        res,
+        400,
+        'request body needs a "model" (a string)',
+        "invalid_request_error",
+        "invalid_body"
+      )
+    }
+    const model = typeof o.model === "string" ? o.model : undefined
+    forward(engine, live, req, res, "POST", "/chat/completions", body, {
+      model,
+      affinity: Protocol.affinityOf(o)
+    })
+  })
+}

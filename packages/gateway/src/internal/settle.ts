@@ -1,0 +1,135 @@
+/**
+ * Settling an answer: a whole body is sent at once (its verdict is already known); a stream is
+ * piped to the client as it comes and judged, when it ends, from its tail. Every byte and header
+ * passes `Protocol`'s scrubber on its way out. The attempt is reported once.
+ */
+import type * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as Protocol from "@or-balancer/http/Protocol"
+import type * as http from "node:http"
+import { type Answer, tailOf } from "./answer.js"
+import { copyHeaders, openAiError } from "./respond.js"
+import type { EngineState } from "./state.js"
+import { type RequestContext, transportError } from "./upstream.js"
+
+/** How an answer is settled: `Balancer.Started` has this shape, and the fiber path adapts to it. */
+export interface Settler {
+  readonly unsafeSucceed: (cost?: number | undefined) => void
+  readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
+  readonly unsafeCancel: () => void
+}
+
+export const sendAnswer = (
+  engine: EngineState,
+  ctx: RequestContext,
+  res: http.ServerResponse,
+  answer: Answer,
+  settler: Settler
+): void => {
+  const body = answer.response
+  if (res.destroyed) {
+    body.destroy()
+    return settler.unsafeCancel()
+  }
+  const headers = copyHeaders(answer.headers)
+  if (!answer.stream) return sendWhole(res, answer, headers, settler)
+  // A stream: its length changes if a key is cut out of it.
+  delete headers["content-length"]
+  if (!writeHead(res, answer, headers, settler)) return
+  pipeStream(engine, ctx, res, answer, settler)
+}
+
+/**
+ * Writes the head, or, when Node refuses a header upstream sent, answers 502 and gives the key
+ * back: a throw here would leave the request hanging and the key leased.
+ */
+const writeHead = (
+  res: http.ServerResponse,
+  answer: Answer,
+  headers: Record<string, string | Array<string>>,
+  settler: Settler
+): boolean => {
+  try {
+    res.writeHead(answer.status, headers)
+    return true
+  } catch {
+    answer.response.destroy()
+    settler.unsafeCancel()
+    openAiError(res, 502, "the upstream answer had a header that cannot be passed on", "server_error", null)
+    return false
+  }
+}
+
+const sendWhole = (
+  res: http.ServerResponse,
+  answer: Answer,
+  headers: Record<string, string | Array<string>>,
+  settler: Settler
+) => {
+  const head = answer.head
+  const raw = head.length === 1 ? head[0]! : Buffer.concat(head)
+  const bytes = Protocol.scrubBytes(raw)
+  headers["content-length"] = String(bytes.length)
+  if (!writeHead(res, answer, headers, settler)) return
+  res.end(bytes)
+  settler.unsafeSucceed(answer.cost)
+}
+
+/**
+ * Pipes a stream (what was read of it, then the rest as it comes), then settles: success with
+ * the cost read from the tail, or failure for an in-band error or a broken upstream stream.
+ */
+const pipeStream = (
+  engine: EngineState,
+  ctx: RequestContext,
+  res: http.ServerResponse,
+  answer: Answer,
+  settler: Settler
+) => {
+  const body = answer.response
+  const scrubber = Protocol.makeStreamScrubber()
+  // The tail is kept to read the final usage (cost) and an in-band error.
+  let prev: Buffer | undefined
+  let last: Buffer | undefined
+  let settled = false
+  const send = (chunk: Buffer) => {
+    prev = last
+    last = chunk
+    const out = scrubber.push(chunk)
+    if (out.length > 0 && !res.write(out)) body.pause()
+  }
+  const finish = () => {
+    if (settled) return
+    settled = true
+    const rest = scrubber.end()
+    res.end(rest.length > 0 ? rest : undefined)
+    const tail = prev === undefined ? (last === undefined ? "" : tailOf([last])) : tailOf([prev, last!])
+    const verdict = Protocol.tailVerdict(
+      answer.status,
+      answer.headers,
+      ctx.method === "POST",
+      tail,
+      undefined,
+      {
+        now: engine.built.clock.unsafeCurrentTimeMillis(),
+        model: ctx.model
+      }
+    )
+    if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost)
+    else settler.unsafeFail(verdict.error)
+  }
+  const broke = (e: unknown) => {
+    if (res.destroyed || settled) return
+    settled = true
+    settler.unsafeFail(transportError(e))
+    res.destroy()
+  }
+  for (const chunk of answer.head) send(chunk)
+  // Handed over paused: it may have ended, or broken, since (the fiber path resumes later).
+  if (answer.whole || body.readableEnded) return finish()
+  if (body.errored !== null) return broke(body.errored)
+  res.on("drain", () => body.resume())
+  body.on("data", send)
+  body.once("end", finish)
+  body.once("error", broke)
+  body.resume()
+}

@@ -1,0 +1,210 @@
+/**
+ * Upstream: the keep-alive pools (one per base URL), and one call with one key. Callbacks rather
+ * than an Effect, so the fast path runs with no fiber; `callUpstream` is the Effect form for the
+ * balancer's retries.
+ */
+import type * as Key from "@or-balancer/core/Key"
+import * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as Protocol from "@or-balancer/http/Protocol"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as http from "node:http"
+import * as https from "node:https"
+import { type Answer, readAnswer } from "./answer.js"
+import type { EngineState } from "./state.js"
+
+export interface Upstream {
+  readonly request: typeof http.request
+  readonly agent: http.Agent
+  readonly hostname: string
+  readonly port: string
+  /** The base URL's path, e.g. `/api/v1`. */
+  readonly prefix: string
+}
+
+const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
+  let u = engine.upstreams.get(baseUrl)
+  if (u === undefined) {
+    const url = new URL(baseUrl)
+    const tls = url.protocol === "https:"
+    // Measured: node's client with a keep-alive agent answers sooner than undici's Pool here.
+    const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: "lifo" as const }
+    u = {
+      request: tls ? https.request : http.request,
+      agent: tls ? new https.Agent(options) : new http.Agent(options),
+      hostname: url.hostname,
+      port: url.port,
+      prefix: url.pathname.replace(/\/+$/, "")
+    }
+    engine.upstreams.set(baseUrl, u)
+  }
+  return u
+}
+
+/** An upstream error answer, read whole. */
+export interface ErrorAnswer {
+  readonly status: number
+  readonly headers: http.IncomingHttpHeaders
+  readonly text: string
+}
+
+/** An attempt's failure: the key's typed error, and the upstream's own answer when it gave one. */
+export interface Failed {
+  readonly _tag: "Failed"
+  readonly error: UpstreamError.UpstreamError
+  readonly answer: ErrorAnswer | undefined
+}
+
+/** One forwarded request: what is sent upstream on each attempt, and the current attempt's call. */
+export interface RequestContext {
+  readonly method: "GET" | "POST"
+  /** The path under the upstream's base URL, e.g. `/chat/completions`. */
+  readonly suffix: string
+  readonly body: Buffer | undefined
+  readonly model: string | undefined
+  readonly accept: string | undefined
+  readonly referer: string | undefined
+  readonly title: string | undefined
+  /** The current attempt's upstream call, and its answer once its head is in. */
+  upstream: http.ClientRequest | undefined
+  response: http.IncomingMessage | undefined
+  /** The latest attempt's failure, if it failed: what the client is told when the balancer gives up. */
+  failed: Failed | undefined
+}
+
+export const transportError = (e: unknown): UpstreamError.UpstreamError => {
+  const code = (e as { code?: unknown })?.code
+  if (
+    code === "UND_ERR_HEADERS_TIMEOUT" ||
+    code === "UND_ERR_CONNECT_TIMEOUT" ||
+    code === "UND_ERR_BODY_TIMEOUT"
+  ) {
+    return new UpstreamError.Timeout({ message: `upstream timed out (${code})` })
+  }
+  const message = e instanceof Error ? e.message : String(e)
+  return new UpstreamError.Transport({
+    message: Protocol.scrub(`upstream connection failed: ${message}`)
+  })
+}
+
+const failed = (ctx: RequestContext, error: UpstreamError.UpstreamError, answer?: ErrorAnswer): Failed => {
+  const f: Failed = { _tag: "Failed", error, answer }
+  ctx.failed = f
+  return f
+}
+
+/** An upstream error answer as the key's typed failure, the answer kept beside it. */
+const upstreamFailure = (engine: EngineState, ctx: RequestContext, r: ErrorAnswer): Failed => {
+  const now = engine.built.clock.unsafeCurrentTimeMillis()
+  return failed(ctx, Protocol.fromResponse(r.status, r.headers, r.text, { now, model: ctx.model }), r)
+}
+
+/**
+ * Calls upstream with one key; `done` gets the answer (status < 400: read whole, or a stream up
+ * to its first event; see `answer.ts`) or the attempt's failure, once. The failure is also kept as
+ * the request's latest.
+ */
+export const startUpstream = (
+  engine: EngineState,
+  ctx: RequestContext,
+  key: Key.Key,
+  done: (result: Answer | Failed) => void
+): void => {
+  const { body, method } = ctx
+  ctx.failed = undefined
+  ctx.response = undefined
+  const headers: Record<string, string | number> = {
+    authorization: `Bearer ${Redacted.value(key.secret)}`,
+    accept: ctx.accept ?? "*/*"
+  }
+  if (body !== undefined) {
+    headers["content-type"] = "application/json"
+    headers["content-length"] = body.length
+  }
+  if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
+  if (ctx.title !== undefined) headers["x-title"] = ctx.title
+  let settled = false
+  // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
+  // throws here: that is the key's failure, not a throw out of the request handler (which, on
+  // the fast path, would end the process with the key still leased).
+  let req: http.ClientRequest
+  try {
+    const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    req = up.request(
+      {
+        agent: up.agent,
+        hostname: up.hostname,
+        port: up.port,
+        method,
+        path: up.prefix + ctx.suffix,
+        headers
+      },
+      (res) => {
+        const status = res.statusCode ?? 502
+        ctx.response = res
+        if (status < 400) {
+          settled = true
+          // From here the deadline is the longest silence between two body chunks.
+          req.setTimeout(engine.config.deadlines.bodyIdleMs)
+          return readAnswer(
+            engine,
+            ctx,
+            status,
+            res,
+            done,
+            (error) => done(failed(ctx, error)),
+            (e) => done(failed(ctx, transportError(e)))
+          )
+        }
+        const chunks: Array<Buffer> = []
+        res.on("data", (c: Buffer) => chunks.push(c))
+        res.on("end", () => {
+          settled = true
+          done(
+            upstreamFailure(engine, ctx, {
+              status,
+              headers: res.headers,
+              text: Buffer.concat(chunks).toString("utf8")
+            })
+          )
+        })
+        res.on("error", (e) => {
+          if (settled) return
+          settled = true
+          done(failed(ctx, transportError(e)))
+        })
+      }
+    )
+  } catch (e) {
+    return done(failed(ctx, transportError(e)))
+  }
+  req.setTimeout(engine.config.deadlines.headersMs, () => {
+    const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
+    req.destroy(e)
+    // After the head the response stream carries the error to the code reading it.
+    ctx.response?.destroy(e)
+  })
+  req.on("error", (e) => {
+    if (settled) return
+    settled = true
+    done(failed(ctx, transportError(e)))
+  })
+  req.end(body)
+  ctx.upstream = req
+}
+
+/**
+ * `startUpstream` for the balancer's retries. No canceler: it would cost five more fiber steps
+ * on every request. An interrupted request (the client went away) has its upstream call aborted
+ * by the fiber's observer instead, and a late answer's resume is ignored by the interrupted fiber.
+ */
+export const callUpstream = (
+  engine: EngineState,
+  ctx: RequestContext,
+  key: Key.Key
+): Effect.Effect<Answer, UpstreamError.UpstreamError> =>
+  Effect.async<Answer, UpstreamError.UpstreamError>((resume) =>
+    startUpstream(engine, ctx, key, (result) =>
+      resume(result._tag === "Failed" ? Effect.fail(result.error) : Effect.succeed(result))
+    )
+  )

@@ -1,0 +1,12 @@
+/**
+ * Redis key names. All of one balancer key's state shares the hash tag `{or-balancer:<keyId>}`,
+ * so every script touching it runs on one Cluster slot. Key ids are labels or fingerprints,
+ * never secrets.
+ */
+const tag = (keyId: string) => `{or-balancer:${keyId}}`
+
+export const permits = (keyId: string) => `${tag(keyId)}:permits`
+export const credit = (keyId: string) => `${tag(keyId)}:credit`
+export const creditLock = (keyId: string) => `${tag(keyId)}:credit-lock`
+export const health = (keyId: string) => `${tag(keyId)}:health`
+export const probe = (keyId: string) => `${tag(keyId)}:probe`
