@@ -9,6 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Runtime from "effect/Runtime"
 import type * as CreditLedger from "../CreditLedger.js"
 import { ns } from "./common.js"
 
@@ -128,12 +129,19 @@ export const make = (
     const clock = yield* Effect.clock
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
+    const aheadMs = ttl * Math.min(1, Math.max(0, options.refreshAhead ?? 0.8))
+    // Background refreshes run on the runtime the ledger was built in (its clock included).
+    const background = Runtime.runFork(yield* Effect.runtime<never>())
     // When each key's cached answer expires, for `refreshAt` hints.
     const expiry = new Map<string, number>()
     // Until when the cache surely holds an answer for this key (it counts its TTL from the end of
     // the lookup, this from the start): selections skip the cache until then. Per key object, as
     // the cache is.
     const fresh = new WeakMap<Key.Key, number>()
+    // From when a key's good answer is looked up again in the background while still trusted, so
+    // selections stay synchronous across its expiry (absent: no refresh ahead, as after a failure).
+    const ahead = new WeakMap<Key.Key, number>()
+    const refreshing = new WeakSet<Key.Key>()
 
     // The store's synchronous forms, if any: the selection path answers at once over them.
     const syncStore = store.unsafe
@@ -182,9 +190,11 @@ export const make = (
     let scanned: ReadonlyArray<Key.Key> | undefined
     let scannedUntil = 0
 
-    const trust = (key: Key.Key, until: number) => {
+    const trust = (key: Key.Key, until: number, refreshFrom: number = until) => {
       fresh.set(key, until)
-      if (until < scannedUntil) scannedUntil = until
+      if (refreshFrom < until) ahead.set(key, refreshFrom)
+      else ahead.delete(key)
+      if (refreshFrom < scannedUntil) scannedUntil = refreshFrom
     }
 
     const fetch = (key: Key.Key) =>
@@ -194,7 +204,7 @@ export const make = (
             onSuccess: (info) =>
               Effect.suspend(() => {
                 expiry.set(key.id, now + ttl)
-                trust(key, now + ttl)
+                trust(key, now + ttl, now + aheadMs)
                 return update<void>(key.id, (cur) => [
                   undefined,
                   {
@@ -262,12 +272,31 @@ export const make = (
       let until = Infinity
       for (const k of keys) {
         const u = fresh.get(k) ?? 0
+        const a = ahead.get(k) ?? u
+        if (now < a) {
+          if (a < until) until = a
+          continue
+        }
         if (u < until) until = u
-        if (now >= u && include(k)) (stale ??= []).push(k)
+        if (!include(k)) continue
+        if (now >= u) (stale ??= []).push(k)
+        else if (!refreshing.has(k)) refreshAhead(k)
       }
       scanned = keys
       scannedUntil = until
       return stale
+    }
+
+    // Still trusted, but due soon: looked up again off the selection path (single-flight per key;
+    // the cache serves the old answer meanwhile), so no selection waits for it at expiry.
+    const refreshAhead = (key: Key.Key) => {
+      refreshing.add(key)
+      background(
+        Effect.ensuring(
+          Effect.ignore(cache.refresh(key)),
+          Effect.sync(() => refreshing.delete(key))
+        )
+      )
     }
 
     // `then` after looking up the stale keys; while nothing is stale (nearly always), at once.
