@@ -26,11 +26,15 @@ export class Pending<A> {
   constructor(readonly effect: Effect.Effect<A>) {}
 }
 
+// A tag check, not `instanceof` (see core's decision tags): a step is a Pending or a plain value.
+const isPending = <A>(step: Step<A>): step is Pending<A> =>
+  typeof step === "object" && step !== null && (step as { readonly _tag?: unknown })._tag === "Pending"
+
 export const stepEffect = <A>(step: Step<A>): Effect.Effect<A> =>
-  step instanceof Pending ? step.effect : Effect.succeed(step)
+  isPending(step) ? step.effect : Effect.succeed(step)
 
 export const decideWith = <A>(step: Step<A>, k: (a: A) => KeySelector.Decision): KeySelector.Decision =>
-  step instanceof Pending ? KeySelector.waitFor(step.effect, k) : k(step)
+  isPending(step) ? KeySelector.waitFor(step.effect, k) : k(step)
 
 // Money is kept in integer micro-dollars, so it adds up exactly: a $0.50 key at $0.01 a request
 // serves 50 requests, not 49 and a remainder of $0.00999…. USD only at the edges (API, snapshot).
@@ -272,7 +276,7 @@ export const make = (
       let until = Infinity
       for (const k of keys) {
         const u = fresh.get(k) ?? 0
-        const a = ahead.get(k) ?? u
+        const a = Math.min(ahead.get(k) ?? u, u)
         if (now < a) {
           if (a < until) until = a
           continue
@@ -319,7 +323,7 @@ export const make = (
     const balancesNow: Now["balances"] = (keys, include) =>
       afterRefresh(keys, include, () => {
         const l = readLedger()
-        return l instanceof Pending ? new Pending(Effect.map(l.effect, balancesOf)) : balancesOf(l)
+        return isPending(l) ? new Pending(Effect.map(l.effect, balancesOf)) : balancesOf(l)
       })
 
     // `tryReserveBest`'s store update.
@@ -378,8 +382,7 @@ export const make = (
         return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
       }
 
-    const reportOf = (step: Step<void>): KeySelector.Reported =>
-      step instanceof Pending ? step.effect : undefined
+    const reportOf = (step: Step<void>): KeySelector.Reported => (isPending(step) ? step.effect : undefined)
 
     // A class, not a closure per reservation: one small object on the selection path.
     class Held implements Reservation, Reserved {
@@ -402,7 +405,7 @@ export const make = (
       reserve: (key, amount) => {
         const held = new Held(key, micros(amount))
         const done = modifyLedger(adjusting(key.id, reserving(held.amount)))
-        return done instanceof Pending ? new Pending(Effect.as(done.effect, held)) : held
+        return isPending(done) ? new Pending(Effect.as(done.effect, held)) : held
       },
       exhaust: (key) => reportOf(modifyLedger(updating(key.id, exhausting(key.id))))
     }
@@ -423,6 +426,7 @@ export const make = (
           cache.invalidate(key),
           Effect.sync(() => {
             fresh.delete(key)
+            ahead.delete(key)
             scannedUntil = 0
           })
         ),
