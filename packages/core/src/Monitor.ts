@@ -215,6 +215,10 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
     }
     return m
   }
+  // Attempts report `Duration.millis(...)`: read it directly (`Duration.toMillis` goes through
+  // `dual` and `decode`, a few % of a composed stack's select and settle).
+  const millisOf = (d: Duration.Duration): number =>
+    d.value._tag === "Millis" ? d.value.millis : Duration.toMillis(d)
   const unsafeStarted = (key: Key.Key): void => {
     const e = entry(key)
     e.inFlight++
@@ -227,7 +231,7 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
     // No verdict (interrupted, never used): out of flight, but not a request of the key's.
     if (outcome._tag === "Cancelled") return
     e.requests++
-    const ms = Duration.toMillis(outcome.latency)
+    const ms = millisOf(outcome.latency)
     Histogram.record(e.latency, ms)
     e.m.latency.unsafeUpdate(ms, noTags)
     if (outcome._tag === "Success") {
