@@ -156,7 +156,7 @@ export const makeWithStatus = (
       refused?: Set<string>
     ): KeySelector.Decision =>
       KeySelector.andThen(inner.decide(KeySelector.withGate(request, fullGate)), (picked) => {
-        if (picked instanceof KeySelector.NoKeyAvailable) {
+        if (KeySelector.isNoKeyAvailable(picked)) {
           const deadline = request.deadline
           if (deadline === undefined) return picked
           return withKeys(pool, (keys) => {
@@ -191,7 +191,7 @@ export const makeWithStatus = (
         return KeySelector.andThen(
           inner.decide(KeySelector.withGate(request, only(key.id, "concurrency"))),
           (picked) => {
-            if (!(picked instanceof KeySelector.NoKeyAvailable)) return holding(picked)
+            if (!KeySelector.isNoKeyAvailable(picked)) return holding(picked)
             const now = refused ?? new Set<string>()
             now.add(key.id)
             release(key)

@@ -305,7 +305,7 @@ export const make = (
     }
     const plain = (lease: KeySelector.Lease) => wrap(lease, false)
     const plainOrRefusal = (d: KeySelector.Lease | KeySelector.NoKeyAvailable): KeySelector.Decision =>
-      d instanceof KeySelector.NoKeyAvailable ? d : plain(d)
+      KeySelector.isNoKeyAvailable(d) ? d : plain(d)
 
     // The request the inner selector sees: out keys gated away, unless in panic (then unchanged).
     const narrow = (
@@ -337,7 +337,7 @@ export const make = (
     ): KeySelector.Decision => {
       const narrowed = narrow(request, keys, records, now)
       return KeySelector.andThen(inner.decide(narrowed), (picked) => {
-        if (picked instanceof KeySelector.NoKeyAvailable) return picked
+        if (KeySelector.isNoKeyAvailable(picked)) return picked
         if (!needsTrial(picked.key, records, now)) return plain(picked)
         // The trial slot is claimed atomically: the gate read the records before the inner
         // selector ran, and another selection may have claimed the slot while it waited.
