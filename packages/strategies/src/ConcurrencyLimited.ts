@@ -154,25 +154,35 @@ export const makeWithStatus = (
       request: KeySelector.SelectRequest,
       // Keys the inner selector refused when handed to this selection (see `release`).
       refused?: Set<string>
-    ): KeySelector.Decision =>
-      KeySelector.andThen(inner.decide(KeySelector.withGate(request, fullGate)), (picked) => {
-        if (KeySelector.isNoKeyAvailable(picked)) {
-          const deadline = request.deadline
-          if (deadline === undefined) return picked
-          return withKeys(pool, (keys) => {
-            if (!waitsFor(request, keys)) return picked
-            const now = clock.unsafeCurrentTimeMillis()
-            return now >= deadline
-              ? picked
-              : new KeySelector.Wait(waitAndDecide(request, deadline - now, picked, refused))
-          })
-        }
-        // The inner selector may have waited; if the key filled up meanwhile, start over.
-        if (!isFree(picked.key))
-          return KeySelector.giveBack(picked, CANCELLED, () => decide(request, refused))
-        take(picked.key)
-        return holding(picked)
-      })
+    ): KeySelector.Decision => {
+      const decided = inner.decide(KeySelector.withGate(request, fullGate))
+      // No closure on the synchronous path: only a waiting inner decision needs one.
+      return KeySelector.isWait(decided)
+        ? KeySelector.andThen(decided, (picked) => afterInner(request, refused, picked))
+        : afterInner(request, refused, decided)
+    }
+
+    const afterInner = (
+      request: KeySelector.SelectRequest,
+      refused: Set<string> | undefined,
+      picked: KeySelector.Lease | KeySelector.NoKeyAvailable
+    ): KeySelector.Decision => {
+      if (KeySelector.isNoKeyAvailable(picked)) {
+        const deadline = request.deadline
+        if (deadline === undefined) return picked
+        return withKeys(pool, (keys) => {
+          if (!waitsFor(request, keys)) return picked
+          const now = clock.unsafeCurrentTimeMillis()
+          return now >= deadline
+            ? picked
+            : new KeySelector.Wait(waitAndDecide(request, deadline - now, picked, refused))
+        })
+      }
+      // The inner selector may have waited; if the key filled up meanwhile, start over.
+      if (!isFree(picked.key)) return KeySelector.giveBack(picked, CANCELLED, () => decide(request, refused))
+      take(picked.key)
+      return holding(picked)
+    }
 
     const waitAndDecide = (
       request: KeySelector.SelectRequest,

@@ -23,7 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
 import { creditGate, settle } from "./internal/credit.js"
-import { noKey, withKeys } from "./internal/common.js"
+import { noKey, withKeysFor } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -62,19 +62,31 @@ export const make = (
     const narrowed = (request: KeySelector.SelectRequest, balances: CreditLedger.Balances) =>
       KeySelector.withGate(request, creditGate(balances, estimate))
 
-    return KeySelector.fromDecide((request) =>
-      withKeys(pool, (keys) => {
-        const include = includeOf(request)
-        return CreditLedger.decideWith(now.tryReserveBest(keys, include, estimate), (held) =>
-          held !== undefined
-            ? leaseOf(held)
-            : // No key has the credit: say which and until when (the rare path, so balances are read again).
-              CreditLedger.decideWith(now.balances(keys, include), (balances) =>
-                noKey(clock, narrowed(request, balances), keys)
-              )
-        )
-      })
-    )
+    // Synchronously, with no closure: the continuations are the layer's, fed the request.
+    const decideOn = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>
+    ): KeySelector.Decision => {
+      const include = includeOf(request)
+      const held = now.tryReserveBest(keys, include, estimate)
+      if (held instanceof CreditLedger.Pending)
+        return KeySelector.waitFor(held.effect, (h) => reserved(request, keys, include, h))
+      return reserved(request, keys, include, held)
+    }
+    const reserved = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      include: Include,
+      held: CreditLedger.Reserved | undefined
+    ): KeySelector.Decision =>
+      held !== undefined
+        ? leaseOf(held)
+        : // No key has the credit: say which and until when (the rare path, so balances are read again).
+          CreditLedger.decideWith(now.balances(keys, include), (balances) =>
+            noKey(clock, narrowed(request, balances), keys)
+          )
+
+    return KeySelector.fromDecide((request) => withKeysFor(pool, request, decideOn))
   })
 
 type Include = (key: Key.Key) => boolean

@@ -37,7 +37,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
-import { ns, storeOf, withKeys } from "./internal/common.js"
+import { entriesFor, ns, storeOf, thenFor, thenReport, withKeys } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -290,7 +290,7 @@ export const make = (
     const wrap = (lease: KeySelector.Lease, trialLease: boolean): KeySelector.Lease => {
       const key = lease.key
       return KeySelector.lease(key, (outcome) =>
-        KeySelector.andReport(
+        thenReport(
           outcome._tag === "Success"
             ? record(key, undefined)
             : outcome._tag === "Failure"
@@ -299,13 +299,16 @@ export const make = (
                 trialLease
                 ? st.update<Record>(ns.health, key.id, endTrialStep)
                 : undefined,
-          () => lease.unsafeReport(outcome)
+          lease,
+          outcome
         )
       )
     }
     const plain = (lease: KeySelector.Lease) => wrap(lease, false)
-    const plainOrRefusal = (d: KeySelector.Lease | KeySelector.NoKeyAvailable): KeySelector.Decision =>
-      KeySelector.isNoKeyAvailable(d) ? d : plain(d)
+    const plainOrRefusal = (
+      _: unknown,
+      d: KeySelector.Lease | KeySelector.NoKeyAvailable
+    ): KeySelector.Decision => (KeySelector.isNoKeyAvailable(d) ? d : plain(d))
 
     // The request the inner selector sees: out keys gated away, unless in panic (then unchanged).
     const narrow = (
@@ -352,23 +355,27 @@ export const make = (
       })
     }
 
-    const decide = (request: KeySelector.SelectRequest): KeySelector.Decision =>
-      st.entries<Record>(ns.health, (entries) => {
-        // No record: every key is healthy, so there is nothing to gate and no clock to read.
-        if (entries.length === 0) return KeySelector.andThen(inner.decide(request), plainOrRefusal)
-        const current = recordsOf(entries)
-        return withKeys(pool, (keys) => {
-          const now = clock.unsafeCurrentTimeMillis()
-          if (Option.isNone(lookup) || !keys.some((k) => isDue(current.get(k.id), now)))
-            return choose(request, keys, current, now)
-          // Probes are due: run them first (nothing taken yet), then choose on what they found.
-          return KeySelector.waitFor(probe(lookup.value, keys, current, now), () =>
-            st.entries<Record>(ns.health, (after) =>
-              choose(request, keys, recordsOf(after), clock.unsafeCurrentTimeMillis())
-            )
+    const decideOn = (
+      request: KeySelector.SelectRequest,
+      entries: ReadonlyArray<readonly [string, Record]>
+    ): KeySelector.Decision => {
+      // No record: every key is healthy, so there is nothing to gate and no clock to read.
+      if (entries.length === 0) return thenFor(inner.decide(request), undefined, plainOrRefusal)
+      const current = recordsOf(entries)
+      return withKeys(pool, (keys) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        if (Option.isNone(lookup) || !keys.some((k) => isDue(current.get(k.id), now)))
+          return choose(request, keys, current, now)
+        // Probes are due: run them first (nothing taken yet), then choose on what they found.
+        return KeySelector.waitFor(probe(lookup.value, keys, current, now), () =>
+          st.entries<Record>(ns.health, (after) =>
+            choose(request, keys, recordsOf(after), clock.unsafeCurrentTimeMillis())
           )
-        })
+        )
       })
+    }
+    const decide = (request: KeySelector.SelectRequest): KeySelector.Decision =>
+      entriesFor(store, ns.health, request, decideOn)
     return KeySelector.fromDecide(decide)
   })
 

@@ -5,7 +5,7 @@ import { Context, Effect, FastCheck as fc, Layer } from "effect"
 import { base, key, refuse, request, decideNow, isLeaseNow } from "./util.js"
 import * as TwoPaths from "./twoPaths.js"
 
-// ByModel.unsafeSelect: the same route as `select`, asking that route's selector synchronously.
+// ByModel.decide: the same route as `select`, asking that route's selector synchronously.
 
 const pool = [
   key("a", { weight: 2 }),

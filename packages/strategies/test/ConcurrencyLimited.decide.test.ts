@@ -5,7 +5,7 @@ import { Context, Effect, FastCheck as fc, Fiber, Layer, TestClock } from "effec
 import * as TwoPaths from "./twoPaths.js"
 import { base, key, refuse, request, decideNow, isLeaseNow } from "./util.js"
 
-// ConcurrencyLimited.unsafeSelect: the same choice as `select`, synchronously; `undefined` where
+// ConcurrencyLimited.decide: the same choice as `select`, synchronously; a `Wait` where
 // `select` would wait for a permit.
 
 class Status extends Context.Tag("test/ConcurrencyLimited/Status")<
@@ -48,7 +48,7 @@ const op = fc.oneof(
 
 describe("ConcurrencyLimited.decide", () => {
   it.effect.prop(
-    "random selections and reports, through select and through decide: same picks, same permits",
+    "random selections and reports, through select and through decide: permits match the open leases and never exceed a cap; same picks",
     { ops: fc.array(op, { maxLength: 40 }) },
     ({ ops }) =>
       Effect.scoped(
@@ -59,7 +59,17 @@ describe("ConcurrencyLimited.decide", () => {
             // No deadline: `select` never waits, so the fast path always decides.
             { undecided: "never" }
           )
-          yield* paths.run(ops)
+          // Every permit in use is held by a lease not yet reported, and no key is over its cap.
+          const caps: Record<string, number> = { a: 1, b: 2, c: 1 }
+          yield* paths.run(ops, undefined, (open) =>
+            Effect.map(paths.fastState, (status) => {
+              for (const id of ["a", "b", "c"]) {
+                const held = open.filter((l) => l.key.id === id).length
+                expect(status.inUse[id] ?? 0).toBe(held)
+                expect(held).toBeLessThanOrEqual(caps[id]!)
+              }
+            })
+          )
         })
       ),
     { fastCheck: { numRuns: 150 } }

@@ -13,8 +13,8 @@ import { Context, Effect, FastCheck as fc, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
 import { base, keys, refuse, request, decideNow, isLeaseNow } from "./util.js"
 
-// CreditAware.unsafeSelect: the same choice and reservation as `select`, synchronously, from
-// the ledger's cached balances; `undefined` (nothing changed) whenever `select` would look up.
+// CreditAware.decide: the same choice and reservation as `select`, synchronously, from
+// the ledger's cached balances; a `Wait` (nothing changed) whenever `select` would look up.
 
 const infos = {
   a: CreditLookup.keyInfo(1),
@@ -76,7 +76,7 @@ const op = fc.oneof(
 
 describe("CreditAware.decide", () => {
   it.effect.prop(
-    "random selections, reports, credit changes and time through either path: same picks, same ledger, same lookups",
+    "random selections, reports, credit changes and time through either path: reservations match the open leases; same picks, same ledger, same lookups",
     { ops: fc.array(op, { maxLength: 40, size: "max" }) },
     ({ ops }) =>
       Effect.scoped(
@@ -85,16 +85,27 @@ describe("CreditAware.decide", () => {
           const fastMemory = yield* CreditLookup.makeMemory(infos)
           const viaEffect = yield* Layer.build(stack(slowMemory.service))
           const viaSync = yield* Layer.build(stack(fastMemory.service))
-          yield* TwoPaths.make(
+          const paths = TwoPaths.make(
             { ctx: viaEffect, state: stateOf(viaEffect, slowMemory) },
             { ctx: viaSync, state: stateOf(viaSync, fastMemory) },
             { undecided: "fallback" }
-          ).run(ops, (o) =>
-            Effect.gen(function* () {
-              const info = CreditLookup.keyInfo(o.limit)
-              yield* slowMemory.set(o.id, info)
-              yield* fastMemory.set(o.id, info)
-            })
+          )
+          yield* paths.run(
+            ops,
+            (o) =>
+              Effect.gen(function* () {
+                const info = CreditLookup.keyInfo(o.limit)
+                yield* slowMemory.set(o.id, info)
+                yield* fastMemory.set(o.id, info)
+              }),
+            // Every key's reservation is exactly the estimate of each of its leases not yet reported.
+            (open) =>
+              Effect.map(paths.fastState, ({ snapshot }) => {
+                for (const id of ids) {
+                  const reserved = snapshot.find((e) => e.id === id)?.reserved ?? 0
+                  expect(reserved).toBeCloseTo(0.2 * open.filter((l) => l.key.id === id).length, 9)
+                }
+              })
           )
         })
       ),

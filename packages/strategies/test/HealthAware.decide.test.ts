@@ -13,8 +13,8 @@ import { Context, Duration, Effect, FastCheck as fc, Layer, TestClock } from "ef
 import * as TwoPaths from "./twoPaths.js"
 import { base, key, refuse, request, decideNow } from "./util.js"
 
-// HealthAware.unsafeSelect, over ConcurrencyLimited > RoundRobin: the same choice and the same
-// state as `select`, synchronously; `undefined` where `select` would probe or wait.
+// HealthAware.decide, over ConcurrencyLimited > RoundRobin: the same choice and the same
+// state as `select`, synchronously; a `Wait` where `select` would probe or wait.
 
 class Permits extends Context.Tag("test/HealthAware/Permits")<
   Permits,
@@ -89,7 +89,7 @@ const unauthorized = errors[1]!
 
 describe("HealthAware.decide", () => {
   it.effect.prop(
-    "random selections, reports and time, through select and through decide: same picks, same health and permits",
+    "random selections, reports and time, through select and through decide: permits match the open leases; same picks, same health and permits",
     { ops: fc.array(op, { maxLength: 50 }) },
     ({ ops }) =>
       Effect.scoped(
@@ -100,7 +100,14 @@ describe("HealthAware.decide", () => {
             // No deadline and trial recovery: `select` neither waits nor probes.
             { undecided: "never" }
           )
-          yield* paths.run(ops)
+          // Every permit in use is held by a lease not yet reported (health's wrapping gives each back).
+          yield* paths.run(ops, undefined, (open) =>
+            Effect.map(paths.fastState, ({ inUse }) => {
+              for (const k of pool) {
+                expect(inUse[k.id] ?? 0).toBe(open.filter((l) => l.key.id === k.id).length)
+              }
+            })
+          )
         })
       ),
     { fastCheck: { numRuns: 150 } }

@@ -5,7 +5,7 @@ import { Context, Effect, FastCheck as fc, Layer } from "effect"
 import { base, keys, refuse, request, decideNow } from "./util.js"
 import * as TwoPaths from "./twoPaths.js"
 
-// Sticky.unsafeSelect: the session's key asked of the inner selector synchronously, its own
+// Sticky.decide: the session's key asked of the inner selector synchronously, its own
 // choice when refused at once, undecided where the inner is.
 
 const pool = keys("a", "b", "c", "d")

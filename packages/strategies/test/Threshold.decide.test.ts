@@ -13,8 +13,8 @@ import { Context, Effect, FastCheck as fc, Layer, TestClock } from "effect"
 import * as TwoPaths from "./twoPaths.js"
 import { base, keys, refuse, request, decideNow } from "./util.js"
 
-// Threshold.unsafeSelect over RoundRobin: the same gate, choice, remembered key and reservation as
-// `select`, synchronously; `undefined` (nothing changed) whenever `select` would look a credit up
+// Threshold.decide over RoundRobin: the same gate, choice, remembered key and reservation as
+// `select`, synchronously; a `Wait` (nothing changed) whenever `select` would look a credit up
 // or the inner selector would wait.
 
 const infos = {
@@ -100,7 +100,7 @@ const hesitant = Layer.effect(
 
 describe("Threshold.decide", () => {
   it.effect.prop(
-    "random selections, reports, credit changes and time through either path: same picks, same ledger, same current key",
+    "random selections, reports, credit changes and time through either path: reservations match the open leases; same picks, same ledger, same current key",
     { ops: fc.array(op, { maxLength: 40, size: "max" }), stay: fc.boolean() },
     ({ ops, stay }) =>
       Effect.scoped(
@@ -109,16 +109,26 @@ describe("Threshold.decide", () => {
           const fastMemory = yield* CreditLookup.makeMemory(infos)
           const viaEffect = yield* Layer.build(stack(slowMemory.service, { stay }))
           const viaSync = yield* Layer.build(stack(fastMemory.service, { stay }))
-          yield* TwoPaths.make(
+          const paths = TwoPaths.make(
             { ctx: viaEffect, state: stateOf(viaEffect, slowMemory) },
             { ctx: viaSync, state: stateOf(viaSync, fastMemory) },
             { undecided: "fallback" }
-          ).run(ops, (o) =>
-            Effect.gen(function* () {
-              const info = CreditLookup.keyInfo(o.limit)
-              yield* slowMemory.set(o.id, info)
-              yield* fastMemory.set(o.id, info)
-            })
+          )
+          yield* paths.run(
+            ops,
+            (o) =>
+              Effect.gen(function* () {
+                const info = CreditLookup.keyInfo(o.limit)
+                yield* slowMemory.set(o.id, info)
+                yield* fastMemory.set(o.id, info)
+              }),
+            // Every key's reservation is exactly the estimate of each of its leases not yet reported.
+            (open) =>
+              Effect.map(paths.fastState, ({ snapshot }) => {
+                for (const e of snapshot) {
+                  expect(e.reserved).toBeCloseTo(0.1 * open.filter((l) => l.key.id === e.id).length, 9)
+                }
+              })
           )
         })
       ),

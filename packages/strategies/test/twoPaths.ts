@@ -3,9 +3,11 @@ import { KeySelector } from "@or-balancer/core"
 import { Context, Effect, Either, FastCheck as fc, Layer, TestClock } from "effect"
 import { refuse, request, decideNow } from "./util.js"
 
-// The driver of the two-path property tests: two identical stacks take the same steps, one
-// through `select`/`report`, the other through `unsafeSelect`/`unsafeReport`, and must agree on
-// every answer and, after every step, on their state.
+// The driver of the decision property tests: two identical stacks take the same steps, one
+// through `select`/`report` (the derived Effect path), the other through `decide` and the lease's
+// plain report, falling back to `select` on a `Wait` as the Balancer does. Behaviour checked on
+// every step: a lease is on a key the request admits; `"never"` stacks decide at once (the fast
+// path covers them); a `Wait` has taken nothing; and the two paths reach the same answers and state.
 
 /** A pick as the key's id, a refusal as its reason and message: what both paths must agree on. */
 export const describeAnswer = (x: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
@@ -57,7 +59,9 @@ export interface Options {
   readonly undecided: "never" | "fallback"
 }
 
-export interface TwoPaths {
+export interface TwoPaths<A = unknown> {
+  /** The synchronous side's state. */
+  readonly fastState: Effect.Effect<A>
   /** The same request through both paths: the same pick or refusal; leases kept for `report`. */
   readonly select: (request: KeySelector.SelectRequest) => Effect.Effect<void>
   /**
@@ -78,17 +82,20 @@ export interface TwoPaths {
    */
   readonly run: <T extends { readonly _tag: string }>(
     ops: ReadonlyArray<T>,
-    other?: (op: Exclude<T, { readonly _tag: Op["_tag"] }>) => Effect.Effect<void>
+    other?: (op: Exclude<T, { readonly _tag: Op["_tag"] }>) => Effect.Effect<void>,
+    /** A behaviour to check after every step, given the synchronous side's leases not yet reported. */
+    invariant?: (open: ReadonlyArray<KeySelector.Lease>) => Effect.Effect<void>
   ) => Effect.Effect<void>
 }
 
-export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPaths => {
+export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPaths<A> => {
   const slowSelector = Context.get(slow.ctx, KeySelector.KeySelector)
   const fastSelector = Context.get(fast.ctx, KeySelector.KeySelector)
   const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(fastSelector, r)
   expect(unsafeSelect).toBeDefined()
   const slowLeases: Array<KeySelector.Lease> = []
   const fastLeases: Array<KeySelector.Lease> = []
+  const reported = new Set<number>()
   // Whether each fast lease came from the synchronous decision (then it is reported synchronously).
   const synchronous: Array<boolean> = []
 
@@ -105,6 +112,8 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
         f = Either.merge(yield* Effect.either(fastSelector.select(req)))
       }
       expect(describeAnswer(f)).toBe(describeAnswer(Either.merge(s)))
+      // Whatever the path, a lease is on a key the request admits: its gate's, not one it tried.
+      if (!(f instanceof KeySelector.NoKeyAvailable)) expect(KeySelector.isCandidate(req, f.key)).toBe(true)
       if (Either.isRight(s)) slowLeases.push(s.right)
       if (!(f instanceof KeySelector.NoKeyAvailable)) {
         // A synchronous lease is reported once by its caller's guard (the Balancer's `Started`).
@@ -120,6 +129,7 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
       for (let n = times; n > 0; n--) {
         yield* slowLeases[i]!.report(outcome)
         const l = fastLeases[i]!
+        reported.add(i)
         if (viaEffect || !synchronous[i]) yield* l.report(outcome)
         else l.unsafeReport(outcome)
       }
@@ -137,7 +147,8 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
         : TestClock.adjust(op.millis)
 
   const own = new Set(["select", "report", "tick"])
-  const run: TwoPaths["run"] = (ops, other) =>
+  const open = () => fastLeases.filter((_, i) => !reported.has(i))
+  const run: TwoPaths["run"] = (ops, other, invariant) =>
     Effect.forEach(
       ops,
       (op) =>
@@ -145,12 +156,17 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
           own.has(op._tag)
             ? step(op as unknown as Op)
             : other!(op as Exclude<typeof op, { _tag: Op["_tag"] }>),
-          compare
+          invariant === undefined
+            ? compare
+            : Effect.zipRight(
+                compare,
+                Effect.suspend(() => invariant(open()))
+              )
         ),
       { discard: true }
     )
 
-  return { select, report, compare, run }
+  return { fastState: fast.state, select, report, compare, run }
 }
 
 /**

@@ -196,3 +196,46 @@ export const candidateSelector = (
 /** Continues a decision after a write (`Store.set`...): at once, or after the write's Effect. */
 export const afterWrite = (written: KeySelector.Reported, then: () => Decision): Decision =>
   Effect.isEffect(written) ? KeySelector.waitFor(written, then) : then()
+
+// The hot path's forms of `withKeys` and `Store.entries`: the continuation is a function of the
+// layer taking `a` (the request, say) as an argument, so a synchronous decision allocates no closure.
+
+/** {@link withKeys}, continuing with `k(a, keys)`. */
+export const withKeysFor = <A>(
+  pool: KeyPool.Service,
+  a: A,
+  k: (a: A, keys: ReadonlyArray<Key.Key>) => Decision
+): Decision => {
+  const get = pool.unsafeGet
+  return get !== undefined ? k(a, get()) : KeySelector.waitFor(pool.get, (keys) => k(a, keys))
+}
+
+/** `Store.entries`, continuing with `k(a, entries)`. */
+export const entriesFor = <A, E>(
+  store: StateStore.Service,
+  namespace: string,
+  a: A,
+  k: (a: A, entries: ReadonlyArray<readonly [string, E]>) => Decision
+): Decision => {
+  const u = store.unsafe
+  return u !== undefined
+    ? k(a, u.entries<E>(namespace))
+    : KeySelector.waitFor(store.entries<E>(namespace), (entries) => k(a, entries))
+}
+
+/** `KeySelector.andThen`, continuing with `f(a, settled)`: no closure unless the decision waits. */
+export const thenFor = <A>(
+  decision: Decision,
+  a: A,
+  f: (a: A, settled: KeySelector.Lease | KeySelector.NoKeyAvailable) => Decision
+): Decision => (KeySelector.isWait(decision) ? KeySelector.andThen(decision, (d) => f(a, d)) : f(a, decision))
+
+/** `KeySelector.andReport(first, () => lease.unsafeReport(outcome))`, without the closure when `first` is done. */
+export const thenReport = (
+  first: KeySelector.Reported,
+  lease: KeySelector.Lease,
+  outcome: KeySelector.Outcome
+): KeySelector.Reported =>
+  Effect.isEffect(first)
+    ? KeySelector.andReport(first, () => lease.unsafeReport(outcome))
+    : lease.unsafeReport(outcome)

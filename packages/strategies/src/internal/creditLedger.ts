@@ -361,8 +361,13 @@ export const make = (
         return [new Held(key, amount), current]
       }
 
-    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include, amount) =>
-      afterRefresh(keys, include, () => modifyLedger(reservingBest(keys, include, micros(amount))))
+    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include, amount) => {
+      const reserving = reservingBest(keys, include, micros(amount))
+      // Nothing stale (nearly always): straight to the store, no thunk for `afterRefresh`.
+      return staleOf(keys, include, clock.unsafeCurrentTimeMillis()) === undefined
+        ? modifyLedger(reserving)
+        : afterRefresh(keys, include, () => modifyLedger(reserving))
+    }
 
     const releasing =
       (amount: number, cost: number | undefined) =>
