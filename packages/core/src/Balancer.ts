@@ -38,14 +38,6 @@ export interface RunRequest {
   readonly model?: string | undefined
   /** Affinity id for sticky routing (`session_id`, `prompt_cache_key`, a user id, ...). */
   readonly affinity?: string | undefined
-  /**
-   * A first attempt started with {@link Service.unsafeStart} that failed (`unsafeFail`) before
-   * any of its answer reached the caller: the run goes on from it as from its own failed first
-   * attempt. A `Started` that did not fail is a defect.
-   *
-   * @deprecated Use {@link Started.run} / {@link Started.runHeld}, which need no run-time check.
-   */
-  readonly after?: Started | undefined
 }
 
 /**

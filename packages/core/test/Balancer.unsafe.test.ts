@@ -161,11 +161,6 @@ describe("Balancer.unsafeStart", () => {
         )
       )
       expect(Exit.isFailure(held) && Cause.isDie(held.cause)).toBe(true)
-      // The deprecated `after`, checked at run time, the same.
-      const viaAfter = yield* Effect.exit(balancer.run({ after: started }, () => Effect.void))
-      expect(Exit.isFailure(viaAfter) && Cause.isDie(viaAfter.cause)).toBe(true)
-      // And a request with `after` is never started synchronously a second time.
-      expect(balancer.unsafeStart({ after: started })).toBeUndefined()
     }).pipe(Effect.provide(env(log, ["a"])))
   })
 

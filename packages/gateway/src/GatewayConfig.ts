@@ -12,7 +12,8 @@
  *   "retry": { "maxAttempts": 4, "baseDelayMs": 25, "maxDelayMs": 2000 },
  *   "deadlines": { "keyWaitMs": 30000, "headersMs": 120000, "bodyIdleMs": 300000, "drainMs": 15000 },
  *   "bodyLimitBytes": 1048576,
- *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true }
+ *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true },
+ *   "publicModels": false
  * }
  * ```
  *
@@ -177,6 +178,8 @@ export const File = Schema.Struct({
     })
   ),
   bodyLimitBytes: Schema.optional(PositiveInt),
+  /** `GET /v1/models` and `/v1/models/{id}` need no gateway token (they are public on OpenRouter). */
+  publicModels: Schema.optional(Schema.Boolean),
   /** Who may open `/dashboard` (and, with `protect`, `/status` and `/metrics`). */
   admin: Schema.optional(
     Schema.Struct({
@@ -221,6 +224,8 @@ export interface GatewayConfig {
     readonly drainMs: number
   }
   readonly bodyLimitBytes: number
+  /** The model list is served without the gateway token. */
+  readonly publicModels: boolean
   readonly admin: {
     /** Empty (an anonymous gateway with no admin tokens): the dashboard is open. */
     readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
@@ -384,6 +389,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
         drainMs: deadlines.drainMs ?? 15_000
       },
       bodyLimitBytes: file.bodyLimitBytes ?? 1024 * 1024,
+      publicModels: file.publicModels ?? false,
       admin: {
         tokens: adminNames === undefined ? tokens : adminTokens,
         protect: file.admin?.protect ?? false

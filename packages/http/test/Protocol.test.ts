@@ -47,6 +47,51 @@ describe("Protocol classification", () => {
     expect(inBand._tag).toBe("RateLimited")
   })
 
+  it("a Responses stream's `error` event and `response.failed` are in-band errors; `error: null` is none", () => {
+    const errorEvent = { type: "error", sequence_number: 3, code: "provider_unavailable", message: "gone" }
+    const limited = {
+      type: "error",
+      code: 429,
+      message: "slow",
+      metadata: { error_type: "rate_limit_exceeded" }
+    }
+    const failed = {
+      type: "response.failed",
+      response: { object: "response", status: "failed", error: { code: "server_error", message: "gone" } }
+    }
+    const created = {
+      type: "response.created",
+      response: { object: "response", status: "in_progress", error: null }
+    }
+    const tag = (chunk: unknown) => {
+      const info = Protocol.chunkError(chunk)
+      return info === undefined ? "none" : Protocol.fromErrorObject(info)._tag
+    }
+    const tailTag = (chunk: unknown) => {
+      const info = Protocol.streamError(`event: x\ndata: ${JSON.stringify(chunk)}\n\n`)
+      return info === undefined ? "none" : Protocol.fromErrorObject(info)._tag
+    }
+    const cases: Array<[unknown, string]> = [
+      [errorEvent, "ServerError"],
+      [limited, "RateLimited"],
+      [failed, "ServerError"],
+      [created, "none"]
+    ]
+    for (const [chunk, expected] of cases) expect([tag(chunk), tailTag(chunk)]).toEqual([expected, expected])
+    // A plain Responses answer carries `error: null`: a success, with its cost.
+    const plain = JSON.stringify({
+      object: "response",
+      status: "completed",
+      error: null,
+      usage: { cost: 0.5 }
+    })
+    expect(Protocol.jsonVerdict(200, {}, plain)).toEqual({ _tag: "Success", cost: 0.5 })
+    expect(Protocol.tailVerdict(200, { "content-type": "application/json" }, true, plain, plain)).toEqual({
+      _tag: "Success",
+      cost: 0.5
+    })
+  })
+
   it("a 403 \"Key limit exceeded\" is the key's limit; another 403 is the request's", () => {
     expect(Protocol.fromResponse(403, {}, body(403, "Key limit exceeded"))._tag).toBe("InsufficientCredits")
     expect(Protocol.fromResponse(403, {}, body(403, "flagged by moderation"))._tag).toBe("BadRequest")

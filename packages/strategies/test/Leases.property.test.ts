@@ -174,7 +174,7 @@ describe("leases under random interleavings", () => {
                               return Effect.failCause(cause)
                             }
                             started.unsafeFail(errors[o.ending.error]!)
-                            return balancer.run({ after: started }, () => body(o), { costOf: (c) => c })
+                            return started.run(() => body(o), { costOf: (c) => c })
                           }
                         }),
                         (exit) =>

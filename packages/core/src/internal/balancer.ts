@@ -256,7 +256,7 @@ export const make = (options: Balancer.Options = {}) =>
     }
 
     const unsafeStart: Balancer.Service["unsafeStart"] = (request) => {
-      if (syncParts === undefined || request.after !== undefined) return undefined
+      if (syncParts === undefined) return undefined
       const now = ownClock.unsafeCurrentTimeMillis()
       const decided = selector.decide({
         model: request.model,
@@ -280,14 +280,10 @@ export const make = (options: Balancer.Options = {}) =>
       hold: Hold<A>,
       // What the caller gets from the attempt that succeeded (no extra map step after the loop).
       result: (done: Attempt<A>) => B,
-      // A failed synchronous first attempt to go on from (`Started.run`), or the deprecated `after`.
-      from0: Balancer.Started | undefined = request.after
+      // A failed synchronous first attempt to go on from (`Started.run` / `Started.runHeld`).
+      after?: Started
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
       Effect.clockWith((clock) => {
-        const after = from0
-        if (after !== undefined && !(after instanceof Started && after.error !== undefined)) {
-          return Effect.dieMessage("Balancer: `after` must be a first attempt from unsafeStart that failed")
-        }
         const start = after === undefined ? clock.unsafeCurrentTimeMillis() : after.start
         // A continued request was counted by `unsafeStart`.
         if (after === undefined) budget?.deposit(start)

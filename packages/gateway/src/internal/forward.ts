@@ -20,6 +20,9 @@ import type { EngineState } from "./state.js"
 import type { Answer } from "./answer.js"
 import { callUpstream, type RequestContext, startUpstream } from "./upstream.js"
 
+/** How the fiber path runs a request: `Balancer.runHeld` from the start, or `Started.runHeld`. */
+type HeldRun = Balancer.Started["runHeld"]
+
 /** Per-request hook run when the response closes: set once the request is forwarded. */
 export interface Live {
   cancel: (() => void) | undefined
@@ -49,7 +52,11 @@ export const forward = (
   }
   // 1. A key now, with no fiber, or the fiber path.
   const started = engine.built.balancer.unsafeStart(request)
-  if (started === undefined) return forwardOnFiber(engine, live, res, ctx, request)
+  if (started === undefined) {
+    return forwardOnFiber(engine, live, res, ctx, (use, onHeld) =>
+      engine.built.balancer.runHeld(request, use, onHeld)
+    )
+  }
   const settler = new FastSettler(started)
   live.cancel = () => {
     if (res.writableFinished || settler.settled) return
@@ -64,7 +71,7 @@ export const forward = (
     if (result._tag === "Answer") return sendAnswer(engine, ctx, res, result, settler)
     settler.unsafeFail(result.error)
     // Nothing reached the client yet: the balancer's loop goes on from this failure.
-    if (!res.destroyed) forwardOnFiber(engine, live, res, ctx, { ...request, after: started })
+    if (!res.destroyed) forwardOnFiber(engine, live, res, ctx, (use, onHeld) => started.runHeld(use, onHeld))
   })
 }
 
@@ -103,7 +110,8 @@ const forwardOnFiber = (
   live: Live,
   res: http.ServerResponse,
   ctx: RequestContext,
-  request: Balancer.RunRequest
+  // The balancer's run from the start, or from a failed synchronous first attempt (`Started.runHeld`).
+  runHeld: HeldRun
 ) => {
   const balancer = engine.built.balancer
   // Set once the outcome is being reported: closing the response after that is not a disconnect.
@@ -125,8 +133,7 @@ const forwardOnFiber = (
   // any other way: no `Scope` per request (making and closing one cost ~13 µs of CPU, measured).
   let held: Balancer.Scoped<Answer> | undefined
   const program = Effect.flatMap(
-    balancer.runHeld(
-      request,
+    runHeld(
       (key) => callUpstream(engine, ctx, key),
       (h) => {
         held = h

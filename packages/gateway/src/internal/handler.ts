@@ -5,34 +5,15 @@
  */
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
-import { type Admin, type AdminRoute, serveAdmin } from "./admin.js"
+import { type Admin, serveAdmin } from "./admin.js"
 import { authorized } from "./auth.js"
 import * as AdminAuth from "./dashboard/auth.js"
 import * as Dashboard from "./dashboard/handler.js"
 import { forward, type Live } from "./forward.js"
+import { forwardGeneration, forwardModels } from "./passthrough.js"
 import { openAiError } from "./respond.js"
+import { routeOf } from "./routes.js"
 import type { EngineState, ServerState } from "./state.js"
-
-type Route = "chat" | "models" | "dashboard" | AdminRoute | undefined
-
-const routeOf = (method: string | undefined, path: string): Route => {
-  switch (path) {
-    case "/v1/chat/completions":
-    case "/api/v1/chat/completions":
-      return method === "POST" ? "chat" : undefined
-    case "/v1/models":
-    case "/api/v1/models":
-      return method === "GET" ? "models" : undefined
-    case "/healthz":
-      return method === "GET" ? "healthz" : undefined
-    case "/metrics":
-      return method === "GET" ? "metrics" : undefined
-    case "/status":
-      return method === "GET" ? "status" : undefined
-    default:
-      return method === "GET" && Dashboard.owns(path) ? "dashboard" : undefined
-  }
-}
 
 export const makeHandler =
   (state: ServerState, admin: Admin) =>
@@ -41,9 +22,23 @@ export const makeHandler =
     const q = url.indexOf("?")
     const path = q === -1 ? url : url.slice(0, q)
     const route = routeOf(req.method, path)
-    if (route === "healthz") return serveAdmin(state, admin, route, res)
-    if (route === "dashboard") return Dashboard.handle(req, res, AdminAuth.of(state.engine.config))
-    if (route === "metrics" || route === "status") {
+    if (route === undefined) {
+      return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
+    }
+    if (route._tag === "WrongMethod") {
+      req.resume()
+      return openAiError(
+        res,
+        405,
+        `${req.method} is not allowed on ${path} (allowed: ${route.allow})`,
+        "invalid_request_error",
+        "method_not_allowed",
+        { allow: route.allow }
+      )
+    }
+    if (route._tag === "Admin" && route.route === "healthz") return serveAdmin(state, admin, "healthz", res)
+    if (route._tag === "Dashboard") return Dashboard.handle(req, res, AdminAuth.of(state.engine.config))
+    if (route._tag === "Admin") {
       const config = state.engine.config
       if (config.admin.protect && !AdminAuth.allowed(req, AdminAuth.of(config))) {
         return openAiError(
@@ -54,10 +49,7 @@ export const makeHandler =
           "invalid_api_key"
         )
       }
-      return serveAdmin(state, admin, route, res)
-    }
-    if (route === undefined) {
-      return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
+      return serveAdmin(state, admin, route.route, res)
     }
     if (state.draining) {
       return openAiError(res, 503, "the gateway is shutting down", "server_error", null, {
@@ -66,7 +58,8 @@ export const makeHandler =
       })
     }
     const engine = state.engine
-    if (!authorized(engine, req.headers.authorization, req.socket)) {
+    const open = route._tag === "Models" && engine.config.publicModels
+    if (!open && !authorized(engine, req.headers.authorization, req.socket)) {
       return openAiError(
         res,
         401,
@@ -87,13 +80,23 @@ export const makeHandler =
       if (state.draining && state.active === 0) for (const f of state.idle) f()
       live.cancel?.()
     })
-    if (route === "models")
-      return forward(engine, live, req, res, "GET", `/models${q === -1 ? "" : url.slice(q)}`, undefined, {})
-    readBody(engine, live, req, res)
+    const query = q === -1 ? "" : url.slice(q)
+    if (route._tag === "Models") return forwardModels(engine, live, req, res, route.suffix + query)
+    if (route._tag === "Generation") return forwardGeneration(engine, live, req, res, "/generation" + query)
+    readBody(engine, live, req, res, route.suffix)
   }
 
-/** Reads a chat's body within the limit, checks it is a JSON object with a model, and forwards it. */
-const readBody = (engine: EngineState, live: Live, req: http.IncomingMessage, res: http.ServerResponse) => {
+/**
+ * Reads a POST route's body (chat, completions, embeddings, responses) within the limit, checks it
+ * is a JSON object with a model, and forwards it to `suffix` under the upstream's base URL.
+ */
+const readBody = (
+  engine: EngineState,
+  live: Live,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  suffix: string
+) => {
   const limit = engine.config.bodyLimitBytes
   const tooLarge = () => {
     openAiError(
@@ -157,7 +160,7 @@ const readBody = (engine: EngineState, live: Live, req: http.IncomingMessage, re
       )
     }
     const model = typeof o.model === "string" ? o.model : undefined
-    forward(engine, live, req, res, "POST", "/chat/completions", body, {
+    forward(engine, live, req, res, "POST", suffix, body, {
       model,
       affinity: Protocol.affinityOf(o)
     })

@@ -11,6 +11,7 @@ import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import * as https from "node:https"
 import { type Answer, readAnswer } from "./answer.js"
+import * as Generations from "./generations.js"
 import type { EngineState } from "./state.js"
 
 export interface Upstream {
@@ -22,7 +23,7 @@ export interface Upstream {
   readonly prefix: string
 }
 
-const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
+export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
   let u = engine.upstreams.get(baseUrl)
   if (u === undefined) {
     const url = new URL(baseUrl)
@@ -144,6 +145,9 @@ export const startUpstream = (
         ctx.response = res
         if (status < 400) {
           settled = true
+          // Which key made it, for a later `GET /generation?id=` (routes: generation lookups).
+          const gen = res.headers["x-generation-id"]
+          if (typeof gen === "string") Generations.remember(engine, gen, key.id)
           // From here the deadline is the longest silence between two body chunks.
           req.setTimeout(engine.config.deadlines.bodyIdleMs)
           return readAnswer(

@@ -7,26 +7,14 @@
  * tokens exactly, and stay exact (below 2^53) up to about 9 million dollars. The wire shows USD.
  */
 import type * as Simulator from "../Simulator.js"
+import { FaultKind } from "../SimulatorConfig.js"
 import { normal } from "./prng.js"
 
 export const PROVIDER = "SimProvider"
 export const KEEP_ALIVE = ": OPENROUTER PROCESSING\n\n"
 export const FILLER = "sim ".repeat(512)
-export const RATE_ORDER = [
-  "500",
-  "502",
-  "503",
-  "408",
-  "429",
-  "402",
-  "stall",
-  "reset",
-  "slow",
-  "midstream",
-  "errorfirst",
-  "badjson",
-  "cut"
-] as const
+// Every fault kind but "ok", in the order their rates are summed.
+export const RATE_ORDER = FaultKind.literals.filter((k): k is Exclude<FaultKind, "ok"> => k !== "ok")
 
 const Z99 = 2.3263478740408408
 const EPSILON = 1e-12

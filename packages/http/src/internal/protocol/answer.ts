@@ -30,12 +30,26 @@ export const FINISH_REASON_ERROR: Classify.ErrorInfo = {
 const isRecord = (u: unknown): u is Record<string, unknown> =>
   typeof u === "object" && u !== null && !Array.isArray(u)
 
+/** The info used when a Responses stream fails (`response.failed`) without an error object. */
+export const RESPONSE_FAILED: Classify.ErrorInfo = {
+  code: undefined,
+  message: "the response failed",
+  errorType: undefined
+}
+
 /**
  * The in-band error of a parsed stream chunk, in either form: a top-level `error` field, or a
  * choice with `finish_reason: "error"` (OpenRouter sends both together; either alone counts).
+ * A Responses stream has its own: an `error` event (`{ type: "error", code, message }`) and
+ * `response.failed` (its `response.error`).
  */
 export const chunkError = (chunk: unknown): Classify.ErrorInfo | undefined => {
   if (!isRecord(chunk)) return undefined
+  if (chunk.type === "error") return Classify.errorInfo(chunk) ?? FINISH_REASON_ERROR
+  if (chunk.type === "response.failed")
+    return (
+      (isRecord(chunk.response) ? Classify.errorInfo(chunk.response.error) : undefined) ?? RESPONSE_FAILED
+    )
   if (chunk.error !== undefined && chunk.error !== null)
     return Classify.errorInfo(chunk.error) ?? FINISH_REASON_ERROR
   const choices = chunk.choices
@@ -45,9 +59,16 @@ export const chunkError = (chunk: unknown): Classify.ErrorInfo | undefined => {
   return undefined
 }
 
-/** A whole JSON body that is an error in a 2xx (an `error` object, no `choices` or `data`). */
+/**
+ * A whole JSON body that is an error in a 2xx (an `error` object, no `choices` or `data`). A
+ * Responses answer always has an `error` field: `null` when it did not fail.
+ */
 export const isErrorBody = (json: unknown): boolean =>
-  isRecord(json) && json.error !== undefined && !("choices" in json) && !("data" in json)
+  isRecord(json) &&
+  json.error !== undefined &&
+  json.error !== null &&
+  !("choices" in json) &&
+  !("data" in json)
 
 /** `usage.cost` of a parsed answer or chunk. */
 export const costOf = (json: unknown): number | undefined => {
