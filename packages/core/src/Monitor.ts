@@ -19,6 +19,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Histogram from "./internal/histogram.js"
 import type * as Key from "./Key.js"
 import type * as KeySelector from "./KeySelector.js"
+import * as UpstreamError from "./UpstreamError.js"
 
 const keys = {
   requests: MetricKey.counter("or_balancer_requests_total", {
@@ -41,6 +42,11 @@ const keys = {
   retries: MetricKey.counter("or_balancer_retries_total", {
     description: "Retries across all keys",
     incremental: true
+  }),
+  requestErrors: MetricKey.counter("or_balancer_request_errors_total", {
+    description:
+      "Requests the upstream refused as the caller's fault (bad request, unknown model), by reason",
+    incremental: true
   })
 } as const
 
@@ -59,7 +65,8 @@ export const metrics = {
   spend: Metric.fromMetricKey(keys.spend),
   credit: Metric.fromMetricKey(keys.credit),
   cooling: Metric.fromMetricKey(keys.cooling),
-  retries: Metric.fromMetricKey(keys.retries)
+  retries: Metric.fromMetricKey(keys.retries),
+  requestErrors: Metric.fromMetricKey(keys.requestErrors)
 } as const
 
 // `Metric.tagged` re-derives the tagged key (allocate, hash, registry lookup) on every update; a
@@ -219,6 +226,15 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
   // `dual` and `decode`, a few % of a composed stack's select and settle).
   const millisOf = (d: Duration.Duration): number =>
     d.value._tag === "Millis" ? d.value.millis : Duration.toMillis(d)
+  const requestErrorMetrics = new Map<string, Metric.Metric.Counter<number>>()
+  const requestErrorMetric = (reason: string) => {
+    let m = requestErrorMetrics.get(reason)
+    if (m === undefined) {
+      m = tagged(keys.requestErrors, ["reason", reason])
+      requestErrorMetrics.set(reason, m)
+    }
+    return m
+  }
   const unsafeStarted = (key: Key.Key): void => {
     const e = entry(key)
     e.inFlight++
@@ -230,6 +246,12 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
     e.m.inFlight.unsafeUpdate(e.inFlight, noTags)
     // No verdict (interrupted, never used): out of flight, but not a request of the key's.
     if (outcome._tag === "Cancelled") return
+    // The caller's fault (400, unknown model): no request, failure or latency of the key's, only
+    // the key-less `or_balancer_request_errors_total{reason}`.
+    if (outcome._tag === "Failure" && !UpstreamError.countsAgainstKey(outcome.error)) {
+      requestErrorMetric(outcome.error._tag).unsafeUpdate(1, noTags)
+      return
+    }
     e.requests++
     const ms = millisOf(outcome.latency)
     Histogram.record(e.latency, ms)

@@ -34,6 +34,28 @@ describe("Monitor", () => {
     })
   )
 
+  it.effect("a caller's fault (400, unknown model) is no request of the key's, only a key-less count", () =>
+    Effect.gen(function* () {
+      const monitor = yield* Monitor.make
+      const [k] = keys(["mon-caller"])
+      const before = (yield* Metric.value(
+        Metric.tagged(Monitor.metrics.requestErrors, "reason", "BadRequest")
+      )).count
+      yield* monitor.started(k!)
+      yield* monitor.finished(
+        k!,
+        KeySelector.failure("5 millis", new UpstreamError.BadRequest({ message: "bad", status: 400 }))
+      )
+      const s = (yield* monitor.stats).keys.find((e) => e.id === "mon-caller")!
+      expect([s.requests, s.failures, s.errorRate, s.inFlight]).toEqual([0, 0, 0, 0])
+      expect(s.errors).toEqual({})
+      const after = (yield* Metric.value(
+        Metric.tagged(Monitor.metrics.requestErrors, "reason", "BadRequest")
+      )).count
+      expect(after - before).toBe(1)
+    })
+  )
+
   it.effect("Effect metrics are tagged by key id and never carry a secret", () =>
     Effect.gen(function* () {
       const monitor = yield* Monitor.make

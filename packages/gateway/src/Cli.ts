@@ -17,7 +17,6 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as Path from "@effect/platform/Path"
 import type * as PlatformRuntime from "@effect/platform/Runtime"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
@@ -26,14 +25,11 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
-import * as Stream from "effect/Stream"
 import * as Gateway from "./Gateway.js"
 import * as GatewayConfig from "./GatewayConfig.js"
 import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
@@ -41,6 +37,7 @@ import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as CliOutput from "./internal/cliOutput.js"
 import * as ConfigIssues from "./internal/configIssues.js"
+import * as Reload from "./internal/reload.js"
 
 /**
  * `check` found at least one key that is not usable.
@@ -101,7 +98,7 @@ const configOption = configFlag.pipe(
   Options.withDescription(
     "gateway config file (JSON). Fields left out take their defaults: listen 127.0.0.1:8080, " +
       `baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy [round-robin], retry.maxAttempts 4, ` +
-      "deadlines.keyWaitMs 30000, deadlines.headersMs 120000, deadlines.drainMs 15000, bodyLimitBytes 1048576"
+      "deadlines.keyWaitMs 30000, deadlines.requestMs 60000, deadlines.headersMs 15000, deadlines.bodyMs 30000, deadlines.drainMs 15000, bodyLimitBytes 1048576"
   )
 )
 
@@ -130,32 +127,7 @@ export const serve = Command.make("serve", { config: configOption, verbose }, ({
     yield* Console.log(
       `keys: ${config.keys.map((k) => k.id).join(", ")}; strategy: ${config.strategy.map((s) => s.name).join(" > ")}`
     )
-    const runtime = yield* Effect.runtime<FileSystem.FileSystem>()
-    const reload = loadConfig(path).pipe(
-      Effect.tap(gateway.reload),
-      Effect.tap(warn),
-      Effect.zipRight(Console.log(`reloaded ${path}`)),
-      Effect.catchAll((e) => Console.error(`reload failed, keeping the running configuration: ${e.message}`))
-    )
-    const onHup = () => void Runtime.runFork(runtime)(reload)
-    yield* Effect.acquireRelease(
-      Effect.sync(() => process.on("SIGHUP", onHup)),
-      () => Effect.sync(() => process.off("SIGHUP", onHup))
-    )
-    // A change to the file reloads it too. The directory is watched, not the file, so an editor
-    // that saves by renaming a new file over the old one is seen; the debounce folds the several
-    // events of one save into one reload. (Also the way to reload under `tsx`'s CLI, which does
-    // not pass SIGHUP on to the program.)
-    const fs = yield* FileSystem.FileSystem
-    const paths = yield* Path.Path
-    const name = paths.basename(path)
-    yield* fs.watch(paths.dirname(paths.resolve(path))).pipe(
-      Stream.filter((event) => paths.basename(event.path) === name),
-      Stream.debounce(Duration.millis(200)),
-      Stream.runForEach(() => reload),
-      Effect.catchAll((e) => Console.error(`not watching ${path} for changes: ${e.message}`)),
-      Effect.forkScoped
-    )
+    yield* Reload.onChange(path, config, gateway, Effect.tap(loadConfig(path), warn))
     return yield* Effect.never
   }).pipe(Effect.scoped)
 ).pipe(

@@ -44,6 +44,7 @@ import type * as Admin from "./internal/admin.js"
 import * as Engine from "./internal/engine.js"
 import * as Handler from "./internal/handler.js"
 import * as Prometheus from "./internal/prometheus.js"
+import * as Respond from "./internal/respond.js"
 import * as State from "./internal/state.js"
 import * as StatusView from "./internal/status.js"
 
@@ -83,8 +84,14 @@ export interface KeyStatus {
   readonly reason: string | null
   /** ISO time its cooldown or ejection ends, if it has one now. */
   readonly coolingUntil: string | null
-  /** Remaining credit in USD: the ledger's live balance, else the last one reported; null when unknown or unlimited. */
+  /**
+   * Remaining credit in USD: the ledger's live balance, else the last one reported; null when
+   * unknown or unlimited. Read it with {@link KeyStatus.creditTracked}: null with `false` means no
+   * credit strategy runs, so nothing looks credit up.
+   */
   readonly credit: number | null
+  /** Whether the key's credit is tracked: a credit strategy runs, or a balance was reported. */
+  readonly creditTracked: boolean
   /** The last credit lookup's error tag, if it failed. */
   readonly creditError: string | null
   readonly inFlight: number
@@ -213,7 +220,23 @@ export const make = (
       ),
       status
     }
-    const server = http.createServer({ keepAliveTimeout: 65_000 }, Handler.makeHandler(state, admin))
+    // `requireHostHeader: false`: the handler answers a missing Host itself, in JSON (Node's own
+    // answer has no body).
+    // `requestTimeout`: a caller has `deadlines.bodyMs` to send its request, head and body (F7: a
+    // stalled body was held for Node's default 5 minutes); then a JSON 408 (`answerClientError`).
+    // Node checks it every `connectionsCheckingInterval`, so that bounds the overshoot.
+    const server = http.createServer(
+      {
+        keepAliveTimeout: 65_000,
+        requireHostHeader: false,
+        requestTimeout: config.deadlines.bodyMs,
+        headersTimeout: config.deadlines.bodyMs,
+        connectionsCheckingInterval: 1000
+      },
+      Handler.makeHandler(state, admin)
+    )
+    server.on("clientError", Respond.answerClientError)
+    server.on("checkExpectation", Respond.answerExpectation)
     const port = yield* Effect.async<number, GatewayError>((resume) => {
       const onError = (e: Error) =>
         resume(
@@ -269,6 +292,8 @@ export const make = (
         if (state.draining)
           return yield* new GatewayError({ reason: "Config", message: "the gateway is draining" })
         const next = yield* buildEngine(c)
+        server.requestTimeout = c.deadlines.bodyMs
+        server.headersTimeout = c.deadlines.bodyMs
         const old = state.engine
         state.engine = next
         state.generation++

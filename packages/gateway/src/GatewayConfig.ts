@@ -10,7 +10,7 @@
  *   "keys": [{ "id": "primary", "secretEnv": "OR_KEY_PRIMARY", "account": "acme", "weight": 2 }],
  *   "strategy": [{ "name": "health-aware", "failureThreshold": 3 }, { "name": "round-robin" }],
  *   "retry": { "maxAttempts": 4, "baseDelayMs": 25, "maxDelayMs": 2000 },
- *   "deadlines": { "keyWaitMs": 30000, "headersMs": 120000, "bodyIdleMs": 300000, "drainMs": 15000 },
+ *   "deadlines": { "keyWaitMs": 30000, "requestMs": 60000, "headersMs": 15000, "bodyMs": 30000, "bodyIdleMs": 300000, "drainMs": 15000 },
  *   "bodyLimitBytes": 1048576,
  *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true },
  *   "publicModels": false
@@ -169,8 +169,15 @@ export const File = Schema.Struct({
     Schema.Struct({
       /** How long a request may wait for a key to become eligible. */
       keyWaitMs: Schema.optional(PositiveInt),
-      /** How long an attempt may wait for the upstream's response headers. */
+      /**
+       * The whole request, every attempt and wait included, until its answer starts (default
+       * 60 s, under common client timeouts); then a 504 naming the keys tried.
+       */
+      requestMs: Schema.optional(PositiveInt),
+      /** How long one attempt may wait for the upstream's response headers before failing over. */
       headersMs: Schema.optional(PositiveInt),
+      /** How long a caller may take to send its request (head and body); then a 408. */
+      bodyMs: Schema.optional(PositiveInt),
       /** Longest silence between two body chunks of an answer. */
       bodyIdleMs: Schema.optional(PositiveInt),
       /** How long shutdown waits for requests in flight. */
@@ -219,7 +226,9 @@ export interface GatewayConfig {
   }
   readonly deadlines: {
     readonly keyWaitMs: number
+    readonly requestMs: number
     readonly headersMs: number
+    readonly bodyMs: number
     readonly bodyIdleMs: number
     readonly drainMs: number
   }
@@ -384,7 +393,9 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
       },
       deadlines: {
         keyWaitMs: deadlines.keyWaitMs ?? 30_000,
-        headersMs: deadlines.headersMs ?? 120_000,
+        requestMs: deadlines.requestMs ?? 60_000,
+        headersMs: deadlines.headersMs ?? 15_000,
+        bodyMs: deadlines.bodyMs ?? 30_000,
         bodyIdleMs: deadlines.bodyIdleMs ?? 300_000,
         drainMs: deadlines.drainMs ?? 15_000
       },

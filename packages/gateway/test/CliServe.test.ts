@@ -117,12 +117,30 @@ describe("or-balancer serve (child process)", () => {
         )
         assert.strictEqual((yield* Fiber.join(slow)).status, 200)
 
-        // SIGHUP re-reads the file without any change to it.
+        // One edit reloads once (the watcher's events are debounced).
         yield* Effect.sleep(Duration.millis(500))
+        assert.strictEqual(reloads(), 1, child.out())
+
+        // SIGHUP re-reads the file without any change to it; two in a row reload once.
         const before = reloads()
         child.proc.kill("SIGHUP")
+        child.proc.kill("SIGHUP")
         yield* waitFor(() => (reloads() > before ? true : undefined), "the reload on SIGHUP", child)
+        yield* Effect.sleep(Duration.millis(500))
+        assert.strictEqual(reloads(), before + 1, child.out())
         assert.isNull(child.proc.exitCode)
+
+        // A new listen port is reported: it takes a restart, the gateway stays where it is.
+        fs.writeFileSync(
+          file,
+          JSON.stringify({ ...fileFor(sim, {}, ["second"]), listen: { host: "127.0.0.1", port: 1 } })
+        )
+        yield* waitFor(
+          () => (/takes effect only on a restart/.test(child.out()) ? true : undefined),
+          "the listen change to be reported",
+          child
+        )
+        assert.strictEqual((yield* post(`${url}/v1/chat/completions`, chatBody())).status, 200)
 
         // SIGTERM with a request in flight: it completes, new connections are refused, exit 0.
         const last = yield* Effect.fork(post(`${url}/v1/chat/completions`, chatBody()))
@@ -139,7 +157,7 @@ describe("or-balancer serve (child process)", () => {
         assert.isTrue(yield* portIsFree(Number(new URL(url).port)), "the port is free after the exit")
         const stats = yield* sim.stats
         assert.strictEqual(stats.keys["first"]!.requests, 1)
-        assert.strictEqual(stats.keys["second"]!.requests, 1)
+        assert.strictEqual(stats.keys["second"]!.requests, 2)
         for (const k of sim.keys) assert.notInclude(child.out(), Redacted.value(k.secret))
         assert.notInclude(child.out(), TOKEN)
       }),

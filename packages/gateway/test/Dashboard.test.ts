@@ -156,6 +156,9 @@ describe("Dashboard: the admin token and its cookie", () => {
           const bearer = yield* get(`${gw.url}${route}`, { authorization: `Bearer ${ADMIN}` })
           assert.strictEqual(bearer.status, 200, route)
           assert.deepStrictEqual(secretsIn(sim, bearer.text), [])
+          // The scheme is case-insensitive (RFC 9110 section 11.1).
+          const lower = yield* get(`${gw.url}${route}`, { authorization: `bearer ${ADMIN}` })
+          assert.strictEqual(lower.status, 200, route)
         }
         assert.strictEqual((yield* get(`${gw.url}/dashboard`, { cookie: session })).status, 200)
         // The chat routes still take the gateway token, not the admin one.

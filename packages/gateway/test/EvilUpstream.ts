@@ -246,9 +246,16 @@ export const gatewayOn = (
   url: string,
   maxAttempts = 2,
   strategy: ReadonlyArray<unknown> = [{ name: "round-robin" }]
+) => Effect.flatMap(configOn(url, maxAttempts, strategy), Gateway.make)
+
+/** {@link gatewayOn}'s config (for a reload). */
+export const configOn = (
+  url: string,
+  maxAttempts = 2,
+  strategy: ReadonlyArray<unknown> = [{ name: "round-robin" }]
 ) =>
   Effect.gen(function* () {
-    const config = yield* GatewayConfig.decode({
+    return yield* GatewayConfig.decode({
       listen: { host: "127.0.0.1", port: 0 },
       baseUrl: url,
       tokens: ["GW_TOKEN"],
@@ -266,7 +273,6 @@ export const gatewayOn = (
         )
       )
     )
-    return yield* Gateway.make(config)
   })
 
 export interface Received {

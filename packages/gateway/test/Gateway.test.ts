@@ -461,6 +461,16 @@ describe("Gateway admin", () => {
       assert.isNull(byId.get("gauge-rich")!.coolingUntil)
       assert.strictEqual(byId.get("gauge-rich")!.credit, richCredit)
       assert.strictEqual(byId.get("gauge-broken")!.credit, 9)
+      assert.isTrue(byId.get("gauge-rich")!.creditTracked)
+    })
+  )
+
+  it.scopedLive("without a credit strategy /status says credit is not tracked", () =>
+    Effect.gen(function* () {
+      const { gw } = yield* setup(["plain"])
+      const key = (yield* gw.status).keys[0]!
+      assert.isNull(key.credit)
+      assert.isFalse(key.creditTracked)
     })
   )
 

@@ -11,6 +11,7 @@ import * as Gateway from "../src/Gateway.js"
 import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 import {
   chat,
+  configOn,
   evilUpstream,
   gatewayOn,
   type Mode,
@@ -232,6 +233,23 @@ describe("Gateway: a caller never sees a key's problem", () => {
       assert.strictEqual(r.status, 429, r.text)
       const retryAfter = Number(/retry-after: (\d+)/.exec(r.headers)?.[1])
       assert.isTrue(retryAfter >= 1 && retryAfter <= 300, r.headers)
+    })
+  )
+
+  it.scopedLive("a Retry-After of 11 days cools the key at most 5 minutes, before and after a reload", () =>
+    Effect.gen(function* () {
+      const evil = yield* evilUpstream(["429-forever"])
+      const gw = yield* gatewayOn(evil.url)
+      assert.strictEqual((yield* chat(gw)).status, 429)
+      const coolingFor = Effect.map(gw.status, (s) => {
+        const until = s.keys[0]!.coolingUntil
+        return until === null ? 0 : Date.parse(until) - Date.now()
+      })
+      const before = yield* coolingFor
+      assert.isTrue(before > 0 && before <= 300_000, `cooling ${before} ms`)
+      yield* gw.reload(yield* configOn(evil.url))
+      const after = yield* coolingFor
+      assert.isTrue(after <= 300_000, `cooling ${after} ms after the reload`)
     })
   )
 })

@@ -110,7 +110,7 @@ describe("HealthAware.decide", () => {
           )
         })
       ),
-    { fastCheck: { numRuns: 150 } }
+    { fastCheck: { numRuns: 150 }, timeout: 120_000 }
   )
 
   it.effect("a half-open key's trial slot is claimed synchronously: one trial at a time", () =>

@@ -11,17 +11,30 @@ export const digest: (s: string) => Buffer =
     ? (s) => crypto.hash("sha256", s, "buffer")
     : (s) => crypto.createHash("sha256").update(s).digest()
 
+/**
+ * The credentials of an `Authorization: Bearer …` header, else undefined. The scheme is
+ * case-insensitive (RFC 9110 section 11.1): `bearer` and `BEARER` are the same.
+ */
+export const bearerToken = (header: string | undefined): string | undefined =>
+  header !== undefined &&
+  header.length > 7 &&
+  header.charCodeAt(6) === 32 &&
+  header.slice(0, 6).toLowerCase() === "bearer"
+    ? header.slice(7).trim()
+    : undefined
+
 /** Constant time in the token's content: compare fixed-size digests, and always all of them. */
 export const authorized = (engine: EngineState, header: string | undefined, connection: object): boolean => {
   if (engine.tokens.length === 0) return true
-  if (header === undefined || !header.startsWith("Bearer ")) return false
+  const token = bearerToken(header)
+  if (header === undefined || token === undefined) return false
   // A keep-alive client sends the same header on every request: once accepted on a connection,
   // it is accepted again without hashing (the digest showed in profiles). The comparison with the
   // accepted header takes time set by the presented header alone, so a connection shared by
   // several clients (a reverse proxy's) tells one nothing of another's token.
   const known = engine.accepted.get(connection)
   if (known !== undefined && sameText(header, known)) return true
-  const presented = digest(header.slice(7).trim())
+  const presented = digest(token)
   let ok = false
   for (const t of engine.tokens) ok = crypto.timingSafeEqual(presented, t) || ok
   if (ok) engine.accepted.set(connection, header)

@@ -94,13 +94,18 @@ export const failureAnswer = (
       if (ct !== undefined) headers["content-type"] = ct
       return { _tag: "Error", status: answer.status, headers, body: Protocol.scrub(answer.text) } as const
     }
-    const own = last === undefined ? 502 : UpstreamError.statusOf(last)
+    // An upstream that never answered is the gateway's 504 (a 408 would blame the caller).
+    const own = last === undefined ? 502 : last._tag === "Timeout" ? 504 : UpstreamError.statusOf(last)
     return {
       _tag: "Error",
       status: own,
       headers,
       body: errorBody(own, Protocol.scrub(last?.message ?? e.message), {
-        error_type: last?._tag ?? e._tag
+        error_type: last?._tag ?? e._tag,
+        // What was tried: key ids and error tags, never a secret.
+        ...(e._tag === "AllAttemptsFailed"
+          ? { attempts: e.attempts.map((a) => ({ key: a.keyId, error: a.error._tag })) }
+          : {})
       })
     } as const
   })

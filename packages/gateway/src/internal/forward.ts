@@ -14,7 +14,7 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type * as http from "node:http"
 import { failureAnswer } from "./failure.js"
-import { header1, openAiError, sendOutcome } from "./respond.js"
+import { header1, openAiError, sendJson, sendOutcome } from "./respond.js"
 import { sendAnswer, type Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
 import type { Answer } from "./answer.js"
@@ -23,9 +23,27 @@ import { callUpstream, type RequestContext, startUpstream } from "./upstream.js"
 /** How the fiber path runs a request: `Balancer.runHeld` from the start, or `Started.runHeld`. */
 type HeldRun = Balancer.Started["runHeld"]
 
-/** Per-request hook run when the response closes: set once the request is forwarded. */
+/** Per-request hooks: `cancel` when the response closes, `expire` at the request's deadline. */
 export interface Live {
   cancel: (() => void) | undefined
+  expire?: (() => void) | undefined
+}
+
+/**
+ * The 504 at the request's deadline (`deadlines.requestMs`), sent when no answer has started:
+ * it names each key tried and why it failed (key ids and error tags only, never a secret).
+ */
+const sendDeadline = (engine: EngineState, ctx: RequestContext, res: http.ServerResponse) => {
+  const attempts = ctx.tried.map((t) => ({ key: t.key, error: t.error }))
+  if (ctx.attempt !== undefined) attempts.push({ key: ctx.attempt, error: "NoAnswerYet" })
+  const s = engine.config.deadlines.requestMs / 1000
+  const list = attempts.map((a) => `${a.key} (${a.error})`).join(", ")
+  const message =
+    `no answer within the request deadline of ${s} s; ` +
+    (attempts.length === 0 ? "no key became eligible to try" : `tried: ${list}`)
+  sendJson(res, 504, {
+    error: { code: 504, message, type: "timeout", metadata: { reason: "request_deadline", attempts } }
+  })
 }
 
 export const forward = (
@@ -48,8 +66,14 @@ export const forward = (
     title: header1(req.headers["x-title"]),
     upstream: undefined,
     response: undefined,
-    failed: undefined
+    failed: undefined,
+    deadlineAt: engine.built.clock.unsafeCurrentTimeMillis() + engine.config.deadlines.requestMs,
+    attempt: undefined,
+    tried: []
   }
+  // One deadline for the whole request, across attempts and waits, until its answer starts.
+  const timer = setTimeout(() => live.expire?.(), engine.config.deadlines.requestMs)
+  res.once("close", () => clearTimeout(timer))
   // 1. A key now, with no fiber, or the fiber path.
   const started = engine.built.balancer.unsafeStart(request)
   if (started === undefined) {
@@ -64,6 +88,13 @@ export const forward = (
     ctx.upstream?.destroy()
     ctx.response?.destroy()
     settler.unsafeCancel()
+  }
+  live.expire = () => {
+    if (res.headersSent || settler.settled) return
+    ctx.upstream?.destroy()
+    ctx.response?.destroy()
+    settler.unsafeCancel()
+    sendDeadline(engine, ctx, res)
   }
   // 2. The upstream call; 3. its answer piped and settled, or its failure handed to the fiber path.
   startUpstream(engine, ctx, started.key, (result) => {
@@ -165,5 +196,12 @@ const forwardOnFiber = (
     // The client went away: cancel the upstream call (or its body); the observer releases the key.
     fiber.unsafeInterruptAsFork(FiberId.none)
     ctx.response?.destroy()
+  }
+  live.expire = () => {
+    if (res.headersSent || settled) return
+    // The observer aborts the attempt under way and gives its key back, with no verdict.
+    fiber.unsafeInterruptAsFork(FiberId.none)
+    ctx.response?.destroy()
+    sendDeadline(engine, ctx, res)
   }
 }

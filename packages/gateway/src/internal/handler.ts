@@ -21,6 +21,12 @@ export const makeHandler =
     const url = req.url ?? "/"
     const q = url.indexOf("?")
     const path = q === -1 ? url : url.slice(0, q)
+    // HTTP/1.1 requires Host (RFC 9112 3.2); the server leaves the check here to answer it in JSON.
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
+      return openAiError(res, 400, "missing Host header", "invalid_request_error", "invalid_request", {
+        connection: "close"
+      })
+    }
     const route = routeOf(req.method, path)
     if (route === undefined) {
       return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
@@ -71,15 +77,24 @@ export const makeHandler =
     // Counted from here to the response's close, so a drain or an engine swap waits for it.
     state.active++
     engine.active++
-    // One close listener per request: the counts, then the request's own cancel (client gone).
+    // Counted down once, on the response's close or the connection's, whichever comes first: a
+    // request pipelined behind an answer with `connection: close` (a 413) is parsed and handed
+    // here, but its response never emits "close" (Node's behaviour); its connection does.
     const live: Live = { cancel: undefined }
-    res.once("close", () => {
+    const socket = req.socket
+    let counted = true
+    const finished = () => {
+      if (!counted) return
+      counted = false
+      socket.off("close", finished)
       state.active--
       engine.active--
       if (engine.retired && engine.active === 0) state.onRetired(engine)
       if (state.draining && state.active === 0) for (const f of state.idle) f()
       live.cancel?.()
-    })
+    }
+    res.once("close", finished)
+    socket.once("close", finished)
     const query = q === -1 ? "" : url.slice(q)
     if (route._tag === "Models") return forwardModels(engine, live, req, res, route.suffix + query)
     if (route._tag === "Generation") return forwardGeneration(engine, live, req, res, "/generation" + query)

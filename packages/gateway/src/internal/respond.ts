@@ -2,6 +2,7 @@
 import * as Protocol from "@or-balancer/http/Protocol"
 import * as Duration from "effect/Duration"
 import * as http from "node:http"
+import type * as stream from "node:stream"
 
 export const sendJson = (
   res: http.ServerResponse,
@@ -83,3 +84,51 @@ export const retryAfterHeader = (d: Duration.Duration | undefined, headers: Reco
       Math.min(MAX_RETRY_AFTER_S, Math.max(1, Math.ceil(Duration.toSeconds(d))))
     )
 }
+
+/** Node's parser errors, by code, as the status and message the caller gets. */
+const clientErrorAnswer = (code: string | undefined): readonly [number, string, string] => {
+  switch (code) {
+    case "HPE_HEADER_OVERFLOW":
+      return [431, "request headers are too large", "headers_too_large"]
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return [408, "the request (head and body) did not arrive in time", "request_timeout"]
+    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
+      return [413, "chunk extensions are too large", "request_too_large"]
+    case "HPE_INVALID_EOF_STATE":
+      return [400, "the request ended before its body was complete", "invalid_request"]
+    default:
+      return [400, `malformed HTTP request${code === undefined ? "" : ` (${code})`}`, "invalid_request"]
+  }
+}
+
+/**
+ * The server's `clientError` listener: a request Node cannot parse (or that timed out) gets the
+ * same OpenAI-shaped JSON error as every other 4xx, then the connection closes. Without it Node
+ * writes a bare `400 Bad Request` with no body.
+ */
+export const answerClientError = (err: Error & { readonly code?: string }, socket: stream.Duplex): void => {
+  const pending = (socket as { _httpMessage?: http.ServerResponse })._httpMessage
+  if (err.code === "ECONNRESET" || !socket.writable || pending?.headersSent === true) {
+    socket.destroy()
+    return
+  }
+  const [status, message, code] = clientErrorAnswer(err.code)
+  const body = JSON.stringify({ error: { message, type: "invalid_request_error", param: null, code } })
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  )
+}
+
+/** The server's `checkExpectation` listener: an `Expect` other than `100-continue` is a JSON 417. */
+export const answerExpectation = (_req: http.IncomingMessage, res: http.ServerResponse): void =>
+  openAiError(
+    res,
+    417,
+    "only `Expect: 100-continue` is supported",
+    "invalid_request_error",
+    "expectation_failed",
+    {
+      connection: "close"
+    }
+  )

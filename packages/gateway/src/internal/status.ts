@@ -99,6 +99,7 @@ export const status = (
         reason: reason ?? null,
         coolingUntil: until === undefined ? null : new Date(until).toISOString(),
         credit: credit ?? null,
+        creditTracked: engine.built.ledger !== undefined || (s?.credit ?? undefined) !== undefined,
         creditError: creditError ?? null,
         inFlight: s?.inFlight ?? 0,
         maxConcurrency: key.maxConcurrency ?? null,

@@ -71,6 +71,12 @@ export interface RequestContext {
   response: http.IncomingMessage | undefined
   /** The latest attempt's failure, if it failed: what the client is told when the balancer gives up. */
   failed: Failed | undefined
+  /** Clock millis by which the answer must have started (`deadlines.requestMs` from the start). */
+  readonly deadlineAt: number
+  /** The key of the attempt under way, if one is. */
+  attempt: string | undefined
+  /** Each failed attempt's key id and error tag, in order: what a 504 names. Never a secret. */
+  readonly tried: Array<{ readonly key: string; readonly error: string }>
 }
 
 export const transportError = (e: unknown): UpstreamError.UpstreamError => {
@@ -91,6 +97,8 @@ export const transportError = (e: unknown): UpstreamError.UpstreamError => {
 const failed = (ctx: RequestContext, error: UpstreamError.UpstreamError, answer?: ErrorAnswer): Failed => {
   const f: Failed = { _tag: "Failed", error, answer }
   ctx.failed = f
+  if (ctx.attempt !== undefined) ctx.tried.push({ key: ctx.attempt, error: error._tag })
+  ctx.attempt = undefined
   return f
 }
 
@@ -114,6 +122,7 @@ export const startUpstream = (
   const { body, method } = ctx
   ctx.failed = undefined
   ctx.response = undefined
+  ctx.attempt = key.id
   const headers: Record<string, string | number> = {
     authorization: `Bearer ${Redacted.value(key.secret)}`,
     accept: ctx.accept ?? "*/*"
@@ -182,7 +191,10 @@ export const startUpstream = (
   } catch (e) {
     return done(failed(ctx, transportError(e)))
   }
-  req.setTimeout(engine.config.deadlines.headersMs, () => {
+  // An attempt waits for the head at most `headersMs` (then fails over), and never past the
+  // request's own deadline.
+  const left = ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis()
+  req.setTimeout(Math.max(1, Math.min(engine.config.deadlines.headersMs, left)), () => {
     const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
     req.destroy(e)
     // After the head the response stream carries the error to the code reading it.

@@ -36,15 +36,17 @@ export const stepEffect = <A>(step: Step<A>): Effect.Effect<A> =>
 export const decideWith = <A>(step: Step<A>, k: (a: A) => KeySelector.Decision): KeySelector.Decision =>
   isPending(step) ? KeySelector.waitFor(step.effect, k) : k(step)
 
-// Money is kept in integer micro-dollars, so it adds up exactly: a $0.50 key at $0.01 a request
-// serves 50 requests, not 49 and a remainder of $0.00999…. USD only at the edges (API, snapshot).
-const MICRO = 1_000_000
-const micros = (usd: number): number => Math.round(usd * MICRO)
-const microsOrNull = (usd: number | null): number | null => (usd === null ? null : micros(usd))
-const usd = (m: number): number => m / MICRO
+// Money is kept in integer nano-dollars, so it adds up exactly: a $0.50 key at $0.01 a request
+// serves 50 requests, not 49 and a remainder of $0.00999…; and a small answer's cost ($0.00001995,
+// say) is kept whole, as the simulator keeps it. USD only at the edges (API, snapshot); exact up
+// to about $9M.
+const NANO = 1_000_000_000
+const nanos = (usd: number): number => Math.round(usd * NANO)
+const nanosOrNull = (usd: number | null): number | null => (usd === null ? null : nanos(usd))
+const usd = (m: number): number => m / NANO
 const usdOrNull = (m: number | null): number | null => (m === null ? null : usd(m))
 
-/** Micro-dollars available (remaining − spent − reserved); null = unlimited. */
+/** Nano-dollars available (remaining − spent − reserved); null = unlimited. */
 const availableOf = (e: Slot): number | null =>
   e.remaining === null ? null : e.remaining - e.spent - e.reserved
 
@@ -59,7 +61,7 @@ const empty = (id: string): Slot => ({
 })
 
 /**
- * An entry as the ledger keeps it, its amounts in micro-dollars, changed in place so a
+ * An entry as the ledger keeps it, its amounts in nano-dollars, changed in place so a
  * reservation allocates nothing.
  */
 type Slot = { -readonly [K in keyof Entry]: Entry[K] }
@@ -213,8 +215,8 @@ export const make = (
                   undefined,
                   {
                     id: key.id,
-                    limit: microsOrNull(info.limit),
-                    remaining: microsOrNull(info.limitRemaining),
+                    limit: nanosOrNull(info.limit),
+                    remaining: nanosOrNull(info.limitRemaining),
                     spent: 0,
                     reserved: cur?.reserved ?? 0,
                     lookedUpAt: now,
@@ -362,7 +364,7 @@ export const make = (
       }
 
     const tryReserveBestNow: Now["tryReserveBest"] = (keys, include, amount) => {
-      const reserving = reservingBest(keys, include, micros(amount))
+      const reserving = reservingBest(keys, include, nanos(amount))
       // Nothing stale (nearly always): straight to the store, no thunk for `afterRefresh`.
       return staleOf(keys, include, clock.unsafeCurrentTimeMillis()) === undefined
         ? modifyLedger(reserving)
@@ -373,7 +375,7 @@ export const make = (
       (amount: number, cost: number | undefined) =>
       (e: Slot): void => {
         e.reserved = Math.max(0, e.reserved - amount)
-        e.spent += micros(cost ?? 0)
+        e.spent += nanos(cost ?? 0)
       }
     const reserving =
       (amount: number) =>
@@ -408,7 +410,7 @@ export const make = (
       balances: balancesNow,
       tryReserveBest: tryReserveBestNow,
       reserve: (key, amount) => {
-        const held = new Held(key, micros(amount))
+        const held = new Held(key, nanos(amount))
         const done = modifyLedger(adjusting(key.id, reserving(held.amount)))
         return isPending(done) ? new Pending(Effect.as(done.effect, held)) : held
       },

@@ -13,6 +13,7 @@ import * as Redacted from "effect/Redacted"
 import * as crypto from "node:crypto"
 import type * as http from "node:http"
 import type * as GatewayConfig from "../../GatewayConfig.js"
+import { bearerToken } from "../auth.js"
 
 /** The cookie's name. */
 export const COOKIE = "or_balancer_admin"
@@ -79,8 +80,8 @@ export const cookieValues = (header: string | undefined, name: string = COOKIE):
 /** Whether the request carries the admin cookie or an admin bearer token. */
 export const allowed = (req: http.IncomingMessage, auth: AdminAuth): boolean => {
   if (auth.open) return true
-  const header = req.headers.authorization
-  if (header !== undefined && header.startsWith("Bearer ") && auth.token(header.slice(7).trim())) return true
+  const token = bearerToken(req.headers.authorization)
+  if (token !== undefined && auth.token(token)) return true
   let ok = false
   for (const value of cookieValues(req.headers.cookie)) ok = auth.cookie(value) || ok
   return ok

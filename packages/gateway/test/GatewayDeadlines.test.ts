@@ -1,0 +1,125 @@
+/**
+ * Issue 13, item 6 and F7: the gateway's deadlines against an upstream that never answers and a
+ * caller that never finishes its body. One deadline for the whole request (`deadlines.requestMs`)
+ * across attempts, a shorter per-attempt `headersMs` with failover, and a 504 naming what was
+ * tried; a stalled request body is a 408 after `deadlines.bodyMs`.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as net from "node:net"
+import * as Gateway from "../src/Gateway.js"
+import * as Simulator from "@or-balancer/simulator/Simulator"
+import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
+
+/** Keys whose every request stalls: the upstream accepts and never answers. */
+const stalled = (labels: ReadonlyArray<string>) =>
+  Simulator.make({
+    seed: 7,
+    keys: simKeys(labels).map((k) => ({ ...k, faults: { script: ["stall" as const], loop: true } }))
+  })
+
+const settled = (gw: Gateway.Gateway) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 300; i++) {
+      const s = yield* gw.status
+      if (s.inFlightRequests === 0 && s.keys.every((k) => k.inFlight === 0)) return
+      yield* Effect.sleep(Duration.millis(10))
+    }
+    assert.fail("in-flight counts did not return to 0")
+  })
+
+const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    const t0 = performance.now()
+    const a = yield* effect
+    return [a, performance.now() - t0] as const
+  })
+
+describe("Gateway deadlines", () => {
+  it.scopedLive(
+    "a never-answering upstream gets a 504 at the request deadline, not attempts × headersMs",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* stalled(["s1", "s2", "s3"])
+        const gw = yield* Gateway.make(
+          yield* configFor(sim, {
+            retry: { maxAttempts: 10, baseDelayMs: 5, maxDelayMs: 20, budget: false },
+            // 10 attempts × 400 ms would be 4 s; the whole request has 1.5 s.
+            deadlines: { keyWaitMs: 2000, requestMs: 1500, headersMs: 400, drainMs: 500 }
+          })
+        )
+        const [r, ms] = yield* timed(post(`${gw.url}/v1/chat/completions`, chatBody()))
+        assert.strictEqual(r.status, 504, r.text)
+        assert.isAtLeast(ms, 1400)
+        // Slack for a loaded machine, still far under attempts × headersMs.
+        assert.isBelow(ms, 3500)
+        const error = JSON.parse(r.text).error
+        assert.include(error.message, "request deadline of 1.5 s")
+        const attempts: Array<{ key: string; error: string }> = error.metadata.attempts
+        // Failed over on each attempt's headersMs: more than one key tried, each named with why.
+        assert.isAtLeast(attempts.length, 3)
+        assert.includeMembers(
+          attempts.map((a) => a.key),
+          ["s1", "s2", "s3"]
+        )
+        for (const a of attempts.slice(0, -1)) assert.strictEqual(a.error, "Timeout")
+        for (const secret of sim.keys.map((k) => Redacted.value(k.secret))) assert.notInclude(r.text, secret)
+        yield* settled(gw)
+      })
+  )
+
+  it.scopedLive("attempts that all time out on headersMs end in a 504 naming them", () =>
+    Effect.gen(function* () {
+      const sim = yield* stalled(["s1", "s2"])
+      const gw = yield* Gateway.make(
+        yield* configFor(sim, {
+          retry: { maxAttempts: 2, baseDelayMs: 5, maxDelayMs: 20, budget: false },
+          deadlines: { keyWaitMs: 2000, requestMs: 10_000, headersMs: 300, drainMs: 500 }
+        })
+      )
+      const [r, ms] = yield* timed(post(`${gw.url}/v1/chat/completions`, chatBody()))
+      assert.strictEqual(r.status, 504, r.text)
+      assert.isBelow(ms, 1500)
+      const error = JSON.parse(r.text).error
+      assert.deepStrictEqual(
+        error.metadata.attempts.map((a: { key: string; error: string }) => a.error),
+        ["Timeout", "Timeout"]
+      )
+      yield* settled(gw)
+    })
+  )
+
+  it.scopedLive("a stalled request body is answered 408 after deadlines.bodyMs", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["k1"]) })
+      const gw = yield* Gateway.make(
+        yield* configFor(sim, { deadlines: { keyWaitMs: 2000, bodyMs: 1000, drainMs: 500 } })
+      )
+      const [answer, ms] = yield* timed(
+        Effect.promise(
+          () =>
+            new Promise<string>((resolve) => {
+              const socket = net.connect(gw.port, "127.0.0.1")
+              const chunks: Array<Buffer> = []
+              socket.on("data", (c: Buffer) => chunks.push(c))
+              socket.on("close", () => resolve(Buffer.concat(chunks).toString("utf8")))
+              socket.on("error", () => {})
+              // 100 bytes declared, 1 sent, the connection left open.
+              socket.write(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" +
+                  `authorization: Bearer ${TOKEN}\r\ncontent-length: 100\r\n\r\n{`
+              )
+            })
+        )
+      )
+      assert.match(answer, /^HTTP\/1\.1 408 /)
+      assert.isString(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)).error.message)
+      assert.isBelow(ms, 3000)
+      yield* settled(gw)
+      // The gateway still serves.
+      assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
+    })
+  )
+})
