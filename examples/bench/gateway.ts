@@ -26,6 +26,9 @@
  *
  *   npx tsx examples/bench/gateway.ts [requests] [connections] [upstreamLatencyMs]
  *   GATEWAY_CPU_PROF=/tmp/prof npx tsx examples/bench/gateway.ts   # --cpu-prof the gateway child
+ *   OR_GATEWAY_BENCH_LOG=info npx tsx examples/bench/gateway.ts     # the gateway logs every request
+ *     (its config's `log: { requests: true, level }`; its stdout goes to /dev/null, or to the file
+ *     OR_GATEWAY_BENCH_LOG_FILE names)
  *
  * The CPU-bound layout swings most with the neighbours' load (its throughput ratio moved from 0.46
  * to 1.08 between runs in one session), so it runs more rounds (8 by default), after one
@@ -38,7 +41,10 @@
  *                           same interleaved rounds; prints the median of (B − A) µs/request
  */
 import { execFileSync, fork, type ChildProcess } from "node:child_process"
+import * as diagnostics from "node:diagnostics_channel"
+import * as fs from "node:fs"
 import * as http from "node:http"
+import type * as net from "node:net"
 import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -62,6 +68,8 @@ export interface TargetResult {
   readonly upstreamCpuUsPerRequest: number
   /** Per round: this target's p50 minus the simulator's p50 in the same round (the spread between rounds). */
   readonly roundAddedP50Ms: ReadonlyArray<number>
+  /** New TCP connections the target's process opened over the measured rounds (after the warm-up): steady load should reuse its keep-alive pool. */
+  readonly newUpstreamSockets?: number
 }
 
 export type Layout = "shared" | "pinned" | "cpu-bound"
@@ -160,19 +168,26 @@ const quantile = (sorted: ReadonlyArray<number>, q: number) =>
 type ToChild = { readonly type: "cpu" } | { readonly type: "stop" }
 type FromChild =
   | { readonly type: "ready"; readonly url: string; readonly secrets?: ReadonlyArray<string> }
-  | { readonly type: "cpu"; readonly micros: number }
+  | { readonly type: "cpu"; readonly micros: number; readonly sockets: number }
   | { readonly type: "error"; readonly message: string }
 
 interface Child {
   readonly process: ChildProcess
   readonly url: string
   readonly secrets: ReadonlyArray<string>
-  /** The child's total CPU (user + system) so far, in µs. */
-  readonly cpu: () => Promise<number>
+  /** The child's total CPU (user + system) so far, in µs, and the client sockets it has connected. */
+  readonly cpu: () => Promise<{ readonly micros: number; readonly sockets: number }>
   readonly stop: () => Promise<void>
 }
 
 const here = fileURLToPath(import.meta.url)
+
+/** The gateway child's log level when it logs every request (OR_GATEWAY_BENCH_LOG), else off. */
+const LOG = process.env.OR_GATEWAY_BENCH_LOG as "debug" | "info" | "warn" | "error" | undefined
+const logOut = () =>
+  process.env.OR_GATEWAY_BENCH_LOG_FILE === undefined
+    ? ("ignore" as const)
+    : fs.openSync(process.env.OR_GATEWAY_BENCH_LOG_FILE, "a")
 
 const spawnChild = (
   role: string,
@@ -186,10 +201,10 @@ const spawnChild = (
       cwd: path.join(path.dirname(file), ".."),
       execArgv: [...execArgv, "--import", "tsx"],
       env: { ...process.env, OR_GATEWAY_BENCH_ROLE: role, ...env },
-      stdio: ["ignore", "inherit", "inherit", "ipc"]
+      stdio: ["ignore", role === "gateway" && LOG !== undefined ? logOut() : "inherit", "inherit", "ipc"]
     })
     // Answers come back in order: a FIFO of waiters.
-    const cpuWaiters: Array<(micros: number) => void> = []
+    const cpuWaiters: Array<(usage: { readonly micros: number; readonly sockets: number }) => void> = []
     child.on("message", (m: FromChild) => {
       if (m.type === "ready") {
         resolve({
@@ -209,18 +224,24 @@ const spawnChild = (
             })
         })
       } else if (m.type === "cpu") {
-        cpuWaiters.shift()?.(m.micros)
+        cpuWaiters.shift()?.({ micros: m.micros, sockets: m.sockets })
       } else reject(new Error(`${role}: ${m.message}`))
     })
     child.once("exit", (code) => reject(new Error(`${role} exited with ${code}`)))
   })
+
+/** Client sockets this process has connected (a proxy's connections to its upstream). */
+let connectedSockets = 0
+diagnostics.subscribe("net.client.socket", (message) => {
+  ;(message as { socket: net.Socket }).socket.once("connect", () => connectedSockets++)
+})
 
 /** In a child: answer CPU queries and stop requests from the parent. */
 const serveIpc = (stop: () => Promise<void>) => {
   process.on("message", (m: ToChild) => {
     if (m.type === "cpu") {
       const u = process.cpuUsage()
-      process.send!({ type: "cpu", micros: u.user + u.system } satisfies FromChild)
+      process.send!({ type: "cpu", micros: u.user + u.system, sockets: connectedSockets } satisfies FromChild)
     } else {
       // Give a CPU profile (if any) the normal exit it needs to be written.
       stop().then(
@@ -324,7 +345,8 @@ const runGateway = async () => {
       baseUrl: process.env.OR_GATEWAY_BENCH_UPSTREAM!,
       tokens: ["BENCH_TOKEN"],
       keys: LABELS.map((id, i) => ({ id, secretEnv: `BENCH_KEY_${i}` })),
-      strategy: STRATEGY
+      strategy: STRATEGY,
+      ...(LOG === undefined ? {} : { log: { requests: true, level: LOG } })
     }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
   )
   const scope = Effect.runSync(Scope.make())
@@ -396,6 +418,7 @@ interface Tally {
   seconds: number
   cpu: number
   upstreamCpu: number
+  sockets: number
   /** Each round's p50, CPU µs per request and requests per second, in round order. */
   roundP50s: Array<number>
   roundCpu: Array<number>
@@ -409,6 +432,7 @@ const tally = (): Tally => ({
   seconds: 0,
   cpu: 0,
   upstreamCpu: 0,
+  sockets: 0,
   roundP50s: [],
   roundCpu: [],
   roundRps: []
@@ -444,9 +468,10 @@ const measureInto = async (
   t.requests += requests
   t.errors += r.errors
   t.seconds += r.seconds
-  t.cpu += c1 - c0
-  t.upstreamCpu += s1 - s0
-  t.roundCpu.push((c1 - c0) / requests)
+  t.cpu += c1.micros - c0.micros
+  t.upstreamCpu += s1.micros - s0.micros
+  t.sockets += c1.sockets - c0.sockets
+  t.roundCpu.push((c1.micros - c0.micros) / requests)
   t.roundRps.push(requests / r.seconds)
 }
 
@@ -461,7 +486,8 @@ const summarize = (name: TargetResult["name"], t: Tally) => {
     p50Ms: quantile(sorted, 0.5),
     p99Ms: quantile(sorted, 0.99),
     cpuUsPerRequest: t.cpu / t.requests,
-    upstreamCpuUsPerRequest: t.upstreamCpu / t.requests
+    upstreamCpuUsPerRequest: t.upstreamCpu / t.requests,
+    newUpstreamSockets: t.sockets
   }
 }
 
@@ -731,7 +757,7 @@ const printLayout = (l: LayoutResult | SkippedLayout) => {
     const spread =
       t.name === "simulator" ? "" : `  by round ${t.roundAddedP50Ms.map((x) => x.toFixed(2)).join("/")}`
     console.log(
-      `    ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms${spread}  added p99 ${t.addedP99Ms.toFixed(2)} ms  cpu ${t.cpuUsPerRequest.toFixed(0)} µs/req (simulator ${t.upstreamCpuUsPerRequest.toFixed(0)})  errors ${t.errors}`
+      `    ${t.name.padEnd(10)} ${t.rps.toFixed(0).padStart(6)} req/s  p50 ${t.p50Ms.toFixed(2)} ms  p99 ${t.p99Ms.toFixed(2)} ms  added p50 ${t.addedP50Ms.toFixed(2)} ms${spread}  added p99 ${t.addedP99Ms.toFixed(2)} ms  cpu ${t.cpuUsPerRequest.toFixed(0)} µs/req (simulator ${t.upstreamCpuUsPerRequest.toFixed(0)})  errors ${t.errors}  new upstream sockets ${t.newUpstreamSockets ?? 0}`
     )
   }
   console.log(
@@ -764,7 +790,7 @@ if (role !== undefined) {
   }).then(
     (r) => {
       console.log(
-        `gateway bench: ${r.requests} requests per target and layout, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} interleaved rounds, each target in its own process; gateway strategy ${JSON.stringify(r.strategy)}`
+        `gateway bench: ${r.requests} requests per target and layout, ${r.connections} connections, upstream ${r.upstreamLatencyMs} ms, ${r.rounds} interleaved rounds, each target in its own process; gateway strategy ${JSON.stringify(r.strategy)}; request log ${LOG ?? "off"}`
       )
       r.layouts.forEach(printLayout)
     },

@@ -3,7 +3,8 @@
  * `bench/gateway.ts` exists). Writes `bench/results.json` and `bench/results.md`.
  *
  * Options: `--quick` (smaller counts, for a smoke run); `--only=<section>[,<section>]` (selection,
- * goodput, memory, gateway) reruns those sections and keeps the others from the last results.json.
+ * goodput, memory, gateway, scenarios) reruns those sections and keeps the others from the last
+ * results.json.
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -13,6 +14,7 @@ import { fileURLToPath } from "node:url"
 import type * as GatewayBench from "./gateway.js"
 import * as Goodput from "./goodput.js"
 import type * as Memory from "./memory.js"
+import type * as Scenarios from "./scenarios.js"
 import * as Selection from "./selection.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -47,17 +49,17 @@ log(
   `machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, load average ${os.loadavg()[0]!.toFixed(2)}`
 )
 
-log("1/4 selection cost")
+log("1/5 selection cost")
 const selection: ReadonlyArray<Selection.Row> = want("selection")
   ? await Selection.run({ budgetMs: quick ? 200 : 800 })
   : previous.selection
 
-log("2/4 goodput under trouble")
+log("2/5 goodput under trouble")
 const goodput: Awaited<ReturnType<typeof Goodput.run>> = want("goodput")
   ? await Goodput.run(quick ? { requests: 1000 } : {})
   : previous.goodput
 
-log("3/4 memory (child process with --expose-gc)")
+log("3/5 memory (child process with --expose-gc)")
 const measureMemory = (): Memory.Result | { error: string } => {
   const large = quick ? 100_000 : 1_000_000
   const child = spawnSync(
@@ -74,7 +76,7 @@ const measureMemory = (): Memory.Result | { error: string } => {
 }
 const memory: Memory.Result | { error: string } = want("memory") ? measureMemory() : previous.memory
 
-log("4/4 gateway")
+log("4/5 gateway")
 let gateway: unknown = want("gateway") ? { skipped: "bench/gateway.ts not present" } : previous.gateway
 if (want("gateway") && fs.existsSync(path.join(here, "gateway.ts"))) {
   try {
@@ -94,6 +96,25 @@ if (want("gateway") && fs.existsSync(path.join(here, "gateway.ts"))) {
     gateway = { error: e instanceof Error ? e.message : String(e) }
   }
 }
+
+log("5/5 scenarios through the gateway (child process with --expose-gc)")
+const measureScenarios = (): ReadonlyArray<Scenarios.ScenarioResult> | { error: string } => {
+  const child = spawnSync(
+    process.execPath,
+    ["--expose-gc", "--import", "tsx", path.join(here, "scenarios.ts"), ...(quick ? ["--quick"] : [])],
+    // Each scenario is bounded (≤ 60 s, overload 3 × 30 s): a hung child is cut off.
+    { encoding: "utf8", cwd: path.join(here, ".."), maxBuffer: 1 << 24, timeout: 400_000 }
+  )
+  const line = child.stdout.trim().split("\n").pop() ?? ""
+  try {
+    return JSON.parse(line) as ReadonlyArray<Scenarios.ScenarioResult>
+  } catch {
+    return { error: (child.stderr || line || "no output").slice(0, 500) }
+  }
+}
+const scenarios: ReadonlyArray<Scenarios.ScenarioResult> | { error: string } | undefined = want("scenarios")
+  ? measureScenarios()
+  : previous.scenarios
 
 const f = (n: number, d = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d })
@@ -156,6 +177,7 @@ const results = {
   goodput,
   memory,
   gateway,
+  scenarios,
   targets,
   /** How the gateway targets were judged (which layout). */
   targetNotes: gatewayTargetNotes
@@ -252,8 +274,8 @@ if (gatewayLayouts.length > 0) {
       continue
     }
     md.push(
-      "| target | req/s | p50 ms | p99 ms | added p50 ms | added p50 by round | added p99 ms | CPU µs/request | errors |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+      "| target | req/s | p50 ms | p99 ms | added p50 ms | added p50 by round | added p99 ms | CPU µs/request | errors | new upstream sockets |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     for (const t of l.targets) {
       const byRound =
@@ -261,7 +283,7 @@ if (gatewayLayouts.length > 0) {
           ? ""
           : t.roundAddedP50Ms.map((x) => f(x, 2)).join(" / ")
       md.push(
-        `| ${t.name} | ${f(t.rps)} | ${f(t.p50Ms, 2)} | ${f(t.p99Ms, 2)} | ${f(t.addedP50Ms, 2)} | ${byRound} | ${f(t.addedP99Ms, 2)} | ${t.cpuUsPerRequest === undefined ? "" : f(t.cpuUsPerRequest)} | ${t.errors} |`
+        `| ${t.name} | ${f(t.rps)} | ${f(t.p50Ms, 2)} | ${f(t.p99Ms, 2)} | ${f(t.addedP50Ms, 2)} | ${byRound} | ${f(t.addedP99Ms, 2)} | ${t.cpuUsPerRequest === undefined ? "" : f(t.cpuUsPerRequest)} | ${t.errors} | ${t.newUpstreamSockets === undefined ? "" : f(t.newUpstreamSockets)} |`
       )
     }
     md.push(
@@ -275,6 +297,30 @@ if (gatewayLayouts.length > 0) {
     ""
   )
 } else md.push(gw.error ?? gw.skipped ?? "not run", "")
+md.push("## 5. Scenarios through the gateway (issue 14)", "")
+if (scenarios === undefined) md.push("Not run yet.", "")
+else if ("error" in scenarios) md.push(`Not measured: ${scenarios.error}`, "")
+else {
+  md.push(
+    "The simulator's `Scenarios.trouble()` and `Scenarios.chaos()` pools (requests at $0.01 each) through the gateway with health-aware (3) › threshold (0.01) › round robin, and Overload: the README's example config (health-aware › round robin, its retry and deadlines) over the demo pool, every request sent at once, 3 rounds. Simulator, gateway and load generator share one process. Failures are as the caller saw them, by status and the error's reason; \"no key all deadline\" counts the gateway's `NoKeyAvailable` 503s (no key eligible for the request's whole key wait). Upstream calls, spend and overspend (spend past a key's cap) are the simulator's. Memory is the process's heap after a full GC: idle before, right after the load, idle 2 s later.",
+    "",
+    "| scenario | requests @ concurrency | succeeded | caller failures | of which no key all deadline | unfinished | 401/402 at caller | resets | upstream calls / success | overspend $ | goodput/s | admitted/s | p50 ms | p99 ms | 401s per revoked key | new upstream sockets | heap MB idle → after → idle |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"
+  )
+  for (const s of scenarios) {
+    const failed = Object.values(s.failures).reduce((a, b) => a + b, 0)
+    md.push(
+      `| ${s.name} | ${f(s.requests)} @ ${f(s.concurrency)}${s.rounds > 1 ? ` (${s.rounds} rounds)` : ""} | ${f(s.succeeded)} | ${f(failed)} | ${f(s.allKeysUnavailable)} | ${f(s.unfinished)} | ${f(s.upstream401or402AtCaller)} | ${f(s.connectionResets)} | ${f(s.upstreamCallsPerSuccess, 2)} | ${s.overspendUsd.toFixed(2)} | ${f(s.goodputPerSecond)} | ${s.admittedPerSecond === null ? "unlimited" : `${f(s.admittedPerSecond)} (${f((s.goodputVsAdmitted ?? 0) * 100)} %)`} | ${f(s.p50Ms)} | ${f(s.p99Ms)} | ${Object.values(s.revoked401s).join(", ")} | ${f(s.newUpstreamSockets)} | ${s.memory.idleBeforeMB} → ${s.memory.afterMB} → ${s.memory.idleAfterMB} |`
+    )
+  }
+  md.push("")
+  for (const s of scenarios) {
+    md.push(
+      `- ${s.name} (${s.description}): failures ${JSON.stringify(s.failures)}; upstream ${JSON.stringify(s.upstreamByOutcome)}; wall ${s.wallSeconds} s.`
+    )
+  }
+  md.push("")
+}
 md.push(
   "## Targets",
   "",

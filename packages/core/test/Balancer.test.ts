@@ -189,6 +189,33 @@ describe("Balancer", () => {
     )
   )
 
+  it.effect("a 429 with a known reset is a wait: it spends no attempt and no retry budget", () =>
+    Effect.gen(function* () {
+      const balancer = yield* Balancer.Balancer
+      const calls: Array<string> = []
+      // The account's window refuses three times, each with its reset 1 s ahead; then it admits.
+      const fiber = yield* balancer
+        .run({}, (key) =>
+          Effect.suspend(() => {
+            calls.push(key.id)
+            return calls.length <= 3 ? Effect.fail(rateLimited(1, "account")) : Effect.succeed(key.id)
+          })
+        )
+        .pipe(Effect.fork)
+      yield* TestClock.adjust("3 seconds")
+      // maxAttempts 2 and no retry budget to spend: both would have ended it after the first 429.
+      expect(yield* Fiber.join(fiber)).toBe("a")
+      expect(calls).toEqual(["a", "a", "a", "a"])
+      // A 5xx still spends an attempt and the budget: with none left, the next one ends the request.
+      const e = yield* balancer.run({}, () => Effect.fail(serverError)).pipe(Effect.flip)
+      expect(e._tag === "AllAttemptsFailed" && e.reason).toBe("budget")
+    }).pipe(
+      Effect.provide(
+        env(keys(["a"]), { budget: { ratio: 0, minPerSecond: 0, window: "10 seconds" }, maxAttempts: 2 })
+      )
+    )
+  )
+
   it.effect("a lease is released even when the call is interrupted", () =>
     Effect.gen(function* () {
       const balancer = yield* Balancer.Balancer

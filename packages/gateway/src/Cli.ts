@@ -32,6 +32,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Gateway from "./Gateway.js"
 import * as GatewayConfig from "./GatewayConfig.js"
+import * as Tracing from "./Tracing.js"
 import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import * as Simulator from "@or-balancer/simulator/Simulator"
@@ -129,7 +130,11 @@ export const serve = Command.make("serve", { config: configOption, verbose }, ({
     )
     yield* Reload.onChange(path, config, gateway, Effect.tap(loadConfig(path), warn))
     return yield* Effect.never
-  }).pipe(Effect.scoped)
+  }).pipe(
+    Effect.scoped,
+    // Traces over OTLP when the standard OTEL_EXPORTER_OTLP_* variables ask for them (Tracing.ts).
+    Effect.provide(Tracing.layerFromEnv)
+  )
 ).pipe(
   Command.withDescription(
     `run the OpenAI-compatible gateway (file defaults: listen 127.0.0.1:8080, baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy round-robin)`

@@ -42,7 +42,9 @@ import type { AddressInfo } from "node:net"
 import type * as GatewayConfig from "./GatewayConfig.js"
 import type * as Admin from "./internal/admin.js"
 import * as Engine from "./internal/engine.js"
+import * as Events from "./internal/events.js"
 import * as Handler from "./internal/handler.js"
+import * as Log from "./internal/log.js"
 import * as Prometheus from "./internal/prometheus.js"
 import * as Respond from "./internal/respond.js"
 import * as State from "./internal/state.js"
@@ -190,7 +192,9 @@ export const make = (
 ): Effect.Effect<Gateway, GatewayError, Scope.Scope> =>
   Effect.gen(function* () {
     const monitor = yield* Monitor.make
-    const store = yield* StateStore.makeMemory
+    // Key ejections, probes and cooldowns are seen in the store's writes (events.ts).
+    let observed: State.ServerState | undefined
+    const store = Events.observe(yield* StateStore.makeMemory, () => observed)
     const provideShared = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(
         Effect.provideService(Monitor.Monitor, monitor),
@@ -213,6 +217,7 @@ export const make = (
       // The last request on a replaced configuration has finished: release what it held.
       onRetired: (engine) => void runFork(State.disposeEngine(engine))
     }
+    observed = state
     const status = provideShared(StatusView.status(state))
     const admin: Admin.Admin = {
       metrics: provideShared(
@@ -248,7 +253,8 @@ export const make = (
           )
         )
       server.once("error", onError)
-      server.listen(config.port, config.host, () => {
+      // A deep accept queue (Node's default is 511): a burst of new clients is queued, not reset.
+      server.listen({ port: config.port, host: config.host, backlog: 4096 }, () => {
         server.off("error", onError)
         resume(Effect.succeed((server.address() as AddressInfo).port))
       })
@@ -265,12 +271,18 @@ export const make = (
       return Effect.sync(() => state.idle.delete(f))
     })
 
+    /** An event line, at the current configuration's log level (log.ts). */
+    const logEvent = (level: Log.Level, name: string, fields: Record<string, unknown>) =>
+      Log.event(Log.settingsOf(state.engine.config), state.engine.built.clock, level, name, fields)
+
     let drained = false
     const drain = (deadline?: Duration.DurationInput) =>
       Effect.gen(function* () {
         if (drained) return
         drained = true
         state.draining = true
+        const started = state.engine.built.clock.unsafeCurrentTimeMillis()
+        logEvent("info", "drain_start", { inFlight: state.active })
         server.close()
         server.closeIdleConnections()
         const ms =
@@ -282,6 +294,11 @@ export const make = (
           Effect.interruptible(waitIdle),
           Effect.interruptible(Effect.sleep(Duration.millis(ms)))
         )
+        logEvent(state.active === 0 ? "info" : "warn", "drain_end", {
+          cutOff: state.active,
+          ms: state.engine.built.clock.unsafeCurrentTimeMillis() - started
+        })
+        Log.flush()
         server.closeAllConnections()
         yield* State.disposeEngine(state.engine)
       })
@@ -291,13 +308,22 @@ export const make = (
       Effect.gen(function* () {
         if (state.draining)
           return yield* new GatewayError({ reason: "Config", message: "the gateway is draining" })
-        const next = yield* buildEngine(c)
+        const next = yield* buildEngine(c).pipe(
+          Effect.tapError((e) =>
+            Effect.sync(() => logEvent("error", "reload_failed", { message: e.message }))
+          )
+        )
         server.requestTimeout = c.deadlines.bodyMs
         server.headersTimeout = c.deadlines.bodyMs
         const old = state.engine
         state.engine = next
         state.generation++
         old.retired = true
+        logEvent("info", "reload", {
+          generation: state.generation,
+          keys: c.keys.map((k) => k.id),
+          strategy: c.strategy.map((s) => s.name)
+        })
         if (old.active === 0) yield* State.disposeEngine(old)
       })
 

@@ -13,7 +13,8 @@
  *   "deadlines": { "keyWaitMs": 30000, "requestMs": 60000, "headersMs": 15000, "bodyMs": 30000, "bodyIdleMs": 300000, "drainMs": 15000 },
  *   "bodyLimitBytes": 1048576,
  *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true },
- *   "publicModels": false
+ *   "publicModels": false,
+ *   "log": { "requests": true, "level": "info" }
  * }
  * ```
  *
@@ -195,6 +196,13 @@ export const File = Schema.Struct({
       /** `/status` and `/metrics` need an admin token too (cookie or `Authorization: Bearer`). */
       protect: Schema.optional(Schema.Boolean)
     })
+  ),
+  /** JSON lines on stdout: one per request (`requests`), and events (ejections, reloads...). */
+  log: Schema.optional(
+    Schema.Struct({
+      requests: Schema.optional(Schema.Boolean),
+      level: Schema.optional(Schema.Literal("debug", "info", "warn", "error"))
+    })
   )
 })
 
@@ -240,6 +248,15 @@ export interface GatewayConfig {
     readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
     readonly protect: boolean
   }
+  /**
+   * Logs on stdout, one JSON line each: a line per request when `requests` (default false), and
+   * events (key ejections, cooldowns, probes, reloads, the drain) at or above `level` (default
+   * `info` with request lines, else `warn`: failed requests, ejections, a drain that cut requests
+   * off, a failed reload; `debug` adds detail). Optional, so a config built by hand needs none.
+   */
+  readonly log?: { readonly requests: boolean; readonly level: "debug" | "info" | "warn" | "error" }
+  /** The environment variables `tokens` were read from, in order: the request log names a client by it. */
+  readonly tokenNames?: ReadonlyArray<string>
 }
 
 /**
@@ -383,6 +400,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
       port: file.listen?.port ?? 8080,
       baseUrl: (file.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, ""),
       tokens,
+      tokenNames: names,
       keys,
       strategy,
       retry: {
@@ -404,6 +422,11 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
       admin: {
         tokens: adminNames === undefined ? tokens : adminTokens,
         protect: file.admin?.protect ?? false
+      },
+      // Events only above info unless request lines are asked for: no line per drain in every test.
+      log: {
+        requests: file.log?.requests ?? false,
+        level: file.log?.level ?? (file.log?.requests === true ? "info" : "warn")
       }
     } satisfies GatewayConfig
   })

@@ -4,3 +4,4 @@
 export * as Cli from "./Cli.js"
 export * as Gateway from "./Gateway.js"
 export * as GatewayConfig from "./GatewayConfig.js"
+export * as Tracing from "./Tracing.js"

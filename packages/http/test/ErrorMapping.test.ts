@@ -52,7 +52,7 @@ describe("ErrorMapping.fromResponse", () => {
     expect((provider as UpstreamError.RateLimited).scope).toBe("key")
   })
 
-  it("reads Retry-After as seconds or an HTTP date, and X-RateLimit-Reset when there is none", () => {
+  it("reads Retry-After as seconds or an HTTP date; a 429's X-RateLimit-Reset comes first", () => {
     const now = Date.UTC(2026, 0, 1, 0, 0, 0)
     const date = new Date(now + 30_000).toUTCString()
     const e = ErrorMapping.fromResponse(503, { "retry-after": date }, body(503, "overloaded"), { now })
@@ -68,6 +68,14 @@ describe("ErrorMapping.fromResponse", () => {
       { now }
     ) as UpstreamError.RateLimited
     expect(Duration.toMillis(reset.retryAfter!)).toBe(4_000)
+    // Both: the reset (epoch ms, exact) wins over Retry-After's whole seconds.
+    const both = ErrorMapping.fromResponse(
+      429,
+      { "retry-after": "1", "x-ratelimit-reset": String(now + 250), "x-ratelimit-limit": "20" },
+      body(429, "limit"),
+      { now }
+    ) as UpstreamError.RateLimited
+    expect(Duration.toMillis(both.retryAfter!)).toBe(250)
     expect(ErrorMapping.parseRetryAfter("1.5", undefined)).toEqual(Duration.millis(1500))
     expect(ErrorMapping.parseRetryAfter("soon", now)).toBeUndefined()
     // Platform Headers and fetch Headers work too.

@@ -100,6 +100,9 @@ export interface Status {
 const NONE: ReadonlyMap<string, Record> = new Map()
 
 const isOut = (r: Record | undefined, now: number) => r?.until !== undefined && r.until > now
+/** Ejected for the key's own refusal (401, 402): panic does not bring it back. */
+const isKeyDead = (reason: string | undefined) =>
+  reason === "Unauthorized" || reason === "InsufficientCredits"
 const isHalfOpen = (r: Record | undefined, now: number) => r?.until !== undefined && r.until <= now
 
 /**
@@ -310,7 +313,7 @@ export const make = (
       d: KeySelector.Lease | KeySelector.NoKeyAvailable
     ): KeySelector.Decision => (KeySelector.isNoKeyAvailable(d) ? d : plain(d))
 
-    // The request the inner selector sees: out keys gated away, unless in panic (then unchanged).
+    // The request the inner selector sees: out keys gated away; in panic, only dead keys (401, 402).
     const narrow = (
       request: KeySelector.SelectRequest,
       keys: ReadonlyArray<Key.Key>,
@@ -318,9 +321,13 @@ export const make = (
       now: number
     ): KeySelector.SelectRequest => {
       if (records.size === 0) return request
-      let out = 0
-      for (const k of keys) if (isOut(records.get(k.id), now)) out++
-      if (out / keys.length > panicThreshold) return request
+      if (inPanic(keys, records, now))
+        // Panic ignores health, but not a key's own refusal (revoked, out of credit): it would
+        // only refuse again, once per request in flight (issue 14: a revoked key took hundreds).
+        return KeySelector.withGate(request, (k) => {
+          const r = records.get(k.id)
+          return isOut(r, now) && isKeyDead(r!.reason) ? { reason: "unhealthy", until: r!.until } : undefined
+        })
       return KeySelector.withGate(request, (k) => {
         const r = records.get(k.id)
         if (r === undefined || r.until === undefined) return undefined
@@ -328,6 +335,11 @@ export const make = (
         // Half-open: with trials, one request at a time; with probes, not before the probe says so.
         return trial && r.testing !== true ? undefined : { reason: "unhealthy" }
       })
+    }
+    const inPanic = (keys: ReadonlyArray<Key.Key>, records: ReadonlyMap<string, Record>, now: number) => {
+      let out = 0
+      for (const k of keys) if (isOut(records.get(k.id), now)) out++
+      return out / keys.length > panicThreshold
     }
     const needsTrial = (key: Key.Key, records: ReadonlyMap<string, Record>, now: number) =>
       trial && isHalfOpen(records.get(key.id), now)
@@ -345,7 +357,8 @@ export const make = (
         // The trial slot is claimed atomically: the gate read the records before the inner
         // selector ran, and another selection may have claimed the slot while it waited.
         return st.modify<Record, Claim>(ns.health, picked.key.id, claimTrial, (claim) => {
-          const next = afterClaim(claim, narrowed !== request)
+          // In panic the gate keeps only dead keys out, not a taken trial: take the key plainly.
+          const next = afterClaim(claim, narrowed !== request && !inPanic(keys, records, now))
           return next === "trial"
             ? wrap(picked, true)
             : next === "plain"

@@ -136,14 +136,44 @@ describe("HealthAware", () => {
 
   it.effect("panic: with more than the threshold out, traffic spreads over every key", () =>
     Effect.gen(function* () {
-      const ejectNext = attempt(new UpstreamError.Unauthorized({ message: "401" }))
+      const ejectNext = attempt(server)
       yield* ejectNext // a
       yield* ejectNext // b: 2 of 4 out, not more than half
       expect(yield* picks(4)).toEqual(["c", "d", "c", "d"])
       yield* ejectNext // c: 3 of 4 out -> panic
       expect((yield* HealthAware.status(0.5)).panic).toBe(true)
       expect(new Set(yield* picks(4))).toEqual(new Set(["a", "b", "c", "d"]))
-    }).pipe(Effect.provide(env(keys("a", "b", "c", "d"), { panicThreshold: 0.5 })))
+    }).pipe(Effect.provide(env(keys("a", "b", "c", "d"), { panicThreshold: 0.5, failureThreshold: 1 })))
+  )
+
+  it.effect("panic does not bring back a key out for its own refusal (401, 402)", () =>
+    Effect.gen(function* () {
+      yield* attempt(new UpstreamError.Unauthorized({ message: "401" })) // a: revoked
+      yield* attempt(new UpstreamError.InsufficientCredits({ message: "402" })) // b: out of credit
+      yield* attempt(server) // c: 3 of 4 out -> panic
+      expect((yield* HealthAware.status(0.5)).panic).toBe(true)
+      // c's outage is ignored in panic; a and b would only refuse again.
+      expect(new Set(yield* picks(6))).toEqual(new Set(["c", "d"]))
+    }).pipe(Effect.provide(env(keys("a", "b", "c", "d"), { panicThreshold: 0.5, failureThreshold: 1 })))
+  )
+
+  it.effect("panic: a half-open key whose trial is taken is leased plainly (no endless re-claim)", () =>
+    Effect.gen(function* () {
+      const only = (id: string) => ({
+        gate: (k: { id: string }) => (k.id === id ? undefined : { reason: "ineligible" as const })
+      })
+      yield* attempt(server, only("a")) // a out until 1 s
+      yield* TestClock.adjust("500 millis")
+      for (const id of ["b", "c", "d"]) yield* attempt(server, only(id)) // out until 1.5 s
+      yield* TestClock.adjust("600 millis") // a half-open; 3 of 5 out: panic
+      expect((yield* HealthAware.status(0.5)).panic).toBe(true)
+      const selector = yield* KeySelector.KeySelector
+      const trial = yield* selector.select(request(only("a"))) // claims a's trial slot, held
+      const second = yield* selector.select(request(only("a")))
+      expect([trial.key.id, second.key.id]).toEqual(["a", "a"])
+      yield* second.report(KeySelector.success("1 second", 0))
+      yield* trial.report(KeySelector.success("1 second", 0))
+    }).pipe(Effect.provide(env(keys("a", "b", "c", "d", "e"), { panicThreshold: 0.5, failureThreshold: 1 })))
   )
 
   it.effect("probe recovery: a free CreditLookup call closes or re-ejects a cooled key", () =>

@@ -23,6 +23,12 @@ const keyScope = (id: string) => `key:${id}`
 const accountScope = (id: string) => `account:${id}`
 
 const NOTHING_TRIED: ReadonlySet<string> = new Set()
+/** At most this many 429s are waited out per request, so a window that keeps refusing still ends it. */
+const MAX_WAITS = 16
+const waitOf = (error: UpstreamError.UpstreamError): number | undefined => {
+  const wait = UpstreamError.retryAfterOf(error)
+  return wait._tag === "Some" ? Duration.toMillis(wait.value) : undefined
+}
 
 export const make = (options: Balancer.Options = {}) =>
   Effect.gen(function* () {
@@ -293,6 +299,8 @@ export const make = (options: Balancer.Options = {}) =>
         const attempts: Array<Balancer.Attempt> = []
         let state = backoff.initial
         let reuseDelay = 0
+        // 429s waited out (see `next`): they do not count as attempts.
+        let waits = 0
         const noKey = (
           e: KeySelector.NoKeyAvailable
         ): Effect.Effect<never, KeySelector.NoKeyAvailable | AllAttemptsFailed> =>
@@ -335,9 +343,19 @@ export const make = (options: Balancer.Options = {}) =>
             yield* coolDown(key, error, now)
             const disposition = UpstreamError.disposition(error)
             if (disposition === "fail") return yield* Effect.fail(error as E)
+            // A 429 whose window's end is known, and within this request's deadline, is a wait: the
+            // cooldown gate holds the key (or account) until then. It spends neither an attempt nor
+            // the retry budget, which is there against storms of 5xx and resets (issue 14).
+            const waitMs = error._tag === "RateLimited" ? waitOf(error) : undefined
+            if (waitMs !== undefined && waitMs > 0 && now + waitMs <= deadlineAt && waits < MAX_WAITS) {
+              waits++
+              yield* monitor.retried
+              reuseDelay = 0
+              return yield* from(attempt + 1)
+            }
             if (disposition !== "retry-same") tried.add(key.id)
             if (disposition === "eject") dead.add(key.id)
-            if (attempt >= maxAttempts)
+            if (attempt - waits >= maxAttempts)
               return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
             if (budget !== undefined && !budget.tryWithdraw(now)) {
               return yield* Effect.fail(new AllAttemptsFailed({ reason: "budget", attempts }))

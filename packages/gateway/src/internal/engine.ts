@@ -28,6 +28,8 @@ import * as Scope from "effect/Scope"
 import type * as GatewayConfig from "../GatewayConfig.js"
 import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
+import type * as Tracer from "effect/Tracer"
+import * as Trace from "./trace.js"
 
 type Shared = Monitor.Monitor | StateStore.StateStore
 type SelectorLayer = Layer.Layer<
@@ -133,6 +135,8 @@ export interface Built {
   readonly scope: Scope.CloseableScope
   /** The runtime's clock, for the decisions made outside a fiber. */
   readonly clock: Clock.Clock
+  /** The tracer the gateway was started under, unless Effect's built-in one (then no spans: trace.ts). */
+  readonly tracer: Tracer.Tracer | undefined
 }
 
 /**
@@ -173,6 +177,7 @@ export const build = (
       pool: Context.get(context, KeyPool.KeyPool),
       ledger: needsLedger(config.strategy) ? Context.get(context, CreditLedger.CreditLedger) : undefined,
       scope,
-      clock: yield* Effect.clock
+      clock: yield* Effect.clock,
+      tracer: yield* Trace.installed
     }
   })

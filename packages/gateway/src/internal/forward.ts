@@ -18,6 +18,7 @@ import { header1, openAiError, sendJson, sendOutcome } from "./respond.js"
 import { sendAnswer, type Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
 import type { Answer } from "./answer.js"
+import type * as Log from "./log.js"
 import { callUpstream, type RequestContext, startUpstream } from "./upstream.js"
 
 /** How the fiber path runs a request: `Balancer.runHeld` from the start, or `Started.runHeld`. */
@@ -26,6 +27,9 @@ type HeldRun = Balancer.Started["runHeld"]
 /** Per-request hooks: `cancel` when the response closes, `expire` at the request's deadline. */
 export interface Live {
   cancel: (() => void) | undefined
+  /** The request id (see log.ts), and its log record when request logging is on. */
+  readonly id: string
+  readonly log: Log.RequestLog | undefined
   expire?: (() => void) | undefined
 }
 
@@ -67,6 +71,11 @@ export const forward = (
     upstream: undefined,
     response: undefined,
     failed: undefined,
+    // Passed upstream as they came (log.ts, upstream.ts).
+    requestId: live.id,
+    traceparent: header1(req.headers.traceparent),
+    tracestate: header1(req.headers.tracestate),
+    log: live.log,
     deadlineAt: engine.built.clock.unsafeCurrentTimeMillis() + engine.config.deadlines.requestMs,
     attempt: undefined,
     tried: []
@@ -182,6 +191,7 @@ const forwardOnFiber = (
     if (held !== undefined) engine.fork(held.cancel)
     const failure = Cause.failureOption(exit.cause)
     if (failure._tag === "Some") {
+      ctx.log?.giveUp(failure.value)
       settled = true
       engine.fork(failureAnswer(balancer, failure.value, ctx.failed)).addObserver((answer) => {
         if (Exit.isSuccess(answer)) sendOutcome(res, answer.value)

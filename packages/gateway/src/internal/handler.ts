@@ -10,6 +10,7 @@ import { authorized } from "./auth.js"
 import * as AdminAuth from "./dashboard/auth.js"
 import * as Dashboard from "./dashboard/handler.js"
 import { forward, type Live } from "./forward.js"
+import * as Log from "./log.js"
 import { forwardGeneration, forwardModels } from "./passthrough.js"
 import { openAiError } from "./respond.js"
 import { routeOf } from "./routes.js"
@@ -57,6 +58,10 @@ export const makeHandler =
       }
       return serveAdmin(state, admin, route.route, res)
     }
+    // Request id (echoed, passed upstream) and the request's log line when logging is on: log.ts.
+    const id = Log.requestId(req.headers["x-request-id"])
+    Log.setId(res, id)
+    const log = Log.start(state.engine, req, res, id, path)
     if (state.draining) {
       return openAiError(res, 503, "the gateway is shutting down", "server_error", null, {
         connection: "close",
@@ -80,7 +85,7 @@ export const makeHandler =
     // Counted down once, on the response's close or the connection's, whichever comes first: a
     // request pipelined behind an answer with `connection: close` (a 413) is parsed and handed
     // here, but its response never emits "close" (Node's behaviour); its connection does.
-    const live: Live = { cancel: undefined }
+    const live: Live = { cancel: undefined, id, log }
     const socket = req.socket
     let counted = true
     const finished = () => {
@@ -175,6 +180,7 @@ const readBody = (
       )
     }
     const model = typeof o.model === "string" ? o.model : undefined
+    if (live.log !== undefined) live.log.model = model
     forward(engine, live, req, res, "POST", suffix, body, {
       model,
       affinity: Protocol.affinityOf(o)

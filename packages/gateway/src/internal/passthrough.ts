@@ -15,6 +15,7 @@ import * as Redacted from "effect/Redacted"
 import type * as http from "node:http"
 import type { Live } from "./forward.js"
 import * as Generations from "./generations.js"
+import * as Log from "./log.js"
 import { copyHeaders, errorBody, header1, openAiError } from "./respond.js"
 import type { EngineState } from "./state.js"
 import { upstreamFor } from "./upstream.js"
@@ -36,6 +37,10 @@ const call = (
 ): void => {
   const headers: Record<string, string> = { accept: header1(req.headers.accept) ?? "application/json" }
   if (key !== undefined) headers.authorization = `Bearer ${Redacted.value(key.secret)}`
+  // The request id and the caller's trace context, as on balanced routes (log.ts).
+  headers["x-request-id"] = live.id
+  const traceparent = header1(req.headers.traceparent)
+  if (traceparent !== undefined) headers.traceparent = traceparent
   let finished = false
   const once = (head: Head) => {
     if (finished) return
@@ -70,6 +75,8 @@ const pipe = (res: http.ServerResponse, response: http.IncomingMessage): void =>
   if (res.destroyed) return void response.destroy()
   const headers = copyHeaders(response.headers)
   delete headers["content-length"]
+  const id = Log.idOf(res)
+  if (id !== undefined) headers["x-request-id"] = id
   try {
     res.writeHead(response.statusCode ?? 502, headers)
   } catch {

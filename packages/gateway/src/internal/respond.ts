@@ -2,6 +2,7 @@
 import * as Protocol from "@or-balancer/http/Protocol"
 import * as Duration from "effect/Duration"
 import * as http from "node:http"
+import * as Log from "./log.js"
 import type * as stream from "node:stream"
 
 export const sendJson = (
@@ -12,10 +13,12 @@ export const sendJson = (
 ): void => {
   if (res.headersSent || res.destroyed) return
   const text = JSON.stringify(body)
+  const id = Log.idOf(res)
   res.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
-    ...headers
+    ...headers,
+    ...(id === undefined ? {} : { "x-request-id": id })
   })
   res.end(text)
 }
@@ -40,7 +43,12 @@ export interface Outcome {
 /** Sends a failure answer (status, headers and body as decided by `failureAnswer`). */
 export const sendOutcome = (res: http.ServerResponse, outcome: Outcome) => {
   if (res.headersSent || res.destroyed) return
-  res.writeHead(outcome.status, { ...outcome.headers, "content-length": Buffer.byteLength(outcome.body) })
+  const id = Log.idOf(res)
+  res.writeHead(outcome.status, {
+    ...outcome.headers,
+    "content-length": Buffer.byteLength(outcome.body),
+    ...(id === undefined ? {} : { "x-request-id": id })
+  })
   res.end(outcome.body)
 }
 

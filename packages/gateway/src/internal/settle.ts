@@ -26,11 +26,15 @@ export const sendAnswer = (
   settler: Settler
 ): void => {
   const body = answer.response
+  // The request log records the verdict and cost (log.ts); nothing when logging is off.
+  if (ctx.log !== undefined) settler = ctx.log.settler(settler)
   if (res.destroyed) {
     body.destroy()
     return settler.unsafeCancel()
   }
   const headers = copyHeaders(answer.headers)
+  // The gateway's request id, not the upstream's.
+  headers["x-request-id"] = ctx.requestId
   if (!answer.stream) return sendWhole(res, answer, headers, settler)
   // A stream: its length changes if a key is cut out of it.
   delete headers["content-length"]
@@ -73,6 +77,17 @@ const sendWhole = (
   res.end(bytes)
   settler.unsafeSucceed(answer.cost)
 }
+
+/** The in-band error event that ends a stream broken after its first byte. */
+export const brokenStreamEvent = (message: string): string =>
+  `\n\ndata: ${JSON.stringify({
+    error: {
+      message: `the upstream stream broke after it began (${message}); the answer is incomplete`,
+      type: "server_error",
+      code: 502,
+      metadata: { reason: "stream_broken" }
+    }
+  })}\n\n`
 
 /**
  * Pipes a stream (what was read of it, then the rest as it comes), then settles: success with
@@ -117,11 +132,17 @@ const pipeStream = (
     if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost)
     else settler.unsafeFail(verdict.error)
   }
+  // The client already has a 200 and part of the stream: no failover, no reset either. It gets an
+  // in-band error event (after a blank line, so a cut event cannot swallow it), which the OpenAI
+  // clients raise as an API error, and a clean end.
   const broke = (e: unknown) => {
     if (res.destroyed || settled) return
     settled = true
-    settler.unsafeFail(transportError(e))
-    res.destroy()
+    const error = transportError(e)
+    settler.unsafeFail(error)
+    const rest = scrubber.end()
+    if (rest.length > 0) res.write(rest)
+    res.end(brokenStreamEvent(error.message))
   }
   for (const chunk of answer.head) send(chunk)
   // Handed over paused: it may have ended, or broken, since (the fiber path resumes later).

@@ -214,7 +214,8 @@ const byStatus = (
         header(headers, "x-ratelimit-limit") !== undefined ||
         header(headers, "x-ratelimit-remaining") !== undefined ||
         header(headers, "x-ratelimit-reset") !== undefined
-      return rateLimited(message, own ? "account" : "key", retryAfter ?? rateLimitReset(headers, options.now))
+      // The window's end in epoch ms is exact; Retry-After is whole seconds, so up to a second late.
+      return rateLimited(message, own ? "account" : "key", rateLimitReset(headers, options.now) ?? retryAfter)
     }
     default:
       if (status >= 500 && status <= 599) return serverError(message, status, retryAfter)

@@ -1,0 +1,343 @@
+/**
+ * Request logs and events on stdout (`log` in the config), the request id, and the trace context
+ * passed upstream. The gateway runs in this process, so stdout is captured here; the simulator
+ * records the headers that reached upstream.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Simulator from "@or-balancer/simulator/Simulator"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as http from "node:http"
+import { vi } from "vitest"
+import * as Gateway from "../src/Gateway.js"
+import * as GatewayConfig from "../src/GatewayConfig.js"
+import { evilUpstream, type Mode, SECRET, SECRET_BODY } from "./EvilUpstream.js"
+import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
+
+type Line = Record<string, any>
+
+/** Everything written to stdout while the scope is open (not passed on: the test reads it). */
+const captureStdout = Effect.acquireRelease(
+  Effect.sync(() => {
+    const raw: Array<string> = []
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation(((chunk: string | Uint8Array) => {
+      raw.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"))
+      return true
+    }) as typeof process.stdout.write)
+    const lines = (): Array<Line> =>
+      raw
+        .join("")
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Line)
+    return { raw, spy, lines }
+  }),
+  ({ spy }) => Effect.sync(() => spy.mockRestore())
+)
+
+type Capture = Effect.Effect.Success<typeof captureStdout>
+
+const requestsOf = (c: Capture) => c.lines().filter((l) => l.msg === "request")
+const eventsOf = (c: Capture, name: string) => c.lines().filter((l) => l.msg === "event" && l.event === name)
+
+const waitFor = <A>(f: () => A | undefined, what: string, c: Capture) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 300; i++) {
+      const a = f()
+      if (a !== undefined) return a
+      yield* Effect.sleep(Duration.millis(10))
+    }
+    return assert.fail(`timed out waiting for ${what}; stdout:\n${c.raw.join("")}`)
+  })
+
+const lineFor = (c: Capture, id: string) =>
+  waitFor(() => requestsOf(c).find((l) => l.id === id), `the line of ${id}`, c)
+
+const MODEL = "openai/gpt-4o-mini"
+const TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+/** A raw request, so headers fetch would refuse (a tab, a non-ASCII byte) can be sent. */
+const rawPost = (url: string, body: string, headers: Record<string, string>) =>
+  Effect.async<{ status: number; headers: http.IncomingHttpHeaders; text: string }>((resume) => {
+    const req = http.request(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", ...headers }
+    })
+    req.on("response", (res) => {
+      const chunks: Array<Buffer> = []
+      res.on("data", (c: Buffer) => chunks.push(c))
+      res.on("end", () =>
+        resume(
+          Effect.succeed({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            text: Buffer.concat(chunks).toString("utf8")
+          })
+        )
+      )
+    })
+    req.end(body)
+  })
+
+describe("Request logs", () => {
+  it.scopedLive(
+    "one line per request: id, client, model, route, the attempt's key, status and latency, cost; the id echoed and passed upstream with traceparent",
+    () =>
+      Effect.gen(function* () {
+        const out = yield* captureStdout
+        const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["a", "b"]) })
+        const gw = yield* Gateway.make(yield* configFor(sim, { log: { requests: true } }))
+        const url = `${gw.url}/v1/chat/completions`
+
+        const r = yield* post(url, chatBody(), { "x-request-id": "client-req-42", traceparent: TRACEPARENT })
+        assert.strictEqual(r.status, 200)
+        assert.strictEqual(r.headers.get("x-request-id"), "client-req-42")
+        const seen = (yield* sim.recentRequests).at(-1)!
+        assert.strictEqual(seen.headers["x-request-id"], "client-req-42")
+        assert.strictEqual(seen.headers.traceparent, TRACEPARENT)
+        const line = yield* lineFor(out, "client-req-42")
+        assert.strictEqual(line.level, "info")
+        assert.strictEqual(line.client, "GW_TOKEN")
+        assert.strictEqual(line.method, "POST")
+        assert.strictEqual(line.route, "/v1/chat/completions")
+        assert.strictEqual(line.model, MODEL)
+        assert.strictEqual(line.status, 200)
+        assert.strictEqual(line.outcome, "success")
+        assert.strictEqual(line.stream, false)
+        assert.isAbove(line.cost, 0)
+        assert.isAtLeast(line.durationMs, 0)
+        assert.isNotNaN(Date.parse(line.time))
+        assert.deepStrictEqual(line.failover, [])
+        assert.strictEqual(line.attempts.length, 1)
+        const [attempt] = line.attempts
+        assert.strictEqual(attempt.key, seen.key)
+        assert.strictEqual(attempt.status, 200)
+        assert.strictEqual(attempt.outcome, "success")
+        assert.isAtLeast(attempt.latencyMs, 0)
+        assert.isAtMost(attempt.latencyMs, line.durationMs)
+
+        // No id sent: one is made, echoed, sent upstream and logged; each request its own.
+        const ids: Array<string> = []
+        for (let i = 0; i < 2; i++) {
+          const g = yield* post(url, chatBody({ stream: true }))
+          assert.strictEqual(g.status, 200)
+          const id = g.headers.get("x-request-id")!
+          assert.match(id, /^gw-[0-9a-f]{12}-[0-9a-z]+$/)
+          assert.strictEqual((yield* sim.recentRequests).at(-1)!.headers["x-request-id"], id)
+          const l = yield* lineFor(out, id)
+          assert.strictEqual(l.stream, true)
+          assert.isAbove(l.cost, 0)
+          assert.strictEqual(l.attempts[0].outcome, "success")
+          ids.push(id)
+        }
+        assert.notStrictEqual(ids[0], ids[1])
+
+        // An id that is not printable ASCII or longer than 128 characters is replaced.
+        for (const bad of ["x".repeat(129), "tab\tinside", "caf\u00e9"]) {
+          const b = yield* rawPost(url, chatBody(), { "x-request-id": bad })
+          assert.strictEqual(b.status, 200)
+          assert.match(String(b.headers["x-request-id"]), /^gw-/)
+        }
+        const ok128 = "y".repeat(128)
+        assert.strictEqual(
+          (yield* rawPost(url, chatBody(), { "x-request-id": ok128 })).headers["x-request-id"],
+          ok128
+        )
+
+        // The gateway's own answers carry the id and are logged too (no client for a bad token).
+        const denied = yield* post(url, chatBody(), {
+          authorization: "Bearer wrong",
+          "x-request-id": "denied-1"
+        })
+        assert.strictEqual(denied.status, 401)
+        assert.strictEqual(denied.headers.get("x-request-id"), "denied-1")
+        const d = yield* lineFor(out, "denied-1")
+        assert.strictEqual(d.level, "warn")
+        assert.strictEqual(d.client, null)
+        assert.deepStrictEqual(d.attempts, [])
+        // Exactly one line per request.
+        assert.strictEqual(requestsOf(out).filter((l) => l.id === "client-req-42").length, 1)
+      })
+  )
+
+  it.scopedLive(
+    "failover: each attempt's key, status, error and action; ejection, cooldown, trial and recovery as events",
+    () =>
+      Effect.gen(function* () {
+        const out = yield* captureStdout
+        const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["bad", "good"]) })
+        yield* sim.setFaultScript("bad", ["500", "429"])
+        const gw = yield* Gateway.make(
+          yield* configFor(sim, {
+            log: { requests: true },
+            strategy: [
+              { name: "health-aware", failureThreshold: 1, baseCooldownMs: 100 },
+              { name: "round-robin" }
+            ]
+          })
+        )
+        const url = `${gw.url}/v1/chat/completions`
+        const failedOver = (reason: string) =>
+          Effect.gen(function* () {
+            for (let i = 0; i < 10; i++) {
+              const id = `fo-${reason}-${i}`
+              assert.strictEqual((yield* post(url, chatBody(), { "x-request-id": id })).status, 200)
+              const l = yield* lineFor(out, id)
+              if (l.attempts.length === 2) return l
+              yield* Effect.sleep(Duration.millis(30))
+            }
+            return assert.fail(`no request failed over (${reason})`)
+          })
+        const first = yield* failedOver("500")
+        assert.deepStrictEqual(first.failover, ["ServerError"])
+        assert.deepInclude(first.attempts[0], {
+          key: "bad",
+          status: 500,
+          outcome: "failure",
+          error: "ServerError",
+          action: "retry-other"
+        })
+        assert.include(first.attempts[0].message, "Internal Server Error")
+        assert.deepInclude(first.attempts[1], { key: "good", status: 200, outcome: "success" })
+        assert.strictEqual(first.status, 200)
+        const ejected = yield* waitFor(() => eventsOf(out, "key_ejected")[0], "key_ejected", out)
+        assert.strictEqual(ejected.key, "bad")
+        assert.strictEqual(ejected.reason, "ServerError")
+        assert.strictEqual(ejected.level, "warn")
+        // After its cooldown the key is tried once (half-open); its 429 cools it down again.
+        yield* Effect.sleep(Duration.millis(150))
+        const second = yield* failedOver("429")
+        assert.deepStrictEqual(second.failover, ["RateLimited"])
+        assert.strictEqual(second.attempts[0].status, 429)
+        yield* waitFor(() => eventsOf(out, "key_trial").find((e) => e.key === "bad"), "key_trial", out)
+        const cooldown = yield* waitFor(() => eventsOf(out, "cooldown")[0], "cooldown", out)
+        assert.strictEqual(cooldown.scope, "key")
+        assert.strictEqual(cooldown.key, "bad")
+        assert.isAbove(cooldown.ms, 0)
+        // The script is spent: the next trial succeeds and the key is back.
+        for (let i = 0; i < 40 && eventsOf(out, "key_recovered").length === 0; i++) {
+          yield* post(url, chatBody())
+          yield* Effect.sleep(Duration.millis(50))
+        }
+        yield* waitFor(
+          () => eventsOf(out, "key_recovered").find((e) => e.key === "bad"),
+          "key_recovered",
+          out
+        )
+      })
+  )
+
+  it.scopedLive(
+    "levels and the switch: warn keeps failed requests; a reload turns lines off; reload and drain are events",
+    () =>
+      Effect.gen(function* () {
+        const out = yield* captureStdout
+        const sim = yield* Simulator.make({
+          seed: 7,
+          keys: simKeys(["gone"]).map((k) => ({ ...k, revoked: true }))
+        })
+        const gw = yield* Gateway.make(yield* configFor(sim, { log: { requests: true, level: "warn" } }))
+        const url = `${gw.url}/v1/chat/completions`
+        const failed = yield* post(url, chatBody(), { "x-request-id": "warn-1" })
+        assert.strictEqual(failed.status, 503)
+        const l = yield* lineFor(out, "warn-1")
+        assert.strictEqual(l.level, "warn")
+        assert.strictEqual(l.outcome, "error")
+        assert.strictEqual(l.gaveUp, "AllAttemptsFailed: no-key")
+        assert.deepInclude(l.attempts[0], {
+          key: "gone",
+          status: 401,
+          error: "Unauthorized",
+          action: "eject"
+        })
+        // A model no route serves is the caller's own 4xx: warn too. A good request is info: not logged.
+        const sim2 = yield* Simulator.make({ seed: 8, keys: simKeys(["ok"], 8) })
+        const gw2 = yield* Gateway.make(yield* configFor(sim2, { log: { requests: true, level: "warn" } }))
+        assert.strictEqual(
+          (yield* post(`${gw2.url}/v1/chat/completions`, chatBody(), { "x-request-id": "info-1" })).status,
+          200
+        )
+        assert.strictEqual(
+          (yield* post(`${gw2.url}/v1/chat/completions`, "{not json", { "x-request-id": "warn-2" })).status,
+          400
+        )
+        yield* lineFor(out, "warn-2")
+        assert.isUndefined(requestsOf(out).find((r) => r.id === "info-1"))
+
+        // Reloaded with request lines off: the reload is an event, requests are not logged.
+        yield* gw.reload(yield* configFor(sim, { log: { requests: false, level: "info" } }))
+        const reload = yield* waitFor(() => eventsOf(out, "reload")[0], "reload", out)
+        assert.strictEqual(reload.generation, 2)
+        assert.deepStrictEqual(reload.keys, ["gone"])
+        yield* post(url, chatBody(), { "x-request-id": "off-1" })
+        yield* gw.drain()
+        const end = yield* waitFor(() => eventsOf(out, "drain_end")[0], "drain_end", out)
+        assert.strictEqual(end.cutOff, 0)
+        assert.strictEqual(eventsOf(out, "drain_start").length, 1)
+        assert.isUndefined(requestsOf(out).find((r) => r.id === "off-1"))
+      })
+  )
+})
+
+/** A gateway with the one key holding `SECRET` in front of the evil upstream, logging everything. */
+const debugGatewayOn = (url: string) =>
+  Effect.gen(function* () {
+    const config = yield* GatewayConfig.decode({
+      listen: { host: "127.0.0.1", port: 0 },
+      baseUrl: url,
+      tokens: ["GW_TOKEN"],
+      keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
+      strategy: [{ name: "health-aware", failureThreshold: 1, baseCooldownMs: 20 }, { name: "round-robin" }],
+      retry: { maxAttempts: 2, baseDelayMs: 5, maxDelayMs: 20, budget: false },
+      deadlines: { keyWaitMs: 300, drainMs: 1000 },
+      log: { requests: true, level: "debug" }
+    }).pipe(
+      Effect.withConfigProvider(
+        ConfigProvider.fromMap(
+          new Map([
+            ["GW_TOKEN", TOKEN],
+            ["KEY_ONLY", SECRET]
+          ])
+        )
+      )
+    )
+    return yield* Gateway.make(config)
+  })
+
+describe("Request logs never hold a secret", () => {
+  const forms: ReadonlyArray<[string, Mode, boolean]> = [
+    ["the key whole in an upstream's plain-text error", "echo-401-text", false],
+    ["the key `Bearer `-prefixed in an upstream's JSON error", "echo-401-json", false],
+    ["the key URL-encoded (both ways) in an upstream's error", "echo-401-urlencoded", false],
+    ["the key in an answer's headers", "key-in-header", false],
+    ["the key split across a stream's chunks", "stream-split-key", true]
+  ]
+  for (const [what, mode, stream] of forms) {
+    it.scopedLive(`${what}: not in any line`, () =>
+      Effect.gen(function* () {
+        const out = yield* captureStdout
+        const evil = yield* evilUpstream([mode])
+        const gw = yield* debugGatewayOn(evil.url)
+        const id = `leak-${mode}`
+        // The client's own fields may carry a key too (here the pool's): cut out of the line as well.
+        const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody({ model: `x/${SECRET}`, stream }), {
+          "x-request-id": id,
+          "user-agent": `agent ${SECRET}`
+        })
+        const line = yield* lineFor(out, id)
+        yield* Effect.sleep(Duration.millis(50))
+        // The upstream did get the key, and the line did record what it answered.
+        assert.include(evil.seen, `Bearer ${SECRET}`)
+        assert.strictEqual(line.attempts[0].key, "only")
+        assert.include(line.model, "sk-or-…")
+        if (r.status !== 200) assert.include(line.attempts[0].message, "sk-or-…")
+        const all = out.raw.join("")
+        assert.notInclude(all, SECRET_BODY)
+        assert.notInclude(all, SECRET_BODY.slice(0, 16))
+        assert.notInclude(all, SECRET_BODY.slice(-16))
+        assert.notInclude(all, encodeURIComponent(SECRET_BODY).slice(0, 16))
+      })
+    )
+  }
+})
