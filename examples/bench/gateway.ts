@@ -32,6 +32,16 @@
  *   OR_GATEWAY_BENCH_LOG=info npx tsx examples/bench/gateway.ts     # the gateway logs every request
  *     (its config's `log: { requests: true, level }`; its stdout goes to /dev/null, or to the file
  *     OR_GATEWAY_BENCH_LOG_FILE names)
+ *
+ * The CPU-bound layout swings most with the neighbours' load (its throughput ratio moved from 0.46
+ * to 1.08 between runs in one session), so it runs more rounds (8 by default), after one
+ * throwaway round past the warm-up (without it, the first measured round read high for
+ * whichever target warmed up first), and reports the median over rounds of the per-round ratios.
+ *   GATEWAY_ROUNDS=n        rounds of the CPU-bound layout
+ *   GATEWAY_ONLY_CPU=1      the CPU-bound layout only
+ *   GATEWAY_B=/other/checkout/examples/bench/gateway.ts
+ *                           a same-run A/B: a second gateway, from another checkout, measured in the
+ *                           same interleaved rounds; prints the median of (B − A) µs/request
  */
 import { execFileSync, fork, type ChildProcess } from "node:child_process"
 import * as diagnostics from "node:diagnostics_channel"
@@ -45,7 +55,7 @@ import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 
 export interface TargetResult {
-  readonly name: "simulator" | "raw-proxy" | "gateway" | "gateway-clients"
+  readonly name: "simulator" | "raw-proxy" | "gateway" | "gateway-clients" | "gateway-b"
   readonly requests: number
   readonly errors: number
   readonly seconds: number
@@ -87,6 +97,15 @@ export interface LayoutResult {
   readonly gatewayClientsCpuUsPerRequest: number
   /** The raw proxy's CPU per request over the gateway's: the load-independent throughput ratio. */
   readonly gatewayVsRawProxyCpu: number
+  /** Medians over rounds of the per-round ratios (robust to one disturbed round). */
+  readonly median: {
+    readonly gatewayVsRawProxy: number
+    /** The gateway's CPU per request over the raw proxy's (target ≤ 1.2 in the CPU-bound layout). */
+    readonly gatewayCpuOverRawProxy: number
+    /** With `GATEWAY_B`: (gateway B − gateway) CPU µs per request, and B's CPU over the raw proxy's. */
+    readonly bMinusAUs?: number
+    readonly bCpuOverRawProxy?: number
+  }
 }
 
 export interface SkippedLayout {
@@ -113,6 +132,10 @@ export interface GatewayBenchOptions {
   readonly upstreamLatencyMs?: number
   /** Interleaved rounds per layout (default 3: each target once in each position). */
   readonly rounds?: number
+  /** Interleaved rounds of the CPU-bound layout (default 8, or GATEWAY_ROUNDS). */
+  readonly cpuBoundRounds?: number
+  /** Only the CPU-bound layout (or GATEWAY_ONLY_CPU=1). */
+  readonly onlyCpuBound?: boolean
   /** Also run the CPU-bound layout (shared, upstream answering at once). Default true. */
   readonly cpuBound?: boolean
   /** Run the raw proxy and gateway children with `--cpu-prof`, into `raw-proxy/` and `gateway/` under this directory (the largest file is the main thread's). */
@@ -173,10 +196,16 @@ const logOut = () =>
     ? ("ignore" as const)
     : fs.openSync(process.env.OR_GATEWAY_BENCH_LOG_FILE, "a")
 
-const spawnChild = (role: string, env: Record<string, string>, execArgv: Array<string> = []) =>
+const spawnChild = (
+  role: string,
+  env: Record<string, string>,
+  execArgv: Array<string> = [],
+  // Another checkout's copy of this file (a same-run A/B), run from its own directory.
+  file: string = here
+) =>
   new Promise<Child>((resolve, reject) => {
-    const child = fork(here, [], {
-      cwd: path.join(path.dirname(here), ".."),
+    const child = fork(file, [], {
+      cwd: path.join(path.dirname(file), ".."),
       execArgv: [...execArgv, "--import", "tsx"],
       env: { ...process.env, OR_GATEWAY_BENCH_ROLE: role, ...env },
       stdio: ["ignore", role === "gateway" && LOG !== undefined ? logOut() : "inherit", "inherit", "ipc"]
@@ -407,8 +436,10 @@ interface Tally {
   cpu: number
   upstreamCpu: number
   sockets: number
-  /** Each round's p50, in round order. */
+  /** Each round's p50, CPU µs per request and requests per second, in round order. */
   roundP50s: Array<number>
+  roundCpu: Array<number>
+  roundRps: Array<number>
 }
 
 const tally = (): Tally => ({
@@ -419,8 +450,18 @@ const tally = (): Tally => ({
   cpu: 0,
   upstreamCpu: 0,
   sockets: 0,
-  roundP50s: []
+  roundP50s: [],
+  roundCpu: [],
+  roundRps: []
 })
+
+const median = (xs: ReadonlyArray<number>) =>
+  quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5
+  )
+const perRound = (a: ReadonlyArray<number>, b: ReadonlyArray<number>, f: (x: number, y: number) => number) =>
+  median(a.map((x, i) => f(x, b[i]!)))
 
 /** One measured run against `target`, counting its own and the simulator's CPU over the run. */
 const measureInto = async (
@@ -447,6 +488,8 @@ const measureInto = async (
   t.cpu += c1.micros - c0.micros
   t.upstreamCpu += s1.micros - s0.micros
   t.sockets += c1.sockets - c0.sockets
+  t.roundCpu.push((c1.micros - c0.micros) / requests)
+  t.roundRps.push(requests / r.seconds)
 }
 
 const summarize = (name: TargetResult["name"], t: Tally) => {
@@ -524,6 +567,8 @@ interface LayoutSettings {
   readonly upstreamLatencyMs: number
   readonly rounds: number
   readonly cpuProfileDir: string | undefined
+  /** Another checkout's bench file: its gateway measured as a 4th target (`GATEWAY_B`). */
+  readonly gatewayB: string | undefined
 }
 
 /** Fresh children, pinned if asked, warmed up, then `rounds` interleaved rounds of the three targets. */
@@ -545,12 +590,16 @@ const runLayout = async (
       cpuProfileDir === undefined
         ? []
         : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, layout, name)}`]
-    const [raw, gateway, gatewayClients] = await Promise.all([
+    const [raw, gateway, gatewayClients, gatewayB] = await Promise.all([
       spawnChild("raw-proxy", upstream, prof("raw-proxy")),
       spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "0" }, prof("gateway")),
-      spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "1" }, prof("gateway-clients"))
+      spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "1" }, prof("gateway-clients")),
+      settings.gatewayB === undefined
+        ? undefined
+        : spawnChild("gateway", upstream, prof("gateway-b"), settings.gatewayB)
     ])
     children.push(raw, gateway, gatewayClients)
+    if (gatewayB !== undefined) children.push(gatewayB)
     if (pinning !== undefined) {
       try {
         const shared = String(pinning.loadGeneratorAndSimulatorCpu)
@@ -560,6 +609,7 @@ const runLayout = async (
         pin(raw.process.pid, own)
         pin(gateway.process.pid, own)
         pin(gatewayClients.process.pid, own)
+        if (gatewayB !== undefined) pin(gatewayB.process.pid, own)
       } catch (e) {
         return { layout, skipped: `pinning with taskset failed: ${message(e)}` }
       }
@@ -575,18 +625,24 @@ const runLayout = async (
     await load(raw.url, "", warm, connections)
     await load(gateway.url, gwAuth, warm, connections)
     await load(gatewayClients.url, clientAuth, warm, connections)
+    if (gatewayB !== undefined) await load(gatewayB.url, gwAuth, warm, connections)
 
     const direct = tally()
     const rawT = tally()
     const gwT = tally()
     const gwcT = tally()
+    const gwB = tally()
     const runs: ReadonlyArray<readonly [Tally, Child, string]> = [
       [direct, simChild, directAuth],
       [rawT, raw, ""],
       [gwT, gateway, gwAuth],
-      [gwcT, gatewayClients, clientAuth]
+      [gwcT, gatewayClients, clientAuth],
+      ...(gatewayB === undefined ? [] : [[gwB, gatewayB, gwAuth] as const])
     ]
     const per = Math.ceil(requests / rounds)
+    // One throwaway round: the first measured round otherwise reads high for whichever target
+    // warmed up first.
+    for (const [, target, auth] of runs) await load(target.url, auth, per, connections)
     for (let i = 0; i < rounds; i++) {
       // Rotate the order so no target always runs first, or right after another.
       for (let j = 0; j < runs.length; j++) {
@@ -616,14 +672,30 @@ const runLayout = async (
             }
           }),
       rounds,
-      targets: [added(d, direct), added(r, rawT), added(g, gwT), added(gc, gwcT)],
+      targets: [
+        added(d, direct),
+        added(r, rawT),
+        added(g, gwT),
+        added(gc, gwcT),
+        ...(gatewayB === undefined ? [] : [added(summarize("gateway-b", gwB), gwB)])
+      ],
       gatewayVsRawProxy: g.rps / r.rps,
       gatewayAddedP50Ms: g.p50Ms - d.p50Ms,
       rawProxyAddedP50Ms: r.p50Ms - d.p50Ms,
       rawProxyCpuUsPerRequest: r.cpuUsPerRequest,
       gatewayCpuUsPerRequest: g.cpuUsPerRequest,
       gatewayClientsCpuUsPerRequest: gc.cpuUsPerRequest,
-      gatewayVsRawProxyCpu: r.cpuUsPerRequest / g.cpuUsPerRequest
+      gatewayVsRawProxyCpu: r.cpuUsPerRequest / g.cpuUsPerRequest,
+      median: {
+        gatewayVsRawProxy: perRound(gwT.roundRps, rawT.roundRps, (x, y) => x / y),
+        gatewayCpuOverRawProxy: perRound(gwT.roundCpu, rawT.roundCpu, (x, y) => x / y),
+        ...(gatewayB === undefined
+          ? {}
+          : {
+              bMinusAUs: perRound(gwB.roundCpu, gwT.roundCpu, (x, y) => x - y),
+              bCpuOverRawProxy: perRound(gwB.roundCpu, rawT.roundCpu, (x, y) => x / y)
+            })
+      }
     }
   } finally {
     try {
@@ -643,7 +715,32 @@ export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promis
     connections: options.connections ?? 50,
     upstreamLatencyMs: options.upstreamLatencyMs ?? 50,
     rounds: Math.max(1, options.rounds ?? 3),
-    cpuProfileDir: options.cpuProfileDir ?? process.env.GATEWAY_CPU_PROF
+    cpuProfileDir: options.cpuProfileDir ?? process.env.GATEWAY_CPU_PROF,
+    gatewayB: process.env.GATEWAY_B
+  }
+  // The CPU-bound case: an upstream that answers at once, so the proxies' own CPU is the bottleneck.
+  const cpuBoundLayout = () =>
+    runLayout(
+      "cpu-bound",
+      {
+        ...settings,
+        upstreamLatencyMs: 0,
+        rounds: Math.max(1, options.cpuBoundRounds ?? Number(process.env.GATEWAY_ROUNDS ?? 8))
+      },
+      undefined
+    )
+  if (options.onlyCpuBound ?? process.env.GATEWAY_ONLY_CPU === "1") {
+    const only = await cpuBoundLayout()
+    if (isSkipped(only)) throw new Error(only.skipped)
+    const { layout: _layout, pinning: _pinning, ...top } = only
+    return {
+      requests: settings.requests,
+      connections: settings.connections,
+      upstreamLatencyMs: 0,
+      strategy: STRATEGY,
+      ...top,
+      layouts: [only]
+    }
   }
   const shared = await runLayout("shared", settings, undefined)
   // Never skipped: only pinning skips a layout.
@@ -653,11 +750,8 @@ export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promis
     "skipped" in plan
       ? { layout: "pinned", skipped: plan.skipped }
       : await runLayout("pinned", settings, plan)
-  // The CPU-bound case: an upstream that answers at once, so the proxies' own CPU is the bottleneck.
   const cpuBound: Array<LayoutResult | SkippedLayout> =
-    options.cpuBound === false
-      ? []
-      : [await runLayout("cpu-bound", { ...settings, upstreamLatencyMs: 0 }, undefined)]
+    options.cpuBound === false ? [] : [await cpuBoundLayout()]
   const { layout: _layout, pinning: _pinning, ...top } = shared
   return {
     requests: settings.requests,
@@ -684,7 +778,7 @@ const printLayout = (l: LayoutResult | SkippedLayout) => {
     l.pinning === undefined
       ? ""
       : ` (CPU ${l.pinning.loadGeneratorAndSimulatorCpu}: load generator + simulator; CPU ${l.pinning.proxyCpu}: proxy)`
-  console.log(`  layout ${l.layout}: ${LAYOUT_TEXT[l.layout]}${where}`)
+  console.log(`  layout ${l.layout} (${l.rounds} rounds): ${LAYOUT_TEXT[l.layout]}${where}`)
   for (const t of l.targets) {
     const spread =
       t.name === "simulator" ? "" : `  by round ${t.roundAddedP50Ms.map((x) => x.toFixed(2)).join("/")}`
@@ -697,6 +791,13 @@ const printLayout = (l: LayoutResult | SkippedLayout) => {
   )
   console.log(
     `    gateway / raw proxy: throughput ${l.gatewayVsRawProxy.toFixed(2)}, by CPU per request ${l.gatewayVsRawProxyCpu.toFixed(2)}; added p50 gateway ${l.gatewayAddedP50Ms.toFixed(2)} ms, raw proxy ${l.rawProxyAddedP50Ms.toFixed(2)} ms`
+  )
+  const m = l.median
+  console.log(
+    `    medians over rounds: gateway / raw proxy throughput ${m.gatewayVsRawProxy.toFixed(2)}, gateway CPU / raw proxy CPU ${m.gatewayCpuOverRawProxy.toFixed(2)}` +
+      (m.bMinusAUs === undefined
+        ? ""
+        : `; A/B: gateway-b − gateway ${m.bMinusAUs.toFixed(1)} µs/req, gateway-b CPU / raw proxy CPU ${m.bCpuOverRawProxy!.toFixed(2)}`)
   )
 }
 

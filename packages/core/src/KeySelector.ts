@@ -193,7 +193,12 @@ export {
    */
   Wait
 } from "./internal/decision.js"
-import { NoKeyAvailable, Wait } from "./internal/decision.js"
+import {
+  isNoKeyAvailable as isRefusal,
+  isWait as isWaiting,
+  NoKeyAvailable,
+  Wait
+} from "./internal/decision.js"
 
 /**
  * @since 0.1.0
@@ -322,8 +327,21 @@ export const waitFor = <A>(effect: Effect.Effect<A>, then: (a: A) => Decision): 
  * @since 0.3.0
  * @category Predicates
  */
-export const isLease = (decision: Decision): decision is Lease =>
-  !(decision instanceof Wait) && !(decision instanceof NoKeyAvailable)
+export const isLease = (decision: Decision): decision is Lease => !isWaiting(decision) && !isRefusal(decision)
+
+/**
+ * A refusal, told by its tag (cheaper than `instanceof`, which the hot path avoids).
+ *
+ * @since 0.3.0
+ * @category Predicates
+ */
+export const isNoKeyAvailable: (decision: Decision) => decision is NoKeyAvailable = isRefusal
+
+/**
+ * @since 0.3.0
+ * @category Predicates
+ */
+export const isWait: (decision: Decision) => decision is Wait = isWaiting
 
 /**
  * A lease whose report runs once: later reports are ignored.

@@ -222,6 +222,10 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
     }
     return m
   }
+  // Attempts report `Duration.millis(...)`: read it directly (`Duration.toMillis` goes through
+  // `dual` and `decode`, a few % of a composed stack's select and settle).
+  const millisOf = (d: Duration.Duration): number =>
+    d.value._tag === "Millis" ? d.value.millis : Duration.toMillis(d)
   const requestErrorMetrics = new Map<string, Metric.Metric.Counter<number>>()
   const requestErrorMetric = (reason: string) => {
     let m = requestErrorMetrics.get(reason)
@@ -249,7 +253,7 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
       return
     }
     e.requests++
-    const ms = Duration.toMillis(outcome.latency)
+    const ms = millisOf(outcome.latency)
     Histogram.record(e.latency, ms)
     e.m.latency.unsafeUpdate(ms, noTags)
     if (outcome._tag === "Success") {

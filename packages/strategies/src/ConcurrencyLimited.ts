@@ -167,7 +167,7 @@ export const makeWithStatus = (
     ): KeySelector.Decision => {
       const decided = inner.decide(KeySelector.withGate(request, fullGate))
       // No closure on the synchronous path: only a waiting inner decision needs one.
-      return decided instanceof KeySelector.Wait
+      return KeySelector.isWait(decided)
         ? KeySelector.andThen(decided, (picked) => afterInner(request, refused, picked))
         : afterInner(request, refused, decided)
     }
@@ -177,7 +177,7 @@ export const makeWithStatus = (
       refused: Set<string> | undefined,
       picked: KeySelector.Lease | KeySelector.NoKeyAvailable
     ): KeySelector.Decision => {
-      if (picked instanceof KeySelector.NoKeyAvailable) {
+      if (KeySelector.isNoKeyAvailable(picked)) {
         const deadline = request.deadline
         if (deadline === undefined) return picked
         return withKeys(pool, (keys) => {
@@ -211,7 +211,7 @@ export const makeWithStatus = (
         return KeySelector.andThen(
           inner.decide(KeySelector.withGate(request, only(key.id, "concurrency"))),
           (picked) => {
-            if (!(picked instanceof KeySelector.NoKeyAvailable)) return holding(picked)
+            if (!KeySelector.isNoKeyAvailable(picked)) return holding(picked)
             const now = refused ?? new Set<string>()
             now.add(key.id)
             release(key)

@@ -203,6 +203,12 @@ export interface Options {
   readonly ttl?: Duration.DurationInput | undefined
   /** How long a failed lookup is remembered before the next try. Default 5 seconds. */
   readonly failureTtl?: Duration.DurationInput | undefined
+  /**
+   * The fraction of `ttl` after which a key a selection admits is looked up again in the
+   * background while its answer is still trusted, so selections never wait for the lookup (nor
+   * leave the synchronous path) when it expires. Default 0.8; 1 turns it off.
+   */
+  readonly refreshAhead?: number | undefined
 }
 
 /**

@@ -329,7 +329,7 @@ export const make = (
     const plainOrRefusal = (
       _: unknown,
       d: KeySelector.Lease | KeySelector.NoKeyAvailable
-    ): KeySelector.Decision => (d instanceof KeySelector.NoKeyAvailable ? d : plain(d))
+    ): KeySelector.Decision => (KeySelector.isNoKeyAvailable(d) ? d : plain(d))
 
     // The request the inner selector sees: out keys gated away; in panic, only dead keys (401, 402).
     const narrow = (
@@ -370,7 +370,7 @@ export const make = (
     ): KeySelector.Decision => {
       const narrowed = narrow(request, keys, records, now)
       return KeySelector.andThen(inner.decide(narrowed), (picked) => {
-        if (picked instanceof KeySelector.NoKeyAvailable) return picked
+        if (KeySelector.isNoKeyAvailable(picked)) return picked
         if (!needsTrial(picked.key, records, now)) return plain(picked)
         // The trial slot is claimed atomically: the gate read the records before the inner
         // selector ran, and another selection may have claimed the slot while it waited.

@@ -86,7 +86,7 @@ export const make: Effect.Effect<KeySelector.Service, never, KeySelector.KeySele
         if (best === undefined) return inner.decide(request)
         // Refused (at once or after a wait): the inner selector's own choice.
         return KeySelector.andThen(inner.decide(KeySelector.withGate(request, only(best.id))), (own) =>
-          own instanceof KeySelector.NoKeyAvailable ? inner.decide(request) : own
+          KeySelector.isNoKeyAvailable(own) ? inner.decide(request) : own
         )
       })
     })

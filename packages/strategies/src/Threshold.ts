@@ -104,11 +104,11 @@ export const make = (
           const narrowed = narrow(request, balances)
           if (!stay)
             return KeySelector.andThen(inner.decide(narrowed), (picked) =>
-              picked instanceof KeySelector.NoKeyAvailable ? picked : reserve(picked)
+              KeySelector.isNoKeyAvailable(picked) ? picked : reserve(picked)
             )
           return st.get<string>(ns.threshold, name, (id) =>
             KeySelector.andThen(inner.decide(keepTo(narrowed, keys, id)), (picked) =>
-              picked instanceof KeySelector.NoKeyAvailable ? picked : remember(picked)
+              KeySelector.isNoKeyAvailable(picked) ? picked : remember(picked)
             )
           )
         })

@@ -37,7 +37,9 @@ const stack = (
 ) =>
   Threshold.layer({ threshold: 0.3, estimate: 0.1, ...options }).pipe(
     Layer.provideMerge(inner),
-    Layer.provideMerge(CreditLedger.layer({ ttl: "60 seconds", failureTtl: "5 seconds" })),
+    // No refresh ahead: these compare the two paths at each step, and a background lookup would
+    // land at a different step on each (refresh ahead has its own tests, CreditLedger.test.ts).
+    Layer.provideMerge(CreditLedger.layer({ ttl: "60 seconds", failureTtl: "5 seconds", refreshAhead: 1 })),
     Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory)),
     Layer.provideMerge(Layer.merge(KeyPool.layer(keys(...ids)).pipe(Layer.orDie), store))
   )

@@ -104,18 +104,22 @@ export class Started extends Settling implements Balancer.Started {
     private readonly next: Continue
   ) {
     super(lease, clock, start)
-    // Own closures, so that they work detached (a callback holds them).
-    this.unsafeSucceed = (cost) => this.settle("Success", cost, undefined)
-    this.unsafeFail = (error) => {
+  }
+
+  // Getters answering a closure only when read, rather than three own closures built for every
+  // request: each still works detached (a callback may hold it), and the gateway reads one.
+  get unsafeSucceed(): (cost?: number | undefined) => void {
+    return (cost) => this.settle("Success", cost, undefined)
+  }
+  get unsafeFail(): (error: UpstreamError.UpstreamError) => void {
+    return (error) => {
       if (!this.reported) this.error = error
       this.settle("Failure", undefined, error)
     }
-    this.unsafeCancel = () => this.settle("Cancelled", undefined, undefined)
   }
-
-  readonly unsafeSucceed: (cost?: number | undefined) => void
-  readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
-  readonly unsafeCancel: () => void
+  get unsafeCancel(): () => void {
+    return () => this.settle("Cancelled", undefined, undefined)
+  }
 
   run<A, E, R>(
     use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,

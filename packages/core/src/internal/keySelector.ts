@@ -2,13 +2,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Key from "../Key.js"
 import type * as KeySelector from "../KeySelector.js"
-import { NoKeyAvailable, Wait } from "./decision.js"
+import { isNoKeyAvailable, isWait, NoKeyAvailable, Wait } from "./decision.js"
 
 /** The Effect form of a decision: its waits run until it is a lease or a refusal. */
 export const run = (decision: KeySelector.Decision): Effect.Effect<KeySelector.Lease, NoKeyAvailable> =>
-  decision instanceof Wait
+  isWait(decision)
     ? Effect.flatMap(decision.effect, run)
-    : decision instanceof NoKeyAvailable
+    : isNoKeyAvailable(decision)
       ? Effect.fail(decision)
       : Effect.succeed(decision)
 
@@ -16,7 +16,7 @@ export const andThen = (
   decision: KeySelector.Decision,
   f: (settled: KeySelector.Lease | NoKeyAvailable) => KeySelector.Decision
 ): KeySelector.Decision =>
-  decision instanceof Wait ? new Wait(Effect.map(decision.effect, (next) => andThen(next, f))) : f(decision)
+  isWait(decision) ? new Wait(Effect.map(decision.effect, (next) => andThen(next, f))) : f(decision)
 
 const toEffect = (r: KeySelector.Reported): Effect.Effect<void> => (Effect.isEffect(r) ? r : Effect.void)
 
@@ -38,6 +38,8 @@ const nowhere = (): void => {}
 
 // A class: one small object per lease, its Effect form a method rather than a closure of its own.
 class Leased implements KeySelector.Lease {
+  // Its own tag, so that telling decisions apart reads one field of one shape.
+  readonly _tag = "Lease"
   constructor(
     readonly key: Key.Key,
     readonly unsafeReport: (outcome: KeySelector.Outcome) => KeySelector.Reported

@@ -228,8 +228,7 @@ export const thenFor = <A>(
   decision: Decision,
   a: A,
   f: (a: A, settled: KeySelector.Lease | KeySelector.NoKeyAvailable) => Decision
-): Decision =>
-  decision instanceof KeySelector.Wait ? KeySelector.andThen(decision, (d) => f(a, d)) : f(a, decision)
+): Decision => (KeySelector.isWait(decision) ? KeySelector.andThen(decision, (d) => f(a, d)) : f(a, decision))
 
 /** `KeySelector.andReport(first, () => lease.unsafeReport(outcome))`, without the closure when `first` is done. */
 export const thenReport = (

@@ -9,6 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Runtime from "effect/Runtime"
 import type * as CreditLedger from "../CreditLedger.js"
 import { ns } from "./common.js"
 
@@ -25,11 +26,15 @@ export class Pending<A> {
   constructor(readonly effect: Effect.Effect<A>) {}
 }
 
+// A tag check, not `instanceof` (see core's decision tags): a step is a Pending or a plain value.
+const isPending = <A>(step: Step<A>): step is Pending<A> =>
+  typeof step === "object" && step !== null && (step as { readonly _tag?: unknown })._tag === "Pending"
+
 export const stepEffect = <A>(step: Step<A>): Effect.Effect<A> =>
-  step instanceof Pending ? step.effect : Effect.succeed(step)
+  isPending(step) ? step.effect : Effect.succeed(step)
 
 export const decideWith = <A>(step: Step<A>, k: (a: A) => KeySelector.Decision): KeySelector.Decision =>
-  step instanceof Pending ? KeySelector.waitFor(step.effect, k) : k(step)
+  isPending(step) ? KeySelector.waitFor(step.effect, k) : k(step)
 
 // Money is kept in integer nano-dollars, so it adds up exactly: a $0.50 key at $0.01 a request
 // serves 50 requests, not 49 and a remainder of $0.00999…; and a small answer's cost ($0.00001995,
@@ -134,12 +139,19 @@ export const make = (
     // whole again then, so an exhausted key is looked up and re-admitted at once, with no 402 first.
     const answerExpiry = (info: CreditLookup.KeyInfo, now: number) =>
       info.limitReset === null ? now + ttl : Math.min(now + ttl, CreditLookup.nextReset(info.limitReset, now))
+    const aheadMs = ttl * Math.min(1, Math.max(0, options.refreshAhead ?? 0.8))
+    // Background refreshes run on the runtime the ledger was built in (its clock included).
+    const background = Runtime.runFork(yield* Effect.runtime<never>())
     // When each key's cached answer expires, for `refreshAt` hints.
     const expiry = new Map<string, number>()
     // Until when the cache surely holds an answer for this key (it counts its TTL from the end of
     // the lookup, this from the start): selections skip the cache until then. Per key object, as
     // the cache is.
     const fresh = new WeakMap<Key.Key, number>()
+    // From when a key's good answer is looked up again in the background while still trusted, so
+    // selections stay synchronous across its expiry (absent: no refresh ahead, as after a failure).
+    const ahead = new WeakMap<Key.Key, number>()
+    const refreshing = new WeakSet<Key.Key>()
 
     // The store's synchronous forms, if any: the selection path answers at once over them.
     const syncStore = store.unsafe
@@ -188,9 +200,11 @@ export const make = (
     let scanned: ReadonlyArray<Key.Key> | undefined
     let scannedUntil = 0
 
-    const trust = (key: Key.Key, until: number) => {
+    const trust = (key: Key.Key, until: number, refreshFrom: number = until) => {
       fresh.set(key, until)
-      if (until < scannedUntil) scannedUntil = until
+      if (refreshFrom < until) ahead.set(key, refreshFrom)
+      else ahead.delete(key)
+      if (refreshFrom < scannedUntil) scannedUntil = refreshFrom
     }
 
     const fetch = (key: Key.Key) =>
@@ -202,6 +216,8 @@ export const make = (
                 const until = answerExpiry(info, now)
                 expiry.set(key.id, until)
                 trust(key, until)
+                expiry.set(key.id, now + ttl)
+                trust(key, now + ttl, now + aheadMs)
                 return update<void>(key.id, (cur) => [
                   undefined,
                   {
@@ -275,12 +291,31 @@ export const make = (
       let until = Infinity
       for (const k of keys) {
         const u = fresh.get(k) ?? 0
+        const a = Math.min(ahead.get(k) ?? u, u)
+        if (now < a) {
+          if (a < until) until = a
+          continue
+        }
         if (u < until) until = u
-        if (now >= u && include(k)) (stale ??= []).push(k)
+        if (!include(k)) continue
+        if (now >= u) (stale ??= []).push(k)
+        else if (!refreshing.has(k)) refreshAhead(k)
       }
       scanned = keys
       scannedUntil = until
       return stale
+    }
+
+    // Still trusted, but due soon: looked up again off the selection path (single-flight per key;
+    // the cache serves the old answer meanwhile), so no selection waits for it at expiry.
+    const refreshAhead = (key: Key.Key) => {
+      refreshing.add(key)
+      background(
+        Effect.ensuring(
+          Effect.ignore(cache.refresh(key)),
+          Effect.sync(() => refreshing.delete(key))
+        )
+      )
     }
 
     // `then` after looking up the stale keys; while nothing is stale (nearly always), at once.
@@ -303,7 +338,7 @@ export const make = (
     const balancesNow: Now["balances"] = (keys, include) =>
       afterRefresh(keys, include, () => {
         const l = readLedger()
-        return l instanceof Pending ? new Pending(Effect.map(l.effect, balancesOf)) : balancesOf(l)
+        return isPending(l) ? new Pending(Effect.map(l.effect, balancesOf)) : balancesOf(l)
       })
 
     // `tryReserveBest`'s store update.
@@ -367,8 +402,7 @@ export const make = (
         return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
       }
 
-    const reportOf = (step: Step<void>): KeySelector.Reported =>
-      step instanceof Pending ? step.effect : undefined
+    const reportOf = (step: Step<void>): KeySelector.Reported => (isPending(step) ? step.effect : undefined)
 
     // A class, not a closure per reservation: one small object on the selection path.
     class Held implements Reservation, Reserved {
@@ -391,7 +425,7 @@ export const make = (
       reserve: (key, amount) => {
         const held = new Held(key, nanos(amount))
         const done = modifyLedger(adjusting(key.id, reserving(held.amount)))
-        return done instanceof Pending ? new Pending(Effect.as(done.effect, held)) : held
+        return isPending(done) ? new Pending(Effect.as(done.effect, held)) : held
       },
       exhaust: (key) => reportOf(modifyLedger(updating(key.id, exhausting(key.id))))
     }
@@ -412,6 +446,7 @@ export const make = (
           cache.invalidate(key),
           Effect.sync(() => {
             fresh.delete(key)
+            ahead.delete(key)
             scannedUntil = 0
           })
         ),
