@@ -126,6 +126,8 @@ export interface Stats {
   readonly retries: number
   readonly spend: number
   readonly inFlight: number
+  /** Answers that were the caller's fault (bad request, unknown model), by error tag: no key's failures. */
+  readonly requestErrors: Readonly<Record<string, number>>
   readonly keys: ReadonlyArray<KeyStats>
 }
 
@@ -185,6 +187,7 @@ interface Entry {
 export const make: Effect.Effect<Service> = Effect.sync(() => {
   const entries = new Map<string, Entry>()
   let retries = 0
+  const requestErrors: Record<string, number> = {}
   const entry = (key: Key.Key): Entry => {
     let e = entries.get(key.id)
     if (e === undefined) {
@@ -250,6 +253,7 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
     // the key-less `or_balancer_request_errors_total{reason}`.
     if (outcome._tag === "Failure" && !UpstreamError.countsAgainstKey(outcome.error)) {
       requestErrorMetric(outcome.error._tag).unsafeUpdate(1, noTags)
+      requestErrors[outcome.error._tag] = (requestErrors[outcome.error._tag] ?? 0) + 1
       return
     }
     e.requests++
@@ -324,7 +328,16 @@ export const make: Effect.Effect<Service> = Effect.sync(() => {
         credit: e.credit,
         coolingUntil: e.coolingUntil !== undefined && e.coolingUntil > now ? e.coolingUntil : undefined
       }))
-      return { requests, successes, failures, retries, spend, inFlight, keys }
+      return {
+        requests,
+        successes,
+        failures,
+        retries,
+        spend,
+        inFlight,
+        requestErrors: { ...requestErrors },
+        keys
+      }
     })
   })
 })

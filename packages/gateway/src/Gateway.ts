@@ -189,6 +189,8 @@ export interface Status {
     readonly retries: number
     readonly spendUsd: number
     readonly inFlight: number
+    /** Answers that were the caller's own fault (bad request, unknown model), by error tag: no key's failure. */
+    readonly requestErrors: Readonly<Record<string, number>>
   }
   readonly keys: ReadonlyArray<KeyStatus>
   /** Per account, its keys' forecasts summed. */

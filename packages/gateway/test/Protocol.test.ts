@@ -41,13 +41,24 @@ const balancer = Balancer.layer({ maxAttempts: 1, budget: false }).pipe(
   Layer.provideMerge(Layer.mergeAll(KeyPool.layer([key]), Monitor.layer, StateStore.layerMemory))
 )
 
+// The key's own verdict, or the caller's fault (a 400, an unknown model), which is no key's failure.
 const verdictOf = (
-  k: { successes: number; spend: number; errors: Readonly<Record<string, number>> } | undefined
+  k: { successes: number; spend: number; errors: Readonly<Record<string, number>> } | undefined,
+  requestErrors: Readonly<Record<string, number>>
 ) =>
-  k === undefined ? "no report" : k.successes === 1 ? `Success:${k.spend}` : Object.keys(k.errors).join(",")
+  k === undefined
+    ? "no report"
+    : k.successes === 1
+      ? `Success:${k.spend}`
+      : [...Object.keys(k.errors), ...Object.keys(requestErrors)].join(",")
 
 const monitored = Effect.flatMap(Monitor.Monitor, (m) => m.stats).pipe(
-  Effect.map((s) => verdictOf(s.keys.find((k) => k.id === "only")))
+  Effect.map((s) =>
+    verdictOf(
+      s.keys.find((k) => k.id === "only"),
+      s.requestErrors
+    )
+  )
 )
 
 const viaClient = (url: string, f: Fixture) =>
@@ -120,26 +131,31 @@ const viaGateway = (url: string, f: Fixture) =>
     )
     // The outcome is reported when the answer ends, just after the client has it all.
     for (let i = 0; i < 100 && (yield* gw.status).inFlightRequests > 0; i++) yield* Effect.sleep("10 millis")
-    const k = (yield* gw.status).keys[0]
-    return verdictOf(k === undefined ? undefined : { ...k, spend: k.spendUsd })
+    const status = yield* gw.status
+    const k = status.keys[0]
+    return verdictOf(k === undefined ? undefined : { ...k, spend: k.spendUsd }, status.totals.requestErrors)
   }).pipe(Effect.scoped)
 
 describe("Protocol: one verdict per answer, whoever reads it", () => {
-  it.scopedLive("OpenRouterClient, BalancedHttpClient and the gateway agree on every fixture", () =>
-    Effect.gen(function* () {
-      const { url } = yield* serveFixtures
-      for (const f of fixtures) {
-        const got = {
-          client: yield* viaClient(url, f),
-          balancedHttpClient: yield* viaBalancedHttpClient(url, f),
-          gateway: yield* viaGateway(url, f)
+  it.scopedLive(
+    "OpenRouterClient, BalancedHttpClient and the gateway agree on every fixture",
+    () =>
+      Effect.gen(function* () {
+        const { url } = yield* serveFixtures
+        for (const f of fixtures) {
+          const got = {
+            client: yield* viaClient(url, f),
+            balancedHttpClient: yield* viaBalancedHttpClient(url, f),
+            gateway: yield* viaGateway(url, f)
+          }
+          assert.deepStrictEqual(
+            got,
+            { client: f.verdict, balancedHttpClient: f.verdict, gateway: f.verdict },
+            `fixture ${f.name}`
+          )
         }
-        assert.deepStrictEqual(
-          got,
-          { client: f.verdict, balancedHttpClient: f.verdict, gateway: f.verdict },
-          `fixture ${f.name}`
-        )
-      }
-    })
+      }),
+    // 22 fixtures, each through three entry points and a gateway of its own.
+    180_000
   )
 })

@@ -164,7 +164,8 @@ export const status = (
         failures: stats.failures,
         retries: stats.retries,
         spendUsd: stats.spend,
-        inFlight: stats.inFlight
+        inFlight: stats.inFlight,
+        requestErrors: stats.requestErrors
       },
       clients,
       accounts: Array.from(accounts, ([id, keys]) => ({
