@@ -215,9 +215,8 @@ export const make = (
               Effect.suspend(() => {
                 const until = answerExpiry(info, now)
                 expiry.set(key.id, until)
-                trust(key, until)
-                expiry.set(key.id, now + ttl)
-                trust(key, now + ttl, now + aheadMs)
+                // Looked up again in the background once `refreshAhead` of its life has passed.
+                trust(key, until, Math.min(until, now + aheadMs))
                 return update<void>(key.id, (cur) => [
                   undefined,
                   {
