@@ -9,6 +9,7 @@
  * whenever an answer costs no more than its estimate.
  */
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
+import type * as Gateway from "../Gateway.js"
 import type * as GatewayConfig from "../GatewayConfig.js"
 
 /** What is kept per client id across reloads (spend must not restart when the config does). */
@@ -179,22 +180,7 @@ export const admit = (
 export const isRefusal = (r: Charge | Refusal): r is Refusal => "status" in r
 
 /** One client's row in `/status`: never its token. */
-export interface ClientView {
-  readonly id: string
-  readonly requests: number
-  readonly spendUsd: number
-  readonly refused: { readonly budget: number; readonly rate: number; readonly model: number }
-  readonly budget: {
-    readonly usd: number
-    readonly period: "daily" | "weekly" | "monthly"
-    readonly spentUsd: number
-    readonly reservedUsd: number
-    readonly remainingUsd: number
-    readonly resetsAt: string
-  } | null
-  readonly rpm: number | null
-  readonly models: ReadonlyArray<string> | null
-}
+export type ClientView = Gateway.ClientStatus
 
 export const views = (
   ledger: Ledger,
