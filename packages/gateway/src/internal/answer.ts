@@ -76,6 +76,17 @@ export const readAnswer = (
   const chunks: Array<Buffer> = []
   let size = 0
   let text = ""
+  // A stream handed on with what was read so far (`whole`: it has already ended).
+  const streamed = (whole: boolean): Answer => ({
+    _tag: "Answer",
+    status,
+    headers,
+    response: res,
+    head: chunks,
+    stream: true,
+    whole,
+    cost: undefined
+  })
   const onData = (chunk: Buffer) => {
     chunks.push(chunk)
     size += chunk.length
@@ -89,16 +100,7 @@ export const readAnswer = (
       off()
       res.pause()
       res.on("error", ignore)
-      return done({
-        _tag: "Answer",
-        status,
-        headers,
-        response: res,
-        head: chunks,
-        stream: true,
-        whole: false,
-        cost: undefined
-      })
+      return done(streamed(false))
     }
     off()
     res.pause()
@@ -117,31 +119,13 @@ export const readAnswer = (
         })
       )
     }
-    done({
-      _tag: "Answer",
-      status,
-      headers,
-      response: res,
-      head: chunks,
-      stream: true,
-      whole: false,
-      cost: undefined
-    })
+    done(streamed(false))
   }
   const onEnd = () => {
     off()
     if (kind === "sse") {
       // Ended before any event: passed on as it is, judged by the usual tail reading.
-      return done({
-        _tag: "Answer",
-        status,
-        headers,
-        response: res,
-        head: chunks,
-        stream: true,
-        whole: true,
-        cost: undefined
-      })
+      return done(streamed(true))
     }
     const tail = tailOf(chunks)
     const whole =
