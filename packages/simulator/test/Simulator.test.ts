@@ -5,6 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
+import { type Answer, request } from "./http.js"
 
 // Everything here runs over real loopback HTTP with real timers, hence `it.scopedLive`.
 
@@ -13,26 +14,6 @@ const secret = (i: number) => Simulator.simulatedSecret(99, i)
 const messages = [{ role: "user", content: "hello world!" }] // 12 chars: 4 + 3 prompt tokens
 const PROMPT_TOKENS = 7
 const costOf = (completionTokens: number) => PROMPT_TOKENS * 0.15e-6 + completionTokens * 0.6e-6
-
-interface Answer {
-  readonly status: number
-  readonly headers: Headers
-  readonly text: string
-  readonly json: any
-}
-
-const request = (url: string, init: RequestInit): Effect.Effect<Answer> =>
-  Effect.promise(async () => {
-    const res = await fetch(url, init)
-    const text = await res.text()
-    let json: unknown
-    try {
-      json = JSON.parse(text)
-    } catch {
-      json = undefined
-    }
-    return { status: res.status, headers: res.headers, text, json }
-  })
 
 const chat = (sim: Simulator.Handle, key: string, body: unknown, signal?: AbortSignal) =>
   request(`${sim.baseUrl}/chat/completions`, {
