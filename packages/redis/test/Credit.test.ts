@@ -2,18 +2,15 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as fc from "fast-check"
 import { CapacityLeases, RedisStore } from "../src/index.js"
-import { startRedis } from "./support.js"
+import { asReplica, freshKeys, replicasOn, startRedis } from "./support.js"
 
 const server = startRedis()
 afterAll(() => server.close())
 
-const replicas = (n: number) =>
-  Effect.all(Array.from({ length: n }, () => RedisStore.make({ url: server.url })))
-const run = <A, E>(store: RedisStore.Service, e: Effect.Effect<A, E, RedisStore.RedisStore>) =>
-  Effect.provideService(e, RedisStore.RedisStore, store)
+const replicas = (n: number) => replicasOn(server, n)
+const run = asReplica
 
-let n = 0
-const freshKey = () => `credit-${++n}-${Math.floor(performance.now())}`
+const freshKey = freshKeys("credit")
 
 describe("credit slices", () => {
   it.scopedLive("reserve, settle the actual spend, return the rest", () =>

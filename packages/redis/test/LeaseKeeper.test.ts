@@ -3,13 +3,12 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as fc from "fast-check"
 import { LeaseKeeper, RedisStore } from "../src/index.js"
-import { startRedis } from "./support.js"
+import { freshKeys, startRedis } from "./support.js"
 
 const server = startRedis()
 afterAll(() => server.close())
 
-let n = 0
-const freshKey = () => `keeper-${++n}-${Math.floor(performance.now())}`
+const freshKey = freshKeys("keeper")
 
 /**
  * Three replicas serve "requests" on one key within what their keepers allow, renewing in the

@@ -7,13 +7,12 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as TestClock from "effect/TestClock"
 import { CapacityLeases, LeaseKeeper, RedisStore, SharedHealth } from "../src/index.js"
-import { startRedis } from "./support.js"
+import { freshKeys, startRedis } from "./support.js"
 
 const server = startRedis()
 afterAll(() => server.close())
 
-let n = 0
-const freshKey = () => `store-${++n}-${Math.floor(performance.now())}`
+const freshKey = freshKeys("store")
 
 const commandCalls = async (admin: ReturnType<typeof server.admin>, name: string) => {
   const info = await admin.info("commandstats")

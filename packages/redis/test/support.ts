@@ -5,7 +5,9 @@
 import { execFileSync } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Effect from "effect/Effect"
 import { Redis } from "ioredis"
+import * as RedisStore from "../src/RedisStore.js"
 
 const SCRIPT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../../scripts/redis.sh")
 
@@ -57,4 +59,18 @@ export const startRedis = (): Server => {
       this.stop()
     }
   }
+}
+
+/** `n` replicas' clients on one server. */
+export const replicasOn = (server: Server, n: number) =>
+  Effect.all(Array.from({ length: n }, () => RedisStore.make({ url: server.url })))
+
+/** Runs `e` as the replica whose client is `store`. */
+export const asReplica = <A, E>(store: RedisStore.Service, e: Effect.Effect<A, E, RedisStore.RedisStore>) =>
+  Effect.provideService(e, RedisStore.RedisStore, store)
+
+/** Key ids no other test (or earlier run on the same server) has used. */
+export const freshKeys = (prefix: string) => {
+  let n = 0
+  return () => `${prefix}-${++n}-${Math.floor(performance.now())}`
 }
