@@ -17,6 +17,7 @@ import * as UpstreamError from "../UpstreamError.js"
 import { AllAttemptsFailed, defaultBackoff } from "./allAttemptsFailed.js"
 import { Attempt, type Continue, Started } from "./attempt.js"
 import * as RetryBudget from "./retryBudget.js"
+import * as Spans from "./spans.js"
 
 const COOLDOWN = "or-balancer/cooldown"
 const keyScope = (id: string) => `key:${id}`
@@ -212,7 +213,8 @@ export const make = (options: Balancer.Options = {}) =>
       deadlineAt: number,
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
       costOf: ((a: A) => number | undefined) | undefined,
-      hold: Hold<A>
+      hold: Hold<A>,
+      trace: Spans.Trace | undefined
     ): Effect.Effect<Attempt<A>, E | KeySelector.NoKeyAvailable, R> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
@@ -229,10 +231,13 @@ export const make = (options: Balancer.Options = {}) =>
               )
           ),
           (lease) => {
-            const current = new Attempt<A>(lease, attempt, clock, monitor)
+            // Traced: the attempt's span is the parent of what `use` traces, and its lease's report ends it.
+            const traced = trace?.attempt(lease, attempt)
+            const current = new Attempt<A>(traced?.lease ?? lease, attempt, clock, monitor)
+            const used = use(lease.key, { attempt })
             return Effect.zipRight(
               monitor.started(lease.key),
-              Effect.matchCauseEffect(restore(use(lease.key, { attempt })), {
+              Effect.matchCauseEffect(restore(traced ? Effect.withParentSpan(used, traced.span) : used), {
                 onSuccess: (value) => succeeded(current, value, costOf, hold),
                 onFailure: (cause) => failed(current, cause)
               })
@@ -287,7 +292,8 @@ export const make = (options: Balancer.Options = {}) =>
       // What the caller gets from the attempt that succeeded (no extra map step after the loop).
       result: (done: Attempt<A>) => B,
       // A failed synchronous first attempt to go on from (`Started.run` / `Started.runHeld`).
-      after?: Started
+      after?: Started,
+      trace?: Spans.Trace
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
       Effect.clockWith((clock) => {
         const start = after === undefined ? clock.unsafeCurrentTimeMillis() : after.start
@@ -321,7 +327,19 @@ export const make = (options: Balancer.Options = {}) =>
         ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
           // One frame for both ways out of an attempt (as `catchIf` then `flatMap`, without the second frame).
           Effect.matchCauseEffect(
-            attemptOnce(clock, request, attempt, tried, dead, reuseDelay, deadlineAt, use, costOf, hold),
+            attemptOnce(
+              clock,
+              request,
+              attempt,
+              tried,
+              dead,
+              reuseDelay,
+              deadlineAt,
+              use,
+              costOf,
+              hold,
+              trace
+            ),
             {
               onFailure: (
                 cause
@@ -380,13 +398,29 @@ export const make = (options: Balancer.Options = {}) =>
         return after === undefined ? from(1) : next(1, after.key, after.error!)
       })
 
+    // A request span around each run, unless the caller makes its own (`spans: false`).
+    const traced: <A, E, R>(
+      request: Balancer.RunRequest,
+      body: (trace: Spans.Trace | undefined) => Effect.Effect<A, E, R>
+    ) => Effect.Effect<A, E, R> = options.spans === false ? (_, body) => body(undefined) : Spans.traced
+
     const run: Balancer.Service["run"] = (request, use, options) =>
-      loop(request, use, options?.costOf, undefined, valueOf)
+      traced(request, (trace) => loop(request, use, options?.costOf, undefined, valueOf, undefined, trace))
 
     const runScoped: Balancer.Service["runScoped"] = (request, use) =>
       Effect.flatMap(Effect.scope, (scope) =>
-        // Held until the caller settles it, or its scope closes (then: no verdict).
-        loop(request, use, undefined, (scoped) => Scope.addFinalizer(scope, scoped.cancel), scopedOf)
+        traced(request, (trace) =>
+          // Held until the caller settles it, or its scope closes (then: no verdict).
+          loop(
+            request,
+            use,
+            undefined,
+            (scoped) => Scope.addFinalizer(scope, scoped.cancel),
+            scopedOf,
+            undefined,
+            trace
+          )
+        )
       )
 
     const holdWith =
@@ -397,7 +431,7 @@ export const make = (options: Balancer.Options = {}) =>
       }
 
     const runHeld: Balancer.Service["runHeld"] = (request, use, onHeld) =>
-      loop(request, use, undefined, holdWith(onHeld), scopedOf)
+      traced(request, (trace) => loop(request, use, undefined, holdWith(onHeld), scopedOf, undefined, trace))
 
     const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
       Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })
