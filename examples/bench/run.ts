@@ -3,7 +3,7 @@
  * `bench/gateway.ts` exists). Writes `bench/results.json` and `bench/results.md`.
  *
  * Options: `--quick` (smaller counts, for a smoke run); `--only=<section>[,<section>]` (selection,
- * goodput, memory, gateway, scenarios) reruns those sections and keeps the others from the last
+ * goodput, memory, gateway, scenarios, observability) reruns those sections and keeps the others from the last
  * results.json.
  */
 import { spawnSync } from "node:child_process"
@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url"
 import type * as GatewayBench from "./gateway.js"
 import * as Goodput from "./goodput.js"
 import type * as Memory from "./memory.js"
+import type * as Observability from "./observability.js"
 import type * as Scenarios from "./scenarios.js"
 import * as Selection from "./selection.js"
 
@@ -116,6 +117,16 @@ const scenarios: ReadonlyArray<Scenarios.ScenarioResult> | { error: string } | u
   ? measureScenarios()
   : previous.scenarios
 
+log("observability: what spans and request logs cost (bench/observability.ts)")
+let observability: Observability.Result | { error: string } | undefined = previous?.observability
+if (want("observability")) {
+  try {
+    observability = await (await import("./observability.js")).run({ quick })
+  } catch (e) {
+    observability = { error: e instanceof Error ? e.message : String(e) }
+  }
+}
+
 const f = (n: number, d = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d })
 
@@ -178,6 +189,7 @@ const results = {
   memory,
   gateway,
   scenarios,
+  observability,
   targets,
   /** How the gateway targets were judged (which layout). */
   targetNotes: gatewayTargetNotes
@@ -321,6 +333,10 @@ else {
   }
   md.push("")
 }
+md.push("## 6. Tracing and request logs (issue 15)", "")
+if (observability === undefined) md.push("Not run yet.", "")
+else if ("error" in observability) md.push(`Not measured: ${observability.error}`, "")
+else md.push(...(await import("./observability.js")).markdown(observability))
 md.push(
   "## Targets",
   "",
