@@ -11,11 +11,14 @@ import type * as Response from "@effect/ai/Response"
 import * as OpenAiEmbeddingModel from "@effect/ai-openai/OpenAiEmbeddingModel"
 import * as OpenAiLanguageModel from "@effect/ai-openai/OpenAiLanguageModel"
 import * as OpenRouterLanguageModel from "@effect/ai-openrouter/OpenRouterLanguageModel"
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { assert, describe, it } from "@effect/vitest"
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Monitor from "@or-balancer/core/Monitor"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as RoundRobin from "@or-balancer/strategies/RoundRobin"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as EffectAi from "../src/examples/effect-ai.js"
 import * as Stack from "../src/lib/Stack.js"
@@ -137,5 +140,55 @@ describe("Effect AI over BalancedHttpClient", () => {
           if (refused._tag === "HttpResponseError") assert.strictEqual(refused.response.status, 400)
         }).pipe(Effect.provide(EffectAi.layerOpenRouter(baseUrl)), Effect.withSpan("test.openrouter"))
       )
+  )
+
+  it.live(
+    "with OpenTelemetry installed: the balancer's request and attempt spans under the caller's, the HTTP client's under each attempt, no secret",
+    () => {
+      const exporter = new InMemorySpanExporter()
+      const otel = NodeSdk.layer(() => ({
+        resource: { serviceName: "effect-ai-test" },
+        spanProcessor: new SimpleSpanProcessor(exporter)
+      }))
+      return withPool({ revoked: 1, good: 1 }, (baseUrl, sim) =>
+        Effect.gen(function* () {
+          yield* LanguageModel.generateText({ prompt: "Say hello" }).pipe(Effect.withSpan("caller"))
+          const spans = exporter.getFinishedSpans()
+          const byName = (name: string) => spans.filter((s) => s.name === name)
+          const caller = byName("caller")[0]!
+          const request = byName("or_balancer.request")[0]!
+          // Under Effect AI's own span, itself under the caller's: one trace.
+          const generate = byName("LanguageModel.generateText")[0]!
+          assert.strictEqual(generate.parentSpanContext?.spanId, caller.spanContext().spanId)
+          assert.strictEqual(request.parentSpanContext?.spanId, generate.spanContext().spanId)
+          assert.strictEqual(request.spanContext().traceId, caller.spanContext().traceId)
+          const attempts = byName("or_balancer.attempt")
+          assert.deepStrictEqual(
+            attempts.map((a) => [a.attributes["or_balancer.key"], a.attributes["or_balancer.outcome"]]),
+            [
+              ["revoked-0", "failure"],
+              ["good-1", "success"]
+            ]
+          )
+          assert.strictEqual(attempts[0]!.attributes["or_balancer.error"], "Unauthorized")
+          assert.strictEqual(attempts[0]!.attributes["or_balancer.retry"], "eject")
+          for (const a of attempts)
+            assert.strictEqual(a.parentSpanContext?.spanId, request.spanContext().spanId)
+          // @effect/platform's client span per attempt, a child of it; its context went upstream.
+          const calls = spans.filter((s) => s.name.startsWith("http.client"))
+          assert.deepStrictEqual(
+            calls.map((c) => c.parentSpanContext?.spanId),
+            attempts.map((a) => a.spanContext().spanId)
+          )
+          const seen = (yield* sim.recentRequests).at(-1)!
+          assert.include(seen.headers.traceparent ?? "", calls[1]!.spanContext().spanId)
+          const secrets = sim.keys.map((k) => Redacted.value(k.secret))
+          for (const s of spans.filter((s) => s.name.startsWith("or_balancer."))) {
+            const text = JSON.stringify([s.attributes, s.status, s.events])
+            for (const secret of secrets) assert.notInclude(text, secret)
+          }
+        }).pipe(Effect.provide(EffectAi.layerOpenAi(baseUrl)), Effect.provide(otel))
+      )
+    }
   )
 })
