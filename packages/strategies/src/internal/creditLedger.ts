@@ -52,7 +52,6 @@ import {
 import type { Ledger, Slot } from "./creditSlots.js"
 import { withinShare } from "./creditShared.js"
 
-
 export const make = (
   options: CreditLedger.Options = {}
 ): Effect.Effect<CreditLedger.Service, never, CreditLookup.CreditLookup | StateStore.StateStore> =>

@@ -32,7 +32,9 @@ export const withinShare = <H>(
   )
   const first = attempt(gate)
   if (isPending(first)) {
-    return new Pending(Effect.flatMap(first.effect, (held) => (held === undefined ? grown : Effect.succeed(held))))
+    return new Pending(
+      Effect.flatMap(first.effect, (held) => (held === undefined ? grown : Effect.succeed(held)))
+    )
   }
   return first === undefined ? new Pending(grown) : first
 }
