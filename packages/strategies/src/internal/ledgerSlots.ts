@@ -44,6 +44,8 @@ export const entryOf = (e: Slot): Entry & { readonly available: number | null } 
   reserved: usd(e.reserved),
   lookedUpAt: e.lookedUpAt,
   error: e.error,
+  ...(e.limitReset === undefined ? {} : { limitReset: e.limitReset }),
+  ...(e.outUntil === undefined ? {} : { outUntil: e.outUntil }),
   available: usdOrNull(availableOf(e))
 })
 
