@@ -136,3 +136,9 @@ export const traced = <A, E, R>(
       }
     )
   })
+
+/** {@link traced} for a balancer made with `spans: false`. */
+export const untraced = <A, E, R>(
+  _request: Balancer.RunRequest,
+  body: (trace: Trace | undefined) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => body(undefined)
