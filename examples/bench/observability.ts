@@ -19,6 +19,7 @@ import type * as KeySelector from "@or-balancer/core/KeySelector"
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from "@opentelemetry/sdk-trace-base"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as http from "node:http"
@@ -42,6 +43,11 @@ export interface Result {
     readonly calls: number
     readonly rounds: number
     readonly variants: ReadonlyArray<Variant>
+    /**
+     * What the balancer's look for a tracer costs per request with none installed, measured alone
+     * (a copy of the check in core's internal/spans.ts against a bare step, many rounds): ns.
+     */
+    readonly noTracerCheckNs: number
   }
   readonly gateway:
     | {
@@ -148,7 +154,41 @@ const balancerBench = async (calls: number, rounds: number) => {
   )
   await Promise.all(runtimes.map((r) => r.runtime.dispose()))
   if (exporter.exported === 0) throw new Error("the OpenTelemetry variant exported no span")
-  return { calls, rounds, variants: result }
+  return { calls, rounds, variants: result, noTracerCheckNs: await checkCost(rounds) }
+}
+
+/**
+ * The check `Balancer.run` makes per request when no tracer is installed (as in core's
+ * internal/spans.ts: one fiber read of the tracer and the tracing switch), against the same loop
+ * without it. Too small to see against `Balancer.run`'s own variation on a loaded machine, so
+ * measured alone: ns per request, the median of per-round differences.
+ */
+const checkCost = async (rounds: number) => {
+  const NATIVE = Effect.runSync(Effect.tracer)
+  const bare = Effect.void
+  const checked = Effect.withFiberRuntime<void>((fiber) =>
+    fiber.currentTracer === NATIVE || !fiber.getFiberRef(FiberRef.currentTracerEnabled) ? bare : bare
+  )
+  const n = 200_000
+  const loop = (step: Effect.Effect<void>) =>
+    Effect.runPromise(
+      Effect.gen(function* () {
+        for (let i = 0; i < n; i++) yield* step
+      })
+    )
+  await loop(checked)
+  await loop(bare)
+  const diffs: Array<number> = []
+  for (let r = 0; r < rounds * 2; r++) {
+    const t0 = cpuMicros()
+    await loop(r % 2 === 0 ? bare : checked)
+    const t1 = cpuMicros()
+    await loop(r % 2 === 0 ? checked : bare)
+    const t2 = cpuMicros()
+    const [b, c] = r % 2 === 0 ? [t1 - t0, t2 - t1] : [t2 - t1, t1 - t0]
+    diffs.push(((c - b) * 1000) / n)
+  }
+  return median(diffs)
 }
 
 /** An OTLP/HTTP endpoint that takes every export and answers 200. */
@@ -251,7 +291,12 @@ export const markdown = (r: Result): Array<string> => {
   )
   for (const v of r.balancer.variants)
     md.push(`| ${v.name} | ${f(v.cpuUsPerRequest, 2)} | ${pct(v.vsBaseline)} |`)
-  md.push("")
+  const base = r.balancer.variants[0]!.cpuUsPerRequest * 1000
+  md.push(
+    "",
+    `With no tracer installed the balancer only looks for one, once per request: measured alone, **${f(r.balancer.noTracerCheckNs)} ns** per request, ${f((r.balancer.noTracerCheckNs / base) * 100, 2)} % of \`Balancer.run\` with \`spans: false\` (the two rows above differ by more than that from run to run on a shared machine). \`unsafeStart\` (the gateway's fast path) has no span code at all.`,
+    ""
+  )
   if ("error" in r.gateway) md.push(`Gateway: not measured: ${r.gateway.error}`, "")
   else {
     md.push(
@@ -262,7 +307,11 @@ export const markdown = (r: Result): Array<string> => {
     )
     for (const v of r.gateway.variants)
       md.push(`| ${v.name} | ${f(v.cpuUsPerRequest, 1)} | ${pct(v.vsBaseline)} |`)
-    md.push("")
+    md.push(
+      "",
+      "Tracing off is the plain row: with no tracer installed the gateway's per-request tracing work is one `undefined` test (`log.ts` `start`), and core's spans are off in the gateway (`spans: false`; it makes its own).",
+      ""
+    )
   }
   return md
 }
