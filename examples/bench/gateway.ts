@@ -167,7 +167,7 @@ export const STRATEGY: unknown = JSON.parse(
 )
 const LABELS = ["bench-1", "bench-2", "bench-3"]
 
-const quantile = (sorted: ReadonlyArray<number>, q: number) =>
+export const quantile = (sorted: ReadonlyArray<number>, q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 
 // --- IPC between the parent and a target child ------------------------------------------------
@@ -376,14 +376,14 @@ const runGateway = async () => {
 
 // --- Load --------------------------------------------------------------------------------------
 
-interface Load {
+export interface Load {
   readonly latencies: Array<number>
   readonly errors: number
   readonly seconds: number
 }
 
 /** `requests` POSTs over `connections` keep-alive connections, each connection one request at a time. */
-const load = (url: string, auth: string, requests: number, connections: number): Promise<Load> =>
+export const load = (url: string, auth: string, requests: number, connections: number): Promise<Load> =>
   new Promise((resolve) => {
     const target = new URL(url)
     const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
