@@ -25,6 +25,7 @@ import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { load, quantile } from "./gateway.js"
 
@@ -111,7 +112,7 @@ const startReplica = async (
   let out = ""
   proc.stdout!.on("data", (b: Buffer) => (out += b.toString()))
   proc.stderr!.on("data", (b: Buffer) => (out += b.toString()))
-  for (let i = 0; i < 1_200; i++) {
+  for (let i = 0; i < 4_800; i++) {
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1]
     if (url !== undefined) return { url: `${url}/v1/chat/completions`, proc }
     if (proc.exitCode !== null) break
@@ -310,6 +311,8 @@ export const run = async (): Promise<ScaleOutResult> => {
           )
         ).pipe(
           Effect.map((n) => n.reduce((a, b) => a + b, 0)),
+          // Just restarted, on a busy machine: the first connection may take a moment.
+          Effect.retry({ times: 20, schedule: Schedule.spaced(100) }),
           Effect.provide(RedisStore.layer({ url: url(1) }))
         )
       )

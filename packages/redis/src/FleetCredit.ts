@@ -7,10 +7,10 @@
  *   by what this replica has reserved plus what it spent since its last renewal was sent.
  * - **Background** (every `renewEveryMs`, default 50 ms, and at once when a selection asks for
  *   more): the spend is settled in Redis, then the slice renewed with the replica's demand
- *   (reservations in flight + 4 × what was asked since the last renewal, at least one unit while
- *   it was busy in the last second; nothing once idle, so an idle replica's credit returns to the
- *   pool). Slices are whole units of the largest reservation seen, so a cap is not left in pieces
- *   no replica can spend.
+ *   (reservations in flight + the most of 4 × what was asked since the last renewal, one unit and
+ *   its fair share of the credit, while it was busy in the last second; nothing once idle, so an
+ *   idle replica's credit returns to the pool). Slices are whole units of the largest reservation
+ *   seen, so a cap is not left in pieces no replica can spend.
  * - While a renewal is in flight the replica uses no more than the `inUse` it sent (Redis may hand
  *   the rest to another replica meanwhile); it sends its reservations plus its recent demand, so
  *   requests rarely wait for that.
@@ -145,8 +145,13 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       if (h.available === null) return Effect.void
       const at = now()
       if (h.demand > 0 || h.reserved > 0) h.busyAt = at
-      const headroom = at - h.busyAt < 1_000 ? Math.max(h.unit, 4 * h.demand) : 0
-      const inUse = Math.ceil((h.reserved + Math.min(headroom, h.unit + h.demand)) / MICRO)
+      // A busy replica asks for its demand and at least its fair share of the credit (plenty, when
+      // credit is plentiful, so requests seldom wait for a renewal), and keeps its reservations plus
+      // up to that fair share while the renewal is in flight: never more, so demand still moves
+      // the rest to whoever needs it.
+      const fair = Math.floor((h.spare + h.granted) / fleetSize())
+      const headroom = at - h.busyAt < 1_000 ? Math.max(h.unit, 4 * h.demand, fair) : 0
+      const inUse = Math.ceil((h.reserved + Math.min(headroom, Math.max(h.unit + h.demand, fair))) / MICRO)
       const want = Math.ceil((h.reserved + headroom) / MICRO)
       const sending = h.unsent
       // Redis takes the spend (rounded up to micro-dollars) off the slice before it renews it.
