@@ -46,6 +46,8 @@ import {
   liveOfSlot,
   nanos,
   nanosOrNull,
+  releasing,
+  reserving,
   touch,
   usdOrNull
 } from "./creditSlots.js"
@@ -326,17 +328,6 @@ export const make = (
         : afterRefresh(keys, include, () => modifyLedger(reserving))
     }
 
-    const releasing =
-      (amount: number, cost: number | undefined) =>
-      (e: Slot): void => {
-        e.reserved = Math.max(0, e.reserved - amount)
-        e.spent += nanos(cost ?? 0)
-      }
-    const reserving =
-      (amount: number) =>
-      (e: Slot): void => {
-        e.reserved += amount
-      }
     const exhausting =
       (id: string) =>
       (cur: Slot | undefined): readonly [void, Slot] => {
