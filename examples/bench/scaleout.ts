@@ -38,7 +38,8 @@ const quick = process.argv.includes("--quick")
 const LATENCY_MS = 50
 const CONNECTIONS = 16
 const PER_REPLICA = quick ? 600 : 2_000
-const ROUNDS = quick ? 1 : 3
+const ROUNDS =
+  process.env.SCALEOUT_ROUNDS === undefined ? (quick ? 1 : 3) : Number(process.env.SCALEOUT_ROUNDS)
 const PENNY = "sim/penny"
 const THROUGHPUT_STACK = [
   { name: "health-aware" },
@@ -76,6 +77,8 @@ export interface ScaleOutResult {
     readonly maxInFlightPerKey: ReadonlyArray<number>
     readonly maxInFlightPerKeyWithoutRedis: ReadonlyArray<number>
     readonly served: number
+    /** Answers by status on Redis (0: no answer). */
+    readonly statuses: Readonly<Record<string, number>>
     readonly creditRequests: number
     readonly overspendUsd: number
     readonly overspendUsdWithoutRedis: number
@@ -208,7 +211,7 @@ export const run = async (): Promise<ScaleOutResult> => {
         start(`fleet-${i}`, fileFor(THROUGHPUT_STACK, { url: url(1), replicaId: `so-${i}` }))
       )
     )
-    for (const set of [alone, three, fleet]) await measure(set, Math.ceil(PER_REPLICA / 4)) // warm-up
+    if (ROUNDS > 0) for (const set of [alone, three, fleet]) await measure(set, Math.ceil(PER_REPLICA / 4)) // warm-up
     const rounds: Array<Record<string, Awaited<ReturnType<typeof measure>>>> = []
     for (let round = 0; round < ROUNDS; round++) {
       const r: Record<string, Awaited<ReturnType<typeof measure>>> = {}
@@ -280,6 +283,7 @@ export const run = async (): Promise<ScaleOutResult> => {
       return {
         maxInFlight: labels.map((l) => stats.keys[l]!.maxInFlight),
         served: answers.filter((s) => s === 200).length,
+        statuses: answers.reduce<Record<string, number>>((m, s) => ((m[s] = (m[s] ?? 0) + 1), m), {}),
         overspend: labels.reduce((s, l) => s + stats.keys[l]!.overspend, 0)
       }
     }
@@ -344,6 +348,7 @@ export const run = async (): Promise<ScaleOutResult> => {
         maxInFlightPerKey: shared.maxInFlight,
         maxInFlightPerKeyWithoutRedis: unshared.maxInFlight,
         served: shared.served,
+        statuses: shared.statuses,
         creditRequests: 150,
         overspendUsd: shared.overspend,
         overspendUsdWithoutRedis: unshared.overspend
