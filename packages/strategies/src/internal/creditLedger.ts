@@ -14,6 +14,25 @@ import * as Runtime from "effect/Runtime"
 import type * as CreditLedger from "../CreditLedger.js"
 import { CreditShare } from "../CreditShare.js"
 import { ns } from "./common.js"
+import { AccountsOut, exhausting, raised } from "./creditOut.js"
+import { withinShare } from "./creditShared.js"
+import { isPending, Pending, stepEffect } from "./creditStep.js"
+import {
+  availableOf,
+  empty,
+  entryOf,
+  indexOf,
+  LEDGER,
+  type Ledger,
+  liveOfSlot,
+  nanos,
+  nanosOrNull,
+  releasing,
+  reserving,
+  type Slot,
+  touch,
+  usdOrNull
+} from "./ledgerSlots.js"
 
 type Balances = CreditLedger.Balances
 type Now = CreditLedger.Now
@@ -22,37 +41,7 @@ type Reserved = CreditLedger.Reserved
 type Service = CreditLedger.Service
 type Step<A> = CreditLedger.Step<A>
 
-export class Pending<A> {
-  readonly _tag = "Pending"
-  constructor(readonly effect: Effect.Effect<A>) {}
-}
-
-// A tag check, not `instanceof` (see core's decision tags): a step is a Pending or a plain value.
-const isPending = <A>(step: Step<A>): step is Pending<A> =>
-  typeof step === "object" && step !== null && (step as { readonly _tag?: unknown })._tag === "Pending"
-
-export const stepEffect = <A>(step: Step<A>): Effect.Effect<A> =>
-  isPending(step) ? step.effect : Effect.succeed(step)
-
-export const decideWith = <A>(step: Step<A>, k: (a: A) => KeySelector.Decision): KeySelector.Decision =>
-  isPending(step) ? KeySelector.waitFor(step.effect, k) : k(step)
-
-import {
-  availableOf,
-  empty,
-  entryOf,
-  indexOf,
-  LEDGER,
-  liveOfSlot,
-  nanos,
-  nanosOrNull,
-  releasing,
-  reserving,
-  touch,
-  usdOrNull
-} from "./creditSlots.js"
-import type { Ledger, Slot } from "./creditSlots.js"
-import { withinShare } from "./creditShared.js"
+export { decideWith, Pending, stepEffect } from "./creditStep.js"
 
 export const make = (
   options: CreditLedger.Options = {}
@@ -65,6 +54,7 @@ export const make = (
     const share = Option.getOrUndefined(yield* Effect.serviceOption(CreditShare))
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
+    const accountsOut = new AccountsOut(Duration.toMillis(options.accountRecheck ?? Duration.seconds(60)))
     // An answer holds for the TTL, but never past the key's `limit_reset` (00:00 UTC): its cap is
     // whole again then, so an exhausted key is looked up and re-admitted at once, with no 402 first.
     const answerExpiry = (info: CreditLookup.KeyInfo, now: number) =>
@@ -147,18 +137,29 @@ export const make = (
                 expiry.set(key.id, until)
                 // Looked up again in the background once `refreshAhead` of its life has passed.
                 trust(key, until, Math.min(until, now + aheadMs))
-                return update<void>(key.id, (cur) => [
-                  undefined,
-                  {
-                    id: key.id,
-                    limit: nanosOrNull(info.limit),
-                    remaining: nanosOrNull(info.limitRemaining),
-                    spent: 0,
-                    reserved: cur?.reserved ?? 0,
-                    lookedUpAt: now,
-                    error: undefined
-                  }
-                ])
+                const limit = nanosOrNull(info.limit)
+                return update<void>(key.id, (cur) => {
+                  // A key out at its own limit stays out until its reset, whatever a lookup in
+                  // between says (issue 14), unless the lookup shows its limit raised.
+                  const outUntil =
+                    cur?.outUntil !== undefined && cur.outUntil > now && !raised(cur.limit, limit)
+                      ? cur.outUntil
+                      : undefined
+                  return [
+                    undefined,
+                    {
+                      id: key.id,
+                      limit,
+                      remaining: outUntil === undefined ? nanosOrNull(info.limitRemaining) : 0,
+                      spent: 0,
+                      reserved: cur?.reserved ?? 0,
+                      lookedUpAt: now,
+                      error: undefined,
+                      limitReset: info.limitReset,
+                      outUntil
+                    }
+                  ]
+                })
               }),
             onFailure: (error) =>
               Effect.suspend(() => {
@@ -202,11 +203,23 @@ export const make = (
         })
       )
 
-    const refreshAt = (key: Key.Key) => expiry.get(key.id) ?? 0
-    const balancesOf = (l: Ledger | undefined): Balances => ({
-      available: l === undefined ? () => undefined : (key) => liveOf(l[key.id]),
-      refreshAt
-    })
+    // When a key's balance may next change: its lookup's expiry, or the end of its being out.
+    const refreshAtIn = (l: Ledger | undefined, now: number) => (key: Key.Key) =>
+      Math.max(expiry.get(key.id) ?? 0, l?.[key.id]?.outUntil ?? 0, accountsOut.untilOf(key, now) ?? 0)
+    const balancesOf = (l: Ledger | undefined): Balances => {
+      if (!accountsOut.any)
+        return {
+          available: l === undefined ? () => undefined : (key) => liveOf(l[key.id]),
+          refreshAt: refreshAtIn(l, 0)
+        }
+      // An account out of credit: its keys have none, whatever their own balances.
+      const t = clock.unsafeCurrentTimeMillis()
+      return {
+        available: (key) =>
+          accountsOut.untilOf(key, t) !== undefined ? 0 : l === undefined ? undefined : liveOf(l[key.id]),
+        refreshAt: refreshAtIn(l, t)
+      }
+    }
 
     // The keys `include` admits whose cached answer may have expired at `now` (undefined: none).
     // The clock is the one the ledger was built with, as the cache's is.
@@ -306,12 +319,16 @@ export const make = (
         return [new Held(key, amount), current]
       }
 
-    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include, amount) =>
-      share === undefined
+    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include0, amount) => {
+      const include = accountsOut.any
+        ? accountsOut.including(include0, clock.unsafeCurrentTimeMillis())
+        : include0
+      return share === undefined
         ? tryReserveBestLocal(keys, include, amount)
         : withinShare(share, keys, include, nanos(amount), (gate) =>
             tryReserveBestLocal(keys, include, amount, gate)
           )
+    }
 
     // `gate`: what may be reserved on; `include`: what is looked up when stale (a key must be
     // looked up before a fleet can lease this replica a slice of it).
@@ -328,12 +345,16 @@ export const make = (
         : afterRefresh(keys, include, () => modifyLedger(reserving))
     }
 
-    const exhausting =
-      (id: string) =>
-      (cur: Slot | undefined): readonly [void, Slot] => {
-        const e = cur ?? empty(id)
-        return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
+    const exhaust: Now["exhaust"] = (key, error) => {
+      const at = clock.unsafeCurrentTimeMillis()
+      if (error?.scope === "account" && key.account !== undefined) {
+        // The account has no credit: every key of it is out until the re-check; the key's own
+        // balance is not the matter.
+        accountsOut.out(key.account, at)
+        return undefined
       }
+      return reportOf(modifyLedger(updating(key.id, exhausting(key.id, error, at))))
+    }
 
     const reportOf = (step: Step<void>): KeySelector.Reported => (isPending(step) ? step.effect : undefined)
 
@@ -362,7 +383,7 @@ export const make = (
         const done = modifyLedger(adjusting(key.id, reserving(held.amount)))
         return isPending(done) ? new Pending(Effect.as(done.effect, held)) : held
       },
-      exhaust: (key) => reportOf(modifyLedger(updating(key.id, exhausting(key.id))))
+      exhaust
     }
 
     return {
@@ -370,9 +391,9 @@ export const make = (
       balances: (keys, include) => Effect.suspend(() => stepEffect(balancesNow(keys, include))),
       tryReserveBest: (keys, include, amount) =>
         Effect.suspend(() => stepEffect(tryReserveBestNow(keys, include, amount))),
-      exhaust: (key) =>
+      exhaust: (key, error) =>
         Effect.suspend(() => {
-          const done = now.exhaust(key)
+          const done = now.exhaust(key, error)
           return Effect.isEffect(done) ? done : Effect.void
         }),
       now,

@@ -1,5 +1,5 @@
-// The ledger's stored shape (see `creditLedger.ts`): money in integer nano-dollars, each key's slot,
-// and a pool-ordered index over a stored record that keeps a big pool's scan cheap.
+// The credit ledger's stored model (see `creditLedger.ts`): each key's slot in integer
+// nano-dollars, the one record holding every slot, and the pool-ordered index over it.
 import type * as Key from "@or-balancer/core/Key"
 import type * as CreditLedger from "../CreditLedger.js"
 
@@ -9,7 +9,7 @@ type Entry = CreditLedger.Entry
 // serves 50 requests, not 49 and a remainder of $0.00999…; and a small answer's cost ($0.00001995,
 // say) is kept whole, as the simulator keeps it. USD only at the edges (API, snapshot); exact up
 // to about $9M.
-export const NANO = 1_000_000_000
+const NANO = 1_000_000_000
 export const nanos = (usd: number): number => Math.round(usd * NANO)
 export const nanosOrNull = (usd: number | null): number | null => (usd === null ? null : nanos(usd))
 export const usd = (m: number): number => m / NANO
@@ -44,6 +44,8 @@ export const entryOf = (e: Slot): Entry & { readonly available: number | null } 
   reserved: usd(e.reserved),
   lookedUpAt: e.lookedUpAt,
   error: e.error,
+  ...(e.limitReset === undefined ? {} : { limitReset: e.limitReset }),
+  ...(e.outUntil === undefined ? {} : { outUntil: e.outUntil }),
   available: usdOrNull(availableOf(e))
 })
 
@@ -59,13 +61,13 @@ export const LEDGER = "ledger"
  * two ledgers over one memory store see each other's reservations. A store that hands back a fresh
  * record on every read simply gets a fresh index.
  */
-export interface Index {
+interface Index {
   readonly keys: ReadonlyArray<Key.Key>
   readonly position: Map<string, number>
   readonly live: Float64Array
 }
 
-export const indexes = new WeakMap<Ledger, Index>()
+const indexes = new WeakMap<Ledger, Index>()
 
 /** Live credit for the scan: never looked up is -Infinity (never chosen), unlimited +Infinity. */
 export const liveOfSlot = (e: Slot | undefined): number => {
