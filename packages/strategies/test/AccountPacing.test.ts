@@ -62,25 +62,33 @@ describe("AccountPacing", () => {
       // Nothing known yet: every request is a call.
       const first = leaseOf(pacing, redOnly)
       yield* TestClock.adjust(100)
-      first.unsafeReport(KeySelector.failure(100, accountLimited(3, 900))) // window [0, 1000), 3 calls
+      // The first refusal says the limit and the reset; not the length (the window may have begun
+      // before this gateway's first call).
+      first.unsafeReport(KeySelector.failure(100, accountLimited(3, 900)))
       expect(yield* pacing.windows).toEqual([
         {
           id: "account:red",
           limit: 3,
           exact: true,
-          windowMs: 1000,
+          windowMs: undefined,
           admitted: 0,
           closedUntil: 1000,
           refusals: 1
         }
       ])
-      yield* TestClock.adjust(900) // t = 1000: the window reopens and admits exactly 3
+      expect(decideNow(pacing, redOnly).tag).toBe("wait")
+      yield* TestClock.adjust(900) // t = 1000: the window reopens with this gateway's first call
+      const window2 = [0, 1, 2, 3].map(() => leaseOf(pacing, redOnly))
+      // Its end unknown, a fourth call was let through: its refusal gives the window's length.
+      window2[3]!.unsafeReport(KeySelector.failure(5, accountLimited(3, 1000)))
+      expect((yield* pacing.windows)[0]).toMatchObject({ limit: 3, windowMs: 1000, closedUntil: 2000 })
+      yield* TestClock.adjust(1000) // t = 2000: exactly 3 calls, then a wait to the end (+2 % slack)
       const ids = [0, 1, 2].map(() => leaseOf(pacing, redOnly).key.id)
       expect(ids.every((id) => id.startsWith("red"))).toBe(true)
       expect(decideNow(pacing, redOnly).tag).toBe("wait")
-      yield* TestClock.adjust(999)
+      yield* TestClock.adjust(1019)
       expect(decideNow(pacing, redOnly).tag).toBe("wait")
-      yield* TestClock.adjust(1) // t = 2000: the learned length ends it
+      yield* TestClock.adjust(1) // t = 3020
       expect(decideNow(pacing, redOnly).tag).toBe("lease")
     })
   )
@@ -131,34 +139,38 @@ describe("AccountPacing", () => {
     })
   )
 
-  it.effect(
-    "a 429 without X-RateLimit-* halves the key's estimate; a window that fills without one grows it",
-    () =>
-      Effect.gen(function* () {
-        const pacing = yield* build([loner])
-        const req = request({ deadline: FAR })
-        const held = [0, 1, 2, 3, 4, 5, 6, 7].map(() => leaseOf(pacing, req))
-        yield* TestClock.adjust(50)
-        // Eight calls in the window before the provider refused: it admits at most half that (AIMD).
-        held[7]!.unsafeReport(KeySelector.failure(50, providerLimited(950)))
-        // The other calls of that window refused too: the same reset teaches nothing more.
-        held[6]!.unsafeReport(KeySelector.failure(50, providerLimited(950)))
-        const [w] = yield* pacing.windows
-        expect(w).toMatchObject({ id: "key:loner", limit: 4, exact: false, windowMs: 1000, refusals: 1 })
-        yield* TestClock.adjust(950) // t = 1000
-        const next = [0, 1, 2, 3].map(() => leaseOf(pacing, req))
-        expect(decideNow(pacing, req).tag).toBe("wait")
-        // Refused again in the new window: halved again.
-        next[3]!.unsafeReport(KeySelector.failure(10, providerLimited(1000)))
-        expect((yield* pacing.windows)[0]).toMatchObject({ limit: 2, closedUntil: 2000, refusals: 2 })
-        yield* TestClock.adjust(1000) // t = 2000: a window of 2 that fills without a refusal...
-        leaseOf(pacing, req)
-        leaseOf(pacing, req)
-        expect(decideNow(pacing, req).tag).toBe("wait")
-        yield* TestClock.adjust(1000) // ...and the next admits one more
-        expect([0, 1, 2].map(() => decideNow(pacing, req).tag)).toEqual(["lease", "lease", "lease"])
-        expect(decideNow(pacing, req).tag).toBe("wait")
+  it.effect("a 429 without X-RateLimit-* halves the key's estimate; a full window without one grows it", () =>
+    Effect.gen(function* () {
+      const pacing = yield* build([loner])
+      const req = request({ deadline: FAR })
+      const held = [0, 1, 2, 3, 4, 5, 6, 7].map(() => leaseOf(pacing, req))
+      yield* TestClock.adjust(50)
+      // Eight calls in the window before the provider refused: it admits at most half that (AIMD).
+      held[7]!.unsafeReport(KeySelector.failure(50, providerLimited(950)))
+      // The other calls of that window refused too: the same reset teaches nothing more.
+      held[6]!.unsafeReport(KeySelector.failure(50, providerLimited(950)))
+      const [w] = yield* pacing.windows
+      expect(w).toMatchObject({ id: "key:loner", limit: 4, exact: false, closedUntil: 1000, refusals: 1 })
+      expect(decideNow(pacing, req).tag).toBe("wait")
+      yield* TestClock.adjust(950) // t = 1000
+      const next = [0, 1, 2, 3].map(() => leaseOf(pacing, req))
+      // Refused again in the new window: halved again, and the window's length learned.
+      next[3]!.unsafeReport(KeySelector.failure(10, providerLimited(1000)))
+      expect((yield* pacing.windows)[0]).toMatchObject({
+        limit: 2,
+        windowMs: 1000,
+        closedUntil: 2000,
+        refusals: 2
       })
+      expect(decideNow(pacing, req).tag).toBe("wait")
+      yield* TestClock.adjust(1000) // t = 2000: a window of 2 that fills without a refusal...
+      leaseOf(pacing, req)
+      leaseOf(pacing, req)
+      expect(decideNow(pacing, req).tag).toBe("wait")
+      yield* TestClock.adjust(1020) // ...and the next admits one more
+      expect([0, 1, 2].map(() => decideNow(pacing, req).tag)).toEqual(["lease", "lease", "lease"])
+      expect(decideNow(pacing, req).tag).toBe("wait")
+    })
   )
 
   it.effect("an account's window counts the calls of all its keys", () =>
@@ -166,6 +178,9 @@ describe("AccountPacing", () => {
       const pacing = yield* build([red1, red2])
       const req = request({ deadline: FAR })
       leaseOf(pacing, req).unsafeReport(KeySelector.failure(0, accountLimited(4, 1000)))
+      yield* TestClock.adjust(1000)
+      const learning = [0, 1, 2, 3, 4].map(() => leaseOf(pacing, req))
+      learning[4]!.unsafeReport(KeySelector.failure(0, accountLimited(4, 1000)))
       yield* TestClock.adjust(1000)
       const ids = [0, 1, 2, 3].map(() => leaseOf(pacing, req).key.id)
       expect(new Set(ids)).toEqual(new Set(["red-1", "red-2"]))
@@ -215,7 +230,7 @@ describe("AccountPacing properties", () => {
       }),
       steps: fc.array(
         fc.record({ dt: fc.integer({ min: 0, max: 120 }), account: fc.constantFrom("red", "blue", "any") }),
-        { minLength: 1, maxLength: 300 }
+        { minLength: 150, maxLength: 300 }
       )
     },
     ({ blue: blueSpec, red: redSpec, steps }) =>
@@ -243,12 +258,11 @@ describe("AccountPacing properties", () => {
           )
         }
         for (const account of Object.values(upstream)) {
-          // One window teaches the limit and the length: no later window is sent more than the limit.
-          expect(account.refusals).toBeLessThanOrEqual(1)
+          // One window teaches the limit, the next its length: no later window is sent more than the limit.
           const over = [...account.perWindow.values()].filter((n) => n > account.limit)
-          expect(over.length).toBeLessThanOrEqual(1)
+          expect(over.length).toBeLessThanOrEqual(2)
         }
       }),
-    { fastCheck: { numRuns: 60 } }
+    { timeout: 120_000, fastCheck: { numRuns: 25 } }
   )
 })

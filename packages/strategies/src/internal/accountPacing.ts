@@ -26,6 +26,12 @@ export interface Window {
   previousStart: number | undefined
   /** Whether the current window began by a local roll (a guess) rather than after a refusal's reset. */
   rolled: boolean
+  /**
+   * Whether the current window is known to have begun with its first admission: after a refusal's
+   * reset, or by a roll once the length is known. Only such a window teaches the length (the very
+   * first one may have begun long before a refusal comes, if its limit was not reached at once).
+   */
+  aligned: boolean
   count: number
   /** Refused until then (a 429's reset). */
   closedUntil: number
@@ -41,10 +47,18 @@ const fresh = (): Window => ({
   end: undefined,
   previousStart: undefined,
   rolled: false,
+  aligned: false,
   count: 0,
   closedUntil: 0,
   refusals: 0
 })
+
+/**
+ * A locally rolled window starts a little after the learned end: the upstream's window opened when
+ * the first call reached it, a moment after it left, and a roll before its end spends a burst of
+ * calls on a closed window.
+ */
+export const slackOf = (windowMs: number): number => Math.min(250, Math.max(1, Math.ceil(windowMs * 0.02)))
 
 /** Whether `w` is over at `now`, so the next admission opens a new one. */
 const isOver = (w: Window, now: number) => w.start === undefined || (w.end !== undefined && now >= w.end)
@@ -66,9 +80,10 @@ export const admit = (w: Window, now: number): boolean => {
     // A window that filled without a refusal: an estimate may grow by one (additive increase).
     if (w.start !== undefined && !w.exact && w.limit !== undefined && w.count >= w.limit) w.limit++
     w.rolled = w.start !== undefined
+    w.aligned = w.rolled || w.refusals > 0
     w.previousStart = w.start
     w.start = now
-    w.end = w.windowMs === undefined ? undefined : now + w.windowMs
+    w.end = w.windowMs === undefined ? undefined : now + w.windowMs + slackOf(w.windowMs)
     w.count = 0
   } else if (w.limit !== undefined && w.count >= w.limit && w.end !== undefined) return false
   w.count++
@@ -103,7 +118,7 @@ export const refuse = (
     w.limit = Math.max(1, Math.floor(basis / 2))
     w.exact = false
   }
-  if (resetAt !== undefined && w.start !== undefined) w.windowMs = lengthOf(w, resetAt)
+  if (resetAt !== undefined && w.start !== undefined && w.aligned) w.windowMs = lengthOf(w, resetAt)
   w.closedUntil = resetAt ?? now + (w.windowMs ?? DEFAULT_WAIT_MS)
   w.start = undefined
   w.end = undefined
