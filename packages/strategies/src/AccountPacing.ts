@@ -6,7 +6,9 @@
  * with a 429 carrying `X-RateLimit-Limit` (what a window admits) and `X-RateLimit-Reset` (when it
  * reopens). `Protocol` reads them into `RateLimited { scope: "account", limit, retryAfter }`; this
  * decorator learns each account's window from those reports: the limit from the header, the
- * window's length as the reset minus the window's first admission. Without a limit header (a
+ * window's length as at least the reset minus the first of the `limit` calls before the refused
+ * one. Admission is a sliding window (at most `limit` calls in any span of that length), so it
+ * needs no alignment with the upstream's windows. Without a limit header (a
  * provider's 429, scope `key`: then the key's own window) the limit is estimated: halved on a
  * refusal, one more after each window that filled without one (AIMD).
  *
@@ -119,29 +121,31 @@ export const make = (
         return until === undefined ? undefined : { reason: "cooldown", until }
       }
 
-    // A refusal teaches the window it names: the account's for OpenRouter's own 429, else the key's.
-    const learn = (key: Key.Key, error: UpstreamError.RateLimited) => {
+    // A refusal teaches the window it names (the account's for OpenRouter's own 429, else the
+    // key's), told which call it refused (its admission's sequence number in each window).
+    const learn = (key: Key.Key, error: UpstreamError.RateLimited, accountSeq: number, ownSeq: number) => {
       const now = clock.unsafeCurrentTimeMillis()
       const wait = error.retryAfter === undefined ? undefined : Duration.toMillis(error.retryAfter)
       const resetAt = wait === undefined ? undefined : now + Math.min(maxWait, wait)
-      const id =
-        error.scope === "account" && key.account !== undefined ? `account:${key.account}` : `key:${key.id}`
-      windows.refuse(id, now, resetAt, error.limit)
+      const kw = windowsOf(key)
+      if (error.scope === "account" && kw.account !== undefined)
+        windows.refuse(kw.account, now, resetAt, error.limit, accountSeq)
+      else windows.refuse(kw.own, now, resetAt, error.limit, ownSeq)
     }
 
-    const wrap = (lease: KeySelector.Lease): KeySelector.Lease =>
-      KeySelector.lease(lease.key, (outcome) => {
+    // Admits the key's call in its windows and wraps the lease to learn from its answer; `undefined`
+    // when a window is closed (checked first: nothing is counted then).
+    const admitted = (lease: KeySelector.Lease, now: number): KeySelector.Lease | undefined => {
+      const key = lease.key
+      if (untilFor(key, now) !== undefined) return undefined
+      const kw = windowsOf(key)
+      const accountSeq = kw.account === undefined ? 0 : W.admit(kw.account, now)!
+      const ownSeq = W.admit(kw.own, now)!
+      return KeySelector.lease(key, (outcome) => {
         if (outcome._tag === "Failure" && outcome.error._tag === "RateLimited")
-          learn(lease.key, outcome.error)
+          learn(key, outcome.error, accountSeq, ownSeq)
         return lease.unsafeReport(outcome)
       })
-
-    const admitted = (key: Key.Key, now: number): boolean => {
-      if (untilFor(key, now) !== undefined) return false
-      const kw = windowsOf(key)
-      if (kw.account !== undefined) W.admit(kw.account, now)
-      W.admit(kw.own, now)
-      return true
     }
 
     // Every candidate held only by a closed window: wait for the first to reopen, if in time.
@@ -172,9 +176,10 @@ export const make = (
     ): KeySelector.Decision => {
       if (KeySelector.isNoKeyAvailable(picked)) return waitOrRefuse(request, picked)
       // The inner selector may have waited: its key's window may have closed meanwhile.
-      if (!admitted(picked.key, clock.unsafeCurrentTimeMillis()))
-        return KeySelector.giveBack(picked, CANCELLED, () => decide(request))
-      return wrap(picked)
+      return (
+        admitted(picked, clock.unsafeCurrentTimeMillis()) ??
+        KeySelector.giveBack(picked, CANCELLED, () => decide(request))
+      )
     }
 
     const decide = (request: KeySelector.SelectRequest): KeySelector.Decision =>
@@ -199,7 +204,7 @@ export const make = (
           limit: w.limit,
           exact: w.exact,
           windowMs: w.windowMs,
-          admitted: w.count,
+          admitted: W.inWindow(w, now),
           closedUntil: W.closedUntil(w, now),
           refusals: w.refusals
         })

@@ -4,136 +4,158 @@
  * synchronous code over epoch millis, so the decorator decides with no fiber and tests drive it
  * with `TestClock`.
  *
- * A window is modelled the way OpenRouter's 429 describes it: `limit` requests
- * (`X-RateLimit-Limit`) until `reset` (`X-RateLimit-Reset`). Its length is learned as the reset
- * minus the first admission of the window the refusal closed. Without a limit header the limit is
- * estimated: halved on each refusal, one more after each window that filled without one (AIMD).
+ * OpenRouter's 429 says a window admits `limit` requests (`X-RateLimit-Limit`) and reopens at
+ * `reset` (`X-RateLimit-Reset`); not how long a window is, nor when it began. Admission is a
+ * sliding window: a call is admitted while fewer than `limit` were admitted in the last
+ * `windowMs`. Every span of `windowMs` then holds at most `limit` calls, so an upstream window of
+ * that length, wherever it begins (a fixed clock window, or one opened by the first call after the
+ * previous ended), never overflows; local and upstream windows need no alignment, which drifts as
+ * soon as traffic pauses.
+ *
+ * The length is learned from below: the refused window held the `limit` calls admitted before the
+ * refused one and ends at `reset`, so it is at least `reset` minus the first of them. Each refusal
+ * can only lengthen it. Without a limit header the limit is estimated: halved on a refusal, one
+ * more after each window's worth of calls without one (AIMD).
  */
 
 /** When nothing says how long a refusal lasts (no reset, no learned window). */
 export const DEFAULT_WAIT_MS = 1_000
 
+/** Admission times kept per window: limits above this are paced as this. */
+export const CAPACITY = 4_096
+/** Kept before a limit is known (a window grows to its limit, in powers of two). */
+const INITIAL = 64
+
 export interface Window {
   /** Requests a window admits: exact (a header said so) or estimated; unknown: no pacing yet. */
   limit: number | undefined
   exact: boolean
-  /** The window's length, once learned from a refusal. */
+  /** The window's length, a lower bound learned from refusals. */
   windowMs: number | undefined
-  /** The current window's first admission and its expected end (unknown until `windowMs` is). */
-  start: number | undefined
-  end: number | undefined
-  /** The previous window's first admission: a window rolled too early is measured from it. */
-  previousStart: number | undefined
-  /** Whether the current window began by a local roll (a guess) rather than after a refusal's reset. */
-  rolled: boolean
-  /**
-   * Whether the current window is known to have begun with its first admission: after a refusal's
-   * reset, or by a roll once the length is known. Only such a window teaches the length (the very
-   * first one may have begun long before a refusal comes, if its limit was not reached at once).
-   */
-  aligned: boolean
-  count: number
+  /** The latest admission times, a ring (grown to hold a window's worth). */
+  times: Float64Array
+  /** Admissions so far: the sequence number of the latest. */
+  admitted: number
   /** Refused until then (a 429's reset). */
   closedUntil: number
-  /** Refusals learned from, for status. */
   refusals: number
+  /** AIMD: `admitted` when the limit last changed, and when it did. */
+  atChange: number
+  changedAt: number
 }
 
-const fresh = (): Window => ({
+export const make = (): Window => ({
   limit: undefined,
   exact: false,
   windowMs: undefined,
-  start: undefined,
-  end: undefined,
-  previousStart: undefined,
-  rolled: false,
-  aligned: false,
-  count: 0,
+  times: new Float64Array(INITIAL),
+  admitted: 0,
   closedUntil: 0,
-  refusals: 0
+  refusals: 0,
+  atChange: 0,
+  changedAt: 0
 })
 
+/** The admission time of sequence number `seq`, if still kept. */
+const timeOf = (w: Window, seq: number): number | undefined => {
+  const cap = w.times.length
+  return seq < 1 || seq > w.admitted || w.admitted - seq >= cap ? undefined : w.times[(seq - 1) % cap]
+}
+
+/** Grows the ring to hold `limit` + 1 admissions (up to `CAPACITY`), keeping what it holds. */
+const fit = (w: Window, limit: number) => {
+  const cap = w.times.length
+  if (limit + 1 <= cap || cap >= CAPACITY) return
+  let next = cap
+  while (next < limit + 1 && next < CAPACITY) next *= 2
+  const times = new Float64Array(next)
+  for (let seq = Math.max(1, w.admitted - cap + 1); seq <= w.admitted; seq++)
+    times[(seq - 1) % next] = w.times[(seq - 1) % cap]!
+  w.times = times
+}
+
 /**
- * A locally rolled window starts a little after the learned end: the upstream's window opened when
- * the first call reached it, a moment after it left, and a roll before its end spends a burst of
- * calls on a closed window.
+ * A window started by a call lasts a little longer here than learned: the upstream counted the
+ * call a moment after it left, and a call let through early is spent on a closed window.
  */
 export const slackOf = (windowMs: number): number => Math.min(250, Math.max(1, Math.ceil(windowMs * 0.02)))
 
-/** Whether `w` is over at `now`, so the next admission opens a new one. */
-const isOver = (w: Window, now: number) => w.start === undefined || (w.end !== undefined && now >= w.end)
-
-/**
- * When the window admits again, or `undefined` if it admits at `now`. A full window whose end is
- * not known yet admits: the upstream's refusal will say when it ends (and so how long it is).
- */
+/** When the window admits again, or `undefined` if it admits at `now`. */
 export const closedUntil = (w: Window, now: number): number | undefined => {
   if (now < w.closedUntil) return w.closedUntil
-  if (w.limit === undefined || isOver(w, now)) return undefined
-  return w.count >= w.limit && w.end !== undefined ? w.end : undefined
+  const limit = w.limit
+  const length = w.windowMs
+  if (limit === undefined || length === undefined) return undefined
+  // The `limit`-th latest admission: while it is within the window, one more would exceed it.
+  const oldest = timeOf(w, w.admitted - Math.min(limit, w.times.length) + 1)
+  if (oldest === undefined) return undefined
+  const until = oldest + length + slackOf(length)
+  return until > now ? until : undefined
 }
 
-/** Counts one admission at `now`; `false` (counting nothing) when the window is closed. */
-export const admit = (w: Window, now: number): boolean => {
-  if (now < w.closedUntil) return false
-  if (isOver(w, now)) {
-    // A window that filled without a refusal: an estimate may grow by one (additive increase).
-    if (w.start !== undefined && !w.exact && w.limit !== undefined && w.count >= w.limit) w.limit++
-    w.rolled = w.start !== undefined
-    w.aligned = w.rolled || w.refusals > 0
-    w.previousStart = w.start
-    w.start = now
-    w.end = w.windowMs === undefined ? undefined : now + w.windowMs + slackOf(w.windowMs)
-    w.count = 0
-  } else if (w.limit !== undefined && w.count >= w.limit && w.end !== undefined) return false
-  w.count++
-  return true
+/** Counts one admission at `now`, answering its sequence number; `undefined` (counting nothing) when closed. */
+export const admit = (w: Window, now: number): number | undefined => {
+  if (closedUntil(w, now) !== undefined) return undefined
+  if (w.limit !== undefined) fit(w, w.limit)
+  w.times[w.admitted % w.times.length] = now
+  w.admitted++
+  if (!w.exact && w.limit !== undefined && w.windowMs !== undefined) {
+    // Additive increase: a window's worth of calls, over at least a window, without a refusal.
+    if (w.admitted - w.atChange > w.limit && now - w.changedAt >= w.windowMs) {
+      w.limit++
+      w.atChange = w.admitted
+      w.changedAt = now
+    }
+  }
+  return w.admitted
+}
+
+/** Calls admitted in the window ending at `now` (for status). */
+export const inWindow = (w: Window, now: number): number => {
+  if (w.windowMs === undefined) return 0
+  let n = 0
+  for (let seq = w.admitted; seq > 0; seq--) {
+    const t = timeOf(w, seq)
+    if (t === undefined || t <= now - w.windowMs) break
+    n++
+  }
+  return n
 }
 
 /**
- * A refusal at `now`: the window is closed until `resetAt` (else for its learned length, else
- * `DEFAULT_WAIT_MS`), its limit is `limit` when the answer said it, else halved. The refusals of
- * one closed window (every call in flight into it gets one) teach once.
+ * A refusal at `now` of the call admitted as `seq`: the window is closed until `resetAt` (else for
+ * its learned length, else `DEFAULT_WAIT_MS`); its limit is `limit` when the answer said it, else
+ * halved; its length is at least `resetAt` minus the first of the `limit` calls before the refused
+ * one. The refusals of one closed window (every call in flight into it gets one) teach once, and
+ * so does a refusal whose reset has already passed (answered late: it would reopen nothing).
  */
 export const refuse = (
   w: Window,
   now: number,
   resetAt: number | undefined,
-  limit: number | undefined
+  limit: number | undefined,
+  seq: number
 ): void => {
-  if (resetAt !== undefined ? resetAt <= w.closedUntil : now < w.closedUntil) {
-    if (limit !== undefined && !w.exact) {
-      w.limit = limit
-      w.exact = true
-    }
-    return
-  }
-  w.refusals++
+  const known = resetAt !== undefined ? resetAt <= w.closedUntil || resetAt <= now : now < w.closedUntil
   if (limit !== undefined) {
     w.limit = limit
     w.exact = true
-  } else {
-    // What this window took is an upper bound on what it admits.
-    const basis = w.limit ?? Math.max(1, w.count)
+  }
+  if (known) return
+  w.refusals++
+  if (limit === undefined) {
+    // What was admitted since the last change is an upper bound on what a window admits.
+    const basis = w.limit ?? Math.max(1, seq - w.atChange)
     w.limit = Math.max(1, Math.floor(basis / 2))
     w.exact = false
   }
-  if (resetAt !== undefined && w.start !== undefined && w.aligned) w.windowMs = lengthOf(w, resetAt)
+  w.atChange = w.admitted
+  w.changedAt = now
+  if (resetAt !== undefined) {
+    const first = timeOf(w, seq - w.limit!) ?? timeOf(w, seq)
+    if (first !== undefined) w.windowMs = Math.max(w.windowMs ?? 1, resetAt - first)
+  }
   w.closedUntil = resetAt ?? now + (w.windowMs ?? DEFAULT_WAIT_MS)
-  w.start = undefined
-  w.end = undefined
-  w.count = 0
-}
-
-// The window the refusal closed began at this window's first admission; unless this window was
-// opened by a local roll and the reset falls soon after it: then the upstream's previous window
-// was still running (the learned length was short), and it began at the previous first admission.
-const lengthOf = (w: Window, resetAt: number): number => {
-  const start = w.start!
-  const own = resetAt - start
-  if (w.rolled && w.previousStart !== undefined && w.windowMs !== undefined && own < w.windowMs / 2)
-    return Math.max(1, resetAt - w.previousStart)
-  return Math.max(1, own)
 }
 
 /** Every window by its id (`account:<name>` or `key:<id>`), made on first use. */
@@ -145,16 +167,15 @@ export class Windows {
   get(id: string): Window {
     let w = this.byId.get(id)
     if (w === undefined) {
-      w = fresh()
+      w = make()
       this.byId.set(id, w)
     }
     return w
   }
 
-  refuse(id: string, now: number, resetAt: number | undefined, limit: number | undefined): void {
-    const w = this.get(id)
+  refuse(w: Window, now: number, resetAt: number | undefined, limit: number | undefined, seq: number): void {
     const before = w.limit !== undefined || w.closedUntil > 0
-    refuse(w, now, resetAt, limit)
-    if (!before) this.paced++
+    refuse(w, now, resetAt, limit, seq)
+    if (!before && (w.limit !== undefined || w.closedUntil > 0)) this.paced++
   }
 }
