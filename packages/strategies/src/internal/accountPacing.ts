@@ -12,9 +12,8 @@
  * previous ended), never overflows; local and upstream windows need no alignment, which drifts as
  * soon as traffic pauses.
  *
- * The length is learned from below: the refused window held the `limit` calls admitted before the
- * refused one and ends at `reset`, so it is at least `reset` minus the first of them. Each refusal
- * can only lengthen it. Without a limit header the limit is estimated: halved on a refusal, one
+ * The length is learned at each refusal: the refused window held the `limit` accepted calls before
+ * the refused one and ends at `reset`, so it is about `reset` minus the first of them. Without a limit header the limit is estimated: halved on a refusal, one
  * more after each window's worth of calls without one (AIMD).
  */
 
@@ -59,7 +58,32 @@ export const make = (): Window => ({
 /** The admission time of sequence number `seq`, if still kept. */
 const timeOf = (w: Window, seq: number): number | undefined => {
   const cap = w.times.length
-  return seq < 1 || seq > w.admitted || w.admitted - seq >= cap ? undefined : w.times[(seq - 1) % cap]
+  return seq < 1 || seq > w.admitted || w.admitted - seq >= cap
+    ? undefined
+    : Math.abs(w.times[(seq - 1) % cap]!)
+}
+
+/**
+ * A refused call stays counted here (it left, and may be counted upstream) but is marked (its time
+ * negated), so that learning counts only the calls the upstream accepted.
+ */
+const markRefused = (w: Window, seq: number) => {
+  const cap = w.times.length
+  if (seq >= 1 && seq <= w.admitted && w.admitted - seq < cap) {
+    const i = (seq - 1) % cap
+    w.times[i] = -Math.abs(w.times[i]!)
+  }
+}
+
+/** The admission time of the `n`-th latest call before `seq` that was not refused, if still kept. */
+const acceptedBefore = (w: Window, seq: number, n: number): number | undefined => {
+  const cap = w.times.length
+  let found = 0
+  for (let s = seq - 1; s >= 1 && w.admitted - s < cap; s--) {
+    const t = w.times[(s - 1) % cap]!
+    if (t >= 0 && ++found === n) return t
+  }
+  return undefined
 }
 
 /** Grows the ring to hold `limit` + 1 admissions (up to `CAPACITY`), keeping what it holds. */
@@ -141,6 +165,7 @@ export const refuse = (
     w.limit = limit
     w.exact = true
   }
+  markRefused(w, seq)
   if (known) return
   w.refusals++
   if (limit === undefined) {
@@ -152,8 +177,11 @@ export const refuse = (
   w.atChange = w.admitted
   w.changedAt = now
   if (resetAt !== undefined) {
-    const first = timeOf(w, seq - w.limit!) ?? timeOf(w, seq)
-    if (first !== undefined) w.windowMs = Math.max(w.windowMs ?? 1, resetAt - first)
+    // The refused window held `limit` accepted calls and ends at the reset: it began no later than
+    // the first of them. The latest estimate replaces the last (a longer one would only ever grow,
+    // and every millisecond too long is throughput lost for good).
+    const first = acceptedBefore(w, seq, w.limit!) ?? timeOf(w, seq)
+    if (first !== undefined) w.windowMs = Math.max(1, resetAt - first)
   }
   w.closedUntil = resetAt ?? now + (w.windowMs ?? DEFAULT_WAIT_MS)
 }
