@@ -33,7 +33,8 @@ export const KeyEntry = Schema.Struct({
 /**
  * One entry of the strategy stack. Base strategies: `round-robin`, `weighted`, `random`,
  * `weighted-random`, `least-busy`, `credit-aware`. Decorators (need an entry after them):
- * `health-aware`, `concurrency-limited`, `threshold`, `sticky` (the same `session_id` or
+ * `account-pacing` (each account admits only what its rate window is known to admit, learned
+ * from OpenRouter's 429s), `health-aware`, `concurrency-limited`, `threshold`, `sticky` (the same `session_id` or
  * `prompt_cache_key` goes to the same key), `by-model` (routes by the request's model: each route
  * a model pattern such as `anthropic/*` and optionally the key ids that serve it; routes share the
  * strategy below, and a model no route matches is refused with 400).
@@ -61,6 +62,7 @@ export const StrategyEntry = Schema.Union(
     panicThreshold: Schema.optional(Ratio)
   }),
   Schema.Struct({ name: Schema.Literal("concurrency-limited"), defaultMax: Schema.optional(PositiveInt) }),
+  Schema.Struct({ name: Schema.Literal("account-pacing"), maxWaitMs: Schema.optional(PositiveInt) }),
   Schema.Struct({
     name: Schema.Literal("threshold"),
     threshold: Schema.NonNegative,
@@ -93,6 +95,7 @@ export type StrategyEntry = typeof StrategyEntry.Type
  * @category Models
  */
 export const decorators: ReadonlySet<StrategyEntry["name"]> = new Set([
+  "account-pacing",
   "health-aware",
   "concurrency-limited",
   "threshold",

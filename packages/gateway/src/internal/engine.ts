@@ -6,6 +6,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as Monitor from "@or-balancer/core/Monitor"
 import type * as StateStore from "@or-balancer/core/StateStore"
+import * as AccountPacing from "@or-balancer/strategies/AccountPacing"
 import * as ByModel from "@or-balancer/strategies/ByModel"
 import * as ConcurrencyLimited from "@or-balancer/strategies/ConcurrencyLimited"
 import * as CreditAware from "@or-balancer/strategies/CreditAware"
@@ -81,6 +82,10 @@ const decorate = (entry: GatewayConfig.StrategyEntry, inner: SelectorLayer): Sel
         recovery: entry.recovery,
         panicThreshold: entry.panicThreshold
       }).pipe(Layer.provide(inner))
+    case "account-pacing":
+      return AccountPacing.layer(
+        entry.maxWaitMs === undefined ? {} : { maxWait: Duration.millis(entry.maxWaitMs) }
+      ).pipe(Layer.provide(inner))
     case "concurrency-limited":
       return ConcurrencyLimited.layer({ defaultMax: entry.defaultMax }).pipe(Layer.provide(inner))
     case "threshold":
