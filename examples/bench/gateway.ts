@@ -148,7 +148,7 @@ const BODY = JSON.stringify({
   max_tokens: 8
 })
 
-const TOKEN = "bench-gateway-token"
+export const TOKEN = "bench-gateway-token"
 const CLIENT_TOKEN = "bench-client-token-b"
 const CLIENTS = process.env.OR_GATEWAY_BENCH_CLIENTS === "1"
 
@@ -178,7 +178,7 @@ type FromChild =
   | { readonly type: "cpu"; readonly micros: number; readonly sockets: number }
   | { readonly type: "error"; readonly message: string }
 
-interface Child {
+export interface Child {
   readonly process: ChildProcess
   readonly url: string
   readonly secrets: ReadonlyArray<string>
@@ -196,7 +196,7 @@ const logOut = () =>
     ? ("ignore" as const)
     : fs.openSync(process.env.OR_GATEWAY_BENCH_LOG_FILE, "a")
 
-const spawnChild = (
+export const spawnChild = (
   role: string,
   env: Record<string, string>,
   execArgv: Array<string> = [],
@@ -208,7 +208,12 @@ const spawnChild = (
       cwd: path.join(path.dirname(file), ".."),
       execArgv: [...execArgv, "--import", "tsx"],
       env: { ...process.env, OR_GATEWAY_BENCH_ROLE: role, ...env },
-      stdio: ["ignore", role === "gateway" && LOG !== undefined ? logOut() : "inherit", "inherit", "ipc"]
+      stdio: [
+        "ignore",
+        role === "gateway" && (LOG ?? env.OR_GATEWAY_BENCH_LOG) !== undefined ? logOut() : "inherit",
+        "inherit",
+        "ipc"
+      ]
     })
     // Answers come back in order: a FIFO of waiters.
     const cpuWaiters: Array<(usage: { readonly micros: number; readonly sockets: number }) => void> = []
@@ -335,11 +340,13 @@ const runRawProxy = async () => {
 }
 
 const runGateway = async () => {
-  const [Gateway, GatewayConfig, ConfigProvider, Effect, Scope, Exit] = await Promise.all([
+  const [Gateway, GatewayConfig, Tracing, ConfigProvider, Effect, Layer, Scope, Exit] = await Promise.all([
     import("@or-balancer/gateway/Gateway"),
     import("@or-balancer/gateway/GatewayConfig"),
+    import("@or-balancer/gateway/Tracing"),
     import("effect/ConfigProvider"),
     import("effect/Effect"),
+    import("effect/Layer"),
     import("effect/Scope"),
     import("effect/Exit")
   ])
@@ -369,7 +376,13 @@ const runGateway = async () => {
   const scope = Effect.runSync(Scope.make())
   // As `or-balancer serve` runs it.
   await Effect.runPromise(Gateway.tuneGc)
-  const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
+  // Traces when the OTEL_* variables ask for them, as `or-balancer serve` (bench/observability.ts):
+  // the tracer layer built into the gateway's scope, in the fiber that makes the gateway.
+  const gateway = await Effect.runPromise(
+    Effect.zipRight(Layer.buildWithScope(Tracing.layerFromEnv, scope), Gateway.make(config)).pipe(
+      Scope.extend(scope)
+    )
+  )
   serveIpc(() => Effect.runPromise(Scope.close(scope, Exit.void)))
   process.send!({ type: "ready", url: `${gateway.url}/v1/chat/completions` } satisfies FromChild)
 }

@@ -162,6 +162,95 @@ describe("Request logs", () => {
   )
 
   it.scopedLive(
+    "every answer has exactly one line with its status and reason: unknown route, wrong method, bad token, body too large, admin token; admin successes at debug only",
+    () =>
+      Effect.gen(function* () {
+        const out = yield* captureStdout
+        const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["a"]) })
+        const gw = yield* Gateway.make(
+          yield* configFor(sim, {
+            log: { requests: true },
+            bodyLimitBytes: 1000,
+            admin: { protect: true }
+          })
+        )
+        const send = (path: string, id: string, init: RequestInit = {}) =>
+          Effect.promise(() =>
+            fetch(`${gw.url}${path}`, {
+              ...init,
+              headers: { "x-request-id": id, ...(init.headers as Record<string, string>) }
+            }).then(async (r) => ({
+              status: r.status,
+              id: r.headers.get("x-request-id"),
+              text: await r.text()
+            }))
+          )
+        const authed = { authorization: `Bearer ${TOKEN}` }
+        const cases: Array<
+          [id: string, answer: { status: number; id: string | null }, status: number, reason: string]
+        > = [
+          ["unknown-route", yield* send("/v1/nope", "unknown-route", { headers: authed }), 404, "not_found"],
+          ["not-api", yield* send("/favicon.ico", "not-api"), 404, "not_found"],
+          [
+            "wrong-method",
+            yield* send("/v1/chat/completions", "wrong-method", { headers: authed }),
+            405,
+            "method_not_allowed"
+          ],
+          [
+            "bad-token",
+            yield* send("/v1/chat/completions", "bad-token", {
+              method: "POST",
+              headers: { authorization: "Bearer wrong", "content-type": "application/json" },
+              body: chatBody()
+            }),
+            401,
+            "invalid_api_key"
+          ],
+          [
+            "too-large",
+            yield* send("/v1/chat/completions", "too-large", {
+              method: "POST",
+              headers: { ...authed, "content-type": "application/json" },
+              body: chatBody({ padding: "x".repeat(2000) })
+            }),
+            413,
+            "request_too_large"
+          ],
+          [
+            "bad-json",
+            yield* send("/v1/chat/completions", "bad-json", {
+              method: "POST",
+              headers: { ...authed, "content-type": "application/json" },
+              body: "{"
+            }),
+            400,
+            "invalid_json"
+          ],
+          ["admin-denied", yield* send("/status", "admin-denied"), 401, "invalid_api_key"]
+        ]
+        for (const [id, answer, status, reason] of cases) {
+          assert.strictEqual(answer.status, status, id)
+          assert.strictEqual(answer.id, id)
+          const line = yield* lineFor(out, id)
+          assert.strictEqual(line.status, status, id)
+          assert.strictEqual(line.reason, reason, id)
+          assert.strictEqual(line.level, "warn", id)
+          assert.strictEqual(line.outcome, "error", id)
+        }
+        // A health check answered 200 has its line at debug level only (here: info, so none).
+        assert.strictEqual((yield* send("/healthz", "health")).status, 200)
+        const ok = yield* post(`${gw.url}/v1/chat/completions`, chatBody(), { "x-request-id": "ok-after" })
+        assert.strictEqual(ok.status, 200)
+        const okLine = yield* lineFor(out, "ok-after")
+        assert.notProperty(okLine, "reason")
+        assert.isUndefined(requestsOf(out).find((l) => l.id === "health"))
+        // Exactly one line each.
+        for (const [id] of cases) assert.strictEqual(requestsOf(out).filter((l) => l.id === id).length, 1, id)
+      })
+  )
+
+  it.scopedLive(
     "failover: each attempt's key, status, error and action; ejection, cooldown, trial and recovery as events",
     () =>
       Effect.gen(function* () {

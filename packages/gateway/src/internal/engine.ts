@@ -116,6 +116,8 @@ export const selectorLayer = (stack: ReadonlyArray<GatewayConfig.StrategyEntry>)
 }
 
 export const balancerOptions = (config: GatewayConfig.GatewayConfig): Balancer.Options => ({
+  // The gateway makes its own request and attempt spans (internal/trace.ts), the fast path's too.
+  spans: false,
   maxAttempts: config.retry.maxAttempts,
   deadline: Duration.millis(config.deadlines.keyWaitMs),
   backoff: Schedule.exponential(Duration.millis(config.retry.baseDelayMs)).pipe(

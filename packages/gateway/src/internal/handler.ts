@@ -24,13 +24,21 @@ export const makeHandler =
     const url = req.url ?? "/"
     const q = url.indexOf("?")
     const path = q === -1 ? url : url.slice(0, q)
+    const route = routeOf(req.method, path)
+    // Request id (echoed, passed upstream) and the request's log line when logging is on: log.ts.
+    // Every answer gets its line, the gateway's own refusals included; the admin routes' successes
+    // (health checks, scrapes, the status page) only at debug level, and with no span.
+    const id = Log.requestId(req.headers["x-request-id"])
+    Log.setId(res, id)
+    const quiet = route !== undefined && (route._tag === "Admin" || route._tag === "Dashboard")
+    // No span for an unknown path either: a span's name is its route, and this one is anything.
+    const log = Log.start(state.engine, req, res, id, path, quiet, !quiet && route !== undefined)
     // HTTP/1.1 requires Host (RFC 9112 3.2); the server leaves the check here to answer it in JSON.
     if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
       return openAiError(res, 400, "missing Host header", "invalid_request_error", "invalid_request", {
         connection: "close"
       })
     }
-    const route = routeOf(req.method, path)
     if (route === undefined) {
       return openAiError(res, 404, `no route for ${req.method} ${path}`, "invalid_request_error", "not_found")
     }
@@ -60,10 +68,6 @@ export const makeHandler =
       }
       return serveAdmin(state, admin, route.route, res)
     }
-    // Request id (echoed, passed upstream) and the request's log line when logging is on: log.ts.
-    const id = Log.requestId(req.headers["x-request-id"])
-    Log.setId(res, id)
-    const log = Log.start(state.engine, req, res, id, path)
     if (state.draining) {
       return openAiError(res, 503, "the gateway is shutting down", "server_error", null, {
         connection: "close",
