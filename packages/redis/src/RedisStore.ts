@@ -175,7 +175,12 @@ export const make = (options: Options): Effect.Effect<Service, ConfigError.Confi
       })
     const scripts = client as unknown as ScriptClient
     return RedisStore.of({
-      run: (script, keys, args) => call(() => scripts[script.name]!(...keys, ...args)),
+      run: (script, keys, args) => {
+        // Scripts of other modules (client budgets) are defined on first use, then sent by EVALSHA.
+        if (scripts[script.name] === undefined)
+          client.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.lua })
+        return call(() => scripts[script.name]!(...keys, ...args))
+      },
       command: (name, args) => call(() => client.call(name, ...args)),
       breaker: Effect.sync(() => breaker.state(clock.unsafeCurrentTimeMillis())),
       unsafeBreaker: () => breaker.state(clock.unsafeCurrentTimeMillis())

@@ -1,0 +1,135 @@
+import * as CreditLookup from "@or-balancer/core/CreditLookup"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { ClientBudgets } from "../src/index.js"
+import { asReplica, freshKeys, replicasOn, startRedis } from "./support.js"
+
+const server = startRedis()
+afterAll(() => server.close())
+
+const freshClient = freshKeys("client")
+const CENT = 10_000_000 // $0.01 in nano-dollars
+
+describe("client budgets", () => {
+  it.scopedLive(
+    "3 replicas reserving $0.01 at once against $0.50: exactly 50 admitted, the rest refused",
+    () =>
+      Effect.gen(function* () {
+        const stores = yield* replicasOn(server, 3)
+        const clientId = freshClient()
+        let n = 0
+        const verdicts = yield* Effect.forEach(
+          Array.from({ length: 150 }, (_, i) => stores[i % 3]!),
+          (store) =>
+            asReplica(
+              store,
+              ClientBudgets.reserve({
+                clientId,
+                reservationId: `r${++n}`,
+                amount: CENT,
+                budget: 50 * CENT,
+                period: "daily",
+                rpm: undefined,
+                ttlMs: 60_000
+              })
+            ),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(verdicts.filter((v) => v.verdict === "admitted").length, 50)
+        assert.strictEqual(verdicts.filter((v) => v.verdict === "budget").length, 100)
+        const refused = verdicts.find((v) => v.verdict === "budget")!
+        const now = Date.now()
+        assert.closeTo(refused.retryInMs, CreditLookup.nextReset("daily", now) - now, 2_000)
+        // Settling at a lower cost frees the difference for the next request.
+        const after = yield* asReplica(stores[0]!, ClientBudgets.settle(clientId, "r1", CENT / 2, "daily"))
+        assert.deepStrictEqual(after, { spent: CENT / 2, reserved: 49 * CENT })
+        const again = yield* asReplica(
+          stores[1]!,
+          ClientBudgets.reserve({
+            clientId,
+            reservationId: "again",
+            amount: CENT / 2,
+            budget: 50 * CENT,
+            period: "daily",
+            rpm: undefined,
+            ttlMs: 60_000
+          })
+        )
+        assert.strictEqual(again.verdict, "admitted")
+      })
+  )
+
+  it.scopedLive("a reservation never settled lapses after its TTL; catch-up spend counts", () =>
+    Effect.gen(function* () {
+      const [store] = yield* replicasOn(server, 1)
+      const clientId = freshClient()
+      const reserve = (id: string, catchUp = 0) =>
+        asReplica(
+          store!,
+          ClientBudgets.reserve({
+            clientId,
+            reservationId: id,
+            amount: CENT,
+            budget: 2 * CENT,
+            period: "weekly",
+            rpm: undefined,
+            ttlMs: 300,
+            catchUp
+          })
+        )
+      assert.strictEqual((yield* reserve("a")).verdict, "admitted")
+      assert.strictEqual((yield* reserve("b")).verdict, "admitted")
+      assert.strictEqual((yield* reserve("c")).verdict, "budget")
+      yield* Effect.sleep(400)
+      assert.deepStrictEqual(
+        yield* asReplica(store!, ClientBudgets.inspect(clientId, "weekly")).pipe(
+          Effect.map((s) => [s.spent, s.reserved])
+        ),
+        [0, 0]
+      )
+      // A replica that spent $0.015 while Redis was away: only $0.005 left.
+      const d = yield* reserve("d", 1.5 * CENT)
+      assert.strictEqual(d.verdict, "budget")
+      assert.strictEqual(d.spent, 1.5 * CENT)
+    })
+  )
+
+  it.scopedLive("the rate is fleet-wide over a sliding minute, with the wait until a slot frees", () =>
+    Effect.gen(function* () {
+      const stores = yield* replicasOn(server, 3)
+      const clientId = freshClient()
+      const verdicts = yield* Effect.forEach(
+        Array.from({ length: 12 }, (_, i) => i),
+        (i) =>
+          asReplica(
+            stores[i % 3]!,
+            ClientBudgets.reserve({
+              clientId,
+              reservationId: `q${i}`,
+              amount: 0,
+              budget: undefined,
+              period: "daily",
+              rpm: 5,
+              ttlMs: 60_000
+            })
+          ),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(verdicts.filter((v) => v.verdict === "admitted").length, 5)
+      const r = verdicts.find((v) => v.verdict === "rate")!
+      assert.isAbove(r.retryInMs, 55_000)
+      assert.isAtMost(r.retryInMs, 60_000)
+    })
+  )
+
+  it.scopedLive("periods end at 00:00 UTC by Redis's clock: tomorrow, next Monday, the 1st", () =>
+    Effect.gen(function* () {
+      const [store] = yield* replicasOn(server, 1)
+      for (const period of ["daily", "weekly", "monthly"] as const) {
+        const s = yield* asReplica(store!, ClientBudgets.inspect(freshClient(), period))
+        const now = Date.now()
+        assert.closeTo(s.periodEndsInMs, CreditLookup.nextReset(period, now) - now, 2_000, period)
+      }
+    })
+  )
+})
