@@ -13,8 +13,8 @@
  *
  * Named clients (`clients` in the config) each present their own token and may have a budget per
  * UTC period, a rate and model patterns: a budget's estimate is reserved before the request is
- * forwarded and settled with the answer's cost, so concurrent requests never overshoot it (held in
- * this process: replicas do not share client budgets yet). Over budget or rate: 429 with the
+ * forwarded and settled with the answer's cost, so concurrent requests never overshoot it (with a
+ * `redis` section, over every replica: `internal/clientsFleet.ts`). Over budget or rate: 429 with the
  * client's own `code` and `Retry-After`; a model outside its patterns: 403 naming it. `/status`
  * and `/metrics` show per-client usage, and per key and account a credit forecast (burn rate,
  * exhaustion, `limit_reset`).
@@ -51,11 +51,13 @@ import type { AddressInfo } from "node:net"
 import type * as GatewayConfig from "./GatewayConfig.js"
 import type * as Admin from "./internal/admin.js"
 import * as Clients from "./internal/clients.js"
+import * as ClientsFleet from "./internal/clientsFleet.js"
 import * as Engine from "./internal/engine.js"
 import * as Events from "./internal/events.js"
 import * as Forecast from "./internal/forecast.js"
 import * as Handler from "./internal/handler.js"
 import * as Log from "./internal/log.js"
+import * as Prices from "./internal/prices.js"
 import * as Prometheus from "./internal/prometheus.js"
 import * as Respond from "./internal/respond.js"
 import * as State from "./internal/state.js"
@@ -263,9 +265,11 @@ export const make = (
       )
     // Client spend outlives a reload: a new config must not hand out a fresh budget.
     const clientLedger = Clients.makeLedger()
+    const clientFleet = ClientsFleet.makeState()
+    const prices = Prices.makeTable()
     const buildEngine = (c: GatewayConfig.GatewayConfig) =>
       provideShared(Engine.build(c)).pipe(
-        Effect.map((built) => State.makeEngineState(c, built, clientLedger)),
+        Effect.map((built) => State.makeEngineState(c, built, clientLedger, clientFleet, prices)),
         Effect.mapError((e) => new GatewayError({ reason: "Config", message: e.message }))
       )
     const runtime = yield* Effect.runtime<never>()
@@ -283,6 +287,8 @@ export const make = (
       clientRequestsReported: new Map()
     }
     observed = state
+    // Reservations are priced from the models' prices (prices.ts), when a client's budget asks.
+    yield* Prices.keep(prices, () => state.engine.config)
     const status = provideShared(StatusView.status(state))
     const admin: Admin.Admin = {
       metrics: provideShared(

@@ -53,6 +53,11 @@ export interface ClientBudget {
   readonly period: "daily" | "weekly" | "monthly"
   readonly reserveUsd: number
   readonly usdPerToken: number | undefined
+  /**
+   * Reserve each request's worst case from the model price table (set when the client gives
+   * neither `reserveUsd` nor `usdPerToken`); `reserveUsd` for a model the table does not know.
+   */
+  readonly priced?: boolean | undefined
 }
 
 /**
@@ -263,7 +268,8 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
                 usd: c.budget.usd,
                 period: c.budget.period,
                 reserveUsd: c.budget.reserveUsd ?? 0.01,
-                usdPerToken: c.budget.usdPerToken
+                usdPerToken: c.budget.usdPerToken,
+                priced: c.budget.reserveUsd === undefined && c.budget.usdPerToken === undefined
               },
         rpm: c.rpm,
         models: c.models

@@ -102,8 +102,10 @@ export const decorators: ReadonlySet<StrategyEntry["name"]> = new Set([
 
 /**
  * A named client (a virtual key): its own token, and optionally a budget per UTC period (reserved
- * before each call: `reserveUsd`, default $0.01, or `max_tokens` × `usdPerToken` when both are
- * known), a rate in requests per minute and the model patterns it may use (`openai/*`, exact ids).
+ * before each call: the request's worst case from the model price table, OpenRouter's `/models`
+ * prices × the prompt and `max_tokens`; or the client's own `reserveUsd` per request, or
+ * `max_tokens` × `usdPerToken`, when it sets them; $0.01 for a model the table does not know), a
+ * rate in requests per minute and the model patterns it may use (`openai/*`, exact ids).
  *
  * @since 0.3.0
  * @category Schemas

@@ -29,9 +29,11 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as GatewayConfig from "../GatewayConfig.js"
 import * as Fleet from "@or-balancer/redis/Fleet"
+import * as RedisStore from "@or-balancer/redis/RedisStore"
 import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import type * as Tracer from "effect/Tracer"
+import type * as ClientsFleet from "./clientsFleet.js"
 import * as Trace from "./trace.js"
 
 type Shared = Monitor.Monitor | StateStore.StateStore
@@ -142,6 +144,8 @@ export interface Built {
   readonly tracer: Tracer.Tracer | undefined
   /** Each key's `limit_reset` as its last credit lookup said (only when the stack keeps a ledger). */
   readonly resets: ReadonlyMap<string, CreditLookup.KeyInfo["limitReset"]>
+  /** This replica's Redis link, when the config has a `redis` section (clients' budgets use it). */
+  readonly fleet: ClientsFleet.Link | undefined
 }
 
 /** The credit lookup, noting each key's `limit_reset` for the forecasts as it passes (no extra request). */
@@ -178,32 +182,48 @@ export const build = (
         )
       : // No strategy of this stack asks for the ledger: nothing reads this empty context.
         Layer.succeedContext(Context.empty() as Context.Context<CreditLedger.CreditLedger>)
-    const selectors =
+    // The URL was checked by decode: nothing left to fail on. One layer value, so the strategies
+    // and the clients' budgets (clientsFleet.ts) share one connection (layers memoize by reference).
+    const fleet =
       config.redis === undefined
-        ? selectorLayer(config.strategy)
-        : selectorLayer(config.strategy).pipe(
-            Layer.provide(
-              // The URL was checked by decode: nothing left to fail on.
-              Layer.orDie(
-                Fleet.layer({
-                  url: config.redis.url,
-                  password: config.redis.password,
-                  replicaId: config.redis.replicaId,
-                  replicas: config.redis.replicas,
-                  leaseTtlMs: config.redis.leaseTtlMs
-                })
-              )
-            )
+        ? undefined
+        : Layer.orDie(
+            Fleet.layer({
+              url: config.redis.url,
+              password: config.redis.password,
+              replicaId: config.redis.replicaId,
+              replicas: config.redis.replicas,
+              leaseTtlMs: config.redis.leaseTtlMs
+            })
           )
+    const selectors =
+      fleet === undefined
+        ? selectorLayer(config.strategy)
+        : selectorLayer(config.strategy).pipe(Layer.provide(fleet))
     const layer = Balancer.layer(balancerOptions(config)).pipe(
       Layer.provideMerge(selectors),
       Layer.provideMerge(credit),
       Layer.provideMerge(pool)
     )
     const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(layer, scope).pipe(
-      Effect.tapErrorCause((cause) => Scope.close(scope, Exit.failCause(cause)))
-    )
+    const context = yield* Layer.buildWithScope(
+      fleet === undefined ? layer : Layer.merge(layer, fleet),
+      scope
+    ).pipe(Effect.tapErrorCause((cause) => Scope.close(scope, Exit.failCause(cause))))
+    const link: ClientsFleet.Link | undefined =
+      config.redis === undefined
+        ? undefined
+        : {
+            store: Context.get(
+              context as Context.Context<unknown> as Context.Context<RedisStore.RedisStore>,
+              RedisStore.RedisStore
+            ),
+            replicaId: Context.get(
+              context as Context.Context<unknown> as Context.Context<Fleet.Fleet>,
+              Fleet.Fleet
+            ).replicaId,
+            replicas: config.redis.replicas
+          }
     const runtime = yield* Effect.runtime<EngineServices>().pipe(Effect.provide(context))
     return {
       runtime,
@@ -213,6 +233,7 @@ export const build = (
       scope,
       clock: yield* Effect.clock,
       tracer: yield* Trace.installed,
-      resets
+      resets,
+      fleet: link
     }
   })
