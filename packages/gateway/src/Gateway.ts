@@ -289,6 +289,16 @@ export const make = (
     observed = state
     // Reservations are priced from the models' prices (prices.ts), when a client's budget asks.
     yield* Prices.keep(prices, () => state.engine.config)
+    // With Redis: clients' spend synced with the fleet's every second (clientsFleet.ts).
+    yield* ClientsFleet.keepSynced(
+      () => ({
+        link: state.engine.built.fleet,
+        clients: state.engine.config.clients,
+        now: state.engine.built.clock.unsafeCurrentTimeMillis()
+      }),
+      clientFleet,
+      clientLedger
+    )
     const status = provideShared(StatusView.status(state))
     const admin: Admin.Admin = {
       metrics: provideShared(

@@ -47,6 +47,21 @@ export interface ReserveRequest {
   readonly ttlMs: number
   /** Spend settled while Redis was unreachable, not yet counted there (nano-dollars). */
   readonly catchUp?: number | undefined
+  /** The period's spend as this replica last saw it, restored if Redis restarted empty. */
+  readonly seen?: Seen | undefined
+}
+
+/**
+ * A period's spend (nano-dollars) as a replica last saw it, with the period's start (epoch ms):
+ * Redis raises its own figure to it (never lowers it), which restores a budget after Redis
+ * restarted empty, once any replica that saw it calls.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface Seen {
+  readonly spent: number
+  readonly periodStart: number
 }
 
 /**
@@ -82,7 +97,9 @@ export const reserve = (r: ReserveRequest): Effect.Effect<Reservation, RedisUnav
         r.period,
         r.rpm === undefined ? 0 : int(r.rpm),
         int(r.ttlMs),
-        int(r.catchUp ?? 0)
+        int(r.catchUp ?? 0),
+        int(r.seen?.spent ?? 0),
+        r.seen === undefined ? -1 : r.seen.periodStart
       ]
     )
   ).pipe(
@@ -125,14 +142,16 @@ export const settle = (
   )
 
 /**
- * The fleet's counters for the client's current period (lapsed reservations returned first).
+ * The fleet's counters for the client's current period (lapsed reservations returned first),
+ * after adding `catchUp` (spend made while Redis was unreachable) and restoring `seen`.
  *
  * @since 0.3.0
  * @category Budgets
  */
-export const inspect = (
+export const sync = (
   clientId: string,
-  period: Period
+  period: Period,
+  options: { readonly catchUp?: number | undefined; readonly seen?: Seen | undefined } = {}
 ): Effect.Effect<
   { readonly spent: number; readonly reserved: number; readonly periodEndsInMs: number },
   RedisUnavailable,
@@ -140,9 +159,14 @@ export const inspect = (
 > =>
   Effect.flatMap(RedisStore, (redis) =>
     redis.run(
-      ClientLua.inspect,
+      ClientLua.sync,
       [ClientLua.budgetKey(clientId), ClientLua.reservationsKey(clientId)],
-      [period]
+      [
+        period,
+        int(options.seen?.spent ?? 0),
+        options.seen === undefined ? -1 : options.seen.periodStart,
+        int(options.catchUp ?? 0)
+      ]
     )
   ).pipe(
     Effect.map((reply) => {

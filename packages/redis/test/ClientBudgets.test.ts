@@ -82,7 +82,7 @@ describe("client budgets", () => {
       assert.strictEqual((yield* reserve("c")).verdict, "budget")
       yield* Effect.sleep(400)
       assert.deepStrictEqual(
-        yield* asReplica(store!, ClientBudgets.inspect(clientId, "weekly")).pipe(
+        yield* asReplica(store!, ClientBudgets.sync(clientId, "weekly")).pipe(
           Effect.map((s) => [s.spent, s.reserved])
         ),
         [0, 0]
@@ -92,6 +92,29 @@ describe("client budgets", () => {
       assert.strictEqual(d.verdict, "budget")
       assert.strictEqual(d.spent, 1.5 * CENT)
     })
+  )
+
+  it.scopedLive(
+    "after Redis lost everything, a replica's last seen spend restores the budget (raised, never lowered)",
+    () =>
+      Effect.gen(function* () {
+        const [store] = yield* replicasOn(server, 1)
+        const clientId = freshClient()
+        const periodStart = CreditLookup.periodStart("daily", Date.now())
+        const sync = (spent: number) =>
+          asReplica(store!, ClientBudgets.sync(clientId, "daily", { seen: { spent, periodStart } }))
+        assert.strictEqual((yield* sync(30 * CENT)).spent, 30 * CENT)
+        // An older, lower figure from another replica changes nothing.
+        assert.strictEqual((yield* sync(10 * CENT)).spent, 30 * CENT)
+        // A figure from another period is not this period's spend.
+        const old = yield* asReplica(
+          store!,
+          ClientBudgets.sync(freshClient(), "daily", {
+            seen: { spent: 5 * CENT, periodStart: periodStart - 86_400_000 }
+          })
+        )
+        assert.strictEqual(old.spent, 0)
+      })
   )
 
   it.scopedLive("the rate is fleet-wide over a sliding minute, with the wait until a slot frees", () =>
@@ -126,7 +149,7 @@ describe("client budgets", () => {
     Effect.gen(function* () {
       const [store] = yield* replicasOn(server, 1)
       for (const period of ["daily", "weekly", "monthly"] as const) {
-        const s = yield* asReplica(store!, ClientBudgets.inspect(freshClient(), period))
+        const s = yield* asReplica(store!, ClientBudgets.sync(freshClient(), period))
         const now = Date.now()
         assert.closeTo(s.periodEndsInMs, CreditLookup.nextReset(period, now) - now, 2_000, period)
       }

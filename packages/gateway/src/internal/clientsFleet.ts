@@ -15,6 +15,8 @@ import * as RedisStore from "@or-balancer/redis/RedisStore"
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
 import type * as GatewayConfig from "../GatewayConfig.js"
 import * as Clients from "./clients.js"
@@ -28,13 +30,20 @@ export interface Link {
 
 /** What a replica keeps per client beside Redis: shared by the engines of one gateway. */
 export interface State {
-  /** The fleet's spend (USD) in a period, as Redis last said. */
-  readonly known: Map<string, { periodStart: number; spent: number }>
+  /** The fleet's counters (USD) in a period, as Redis last said them. */
+  readonly known: Map<string, Known>
   /** Spend (nano-dollars) settled while Redis was unreachable, not yet counted there. */
   readonly unsynced: Map<string, number>
   /** The local shares' ledger, used only while Redis is unreachable. */
   readonly local: Clients.Ledger
   degraded: boolean
+}
+
+interface Known {
+  readonly periodStart: number
+  readonly spent: number
+  /** Spent and reserved: what the local shares are cut from. */
+  readonly committed: number
 }
 
 export const makeState = (): State => ({
@@ -64,7 +73,8 @@ const localShare = (
   let budget = b
   if (b !== undefined) {
     const k = state.known.get(client.id)
-    const spent = k !== undefined && k.periodStart === CreditLookup.periodStart(b.period, now) ? k.spent : 0
+    const spent =
+      k !== undefined && k.periodStart === CreditLookup.periodStart(b.period, now) ? k.committed : 0
     // Priced at the amount the caller reserves (see `admit`'s call below).
     budget = { ...b, usd: Math.max(0, b.usd - spent) / n, priced: true, usdPerToken: undefined }
   }
@@ -77,6 +87,19 @@ const localShare = (
 
 const addUnsynced = (state: State, id: string, nano: number) => {
   if (nano > 0) state.unsynced.set(id, (state.unsynced.get(id) ?? 0) + nano)
+}
+
+/** The unsynced spend, taken out while a call carries it (put back by `addUnsynced` if it fails). */
+const takeUnsynced = (state: State, id: string): number => {
+  const n = state.unsynced.get(id) ?? 0
+  state.unsynced.delete(id)
+  return n
+}
+
+/** What this replica last saw spent in the client's period, for Redis to restore after a restart. */
+const seenOf = (state: State, id: string): ClientBudgets.Seen | undefined => {
+  const k = state.known.get(id)
+  return k === undefined ? undefined : { spent: k.spent * NANO, periodStart: k.periodStart }
 }
 
 /**
@@ -97,7 +120,7 @@ export const admit = (
   const b = client.budget
   const period = b?.period ?? "daily"
   const id = `${link.replicaId}:${PREFIX}:${(++sequence).toString(36)}`
-  const catchUp = state.unsynced.get(client.id) ?? 0
+  const catchUp = takeUnsynced(state, client.id)
   const sentAt = now()
   Effect.runCallback(
     provide(
@@ -110,7 +133,8 @@ export const admit = (
         period,
         rpm: client.rpm,
         ttlMs,
-        catchUp
+        catchUp,
+        seen: seenOf(state, client.id)
       })
     ),
     {
@@ -118,6 +142,7 @@ export const admit = (
         if (Exit.isFailure(exit)) {
           // Redis unreachable: this replica's share, on the local ledger.
           state.degraded = true
+          addUnsynced(state, client.id, catchUp)
           const r = Clients.admit(
             state.local,
             localShare(state, link, client, now()),
@@ -143,15 +168,11 @@ export const admit = (
         }
         state.degraded = false
         const v = exit.value
-        if (catchUp > 0) {
-          const left = (state.unsynced.get(client.id) ?? 0) - catchUp
-          if (left > 0) state.unsynced.set(client.id, left)
-          else state.unsynced.delete(client.id)
-        }
         record(state, a, client, v.spent, v.reserved, sentAt)
         if (v.verdict === "budget") {
           a.refused.budget++
-          return done(Clients.overBudget(client, sentAt + v.retryInMs))
+          // Periods end on a whole second: rounding takes the round trip out of the reset.
+          return done(Clients.overBudget(client, Math.round((sentAt + v.retryInMs) / 1000) * 1000))
         }
         if (v.verdict === "rate") {
           a.refused.rate++
@@ -192,14 +213,18 @@ const record = (
 ) => {
   if (client.budget === undefined) return
   const periodStart = CreditLookup.periodStart(client.budget.period, at)
-  state.known.set(client.id, { periodStart, spent: spent / NANO })
+  state.known.set(client.id, { periodStart, spent: spent / NANO, committed: (spent + reserved) / NANO })
   a.periodStart = periodStart
   a.spent = spent / NANO
   a.reserved = reserved / NANO
 }
 
-/** Brings each budgeted client's row up to the fleet's counters (for `/status`); Redis down: as last known. */
-export const refreshViews = (
+/**
+ * Brings this replica and the fleet together for each budgeted client: hands Redis the spend made
+ * while it was away (and what was spent before it restarted empty), and takes the fleet's counters
+ * for the `/status` rows and the local shares. Redis unreachable: nothing changes.
+ */
+export const sync = (
   link: Link,
   state: State,
   ledger: Clients.Ledger,
@@ -209,11 +234,33 @@ export const refreshViews = (
   Effect.forEach(
     clients.filter((c) => c.budget !== undefined),
     (c) =>
-      provide(link, ClientBudgets.inspect(c.id, c.budget!.period)).pipe(
-        Effect.tap((v) =>
-          Effect.sync(() => record(state, Clients.account(ledger, c, now), c, v.spent, v.reserved, now))
-        ),
-        Effect.ignore
-      ),
+      Effect.suspend(() => {
+        const catchUp = takeUnsynced(state, c.id)
+        return provide(
+          link,
+          ClientBudgets.sync(c.id, c.budget!.period, { catchUp, seen: seenOf(state, c.id) })
+        ).pipe(
+          Effect.match({
+            onFailure: () => addUnsynced(state, c.id, catchUp),
+            onSuccess: (v) => record(state, Clients.account(ledger, c, now), c, v.spent, v.reserved, now)
+          })
+        )
+      }),
     { concurrency: "unbounded", discard: true }
   )
+
+/** Syncs every `everyMs` while the scope is open, so the local shares are cut from fresh figures. */
+export const keepSynced = (
+  engine: () => {
+    readonly link: Link | undefined
+    readonly clients: ReadonlyArray<GatewayConfig.ClientConfig>
+    readonly now: number
+  },
+  state: State,
+  ledger: Clients.Ledger,
+  everyMs = 1_000
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    const e = engine()
+    return e.link === undefined ? Effect.void : sync(e.link, state, ledger, e.clients, e.now)
+  }).pipe(Effect.repeat(Schedule.spaced(everyMs)), Effect.forkScoped, Effect.asVoid)

@@ -117,7 +117,7 @@ const clientViews = (state: ServerState, now: number) =>
     if (engine.config.clients.length === 0) return []
     // With Redis, budget rows show the fleet's spend and reservations, not this replica's.
     if (engine.built.fleet !== undefined)
-      yield* ClientsFleet.refreshViews(
+      yield* ClientsFleet.sync(
         engine.built.fleet,
         engine.clientFleet,
         engine.clientLedger,

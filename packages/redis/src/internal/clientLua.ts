@@ -42,7 +42,9 @@ local function period_bounds(kind, now)
   return start * DAY, (start + lengths[m]) * DAY
 end
 -- The budget's counters for the current period, with expired reservations returned to it.
-local function budget_state(budget, reservations, kind, now)
+-- 'floor' is spend a replica saw in this period (it started at 'floor_period'): after Redis
+-- restarted empty, the first replica to call brings the spend back to what it last saw.
+local function budget_state(budget, reservations, kind, now, floor, floor_period)
   local start, next_start = period_bounds(kind, now)
   local h = redis.call('HMGET', budget, 'period', 'spent', 'reserved')
   local spent = tonumber(h[2] or '0')
@@ -51,6 +53,7 @@ local function budget_state(budget, reservations, kind, now)
     spent = 0
     redis.call('HSET', budget, 'period', start, 'spent', 0)
   end
+  if floor_period == start and floor > spent then spent = floor end
   local dead = redis.call('ZRANGEBYSCORE', reservations, '-inf', now)
   for _, id in ipairs(dead) do
     reserved = reserved - tonumber(redis.call('HGET', budget, 'r:' .. id) or '0')
@@ -70,7 +73,8 @@ const script = (name: string, numberOfKeys: number, body: string): Script => ({
 
 /**
  * KEYS: budget, reservations, rate. ARGV: reservation, amount, budget (-1: none), period, rpm (0:
- * none), ttlMs, catchUp (spend settled while Redis was unreachable, added first).
+ * none), ttlMs, catchUp (spend settled while Redis was unreachable, added first), floor,
+ * floorPeriod (see `budget_state`).
  * → {verdict (1 admitted, 0 over budget, -1 over rate), spent, reserved, retryInMs, periodEndsInMs}
  */
 export const reserve = script(
@@ -80,7 +84,7 @@ export const reserve = script(
 local now = server_now()
 local id, amount, usd, kind = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local rpm, ttl, catch_up = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local spent, reserved, next_start = budget_state(KEYS[1], KEYS[2], kind, now)
+local spent, reserved, next_start = budget_state(KEYS[1], KEYS[2], kind, now, tonumber(ARGV[8]), tonumber(ARGV[9]))
 spent = spent + catch_up
 local verdict, retry = 1, 0
 if usd >= 0 and spent + reserved + amount > usd then
@@ -118,7 +122,7 @@ export const settle = script(
   2,
   `
 local now = server_now()
-local spent, reserved, next_start = budget_state(KEYS[1], KEYS[2], ARGV[3], now)
+local spent, reserved, next_start = budget_state(KEYS[1], KEYS[2], ARGV[3], now, 0, -1)
 local held = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
 if held then
   reserved = math.max(0, reserved - tonumber(held))
@@ -132,14 +136,20 @@ return { spent, reserved }
 `
 )
 
-/** KEYS: budget, reservations. ARGV: period. → {spent, reserved, periodEndsInMs} */
-export const inspect = script(
-  "orbClientInspect",
+/**
+ * KEYS: budget, reservations. ARGV: period, floor, floorPeriod, catchUp. Brings a replica's view and
+ * the fleet's counters together (what a replica spent while Redis was away, what it saw before a
+ * Redis restart). → {spent, reserved, periodEndsInMs}
+ */
+export const sync = script(
+  "orbClientSync",
   2,
   `
 local now = server_now()
-local spent, reserved, next_start = budget_state(KEYS[1], KEYS[2], ARGV[1], now)
+local spent, reserved, next_start = budget_state(KEYS[1], KEYS[2], ARGV[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+spent = spent + tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'spent', spent, 'reserved', reserved)
+redis.call('PEXPIRE', KEYS[1], next_start - now + DAY)
 return { spent, reserved, next_start - now }
 `
 )
