@@ -112,6 +112,8 @@ export interface GatewayConfig {
         readonly replicaId: string | undefined
         readonly replicas: number
         readonly leaseTtlMs: number
+        /** Unanswered Redis commands fail after this long (then local shares); absent: 100 ms. */
+        readonly commandTimeoutMs?: number | undefined
       }
     | undefined
   /** The model list is served without the gateway token. */
@@ -302,7 +304,10 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
                 : yield* readEnv(file.redis.passwordEnv, "redis.passwordEnv"),
             replicaId: file.redis.replicaId,
             replicas: file.redis.replicas ?? 1,
-            leaseTtlMs: file.redis.leaseTtlMs ?? 3_000
+            leaseTtlMs: file.redis.leaseTtlMs ?? 3_000,
+            ...(file.redis.commandTimeoutMs === undefined
+              ? {}
+              : { commandTimeoutMs: file.redis.commandTimeoutMs })
           }
     const retry = file.retry ?? {}
     const deadlines = file.deadlines ?? {}

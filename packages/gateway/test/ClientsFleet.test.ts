@@ -51,19 +51,40 @@ const simulator = Simulator.make({
 })
 
 /** Replica `i`'s config: one client with `usd` a day, priced from the table ($0.01 a request here). */
-const replicaConfig = (sim: Simulator.Handle, redisPort: number, i: number, usd: number) =>
+const replicaConfig = (
+  sim: Simulator.Handle,
+  redisPort: number,
+  i: number,
+  usd: number,
+  client: Record<string, unknown> = { budget: { usd, period: "daily" } }
+) =>
   GatewayConfig.decode(
     fileFor(sim, {
-      clients: [{ id: "alpha", tokenEnv: "ALPHA_TOKEN", budget: { usd, period: "daily" } }],
-      redis: { url: `redis://127.0.0.1:${redisPort}/0`, replicaId: `r${i}`, replicas: 3 }
+      clients: [{ id: "alpha", tokenEnv: "ALPHA_TOKEN", ...client }],
+      // A loaded machine (CI runs test files side by side) may take over the default 100 ms.
+      redis: {
+        url: `redis://127.0.0.1:${redisPort}/0`,
+        replicaId: `r${i}`,
+        replicas: 3,
+        commandTimeoutMs: 2_000
+      }
     })
   ).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...envOf(sim), ["ALPHA_TOKEN", ALPHA]]))))
 
 /** A replica in a scope of its own, so a test can restart it. */
-const replica = (sim: Simulator.Handle, redisPort: number, i: number, usd: number) =>
+const replica = (
+  sim: Simulator.Handle,
+  redisPort: number,
+  i: number,
+  usd: number,
+  client?: Record<string, unknown>
+) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
-    const gw = yield* Scope.extend(Effect.flatMap(replicaConfig(sim, redisPort, i, usd), Gateway.make), scope)
+    const gw = yield* Scope.extend(
+      Effect.flatMap(replicaConfig(sim, redisPort, i, usd, client), Gateway.make),
+      scope
+    )
     return { gw, close: Scope.close(scope, Exit.void) }
   })
 
@@ -122,6 +143,28 @@ describe("named clients over a fleet on Redis", () => {
   )
 
   it.scopedLive(
+    "a client's rpm holds over the fleet: 6 a minute over 3 replicas, the rest 429 with the wait",
+    () =>
+      Effect.gen(function* () {
+        const redis = startRedis()
+        const sim = yield* simulator
+        const replicas = yield* Effect.forEach([0, 1, 2], (i) => replica(sim, redis.port, i, 0, { rpm: 6 }))
+        const answers = yield* load(
+          replicas.map((r) => r.gw.url),
+          5
+        )
+        assert.strictEqual(answers.filter((a) => a.status === 200).length, 6)
+        const refused = answers.filter((a) => a.status === 429)
+        assert.strictEqual(refused.length, 9)
+        for (const r of refused) {
+          assert.strictEqual(JSON.parse(r.text).error.code, "client_rate_limited")
+          assert.isAtLeast(Number(r.headers.get("retry-after")), 58)
+        }
+        for (const r of replicas) yield* r.close
+      })
+  )
+
+  it.scopedLive(
     "Redis down: each replica serves its share ($0.30 ÷ 3), never the whole; when Redis returns the fleet counts that spend",
     () =>
       Effect.gen(function* () {
@@ -137,7 +180,8 @@ describe("named clients over a fleet on Redis", () => {
         )
         // The settlements land, and every replica reads the fleet's figure (its sync does it each second too).
         yield* Effect.sleep(300)
-        for (const r of replicas) assert.closeTo((yield* r.gw.status).clients[0]!.budget!.spentUsd, 0.06, 1e-9)
+        for (const r of replicas)
+          assert.closeTo((yield* r.gw.status).clients[0]!.budget!.spentUsd, 0.06, 1e-9)
         stopRedis(redis.pid)
         const down = yield* load(urls, 12)
         assert.strictEqual(down.filter((a) => a.status === 200).length, 24)

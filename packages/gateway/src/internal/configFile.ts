@@ -206,7 +206,12 @@ export const File = Schema.Struct({
       /** The fleet's size: without Redis each replica runs on cap ÷ replicas. Default 1. */
       replicas: Schema.optional(PositiveInt),
       /** Lease lifetime: a dead replica's capacity returns within it. Default 3000. */
-      leaseTtlMs: Schema.optional(PositiveInt)
+      leaseTtlMs: Schema.optional(PositiveInt),
+      /**
+       * How long a Redis command may go unanswered before the replica falls back to its local
+       * share (default 100). A named client's reservation waits for it on the request's path.
+       */
+      commandTimeoutMs: Schema.optional(PositiveInt)
     })
   ),
   /** `GET /v1/models` and `/v1/models/{id}` need no gateway token (they are public on OpenRouter). */

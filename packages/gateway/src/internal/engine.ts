@@ -193,7 +193,8 @@ export const build = (
               password: config.redis.password,
               replicaId: config.redis.replicaId,
               replicas: config.redis.replicas,
-              leaseTtlMs: config.redis.leaseTtlMs
+              leaseTtlMs: config.redis.leaseTtlMs,
+              commandTimeoutMs: config.redis.commandTimeoutMs
             })
           )
     const selectors =
