@@ -169,7 +169,24 @@ export const build = (
   Effect.gen(function* () {
     const resets = new Map<string, CreditLookup.KeyInfo["limitReset"]>()
     const pool = KeyPool.layer(config.keys)
-    const credit = needsLedger(config.strategy)
+    // One fleet per build (a layer is built once however many layers it is provided to): the
+    // strategies' capacity and health, the ledger's credit and the clients' budgets
+    // (clientsFleet.ts) share one connection and replica id.
+    const fleet =
+      config.redis === undefined
+        ? undefined
+        : // The URL was checked by decode: nothing left to fail on.
+          Layer.orDie(
+            Fleet.layer({
+              url: config.redis.url,
+              password: config.redis.password,
+              replicaId: config.redis.replicaId,
+              replicas: config.redis.replicas,
+              leaseTtlMs: config.redis.leaseTtlMs,
+              commandTimeoutMs: config.redis.commandTimeoutMs
+            })
+          )
+    const ledger = needsLedger(config.strategy)
       ? CreditLedger.layer(
           ledgerTtl(config.strategy) === undefined
             ? {}
@@ -182,21 +199,7 @@ export const build = (
         )
       : // No strategy of this stack asks for the ledger: nothing reads this empty context.
         Layer.succeedContext(Context.empty() as Context.Context<CreditLedger.CreditLedger>)
-    // The URL was checked by decode: nothing left to fail on. One layer value, so the strategies
-    // and the clients' budgets (clientsFleet.ts) share one connection (layers memoize by reference).
-    const fleet =
-      config.redis === undefined
-        ? undefined
-        : Layer.orDie(
-            Fleet.layer({
-              url: config.redis.url,
-              password: config.redis.password,
-              replicaId: config.redis.replicaId,
-              replicas: config.redis.replicas,
-              leaseTtlMs: config.redis.leaseTtlMs,
-              commandTimeoutMs: config.redis.commandTimeoutMs
-            })
-          )
+    const credit = fleet === undefined ? ledger : ledger.pipe(Layer.provide(fleet))
     const selectors =
       fleet === undefined
         ? selectorLayer(config.strategy)
