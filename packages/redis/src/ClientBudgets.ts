@@ -19,8 +19,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as ClientLua from "./internal/clientLua.js"
-import type { RedisUnavailable } from "./RedisUnavailable.js"
-import { RedisStore } from "./RedisStore.js"
+import { RedisUnavailable } from "./RedisUnavailable.js"
+import { RedisStore, type Service as RedisStoreService, type UnsafeResult } from "./RedisStore.js"
 
 /**
  * @since 0.3.0
@@ -79,6 +79,34 @@ export interface Reservation {
   readonly periodEndsInMs: number
 }
 
+const reserveArgs = (r: ReserveRequest) =>
+  [
+    [ClientLua.budgetKey(r.clientId), ClientLua.reservationsKey(r.clientId), ClientLua.rateKey(r.clientId)],
+    [
+      r.reservationId,
+      int(r.amount),
+      r.budget === undefined ? -1 : int(r.budget),
+      r.period,
+      r.rpm === undefined ? 0 : int(r.rpm),
+      int(r.ttlMs),
+      int(r.catchUp ?? 0),
+      int(r.seen?.spent ?? 0),
+      r.seen === undefined ? -1 : r.seen.periodStart
+    ]
+  ] as const
+
+const toReservation = (reply: unknown): Reservation => {
+  const a = reply as ReadonlyArray<number>
+  const v = Number(a[0])
+  return {
+    verdict: v === 1 ? "admitted" : v === 0 ? "budget" : "rate",
+    spent: Number(a[1]),
+    reserved: Number(a[2]),
+    retryInMs: Number(a[3]),
+    periodEndsInMs: Number(a[4])
+  }
+}
+
 /**
  * Reserves `amount` of the client's budget and one request of its rate, or says which is spent.
  *
@@ -86,35 +114,34 @@ export interface Reservation {
  * @category Budgets
  */
 export const reserve = (r: ReserveRequest): Effect.Effect<Reservation, RedisUnavailable, RedisStore> =>
-  Effect.flatMap(RedisStore, (redis) =>
-    redis.run(
-      ClientLua.reserve,
-      [ClientLua.budgetKey(r.clientId), ClientLua.reservationsKey(r.clientId), ClientLua.rateKey(r.clientId)],
-      [
-        r.reservationId,
-        int(r.amount),
-        r.budget === undefined ? -1 : int(r.budget),
-        r.period,
-        r.rpm === undefined ? 0 : int(r.rpm),
-        int(r.ttlMs),
-        int(r.catchUp ?? 0),
-        int(r.seen?.spent ?? 0),
-        r.seen === undefined ? -1 : r.seen.periodStart
-      ]
-    )
-  ).pipe(
-    Effect.map((reply) => {
-      const a = reply as ReadonlyArray<number>
-      const v = Number(a[0])
-      return {
-        verdict: v === 1 ? "admitted" : v === 0 ? "budget" : "rate",
-        spent: Number(a[1]),
-        reserved: Number(a[2]),
-        retryInMs: Number(a[3]),
-        periodEndsInMs: Number(a[4])
-      }
-    })
+  Effect.flatMap(RedisStore, (redis) => redis.run(ClientLua.reserve, ...reserveArgs(r))).pipe(
+    Effect.map(toReservation)
   )
+
+/**
+ * {@link reserve} outside any fiber, for a request's hot path: `done` gets the reservation, or the
+ * reason Redis did not answer (a bug of ours, a script error, counts as unavailable here).
+ *
+ * @since 0.3.0
+ * @category Budgets
+ */
+export const unsafeReserve = (
+  redis: RedisStoreService,
+  r: ReserveRequest,
+  done: (result: Reservation | RedisUnavailable) => void
+): void => redis.unsafeRun(ClientLua.reserve, ...reserveArgs(r), (x) => done(fromUnsafe(x, toReservation)))
+
+const fromUnsafe = <A>(r: UnsafeResult, f: (reply: unknown) => A): A | RedisUnavailable =>
+  r._tag === "Reply"
+    ? f(r.value)
+    : r._tag === "Unavailable"
+      ? r.error
+      : new RedisUnavailable({ reason: "Rejected", detail: String(r.cause) })
+
+const toSettled = (reply: unknown) => {
+  const a = reply as ReadonlyArray<number>
+  return { spent: Number(a[0]), reserved: Number(a[1]) }
+}
 
 /**
  * Releases a reservation and adds the answer's cost (0 for a failed request) to the period's spend.
@@ -134,11 +161,27 @@ export const settle = (
       [ClientLua.budgetKey(clientId), ClientLua.reservationsKey(clientId)],
       [reservationId, int(cost), period]
     )
-  ).pipe(
-    Effect.map((reply) => {
-      const a = reply as ReadonlyArray<number>
-      return { spent: Number(a[0]), reserved: Number(a[1]) }
-    })
+  ).pipe(Effect.map(toSettled))
+
+/**
+ * {@link settle} outside any fiber.
+ *
+ * @since 0.3.0
+ * @category Budgets
+ */
+export const unsafeSettle = (
+  redis: RedisStoreService,
+  clientId: string,
+  reservationId: string,
+  cost: number,
+  period: Period,
+  done: (result: { readonly spent: number; readonly reserved: number } | RedisUnavailable) => void
+): void =>
+  redis.unsafeRun(
+    ClientLua.settle,
+    [ClientLua.budgetKey(clientId), ClientLua.reservationsKey(clientId)],
+    [reservationId, int(cost), period],
+    (x) => done(fromUnsafe(x, toSettled))
   )
 
 /**

@@ -1,7 +1,7 @@
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { ClientBudgets } from "../src/index.js"
+import { ClientBudgets, RedisStore, RedisUnavailable } from "../src/index.js"
 import { asReplica, freshKeys, replicasOn, startRedis } from "./support.js"
 
 const server = startRedis()
@@ -143,6 +143,42 @@ describe("client budgets", () => {
       assert.isAbove(r.retryInMs, 55_000)
       assert.isAtMost(r.retryInMs, 60_000)
     })
+  )
+
+  it.scopedLive(
+    "unsafeReserve / unsafeSettle (no fiber) answer as reserve / settle; a closed port is RedisUnavailable",
+    () =>
+      Effect.gen(function* () {
+        const [store] = yield* replicasOn(server, 1)
+        const clientId = freshClient()
+        const request = (reservationId: string) => ({
+          clientId,
+          reservationId,
+          amount: CENT,
+          budget: CENT,
+          period: "daily" as const,
+          rpm: undefined,
+          ttlMs: 60_000
+        })
+        const unsafe = (reservationId: string) =>
+          Effect.async<ClientBudgets.Reservation | RedisUnavailable.RedisUnavailable>((resume) =>
+            ClientBudgets.unsafeReserve(store!, request(reservationId), (r) => resume(Effect.succeed(r)))
+          )
+        const first = yield* unsafe("u1")
+        assert.strictEqual((first as ClientBudgets.Reservation).verdict, "admitted")
+        assert.strictEqual(((yield* unsafe("u2")) as ClientBudgets.Reservation).verdict, "budget")
+        const settled = yield* Effect.async<unknown>((resume) =>
+          ClientBudgets.unsafeSettle(store!, clientId, "u1", CENT / 2, "daily", (r) =>
+            resume(Effect.succeed(r))
+          )
+        )
+        assert.deepStrictEqual(settled, { spent: CENT / 2, reserved: 0 })
+        const closed = yield* RedisStore.make({ url: "redis://127.0.0.1:1/0", connectTimeoutMs: 200 })
+        const down = yield* Effect.async<unknown>((resume) =>
+          ClientBudgets.unsafeReserve(closed, request("u3"), (r) => resume(Effect.succeed(r)))
+        )
+        assert.instanceOf(down, RedisUnavailable.RedisUnavailable)
+      })
   )
 
   it.scopedLive("periods end at 00:00 UTC by Redis's clock: tomorrow, next Monday, the 1st", () =>

@@ -12,9 +12,9 @@
  */
 import * as ClientBudgets from "@or-balancer/redis/ClientBudgets"
 import * as RedisStore from "@or-balancer/redis/RedisStore"
+import * as RedisUnavailable from "@or-balancer/redis/RedisUnavailable"
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
@@ -122,82 +122,80 @@ export const admit = (
   const id = `${link.replicaId}:${PREFIX}:${(++sequence).toString(36)}`
   const catchUp = takeUnsynced(state, client.id)
   const sentAt = now()
-  Effect.runCallback(
-    provide(
-      link,
-      ClientBudgets.reserve({
-        clientId: client.id,
-        reservationId: id,
-        amount: b === undefined ? 0 : amount * NANO,
-        budget: b === undefined ? undefined : b.usd * NANO,
-        period,
-        rpm: client.rpm,
-        ttlMs,
-        catchUp,
-        seen: seenOf(state, client.id)
-      })
-    ),
+  // Outside any fiber (RedisStore.unsafeRun): a fiber per call cost more than the round trip.
+  ClientBudgets.unsafeReserve(
+    link.store,
     {
-      onExit: (exit) => {
-        if (Exit.isFailure(exit)) {
-          // Redis unreachable: this replica's share, on the local ledger.
-          state.degraded = true
-          addUnsynced(state, client.id, catchUp)
-          const r = Clients.admit(
-            state.local,
-            localShare(state, link, client, now()),
-            [],
-            undefined,
-            now(),
-            amount
-          )
-          if (Clients.isRefusal(r)) {
-            if (r.code === "client_budget_exceeded") a.refused.budget++
-            else a.refused.rate++
-            return done(r.code === "client_budget_exceeded" ? Clients.overBudget(client, r.resetAt!) : r)
-          }
-          a.requests++
-          return done({
-            settle: (cost, succeeded) => {
-              const spent = succeeded ? (cost ?? amount) : 0
-              r.settle(cost, succeeded)
-              a.spentTotal += spent
-              addUnsynced(state, client.id, spent * NANO)
-            }
-          })
-        }
-        state.degraded = false
-        const v = exit.value
-        record(state, a, client, v.spent, v.reserved, sentAt)
-        if (v.verdict === "budget") {
-          a.refused.budget++
-          // Periods end on a whole second: rounding takes the round trip out of the reset.
-          return done(Clients.overBudget(client, Math.round((sentAt + v.retryInMs) / 1000) * 1000))
-        }
-        if (v.verdict === "rate") {
-          a.refused.rate++
-          return done(Clients.overRate(client, sentAt + v.retryInMs))
+      clientId: client.id,
+      reservationId: id,
+      amount: b === undefined ? 0 : amount * NANO,
+      budget: b === undefined ? undefined : b.usd * NANO,
+      period,
+      rpm: client.rpm,
+      ttlMs,
+      catchUp,
+      seen: seenOf(state, client.id)
+    },
+    (v) => {
+      if (v instanceof RedisUnavailable.RedisUnavailable) {
+        // Redis unreachable: this replica's share, on the local ledger.
+        state.degraded = true
+        addUnsynced(state, client.id, catchUp)
+        const r = Clients.admit(
+          state.local,
+          localShare(state, link, client, now()),
+          [],
+          undefined,
+          now(),
+          amount
+        )
+        if (Clients.isRefusal(r)) {
+          if (r.code === "client_budget_exceeded") a.refused.budget++
+          else a.refused.rate++
+          return done(r.code === "client_budget_exceeded" ? Clients.overBudget(client, r.resetAt!) : r)
         }
         a.requests++
         let settled = false
-        done({
+        return done({
           settle: (cost, succeeded) => {
             if (settled) return
             settled = true
             const spent = succeeded ? (cost ?? amount) : 0
+            r.settle(cost, succeeded)
             a.spentTotal += spent
-            if (b === undefined) return
-            const at = now()
-            Effect.runCallback(provide(link, ClientBudgets.settle(client.id, id, spent * NANO, period)), {
-              onExit: (exit) => {
-                if (Exit.isSuccess(exit)) record(state, a, client, exit.value.spent, exit.value.reserved, at)
-                // The reservation lapses by itself; the spend goes with the next reservation.
-                else addUnsynced(state, client.id, spent * NANO)
-              }
-            })
+            addUnsynced(state, client.id, spent * NANO)
           }
         })
       }
+      state.degraded = false
+      record(state, a, client, v.spent, v.reserved, sentAt)
+      if (v.verdict === "budget") {
+        a.refused.budget++
+        // Periods end on a whole second: rounding takes the round trip out of the reset.
+        return done(Clients.overBudget(client, Math.round((sentAt + v.retryInMs) / 1000) * 1000))
+      }
+      if (v.verdict === "rate") {
+        a.refused.rate++
+        return done(Clients.overRate(client, sentAt + v.retryInMs))
+      }
+      a.requests++
+      let settled = false
+      done({
+        settle: (cost, succeeded) => {
+          if (settled) return
+          settled = true
+          const spent = succeeded ? (cost ?? amount) : 0
+          a.spentTotal += spent
+          if (b === undefined) return
+          const at = now()
+          ClientBudgets.unsafeSettle(link.store, client.id, id, spent * NANO, period, (x) => {
+            if (x instanceof RedisUnavailable.RedisUnavailable)
+              // The reservation lapses by itself; the spend goes with the next reservation.
+              addUnsynced(state, client.id, spent * NANO)
+            else record(state, a, client, x.spent, x.reserved, at)
+          })
+        }
+      })
     }
   )
 }
