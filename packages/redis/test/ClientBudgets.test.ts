@@ -2,12 +2,16 @@ import * as CreditLookup from "@or-balancer/core/CreditLookup"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { ClientBudgets, RedisStore, RedisUnavailable } from "../src/index.js"
-import { asReplica, freshKeys, replicasOn, startRedis } from "./support.js"
+import { asReplica, freshKeys, startRedis } from "./support.js"
 
 const server = startRedis()
 afterAll(() => server.close())
 
 const freshClient = freshKeys("client")
+// Replicas' connections; 150 calls at once on a loaded machine (test files run side by side) can
+// take over the default 100 ms timeout.
+const replicasOn = (s: typeof server, n: number) =>
+  Effect.all(Array.from({ length: n }, () => RedisStore.make({ url: s.url, commandTimeoutMs: 2_000 })))
 const CENT = 10_000_000 // $0.01 in nano-dollars
 
 describe("client budgets", () => {
