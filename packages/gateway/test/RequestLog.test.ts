@@ -8,6 +8,7 @@ import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import { vi } from "vitest"
 import * as Gateway from "../src/Gateway.js"
@@ -247,6 +248,50 @@ describe("Request logs", () => {
         assert.isUndefined(requestsOf(out).find((l) => l.id === "health"))
         // Exactly one line each.
         for (const [id] of cases) assert.strictEqual(requestsOf(out).filter((l) => l.id === id).length, 1, id)
+      })
+  )
+
+  it.scopedLive(
+    "a named client's requests are logged with its id, never its token, served or refused by its budget",
+    () =>
+      Effect.gen(function* () {
+        const out = yield* captureStdout
+        const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["a"]) })
+        const clientToken = "team-a-secret-token-0123456789"
+        const config = yield* GatewayConfig.decode({
+          listen: { host: "127.0.0.1", port: 0 },
+          baseUrl: sim.baseUrl,
+          tokens: ["GW_TOKEN"],
+          clients: [
+            { id: "team-a", tokenEnv: "TEAM_A", budget: { usd: 0.001, period: "daily", reserveUsd: 0.001 } }
+          ],
+          keys: [{ id: "a", secretEnv: "KEY_A" }],
+          log: { requests: true }
+        }).pipe(
+          Effect.withConfigProvider(
+            ConfigProvider.fromMap(
+              new Map([
+                ["GW_TOKEN", TOKEN],
+                ["TEAM_A", clientToken],
+                ["KEY_A", Redacted.value(sim.keys[0]!.secret)]
+              ])
+            )
+          )
+        )
+        const gw = yield* Gateway.make(config)
+        const url = `${gw.url}/v1/chat/completions`
+        const as = { authorization: `Bearer ${clientToken}` }
+        assert.strictEqual((yield* post(url, chatBody(), { ...as, "x-request-id": "team-a-1" })).status, 200)
+        assert.strictEqual((yield* post(url, chatBody(), { ...as, "x-request-id": "team-a-2" })).status, 429)
+        assert.strictEqual((yield* post(url, chatBody(), { "x-request-id": "flat-1" })).status, 200)
+        const served = yield* lineFor(out, "team-a-1")
+        assert.strictEqual(served.client, "team-a")
+        assert.isAbove(served.cost, 0)
+        const refused = yield* lineFor(out, "team-a-2")
+        assert.strictEqual(refused.client, "team-a")
+        assert.strictEqual(refused.status, 429)
+        assert.strictEqual((yield* lineFor(out, "flat-1")).client, "GW_TOKEN")
+        assert.notInclude(out.raw.join(""), clientToken)
       })
   )
 

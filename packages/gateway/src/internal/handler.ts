@@ -9,10 +9,12 @@ import { type Admin, serveAdmin } from "./admin.js"
 import type { ClientConfig } from "../GatewayConfig.js"
 import { authorized, clientOf } from "./auth.js"
 import * as Clients from "./clients.js"
+import * as ClientsFleet from "./clientsFleet.js"
 import * as AdminAuth from "./dashboard/auth.js"
 import * as Dashboard from "./dashboard/handler.js"
 import { forward, type Live } from "./forward.js"
 import * as Log from "./log.js"
+import * as Prices from "./prices.js"
 import { forwardGeneration, forwardModels } from "./passthrough.js"
 import { MAX_RETRY_AFTER_S, openAiError } from "./respond.js"
 import { routeOf } from "./routes.js"
@@ -208,16 +210,47 @@ const readBody = (
     }
     const model = typeof o.model === "string" ? o.model : undefined
     if (live.log !== undefined) live.log.model = model
-    if (client !== undefined) {
-      const models = model !== undefined ? [model] : (o.models as Array<unknown>).map(String)
-      const now = engine.built.clock.unsafeCurrentTimeMillis()
-      const admitted = Clients.admit(engine.clientLedger, client, models, o.max_tokens, now)
-      if (Clients.isRefusal(admitted)) return refuse(engine, res, admitted)
-      live.charge = admitted
+    const go = () =>
+      forward(engine, live, req, res, "POST", suffix, body, {
+        model,
+        affinity: Protocol.affinityOf(o)
+      })
+    if (client === undefined) return go()
+    const models = model !== undefined ? [model] : (o.models as Array<unknown>).map(String)
+    const now = engine.built.clock.unsafeCurrentTimeMillis()
+    const priced =
+      client.budget?.priced === true ? Prices.worstCase(engine.prices, models, size, o.max_tokens) : undefined
+    const fleet = engine.built.fleet
+    if (fleet !== undefined && (client.budget !== undefined || client.rpm !== undefined)) {
+      const wrongModel = Clients.checkModels(
+        Clients.account(engine.clientLedger, client, now),
+        client,
+        models
+      )
+      if (wrongModel !== undefined) return refuse(engine, res, wrongModel)
+      const amount = client.budget === undefined ? 0 : Clients.estimate(client.budget, o.max_tokens, priced)
+      const ttlMs = engine.config.deadlines.requestMs + engine.config.deadlines.bodyIdleMs
+      const clock = engine.built.clock
+      return ClientsFleet.admit(
+        fleet,
+        engine.clientFleet,
+        engine.clientLedger,
+        client,
+        amount,
+        ttlMs,
+        () => clock.unsafeCurrentTimeMillis(),
+        (admitted) => {
+          if (Clients.isRefusal(admitted)) return refuse(engine, res, admitted)
+          // The caller left while Redis answered: nothing to forward, the reservation goes back.
+          if (res.destroyed) return admitted.settle(undefined, false)
+          live.charge = admitted
+          go()
+        }
+      )
     }
-    forward(engine, live, req, res, "POST", suffix, body, {
-      model,
-      affinity: Protocol.affinityOf(o)
-    })
+    const admitted = Clients.admit(engine.clientLedger, client, models, o.max_tokens, now, priced)
+    if (Clients.isRefusal(admitted)) return refuse(engine, res, admitted)
+    live.charge = admitted
+    go()
   })
 }

@@ -134,8 +134,8 @@ export const requestId = (header: string | Array<string> | undefined): string =>
 const clients = new WeakMap<object, { readonly header: string; readonly client: string }>()
 
 /**
- * The accepted token's name (the environment variable it came from) or index: never the token.
- * Looked up once per connection and header, as the token check itself caches.
+ * A named client's id, else the accepted token's name (the environment variable it came from) or
+ * index: never the token. Looked up once per connection and header, as the token check caches.
  */
 const clientOf = (engine: EngineState, header: string | undefined, connection: object): string | null => {
   if (engine.tokens.length === 0) return "anonymous"
@@ -147,7 +147,7 @@ const clientOf = (engine: EngineState, header: string | undefined, connection: o
   for (let i = 0; i < engine.tokens.length; i++)
     if (crypto.timingSafeEqual(presented, engine.tokens[i]!)) index = i
   if (index === -1) return null
-  const client = engine.config.tokenNames?.[index] ?? `token-${index}`
+  const client = engine.owners[index]?.id ?? engine.config.tokenNames?.[index] ?? `token-${index}`
   clients.set(connection, { header, client })
   return client
 }
