@@ -92,11 +92,6 @@ export interface SelectRequest {
    * keeps to a key ({@link withOnly}): a strategy leases it without scanning the pool.
    */
   readonly only?: Key.Key | undefined
-  /**
-   * Epoch millis (from `Clock`) when the decision began, read once by the caller (the `Balancer`)
-   * so that the layers of a stack need not each read the clock; absent, a layer reads its own.
-   */
-  readonly now?: number | undefined
 }
 
 /**
@@ -412,8 +407,7 @@ export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
     affinity: request.affinity,
     gate: outer === undefined ? gate : (key) => outer(key) ?? gate(key),
     deadline: request.deadline,
-    only: request.only,
-    now: request.now
+    only: request.only
   }
 }
 
@@ -431,8 +425,7 @@ export const withOnly = (request: SelectRequest, key: Key.Key): SelectRequest =>
   affinity: request.affinity,
   gate: request.gate,
   deadline: request.deadline,
-  only: key,
-  now: request.now
+  only: key
 })
 
 /**
