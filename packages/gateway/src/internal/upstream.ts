@@ -23,6 +23,13 @@ export interface Upstream {
   readonly port: string
   /** The base URL's path, e.g. `/api/v1`. */
   readonly prefix: string
+  /** The `Host` header (the requests' headers go as a list, so Node does not add it). */
+  readonly host: string
+  /**
+   * `""` over plain HTTP: Node's agent otherwise works out a TLS server name for every request
+   * (parsing Host, testing it for an IP address), which plain HTTP never uses.
+   */
+  readonly servername: string | undefined
 }
 
 export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
@@ -40,7 +47,9 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
       agent: tls ? new https.Agent(options) : new http.Agent(options),
       hostname: url.hostname,
       port: url.port,
-      prefix: url.pathname.replace(/\/+$/, "")
+      prefix: url.pathname.replace(/\/+$/, ""),
+      host: url.host,
+      servername: tls ? undefined : ""
     }
     engine.upstreams.set(baseUrl, u)
   }
@@ -160,6 +169,10 @@ export const startUpstream = (
   let req: http.ClientRequest
   try {
     const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    // As a flat list with Host in it: Node writes a list straight into the head (validating each
+    // header as it does), with no header map kept per request; an object goes through `setHeader`.
+    const list: Array<string> = ["host", up.host]
+    for (const name in headers) list.push(name, String(headers[name]))
     req = up.request(
       {
         agent: up.agent,
@@ -167,8 +180,10 @@ export const startUpstream = (
         port: up.port,
         method,
         path: up.prefix + ctx.suffix,
-        headers
-      },
+        headers: list,
+        // Undefined over TLS: Node's own server name then, as before.
+        servername: up.servername
+      } as http.RequestOptions,
       (res) => {
         const status = res.statusCode ?? 502
         ctx.response = res
