@@ -418,15 +418,22 @@ export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
  * @since 0.3.0
  * @category Combinators
  */
-export const withOnly = (request: SelectRequest, key: Key.Key): SelectRequest => ({
-  model: request.model,
-  attempt: request.attempt,
-  tried: request.tried,
-  affinity: request.affinity,
-  gate: request.gate,
-  deadline: request.deadline,
-  only: key
-})
+export const withOnly = (request: SelectRequest, key: Key.Key): SelectRequest => {
+  const outer = request.gate
+  return {
+    model: request.model,
+    attempt: request.attempt,
+    tried: request.tried,
+    affinity: request.affinity,
+    // Narrowed too, the other keys turned away before the outer gate is asked: a user's strategy
+    // that reads `gate` rather than `only` still keeps to the key, at one comparison per key.
+    gate: (k) => (k.id !== key.id ? NOT_ONLY : outer === undefined ? undefined : outer(k)),
+    deadline: request.deadline,
+    only: key
+  }
+}
+
+const NOT_ONLY: Ineligible = { reason: "ineligible" }
 
 /**
  * Is the key a candidate for this request: admitted by the gate and not already tried?
