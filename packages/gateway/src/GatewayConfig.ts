@@ -54,6 +54,11 @@ export interface ClientBudget {
   readonly period: "daily" | "weekly" | "monthly"
   readonly reserveUsd: number
   readonly usdPerToken: number | undefined
+  /**
+   * Reserve each request's worst case from the model price table (set when the client gives
+   * neither `reserveUsd` nor `usdPerToken`); `reserveUsd` for a model the table does not know.
+   */
+  readonly priced?: boolean | undefined
 }
 
 /**
@@ -108,6 +113,8 @@ export interface GatewayConfig {
         readonly replicaId: string | undefined
         readonly replicas: number
         readonly leaseTtlMs: number
+        /** Unanswered Redis commands fail after this long (then local shares); absent: 100 ms. */
+        readonly commandTimeoutMs?: number | undefined
       }
     | undefined
   /** The model list is served without the gateway token. */
@@ -285,7 +292,8 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
                 usd: c.budget.usd,
                 period: c.budget.period,
                 reserveUsd: c.budget.reserveUsd ?? 0.01,
-                usdPerToken: c.budget.usdPerToken
+                usdPerToken: c.budget.usdPerToken,
+                priced: c.budget.reserveUsd === undefined && c.budget.usdPerToken === undefined
               },
         rpm: c.rpm,
         models: c.models
@@ -318,7 +326,10 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
                 : yield* readEnv(file.redis.passwordEnv, "redis.passwordEnv"),
             replicaId: file.redis.replicaId,
             replicas: file.redis.replicas ?? 1,
-            leaseTtlMs: file.redis.leaseTtlMs ?? 3_000
+            leaseTtlMs: file.redis.leaseTtlMs ?? 3_000,
+            ...(file.redis.commandTimeoutMs === undefined
+              ? {}
+              : { commandTimeoutMs: file.redis.commandTimeoutMs })
           }
     const retry = file.retry ?? {}
     const deadlines = file.deadlines ?? {}
