@@ -191,6 +191,11 @@ export interface Status {
     readonly inFlight: number
     /** Answers that were the caller's own fault (bad request, unknown model), by error tag: no key's failure. */
     readonly requestErrors: Readonly<Record<string, number>>
+    /**
+     * Hedged requests by outcome: `won`/`lost` (which attempt answered first), `failed` (both
+     * failed), `cancelled`, and hedges due but not made (`capped` by the rate cap, `no_key`).
+     */
+    readonly hedges: Readonly<Record<"won" | "lost" | "failed" | "cancelled" | "capped" | "no_key", number>>
   }
   readonly keys: ReadonlyArray<KeyStatus>
   /** Per account, its keys' forecasts summed. */

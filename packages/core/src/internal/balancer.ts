@@ -264,17 +264,20 @@ export const make = (options: Balancer.Options = {}) =>
     const unsafeStart: Balancer.Service["unsafeStart"] = (request) => {
       if (syncParts === undefined) return undefined
       const now = ownClock.unsafeCurrentTimeMillis()
+      const exclude = request.exclude
+      const cooling = gateOf(syncParts.store.entries<number>(COOLDOWN), now)
       const decided = selector.decide({
         model: request.model,
-        attempt: 1,
-        tried: NOTHING_TRIED,
+        attempt: exclude === undefined ? 1 : 2,
+        tried: exclude ?? NOTHING_TRIED,
         affinity: request.affinity,
-        gate: gateOf(syncParts.store.entries<number>(COOLDOWN), now),
+        gate: exclude === undefined ? cooling : excluding(exclude, cooling),
         deadline: now + deadlineMs
       })
       // Refused, or must wait (having taken nothing): `run`/`runHeld` decide again, and wait or fail.
       if (!KeySelector.isLease(decided)) return undefined
-      budget?.deposit(now)
+      // A hedge's second attempt is not a new request for the retry budget.
+      if (exclude === undefined) budget?.deposit(now)
       syncParts.started(decided.key)
       return new Started(decided, ownClock, syncParts.finished, now, request, continueFrom)
     }
@@ -404,6 +407,14 @@ export const make = (options: Balancer.Options = {}) =>
 
     return { run, runScoped, runHeld, batch, cooldowns, unsafeStart } satisfies Balancer.Service
   })
+
+const EXCLUDED: KeySelector.Ineligible = { reason: "ineligible" }
+
+/** `gate` with the excluded keys made ineligible. */
+const excluding =
+  (exclude: ReadonlySet<string>, gate: KeySelector.Gate | undefined): KeySelector.Gate =>
+  (key) =>
+    exclude.has(key.id) ? EXCLUDED : gate?.(key)
 
 /** A selection's request but for its gate and deadline, which each try sets. */
 const selectBase = (

@@ -15,12 +15,13 @@ import * as FiberId from "effect/FiberId"
 import type * as http from "node:http"
 import type * as Clients from "./clients.js"
 import { failureAnswer } from "./failure.js"
+import * as Hedge from "./hedge.js"
 import { header1, openAiError, sendJson, sendOutcome } from "./respond.js"
 import { sendAnswer, type Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
 import type { Answer } from "./answer.js"
 import type * as Log from "./log.js"
-import { callUpstream, type RequestContext, startUpstream } from "./upstream.js"
+import { callUpstream, type RequestContext } from "./upstream.js"
 
 /** How the fiber path runs a request: `Balancer.runHeld` from the start, or `Started.runHeld`. */
 type HeldRun = Balancer.Started["runHeld"]
@@ -93,29 +94,33 @@ export const forward = (
       engine.built.balancer.runHeld(request, use, onHeld)
     )
   }
-  const settler = new FastSettler(started, live)
+  // 2. The upstream call, hedged when it stalls (hedge.ts); 3. the answer piped and settled, or
+  // the failure handed to the fiber path.
+  const first: Hedge.Leg = { ctx, started, settler: new FastSettler(started, live) }
+  const race = Hedge.start(
+    engine,
+    request,
+    first,
+    (s, c) => ({ ctx: c, started: s, settler: new FastSettler(s, live) }),
+    (leg, result) => {
+      if (leg.settler.settled) return // the client went away meanwhile
+      if (result._tag === "Answer") return sendAnswer(engine, leg.ctx, res, result, leg.settler)
+      leg.settler.unsafeFail(result.error)
+      // Nothing reached the client yet: the balancer's loop goes on from this failure.
+      if (!res.destroyed) {
+        forwardOnFiber(engine, live, res, leg.ctx, (use, onHeld) => leg.started.runHeld(use, onHeld))
+      }
+    }
+  )
+  // The client went away: abort the upstream call (or its body) and give the key back.
   live.cancel = () => {
-    if (res.writableFinished || settler.settled) return
-    // The client went away: abort the upstream call (or its body) and give the key back.
-    ctx.upstream?.destroy()
-    ctx.response?.destroy()
-    settler.unsafeCancel()
+    if (!res.writableFinished) race.abort()
   }
   live.expire = () => {
-    if (res.headersSent || settler.settled) return
-    ctx.upstream?.destroy()
-    ctx.response?.destroy()
-    settler.unsafeCancel()
+    if (res.headersSent || race.settled()) return
+    race.abort()
     sendDeadline(engine, ctx, res)
   }
-  // 2. The upstream call; 3. its answer piped and settled, or its failure handed to the fiber path.
-  startUpstream(engine, ctx, started.key, (result) => {
-    if (settler.settled) return // the client went away meanwhile
-    if (result._tag === "Answer") return sendAnswer(engine, ctx, res, result, settler)
-    settler.unsafeFail(result.error)
-    // Nothing reached the client yet: the balancer's loop goes on from this failure.
-    if (!res.destroyed) forwardOnFiber(engine, live, res, ctx, (use, onHeld) => started.runHeld(use, onHeld))
-  })
 }
 
 /**

@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import type * as Gateway from "../Gateway.js"
 import * as Clients from "./clients.js"
+import * as Hedge from "./hedge.js"
 import * as Forecast from "./forecast.js"
 import type { ServerState } from "./state.js"
 
@@ -165,7 +166,8 @@ export const status = (
         retries: stats.retries,
         spendUsd: stats.spend,
         inFlight: stats.inFlight,
-        requestErrors: stats.requestErrors
+        requestErrors: stats.requestErrors,
+        hedges: Hedge.counts(engine)
       },
       clients,
       accounts: Array.from(accounts, ([id, keys]) => ({
