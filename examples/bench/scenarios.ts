@@ -46,6 +46,8 @@ export interface ScenarioResult {
   /** Upstream 401s per revoked key (issue 14 item 3: at most the concurrency at its first 401). */
   readonly revoked401s: Readonly<Record<string, number>>
   readonly overspendUsd: number
+  /** Per key that spent past its cap: by how much and on how many requests (the simulator's accounting). */
+  readonly overspendByKey: Readonly<Record<string, { readonly usd: number; readonly requests: number }>>
   readonly spendUsd: number
   readonly goodputPerSecond: number
   /** What the accounts' windows admit per second (null: unlimited). */
@@ -56,6 +58,8 @@ export interface ScenarioResult {
   readonly wallSeconds: number
   /** New TCP connections the gateway opened to the simulator. */
   readonly newUpstreamSockets: number
+  /** The gateway's hedged requests by outcome (`/status` totals). */
+  readonly hedges: Readonly<Record<string, number>>
   /** Heap (MB, after a full GC when exposed) idle before the load, right after it, and idle again 2 s later. */
   readonly memory: { readonly idleBeforeMB: number; readonly afterMB: number; readonly idleAfterMB: number }
 }
@@ -230,6 +234,7 @@ const runSpec = async (spec: Spec): Promise<ScenarioResult> => {
     await new Promise((r) => setTimeout(r, 2_000))
     const idleAfter = await heap()
     const stats = await Effect.runPromise(sim.stats)
+    const hedges = (await Effect.runPromise(gateway.status)).totals.hedges
     const revoked401s: Record<string, number> = {}
     for (const k of Object.values(stats.keys)) if (k.revoked) revoked401s[k.label] = k.byOutcome["401"] ?? 0
     latencies.sort((x, y) => x - y)
@@ -252,6 +257,11 @@ const runSpec = async (spec: Spec): Promise<ScenarioResult> => {
       upstreamByOutcome: stats.byOutcome,
       revoked401s,
       overspendUsd: stats.overspend,
+      overspendByKey: Object.fromEntries(
+        Object.values(stats.keys)
+          .filter((k) => k.overspentRequests > 0)
+          .map((k) => [k.label, { usd: k.overspend, requests: k.overspentRequests }])
+      ),
       spendUsd: Number(stats.spend.toFixed(6)),
       goodputPerSecond: Math.round(goodput),
       admittedPerSecond: spec.admittedPerSecond,
@@ -261,6 +271,7 @@ const runSpec = async (spec: Spec): Promise<ScenarioResult> => {
       p99Ms: Number(quantile(latencies, 0.99).toFixed(1)),
       wallSeconds: Number(wall.toFixed(2)),
       newUpstreamSockets: sockets.count(),
+      hedges,
       memory: { idleBeforeMB: mb(idleBefore), afterMB: mb(after), idleAfterMB: mb(idleAfter) }
     }
   } finally {

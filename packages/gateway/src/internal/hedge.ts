@@ -67,6 +67,8 @@ export interface Leg {
 const SAMPLES = 256
 const MIN_SAMPLES = 32
 const RECOMPUTE_EVERY = 32
+/** How soon a hedge that found no other key looks again. */
+const RETRY_MS = 50
 
 /** Per engine: the learned delay, the token bucket and the counts. */
 class State {
@@ -165,6 +167,7 @@ export const start = (
   const t0 = performance.now()
   let second: Leg | undefined
   let decided = false
+  let noKey = false
   const onResult = (leg: Leg, result: Answer | Failed) => {
     // A loser's late result, or a result after the client went away.
     if (decided || leg.settler.settled) return
@@ -197,7 +200,14 @@ export const start = (
     if (!state.inHand()) return state.count("capped")
     const exclude = new Set([first.started.key.id])
     const started = engine.built.balancer.unsafeStart({ ...request, exclude })
-    if (started === undefined) return state.count("no_key")
+    if (started === undefined) {
+      // Every other key is busy, cooling down or out: look again shortly (an account's window
+      // reopens within a second), counting the request once.
+      if (!noKey) state.count("no_key")
+      noKey = true
+      timer = setTimeout(hedge, RETRY_MS)
+      return
+    }
     state.take()
     const leg = legOf(started, {
       ...first.ctx,
@@ -209,7 +219,7 @@ export const start = (
     second = leg
     startUpstream(engine, leg.ctx, started.key, (result) => onResult(leg, result))
   }
-  const timer = setTimeout(hedge, delay)
+  let timer = setTimeout(hedge, delay)
   startUpstream(engine, first.ctx, first.started.key, (result) => onResult(first, result))
   return {
     abort: () => {
