@@ -63,7 +63,7 @@ export interface ScenarioResult {
   readonly wallSeconds: number
   /** New TCP connections the gateway opened to the simulator. */
   readonly newUpstreamSockets: number
-  /** The gateway's hedged requests by outcome (`/status` totals). */
+  /** The gateway's hedged requests by outcome and its hedge delay at the end, `afterMs` (`/status` totals). */
   readonly hedges: Readonly<Record<string, number>>
   /** Heap (MB, after a full GC when exposed) idle before the load, right after it, and idle again 2 s later. */
   readonly memory: { readonly idleBeforeMB: number; readonly afterMB: number; readonly idleAfterMB: number }
@@ -227,7 +227,8 @@ const serveHere = async (spec: Spec): Promise<Served> => {
         await new Promise((r) => setTimeout(r, 2_000))
         const idleAfterBytes = await heap()
         const stats = await Effect.runPromise(sim.stats)
-        const hedges = (await Effect.runPromise(gateway.status)).totals.hedges
+        const totals = (await Effect.runPromise(gateway.status)).totals
+        const hedges = { ...totals.hedges, afterMs: totals.hedgeAfterMs ?? 0 }
         return { afterBytes, idleAfterBytes, sockets: sockets?.count() ?? 0, stats, hedges }
       },
       close: () => Effect.runPromise(Scope.close(scope, Exit.void))

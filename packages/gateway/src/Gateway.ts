@@ -196,6 +196,8 @@ export interface Status {
      * failed), `cancelled`, and hedges due but not made (`capped` by the rate cap, `no_key`).
      */
     readonly hedges: Readonly<Record<"won" | "lost" | "failed" | "cancelled" | "capped" | "no_key", number>>
+    /** The hedge delay in use: `hedge.afterMs`, or the learned one; null when off or not learned yet. */
+    readonly hedgeAfterMs: number | null
   }
   readonly keys: ReadonlyArray<KeyStatus>
   /** Per account, its keys' forecasts summed. */

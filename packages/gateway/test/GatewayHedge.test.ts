@@ -152,6 +152,49 @@ describe("hedged requests", () => {
     })
   )
 
+  it.scopedLive("a retry that stalls is hedged too (the fiber path)", () =>
+    Effect.gen(function* () {
+      // Every request's first attempt fails at once on `failer`, so the request goes on on the
+      // balancer's fiber; its retry goes to `staller` or `steady`.
+      const sim = yield* Simulator.make({
+        seed: 7,
+        keys: simKeys(["failer", "staller", "steady"]).map((k) =>
+          k.label === "steady"
+            ? k
+            : {
+                ...k,
+                faults:
+                  k.label === "failer"
+                    ? { script: ["503" as const], loop: true }
+                    : { script: ["stall" as const], loop: true, stallMs: STALL_MS }
+              }
+        ),
+        latency: { kind: "fixed", ms: 5 }
+      })
+      const gw = yield* Gateway.make(
+        yield* configFor(sim, {
+          strategy: [{ name: "round-robin" }],
+          hedge: { afterMs: HEDGE_MS, ratio: 1, burst: 100 }
+        })
+      )
+      const n = 9
+      const results = yield* Effect.all(
+        Array.from({ length: n }, () =>
+          timed(() => Effect.runPromise(post(`${gw.url}/v1/chat/completions`, chatBody())))
+        ),
+        { concurrency: 1 }
+      )
+      for (const { a, ms } of results) {
+        assert.strictEqual(a.status, 200, a.text)
+        assert.isBelow(ms, HEDGE_MS + 1_000)
+      }
+      const h = (yield* gw.status).totals.hedges
+      assert.isAtLeast(h.won, 1)
+      yield* quiet(sim, gw)
+      assert.strictEqual((yield* sim.stats).byOutcome["200"], n)
+    })
+  )
+
   it.scopedLive("hedge: false never hedges", () =>
     Effect.gen(function* () {
       const { gw } = yield* setup(false)

@@ -90,28 +90,25 @@ export const forward = (
   // 1. A key now, with no fiber, or the fiber path.
   const started = engine.built.balancer.unsafeStart(request)
   if (started === undefined) {
-    return forwardOnFiber(engine, live, res, ctx, (use, onHeld) =>
+    return forwardOnFiber(engine, live, res, ctx, request, true, (use, onHeld) =>
       engine.built.balancer.runHeld(request, use, onHeld)
     )
   }
   // 2. The upstream call, hedged when it stalls (hedge.ts); 3. the answer piped and settled, or
   // the failure handed to the fiber path.
   const first: Hedge.Leg = { ctx, started, settler: new FastSettler(started, live) }
-  const race = Hedge.start(
-    engine,
-    request,
-    first,
-    (s, c) => ({ ctx: c, started: s, settler: new FastSettler(s, live) }),
-    (leg, result) => {
-      if (leg.settler.settled) return // the client went away meanwhile
-      if (result._tag === "Answer") return sendAnswer(engine, leg.ctx, res, result, leg.settler)
-      leg.settler.unsafeFail(result.error)
-      // Nothing reached the client yet: the balancer's loop goes on from this failure.
-      if (!res.destroyed) {
-        forwardOnFiber(engine, live, res, leg.ctx, (use, onHeld) => leg.started.runHeld(use, onHeld))
-      }
+  const legOf = legFor(live)
+  const race = Hedge.start(engine, request, first, legOf, (leg, result) => {
+    if (leg.settler.settled) return // the client went away meanwhile
+    if (result._tag === "Answer") return sendAnswer(engine, leg.ctx, res, result, leg.settler)
+    leg.settler.unsafeFail(result.error)
+    // Nothing reached the client yet: the balancer's loop goes on from this failure.
+    if (!res.destroyed) {
+      forwardOnFiber(engine, live, res, leg.ctx, request, false, (use, onHeld) =>
+        leg.started.runHeld(use, onHeld)
+      )
     }
-  )
+  })
   // The client went away: abort the upstream call (or its body) and give the key back.
   live.cancel = () => {
     if (!res.writableFinished) race.abort()
@@ -150,6 +147,15 @@ class FastSettler implements Settler {
   }
 }
 
+/** A hedge's attempt (hedge.ts), settled as the fast path's are. */
+const legFor =
+  (live: Live) =>
+  (started: Balancer.Started, ctx: RequestContext): Hedge.Leg => ({
+    ctx,
+    started,
+    settler: new FastSettler(started, live)
+  })
+
 /**
  * One request on one fiber: select and call upstream through the balancer, with its waits,
  * backoff and failover; once the answer is in (a body read whole, or a stream's first event),
@@ -162,6 +168,9 @@ const forwardOnFiber = (
   live: Live,
   res: http.ServerResponse,
   ctx: RequestContext,
+  request: Balancer.RunRequest,
+  // Whether the request started here (its share of hedges is counted once: hedge.ts).
+  fresh: boolean,
   // The balancer's run from the start, or from a failed synchronous first attempt (`Started.runHeld`).
   runHeld: HeldRun
 ) => {
@@ -175,6 +184,11 @@ const forwardOnFiber = (
         settled = true
         resume(effect)
       }
+      // A hedge answered first (and is being sent): this answer is dropped, no verdict on its key.
+      if (hedge !== undefined && !hedge.claim()) {
+        scoped.value.response.destroy()
+        return settle(scoped.cancel)
+      }
       sendAnswer(engine, ctx, res, scoped.value, {
         unsafeSucceed: (cost) => {
           live.charge?.settle(cost, true)
@@ -184,12 +198,25 @@ const forwardOnFiber = (
         unsafeCancel: () => settle(scoped.cancel)
       })
     })
+  // A hedge whose answer came first (hedge.ts): the fiber is interrupted (its observer aborts the
+  // attempt under way and cancels its lease), and the hedge's answer is sent.
+  const hedge = Hedge.watch(engine, request, ctx, fresh, legFor(live), (leg, answer) => {
+    settled = true
+    fiber.unsafeInterruptAsFork(FiberId.none)
+    live.cancel = () => {
+      if (!res.writableFinished) hedge?.abort()
+    }
+    sendAnswer(engine, leg.ctx, res, answer, leg.settler)
+  })
   // The held answer is settled by `pipeOnFiber`, or cancelled by the observer if the fiber ends
   // any other way: no `Scope` per request (making and closing one cost ~13 µs of CPU, measured).
   let held: Balancer.Scoped<Answer> | undefined
   const program = Effect.flatMap(
     runHeld(
-      (key) => callUpstream(engine, ctx, key),
+      (key) => {
+        hedge?.attempt(key)
+        return callUpstream(engine, ctx, key)
+      },
       (h) => {
         held = h
       }
@@ -200,12 +227,14 @@ const forwardOnFiber = (
   // The failure answer is decided in the fiber's observer, off the success path.
   fiber.addObserver((exit) => {
     if (Exit.isSuccess(exit)) return
-    // Interrupted (the client went away): abort the upstream call or its answer.
+    // Interrupted (the client went away, or a hedge answered): abort the upstream call or its answer.
     if (Cause.isInterrupted(exit.cause)) ctx.upstream?.destroy()
     // Abandoned after the hand-over: no verdict on the key. A no-op once settled.
     if (held !== undefined) engine.fork(held.cancel)
     const failure = Cause.failureOption(exit.cause)
     if (failure._tag === "Some") {
+      // The request has failed: a hedge still under way is given up with it.
+      hedge?.abort()
       ctx.log?.giveUp(failure.value)
       settled = true
       engine.fork(failureAnswer(balancer, failure.value, ctx.failed)).addObserver((answer) => {
@@ -219,12 +248,14 @@ const forwardOnFiber = (
   live.cancel = () => {
     if (res.writableFinished || settled) return
     // The client went away: cancel the upstream call (or its body); the observer releases the key.
+    hedge?.abort()
     fiber.unsafeInterruptAsFork(FiberId.none)
     ctx.response?.destroy()
   }
   live.expire = () => {
     if (res.headersSent || settled) return
     // The observer aborts the attempt under way and gives its key back, with no verdict.
+    hedge?.abort()
     fiber.unsafeInterruptAsFork(FiberId.none)
     ctx.response?.destroy()
     sendDeadline(engine, ctx, res)

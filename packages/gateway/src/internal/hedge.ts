@@ -18,9 +18,13 @@
  * duplicated. A token bucket keeps hedges to `ratio` of requests (`burst` in hand), so a pool
  * where every key stalls costs at most that many more calls.
  *
- * Only the fast path hedges; a request on the fiber path (waits, retries) does not.
+ * The fiber path (a request that waited for a key, or a retry) is hedged by {@link watch}: the
+ * same delay and cap, one hedge per request; a hedge that answers first interrupts the fiber
+ * (which aborts its attempt and cancels its lease), and an attempt of the fiber that answers
+ * first aborts the hedge.
  */
 import type * as Balancer from "@or-balancer/core/Balancer"
+import type * as Key from "@or-balancer/core/Key"
 import * as Metric from "effect/Metric"
 import type * as GatewayConfig from "../GatewayConfig.js"
 import { defaultHedge } from "../GatewayConfig.js"
@@ -31,11 +35,11 @@ import { type Failed, type RequestContext, startUpstream } from "./upstream.js"
 
 /** How a hedge ended, as `or_balancer_hedges_total{outcome}` and `/status` count it. */
 export type Outcome =
-  /** the hedge answered first; the first attempt was aborted */
+  /** the hedge answered first; the other attempt was aborted */
   | "won"
-  /** the first attempt answered first; the hedge was aborted */
+  /** the other attempt answered first; the hedge was aborted */
   | "lost"
-  /** both attempts failed: the request went on to the balancer's retries */
+  /** the hedge failed (the request went on with the other attempt, or the balancer's retries) */
   | "failed"
   /** the client went away or the request's deadline passed with both under way */
   | "cancelled"
@@ -75,22 +79,28 @@ class State {
   readonly counts: Counts = { won: 0, lost: 0, failed: 0, cancelled: 0, capped: 0, no_key: 0 }
   private readonly samples = new Float64Array(SAMPLES)
   private seen = 0
-  private learned: number | undefined
+  learnedMs: number | undefined
   private tokens: number
   constructor(readonly config: GatewayConfig.HedgeConfig) {
     this.tokens = config.burst
   }
   /** The delay for a request starting now (undefined: none), accruing its share of hedges. */
   delay(): number | undefined {
+    this.accrue()
+    return this.current()
+  }
+  accrue(): void {
     this.tokens = Math.min(this.config.burst, this.tokens + this.config.ratio)
-    return this.config.afterMs ?? this.learned
+  }
+  current(): number | undefined {
+    return this.config.afterMs ?? this.learnedMs
   }
   sample(ms: number): void {
     this.samples[this.seen++ % SAMPLES] = ms
     if (this.seen < MIN_SAMPLES || this.seen % RECOMPUTE_EVERY !== 0) return
     const sorted = this.samples.slice(0, Math.min(this.seen, SAMPLES)).sort()
     const p95 = sorted[Math.floor(0.95 * (sorted.length - 1))]!
-    this.learned = Math.max(this.config.minMs, Math.ceil(2 * p95))
+    this.learnedMs = Math.max(this.config.minMs, Math.ceil(2 * p95))
   }
   inHand(): boolean {
     return this.tokens >= 1
@@ -122,6 +132,12 @@ export const counts = (engine: EngineState): Counts => {
   return s === undefined
     ? { won: 0, lost: 0, failed: 0, cancelled: 0, capped: 0, no_key: 0 }
     : { ...s.counts }
+}
+
+/** The hedge delay now (null: hedging is off, or the delay is not learned yet). */
+export const delayMs = (engine: EngineState): number | null => {
+  const s = stateOf(engine)
+  return s?.config.afterMs ?? s?.learnedMs ?? null
 }
 
 /** The fast path's race: its legs, and how to abort whatever of it is still under way. */
@@ -181,17 +197,18 @@ export const start = (
     if (result._tag === "Answer") {
       decided = true
       if (leg === first) state.sample(performance.now() - t0)
+      if (leg === second) state.count("won")
+      else if (!other.settler.settled) state.count("lost")
       abortLeg(other)
-      state.count(leg === first ? "lost" : "won")
       return finish(leg, result)
     }
+    if (leg === second) state.count("failed")
     if (!other.settler.settled) {
       // The other attempt may still answer: this one's failure is reported now.
       leg.settler.unsafeFail(result.error)
       return
     }
     decided = true
-    state.count("failed")
     finish(leg, result)
   }
   const hedge = () => {
@@ -230,5 +247,97 @@ export const start = (
       if (second !== undefined) abortLeg(second)
     },
     settled: () => first.settler.settled && (second === undefined || second.settler.settled)
+  }
+}
+
+/** The fiber path's hedge: see {@link watch}. */
+export interface Watch {
+  /** An attempt of the fiber starts on `key`: a hedge is armed for it (if none was made yet). */
+  readonly attempt: (key: Key.Key) => void
+  /**
+   * The fiber's attempt has an answer: false when the hedge's answer was taken already (the
+   * fiber's is then to be dropped); else the hedge under way, if any, is aborted.
+   */
+  readonly claim: () => boolean
+  /** Aborts the hedge (its call, or its answer being sent): the client went away, or the deadline. */
+  readonly abort: () => void
+}
+
+/**
+ * Hedging for a request on the fiber path. `won` gets the hedge's answer when it comes before
+ * any of the fiber's: the caller then interrupts the fiber and sends it. A hedge that fails is
+ * reported and the fiber goes on. `accrue`: the request's share of hedges is not counted yet
+ * (it did not start on the fast path).
+ */
+export const watch = (
+  engine: EngineState,
+  request: Balancer.RunRequest,
+  ctx: RequestContext,
+  accrue: boolean,
+  legOf: (started: Balancer.Started, ctx: RequestContext) => Leg,
+  won: (leg: Leg, answer: Answer) => void
+): Watch | undefined => {
+  const state = stateOf(engine)
+  if (state === undefined) return undefined
+  if (accrue) state.accrue()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let leg: Leg | undefined
+  let done = false
+  let noKey = false
+  const fire = (key: Key.Key) => {
+    // The attempt has its headers, ended, or another one is under way.
+    if (done || leg !== undefined || ctx.attempt !== key.id || ctx.response !== undefined) return
+    if (!state.inHand()) return state.count("capped")
+    const started = engine.built.balancer.unsafeStart({ ...request, exclude: new Set([key.id]) })
+    if (started === undefined) {
+      if (!noKey) state.count("no_key")
+      noKey = true
+      timer = setTimeout(fire, RETRY_MS, key)
+      return
+    }
+    state.take()
+    const l = legOf(started, {
+      ...ctx,
+      upstream: undefined,
+      response: undefined,
+      failed: undefined,
+      attempt: undefined
+    })
+    leg = l
+    startUpstream(engine, l.ctx, started.key, (result) => {
+      if (done || l.settler.settled) return
+      if (result._tag === "Failed") {
+        state.count("failed")
+        return l.settler.unsafeFail(result.error)
+      }
+      done = true
+      clearTimeout(timer)
+      state.count("won")
+      won(l, result)
+    })
+  }
+  return {
+    attempt: (key) => {
+      if (done || leg !== undefined) return
+      clearTimeout(timer)
+      const delay = state.current()
+      if (delay !== undefined) timer = setTimeout(fire, delay, key)
+    },
+    claim: () => {
+      if (done) return false
+      done = true
+      clearTimeout(timer)
+      if (leg !== undefined && !leg.settler.settled) {
+        state.count("lost")
+        abortLeg(leg)
+      }
+      return true
+    },
+    abort: () => {
+      clearTimeout(timer)
+      if (!done && leg !== undefined && !leg.settler.settled) state.count("cancelled")
+      done = true
+      if (leg !== undefined) abortLeg(leg)
+    }
   }
 }

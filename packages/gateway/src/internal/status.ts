@@ -167,7 +167,8 @@ export const status = (
         spendUsd: stats.spend,
         inFlight: stats.inFlight,
         requestErrors: stats.requestErrors,
-        hedges: Hedge.counts(engine)
+        hedges: Hedge.counts(engine),
+        hedgeAfterMs: Hedge.delayMs(engine)
       },
       clients,
       accounts: Array.from(accounts, ([id, keys]) => ({
