@@ -9,6 +9,7 @@
  * process (`--expose-gc` for the figures after a full GC).
  *
  *   node --expose-gc --import tsx examples/bench/scenarios.ts [--quick] [--apart] [--scenario=trouble,overload]   # last line: the JSON
+ *   SCENARIO_GATEWAY='{"hedge":false}' …   # gateway config fields over every scenario's, for experiments
  */
 import * as Gateway from "@or-balancer/gateway/Gateway"
 import * as GatewayConfig from "@or-balancer/gateway/GatewayConfig"
@@ -209,7 +210,9 @@ const serveHere = async (spec: Spec): Promise<Served> => {
         tokens: ["SCENARIO_TOKEN"],
         accounts,
         keys: sim.keys.map((k, i) => ({ id: k.label, secretEnv: `SCENARIO_KEY_${i}`, account: k.account })),
-        ...spec.gateway
+        ...spec.gateway,
+        // For experiments: gateway config fields over the scenario's (e.g. '{"hedge":false}').
+        ...JSON.parse(process.env.SCENARIO_GATEWAY ?? "{}")
       }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
     )
     const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))

@@ -12,7 +12,8 @@
  * attempts really never answer is still failed by `deadlines.headersMs` when no hedge is allowed.
  *
  * The delay is fixed (`hedge.afterMs`) or learned: twice the p95 of the last 256 fast-path
- * answers' latency, at least `minMs`, and no hedging before 32 answers are seen. Answers, not
+ * answers' latency (each counted at most at the delay then in use, so unhedged stalls cannot
+ * carry it away), at least `minMs`, and no hedging before 32 answers are seen. Answers, not
  * headers, are sampled (an answer comes no sooner than its head, so the delay errs long); the
  * trigger itself is "no headers yet", so an answer already streaming or generating is never
  * duplicated. A token bucket keeps hedges to `ratio` of requests (`burst` in hand), so a pool
@@ -95,8 +96,14 @@ class State {
   current(): number | undefined {
     return this.config.afterMs ?? this.learnedMs
   }
+  /**
+   * An answer's latency, at most the delay in use: a stall that was not hedged (capped, no other
+   * key) must not raise the delay so that later stalls go unhedged too. A pool whose answers are
+   * slower than the delay still raises it: doubled per recompute while over 5 % of them hit it.
+   */
   sample(ms: number): void {
-    this.samples[this.seen++ % SAMPLES] = ms
+    const delay = this.current()
+    this.samples[this.seen++ % SAMPLES] = delay === undefined ? ms : Math.min(ms, delay)
     if (this.seen < MIN_SAMPLES || this.seen % RECOMPUTE_EVERY !== 0) return
     const sorted = this.samples.slice(0, Math.min(this.seen, SAMPLES)).sort()
     const p95 = sorted[Math.floor(0.95 * (sorted.length - 1))]!
