@@ -49,6 +49,8 @@ export interface ScenarioResult {
   readonly upstreamCalls: number
   readonly upstreamCallsPerSuccess: number
   readonly upstreamByOutcome: Readonly<Record<string, number>>
+  /** What the simulator answered, per key. */
+  readonly upstreamByKey: Readonly<Record<string, Readonly<Record<string, number>>>>
   /** Upstream 401s per revoked key (issue 14 item 3: at most the concurrency at its first 401). */
   readonly revoked401s: Readonly<Record<string, number>>
   readonly overspendUsd: number
@@ -381,6 +383,7 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
     upstreamCalls: chat,
     upstreamCallsPerSuccess: Number((chat / Math.max(1, succeeded)).toFixed(3)),
     upstreamByOutcome: stats.byOutcome,
+    upstreamByKey: Object.fromEntries(Object.values(stats.keys).map((k) => [k.label, k.byOutcome])),
     revoked401s,
     overspendUsd: stats.overspend,
     overspendByKey: Object.fromEntries(

@@ -87,6 +87,13 @@ export interface SelectRequest {
   readonly gate?: Gate | undefined
   /** Epoch millis until which the caller will wait; a selector that blocks (for a permit) stops then. */
   readonly deadline?: number | undefined
+  /**
+   * An extra attempt beside one still under way (a hedge against a stall): not a failover, so a
+   * strategy keeps its preference (the key it stays on) as it was.
+   *
+   * @since 0.3.0
+   */
+  readonly hedge?: boolean | undefined
 }
 
 /**

@@ -272,7 +272,8 @@ export const make = (options: Balancer.Options = {}) =>
         tried: exclude ?? NOTHING_TRIED,
         affinity: request.affinity,
         gate: exclude === undefined ? cooling : excluding(exclude, cooling),
-        deadline: now + deadlineMs
+        deadline: now + deadlineMs,
+        hedge: exclude !== undefined
       })
       // Refused, or must wait (having taken nothing): `run`/`runHeld` decide again, and wait or fail.
       if (!KeySelector.isLease(decided)) return undefined
