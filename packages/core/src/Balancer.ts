@@ -138,6 +138,12 @@ export interface Options {
    */
   readonly maxCooldown?: Duration.DurationInput | undefined
   /**
+   * A key's first 401 closes it in this Balancer, whatever the strategy stack: no new attempt
+   * starts on it (only those already in flight may still reach it) until a pool change brings the
+   * key in again as a new `Key` (a reload). Default true.
+   */
+  readonly closeOnUnauthorized?: boolean | undefined
+  /**
    * Retries may be at most `ratio` of recent requests plus `minPerSecond`. `false` turns the budget
    * off. Default `{ ratio: 0.2, minPerSecond: 10, window: "10 seconds" }`.
    */

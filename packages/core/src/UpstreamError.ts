@@ -23,13 +23,26 @@ export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthoriz
 }) {}
 
 /**
- * 402: the key (or its account) has no credit left.
+ * 402 (or 403 "Key limit exceeded"): the key, or its whole account, has no credit left.
+ *
+ * - `scope: "key"`: the key's own limit (`limit_source: openrouter_key_limit`); it comes back at
+ *   its next `limit_reset` (00:00 UTC), given as `until` when the answer says (`resets_at`).
+ * - `scope: "account"`: the account has no credit (`openrouter_credits`): every key of the account
+ *   is out until credit is bought.
+ * - absent: the answer did not say (treated as the key's).
+ *
+ * OpenRouter's short refusal for spend in flight (`openrouter_in_flight_budget`) is not this error
+ * but a `RateLimited` honouring `Retry-After`.
  *
  * @since 0.1.0
  * @category Errors
  */
 export class InsufficientCredits extends Schema.TaggedError<InsufficientCredits>()("InsufficientCredits", {
-  message: Schema.String
+  message: Schema.String,
+  /** @since 0.4.0 */
+  scope: Schema.optional(Schema.Literal("key", "account")),
+  /** When the key's limit resets (epoch ms), if the answer said. @since 0.4.0 */
+  until: Schema.optional(Schema.Number)
 }) {}
 
 /**

@@ -40,6 +40,50 @@ const serverError = new UpstreamError.ServerError({ message: "502", status: 502 
 const rateLimited = (seconds: number) =>
   new UpstreamError.RateLimited({ message: "429", scope: "key", retryAfter: Duration.seconds(seconds) })
 
+describe("Balancer: a key's first 401 closes it, whatever the stack", () => {
+  const unauthorized = new UpstreamError.Unauthorized({ message: "This API key is disabled" })
+
+  it.effect(
+    "attempts started before the 401 may end; none starts after it, until the key comes back as a new Key",
+    () =>
+      Effect.gen(function* () {
+        const balancer = yield* Balancer.Balancer
+        const pool = yield* KeyPool.KeyPool
+        // Three requests in flight on "a" (a bare first-candidate stack: no health tracking).
+        const inFlight = [balancer.unsafeStart({})!, balancer.unsafeStart({})!, balancer.unsafeStart({})!]
+        expect(inFlight.map((s) => s.key.id)).toEqual(["a", "a", "a"])
+        inFlight[0]!.unsafeFail(unauthorized)
+        // The other two were in flight at the 401: their answers still count.
+        inFlight[1]!.unsafeFail(unauthorized)
+        inFlight[2]!.unsafeSucceed()
+        // No new attempt on "a": the synchronous path and the Effect path both go to "b".
+        expect(balancer.unsafeStart({})!.key.id).toBe("b")
+        expect(yield* balancer.run({}, (key) => Effect.succeed(key.id))).toBe("b")
+        // A 401 met by the Effect loop closes its key too.
+        const seen: Array<string> = []
+        const failing = (key: { readonly id: string }) =>
+          Effect.suspend(() => {
+            seen.push(key.id)
+            return key.id === "b" ? Effect.fail(unauthorized) : Effect.succeed(key.id)
+          })
+        expect(yield* balancer.run({}, failing)).toBe("c")
+        expect(yield* balancer.run({}, failing)).toBe("c")
+        expect(seen).toEqual(["b", "c", "c"])
+        // A reload brings "a" back as a new Key: it is open again.
+        yield* pool.set(keys(["a", "b", "c"]))
+        expect(balancer.unsafeStart({})!.key.id).toBe("a")
+      }).pipe(Effect.provide(env(newLog(), ["a", "b", "c"])))
+  )
+
+  it.effect("closeOnUnauthorized: false leaves a 401 to the strategies", () =>
+    Effect.gen(function* () {
+      const balancer = yield* Balancer.Balancer
+      balancer.unsafeStart({})!.unsafeFail(unauthorized)
+      expect(balancer.unsafeStart({})!.key.id).toBe("a")
+    }).pipe(Effect.provide(env(newLog(), ["a", "b"], { closeOnUnauthorized: false })))
+  )
+})
+
 describe("Balancer.unsafeStart", () => {
   it.effect("leases synchronously; the first settler reports to the lease and the monitor, once", () => {
     const log = newLog()

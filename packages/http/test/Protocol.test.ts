@@ -35,6 +35,11 @@ describe("Protocol classification", () => {
         body(402, "no credit", source === undefined ? undefined : { limit_source: source })
       )
       expect([source, e._tag]).toEqual([source, "InsufficientCredits"])
+      // The account's credits take the whole account out; anything else is the key's own limit.
+      expect([source, (e as UpstreamError.InsufficientCredits).scope]).toEqual([
+        source,
+        source === "openrouter_credits" ? "account" : "key"
+      ])
     }
     // In band too.
     const inBand = Protocol.fromErrorObject(
@@ -94,6 +99,27 @@ describe("Protocol classification", () => {
 
   it("a 403 \"Key limit exceeded\" is the key's limit; another 403 is the request's", () => {
     expect(Protocol.fromResponse(403, {}, body(403, "Key limit exceeded"))._tag).toBe("InsufficientCredits")
+    // With the budget's `resets_at`, the key's limit says when it is whole again.
+    const daily = Protocol.fromResponse(
+      403,
+      {},
+      body(403, "Key limit exceeded", {
+        limit_source: "openrouter_key_limit",
+        scope: "key",
+        resets_at: "2026-01-06T00:00:00.000Z"
+      })
+    ) as UpstreamError.InsufficientCredits
+    expect([daily._tag, daily.scope, daily.until]).toEqual([
+      "InsufficientCredits",
+      "key",
+      Date.UTC(2026, 0, 6)
+    ])
+    const never = Protocol.fromResponse(
+      403,
+      {},
+      body(403, "Key limit exceeded", { limit_source: "openrouter_key_limit", resets_at: null })
+    ) as UpstreamError.InsufficientCredits
+    expect([never.scope, never.until]).toEqual(["key", undefined])
     expect(Protocol.fromResponse(403, {}, body(403, "flagged by moderation"))._tag).toBe("BadRequest")
   })
 

@@ -15,6 +15,7 @@ import type * as CreditLookup from "@or-balancer/core/CreditLookup"
 import type * as Key from "@or-balancer/core/Key"
 import type * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as StateStore from "@or-balancer/core/StateStore"
+import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
@@ -41,6 +42,13 @@ export interface Entry {
   readonly lookedUpAt: number | undefined
   /** The last lookup's error tag, if the last lookup failed. */
   readonly error: string | undefined
+  /** The key's `limit_reset` from the last lookup. @since 0.4.0 */
+  readonly limitReset?: CreditLookup.KeyInfo["limitReset"] | undefined
+  /**
+   * Refused for its own limit (402, 403 "Key limit exceeded"): out until then (epoch ms), its next
+   * `limit_reset`, whatever a lookup in between says (unless it shows the limit raised). @since 0.4.0
+   */
+  readonly outUntil?: number | undefined
 }
 
 /**
@@ -122,7 +130,10 @@ export type Step<A> = A | Pending<A>
 export interface Balances {
   /** USD available (remaining − spent − reserved); null = unlimited; undefined = never looked up successfully. */
   readonly available: (key: Key.Key) => number | null | undefined
-  /** When the key's cached lookup expires (epoch ms), 0 if unknown. */
+  /**
+   * When the key's balance may next change (epoch ms): its cached lookup's expiry, or, for a key
+   * out at its own limit or of an account out of credit, when that ends; 0 if unknown.
+   */
   readonly refreshAt: (key: Key.Key) => number
 }
 
@@ -149,7 +160,7 @@ export interface Service {
     amount: number
   ) => Effect.Effect<Reserved | undefined>
   /** The Effect form of `now.exhaust`. */
-  readonly exhaust: (key: Key.Key) => Effect.Effect<void>
+  readonly exhaust: (key: Key.Key, error?: UpstreamError.InsufficientCredits) => Effect.Effect<void>
   /** The selection path's operations, answered at once whenever they can: strategies decide on them. */
   readonly now: Now
   /** Drops the cached lookup, so the next `credit` asks again. */
@@ -181,8 +192,13 @@ export interface Now {
   ) => Step<Reserved | undefined>
   /** Reserves `amount` unconditionally. */
   readonly reserve: (key: Key.Key, amount: number) => Step<Reservation>
-  /** The upstream said 402: treat the key as empty until the next lookup says otherwise. */
-  readonly exhaust: (key: Key.Key) => KeySelector.Reported
+  /**
+   * The upstream said 402 (or 403 "Key limit exceeded"): the key is empty until the next lookup
+   * says otherwise; refused for its own limit (`error.scope` "key") with a known reset, out until
+   * that reset; refused for its account's credits ("account"), every key of the account is out
+   * until the `accountRecheck`.
+   */
+  readonly exhaust: (key: Key.Key, error?: UpstreamError.InsufficientCredits) => KeySelector.Reported
 }
 
 /**
@@ -209,6 +225,11 @@ export interface Options {
    * leave the synchronous path) when it expires. Default 0.8; 1 turns it off.
    */
   readonly refreshAhead?: number | undefined
+  /**
+   * How long every key of an account refused for its credits (`openrouter_credits`) stays out
+   * before it is tried again (a lookup of one key cannot tell an account's balance). Default 60 seconds.
+   */
+  readonly accountRecheck?: Duration.DurationInput | undefined
 }
 
 /**

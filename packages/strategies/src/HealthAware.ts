@@ -3,14 +3,17 @@
  *
  * - A failure that counts against the key (`UpstreamError.countsAgainstKey`: 401, 402, 429, 5xx,
  *   timeouts; never 400/403/404) adds to its consecutive failures; at `failureThreshold` the key
- *   is ejected. A 401 or 402 (disposition `eject`) ejects at once.
+ *   is ejected. A 401 or 402 (disposition `eject`) ejects at once; a key refused for its own limit
+ *   with a known reset (403 `resets_at`, or a probe's `limit_reset`) is out until then, and a 402
+ *   for the account's credits (`openrouter_credits`) takes every key of the account out.
  * - The cooldown is `baseCooldown`, doubling with each ejection in a row, up to `maxCooldown`;
  *   a `Retry-After` sets it directly, capped by `maxCooldown` too (one header saying "999999"
- *   must not take a key out for days: after the cap the key is half-open and tested again). A 429 with scope `account` ejects every key of that account.
+ *   must not take a key out for days: after the cap the key is half-open and tested again). A 429
+ *   with scope `account` ejects every key of that account.
  * - When the cooldown ends the key is half-open: with `recovery: "trial"` one request is let
  *   through and its outcome closes the key (back to healthy, doubling reset) or ejects it again;
  *   with `recovery: "probe"` a free `CreditLookup` call (OpenRouter's `GET /key`) decides before
- *   any paid traffic.
+ *   any paid traffic (a key with nothing left under its limit stays out until its `limit_reset`).
  * - Panic: when more than `panicThreshold` of the pool is out, health is ignored and traffic is
  *   spread across every key rather than piled on the last healthy one.
  *
@@ -21,12 +24,10 @@
  *
  * The state lives in the `StateStore` (namespace `or-balancer/health`); read it with {@link status}.
  *
- * Across replicas (an optional `HealthShare`): every ejection or cooldown is published to the
- * fleet, the fleet's are merged in (only ever extending), and a half-open trial also needs the
- * fleet's one trial slot; a replica that does not get it keeps the key out for `trialMs`.
- *
- * The decision is synchronous but when a probe is due: it then answers a `Wait` that runs the
- * probes, having changed nothing, and decides after them.
+ * Across replicas (an optional `HealthShare`): ejections and cooldowns are published to the fleet,
+ * the fleet's merged in (only ever extending); a half-open trial also needs the fleet's one trial
+ * slot (without it the key stays out for `trialMs`). The decision is synchronous but when a probe
+ * is due: it then answers a `Wait` that runs the probes, having changed nothing.
  *
  * @since 0.1.0
  */
@@ -44,6 +45,20 @@ import * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Scope from "effect/Scope"
 import { HealthShare } from "./HealthShare.js"
 import * as Fleet from "./internal/healthFleet.js"
+import * as Steps from "./internal/healthSteps.js"
+import {
+  afterClaim,
+  claimTrial,
+  endTesting,
+  endTrialStep,
+  isDue,
+  isHalfOpen,
+  isKeyDead,
+  isOut,
+  type Claim,
+  type Step,
+  waitOf
+} from "./internal/healthSteps.js"
 import { entriesFor, ns, storeOf, thenFor, thenReport, withKeys } from "./internal/common.js"
 
 /**
@@ -106,12 +121,6 @@ export interface Status {
 
 const NONE: ReadonlyMap<string, Record> = new Map()
 
-const isOut = (r: Record | undefined, now: number) => r?.until !== undefined && r.until > now
-/** Ejected for the key's own refusal (401, 402): panic does not bring it back. */
-const isKeyDead = (reason: string | undefined) =>
-  reason === "Unauthorized" || reason === "InsufficientCredits"
-const isHalfOpen = (r: Record | undefined, now: number) => r?.until !== undefined && r.until <= now
-
 /**
  * The health of every key in the pool. Panic is judged against `panicThreshold` (default 0.5).
  *
@@ -123,25 +132,9 @@ export const status = (
 ): Effect.Effect<Status, never, StateStore.StateStore | KeyPool.KeyPool> =>
   Effect.gen(function* () {
     const store = yield* StateStore.StateStore
-    const pool = yield* KeyPool.KeyPool
-    const now = yield* Clock.currentTimeMillis
-    const keys = yield* pool.get
+    const keys = yield* (yield* KeyPool.KeyPool).get
     const records = new Map(yield* store.entries<Record>(ns.health))
-    let out = 0
-    const list = keys.map((k): KeyHealth => {
-      const r = records.get(k.id)
-      const state = isOut(r, now) ? "ejected" : isHalfOpen(r, now) ? "half-open" : "healthy"
-      if (state === "ejected") out++
-      return {
-        id: k.id,
-        state,
-        consecutiveFailures: r?.failures ?? 0,
-        ejections: r?.ejections ?? 0,
-        until: r?.until,
-        reason: r?.reason
-      }
-    })
-    return { keys: list, panic: keys.length > 0 && out / keys.length > panicThreshold }
+    return Steps.statusOf(keys, records, yield* Clock.currentTimeMillis, panicThreshold)
   })
 
 /**
@@ -177,59 +170,7 @@ export const make = (
     const publishing = (keyId: string, step: Step, now: number, cooldown: boolean): Step =>
       share === undefined ? step : Fleet.publishing(share, keyId, step, now, cooldown)
 
-    const ejected = (
-      r: Record | undefined,
-      now: number,
-      reason: string,
-      wait: number | undefined
-    ): Record => {
-      const ejections = (r?.ejections ?? 0) + 1
-      const cooldown = Math.min(max, wait ?? base * 2 ** (ejections - 1))
-      return { failures: 0, ejections, until: now + cooldown, reason }
-    }
-
-    // --- State transitions: each is one `modify` of a key's record ----------------------------
-
-    const failed = (error: UpstreamError.UpstreamError, now: number): Step => {
-      const wait = waitOf(error)
-      return (r) => {
-        const failures = (r?.failures ?? 0) + 1
-        const eject =
-          r?.until !== undefined || // a failed half-open trial (or a late report while out)
-          wait !== undefined ||
-          UpstreamError.disposition(error) === "eject" ||
-          failures >= threshold
-        return [
-          undefined,
-          eject ? ejected(r, now, error._tag, wait) : { ...r, ejections: r?.ejections ?? 0, failures }
-        ]
-      }
-    }
-
-    // A 429 for the whole account cools the account's other keys: which ones, and their transition.
-    const accountWide = (
-      key: Key.Key,
-      error: UpstreamError.UpstreamError,
-      now: number
-    ): { readonly covers: (k: Key.Key) => boolean; readonly step: Step } | undefined => {
-      if (error._tag !== "RateLimited" || error.scope !== "account" || key.account === undefined)
-        return undefined
-      const account = key.account
-      const wait = waitOf(error)
-      const until = now + Math.min(max, wait ?? base)
-      return {
-        covers: (k) => k.account === account && k.id !== key.id,
-        step: (r) => [
-          undefined,
-          {
-            failures: r?.failures ?? 0,
-            ejections: r?.ejections ?? 0,
-            until: Math.max(r?.until ?? 0, until),
-            reason: `RateLimited (account ${account})`
-          }
-        ]
-      }
-    }
+    const { failed, accountWide } = Steps.make({ threshold, base, max })
 
     // --- Reports: each a plain function over a store with synchronous forms ------------------
 
@@ -287,7 +228,12 @@ export const make = (
               claimed
                 ? Effect.flatMap(Effect.either(service.lookup(k)), (result) =>
                     Effect.suspend(() => {
-                      const done = record(k, result._tag === "Right" ? undefined : result.left)
+                      const done = record(
+                        k,
+                        result._tag === "Right"
+                          ? Steps.probeVerdict(result.right, clock.unsafeCurrentTimeMillis())
+                          : result.left
+                      )
                       return Effect.isEffect(done) ? done : Effect.void
                     })
                   )
@@ -401,16 +347,7 @@ export const make = (
           : st.modify<Record, void>(
               ns.health,
               picked.key.id,
-              (r) => [
-                undefined,
-                r === undefined
-                  ? r
-                  : {
-                      ...r,
-                      testing: false,
-                      until: Math.max(r.until ?? 0, clock.unsafeCurrentTimeMillis() + fleet.trialMs)
-                    }
-              ],
+              Fleet.lostTrial(clock.unsafeCurrentTimeMillis() + fleet.trialMs),
               () => KeySelector.giveBack(picked, CANCELLED, () => decide(request))
             )
       )
@@ -444,32 +381,6 @@ export const make = (
       entriesFor(store, ns.health, request, decideOn)
     return KeySelector.fromDecide(decide)
   })
-
-type Claim = "trial" | "plain" | "taken"
-type Step = (r: Record | undefined) => readonly [void, Record | undefined]
-
-const isDue = (r: Record | undefined, now: number) => isHalfOpen(r, now) && r?.testing !== true
-
-// A failure that is not the key's: a half-open trial simply ends, the key stays half-open.
-const endTesting: Step = (r) => [undefined, r === undefined ? r : { ...r, testing: false }]
-
-// A trial with no verdict frees the slot.
-const endTrialStep: Step = (r) => [undefined, r && r.testing === true ? { ...r, testing: false } : r]
-
-const claimTrial = (r: Record | undefined): readonly [Claim, Record | undefined] =>
-  r === undefined || r.until === undefined
-    ? ["plain", r] // closed meanwhile (a late success): no trial needed
-    : r.testing === true
-      ? ["taken", r]
-      : ["trial", { ...r, testing: true }]
-
-// What the claim makes of the inner lease. A slot taken by another selection sends this one back
-// to select again, unless in panic, where health is ignored and there is no trial to wait for.
-const afterClaim = (claim: Claim, gated: boolean): "trial" | "plain" | "again" =>
-  claim === "trial" ? "trial" : claim === "plain" || !gated ? "plain" : "again"
-
-const waitOf = (error: UpstreamError.UpstreamError): number | undefined =>
-  Option.getOrUndefined(Option.map(UpstreamError.retryAfterOf(error), Duration.toMillis))
 
 const CANCELLED = KeySelector.cancelled()
 

@@ -56,7 +56,7 @@ export class Attempt<A> extends Settling implements Balancer.Scoped<A> {
     private readonly lease: KeySelector.Lease,
     readonly attempt: number,
     clock: Clock.Clock,
-    private readonly monitor: Monitor.Service
+    private readonly monitor: Pick<Monitor.Service, "finished">
   ) {
     super(lease, clock, clock.unsafeCurrentTimeMillis())
     // Own closures, not methods: `Stream.tapError(held.fail)` must work detached from the object.

@@ -16,12 +16,16 @@ import * as StateStore from "../StateStore.js"
 import * as UpstreamError from "../UpstreamError.js"
 import { AllAttemptsFailed, defaultBackoff } from "./allAttemptsFailed.js"
 import { Attempt, type Continue, Started } from "./attempt.js"
+import { ClosedKeys } from "./closedKeys.js"
+import * as Cooldowns from "./cooldowns.js"
 import * as RetryBudget from "./retryBudget.js"
 
-const COOLDOWN = "or-balancer/cooldown"
-const keyScope = (id: string) => `key:${id}`
-const accountScope = (id: string) => `account:${id}`
-
+/** A strategy that keeps answering closed keys (it ignores the gate) is refused after this many. */
+const MAX_GIVEN_BACK = 4
+const CLOSED_ONLY = new KeySelector.NoKeyAvailable({
+  reason: "unhealthy",
+  message: "the selector keeps choosing keys closed by a 401"
+})
 const NOTHING_TRIED: ReadonlySet<string> = new Set()
 /** At most this many 429s are waited out per request, so a window that keeps refusing still ends it. */
 const MAX_WAITS = 16
@@ -53,75 +57,15 @@ export const make = (options: Balancer.Options = {}) =>
             windowMs: Duration.toMillis(options.budget?.window ?? Duration.seconds(10))
           })
 
-    // --- Retry-After cooldowns, kept in the StateStore so replicas could share them ---------
-
-    const gateOf = (
-      entries: ReadonlyArray<readonly [string, number]>,
-      now: number
-    ): KeySelector.Gate | undefined => {
-      let active: Map<string, number> | undefined
-      for (const [id, until] of entries) {
-        if (until > now) (active ??= new Map()).set(id, until)
-      }
-      if (active === undefined) return undefined
-      const cooling = active
-      return (key: Key.Key) => {
-        const k = cooling.get(keyScope(key.id))
-        const a = key.account === undefined ? undefined : cooling.get(accountScope(key.account))
-        const until = k === undefined ? a : a === undefined ? k : Math.max(k, a)
-        return until === undefined ? undefined : { reason: "cooldown", until }
+    const { coolDown, cooldowns } = Cooldowns.make(store, pool, monitor, maxCooldownMs)
+    // A key's first 401 closes it here, whatever the stack (see `closedKeys.ts`).
+    const closed = new ClosedKeys(options.closeOnUnauthorized ?? true)
+    const attemptMonitor: Pick<Monitor.Service, "finished"> = {
+      finished: (key, outcome) => {
+        closed.note(key, outcome)
+        return monitor.finished(key, outcome)
       }
     }
-
-    const coolDown = (key: Key.Key, error: UpstreamError.UpstreamError, now: number) =>
-      Option.match(UpstreamError.retryAfterOf(error), {
-        onNone: () => Effect.void,
-        onSome: (wait) => {
-          const until = now + Math.min(maxCooldownMs, Duration.toMillis(wait))
-          const accountWide =
-            error._tag === "RateLimited" && error.scope === "account" && key.account !== undefined
-          const id = accountWide ? accountScope(key.account!) : keyScope(key.id)
-          // Expired cooldowns are dropped here, on the (rare) failure path, so the namespace every
-          // selection reads holds only cooldowns that may still be running.
-          const prune = Effect.flatMap(store.entries<number>(COOLDOWN), (entries) =>
-            Effect.forEach(
-              entries.filter(([, u]) => u <= now),
-              ([expired]) => store.set(COOLDOWN, expired, undefined),
-              { discard: true }
-            )
-          )
-          return prune
-            .pipe(
-              Effect.zipRight(
-                store.modify<number, void>(COOLDOWN, id, (cur) => [undefined, Math.max(cur ?? 0, until)])
-              )
-            )
-            .pipe(
-              Effect.zipRight(
-                accountWide
-                  ? Effect.flatMap(pool.get, (keys) =>
-                      Effect.forEach(
-                        keys.filter((k) => k.account === key.account),
-                        (k) => monitor.cooldown(k, until),
-                        { discard: true }
-                      )
-                    )
-                  : monitor.cooldown(key, until)
-              )
-            )
-        }
-      })
-
-    const cooldowns: Effect.Effect<ReadonlyArray<Balancer.Cooldown>> = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      const entries = yield* store.entries<number>(COOLDOWN)
-      return entries
-        .filter(([, until]) => until > now)
-        .map(([id, until]) => {
-          const [scope, ...rest] = id.split(":")
-          return { scope: scope as "key" | "account", id: rest.join(":"), until }
-        })
-    })
 
     // --- Selection, waiting up to the deadline for a key to become eligible ------------------
     // The per-request path is written with plain combinators rather than `Effect.gen`: it runs
@@ -140,9 +84,9 @@ export const make = (options: Balancer.Options = {}) =>
       // second catch frame on every selection).
       onTried: (() => Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable>) | undefined
     ): Effect.Effect<KeySelector.Lease, KeySelector.NoKeyAvailable> =>
-      Effect.flatMap(store.entries<number>(COOLDOWN), (entries) => {
+      Effect.flatMap(store.entries<number>(Cooldowns.COOLDOWN), (entries) => {
         const now = clock.unsafeCurrentTimeMillis()
-        const gate = gateOf(entries, now)
+        const gate = closed.gate(Cooldowns.gateOf(entries, now))
         return Effect.catchAll(
           // The decision's waits run; its lease is reported once by the attempt holding it.
           KeySelector.toEffect(
@@ -212,7 +156,8 @@ export const make = (options: Balancer.Options = {}) =>
       deadlineAt: number,
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
       costOf: ((a: A) => number | undefined) | undefined,
-      hold: Hold<A>
+      hold: Hold<A>,
+      givenBack = 0
     ): Effect.Effect<Attempt<A>, E | KeySelector.NoKeyAvailable, R> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
@@ -228,8 +173,27 @@ export const make = (options: Balancer.Options = {}) =>
                 selectWithin(clock, restore, selectBase(request, attempt, dead), deadlineAt, undefined)
               )
           ),
-          (lease) => {
-            const current = new Attempt<A>(lease, attempt, clock, monitor)
+          (lease): Effect.Effect<Attempt<A>, E | KeySelector.NoKeyAvailable, R> => {
+            // Closed while its decision waited: given back, and chosen again (the gate now refuses it).
+            if (closed.isClosed(lease.key)) {
+              closed.giveBack(lease)
+              return givenBack < MAX_GIVEN_BACK
+                ? attemptOnce(
+                    clock,
+                    request,
+                    attempt,
+                    tried,
+                    dead,
+                    reuseDelay,
+                    deadlineAt,
+                    use,
+                    costOf,
+                    hold,
+                    givenBack + 1
+                  )
+                : Effect.fail(CLOSED_ONLY)
+            }
+            const current = new Attempt<A>(lease, attempt, clock, attemptMonitor)
             return Effect.zipRight(
               monitor.started(lease.key),
               Effect.matchCauseEffect(restore(use(lease.key, { attempt })), {
@@ -249,7 +213,11 @@ export const make = (options: Balancer.Options = {}) =>
       store.unsafe !== undefined &&
       monitor.unsafeStarted !== undefined &&
       monitor.unsafeFinished !== undefined
-        ? { store: store.unsafe, started: monitor.unsafeStarted, finished: monitor.unsafeFinished }
+        ? {
+            store: store.unsafe,
+            started: monitor.unsafeStarted,
+            finished: closed.noting(monitor.unsafeFinished)
+          }
         : undefined
 
     const continueFrom: Continue = {
@@ -265,7 +233,7 @@ export const make = (options: Balancer.Options = {}) =>
       if (syncParts === undefined) return undefined
       const now = ownClock.unsafeCurrentTimeMillis()
       const exclude = request.exclude
-      const cooling = gateOf(syncParts.store.entries<number>(COOLDOWN), now)
+      const cooling = closed.gate(Cooldowns.gateOf(syncParts.store.entries<number>(Cooldowns.COOLDOWN), now))
       const decided = selector.decide({
         model: request.model,
         attempt: exclude === undefined ? 1 : 2,
@@ -277,6 +245,8 @@ export const make = (options: Balancer.Options = {}) =>
       })
       // Refused, or must wait (having taken nothing): `run`/`runHeld` decide again, and wait or fail.
       if (!KeySelector.isLease(decided)) return undefined
+      // Closed meanwhile (a strategy whose lease was decided before the 401): given back untouched.
+      if (closed.isClosed(decided.key)) return closed.giveBack(decided)
       // A hedge's second attempt is not a new request for the retry budget.
       if (exclude === undefined) budget?.deposit(now)
       syncParts.started(decided.key)

@@ -1,5 +1,6 @@
 import type * as Key from "@or-balancer/core/Key"
 import * as KeySelector from "@or-balancer/core/KeySelector"
+import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import type * as CreditLedger from "../CreditLedger.js"
 
 /** A gate refusing keys with less than `min` USD of live credit, by the balances read for one selection. */
@@ -23,11 +24,14 @@ const NEVER_LOOKED_UP: KeySelector.Ineligible = { reason: "credit", until: undef
 const costOf = (outcome: KeySelector.Outcome, estimate: number): number =>
   outcome._tag === "Success" ? (outcome.cost ?? estimate) : 0
 
-/** A 402: the key is empty until its next lookup. */
-const exhausts = (outcome: KeySelector.Outcome): boolean =>
-  outcome._tag === "Failure" && outcome.error._tag === "InsufficientCredits"
+/** A 402 (or 403 key limit): the error, to empty the key (or its account) by. */
+const exhaustedBy = (outcome: KeySelector.Outcome): UpstreamError.InsufficientCredits | undefined =>
+  outcome._tag === "Failure" && outcome.error._tag === "InsufficientCredits" ? outcome.error : undefined
 
-/** Settles the reservation from the outcome (no verdict: nothing spent); a 402 empties the key until its next lookup. */
+/**
+ * Settles the reservation from the outcome (no verdict: nothing spent); a 402 empties the key (until
+ * its next lookup, or its `limit_reset`) or takes its account out (`CreditLedger.Now.exhaust`).
+ */
 export const settle = (
   ledger: CreditLedger.Now,
   key: Key.Key,
@@ -36,5 +40,6 @@ export const settle = (
   outcome: KeySelector.Outcome
 ): KeySelector.Reported => {
   const settled = reservation.settle(costOf(outcome, estimate))
-  return exhausts(outcome) ? KeySelector.andReport(settled, () => ledger.exhaust(key)) : settled
+  const error = exhaustedBy(outcome)
+  return error !== undefined ? KeySelector.andReport(settled, () => ledger.exhaust(key, error)) : settled
 }

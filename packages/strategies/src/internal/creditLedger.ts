@@ -9,12 +9,29 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as CreditLedger from "../CreditLedger.js"
+import { CreditShare } from "../CreditShare.js"
 import { ns } from "./common.js"
+import { AccountsOut, exhausting, raised } from "./creditOut.js"
+import { withinShare } from "./creditShared.js"
+import {
+  availableOf,
+  empty,
+  entryOf,
+  indexOf,
+  LEDGER,
+  type Ledger,
+  liveOfSlot,
+  nanos,
+  nanosOrNull,
+  type Slot,
+  touch,
+  usdOrNull
+} from "./ledgerSlots.js"
 
 type Balances = CreditLedger.Balances
-type Entry = CreditLedger.Entry
 type Now = CreditLedger.Now
 type Reservation = CreditLedger.Reservation
 type Reserved = CreditLedger.Reserved
@@ -36,96 +53,6 @@ export const stepEffect = <A>(step: Step<A>): Effect.Effect<A> =>
 export const decideWith = <A>(step: Step<A>, k: (a: A) => KeySelector.Decision): KeySelector.Decision =>
   isPending(step) ? KeySelector.waitFor(step.effect, k) : k(step)
 
-// Money is kept in integer nano-dollars, so it adds up exactly: a $0.50 key at $0.01 a request
-// serves 50 requests, not 49 and a remainder of $0.00999…; and a small answer's cost ($0.00001995,
-// say) is kept whole, as the simulator keeps it. USD only at the edges (API, snapshot); exact up
-// to about $9M.
-const NANO = 1_000_000_000
-const nanos = (usd: number): number => Math.round(usd * NANO)
-const nanosOrNull = (usd: number | null): number | null => (usd === null ? null : nanos(usd))
-const usd = (m: number): number => m / NANO
-const usdOrNull = (m: number | null): number | null => (m === null ? null : usd(m))
-
-/** Nano-dollars available (remaining − spent − reserved); null = unlimited. */
-const availableOf = (e: Slot): number | null =>
-  e.remaining === null ? null : e.remaining - e.spent - e.reserved
-
-const empty = (id: string): Slot => ({
-  id,
-  limit: null,
-  remaining: 0,
-  spent: 0,
-  reserved: 0,
-  lookedUpAt: undefined,
-  error: undefined
-})
-
-/**
- * An entry as the ledger keeps it, its amounts in nano-dollars, changed in place so a
- * reservation allocates nothing.
- */
-type Slot = { -readonly [K in keyof Entry]: Entry[K] }
-
-/** The public entry (USD) of a stored slot. */
-const entryOf = (e: Slot): Entry & { readonly available: number | null } => ({
-  id: e.id,
-  limit: usdOrNull(e.limit),
-  remaining: usdOrNull(e.remaining),
-  spent: usd(e.spent),
-  reserved: usd(e.reserved),
-  lookedUpAt: e.lookedUpAt,
-  error: e.error,
-  available: usdOrNull(availableOf(e))
-})
-
-/** Every key's entry, by id: one store entry, so one read serves a whole selection. */
-type Ledger = { [id: string]: Slot | undefined }
-
-const LEDGER = "ledger"
-
-/**
- * A pool-ordered index over one stored ledger record: each key's live credit as an unboxed double,
- * so a big pool's scan reads one typed array instead of three boxed fields per key. It hangs off
- * the record itself and every ledger of the process keeps it current on each change (`touch`), so
- * two ledgers over one memory store see each other's reservations. A store that hands back a fresh
- * record on every read simply gets a fresh index.
- */
-interface Index {
-  readonly keys: ReadonlyArray<Key.Key>
-  readonly position: Map<string, number>
-  readonly live: Float64Array
-}
-
-const indexes = new WeakMap<Ledger, Index>()
-
-/** Live credit for the scan: never looked up is -Infinity (never chosen), unlimited +Infinity. */
-const liveOfSlot = (e: Slot | undefined): number => {
-  if (e === undefined || e.lookedUpAt === undefined) return -Infinity
-  return availableOf(e) ?? Infinity
-}
-
-const indexOf = (ledger: Ledger, keys: ReadonlyArray<Key.Key>): Index => {
-  let index = indexes.get(ledger)
-  if (index === undefined || index.keys !== keys) {
-    const position = new Map<string, number>()
-    const live = new Float64Array(keys.length)
-    keys.forEach((k, i) => {
-      position.set(k.id, i)
-      live[i] = liveOfSlot(ledger[k.id])
-    })
-    index = { keys, position, live }
-    indexes.set(ledger, index)
-  }
-  return index
-}
-
-const touch = (ledger: Ledger, id: string, e: Slot): void => {
-  const index = indexes.get(ledger)
-  if (index === undefined) return
-  const i = index.position.get(id)
-  if (i !== undefined) index.live[i] = liveOfSlot(e)
-}
-
 export const make = (
   options: CreditLedger.Options = {}
 ): Effect.Effect<CreditLedger.Service, never, CreditLookup.CreditLookup | StateStore.StateStore> =>
@@ -133,8 +60,11 @@ export const make = (
     const lookup = yield* CreditLookup.CreditLookup
     const store = yield* StateStore.StateStore
     const clock = yield* Effect.clock
+    // A fleet's slice of each key's credit (absent: this process owns all of it, at no cost).
+    const share = Option.getOrUndefined(yield* Effect.serviceOption(CreditShare))
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
+    const accountsOut = new AccountsOut(Duration.toMillis(options.accountRecheck ?? Duration.seconds(60)))
     // An answer holds for the TTL, but never past the key's `limit_reset` (00:00 UTC): its cap is
     // whole again then, so an exhausted key is looked up and re-admitted at once, with no 402 first.
     const answerExpiry = (info: CreditLookup.KeyInfo, now: number) =>
@@ -209,7 +139,7 @@ export const make = (
 
     const fetch = (key: Key.Key) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        lookup.lookup(key).pipe(
+        (share === undefined ? lookup.lookup(key) : share.lookup(key, lookup.lookup(key))).pipe(
           Effect.tapBoth({
             onSuccess: (info) =>
               Effect.suspend(() => {
@@ -217,18 +147,29 @@ export const make = (
                 expiry.set(key.id, until)
                 // Looked up again in the background once `refreshAhead` of its life has passed.
                 trust(key, until, Math.min(until, now + aheadMs))
-                return update<void>(key.id, (cur) => [
-                  undefined,
-                  {
-                    id: key.id,
-                    limit: nanosOrNull(info.limit),
-                    remaining: nanosOrNull(info.limitRemaining),
-                    spent: 0,
-                    reserved: cur?.reserved ?? 0,
-                    lookedUpAt: now,
-                    error: undefined
-                  }
-                ])
+                const limit = nanosOrNull(info.limit)
+                return update<void>(key.id, (cur) => {
+                  // A key out at its own limit stays out until its reset, whatever a lookup in
+                  // between says (issue 14), unless the lookup shows its limit raised.
+                  const outUntil =
+                    cur?.outUntil !== undefined && cur.outUntil > now && !raised(cur.limit, limit)
+                      ? cur.outUntil
+                      : undefined
+                  return [
+                    undefined,
+                    {
+                      id: key.id,
+                      limit,
+                      remaining: outUntil === undefined ? nanosOrNull(info.limitRemaining) : 0,
+                      spent: 0,
+                      reserved: cur?.reserved ?? 0,
+                      lookedUpAt: now,
+                      error: undefined,
+                      limitReset: info.limitReset,
+                      outUntil
+                    }
+                  ]
+                })
               }),
             onFailure: (error) =>
               Effect.suspend(() => {
@@ -272,11 +213,23 @@ export const make = (
         })
       )
 
-    const refreshAt = (key: Key.Key) => expiry.get(key.id) ?? 0
-    const balancesOf = (l: Ledger | undefined): Balances => ({
-      available: l === undefined ? () => undefined : (key) => liveOf(l[key.id]),
-      refreshAt
-    })
+    // When a key's balance may next change: its lookup's expiry, or the end of its being out.
+    const refreshAtIn = (l: Ledger | undefined, now: number) => (key: Key.Key) =>
+      Math.max(expiry.get(key.id) ?? 0, l?.[key.id]?.outUntil ?? 0, accountsOut.untilOf(key, now) ?? 0)
+    const balancesOf = (l: Ledger | undefined): Balances => {
+      if (!accountsOut.any)
+        return {
+          available: l === undefined ? () => undefined : (key) => liveOf(l[key.id]),
+          refreshAt: refreshAtIn(l, 0)
+        }
+      // An account out of credit: its keys have none, whatever their own balances.
+      const t = clock.unsafeCurrentTimeMillis()
+      return {
+        available: (key) =>
+          accountsOut.untilOf(key, t) !== undefined ? 0 : l === undefined ? undefined : liveOf(l[key.id]),
+        refreshAt: refreshAtIn(l, t)
+      }
+    }
 
     // The keys `include` admits whose cached answer may have expired at `now` (undefined: none).
     // The clock is the one the ledger was built with, as the cache's is.
@@ -371,12 +324,31 @@ export const make = (
         const key = keys[best]!
         const e = current[key.id]!
         e.reserved += amount
+        share?.take(key.id, amount)
         live[best] = liveOfSlot(e)
         return [new Held(key, amount), current]
       }
 
-    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include, amount) => {
-      const reserving = reservingBest(keys, include, nanos(amount))
+    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include0, amount) => {
+      const include = accountsOut.any
+        ? accountsOut.including(include0, clock.unsafeCurrentTimeMillis())
+        : include0
+      return share === undefined
+        ? tryReserveBestLocal(keys, include, amount)
+        : withinShare(share, keys, include, nanos(amount), (gate) =>
+            tryReserveBestLocal(keys, include, amount, gate)
+          )
+    }
+
+    // `gate`: what may be reserved on; `include`: what is looked up when stale (a key must be
+    // looked up before a fleet can lease this replica a slice of it).
+    const tryReserveBestLocal = (
+      keys: ReadonlyArray<Key.Key>,
+      include: (key: Key.Key) => boolean,
+      amount: number,
+      gate: (key: Key.Key) => boolean = include
+    ): Step<Reserved | undefined> => {
+      const reserving = reservingBest(keys, gate, nanos(amount))
       // Nothing stale (nearly always): straight to the store, no thunk for `afterRefresh`.
       return staleOf(keys, include, clock.unsafeCurrentTimeMillis()) === undefined
         ? modifyLedger(reserving)
@@ -394,12 +366,16 @@ export const make = (
       (e: Slot): void => {
         e.reserved += amount
       }
-    const exhausting =
-      (id: string) =>
-      (cur: Slot | undefined): readonly [void, Slot] => {
-        const e = cur ?? empty(id)
-        return [undefined, { ...e, remaining: 0, spent: 0, lookedUpAt: e.lookedUpAt ?? 0 }]
+    const exhaust: Now["exhaust"] = (key, error) => {
+      const at = clock.unsafeCurrentTimeMillis()
+      if (error?.scope === "account" && key.account !== undefined) {
+        // The account has no credit: every key of it is out until the re-check; the key's own
+        // balance is not the matter.
+        accountsOut.out(key.account, at)
+        return undefined
       }
+      return reportOf(modifyLedger(updating(key.id, exhausting(key.id, error, at))))
+    }
 
     const reportOf = (step: Step<void>): KeySelector.Reported => (isPending(step) ? step.effect : undefined)
 
@@ -414,6 +390,7 @@ export const make = (
       settle(cost: number): KeySelector.Reported {
         if (!this.open) return
         this.open = false
+        share?.settle(this.key.id, this.amount, nanos(cost))
         return reportOf(modifyLedger(adjusting(this.key.id, releasing(this.amount, cost))))
       }
     }
@@ -423,10 +400,11 @@ export const make = (
       tryReserveBest: tryReserveBestNow,
       reserve: (key, amount) => {
         const held = new Held(key, nanos(amount))
+        share?.take(key.id, held.amount)
         const done = modifyLedger(adjusting(key.id, reserving(held.amount)))
         return isPending(done) ? new Pending(Effect.as(done.effect, held)) : held
       },
-      exhaust: (key) => reportOf(modifyLedger(updating(key.id, exhausting(key.id))))
+      exhaust
     }
 
     return {
@@ -434,9 +412,9 @@ export const make = (
       balances: (keys, include) => Effect.suspend(() => stepEffect(balancesNow(keys, include))),
       tryReserveBest: (keys, include, amount) =>
         Effect.suspend(() => stepEffect(tryReserveBestNow(keys, include, amount))),
-      exhaust: (key) =>
+      exhaust: (key, error) =>
         Effect.suspend(() => {
-          const done = now.exhaust(key)
+          const done = now.exhaust(key, error)
           return Effect.isEffect(done) ? done : Effect.void
         }),
       now,

@@ -52,3 +52,8 @@ export const register = (
       if (Effect.isEffect(done)) Effect.runFork(done)
     }
   })
+
+/** The fleet's trial slot went to another replica: the key stays out here until `until`. */
+export const lostTrial =
+  (until: number): Step =>
+  (r) => [undefined, r === undefined ? r : { ...r, testing: false, until: Math.max(r.until ?? 0, until) }]

@@ -77,6 +77,8 @@ export interface ErrorInfo {
   readonly errorType: string | undefined
   /** A 402's `metadata.limit_source`: which limit was hit (the key's, the account's, spend in flight). */
   readonly limitSource?: string | undefined
+  /** A key limit's `metadata.resets_at` (ISO date): when the key's limit is whole again. */
+  readonly resetsAt?: string | undefined
 }
 
 const asRecord = (u: unknown): Record<string, unknown> | undefined =>
@@ -97,7 +99,8 @@ export const errorInfo = (error: unknown): ErrorInfo | undefined => {
         ? e.type
         : undefined
   const limitSource = typeof metadata?.limit_source === "string" ? metadata.limit_source : undefined
-  return { code, message, errorType, limitSource }
+  const resetsAt = typeof metadata?.resets_at === "string" ? metadata.resets_at : undefined
+  return { code, message, errorType, limitSource, resetsAt }
 }
 
 const parseBody = (bodyText: string): { readonly json: boolean; readonly info: ErrorInfo | undefined } => {
@@ -131,7 +134,7 @@ const byType = (
       return new UpstreamError.Unauthorized({ message })
     case "permission_denied":
       return isKeyLimit(info)
-        ? new UpstreamError.InsufficientCredits({ message })
+        ? outOfCredit(message, info, retryAfter)
         : new UpstreamError.BadRequest({ message, status: 403 })
     case "context_length_exceeded":
       return new UpstreamError.BadRequest({ message, status: 400 })
@@ -149,18 +152,24 @@ const byType = (
 }
 
 /**
- * A 402, by its `limit_source`: spend in flight (`openrouter_in_flight_budget`) clears in moments,
- * so it is a short wait honouring `Retry-After`, not an ejection; the key's own limit and the
- * account's credits (`openrouter_credits`) put the key out until its credit comes back.
+ * A 402 (or a 403 key limit), by its `limit_source`: spend in flight (`openrouter_in_flight_budget`)
+ * clears in moments, so it is a short wait honouring `Retry-After`, not an ejection; the account's
+ * credits (`openrouter_credits`) put every key of the account out; anything else is the key's own
+ * limit, out until its `limit_reset` (`resets_at` when the answer names it).
  */
 const outOfCredit = (
   message: string,
   info: ErrorInfo | undefined,
   retryAfter: Duration.Duration | undefined
-) =>
-  info?.limitSource === "openrouter_in_flight_budget"
-    ? rateLimited(message, "key", retryAfter)
-    : new UpstreamError.InsufficientCredits({ message })
+): UpstreamError.UpstreamError => {
+  if (info?.limitSource === "openrouter_in_flight_budget") return rateLimited(message, "key", retryAfter)
+  if (info?.limitSource === "openrouter_credits")
+    return new UpstreamError.InsufficientCredits({ message, scope: "account" })
+  const until = info?.resetsAt === undefined ? Number.NaN : globalThis.Date.parse(info.resetsAt)
+  return Number.isNaN(until)
+    ? new UpstreamError.InsufficientCredits({ message, scope: "key" })
+    : new UpstreamError.InsufficientCredits({ message, scope: "key", until })
+}
 
 /** OpenRouter's guides also answer a key over its limit with 403 "Key limit exceeded": the key's limit too. */
 const isKeyLimit = (info: ErrorInfo | undefined): boolean =>
@@ -202,7 +211,7 @@ const byStatus = (
       return outOfCredit(message, info, retryAfter)
     case 403:
       return isKeyLimit(info)
-        ? new UpstreamError.InsufficientCredits({ message })
+        ? outOfCredit(message, info, retryAfter)
         : new UpstreamError.BadRequest({ message, status })
     case 404:
       return modelNotFound(message, options)
