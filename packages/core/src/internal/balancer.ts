@@ -23,7 +23,7 @@ import * as RetryBudget from "./retryBudget.js"
 /** A strategy that keeps answering closed keys (it ignores the gate) is refused after this many. */
 const MAX_GIVEN_BACK = 4
 const CLOSED_ONLY = new KeySelector.NoKeyAvailable({
-  reason: "unhealthy",
+  reason: "revoked",
   message: "the selector keeps choosing keys closed by a 401"
 })
 const NOTHING_TRIED: ReadonlySet<string> = new Set()

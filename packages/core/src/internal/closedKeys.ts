@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import type * as Key from "../Key.js"
 import * as KeySelector from "../KeySelector.js"
 
-const CLOSED: KeySelector.Ineligible = { reason: "unhealthy" }
+const CLOSED: KeySelector.Ineligible = { reason: "revoked" }
 const CANCELLED = KeySelector.cancelled()
 
 export class ClosedKeys {
