@@ -28,13 +28,19 @@ let fleetNo = 0
 /** One simulator and three gateways on it; `redis: false` gives three independent gateways. */
 const fleet = (
   strategy: ReadonlyArray<unknown>,
-  options: { readonly redis: boolean; readonly latencyMs: number; readonly keys?: ReadonlyArray<unknown> }
+  options: {
+    readonly redis: boolean
+    readonly latencyMs: number
+    readonly keys?: ReadonlyArray<unknown>
+    readonly sim?: Partial<Simulator.Config>
+  }
 ) =>
   Effect.gen(function* () {
     const sim = yield* Simulator.make({
       seed: 7,
       keys: simKeys(LABELS),
-      latency: { kind: "fixed", ms: options.latencyMs }
+      latency: { kind: "fixed", ms: options.latencyMs },
+      ...options.sim
     })
     // A database of its own per fleet: no state carried over between tests.
     const db = ++fleetNo
@@ -54,12 +60,20 @@ const fleet = (
     return { sim, gateways }
   })
 
-const burst = (urls: ReadonlyArray<string>, perReplica: number) =>
+const burst = (urls: ReadonlyArray<string>, perReplica: number, body = chatBody()) =>
   Effect.forEach(
     urls.flatMap((url) => Array.from({ length: perReplica }, () => url)),
-    (url) => post(`${url}/v1/chat/completions`, chatBody()),
+    (url) => post(`${url}/v1/chat/completions`, body),
     { concurrency: "unbounded" }
   )
+
+// One key capped at $0.50 and a model at $0.01 a request: exactly 50 requests' worth.
+const PENNY = "sim/penny"
+const capped = {
+  keys: [{ ...simKeys(["k1"])[0]!, limit: 0.5 }],
+  models: [{ id: PENNY, promptPrice: 0, completionPrice: 0, requestPrice: 0.01 }]
+}
+const oneKey = [{ id: "k1", secretEnv: "KEY_K1", account: "acme" }]
 
 describe("Gateway fleet on Redis", () => {
   it.scoped(
@@ -127,6 +141,54 @@ describe("Gateway fleet on Redis", () => {
         `fleet cap 4/key: max in flight per key at the upstream ${max.join(",")} (without Redis: ${aloneMax})`
       )
     })
+  )
+
+  it.scopedLive(
+    "a key's credit holds summed over 3 replicas: $0 overspend at the upstream, the whole cap used",
+    () =>
+      Effect.gen(function* () {
+        const strategy = [{ name: "credit-aware", estimate: 0.01 }]
+        const body = chatBody({ model: PENNY })
+        // Control: three gateways without Redis each believe they may spend the whole $0.50.
+        const alone = yield* fleet(strategy, { redis: false, latencyMs: 100, keys: oneKey, sim: capped })
+        yield* burst(
+          alone.gateways.map((g) => g.url),
+          25,
+          body
+        )
+        const aloneKey = (yield* alone.sim.stats).keys.k1!
+        assert.isAbove(aloneKey.requests, 50)
+        assert.isAbove(aloneKey.overspend, 0)
+
+        const { sim, gateways } = yield* fleet(strategy, {
+          redis: true,
+          latencyMs: 100,
+          keys: oneKey,
+          sim: capped
+        })
+        const answers = yield* burst(
+          gateways.map((g) => g.url),
+          25,
+          body
+        )
+        const k1 = (yield* sim.stats).keys.k1!
+        const served = answers.filter((a) => a.status === 200).length
+        console.log(
+          `fleet credit $0.50 at $0.01, 75 requests over 3 replicas: ${served} served, upstream requests ${k1.requests}, ` +
+            `spend $${k1.spend.toFixed(2)}, overspend $${k1.overspend.toFixed(2)} ` +
+            `(without Redis: ${aloneKey.requests} upstream requests, overspend $${aloneKey.overspend.toFixed(2)})`
+        )
+        assert.strictEqual(k1.overspend, 0)
+        assert.strictEqual(k1.byOutcome["402"] ?? 0, 0)
+        assert.strictEqual(k1.requests, 50)
+        assert.strictEqual(served, 50)
+        assert.closeTo(k1.spend, 0.5, 1e-9)
+        // Every other request was refused by the gateway itself, never sent.
+        for (const a of answers) if (a.status !== 200) assert.strictEqual(a.status, 503)
+        // One `GET /key` per refresh over the fleet, not one per replica.
+        assert.strictEqual(k1.keyLookups, 1)
+      }),
+    60_000
   )
 
   it.scopedLive("a key revoked (401) on one replica gets no new traffic from the others after 100 ms", () =>

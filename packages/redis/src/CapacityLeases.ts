@@ -131,12 +131,15 @@ export interface CreditRequest {
   /**
    * The key's remaining credit as this replica knows it (micro-dollars, from `GET /key`). Used only
    * to start the ledger when Redis has none (first use, or Redis restarted empty); afterwards the
-   * ledger is moved only by settled spend and by `refreshCredit`.
+   * ledger is moved only by settled spend and by `refreshCredit`. Negative: never seed (with no
+   * ledger, nothing is granted and `unallocated` is -1; look the key up and `refreshCredit`).
    */
   readonly available: number
   readonly ttlMs: number
   /** Micro-dollars reserved by requests in flight: a renewal never shrinks the slice below this. */
   readonly inUse?: number | undefined
+  /** Slices are granted in whole units of this (micro-dollars; default 1): the largest reservation. */
+  readonly unit?: number | undefined
 }
 
 /**
@@ -151,7 +154,14 @@ export const reserveCredit = (r: CreditRequest): Effect.Effect<CreditGrant, Redi
     redis.run(
       Lua.creditReserve,
       [Keys.credit(r.keyId)],
-      [r.replicaId, int(r.want), int(r.available), int(r.ttlMs), int(r.inUse ?? 0)]
+      [
+        r.replicaId,
+        int(r.want),
+        r.available < 0 ? -1 : int(r.available),
+        int(r.ttlMs),
+        int(r.inUse ?? 0),
+        Math.max(1, int(r.unit ?? 1))
+      ]
     )
   ).pipe(
     Effect.map((reply) => {
@@ -193,7 +203,8 @@ export const releaseCredit = (
 
 /**
  * Takes the key's refresh lock (`SET NX PX`) so one replica at a time looks its credit up; `true`
- * when this replica got it. The lock lapses by itself after `ttlMs`.
+ * when this replica got it. The lock lapses by itself after `ttlMs`. The spend settled until now
+ * is noted: `refreshCredit` keeps what is settled after it, which the lookup may not include.
  *
  * @since 0.1.0
  * @category Credit
@@ -204,8 +215,8 @@ export const tryRefreshLock = (
   ttlMs: number
 ): Effect.Effect<boolean, RedisUnavailable, RedisStore> =>
   Effect.flatMap(RedisStore, (redis) =>
-    redis.command("SET", [Keys.creditLock(keyId), replicaId, "PX", int(ttlMs), "NX"])
-  ).pipe(Effect.map((reply) => reply === "OK"))
+    redis.run(Lua.creditLock, [Keys.creditLock(keyId), Keys.credit(keyId)], [replicaId, int(ttlMs)])
+  ).pipe(Effect.map((reply) => reply === 1))
 
 /**
  * Sets the ledger from a fresh lookup and frees the lock; applied only while this replica holds

@@ -1,18 +1,21 @@
 /**
  * One replica of a fleet sharing limits and health on Redis, as layers for an Effect program:
- * `layer` opens the connection and provides `Capacity` (leased concurrency caps) and
- * `HealthShare` (shared ejections, cooldowns and probes) to `ConcurrencyLimited` and
- * `HealthAware`. Provide it below the strategy layers.
+ * `layer` opens the connection and provides `Capacity` (leased concurrency caps), `CreditShare`
+ * (leased credit, one `GET /key` per key at a time over the fleet) and `HealthShare` (shared
+ * ejections, cooldowns and probes) to `ConcurrencyLimited`, `CreditLedger` and `HealthAware`.
+ * Provide it below the strategy layers and the ledger.
  *
  * @since 0.3.0
  */
 import * as Capacity from "@or-balancer/strategies/Capacity"
+import * as CreditShare from "@or-balancer/strategies/CreditShare"
 import * as HealthShare from "@or-balancer/strategies/HealthShare"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as FleetCapacity from "./FleetCapacity.js"
+import * as FleetCredit from "./FleetCredit.js"
 import * as FleetHealth from "./FleetHealth.js"
 import * as LeaseKeeper from "./LeaseKeeper.js"
 import * as RedisStore from "./RedisStore.js"
@@ -24,7 +27,10 @@ import * as RedisStore from "./RedisStore.js"
 export interface Options extends RedisStore.Options {
   /** This replica's id in the fleet (default: a random one). */
   readonly replicaId?: string | undefined
-  /** The fleet's size, for the local share when Redis is unreachable (default 1). */
+  /**
+   * The fleet's size, for the local share when Redis is unreachable (default 1). The live
+   * replicas Redis last reported holding slices raise it, so a fleet that grew needs no edit.
+   */
   readonly replicas?: number | undefined
   readonly leaseTtlMs?: number | undefined
   readonly renewEveryMs?: number | undefined
@@ -39,7 +45,11 @@ export interface Options extends RedisStore.Options {
  */
 export class Fleet extends Context.Tag("@or-balancer/redis/Fleet")<
   Fleet,
-  { readonly replicaId: string; readonly keeper: LeaseKeeper.Service }
+  {
+    readonly replicaId: string
+    readonly keeper: LeaseKeeper.Service
+    readonly credit: FleetCredit.Service
+  }
 >() {}
 
 /**
@@ -49,7 +59,7 @@ export class Fleet extends Context.Tag("@or-balancer/redis/Fleet")<
 export const layer = (
   options: Options
 ): Layer.Layer<
-  Capacity.Capacity | HealthShare.HealthShare | Fleet | RedisStore.RedisStore,
+  Capacity.Capacity | CreditShare.CreditShare | HealthShare.HealthShare | Fleet | RedisStore.RedisStore,
   ConfigError.ConfigError
 > =>
   Layer.scopedContext(
@@ -67,10 +77,19 @@ export const layer = (
           renewEveryMs: options.renewEveryMs
         })
       )
+      const credit = yield* provide(
+        FleetCredit.make({
+          replicaId,
+          replicas: options.replicas ?? 1,
+          ttlMs: options.leaseTtlMs,
+          renewEveryMs: options.renewEveryMs
+        })
+      )
       const health = yield* provide(FleetHealth.make({ replicaId, pollEveryMs: options.pollEveryMs }))
       return Context.make(Capacity.Capacity, capacity).pipe(
         Context.add(HealthShare.HealthShare, health),
-        Context.add(Fleet, { replicaId, keeper }),
+        Context.add(CreditShare.CreditShare, credit),
+        Context.add(Fleet, { replicaId, keeper, credit }),
         Context.add(RedisStore.RedisStore, store)
       )
     })

@@ -105,7 +105,9 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       [credit, new Map()]
     ])
     let degraded = false
-    const localShare = (total: number) => Math.floor(total / Math.max(1, options.replicas))
+    // The fleet's size: as configured, raised by the live replicas Redis reports in each grant.
+    let live = 1
+    const localShare = (total: number) => Math.floor(total / Math.max(1, options.replicas, live))
 
     const current = (slices: Map<string, Slice>, keyId: string, total: number): number => {
       const s = slices.get(keyId)
@@ -135,6 +137,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           Effect.match({
             onSuccess: (grant): Slice => {
               degraded = false
+              live = Math.max(live, grant.liveReplicas)
               // Counted from when the call left: the server's TTL started later, so this is safe.
               const s: Slice = { amount: grant.granted, expiresAt: sentAt + grant.ttlMs, source: "redis" }
               slices.set(keyId, s)

@@ -30,3 +30,7 @@ export * as FleetCapacity from "./FleetCapacity.js"
  * @since 0.3.0
  */
 export * as FleetHealth from "./FleetHealth.js"
+/**
+ * @since 0.3.0
+ */
+export * as FleetCredit from "./FleetCredit.js"

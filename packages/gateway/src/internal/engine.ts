@@ -165,7 +165,22 @@ export const build = (
   Effect.gen(function* () {
     const resets = new Map<string, CreditLookup.KeyInfo["limitReset"]>()
     const pool = KeyPool.layer(config.keys)
-    const credit = needsLedger(config.strategy)
+    // One fleet per build (a layer is built once however many layers it is provided to): the
+    // strategies' capacity and health and the ledger's credit share one connection and replica id.
+    const fleet =
+      config.redis === undefined
+        ? undefined
+        : // The URL was checked by decode: nothing left to fail on.
+          Layer.orDie(
+            Fleet.layer({
+              url: config.redis.url,
+              password: config.redis.password,
+              replicaId: config.redis.replicaId,
+              replicas: config.redis.replicas,
+              leaseTtlMs: config.redis.leaseTtlMs
+            })
+          )
+    const ledger = needsLedger(config.strategy)
       ? CreditLedger.layer(
           ledgerTtl(config.strategy) === undefined
             ? {}
@@ -178,23 +193,11 @@ export const build = (
         )
       : // No strategy of this stack asks for the ledger: nothing reads this empty context.
         Layer.succeedContext(Context.empty() as Context.Context<CreditLedger.CreditLedger>)
+    const credit = fleet === undefined ? ledger : ledger.pipe(Layer.provide(fleet))
     const selectors =
-      config.redis === undefined
+      fleet === undefined
         ? selectorLayer(config.strategy)
-        : selectorLayer(config.strategy).pipe(
-            Layer.provide(
-              // The URL was checked by decode: nothing left to fail on.
-              Layer.orDie(
-                Fleet.layer({
-                  url: config.redis.url,
-                  password: config.redis.password,
-                  replicaId: config.redis.replicaId,
-                  replicas: config.redis.replicas,
-                  leaseTtlMs: config.redis.leaseTtlMs
-                })
-              )
-            )
-          )
+        : selectorLayer(config.strategy).pipe(Layer.provide(fleet))
     const layer = Balancer.layer(balancerOptions(config)).pipe(
       Layer.provideMerge(selectors),
       Layer.provideMerge(credit),

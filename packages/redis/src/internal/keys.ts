@@ -10,3 +10,4 @@ export const credit = (keyId: string) => `${tag(keyId)}:credit`
 export const creditLock = (keyId: string) => `${tag(keyId)}:credit-lock`
 export const health = (keyId: string) => `${tag(keyId)}:health`
 export const probe = (keyId: string) => `${tag(keyId)}:probe`
+export const creditInfo = (keyId: string) => `${tag(keyId)}:credit-info`

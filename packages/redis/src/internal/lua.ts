@@ -55,7 +55,7 @@ end
 -- Water-filling over demands: each live replica is entitled to its demand, capped so that the
 -- pool is split evenly among those who want more than an even split. So a replica is always
 -- entitled to min(demand, pool / live replicas), and what one does not want goes to the others.
-local function targets(pool, s)
+local function targets(pool, s, unit)
   local ids = {}
   for id, _ in pairs(s) do ids[#ids + 1] = id end
   table.sort(ids, function(a, b)
@@ -65,7 +65,7 @@ local function targets(pool, s)
   local t = {}
   local left = math.max(0, pool)
   for i, id in ipairs(ids) do
-    local share = math.floor(left / (#ids - i + 1))
+    local share = math.floor(left / (#ids - i + 1) / unit) * unit
     local give = math.min(s[id].w, share)
     t[id] = give
     left = left - give
@@ -77,10 +77,15 @@ end
 -- leave, and never less than what it has in use (up to what it held), so a renewal cannot take
 -- away a permit or a reservation a request is running on.
 -- Returns {granted, ttlMs, liveReplicas, total granted now}.
-local function grant(key, now, pool, me, want, ttl, in_use)
+-- With a unit (credit: the largest reservation), slices are whole units of it, so a cap is not
+-- left in fragments no replica can spend ($0.50 at $0.01 over 3 replicas: 16 + 17 + 17, not 3 × 0.1666).
+local function grant(key, now, pool, me, want, ttl, in_use, unit)
+  unit = math.max(1, unit or 1)
   local s = read_slices(key, now)
   local mine = s[me]
-  local held = 0
+  -- No slice on record (Redis restarted empty, or this replica ran on a local share): what it has
+  -- in use is real spend on its way, so it is kept and counted against the pool.
+  local held = in_use
   if mine ~= nil then held = mine.g end
   local keep = math.min(held, in_use)
   if want <= 0 and keep <= 0 then
@@ -91,7 +96,7 @@ local function grant(key, now, pool, me, want, ttl, in_use)
     return { 0, 0, n, total_granted(s) }
   end
   s[me] = { g = held, w = want, e = now + ttl }
-  local t, n = targets(pool, s)
+  local t, n = targets(pool, s, unit)
   local others = 0
   local last = now + ttl
   for id, r in pairs(s) do
@@ -100,7 +105,7 @@ local function grant(key, now, pool, me, want, ttl, in_use)
       if r.e > last then last = r.e end
     end
   end
-  local g = math.min(want, t[me], math.max(0, pool - others))
+  local g = math.floor(math.min(want, t[me], math.max(0, pool - others)) / unit) * unit
   if g < keep then g = keep end
   redis.call('HSET', key, 'g:' .. me, g, 'w:' .. me, want, 'e:' .. me, now + ttl)
   redis.call('PEXPIRE', key, last - now + 60000)
@@ -152,9 +157,10 @@ return out
 )
 
 /**
- * KEYS: credit. ARGV: replica, want, available, ttlMs, inUse. → {granted, ttlMs, liveReplicas, unallocated}
+ * KEYS: credit. ARGV: replica, want, available, ttlMs, inUse, unit. → {granted, ttlMs, liveReplicas, unallocated}
  * `available` seeds the ledger only when it has none (first use, or Redis restarted empty); after
- * that the ledger's own base (set by `creditRefresh`) minus settled spend is the pool.
+ * that the ledger's own base (set by `creditRefresh`) minus settled spend is the pool. A negative
+ * `available` never seeds: with no ledger the answer is {0, 0, 0, -1}.
  */
 export const creditReserve = script(
   "orbCreditReserve",
@@ -163,13 +169,16 @@ export const creditReserve = script(
 local now = server_now()
 local base = redis.call('HGET', KEYS[1], 'base')
 if base == false then
+  -- A negative figure: do not seed from it; the caller looks the key up (under the lock) first.
+  if tonumber(ARGV[3]) < 0 then return { 0, 0, 0, -1 } end
   base = tonumber(ARGV[3])
   redis.call('HSET', KEYS[1], 'base', base, 'spent', 0)
 else
   base = tonumber(base)
 end
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
-local r = grant(KEYS[1], now, base - spent, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+local r = grant(KEYS[1], now, base - spent, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[6] or '1'))
 r[4] = math.max(0, base - spent - r[4])
 return r
 `
@@ -196,16 +205,34 @@ return left
 export const creditRelease = script("orbCreditRelease", 1, RELEASE)
 
 /**
+ * KEYS: refresh lock, credit. ARGV: replica, ttlMs. → 1 when this replica took the lock. Notes the
+ * spend settled so far: spend settled later may be missing from the figure the lookup returns.
+ */
+export const creditLock = script(
+  "orbCreditLock",
+  2,
+  `
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]), 'NX') == false then return 0 end
+redis.call('HSET', KEYS[2], 'lockspent', tonumber(redis.call('HGET', KEYS[2], 'spent') or '0'))
+return 1
+`
+)
+
+/**
  * KEYS: credit, refresh lock. ARGV: replica, available. → 1 when applied, 0 when the replica does
- * not hold the lock. The fresh figure already excludes what was spent, so `spent` restarts at 0;
- * live slices stay reserved against the new base.
+ * not hold the lock. The fresh figure already excludes what was spent before the lock was taken,
+ * so `spent` keeps only what was settled since (counted twice if the lookup saw it too: the safe
+ * side); live slices stay reserved against the new base.
  */
 export const creditRefresh = script(
   "orbCreditRefresh",
   2,
   `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'base', tonumber(ARGV[2]), 'spent', 0)
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
+local before = tonumber(redis.call('HGET', KEYS[1], 'lockspent') or tostring(spent))
+redis.call('HSET', KEYS[1], 'base', tonumber(ARGV[2]), 'spent', math.max(0, spent - before))
+redis.call('HDEL', KEYS[1], 'lockspent')
 redis.call('DEL', KEYS[2])
 return 1
 `
@@ -281,6 +308,7 @@ export const all: ReadonlyArray<Script> = [
   creditReserve,
   creditSettle,
   creditRelease,
+  creditLock,
   creditRefresh,
   unlock,
   healthExtend,

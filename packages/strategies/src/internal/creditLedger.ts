@@ -9,10 +9,13 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as CreditLedger from "../CreditLedger.js"
+import { CreditShare } from "../CreditShare.js"
 import { ns } from "./common.js"
 import { AccountsOut, exhausting, raised } from "./creditOut.js"
+import { withinShare } from "./creditShared.js"
 import {
   availableOf,
   empty,
@@ -57,6 +60,8 @@ export const make = (
     const lookup = yield* CreditLookup.CreditLookup
     const store = yield* StateStore.StateStore
     const clock = yield* Effect.clock
+    // A fleet's slice of each key's credit (absent: this process owns all of it, at no cost).
+    const share = Option.getOrUndefined(yield* Effect.serviceOption(CreditShare))
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
     const accountsOut = new AccountsOut(Duration.toMillis(options.accountRecheck ?? Duration.seconds(60)))
@@ -134,7 +139,7 @@ export const make = (
 
     const fetch = (key: Key.Key) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        lookup.lookup(key).pipe(
+        (share === undefined ? lookup.lookup(key) : share.lookup(key, lookup.lookup(key))).pipe(
           Effect.tapBoth({
             onSuccess: (info) =>
               Effect.suspend(() => {
@@ -319,6 +324,7 @@ export const make = (
         const key = keys[best]!
         const e = current[key.id]!
         e.reserved += amount
+        share?.take(key.id, amount)
         live[best] = liveOfSlot(e)
         return [new Held(key, amount), current]
       }
@@ -327,7 +333,22 @@ export const make = (
       const include = accountsOut.any
         ? accountsOut.including(include0, clock.unsafeCurrentTimeMillis())
         : include0
-      const reserving = reservingBest(keys, include, nanos(amount))
+      return share === undefined
+        ? tryReserveBestLocal(keys, include, amount)
+        : withinShare(share, keys, include, nanos(amount), (gate) =>
+            tryReserveBestLocal(keys, include, amount, gate)
+          )
+    }
+
+    // `gate`: what may be reserved on; `include`: what is looked up when stale (a key must be
+    // looked up before a fleet can lease this replica a slice of it).
+    const tryReserveBestLocal = (
+      keys: ReadonlyArray<Key.Key>,
+      include: (key: Key.Key) => boolean,
+      amount: number,
+      gate: (key: Key.Key) => boolean = include
+    ): Step<Reserved | undefined> => {
+      const reserving = reservingBest(keys, gate, nanos(amount))
       // Nothing stale (nearly always): straight to the store, no thunk for `afterRefresh`.
       return staleOf(keys, include, clock.unsafeCurrentTimeMillis()) === undefined
         ? modifyLedger(reserving)
@@ -369,6 +390,7 @@ export const make = (
       settle(cost: number): KeySelector.Reported {
         if (!this.open) return
         this.open = false
+        share?.settle(this.key.id, this.amount, nanos(cost))
         return reportOf(modifyLedger(adjusting(this.key.id, releasing(this.amount, cost))))
       }
     }
@@ -378,6 +400,7 @@ export const make = (
       tryReserveBest: tryReserveBestNow,
       reserve: (key, amount) => {
         const held = new Held(key, nanos(amount))
+        share?.take(key.id, held.amount)
         const done = modifyLedger(adjusting(key.id, reserving(held.amount)))
         return isPending(done) ? new Pending(Effect.as(done.effect, held)) : held
       },

@@ -1,0 +1,377 @@
+/**
+ * The `CreditShare` of one replica of a fleet: each key's credit is leased from Redis in slices
+ * (`CapacityLeases.reserveCredit`), so that the reservations of every replica summed never exceed
+ * what the key has left, and the `CreditLedger` reserves only within this replica's slice.
+ *
+ * - **Hot path**: `covers`/`take`/`settle` read and change local counters only. A slice is spent
+ *   by what this replica has reserved plus what it spent since its last renewal was sent.
+ * - **Background** (every `renewEveryMs`, default 50 ms, and at once when a selection asks for
+ *   more): the spend is settled in Redis, then the slice renewed with the replica's demand
+ *   (reservations in flight + 4 × what was asked since the last renewal, at least one unit while
+ *   it was busy in the last second; nothing once idle, so an idle replica's credit returns to the
+ *   pool). Slices are whole units of the largest reservation seen, so a cap is not left in pieces
+ *   no replica can spend.
+ * - While a renewal is in flight the replica uses no more than the `inUse` it sent (Redis may hand
+ *   the rest to another replica meanwhile); it sends its reservations plus its recent demand, so
+ *   requests rarely wait for that.
+ * - **One lookup at a time**: `GET /key` runs on the replica holding the key's refresh lock
+ *   (`SET NX PX`); the others wait for it and take the fleet's figure (the ledger's base − spend)
+ *   and the answer's other fields from Redis.
+ * - **Redis unreachable**: a slice is kept until it expires, then the local share (the key's
+ *   credit ÷ the fleet's size, never the whole); lookups run locally.
+ *
+ * Redis keeps micro-dollars, the ledger nano-dollars: spend is rounded up and grants down, so the
+ * rounding never lets the fleet overspend.
+ *
+ * @since 0.3.0
+ */
+import type * as CreditLookup from "@or-balancer/core/CreditLookup"
+import type * as CreditShare from "@or-balancer/strategies/CreditShare"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import * as CapacityLeases from "./CapacityLeases.js"
+import * as Keys from "./internal/keys.js"
+import { RedisStore } from "./RedisStore.js"
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export interface Options {
+  readonly replicaId: string
+  /** The fleet's size as configured; the live replicas Redis reports raise it. */
+  readonly replicas: number
+  /** Slice lifetime (default 3 s): a killed replica's credit returns within it. */
+  readonly ttlMs?: number | undefined
+  /** How often slices are renewed and rebalanced by demand (default 50 ms). */
+  readonly renewEveryMs?: number | undefined
+  /** How long one replica may hold a key's lookup before another may try (default 5 s). */
+  readonly lookupLockMs?: number | undefined
+}
+
+/**
+ * One key's slice as this replica holds it (nano-dollars).
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface Slice {
+  readonly keyId: string
+  /** Granted at the last renewal (or the local share), less nothing spent since. */
+  readonly granted: number
+  readonly reserved: number
+  /** Spent since the last renewal was sent. */
+  readonly spent: number
+  readonly source: "redis" | "held" | "local" | "none"
+}
+
+/**
+ * @since 0.3.0
+ * @category Models
+ */
+export interface Service extends CreditShare.Service {
+  /** Every key's slice, for status and tests. */
+  readonly slices: () => ReadonlyArray<Slice>
+  readonly unsafeDegraded: () => boolean
+}
+
+interface Held {
+  granted: number
+  expiresAt: number
+  source: "redis" | "held" | "local" | "none"
+  reserved: number
+  unsent: number
+  /** While a renewal is in flight: reservations + spend may not pass this. */
+  frozen: number | undefined
+  demand: number
+  busyAt: number
+  unit: number
+  /** The key's credit as last looked up (nano-dollars); null: unlimited. */
+  available: number | null
+}
+
+const MICRO = 1_000
+
+/**
+ * The share and its renewal loop, until the scope closes; then the slices are given back.
+ *
+ * @since 0.3.0
+ * @category Constructors
+ */
+export const make = (options: Options): Effect.Effect<Service, never, RedisStore | Scope.Scope> =>
+  Effect.gen(function* () {
+    const redis = yield* RedisStore
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const ttlMs = options.ttlMs ?? 3_000
+    const every = options.renewEveryMs ?? 50
+    const lockMs = options.lookupLockMs ?? 5_000
+    const withRedis = <A, E>(e: Effect.Effect<A, E, RedisStore>) =>
+      Effect.provideService(e, RedisStore, redis)
+    const keys = new Map<string, Held>()
+    let degraded = false
+    let liveReplicas = 1
+    const fleetSize = () => Math.max(1, options.replicas, liveReplicas)
+
+    const allowance = (h: Held): number => {
+      const a =
+        now() < h.expiresAt
+          ? h.granted
+          : degraded && h.available !== null
+            ? Math.floor(h.available / fleetSize())
+            : 0
+      return h.frozen === undefined ? a : Math.min(a, h.frozen)
+    }
+
+    const covers = (keyId: string, amount: number): boolean => {
+      const h = keys.get(keyId)
+      if (h === undefined) return false
+      if (h.available === null) return true
+      if (amount > h.unit) h.unit = amount
+      return h.reserved + h.unsent + amount <= allowance(h)
+    }
+
+    // The round that starts next: `grow` waits for it, so its demand is in the renewal.
+    let next = Deferred.unsafeMake<void>(undefined as never)
+    let kick = Deferred.unsafeMake<void>(undefined as never)
+
+    const renew = (keyId: string, h: Held): Effect.Effect<void> => {
+      if (h.available === null) return Effect.void
+      const at = now()
+      if (h.demand > 0 || h.reserved > 0) h.busyAt = at
+      const headroom = at - h.busyAt < 1_000 ? Math.max(h.unit, 4 * h.demand) : 0
+      const inUse = Math.ceil((h.reserved + Math.min(headroom, h.unit + h.demand)) / MICRO)
+      const want = Math.ceil((h.reserved + headroom) / MICRO)
+      const sending = h.unsent
+      // Redis takes the spend (rounded up to micro-dollars) off the slice before it renews it.
+      const settled = Math.ceil(sending / MICRO)
+      h.granted = Math.max(0, h.granted - settled * MICRO)
+      h.unsent = 0
+      h.demand = 0
+      h.frozen = inUse * MICRO
+      const settle =
+        settled > 0 ? CapacityLeases.settleCredit(keyId, options.replicaId, settled) : Effect.void
+      return withRedis(
+        Effect.zipRight(
+          settle,
+          CapacityLeases.reserveCredit({
+            keyId,
+            replicaId: options.replicaId,
+            want,
+            // Never seeded from this replica's figure, which misses the others' spend: the ledger
+            // comes from a lookup (`refreshCredit`), also after Redis restarted empty.
+            available: -1,
+            ttlMs,
+            inUse,
+            unit: Math.max(1, Math.floor(h.unit / MICRO))
+          })
+        )
+      ).pipe(
+        Effect.match({
+          onSuccess: (grant) => {
+            degraded = false
+            if (grant.unallocated < 0) {
+              // No ledger: keep what is held until it expires, and look the key up again.
+              if (now() < h.expiresAt) h.source = "held"
+              relookup(keyId)
+              return
+            }
+            liveReplicas = Math.max(liveReplicas, grant.liveReplicas)
+            h.granted = grant.granted * MICRO
+            // Counted from when the call left: the server's TTL started later, so this is safe.
+            h.expiresAt = at + grant.ttlMs
+            h.source = "redis"
+          },
+          onFailure: () => {
+            degraded = true
+            // Not settled: sent again with the next renewal.
+            h.unsent += sending
+            h.granted += settled * MICRO
+            if (now() < h.expiresAt && h.source !== "local") {
+              h.source = "held"
+            } else {
+              h.granted = Math.floor((h.available ?? 0) / fleetSize())
+              h.expiresAt = now() + ttlMs
+              h.source = "local"
+            }
+          }
+        }),
+        Effect.ensuring(Effect.sync(() => (h.frozen = undefined)))
+      )
+    }
+
+    const round = Effect.suspend(() => {
+      const done = next
+      next = Deferred.unsafeMake<void>(undefined as never)
+      return Effect.forEach(keys, ([keyId, h]) => renew(keyId, h), {
+        concurrency: "unbounded",
+        discard: true
+      }).pipe(Effect.ensuring(Deferred.succeed(done, undefined)))
+    })
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.zipRight(
+          round,
+          Effect.suspend(() => Effect.race(Effect.sleep(every), Deferred.await(kick))).pipe(
+            Effect.zipRight(Effect.sync(() => (kick = Deferred.unsafeMake<void>(undefined as never))))
+          )
+        )
+      )
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(
+        Array.from(keys.keys()),
+        (keyId) => withRedis(CapacityLeases.releaseCredit(keyId, options.replicaId)).pipe(Effect.ignore),
+        { concurrency: "unbounded", discard: true }
+      )
+    )
+
+    const grow: CreditShare.Service["grow"] = (keyIds, amount) =>
+      Effect.suspend(() => {
+        const asked = keyIds.flatMap((id) => {
+          const h = keys.get(id)
+          return h === undefined || h.available === null ? [] : [[id, h] as const]
+        })
+        if (asked.length === 0) return Effect.void
+        const ask = Effect.suspend(() => {
+          for (const [, h] of asked) {
+            h.demand += amount
+            if (amount > h.unit) h.unit = amount
+          }
+          const waitFor = next
+          Deferred.unsafeDone(kick, Effect.void)
+          return Deferred.await(waitFor)
+        })
+        // Others shrink to their share on their own renewals: ask for up to three rounds.
+        const coveredNow = () => asked.some(([id]) => covers(id, amount))
+        return Effect.iterate(0, {
+          while: (n) => n < 3 && (n === 0 || !coveredNow()),
+          body: (n) => Effect.as(ask, n + 1)
+        })
+      })
+
+    // Each key's lookup, to look it up again when Redis lost its ledger; one at a time per key.
+    const lookups = new Map<string, Effect.Effect<unknown, unknown>>()
+    const relooking = new Set<string>()
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const relookup = (keyId: string) => {
+      const again = lookups.get(keyId)
+      if (again === undefined || relooking.has(keyId)) return
+      relooking.add(keyId)
+      runFork(
+        Effect.ensuring(
+          Effect.ignore(again),
+          Effect.sync(() => relooking.delete(keyId))
+        )
+      )
+    }
+
+    // What `GET /key` said, for the replicas that wait for another's lookup.
+    const recorded = (keyId: string, info: CreditLookup.KeyInfo) =>
+      Effect.sync(() => {
+        const available =
+          info.limitRemaining === null ? null : Math.max(0, Math.round(info.limitRemaining * 1e9))
+        const h = keys.get(keyId)
+        if (h === undefined) {
+          keys.set(keyId, {
+            granted: 0,
+            expiresAt: 0,
+            source: "none",
+            reserved: 0,
+            unsent: 0,
+            frozen: undefined,
+            demand: 0,
+            busyAt: 0,
+            unit: 1,
+            available
+          })
+        } else {
+          h.available = available
+        }
+      })
+
+    const fleetAnswer = (keyId: string): Effect.Effect<CreditLookup.KeyInfo | undefined> =>
+      withRedis(
+        Effect.gen(function* () {
+          // Wait for the holder's lookup (the lock goes when it is applied or lapses).
+          const until = now() + lockMs
+          while (now() < until && (yield* redis.command("EXISTS", [Keys.creditLock(keyId)])) === 1) {
+            yield* Effect.sleep(20)
+          }
+          const raw = yield* redis.command("GET", [Keys.creditInfo(keyId)])
+          if (typeof raw !== "string") return undefined
+          const info = JSON.parse(raw) as CreditLookup.KeyInfo
+          if (info.limitRemaining === null) return info
+          const s = yield* CapacityLeases.inspectCredit(keyId)
+          if (s.base < 0) return undefined
+          return { ...info, limitRemaining: Math.max(0, s.base - s.spent) / 1e6 }
+        })
+      ).pipe(Effect.orElseSucceed(() => undefined))
+
+    const lookup: CreditShare.Service["lookup"] = (key, run) =>
+      Effect.gen(function* () {
+        if (!lookups.has(key.id))
+          lookups.set(
+            key.id,
+            Effect.suspend(() => lookup(key, run))
+          )
+        const locked = yield* withRedis(
+          CapacityLeases.tryRefreshLock(key.id, options.replicaId, lockMs)
+        ).pipe(Effect.either)
+        // Redis unreachable: this replica looks the key up itself, as it would alone.
+        if (locked._tag === "Left") return yield* Effect.tap(run, (info) => recorded(key.id, info))
+        if (!locked.right) {
+          const shared = yield* fleetAnswer(key.id)
+          if (shared !== undefined) {
+            yield* recorded(key.id, shared)
+            return shared
+          }
+          // The holder failed or Redis lost its answer: look it up here.
+          return yield* Effect.tap(run, (info) => recorded(key.id, info))
+        }
+        const info = yield* run.pipe(
+          Effect.tapError(() =>
+            withRedis(CapacityLeases.unlockRefresh(key.id, options.replicaId)).pipe(Effect.ignore)
+          )
+        )
+        yield* withRedis(
+          Effect.zipRight(
+            redis.command("SET", [Keys.creditInfo(key.id), JSON.stringify(info), "PX", 10 * 60_000]),
+            info.limitRemaining === null
+              ? CapacityLeases.unlockRefresh(key.id, options.replicaId)
+              : CapacityLeases.refreshCredit(key.id, options.replicaId, Math.floor(info.limitRemaining * 1e6))
+          )
+        ).pipe(Effect.ignore)
+        yield* recorded(key.id, info)
+        return info
+      })
+
+    return {
+      covers,
+      take: (keyId, amount) => {
+        const h = keys.get(keyId)
+        if (h === undefined) return
+        h.reserved += amount
+        h.demand += amount
+      },
+      settle: (keyId, amount, cost) => {
+        const h = keys.get(keyId)
+        if (h === undefined) return
+        h.reserved = Math.max(0, h.reserved - amount)
+        h.unsent += cost
+      },
+      grow,
+      lookup,
+      slices: () =>
+        Array.from(keys, ([keyId, h]) => ({
+          keyId,
+          granted: allowance(h),
+          reserved: h.reserved,
+          spent: h.unsent,
+          source: now() < h.expiresAt ? h.source : degraded ? "local" : "none"
+        })),
+      unsafeDegraded: () => degraded
+    }
+  })
