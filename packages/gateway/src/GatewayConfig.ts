@@ -125,6 +125,11 @@ export interface GatewayConfig {
   readonly log?: { readonly requests: boolean; readonly level: "debug" | "info" | "warn" | "error" }
   /** The environment variables `tokens` were read from, in order: the request log names a client by it. */
   readonly tokenNames?: ReadonlyArray<string>
+  /**
+   * Each account's management key (`accounts.<name>.managementKeyEnv`): the credit strategies bound
+   * a key's credit by its account's balance (`GET /api/v1/credits`). Used for nothing else.
+   */
+  readonly managementKeys?: ReadonlyMap<string, Key.Key>
 }
 
 /**
@@ -213,6 +218,25 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     yield* Key.validateAll(keys).pipe(
       Effect.mapError((e) => new GatewayConfigError({ path: e.path, message: e.message }))
     )
+    const managementKeys = new Map<string, Key.Key>()
+    for (const [account, entry] of Object.entries(accounts ?? {})) {
+      if (entry.managementKeyEnv === undefined) continue
+      const where = `accounts.${account}.managementKeyEnv`
+      const secret = yield* readEnv(entry.managementKeyEnv, where)
+      const key = yield* Key.decode(
+        { id: `${account}:management`, secret: Redacted.value(secret) },
+        where
+      ).pipe(
+        Effect.mapError(
+          () =>
+            new GatewayConfigError({
+              path: where,
+              message: `${where}: the value of ${entry.managementKeyEnv} ${ConfigIssues.secretProblem(Redacted.value(secret))}`
+            })
+        )
+      )
+      managementKeys.set(account, key)
+    }
     const strategy = file.strategy ?? [{ name: "round-robin" as const }]
     if (strategy.length === 0) return yield* fail("strategy", "needs at least one strategy")
     for (let i = 0; i < strategy.length; i++) {
@@ -306,6 +330,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
       baseUrl: (file.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, ""),
       tokens,
       tokenNames: names,
+      ...(managementKeys.size === 0 ? {} : { managementKeys }),
       clients,
       keys,
       strategy,
