@@ -3,7 +3,7 @@
  * `bench/gateway.ts` exists). Writes `bench/results.json` and `bench/results.md`.
  *
  * Options: `--quick` (smaller counts, for a smoke run); `--only=<section>[,<section>]` (selection,
- * goodput, memory, gateway, scenarios) reruns those sections and keeps the others from the last
+ * goodput, memory, gateway, scenarios, scaleout, observability) reruns those sections and keeps the others from the last
  * results.json.
  */
 import { spawnSync } from "node:child_process"
@@ -14,7 +14,10 @@ import { fileURLToPath } from "node:url"
 import type * as GatewayBench from "./gateway.js"
 import * as Goodput from "./goodput.js"
 import type * as Memory from "./memory.js"
+import type * as ScaleOut from "./scaleout.js"
+import type * as Observability from "./observability.js"
 import type * as Scenarios from "./scenarios.js"
+import * as ScaleOutReport from "./scaleoutReport.js"
 import * as Selection from "./selection.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -116,6 +119,33 @@ const scenarios: ReadonlyArray<Scenarios.ScenarioResult> | { error: string } | u
   ? measureScenarios()
   : previous.scenarios
 
+log("6/6 scale-out: replicas on one Redis (child process; each replica its own process)")
+const measureScaleOut = (): ScaleOut.ScaleOutResult | { error: string } => {
+  const child = spawnSync(
+    process.execPath,
+    ["--import", "tsx", path.join(here, "scaleout.ts"), ...(quick ? ["--quick"] : [])],
+    { encoding: "utf8", cwd: path.join(here, ".."), maxBuffer: 1 << 24, timeout: 900_000 }
+  )
+  const line = child.stdout.trim().split("\n").pop() ?? ""
+  try {
+    return JSON.parse(line) as ScaleOut.ScaleOutResult
+  } catch {
+    return { error: (child.stderr || line || "no output").slice(-500) }
+  }
+}
+const scaleout: ScaleOut.ScaleOutResult | { error: string } | undefined = want("scaleout")
+  ? measureScaleOut()
+  : previous?.scaleout
+log("observability: what spans and request logs cost (bench/observability.ts)")
+let observability: Observability.Result | { error: string } | undefined = previous?.observability
+if (want("observability")) {
+  try {
+    observability = await (await import("./observability.js")).run({ quick })
+  } catch (e) {
+    observability = { error: e instanceof Error ? e.message : String(e) }
+  }
+}
+
 const f = (n: number, d = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d })
 
@@ -167,7 +197,11 @@ const targets = {
   cpuBoundAtLeast085xRawProxy: cpuBoundLayout !== undefined && cpuBoundLayout.gatewayVsRawProxy >= 0.85,
   cpuBoundCpuAtMost12xRawProxy:
     cpuBoundLayout !== undefined &&
-    cpuBoundLayout.gatewayCpuUsPerRequest <= 1.2 * cpuBoundLayout.rawProxyCpuUsPerRequest
+    cpuBoundLayout.gatewayCpuUsPerRequest <= 1.2 * cpuBoundLayout.rawProxyCpuUsPerRequest,
+  // Issue 16: 3 replicas on one Redis vs 1 without.
+  scaleOutAtLeast09xPerReplica:
+    scaleout !== undefined && !("error" in scaleout) && scaleout.perReplicaThroughputRatio >= 0.9,
+  scaleOutAddedP50Under03ms: scaleout !== undefined && !("error" in scaleout) && scaleout.addedP50Ms < 0.3
 }
 const results = {
   machine,
@@ -178,6 +212,8 @@ const results = {
   memory,
   gateway,
   scenarios,
+  scaleout,
+  observability,
   targets,
   /** How the gateway targets were judged (which layout). */
   targetNotes: gatewayTargetNotes
@@ -321,6 +357,11 @@ else {
   }
   md.push("")
 }
+md.push(...ScaleOutReport.markdown(scaleout, f))
+md.push("## 7. Tracing and request logs (issue 15)", "")
+if (observability === undefined) md.push("Not run yet.", "")
+else if ("error" in observability) md.push(`Not measured: ${observability.error}`, "")
+else md.push(...(await import("./observability.js")).markdown(observability))
 md.push(
   "## Targets",
   "",

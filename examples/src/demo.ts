@@ -5,6 +5,9 @@
  * per-key table, totals and a bar chart; then the same pool behind the gateway for two named
  * clients with budgets: where the money went per client, and each key's credit forecast. Writes
  * the same as JSON to `.demo-out/demo.json`.
+ *
+ * `pnpm demo --replicas 3`: three gateway replicas over one pool, alone and then sharing one Redis
+ * (see `lib/FleetPhase.ts`).
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -20,6 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as ClientsPhase from "./lib/ClientsPhase.js"
+import * as FleetPhase from "./lib/FleetPhase.js"
 import * as Runner from "./lib/Runner.js"
 import * as Stack from "./lib/Stack.js"
 import * as Target from "./lib/Target.js"
@@ -241,9 +245,22 @@ export const demo = (options: Options = {}) =>
 
 export const main = (options: Options = {}): Promise<Report> => Effect.runPromise(demo(options))
 
+/** `--replicas N` (or `--replicas=N`): N gateway replicas, alone and then on one Redis (`FleetPhase`). */
+const replicasArg = (argv: ReadonlyArray<string>): number | undefined => {
+  const i = argv.findIndex((a) => a === "--replicas" || a.startsWith("--replicas="))
+  if (i < 0) return undefined
+  const raw = argv[i]!.includes("=") ? argv[i]!.slice("--replicas=".length) : argv[i + 1]
+  const n = Number(raw)
+  return Number.isInteger(n) && n >= 1 ? n : undefined
+}
+
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const arg = process.argv.find((a) => a.startsWith("--requests="))
-  main(arg === undefined ? {} : { requests: Number(arg.slice("--requests=".length)) }).then(
+  const replicas = replicasArg(process.argv)
+  ;(replicas === undefined
+    ? main(arg === undefined ? {} : { requests: Number(arg.slice("--requests=".length)) })
+    : Effect.runPromise(FleetPhase.run(replicas))
+  ).then(
     () => process.exit(0),
     (e) => {
       console.error(`demo failed: ${(e as Error).message}`)

@@ -7,18 +7,19 @@
  *   by what this replica has reserved plus what it spent since its last renewal was sent.
  * - **Background** (every `renewEveryMs`, default 50 ms, and at once when a selection asks for
  *   more): the spend is settled in Redis, then the slice renewed with the replica's demand
- *   (reservations in flight + 4 × what was asked since the last renewal, at least one unit while
- *   it was busy in the last second; nothing once idle, so an idle replica's credit returns to the
- *   pool). Slices are whole units of the largest reservation seen, so a cap is not left in pieces
- *   no replica can spend.
+ *   (reservations in flight + the most of 4 × what was asked since the last renewal, one unit and
+ *   its fair share of the credit, while it was busy in the last second; nothing once idle, so an
+ *   idle replica's credit returns to the pool). Slices are whole units of the largest reservation
+ *   seen, so a cap is not left in pieces no replica can spend.
  * - While a renewal is in flight the replica uses no more than the `inUse` it sent (Redis may hand
  *   the rest to another replica meanwhile); it sends its reservations plus its recent demand, so
  *   requests rarely wait for that.
  * - **One lookup at a time**: `GET /key` runs on the replica holding the key's refresh lock
  *   (`SET NX PX`); the others wait for it and take the fleet's figure (the ledger's base − spend)
  *   and the answer's other fields from Redis.
- * - **Redis unreachable**: a slice is kept until it expires, then the local share (the key's
- *   credit ÷ the fleet's size, never the whole); lookups run locally.
+ * - **Redis unreachable** (or back empty, until a lookup rebuilds its ledger): a slice is kept
+ *   until it expires, and the replica may also spend its share (÷ the fleet's size) of the credit
+ *   no replica held at its last grant, never the whole; lookups run locally.
  *
  * Redis keeps micro-dollars, the ledger nano-dollars: spend is rounded up and grants down, so the
  * rounding never lets the fleet overspend.
@@ -83,6 +84,10 @@ interface Held {
   source: "redis" | "held" | "local" | "none"
   reserved: number
   unsent: number
+  /** Credit no replica held at the last grant (nano-dollars): a share of it is used while cut off. */
+  spare: number
+  /** Redis answered but had no ledger (restarted empty): cut off until a lookup rebuilds it. */
+  orphan: boolean
   /** While a renewal is in flight: reservations + spend may not pass this. */
   frozen: number | undefined
   demand: number
@@ -115,13 +120,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     let liveReplicas = 1
     const fleetSize = () => Math.max(1, options.replicas, liveReplicas)
 
+    // Cut off from the ledger (Redis down, or back empty), a replica spends its slice until it
+    // expires plus its share (÷ the fleet's size) of what no replica held at the last grant: summed
+    // over the fleet, never more than the ledger had.
     const allowance = (h: Held): number => {
-      const a =
-        now() < h.expiresAt
-          ? h.granted
-          : degraded && h.available !== null
-            ? Math.floor(h.available / fleetSize())
-            : 0
+      const own = now() < h.expiresAt ? h.granted : 0
+      const a = degraded || h.orphan ? own + Math.floor(h.spare / fleetSize()) : own
       return h.frozen === undefined ? a : Math.min(a, h.frozen)
     }
 
@@ -141,8 +145,13 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       if (h.available === null) return Effect.void
       const at = now()
       if (h.demand > 0 || h.reserved > 0) h.busyAt = at
-      const headroom = at - h.busyAt < 1_000 ? Math.max(h.unit, 4 * h.demand) : 0
-      const inUse = Math.ceil((h.reserved + Math.min(headroom, h.unit + h.demand)) / MICRO)
+      // A busy replica asks for its demand and at least its fair share of the credit (plenty, when
+      // credit is plentiful, so requests seldom wait for a renewal), and keeps its reservations plus
+      // up to that fair share while the renewal is in flight: never more, so demand still moves
+      // the rest to whoever needs it.
+      const fair = Math.floor((h.spare + h.granted) / fleetSize())
+      const headroom = at - h.busyAt < 1_000 ? Math.max(h.unit, 4 * h.demand, fair) : 0
+      const inUse = Math.ceil((h.reserved + Math.min(headroom, Math.max(h.unit + h.demand, fair))) / MICRO)
       const want = Math.ceil((h.reserved + headroom) / MICRO)
       const sending = h.unsent
       // Redis takes the spend (rounded up to micro-dollars) off the slice before it renews it.
@@ -174,10 +183,13 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             degraded = false
             if (grant.unallocated < 0) {
               // No ledger: keep what is held until it expires, and look the key up again.
-              if (now() < h.expiresAt) h.source = "held"
+              h.orphan = true
+              h.source = "held"
               relookup(keyId)
               return
             }
+            h.orphan = false
+            h.spare = grant.unallocated * MICRO
             liveReplicas = Math.max(liveReplicas, grant.liveReplicas)
             h.granted = grant.granted * MICRO
             // Counted from when the call left: the server's TTL started later, so this is safe.
@@ -189,13 +201,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             // Not settled: sent again with the next renewal.
             h.unsent += sending
             h.granted += settled * MICRO
-            if (now() < h.expiresAt && h.source !== "local") {
-              h.source = "held"
-            } else {
-              h.granted = Math.floor((h.available ?? 0) / fleetSize())
-              h.expiresAt = now() + ttlMs
-              h.source = "local"
-            }
+            h.source = now() < h.expiresAt ? "held" : "local"
           }
         }),
         Effect.ensuring(Effect.sync(() => (h.frozen = undefined)))
@@ -284,6 +290,8 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             frozen: undefined,
             demand: 0,
             busyAt: 0,
+            spare: 0,
+            orphan: false,
             unit: 1,
             available
           })

@@ -19,6 +19,7 @@ import { Attempt, type Continue, Started } from "./attempt.js"
 import { ClosedKeys } from "./closedKeys.js"
 import * as Cooldowns from "./cooldowns.js"
 import * as RetryBudget from "./retryBudget.js"
+import * as Spans from "./spans.js"
 
 /** A strategy that keeps answering closed keys (it ignores the gate) is refused after this many. */
 const MAX_GIVEN_BACK = 4
@@ -157,6 +158,7 @@ export const make = (options: Balancer.Options = {}) =>
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
       costOf: ((a: A) => number | undefined) | undefined,
       hold: Hold<A>,
+      trace: Spans.Trace | undefined,
       givenBack = 0
     ): Effect.Effect<Attempt<A>, E | KeySelector.NoKeyAvailable, R> =>
       Effect.uninterruptibleMask((restore) =>
@@ -189,14 +191,18 @@ export const make = (options: Balancer.Options = {}) =>
                     use,
                     costOf,
                     hold,
+                    trace,
                     givenBack + 1
                   )
                 : Effect.fail(CLOSED_ONLY)
             }
-            const current = new Attempt<A>(lease, attempt, clock, attemptMonitor)
+            // Traced: the attempt's span is the parent of what `use` traces, and its lease's report ends it.
+            const traced = trace?.attempt(lease, attempt)
+            const current = new Attempt<A>(traced?.lease ?? lease, attempt, clock, attemptMonitor)
+            const used = use(lease.key, { attempt })
             return Effect.zipRight(
               monitor.started(lease.key),
-              Effect.matchCauseEffect(restore(use(lease.key, { attempt })), {
+              Effect.matchCauseEffect(restore(traced ? Effect.withParentSpan(used, traced.span) : used), {
                 onSuccess: (value) => succeeded(current, value, costOf, hold),
                 onFailure: (cause) => failed(current, cause)
               })
@@ -257,7 +263,8 @@ export const make = (options: Balancer.Options = {}) =>
       // What the caller gets from the attempt that succeeded (no extra map step after the loop).
       result: (done: Attempt<A>) => B,
       // A failed synchronous first attempt to go on from (`Started.run` / `Started.runHeld`).
-      after?: Started
+      after?: Started,
+      trace?: Spans.Trace
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
       Effect.clockWith((clock) => {
         const start = after === undefined ? clock.unsafeCurrentTimeMillis() : after.start
@@ -291,7 +298,19 @@ export const make = (options: Balancer.Options = {}) =>
         ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
           // One frame for both ways out of an attempt (as `catchIf` then `flatMap`, without the second frame).
           Effect.matchCauseEffect(
-            attemptOnce(clock, request, attempt, tried, dead, reuseDelay, deadlineAt, use, costOf, hold),
+            attemptOnce(
+              clock,
+              request,
+              attempt,
+              tried,
+              dead,
+              reuseDelay,
+              deadlineAt,
+              use,
+              costOf,
+              hold,
+              trace
+            ),
             {
               onFailure: (
                 cause
@@ -350,14 +369,22 @@ export const make = (options: Balancer.Options = {}) =>
         return after === undefined ? from(1) : next(1, after.key, after.error!)
       })
 
+    // A request span around each run, unless the caller makes its own (`spans: false`).
+    const traced = options.spans === false ? Spans.untraced : Spans.traced
+
     const run: Balancer.Service["run"] = (request, use, options) =>
-      loop(request, use, options?.costOf, undefined, valueOf)
+      traced(request, (trace) => loop(request, use, options?.costOf, undefined, valueOf, undefined, trace))
 
     const runScoped: Balancer.Service["runScoped"] = (request, use) =>
       Effect.flatMap(Effect.scope, (scope) =>
-        // Held until the caller settles it, or its scope closes (then: no verdict).
-        loop(request, use, undefined, (scoped) => Scope.addFinalizer(scope, scoped.cancel), scopedOf)
+        traced(request, (trace) => loop(request, use, undefined, heldIn(scope), scopedOf, undefined, trace))
       )
+
+    // Held until the caller settles it, or its scope closes (then: no verdict).
+    const heldIn =
+      <A>(scope: Scope.Scope): Hold<A> =>
+      (scoped) =>
+        Scope.addFinalizer(scope, scoped.cancel)
 
     const holdWith =
       <A>(onHeld: (held: Balancer.Scoped<A>) => void): Hold<A> =>
@@ -367,7 +394,7 @@ export const make = (options: Balancer.Options = {}) =>
       }
 
     const runHeld: Balancer.Service["runHeld"] = (request, use, onHeld) =>
-      loop(request, use, undefined, holdWith(onHeld), scopedOf)
+      traced(request, (trace) => loop(request, use, undefined, holdWith(onHeld), scopedOf, undefined, trace))
 
     const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
       Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })

@@ -79,14 +79,18 @@ end
 -- Returns {granted, ttlMs, liveReplicas, total granted now}.
 -- With a unit (credit: the largest reservation), slices are whole units of it, so a cap is not
 -- left in fragments no replica can spend ($0.50 at $0.01 over 3 replicas: 16 + 17 + 17, not 3 × 0.1666).
+-- A replica with no slice on record (Redis restarted empty) keeps what it has in use, as far as
+-- the pool not held by others allows: requests already running count against the cap.
 local function grant(key, now, pool, me, want, ttl, in_use, unit)
   unit = math.max(1, unit or 1)
   local s = read_slices(key, now)
   local mine = s[me]
-  -- No slice on record (Redis restarted empty, or this replica ran on a local share): what it has
-  -- in use is real spend on its way, so it is kept and counted against the pool.
-  local held = in_use
-  if mine ~= nil then held = mine.g end
+  local held = 0
+  if mine ~= nil then
+    held = mine.g
+  else
+    held = math.max(0, pool - total_granted(s))
+  end
   local keep = math.min(held, in_use)
   if want <= 0 and keep <= 0 then
     redis.call('HDEL', key, 'g:' .. me, 'w:' .. me, 'e:' .. me)

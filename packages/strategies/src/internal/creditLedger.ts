@@ -16,6 +16,7 @@ import { CreditShare } from "../CreditShare.js"
 import { ns } from "./common.js"
 import { AccountsOut, exhausting, lookupWithAccount, raised } from "./creditOut.js"
 import { withinShare } from "./creditShared.js"
+import { isPending, Pending, stepEffect } from "./creditStep.js"
 import {
   availableOf,
   empty,
@@ -26,6 +27,8 @@ import {
   liveOfSlot,
   nanos,
   nanosOrNull,
+  releasing,
+  reserving,
   type Slot,
   touch,
   usdOrNull
@@ -38,20 +41,7 @@ type Reserved = CreditLedger.Reserved
 type Service = CreditLedger.Service
 type Step<A> = CreditLedger.Step<A>
 
-export class Pending<A> {
-  readonly _tag = "Pending"
-  constructor(readonly effect: Effect.Effect<A>) {}
-}
-
-// A tag check, not `instanceof` (see core's decision tags): a step is a Pending or a plain value.
-const isPending = <A>(step: Step<A>): step is Pending<A> =>
-  typeof step === "object" && step !== null && (step as { readonly _tag?: unknown })._tag === "Pending"
-
-export const stepEffect = <A>(step: Step<A>): Effect.Effect<A> =>
-  isPending(step) ? step.effect : Effect.succeed(step)
-
-export const decideWith = <A>(step: Step<A>, k: (a: A) => KeySelector.Decision): KeySelector.Decision =>
-  isPending(step) ? KeySelector.waitFor(step.effect, k) : k(step)
+export { decideWith, Pending, stepEffect } from "./creditStep.js"
 
 export const make = (
   options: CreditLedger.Options = {}
@@ -357,17 +347,6 @@ export const make = (
         : afterRefresh(keys, include, () => modifyLedger(reserving))
     }
 
-    const releasing =
-      (amount: number, cost: number | undefined) =>
-      (e: Slot): void => {
-        e.reserved = Math.max(0, e.reserved - amount)
-        e.spent += nanos(cost ?? 0)
-      }
-    const reserving =
-      (amount: number) =>
-      (e: Slot): void => {
-        e.reserved += amount
-      }
     const exhaust: Now["exhaust"] = (key, error) => {
       const at = clock.unsafeCurrentTimeMillis()
       if (error?.scope === "account" && key.account !== undefined) {

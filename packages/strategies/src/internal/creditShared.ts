@@ -3,9 +3,7 @@ import type * as Key from "@or-balancer/core/Key"
 import * as Effect from "effect/Effect"
 import type * as CreditLedger from "../CreditLedger.js"
 import type * as CreditShare from "../CreditShare.js"
-import { Pending, stepEffect } from "./creditLedger.js"
-
-const isPending = <A>(step: CreditLedger.Step<A>): step is Pending<A> => step instanceof Pending
+import { isPending, Pending, stepEffect } from "./creditStep.js"
 
 /**
  * Reserves `amount` (nano-dollars) as `attempt` does, on a key whose slice covers it. When no

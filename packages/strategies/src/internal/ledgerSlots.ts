@@ -96,3 +96,16 @@ export const touch = (ledger: Ledger, id: string, e: Slot): void => {
   const i = index.position.get(id)
   if (i !== undefined) index.live[i] = liveOfSlot(e)
 }
+
+// The in-place changes of one key's slot that reservations make.
+export const releasing =
+  (amount: number, cost: number | undefined) =>
+  (e: Slot): void => {
+    e.reserved = Math.max(0, e.reserved - amount)
+    e.spent += nanos(cost ?? 0)
+  }
+export const reserving =
+  (amount: number) =>
+  (e: Slot): void => {
+    e.reserved += amount
+  }
