@@ -33,6 +33,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as ConfigIssues from "./internal/configIssues.js"
+import { readManagementKeys } from "./internal/managementKeys.js"
 import { ClientEntry, decorators, File, KeyEntry, StrategyEntry } from "./internal/configFile.js"
 
 /**
@@ -247,25 +248,11 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     yield* Key.validateAll(keys).pipe(
       Effect.mapError((e) => new GatewayConfigError({ path: e.path, message: e.message }))
     )
-    const managementKeys = new Map<string, Key.Key>()
-    for (const [account, entry] of Object.entries(accounts ?? {})) {
-      if (entry.managementKeyEnv === undefined) continue
-      const where = `accounts.${account}.managementKeyEnv`
-      const secret = yield* readEnv(entry.managementKeyEnv, where)
-      const key = yield* Key.decode(
-        { id: `${account}:management`, secret: Redacted.value(secret) },
-        where
-      ).pipe(
-        Effect.mapError(
-          () =>
-            new GatewayConfigError({
-              path: where,
-              message: `${where}: the value of ${entry.managementKeyEnv} ${ConfigIssues.secretProblem(Redacted.value(secret))}`
-            })
-        )
-      )
-      managementKeys.set(account, key)
-    }
+    const managementKeys = yield* readManagementKeys(
+      accounts,
+      readEnv,
+      (path, message) => new GatewayConfigError({ path, message })
+    )
     const strategy = file.strategy ?? DEFAULT_STRATEGY
     if (strategy.length === 0) return yield* fail("strategy", "needs at least one strategy")
     for (let i = 0; i < strategy.length; i++) {

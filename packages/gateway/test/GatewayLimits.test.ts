@@ -131,6 +131,14 @@ describe("Gateway and OpenRouter's limits", () => {
       assert.isAtLeast(a1["200"] ?? 0, 1)
       // The account keeps what the threshold leaves: it was never spent to nothing.
       assert.isAbove((yield* sim.stats).accounts.one?.balance ?? 0, 0)
+      // A management key's variable that is not set is refused by its path.
+      const missing = yield* Effect.flip(
+        configFor(sim, {
+          accounts: { one: { managementKeyEnv: "NOT_SET" }, two: {} },
+          keys: [{ id: "a1", secretEnv: "KEY_A1", account: "one" }]
+        })
+      )
+      assert.strictEqual(missing.path, "accounts.one.managementKeyEnv")
     })
   )
 
