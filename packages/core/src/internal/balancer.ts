@@ -42,6 +42,8 @@ export const make = (options: Balancer.Options = {}) =>
       UpstreamError.UpstreamError
     >
     const deadlineMs = Duration.toMillis(options.deadline ?? Duration.seconds(30))
+    // Spans unless the caller makes its own (`spans: false`): internal/spans.ts.
+    const spans = options.spans !== false
     const maxCooldownMs = Duration.toMillis(options.maxCooldown ?? Duration.minutes(5))
     const budget =
       options.budget === false
@@ -88,7 +90,8 @@ export const make = (options: Balancer.Options = {}) =>
                 tried: base.tried,
                 affinity: base.affinity,
                 gate,
-                deadline: deadlineAt
+                deadline: deadlineAt,
+                only: undefined
               }
             )
           ),
@@ -233,7 +236,8 @@ export const make = (options: Balancer.Options = {}) =>
         tried: NOTHING_TRIED,
         affinity: request.affinity,
         gate: closed.gate(Cooldowns.gateOf(syncParts.store.entries<number>(Cooldowns.COOLDOWN), now)),
-        deadline: now + deadlineMs
+        deadline: now + deadlineMs,
+        only: undefined
       })
       // Refused, or must wait (having taken nothing): `run`/`runHeld` decide again, and wait or fail.
       if (!KeySelector.isLease(decided)) return undefined
@@ -252,10 +256,11 @@ export const make = (options: Balancer.Options = {}) =>
       // What the caller gets from the attempt that succeeded (no extra map step after the loop).
       result: (done: Attempt<A>) => B,
       // A failed synchronous first attempt to go on from (`Started.run` / `Started.runHeld`).
-      after?: Started,
-      trace?: Spans.Trace
+      after?: Started
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
-      Effect.clockWith((clock) => {
+      // The clock, and the request's span when a tracer is installed, in one step (a continued
+      // request has none: its caller, the gateway, makes its own).
+      Spans.withClock(spans && after === undefined ? request : undefined, (clock, trace) => {
         const start = after === undefined ? clock.unsafeCurrentTimeMillis() : after.start
         // A continued request was counted by `unsafeStart`.
         if (after === undefined) budget?.deposit(start)
@@ -358,22 +363,14 @@ export const make = (options: Balancer.Options = {}) =>
         return after === undefined ? from(1) : next(1, after.key, after.error!)
       })
 
-    // A request span around each run, unless the caller makes its own (`spans: false`).
-    const traced = options.spans === false ? Spans.untraced : Spans.traced
-
     const run: Balancer.Service["run"] = (request, use, options) =>
-      traced(request, (trace) => loop(request, use, options?.costOf, undefined, valueOf, undefined, trace))
+      loop(request, use, options?.costOf, undefined, valueOf)
 
     const runScoped: Balancer.Service["runScoped"] = (request, use) =>
       Effect.flatMap(Effect.scope, (scope) =>
-        traced(request, (trace) => loop(request, use, undefined, heldIn(scope), scopedOf, undefined, trace))
+        // Held until the caller settles it, or its scope closes (then: no verdict).
+        loop(request, use, undefined, (scoped) => Scope.addFinalizer(scope, scoped.cancel), scopedOf)
       )
-
-    // Held until the caller settles it, or its scope closes (then: no verdict).
-    const heldIn =
-      <A>(scope: Scope.Scope): Hold<A> =>
-      (scoped) =>
-        Scope.addFinalizer(scope, scoped.cancel)
 
     const holdWith =
       <A>(onHeld: (held: Balancer.Scoped<A>) => void): Hold<A> =>
@@ -383,7 +380,7 @@ export const make = (options: Balancer.Options = {}) =>
       }
 
     const runHeld: Balancer.Service["runHeld"] = (request, use, onHeld) =>
-      traced(request, (trace) => loop(request, use, undefined, holdWith(onHeld), scopedOf, undefined, trace))
+      loop(request, use, undefined, holdWith(onHeld), scopedOf)
 
     const batch: Balancer.Service["batch"] = (inputs, f, { concurrency }) =>
       Effect.forEach(inputs, (input) => Effect.either(f(input)), { concurrency })

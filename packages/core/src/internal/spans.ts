@@ -2,8 +2,9 @@
 // attempt (a child of it, and the parent of whatever `use` traces, e.g. the HTTP client's span).
 // Made through Effect's `Tracer`, so any tracer layer (`@effect/opentelemetry`, …) receives them.
 // With Effect's built-in tracer (no tracer installed) or tracing disabled on the fiber, nothing is
-// made: one fiber read per request. Spans carry ids, tags and numbers only: an error's message may
-// quote an upstream body, so a failed span ends with the error's tag, never its message.
+// made, and the look is done in the step that reads the clock anyway (no step of its own). Spans
+// carry ids, tags and numbers only: an error's message may quote an upstream body, so a failed
+// span ends with the error's tag, never its message.
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -110,17 +111,19 @@ const endAttempt = (span: Tracer.Span, outcome: KeySelector.Outcome, at: bigint)
 }
 
 /**
- * Runs `body` inside a request span when a tracer is installed and enabled; otherwise hands it
- * `undefined` and makes nothing.
+ * The fiber's clock and, for a `request` when a tracer is installed and enabled, its span (`body`
+ * runs inside it): one step, the same as `Effect.clockWith`, so a request pays nothing more for
+ * spans when there is no tracer. `undefined` for no span.
  */
-export const traced = <A, E, R>(
-  request: Balancer.RunRequest,
-  body: (trace: Trace | undefined) => Effect.Effect<A, E, R>
+export const withClock = <A, E, R>(
+  request: Balancer.RunRequest | undefined,
+  body: (clock: Clock.Clock, trace: Trace | undefined) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime<A, E, R>((fiber) => {
-    const tracer = fiber.currentTracer
-    if (tracer === NATIVE || !fiber.getFiberRef(FiberRef.currentTracerEnabled)) return body(undefined)
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    const tracer = fiber.currentTracer
+    if (request === undefined || tracer === NATIVE || !fiber.getFiberRef(FiberRef.currentTracerEnabled))
+      return body(clock, undefined)
     const now = () => clock.unsafeCurrentTimeNanos()
     return Effect.flatMap(
       Effect.makeSpan(REQUEST, {
@@ -130,15 +133,9 @@ export const traced = <A, E, R>(
       }),
       (span) => {
         const trace = new Trace(tracer, now, span)
-        return Effect.onExit(Effect.withParentSpan(body(trace), span), (exit) =>
+        return Effect.onExit(Effect.withParentSpan(body(clock, trace), span), (exit) =>
           Effect.sync(() => trace.end(exit))
         )
       }
     )
   })
-
-/** {@link traced} for a balancer made with `spans: false`. */
-export const untraced = <A, E, R>(
-  _request: Balancer.RunRequest,
-  body: (trace: Trace | undefined) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E, R> => body(undefined)
