@@ -46,6 +46,7 @@ export type Reason =
   | "tried" // every eligible key already failed this request
   | "cooldown" // rate limited or ejected for a while
   | "unhealthy" // ejected by health tracking
+  | "revoked" // refused by OpenRouter with a 401 (invalid or revoked): closed by the Balancer
   | "credit" // out of credit, or under the threshold
   | "concurrency" // every permit is taken
   | "model" // no key serves this model

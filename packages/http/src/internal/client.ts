@@ -326,3 +326,27 @@ export const keyInfo = (
     )
   )
 }
+
+const CreditsResponse = Schema.Struct({
+  data: Schema.Struct({ total_credits: Schema.Number, total_usage: Schema.Number })
+})
+
+/** An account's balance in USD from `GET /credits`, asked with the account's management key. */
+export const accountBalance = (
+  client: HttpClient.HttpClient,
+  config: ClientConfig,
+  management: Key.Key
+): Effect.Effect<number, UpstreamError.UpstreamError> =>
+  withTimeout(
+    config,
+    Effect.gen(function* () {
+      const response = yield* send(
+        client,
+        config,
+        management,
+        HttpClientRequest.get(`${baseUrlFor(config, management)}/credits`)
+      )
+      const body = yield* readJson(CreditsResponse, "GET /credits", response)
+      return body.data.total_credits - body.data.total_usage
+    })
+  )
