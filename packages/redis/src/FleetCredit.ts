@@ -7,9 +7,9 @@
  *   by what this replica has reserved plus what it spent since its last renewal was sent.
  * - **Background** (every `renewEveryMs`, default 50 ms, and at once when a selection asks for
  *   more): the spend is settled in Redis, then the slice renewed with the replica's demand
- *   (reservations in flight + the most of 4 × what was asked since the last renewal, one unit and
- *   its fair share of the credit, while it was busy in the last second; nothing once idle, so an
- *   idle replica's credit returns to the pool). Slices are whole units of the largest reservation
+ *   (reservations in flight + the most of 4 × what was asked since the last renewal and one unit,
+ *   while it was busy in the last 250 ms; nothing once idle, so an idle replica's credit returns
+ *   to the pool). Slices are whole units of the largest reservation
  *   seen, so a cap is not left in pieces no replica can spend.
  * - While a renewal is in flight the replica uses no more than the `inUse` it sent (Redis may hand
  *   the rest to another replica meanwhile); it sends its reservations plus its recent demand, so
@@ -98,6 +98,10 @@ interface Held {
 }
 
 const MICRO = 1_000
+/** A replica with nothing reserved or asked for this long gives its credit slices back. */
+const IDLE_MS = 250
+/** How long a reservation no slice covers waits for more credit before it is refused. */
+const GROW_WAIT_MS = 500
 
 /**
  * The share and its renewal loop, until the scope closes; then the slices are given back.
@@ -145,13 +149,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       if (h.available === null) return Effect.void
       const at = now()
       if (h.demand > 0 || h.reserved > 0) h.busyAt = at
-      // A busy replica asks for its demand and at least its fair share of the credit (plenty, when
-      // credit is plentiful, so requests seldom wait for a renewal), and keeps its reservations plus
-      // up to that fair share while the renewal is in flight: never more, so demand still moves
-      // the rest to whoever needs it.
-      const fair = Math.floor((h.spare + h.granted) / fleetSize())
-      const headroom = at - h.busyAt < 1_000 ? Math.max(h.unit, 4 * h.demand, fair) : 0
-      const inUse = Math.ceil((h.reserved + Math.min(headroom, Math.max(h.unit + h.demand, fair))) / MICRO)
+      // A busy replica asks for its demand; while the renewal is in flight it keeps its
+      // reservations and at most a unit plus its demand (whole units: a kept fragment no replica
+      // could spend is credit lost), so demand still moves the rest to whoever needs it.
+      const headroom = at - h.busyAt < IDLE_MS ? Math.max(h.unit, 4 * h.demand) : 0
+      const extra = Math.min(headroom, h.unit + h.demand)
+      const inUse = Math.ceil((h.reserved + Math.floor(extra / h.unit) * h.unit) / MICRO)
       const want = Math.ceil((h.reserved + headroom) / MICRO)
       const sending = h.unsent
       // Redis takes the spend (rounded up to micro-dollars) off the slice before it renews it.
@@ -241,20 +244,24 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           return h === undefined || h.available === null ? [] : [[id, h] as const]
         })
         if (asked.length === 0) return Effect.void
-        const ask = Effect.suspend(() => {
-          for (const [, h] of asked) {
-            h.demand += amount
-            if (amount > h.unit) h.unit = amount
-          }
-          const waitFor = next
-          Deferred.unsafeDone(kick, Effect.void)
-          return Deferred.await(waitFor)
-        })
-        // Others shrink to their share on their own renewals: ask for up to three rounds.
+        // The first ask renews at once; later ones wait for the loop's own rounds, while others
+        // shrink to their share on their renewals and an idle one gives its slice back after
+        // IDLE_MS: the reservation waits up to GROW_WAIT_MS before it is refused.
+        const ask = (first: boolean) =>
+          Effect.suspend(() => {
+            for (const [, h] of asked) {
+              h.demand += amount
+              if (amount > h.unit) h.unit = amount
+            }
+            const waitFor = next
+            if (first) Deferred.unsafeDone(kick, Effect.void)
+            return Deferred.await(waitFor)
+          })
+        const until = now() + GROW_WAIT_MS
         const coveredNow = () => asked.some(([id]) => covers(id, amount))
         return Effect.iterate(0, {
-          while: (n) => n < 3 && (n === 0 || !coveredNow()),
-          body: (n) => Effect.as(ask, n + 1)
+          while: (n) => n === 0 || (!coveredNow() && now() < until),
+          body: (n) => Effect.as(ask(n === 0), n + 1)
         })
       })
 
