@@ -14,6 +14,7 @@ import * as CapacityLeases from "@or-balancer/redis/CapacityLeases"
 import * as RedisStore from "@or-balancer/redis/RedisStore"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import * as Gateway from "../src/Gateway.js"
 import { chatBody, configFor, envOf, fileFor, post, simKeys } from "./GatewaySupport.js"
 
@@ -47,8 +48,13 @@ const strategy = [
   { name: "credit-aware", estimate: 0.01 }
 ]
 const body = chatBody({ model: PENNY })
+// The test's own reads of Redis, retried: a 100 ms command timeout on a loaded machine is not
+// what is under test.
 const withRedis = <A, E>(e: Effect.Effect<A, E, RedisStore.RedisStore>) =>
-  Effect.provide(e, RedisStore.layer({ url: URL }))
+  Effect.provide(
+    Effect.retry(e, { times: 10, schedule: Schedule.spaced(50) }),
+    RedisStore.layer({ url: URL })
+  )
 
 describe("Gateway fleet faults", () => {
   it.scopedLive(
