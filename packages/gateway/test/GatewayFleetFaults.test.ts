@@ -84,7 +84,7 @@ describe("Gateway fleet faults", () => {
         child.stderr.on("data", (b: Buffer) => (out += b.toString()))
         yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")))
         let url: string | undefined
-        for (let i = 0; i < 600 && url === undefined; i++) {
+        for (let i = 0; i < 2_400 && url === undefined; i++) {
           yield* Effect.sleep(25)
           url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1]
         }
@@ -146,7 +146,7 @@ describe("Gateway fleet faults", () => {
         )
         assert.strictEqual(k1.maxInFlight, 4)
       }),
-    60_000
+    120_000
   )
 
   it.scopedLive(
