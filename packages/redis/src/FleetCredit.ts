@@ -325,7 +325,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         })
       ).pipe(Effect.orElseSucceed(() => undefined))
 
-    const lookup: CreditShare.Service["lookup"] = (key, run) =>
+    const lookup: CreditShare.Service["lookup"] = (key, run) => lookupOnce(key, run, true)
+    const lookupOnce = (
+      key: Parameters<CreditShare.Service["lookup"]>[0],
+      run: Parameters<CreditShare.Service["lookup"]>[1],
+      again: boolean
+    ): ReturnType<CreditShare.Service["lookup"]> =>
       Effect.gen(function* () {
         if (!lookups.has(key.id))
           lookups.set(
@@ -343,7 +348,9 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             yield* recorded(key.id, shared)
             return shared
           }
-          // The holder failed or Redis lost its answer: look it up here.
+          // The holder failed (its lock has lapsed or gone) or Redis lost its answer: take the lock
+          // once more, so that the lookup also rebuilds the fleet's ledger; else look it up here.
+          if (again) return yield* lookupOnce(key, run, false)
           return yield* Effect.tap(run, (info) => recorded(key.id, info))
         }
         const info = yield* run.pipe(
@@ -358,7 +365,11 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
               ? CapacityLeases.unlockRefresh(key.id, options.replicaId)
               : CapacityLeases.refreshCredit(key.id, options.replicaId, Math.floor(info.limitRemaining * 1e6))
           )
-        ).pipe(Effect.ignore)
+        ).pipe(
+          // Not applied (a timeout): free the lock, so the next lookup need not wait for it to lapse.
+          Effect.catchAll(() => withRedis(CapacityLeases.unlockRefresh(key.id, options.replicaId))),
+          Effect.ignore
+        )
         yield* recorded(key.id, info)
         return info
       })
