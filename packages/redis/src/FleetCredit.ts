@@ -101,7 +101,7 @@ const MICRO = 1_000
 /** A replica with nothing reserved or asked for this long gives its credit slices back. */
 const IDLE_MS = 250
 /** How long a reservation no slice covers waits for more credit before it is refused. */
-const GROW_WAIT_MS = 500
+const GROW_WAIT_MS = 1_000
 
 /**
  * The share and its renewal loop, until the scope closes; then the slices are given back.
