@@ -7,7 +7,10 @@
  *   (c) the or-balancer gateway,
  *   (d) the same gateway with named clients configured (`OR_GATEWAY_BENCH_CLIENTS=1` in its child:
  *       three clients with budgets, rpm and model patterns; the load presents one client's token),
- *       so the cost of the per-client checks, reservation and settlement shows beside (c).
+ *       so the cost of the per-client checks, reservation and settlement shows beside (c);
+ *   (e) with `GATEWAY_REDIS=1`, (d) with a `redis` section too (a redis-server started by
+ *       scripts/redis.sh): each client request's reservation and settlement are then a Lua script
+ *       in Redis, so the round trip's cost shows beside (d).
  *
  * The simulator, the raw proxy and the gateway each run in their own child process (this file,
  * forked with a role); the load generator runs here, with a keep-alive `http.Agent`, bounded in
@@ -55,7 +58,8 @@ import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 
 export interface TargetResult {
-  readonly name: "simulator" | "raw-proxy" | "gateway" | "gateway-clients" | "gateway-b"
+  readonly name:
+    "simulator" | "raw-proxy" | "gateway" | "gateway-clients" | "gateway-clients-redis" | "gateway-b"
   readonly requests: number
   readonly errors: number
   readonly seconds: number
@@ -95,6 +99,8 @@ export interface LayoutResult {
   readonly gatewayCpuUsPerRequest: number
   /** The same gateway with named clients configured (budgets, rpm, models), CPU µs per request. */
   readonly gatewayClientsCpuUsPerRequest: number
+  /** With `GATEWAY_REDIS=1`: the same clients with their budgets in Redis, CPU µs per request. */
+  readonly gatewayClientsRedisCpuUsPerRequest?: number
   /** The raw proxy's CPU per request over the gateway's: the load-independent throughput ratio. */
   readonly gatewayVsRawProxyCpu: number
   /** Medians over rounds of the per-round ratios (robust to one disturbed round). */
@@ -148,7 +154,7 @@ const BODY = JSON.stringify({
   max_tokens: 8
 })
 
-const TOKEN = "bench-gateway-token"
+export const TOKEN = "bench-gateway-token"
 const CLIENT_TOKEN = "bench-client-token-b"
 const CLIENTS = process.env.OR_GATEWAY_BENCH_CLIENTS === "1"
 
@@ -178,7 +184,7 @@ type FromChild =
   | { readonly type: "cpu"; readonly micros: number; readonly sockets: number }
   | { readonly type: "error"; readonly message: string }
 
-interface Child {
+export interface Child {
   readonly process: ChildProcess
   readonly url: string
   readonly secrets: ReadonlyArray<string>
@@ -196,7 +202,7 @@ const logOut = () =>
     ? ("ignore" as const)
     : fs.openSync(process.env.OR_GATEWAY_BENCH_LOG_FILE, "a")
 
-const spawnChild = (
+export const spawnChild = (
   role: string,
   env: Record<string, string>,
   execArgv: Array<string> = [],
@@ -208,7 +214,12 @@ const spawnChild = (
       cwd: path.join(path.dirname(file), ".."),
       execArgv: [...execArgv, "--import", "tsx"],
       env: { ...process.env, OR_GATEWAY_BENCH_ROLE: role, ...env },
-      stdio: ["ignore", role === "gateway" && LOG !== undefined ? logOut() : "inherit", "inherit", "ipc"]
+      stdio: [
+        "ignore",
+        role === "gateway" && (LOG ?? env.OR_GATEWAY_BENCH_LOG) !== undefined ? logOut() : "inherit",
+        "inherit",
+        "ipc"
+      ]
     })
     // Answers come back in order: a FIFO of waiters.
     const cpuWaiters: Array<(usage: { readonly micros: number; readonly sockets: number }) => void> = []
@@ -335,11 +346,13 @@ const runRawProxy = async () => {
 }
 
 const runGateway = async () => {
-  const [Gateway, GatewayConfig, ConfigProvider, Effect, Scope, Exit] = await Promise.all([
+  const [Gateway, GatewayConfig, Tracing, ConfigProvider, Effect, Layer, Scope, Exit] = await Promise.all([
     import("@or-balancer/gateway/Gateway"),
     import("@or-balancer/gateway/GatewayConfig"),
+    import("@or-balancer/gateway/Tracing"),
     import("effect/ConfigProvider"),
     import("effect/Effect"),
+    import("effect/Layer"),
     import("effect/Scope"),
     import("effect/Exit")
   ])
@@ -361,6 +374,9 @@ const runGateway = async () => {
       baseUrl: process.env.OR_GATEWAY_BENCH_UPSTREAM!,
       tokens: ["BENCH_TOKEN"],
       ...(CLIENTS ? { clients } : {}),
+      ...(process.env.OR_GATEWAY_BENCH_REDIS === undefined
+        ? {}
+        : { redis: { url: process.env.OR_GATEWAY_BENCH_REDIS, replicaId: "bench", replicas: 1 } }),
       keys: LABELS.map((id, i) => ({ id, secretEnv: `BENCH_KEY_${i}` })),
       strategy: STRATEGY,
       ...(LOG === undefined ? {} : { log: { requests: true, level: LOG } })
@@ -369,7 +385,13 @@ const runGateway = async () => {
   const scope = Effect.runSync(Scope.make())
   // As `or-balancer serve` runs it.
   await Effect.runPromise(Gateway.tuneGc)
-  const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
+  // Traces when the OTEL_* variables ask for them, as `or-balancer serve` (bench/observability.ts):
+  // the tracer layer built into the gateway's scope, in the fiber that makes the gateway.
+  const gateway = await Effect.runPromise(
+    Effect.zipRight(Layer.buildWithScope(Tracing.layerFromEnv, scope), Gateway.make(config)).pipe(
+      Scope.extend(scope)
+    )
+  )
   serveIpc(() => Effect.runPromise(Scope.close(scope, Exit.void)))
   process.send!({ type: "ready", url: `${gateway.url}/v1/chat/completions` } satisfies FromChild)
 }
@@ -569,6 +591,8 @@ interface LayoutSettings {
   readonly cpuProfileDir: string | undefined
   /** Another checkout's bench file: its gateway measured as a 4th target (`GATEWAY_B`). */
   readonly gatewayB: string | undefined
+  /** A redis-server for the clients-on-Redis target (`GATEWAY_REDIS=1`). */
+  readonly redisUrl: string | undefined
 }
 
 /** Fresh children, pinned if asked, warmed up, then `rounds` interleaved rounds of the three targets. */
@@ -590,16 +614,24 @@ const runLayout = async (
       cpuProfileDir === undefined
         ? []
         : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, layout, name)}`]
-    const [raw, gateway, gatewayClients, gatewayB] = await Promise.all([
+    const [raw, gateway, gatewayClients, gatewayB, gatewayRedis] = await Promise.all([
       spawnChild("raw-proxy", upstream, prof("raw-proxy")),
       spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "0" }, prof("gateway")),
       spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "1" }, prof("gateway-clients")),
       settings.gatewayB === undefined
         ? undefined
-        : spawnChild("gateway", upstream, prof("gateway-b"), settings.gatewayB)
+        : spawnChild("gateway", upstream, prof("gateway-b"), settings.gatewayB),
+      settings.redisUrl === undefined
+        ? undefined
+        : spawnChild(
+            "gateway",
+            { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "1", OR_GATEWAY_BENCH_REDIS: settings.redisUrl },
+            prof("gateway-clients-redis")
+          )
     ])
     children.push(raw, gateway, gatewayClients)
     if (gatewayB !== undefined) children.push(gatewayB)
+    if (gatewayRedis !== undefined) children.push(gatewayRedis)
     if (pinning !== undefined) {
       try {
         const shared = String(pinning.loadGeneratorAndSimulatorCpu)
@@ -610,6 +642,7 @@ const runLayout = async (
         pin(gateway.process.pid, own)
         pin(gatewayClients.process.pid, own)
         if (gatewayB !== undefined) pin(gatewayB.process.pid, own)
+        if (gatewayRedis !== undefined) pin(gatewayRedis.process.pid, own)
       } catch (e) {
         return { layout, skipped: `pinning with taskset failed: ${message(e)}` }
       }
@@ -626,18 +659,21 @@ const runLayout = async (
     await load(gateway.url, gwAuth, warm, connections)
     await load(gatewayClients.url, clientAuth, warm, connections)
     if (gatewayB !== undefined) await load(gatewayB.url, gwAuth, warm, connections)
+    if (gatewayRedis !== undefined) await load(gatewayRedis.url, clientAuth, warm, connections)
 
     const direct = tally()
     const rawT = tally()
     const gwT = tally()
     const gwcT = tally()
     const gwB = tally()
+    const gwR = tally()
     const runs: ReadonlyArray<readonly [Tally, Child, string]> = [
       [direct, simChild, directAuth],
       [rawT, raw, ""],
       [gwT, gateway, gwAuth],
       [gwcT, gatewayClients, clientAuth],
-      ...(gatewayB === undefined ? [] : [[gwB, gatewayB, gwAuth] as const])
+      ...(gatewayB === undefined ? [] : [[gwB, gatewayB, gwAuth] as const]),
+      ...(gatewayRedis === undefined ? [] : [[gwR, gatewayRedis, clientAuth] as const])
     ]
     const per = Math.ceil(requests / rounds)
     // One throwaway round: the first measured round otherwise reads high for whichever target
@@ -677,7 +713,8 @@ const runLayout = async (
         added(r, rawT),
         added(g, gwT),
         added(gc, gwcT),
-        ...(gatewayB === undefined ? [] : [added(summarize("gateway-b", gwB), gwB)])
+        ...(gatewayB === undefined ? [] : [added(summarize("gateway-b", gwB), gwB)]),
+        ...(gatewayRedis === undefined ? [] : [added(summarize("gateway-clients-redis", gwR), gwR)])
       ],
       gatewayVsRawProxy: g.rps / r.rps,
       gatewayAddedP50Ms: g.p50Ms - d.p50Ms,
@@ -685,6 +722,9 @@ const runLayout = async (
       rawProxyCpuUsPerRequest: r.cpuUsPerRequest,
       gatewayCpuUsPerRequest: g.cpuUsPerRequest,
       gatewayClientsCpuUsPerRequest: gc.cpuUsPerRequest,
+      ...(gatewayRedis === undefined
+        ? {}
+        : { gatewayClientsRedisCpuUsPerRequest: summarize("gateway-clients-redis", gwR).cpuUsPerRequest }),
       gatewayVsRawProxyCpu: r.cpuUsPerRequest / g.cpuUsPerRequest,
       median: {
         gatewayVsRawProxy: perRound(gwT.roundRps, rawT.roundRps, (x, y) => x / y),
@@ -710,14 +750,38 @@ const runLayout = async (
 export const isSkipped = (l: LayoutResult | SkippedLayout): l is SkippedLayout => "skipped" in l
 
 export const runGatewayBench = async (options: GatewayBenchOptions = {}): Promise<GatewayBenchResult> => {
-  const settings: LayoutSettings = {
+  let settings: LayoutSettings = {
     requests: options.requests ?? 5000,
     connections: options.connections ?? 50,
     upstreamLatencyMs: options.upstreamLatencyMs ?? 50,
     rounds: Math.max(1, options.rounds ?? 3),
     cpuProfileDir: options.cpuProfileDir ?? process.env.GATEWAY_CPU_PROF,
-    gatewayB: process.env.GATEWAY_B
+    gatewayB: process.env.GATEWAY_B,
+    redisUrl: undefined
   }
+  // GATEWAY_REDIS=1: a throwaway redis-server for the clients-on-Redis target, stopped at the end.
+  let redisPid: string | undefined
+  if (process.env.GATEWAY_REDIS === "1") {
+    const [port, pid] = execFileSync(path.join(path.dirname(here), "../../scripts/redis.sh"), ["start"], {
+      encoding: "utf8"
+    })
+      .trim()
+      .split(" ")
+    redisPid = pid
+    settings = { ...settings, redisUrl: `redis://127.0.0.1:${port}/0` }
+  }
+  try {
+    return await runLayouts(options, settings)
+  } finally {
+    if (redisPid !== undefined)
+      execFileSync(path.join(path.dirname(here), "../../scripts/redis.sh"), ["stop", redisPid])
+  }
+}
+
+const runLayouts = async (
+  options: GatewayBenchOptions,
+  settings: LayoutSettings
+): Promise<GatewayBenchResult> => {
   // The CPU-bound case: an upstream that answers at once, so the proxies' own CPU is the bottleneck.
   const cpuBoundLayout = () =>
     runLayout(
@@ -787,7 +851,10 @@ const printLayout = (l: LayoutResult | SkippedLayout) => {
     )
   }
   console.log(
-    `    gateway CPU per request: ${l.gatewayCpuUsPerRequest.toFixed(0)} µs without clients, ${l.gatewayClientsCpuUsPerRequest.toFixed(0)} µs with named clients configured`
+    `    gateway CPU per request: ${l.gatewayCpuUsPerRequest.toFixed(0)} µs without clients, ${l.gatewayClientsCpuUsPerRequest.toFixed(0)} µs with named clients configured` +
+      (l.gatewayClientsRedisCpuUsPerRequest === undefined
+        ? ""
+        : `, ${l.gatewayClientsRedisCpuUsPerRequest.toFixed(0)} µs with their budgets on Redis`)
   )
   console.log(
     `    gateway / raw proxy: throughput ${l.gatewayVsRawProxy.toFixed(2)}, by CPU per request ${l.gatewayVsRawProxyCpu.toFixed(2)}; added p50 gateway ${l.gatewayAddedP50Ms.toFixed(2)} ms, raw proxy ${l.rawProxyAddedP50Ms.toFixed(2)} ms`

@@ -3,7 +3,7 @@
  * `bench/gateway.ts` exists). Writes `bench/results.json` and `bench/results.md`.
  *
  * Options: `--quick` (smaller counts, for a smoke run); `--only=<section>[,<section>]` (selection,
- * goodput, memory, gateway, scenarios, scaleout) reruns those sections and keeps the others from the last
+ * goodput, memory, gateway, scenarios, scaleout, observability) reruns those sections and keeps the others from the last
  * results.json.
  */
 import { spawnSync } from "node:child_process"
@@ -15,6 +15,7 @@ import type * as GatewayBench from "./gateway.js"
 import * as Goodput from "./goodput.js"
 import type * as Memory from "./memory.js"
 import type * as ScaleOut from "./scaleout.js"
+import type * as Observability from "./observability.js"
 import type * as Scenarios from "./scenarios.js"
 import * as ScaleOutReport from "./scaleoutReport.js"
 import * as Selection from "./selection.js"
@@ -135,6 +136,15 @@ const measureScaleOut = (): ScaleOut.ScaleOutResult | { error: string } => {
 const scaleout: ScaleOut.ScaleOutResult | { error: string } | undefined = want("scaleout")
   ? measureScaleOut()
   : previous?.scaleout
+log("observability: what spans and request logs cost (bench/observability.ts)")
+let observability: Observability.Result | { error: string } | undefined = previous?.observability
+if (want("observability")) {
+  try {
+    observability = await (await import("./observability.js")).run({ quick })
+  } catch (e) {
+    observability = { error: e instanceof Error ? e.message : String(e) }
+  }
+}
 
 const f = (n: number, d = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d })
@@ -203,6 +213,7 @@ const results = {
   gateway,
   scenarios,
   scaleout,
+  observability,
   targets,
   /** How the gateway targets were judged (which layout). */
   targetNotes: gatewayTargetNotes
@@ -347,6 +358,10 @@ else {
   md.push("")
 }
 md.push(...ScaleOutReport.markdown(scaleout, f))
+md.push("## 7. Tracing and request logs (issue 15)", "")
+if (observability === undefined) md.push("Not run yet.", "")
+else if ("error" in observability) md.push(`Not measured: ${observability.error}`, "")
+else md.push(...(await import("./observability.js")).markdown(observability))
 md.push(
   "## Targets",
   "",

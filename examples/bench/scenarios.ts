@@ -275,6 +275,9 @@ const PRODUCTION_STACK = [
   { name: "round-robin" }
 ]
 
+/** Chaos (issue 14): the production stack under account pacing, so no call goes to a window known to be closed. */
+const CHAOS_STACK = [{ name: "account-pacing" }, ...PRODUCTION_STACK]
+
 /** The README's example config: health-aware (3) › round robin, its retry and deadlines. */
 const README_GATEWAY = {
   strategy: [{ name: "health-aware", failureThreshold: 3 }, { name: "round-robin" }],
@@ -283,7 +286,11 @@ const README_GATEWAY = {
 }
 
 export const specs = (quick: boolean): ReadonlyArray<Spec> => {
-  const fromScenario = (s: Scenarios.Scenario, boundMs: number): Spec => ({
+  const fromScenario = (
+    s: Scenarios.Scenario,
+    boundMs: number,
+    strategy: ReadonlyArray<Record<string, unknown>> = PRODUCTION_STACK
+  ): Spec => ({
     name: s.name,
     description: s.description,
     sim: s.config,
@@ -293,11 +300,13 @@ export const specs = (quick: boolean): ReadonlyArray<Spec> => {
     rounds: 1,
     boundMs,
     admittedPerSecond: s.admittedPerSecond,
-    gateway: { strategy: PRODUCTION_STACK }
+    gateway: { strategy }
   })
   return [
     fromScenario(Scenarios.trouble(), 60_000),
-    fromScenario(Scenarios.chaos(), 60_000),
+    // Chaos's windows admit 130/s: 10,000 requests need at least 77 s, so its bound is 120 s (it
+    // was 60 s, which left thousands unfinished whatever the gateway did). Each account is paced.
+    fromScenario(Scenarios.chaos(), 120_000, CHAOS_STACK),
     {
       name: "overload",
       description:

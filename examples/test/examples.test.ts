@@ -11,6 +11,7 @@ import * as ComposedStack from "../src/examples/composed-stack.js"
 import * as ConcurrencyLimitedExample from "../src/examples/concurrency-limited.js"
 import * as CreditAwareExample from "../src/examples/credit-aware.js"
 import * as CustomStrategy from "../src/examples/custom-strategy.js"
+import * as EffectAi from "../src/examples/effect-ai.js"
 import * as FastPath from "../src/examples/fast-path.js"
 import * as HealthAwareExample from "../src/examples/health-aware.js"
 import * as Monitoring from "../src/examples/monitoring.js"
@@ -88,6 +89,24 @@ describe("examples", () => {
       // Measured by the simulator: 30 at once over 3 keys fills both permits of every key, never more.
       expect(Object.values(result.maxInFlight)).toEqual([2, 2, 2])
     })
+  )
+
+  it.live(
+    "effect-ai: @effect/ai-openai and @effect/ai-openrouter over the balanced client, past a revoked key",
+    () =>
+      Effect.gen(function* () {
+        const { result, text } = yield* run(EffectAi)
+        expect(result.openAi.reply).toMatch(/sim/)
+        expect(result.openAi.streamed).toMatch(/sim/)
+        expect(result.openAi.dimensions).toBe(8)
+        expect(result.openAi.refused).toBe("HttpResponseError 400")
+        expect(result.openRouter.reply).toMatch(/sim/)
+        expect(result.openRouter.streamed).toMatch(/sim/)
+        const revoked = result.keys.find((k) => k.id === "revoked")!
+        expect(revoked.successes).toBe(0)
+        expect(revoked.errors.Unauthorized).toBe(1)
+        noSecret(text)
+      })
   )
 
   it.live("by-model: each model only on its route's keys", () =>
@@ -181,6 +200,7 @@ describe("examples", () => {
       "concurrency-limited": ConcurrencyLimitedExample,
       "credit-aware": CreditAwareExample,
       "custom-strategy": CustomStrategy,
+      "effect-ai": EffectAi,
       "fast-path": FastPath,
       "health-aware": HealthAwareExample,
       monitoring: Monitoring,

@@ -142,6 +142,18 @@ export interface Options {
     | { readonly ratio: number; readonly minPerSecond: number; readonly window: Duration.DurationInput }
     | false
     | undefined
+  /**
+   * Spans through Effect's `Tracer` (default `true`): `run`, `runScoped` and `runHeld` make an
+   * `or_balancer.request` span per request (attributes `or_balancer.model`, `.attempts`, `.error`,
+   * `.gave_up`) and an `or_balancer.attempt` span per attempt, its child and the parent of what
+   * `use` traces (`or_balancer.key` (the key's id), `.attempt` (1 for the first), `.outcome`
+   * (`success`, `failure`, `cancelled`: what the strategies were told), `.error` (the error's tag),
+   * `.retry` (what followed: `fail`, `retry-same`, `retry-other`, `eject`), `.cost`). A held
+   * attempt's span ends when it is settled. Spans carry ids, tags and numbers, never a secret or an
+   * upstream message. With no tracer installed (Effect's built-in one) or tracing disabled, none is
+   * made. `false` for a caller that makes its own (the gateway); `unsafeStart` never makes spans.
+   */
+  readonly spans?: boolean | undefined
 }
 
 /**

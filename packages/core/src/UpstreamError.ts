@@ -48,6 +48,8 @@ export class InsufficientCredits extends Schema.TaggedError<InsufficientCredits>
 /**
  * 429: rate limited. `scope` says whether the limit is the key's own (a provider's limit hit
  * through this key) or the whole account's (OpenRouter's own limit, sent with `X-RateLimit-*`).
+ * `retryAfter` is when the window reopens (from `X-RateLimit-Reset` when sent); `limit` is the
+ * requests the window admits (`X-RateLimit-Limit`), when sent: what pacing learns the window from.
  *
  * @since 0.1.0
  * @category Errors
@@ -55,7 +57,8 @@ export class InsufficientCredits extends Schema.TaggedError<InsufficientCredits>
 export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
   message: Schema.String,
   scope: Schema.Literal("key", "account"),
-  retryAfter
+  retryAfter,
+  limit: Schema.optional(Schema.Int)
 }) {}
 
 /**

@@ -98,7 +98,7 @@ const configFlag = Options.file("config").pipe(Options.withAlias("c"))
 const configOption = configFlag.pipe(
   Options.withDescription(
     "gateway config file (JSON). Fields left out take their defaults: listen 127.0.0.1:8080, " +
-      `baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy [round-robin], retry.maxAttempts 4, ` +
+      `baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy [${GatewayConfig.DEFAULT_STRATEGY_NAMES}], retry.maxAttempts 4, ` +
       "deadlines.keyWaitMs 30000, deadlines.requestMs 60000, deadlines.headersMs 15000, deadlines.bodyMs 30000, deadlines.drainMs 15000, bodyLimitBytes 1048576"
   )
 )
@@ -137,7 +137,7 @@ export const serve = Command.make("serve", { config: configOption, verbose }, ({
   )
 ).pipe(
   Command.withDescription(
-    `run the OpenAI-compatible gateway (file defaults: listen 127.0.0.1:8080, baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy round-robin)`
+    `run the OpenAI-compatible gateway (file defaults: listen 127.0.0.1:8080, baseUrl ${GatewayConfig.DEFAULT_BASE_URL}, strategy ${GatewayConfig.DEFAULT_STRATEGY_NAMES})`
   )
 )
 

@@ -13,8 +13,8 @@
  *
  * Named clients (`clients` in the config) each present their own token and may have a budget per
  * UTC period, a rate and model patterns: a budget's estimate is reserved before the request is
- * forwarded and settled with the answer's cost, so concurrent requests never overshoot it (held in
- * this process: replicas do not share client budgets yet). Over budget or rate: 429 with the
+ * forwarded and settled with the answer's cost, so concurrent requests never overshoot it (with a
+ * `redis` section, over every replica: `internal/clientsFleet.ts`). Over budget or rate: 429 with the
  * client's own `code` and `Retry-After`; a model outside its patterns: 403 naming it. `/status`
  * and `/metrics` show per-client usage, and per key and account a credit forecast (burn rate,
  * exhaustion, `limit_reset`).
@@ -50,12 +50,15 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as GatewayConfig from "./GatewayConfig.js"
 import type * as Admin from "./internal/admin.js"
+import type { Status } from "./internal/statusModel.js"
 import * as Clients from "./internal/clients.js"
+import * as ClientsFleet from "./internal/clientsFleet.js"
 import * as Engine from "./internal/engine.js"
 import * as Events from "./internal/events.js"
 import * as Forecast from "./internal/forecast.js"
 import * as Handler from "./internal/handler.js"
 import * as Log from "./internal/log.js"
+import * as Prices from "./internal/prices.js"
 import * as Prometheus from "./internal/prometheus.js"
 import * as Respond from "./internal/respond.js"
 import * as State from "./internal/state.js"
@@ -74,130 +77,12 @@ export class GatewayError extends Schema.TaggedError<GatewayError>()("GatewayErr
 }) {}
 
 /**
- * A key's health in `/status`: `healthy`; `half-open` (its cooldown ended, a trial is allowed);
- * `ejected` by the health-aware strategy; or `cooling` after a `Retry-After`.
- *
- * @since 0.2.0
- * @category Models
- */
-export type KeyHealth = "healthy" | "half-open" | "ejected" | "cooling"
-
-/**
- * One key in `/status`. Never holds its secret.
- *
- * @since 0.2.0
- * @category Models
- */
-export interface KeyStatus {
-  readonly id: string
-  readonly account: string | null
-  readonly weight: number
-  readonly health: KeyHealth
-  /** Why the health-aware strategy ejected it (an error tag such as `ServerError`), when ejected. */
-  readonly reason: string | null
-  /** ISO time its cooldown or ejection ends, if it has one now. */
-  readonly coolingUntil: string | null
-  /**
-   * Remaining credit in USD: the ledger's live balance, else the last one reported; null when
-   * unknown or unlimited. Read it with {@link KeyStatus.creditTracked}: null with `false` means no
-   * credit strategy runs, so nothing looks credit up.
-   */
-  readonly credit: number | null
-  /** Whether the key's credit is tracked: a credit strategy runs, or a balance was reported. */
-  readonly creditTracked: boolean
-  /** The last credit lookup's error tag, if it failed. */
-  readonly creditError: string | null
-  readonly inFlight: number
-  /** Its own concurrency cap, if it sets one. */
-  readonly maxConcurrency: number | null
-  readonly requests: number
-  readonly successes: number
-  readonly failures: number
-  /** Failures by error tag (`RateLimited`, `ServerError`, ...). */
-  readonly errors: Readonly<Record<string, number>>
-  readonly errorRate: number
-  readonly latencyMs: {
-    readonly p50: number
-    readonly p99: number
-    readonly mean: number
-    readonly max: number
-  }
-  readonly spendUsd: number
-  /** At its current burn rate, when its credit runs out, and when its `limit_reset` brings it back. */
-  readonly forecast: CreditForecast
-}
-
-/**
- * A credit forecast: the burn rate over the last five minutes (of the monitor's spend), when the
- * credit runs out at that rate (null: unknown or unlimited credit, or not burning), and when the
- * `limit_reset` period renews it at 00:00 UTC (null: no reset, or no credit lookup yet).
- *
- * @since 0.3.0
- * @category Models
- */
-export interface CreditForecast {
-  readonly burnUsdPerMin: number
-  readonly exhaustsAt: string | null
-  readonly resetsAt: string | null
-}
-
-/**
- * A named client in `/status`: its usage, refusals and budget. Never its token.
- *
- * @since 0.3.0
- * @category Models
- */
-export interface ClientStatus {
-  readonly id: string
-  /** Requests admitted. */
-  readonly requests: number
-  /** USD spent since the gateway started. */
-  readonly spendUsd: number
-  /** Requests refused, by reason. */
-  readonly refused: { readonly budget: number; readonly rate: number; readonly model: number }
-  readonly budget: {
-    readonly usd: number
-    readonly period: "daily" | "weekly" | "monthly"
-    /** Settled this period. */
-    readonly spentUsd: number
-    /** Held by requests in flight. */
-    readonly reservedUsd: number
-    readonly remainingUsd: number
-    readonly resetsAt: string
-  } | null
-  readonly rpm: number | null
-  readonly models: ReadonlyArray<string> | null
-}
-
-/**
- * What `GET /status` answers.
+ * The `/status` answer and its rows (declared in `internal/statusModel.ts`).
  *
  * @since 0.1.0
  * @category Models
  */
-export interface Status {
-  readonly status: "ok" | "draining"
-  /** 1 at start, one more per applied reload. */
-  readonly generation: number
-  readonly inFlightRequests: number
-  /** The strategy stack's names, outermost first. */
-  readonly strategy: ReadonlyArray<string>
-  readonly totals: {
-    readonly requests: number
-    readonly successes: number
-    readonly failures: number
-    readonly retries: number
-    readonly spendUsd: number
-    readonly inFlight: number
-    /** Answers that were the caller's own fault (bad request, unknown model), by error tag: no key's failure. */
-    readonly requestErrors: Readonly<Record<string, number>>
-  }
-  readonly keys: ReadonlyArray<KeyStatus>
-  /** Per account, its keys' forecasts summed. */
-  readonly accounts: ReadonlyArray<{ readonly id: string; readonly forecast: CreditForecast }>
-  /** Named clients (empty when none is configured). */
-  readonly clients: ReadonlyArray<ClientStatus>
-}
+export type { ClientStatus, CreditForecast, KeyHealth, KeyStatus, Status } from "./internal/statusModel.js"
 
 /**
  * A running gateway.
@@ -263,9 +148,11 @@ export const make = (
       )
     // Client spend outlives a reload: a new config must not hand out a fresh budget.
     const clientLedger = Clients.makeLedger()
+    const clientFleet = ClientsFleet.makeState()
+    const prices = Prices.makeTable()
     const buildEngine = (c: GatewayConfig.GatewayConfig) =>
       provideShared(Engine.build(c)).pipe(
-        Effect.map((built) => State.makeEngineState(c, built, clientLedger)),
+        Effect.map((built) => State.makeEngineState(c, built, clientLedger, clientFleet, prices)),
         Effect.mapError((e) => new GatewayError({ reason: "Config", message: e.message }))
       )
     const runtime = yield* Effect.runtime<never>()
@@ -283,6 +170,18 @@ export const make = (
       clientRequestsReported: new Map()
     }
     observed = state
+    // Reservations are priced from the models' prices (prices.ts), when a client's budget asks.
+    yield* Prices.keep(prices, () => state.engine.config)
+    // With Redis: clients' spend synced with the fleet's every second (clientsFleet.ts).
+    yield* ClientsFleet.keepSynced(
+      () => ({
+        link: state.engine.built.fleet,
+        clients: state.engine.config.clients,
+        now: state.engine.built.clock.unsafeCurrentTimeMillis()
+      }),
+      clientFleet,
+      clientLedger
+    )
     const status = provideShared(StatusView.status(state))
     const admin: Admin.Admin = {
       metrics: provideShared(

@@ -21,7 +21,8 @@
  *
  * Secrets never appear in the file: `secretEnv` and `tokens` name environment variables, read
  * through Effect's `Config` (so tests supply a `ConfigProvider`). The strategy stack is listed
- * outermost first; the last entry is the base strategy, every other one a decorator. A wrong
+ * outermost first; the last entry is the base strategy, every other one a decorator; with none,
+ * {@link DEFAULT_STRATEGY} (account pacing › health-aware › round robin). A wrong
  * file fails with the path of the field at fault, e.g. `keys[1].weight: must be a positive integer`.
  *
  * @since 0.1.0
@@ -53,6 +54,11 @@ export interface ClientBudget {
   readonly period: "daily" | "weekly" | "monthly"
   readonly reserveUsd: number
   readonly usdPerToken: number | undefined
+  /**
+   * Reserve each request's worst case from the model price table (set when the client gives
+   * neither `reserveUsd` nor `usdPerToken`); `reserveUsd` for a model the table does not know.
+   */
+  readonly priced?: boolean | undefined
 }
 
 /**
@@ -107,6 +113,8 @@ export interface GatewayConfig {
         readonly replicaId: string | undefined
         readonly replicas: number
         readonly leaseTtlMs: number
+        /** Unanswered Redis commands fail after this long (then local shares); absent: 100 ms. */
+        readonly commandTimeoutMs?: number | undefined
       }
     | undefined
   /** The model list is served without the gateway token. */
@@ -144,6 +152,27 @@ export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()
  * @category Constructors
  */
 export const DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+
+/**
+ * The stack when the file names none: each account paced to the rate window its 429s taught,
+ * sick keys taken out (3 failures in a row, or at once for a 401/402), round robin among the rest.
+ *
+ * @since 0.4.0
+ * @category Constructors
+ */
+export const DEFAULT_STRATEGY: ReadonlyArray<StrategyEntry> = [
+  { name: "account-pacing" },
+  { name: "health-aware", failureThreshold: 3 },
+  { name: "round-robin" }
+]
+
+/**
+ * The default stack as the CLI's help names it.
+ *
+ * @since 0.4.0
+ * @category Constructors
+ */
+export const DEFAULT_STRATEGY_NAMES = DEFAULT_STRATEGY.map((s) => s.name).join(" > ")
 
 const fail = (path: string, message: string) =>
   Effect.fail(new GatewayConfigError({ path, message: `${path}: ${message}` }))
@@ -213,7 +242,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     yield* Key.validateAll(keys).pipe(
       Effect.mapError((e) => new GatewayConfigError({ path: e.path, message: e.message }))
     )
-    const strategy = file.strategy ?? [{ name: "round-robin" as const }]
+    const strategy = file.strategy ?? DEFAULT_STRATEGY
     if (strategy.length === 0) return yield* fail("strategy", "needs at least one strategy")
     for (let i = 0; i < strategy.length; i++) {
       const last = i === strategy.length - 1
@@ -263,7 +292,8 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
                 usd: c.budget.usd,
                 period: c.budget.period,
                 reserveUsd: c.budget.reserveUsd ?? 0.01,
-                usdPerToken: c.budget.usdPerToken
+                usdPerToken: c.budget.usdPerToken,
+                priced: c.budget.reserveUsd === undefined && c.budget.usdPerToken === undefined
               },
         rpm: c.rpm,
         models: c.models
@@ -296,7 +326,10 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
                 : yield* readEnv(file.redis.passwordEnv, "redis.passwordEnv"),
             replicaId: file.redis.replicaId,
             replicas: file.redis.replicas ?? 1,
-            leaseTtlMs: file.redis.leaseTtlMs ?? 3_000
+            leaseTtlMs: file.redis.leaseTtlMs ?? 3_000,
+            ...(file.redis.commandTimeoutMs === undefined
+              ? {}
+              : { commandTimeoutMs: file.redis.commandTimeoutMs })
           }
     const retry = file.retry ?? {}
     const deadlines = file.deadlines ?? {}

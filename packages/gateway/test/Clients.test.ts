@@ -17,6 +17,7 @@ import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayConfig from "../src/GatewayConfig.js"
 import * as Clients from "../src/internal/clients.js"
+import * as Prices from "../src/internal/prices.js"
 import { chatBody, envOf, fileFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 
 const ALPHA = "client-alpha-token-0123456789"
@@ -98,6 +99,49 @@ describe("named clients", () => {
       assert.deepStrictEqual(alpha.refused, { budget: 1, rate: 0, model: 0 })
       assert.strictEqual(alpha.budget!.resetsAt, new Date(reset).toISOString())
     })
+  )
+
+  it.scopedLive(
+    "reservations priced from the model price table: near its budget a request whose worst case would overshoot is refused before the call, one that fits is served",
+    () =>
+      Effect.gen(function* () {
+        // $10 per million completion tokens, nothing else: max_tokens × $0.00001 is the worst case.
+        const sim = yield* Simulator.make({
+          seed: 7,
+          keys: simKeys(["cl-priced"]),
+          models: [
+            ...Simulator.defaultModels,
+            { id: "test/dear", promptPrice: 0, completionPrice: 10, requestPrice: 0 }
+          ]
+        })
+        const gw = yield* Gateway.make(
+          yield* clientsConfig(sim, [
+            { id: "alpha", tokenEnv: "ALPHA_TOKEN", budget: { usd: 0.005, period: "daily" } }
+          ])
+        )
+        const url = `${gw.url}/v1/chat/completions`
+        const ask = (maxTokens: number) =>
+          post(url, chatBody({ model: "test/dear", max_tokens: maxTokens }), as(ALPHA))
+        // Spend some of it first: the answer's cost (usage.cost) settles, not the worst case.
+        assert.strictEqual((yield* ask(50)).status, 200)
+        const before = (yield* statusOf(gw)).clients[0]!.budget!
+        assert.isAbove(before.spentUsd, 0)
+        assert.isBelow(before.spentUsd, 50 * 0.00001 + 1e-12)
+        assert.strictEqual(before.reservedUsd, 0)
+        const fits = Math.floor(before.remainingUsd / 0.00001) - 5
+        const calls = (yield* sim.stats).keys["cl-priced"]!.requests
+        // Worst case over what is left: refused, and the upstream never asked.
+        const over = yield* ask(fits + 10)
+        assert.strictEqual(over.status, 429)
+        assert.strictEqual(JSON.parse(over.text).error.code, "client_budget_exceeded")
+        assert.strictEqual((yield* sim.stats).keys["cl-priced"]!.requests, calls)
+        // Within what is left: served.
+        assert.strictEqual((yield* ask(fits)).status, 200)
+        assert.strictEqual((yield* sim.stats).keys["cl-priced"]!.requests, calls + 1)
+        // A model the table does not know is reserved at reserveUsd ($0.01 by default): over this budget.
+        const unknown = yield* post(url, chatBody({ model: "test/not-listed" }), as(ALPHA))
+        assert.strictEqual(unknown.status, 429)
+      })
   )
 
   it.scopedLive("over its rpm: 429 client_rate_limited with Retry-After", () =>
@@ -370,5 +414,38 @@ describe("client budget ledger", () => {
     assert.closeTo(Clients.estimate(b, 1000), 0.002, 1e-12)
     assert.strictEqual(Clients.estimate(b, undefined), 0.01)
     assert.strictEqual(Clients.estimate({ ...b, usdPerToken: undefined }, 1000), 0.01)
+  })
+
+  it("the price table's worst case: the dearest model, max_tokens or the model's cap or 4096; a client's own pricing wins", () => {
+    const table = Prices.makeTable()
+    table.prices = Prices.parse({
+      data: [
+        { id: "a/cheap", pricing: { prompt: "0.000001", completion: "0.000002", request: "0" } },
+        {
+          id: "a/dear",
+          pricing: { prompt: "0.00001", completion: "0.00002", request: "0.001" },
+          top_provider: { max_completion_tokens: 1000 }
+        },
+        { id: "a/broken", pricing: { prompt: "n/a", completion: "1" } }
+      ]
+    })
+    assert.deepStrictEqual([...table.prices.keys()], ["a/cheap", "a/dear"])
+    // 200 body bytes: 100 prompt tokens assumed.
+    assert.closeTo(Prices.worstCase(table, ["a/cheap"], 200, 50)!, 100 * 0.000001 + 50 * 0.000002, 1e-15)
+    assert.closeTo(
+      Prices.worstCase(table, ["a/cheap"], 200, undefined)!,
+      100 * 0.000001 + 4096 * 0.000002,
+      1e-15
+    )
+    assert.closeTo(
+      Prices.worstCase(table, ["a/cheap", "a/dear"], 200, undefined)!,
+      0.001 + 0.02 + 0.001,
+      1e-15
+    )
+    assert.strictEqual(Prices.worstCase(table, ["a/cheap", "a/unknown"], 200, 50), undefined)
+    const b = { usd: 1, period: "daily" as const, reserveUsd: 0.01, usdPerToken: undefined }
+    assert.strictEqual(Clients.estimate({ ...b, priced: true }, 10, 0.5), 0.5)
+    assert.strictEqual(Clients.estimate({ ...b, priced: true }, 10, undefined), 0.01)
+    assert.strictEqual(Clients.estimate({ ...b, priced: false }, 10, 0.5), 0.01)
   })
 })

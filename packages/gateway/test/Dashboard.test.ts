@@ -219,6 +219,7 @@ const CHROMIUM_FLAGS = [
 const MODEL = "openai/gpt-4o-mini"
 /** A named client's token: its traffic shows in the Clients table, the token nowhere. */
 const CLIENT_A = "client-a-token-5f0e1d2c3b4a"
+const CLIENT_B = "client-b-token-9a8b7c6d5e4f"
 
 /** Four keys on two accounts: one flaky (ejected now and then), one account with a tight rate limit. */
 const browserScenario = Effect.gen(function* () {
@@ -245,7 +246,9 @@ const browserScenario = Effect.gen(function* () {
     ],
     retry: { maxAttempts: 3, baseDelayMs: 5, maxDelayMs: 50, budget: false },
     clients: [
-      { id: "team-a", tokenEnv: "CLIENT_A", budget: { usd: 1000, period: "daily", reserveUsd: 0.05 } }
+      { id: "team-a", tokenEnv: "CLIENT_A", budget: { usd: 1000, period: "daily", reserveUsd: 0.05 } },
+      // Priced from the model price table; small enough that its use shows.
+      { id: "team-b", tokenEnv: "CLIENT_B", budget: { usd: 2, period: "daily" }, rpm: 600 }
     ]
   })
   const withCaps = {
@@ -256,7 +259,9 @@ const browserScenario = Effect.gen(function* () {
       maxConcurrency: [6, 4, 3, 2][i]!
     }))
   }
-  const env = ConfigProvider.fromMap(new Map([...envOf(sim), ["ADMIN_TOKEN", ADMIN], ["CLIENT_A", CLIENT_A]]))
+  const env = ConfigProvider.fromMap(
+    new Map([...envOf(sim), ["ADMIN_TOKEN", ADMIN], ["CLIENT_A", CLIENT_A], ["CLIENT_B", CLIENT_B]])
+  )
   const gw = yield* Gateway.make(yield* GatewayConfig.decode(withCaps).pipe(Effect.withConfigProvider(env)))
   /** The same gateway with its own admin token, guarding /status too: the page's cookie no longer works. */
   const rotate = GatewayConfig.decode({
@@ -300,14 +305,15 @@ describe("Dashboard in headless Chromium", () => {
         // Traffic from six clients for as long as the test runs.
         const client = Effect.forever(post(`${gw.url}/v1/chat/completions`, chatBody({ model: MODEL })))
         for (let i = 0; i < 5; i++) yield* Effect.forkScoped(client)
-        // One of them a named client.
-        yield* Effect.forkScoped(
-          Effect.forever(
-            post(`${gw.url}/v1/chat/completions`, chatBody({ model: MODEL }), {
-              authorization: `Bearer ${CLIENT_A}`
-            })
+        // Two of them named clients.
+        for (const token of [CLIENT_A, CLIENT_B])
+          yield* Effect.forkScoped(
+            Effect.forever(
+              post(`${gw.url}/v1/chat/completions`, chatBody({ model: MODEL }), {
+                authorization: `Bearer ${token}`
+              })
+            )
           )
-        )
 
         const profile = fs.mkdtempSync(path.join(os.tmpdir(), "or-balancer-chromium-"))
         yield* Effect.addFinalizer(() =>
@@ -397,6 +403,13 @@ describe("Dashboard in headless Chromium", () => {
         assert.isAbove(Number((yield* clientCell("requests")).replace(/[^0-9]/g, "")), 0)
         assert.match(yield* clientCell("spend"), /^\$\d/)
         assert.match(yield* clientCell("budget"), /of \$1000 daily/)
+        // Each budget's use this period: share, spent and held, and a bar.
+        assert.match(yield* clientCell("used"), /^\d+\.\d% · \$[\d.]+ spent, \$[\d.]+ held/)
+        const usedB = () =>
+          Effect.promise(() => page.locator(`tr[data-client="team-b"] td[data-field="used"]`).innerText())
+        for (let i = 0; i < 50 && (yield* usedB()).startsWith("0.0%"); i++)
+          yield* Effect.sleep(Duration.millis(100))
+        assert.notMatch(yield* usedB(), /^0\.0%/)
 
         // Let the charts gather some history, then check they draw series, not just axes.
         yield* waitSamples(12)
@@ -416,6 +429,7 @@ describe("Dashboard in headless Chromium", () => {
         const html = yield* Effect.promise(() => page.content())
         assert.deepStrictEqual(secretsIn(sim, html), [])
         assert.notInclude(html, CLIENT_A)
+        assert.notInclude(html, CLIENT_B)
         assert.deepStrictEqual(problems, [])
         // Offline: everything the page loaded came from the gateway (no CDN).
         assert.deepStrictEqual(

@@ -34,7 +34,12 @@ describe("GatewayConfig", () => {
       assert.strictEqual(c.baseUrl, "https://openrouter.ai/api/v1")
       assert.strictEqual(c.host, "127.0.0.1")
       assert.strictEqual(c.port, 8080)
-      assert.deepStrictEqual(c.strategy, [{ name: "round-robin" }])
+      // The default stack: pacing per account, health, round robin.
+      assert.deepStrictEqual(c.strategy, [
+        { name: "account-pacing" },
+        { name: "health-aware", failureThreshold: 3 },
+        { name: "round-robin" }
+      ])
       assert.strictEqual(Redacted.value(c.keys[0]!.secret), SECRET)
       assert.strictEqual(Redacted.value(c.tokens[0]!), "t0ken")
       assert.strictEqual(c.bodyLimitBytes, 1024 * 1024)
@@ -68,6 +73,14 @@ describe("GatewayConfig", () => {
         strategy: [{ name: "health-aware", panicThreshold: 2 }, { name: "weighted" }]
       })
       assert.strictEqual(option.path, "strategy[0].panicThreshold")
+
+      const pacing = yield* failure({
+        ...base,
+        strategy: [{ name: "account-pacing", maxWaitMs: 0 }, { name: "round-robin" }]
+      })
+      assert.strictEqual(pacing.path, "strategy[0].maxWaitMs")
+      const last = yield* failure({ ...base, strategy: [{ name: "account-pacing" }] })
+      assert.strictEqual(last.path, "strategy[0].name")
 
       const account = yield* failure({ ...base, accounts: { globex: {} } })
       assert.strictEqual(account.path, "keys[0].account")
@@ -251,7 +264,7 @@ describe("GatewayConfig", () => {
       const weighted = { ...base, keys: [base.keys[0], { id: "two", secretEnv: "K2", weight: 3 }] }
       const rr = GatewayConfig.warnings(yield* decode(weighted))
       assert.lengthOf(rr, 1)
-      assert.match(rr[0]!, /^keys\[1\]\.weight: no effect under round-robin/)
+      assert.match(rr[0]!, /^keys\[1\]\.weight: no effect under account-pacing > health-aware > round-robin;/)
       const hr = GatewayConfig.warnings(
         yield* decode({ ...weighted, strategy: [{ name: "health-aware" }, { name: "random" }] })
       )
@@ -272,7 +285,7 @@ describe("GatewayConfig", () => {
       assert.lengthOf(cw, 1)
       assert.match(
         cw[0]!,
-        /^keys\[0\]\.maxConcurrency: no effect under round-robin; add "concurrency-limited"/
+        /^keys\[0\]\.maxConcurrency: no effect under account-pacing > health-aware > round-robin; add "concurrency-limited"/
       )
       assert.deepStrictEqual(
         GatewayConfig.warnings(

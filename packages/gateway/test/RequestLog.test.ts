@@ -8,6 +8,7 @@ import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import { vi } from "vitest"
 import * as Gateway from "../src/Gateway.js"
@@ -158,6 +159,139 @@ describe("Request logs", () => {
         assert.deepStrictEqual(d.attempts, [])
         // Exactly one line per request.
         assert.strictEqual(requestsOf(out).filter((l) => l.id === "client-req-42").length, 1)
+      })
+  )
+
+  it.scopedLive(
+    "every answer has exactly one line with its status and reason: unknown route, wrong method, bad token, body too large, admin token; admin successes at debug only",
+    () =>
+      Effect.gen(function* () {
+        const out = yield* captureStdout
+        const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["a"]) })
+        const gw = yield* Gateway.make(
+          yield* configFor(sim, {
+            log: { requests: true },
+            bodyLimitBytes: 1000,
+            admin: { protect: true }
+          })
+        )
+        const send = (path: string, id: string, init: RequestInit = {}) =>
+          Effect.promise(() =>
+            fetch(`${gw.url}${path}`, {
+              ...init,
+              headers: { "x-request-id": id, ...(init.headers as Record<string, string>) }
+            }).then(async (r) => ({
+              status: r.status,
+              id: r.headers.get("x-request-id"),
+              text: await r.text()
+            }))
+          )
+        const authed = { authorization: `Bearer ${TOKEN}` }
+        const cases: Array<
+          [id: string, answer: { status: number; id: string | null }, status: number, reason: string]
+        > = [
+          ["unknown-route", yield* send("/v1/nope", "unknown-route", { headers: authed }), 404, "not_found"],
+          ["not-api", yield* send("/favicon.ico", "not-api"), 404, "not_found"],
+          [
+            "wrong-method",
+            yield* send("/v1/chat/completions", "wrong-method", { headers: authed }),
+            405,
+            "method_not_allowed"
+          ],
+          [
+            "bad-token",
+            yield* send("/v1/chat/completions", "bad-token", {
+              method: "POST",
+              headers: { authorization: "Bearer wrong", "content-type": "application/json" },
+              body: chatBody()
+            }),
+            401,
+            "invalid_api_key"
+          ],
+          [
+            "too-large",
+            yield* send("/v1/chat/completions", "too-large", {
+              method: "POST",
+              headers: { ...authed, "content-type": "application/json" },
+              body: chatBody({ padding: "x".repeat(2000) })
+            }),
+            413,
+            "request_too_large"
+          ],
+          [
+            "bad-json",
+            yield* send("/v1/chat/completions", "bad-json", {
+              method: "POST",
+              headers: { ...authed, "content-type": "application/json" },
+              body: "{"
+            }),
+            400,
+            "invalid_json"
+          ],
+          ["admin-denied", yield* send("/status", "admin-denied"), 401, "invalid_api_key"]
+        ]
+        for (const [id, answer, status, reason] of cases) {
+          assert.strictEqual(answer.status, status, id)
+          assert.strictEqual(answer.id, id)
+          const line = yield* lineFor(out, id)
+          assert.strictEqual(line.status, status, id)
+          assert.strictEqual(line.reason, reason, id)
+          assert.strictEqual(line.level, "warn", id)
+          assert.strictEqual(line.outcome, "error", id)
+        }
+        // A health check answered 200 has its line at debug level only (here: info, so none).
+        assert.strictEqual((yield* send("/healthz", "health")).status, 200)
+        const ok = yield* post(`${gw.url}/v1/chat/completions`, chatBody(), { "x-request-id": "ok-after" })
+        assert.strictEqual(ok.status, 200)
+        const okLine = yield* lineFor(out, "ok-after")
+        assert.notProperty(okLine, "reason")
+        assert.isUndefined(requestsOf(out).find((l) => l.id === "health"))
+        // Exactly one line each.
+        for (const [id] of cases) assert.strictEqual(requestsOf(out).filter((l) => l.id === id).length, 1, id)
+      })
+  )
+
+  it.scopedLive(
+    "a named client's requests are logged with its id, never its token, served or refused by its budget",
+    () =>
+      Effect.gen(function* () {
+        const out = yield* captureStdout
+        const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["a"]) })
+        const clientToken = "team-a-secret-token-0123456789"
+        const config = yield* GatewayConfig.decode({
+          listen: { host: "127.0.0.1", port: 0 },
+          baseUrl: sim.baseUrl,
+          tokens: ["GW_TOKEN"],
+          clients: [
+            { id: "team-a", tokenEnv: "TEAM_A", budget: { usd: 0.001, period: "daily", reserveUsd: 0.001 } }
+          ],
+          keys: [{ id: "a", secretEnv: "KEY_A" }],
+          log: { requests: true }
+        }).pipe(
+          Effect.withConfigProvider(
+            ConfigProvider.fromMap(
+              new Map([
+                ["GW_TOKEN", TOKEN],
+                ["TEAM_A", clientToken],
+                ["KEY_A", Redacted.value(sim.keys[0]!.secret)]
+              ])
+            )
+          )
+        )
+        const gw = yield* Gateway.make(config)
+        const url = `${gw.url}/v1/chat/completions`
+        const as = { authorization: `Bearer ${clientToken}` }
+        assert.strictEqual((yield* post(url, chatBody(), { ...as, "x-request-id": "team-a-1" })).status, 200)
+        assert.strictEqual((yield* post(url, chatBody(), { ...as, "x-request-id": "team-a-2" })).status, 429)
+        assert.strictEqual((yield* post(url, chatBody(), { "x-request-id": "flat-1" })).status, 200)
+        const served = yield* lineFor(out, "team-a-1")
+        assert.strictEqual(served.client, "team-a")
+        assert.isAbove(served.cost, 0)
+        const refused = yield* lineFor(out, "team-a-2")
+        assert.strictEqual(refused.client, "team-a")
+        assert.strictEqual(refused.status, 429)
+        assert.strictEqual((yield* lineFor(out, "flat-1")).client, "GW_TOKEN")
+        assert.notInclude(out.raw.join(""), clientToken)
       })
   )
 

@@ -76,12 +76,15 @@ describe("ErrorMapping.fromResponse", () => {
       { now }
     ) as UpstreamError.RateLimited
     expect(Duration.toMillis(both.retryAfter!)).toBe(250)
+    // X-RateLimit-Limit travels on the error (what AccountPacing learns the window from); without it, none.
+    expect([reset.limit, both.limit, reset.scope]).toEqual([20, 20, "account"])
     expect(ErrorMapping.parseRetryAfter("1.5", undefined)).toEqual(Duration.millis(1500))
     expect(ErrorMapping.parseRetryAfter("soon", now)).toBeUndefined()
     // Platform Headers and fetch Headers work too.
     const h = new Headers({ "Retry-After": "3" })
     const f = ErrorMapping.fromResponse(429, h, "") as UpstreamError.RateLimited
     expect(Duration.toMillis(f.retryAfter!)).toBe(3000)
+    expect([f.limit, f.scope]).toEqual([undefined, "key"])
   })
 
   it("switches on metadata.error_type for in-band errors", () => {

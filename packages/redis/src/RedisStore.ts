@@ -95,7 +95,29 @@ export interface Service {
   ) => Effect.Effect<unknown, RedisUnavailable>
   readonly breaker: Effect.Effect<BreakerState>
   readonly unsafeBreaker: () => BreakerState
+  /**
+   * `run` outside any fiber, for a hot path that calls Redis once per request (a client's budget):
+   * `done` gets the outcome. `run` is derived from it.
+   */
+  readonly unsafeRun: (
+    script: Script,
+    keys: ReadonlyArray<string>,
+    args: ReadonlyArray<string | number>,
+    done: (result: UnsafeResult) => void
+  ) => void
 }
+
+/**
+ * An unsafe call's outcome: Redis's reply, Redis unavailable, or a bug of ours (a script or
+ * argument error: `run` dies with it).
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export type UnsafeResult =
+  | { readonly _tag: "Reply"; readonly value: unknown }
+  | { readonly _tag: "Unavailable"; readonly error: RedisUnavailable }
+  | { readonly _tag: "Bug"; readonly cause: unknown }
 
 /**
  * @since 0.1.0
@@ -150,32 +172,53 @@ export const make = (options: Options): Effect.Effect<Service, ConfigError.Confi
       )
     ).pipe(Effect.timeout(options.connectTimeoutMs ?? 1_000), Effect.ignore)
 
+    const unsafeCall = (send: () => Promise<unknown>, done: (result: UnsafeResult) => void): void => {
+      if (!breaker.admit(clock.unsafeCurrentTimeMillis())) return done(CIRCUIT_OPEN_RESULT)
+      send().then(
+        (value) => {
+          breaker.success()
+          done({ _tag: "Reply", value })
+        },
+        (cause: unknown) => {
+          const error = classify(cause)
+          if (error === undefined) {
+            // A script or argument error is our bug; it says nothing about Redis' health.
+            breaker.success()
+            done({ _tag: "Bug", cause })
+          } else {
+            breaker.failure(clock.unsafeCurrentTimeMillis())
+            done({ _tag: "Unavailable", error })
+          }
+        }
+      )
+    }
     const call = (send: () => Promise<unknown>): Effect.Effect<unknown, RedisUnavailable> =>
-      Effect.suspend(() => {
-        if (!breaker.admit(clock.unsafeCurrentTimeMillis())) return CIRCUIT_OPEN
-        return Effect.async<unknown, RedisUnavailable>((resume) => {
-          send().then(
-            (value) => {
-              breaker.success()
-              resume(Effect.succeed(value))
-            },
-            (cause: unknown) => {
-              const error = classify(cause)
-              if (error === undefined) {
-                // A script or argument error is our bug; it says nothing about Redis' health.
-                breaker.success()
-                resume(Effect.die(cause))
-              } else {
-                breaker.failure(clock.unsafeCurrentTimeMillis())
-                resume(Effect.fail(error))
-              }
-            }
+      Effect.async<unknown, RedisUnavailable>((resume) =>
+        unsafeCall(send, (r) =>
+          resume(
+            r._tag === "Reply"
+              ? Effect.succeed(r.value)
+              : r._tag === "Bug"
+                ? Effect.die(r.cause)
+                : Effect.fail(r.error)
           )
-        })
-      })
+        )
+      )
     const scripts = client as unknown as ScriptClient
+    // Scripts of other modules (client budgets) are defined on first use, then sent by EVALSHA.
+    const define = (script: Script) => {
+      if (scripts[script.name] === undefined)
+        client.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.lua })
+    }
     return RedisStore.of({
-      run: (script, keys, args) => call(() => scripts[script.name]!(...keys, ...args)),
+      run: (script, keys, args) => {
+        define(script)
+        return call(() => scripts[script.name]!(...keys, ...args))
+      },
+      unsafeRun: (script, keys, args, done) => {
+        define(script)
+        unsafeCall(() => scripts[script.name]!(...keys, ...args), done)
+      },
       command: (name, args) => call(() => client.call(name, ...args)),
       breaker: Effect.sync(() => breaker.state(clock.unsafeCurrentTimeMillis())),
       unsafeBreaker: () => breaker.state(clock.unsafeCurrentTimeMillis())
@@ -198,7 +241,10 @@ export const layerConfig = (
 ): Layer.Layer<RedisStore, ConfigError.ConfigError> =>
   Layer.scoped(RedisStore, Effect.flatMap(Config.unwrap(options), make))
 
-const CIRCUIT_OPEN = Effect.fail(new RedisUnavailable({ reason: "CircuitOpen" }))
+const CIRCUIT_OPEN_RESULT: UnsafeResult = {
+  _tag: "Unavailable",
+  error: new RedisUnavailable({ reason: "CircuitOpen" })
+}
 
 const parseUrl = (raw: string): Effect.Effect<string, ConfigError.ConfigError> =>
   Effect.suspend(() => {

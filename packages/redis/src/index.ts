@@ -34,3 +34,7 @@ export * as FleetHealth from "./FleetHealth.js"
  * @since 0.3.0
  */
 export * as FleetCredit from "./FleetCredit.js"
+/**
+ * @since 0.3.0
+ */
+export * as ClientBudgets from "./ClientBudgets.js"

@@ -121,6 +121,9 @@ export interface Status {
 
 const NONE: ReadonlyMap<string, Record> = new Map()
 
+/** Out for a 429 (the key's or its account's window): back when the window reopens, no trial. */
+const isRateLimit = (reason: string | undefined) => reason !== undefined && reason.startsWith("RateLimited")
+
 /**
  * The health of every key in the pool. Panic is judged against `panicThreshold` (default 0.5).
  *
@@ -296,6 +299,9 @@ export const make = (
         const r = records.get(k.id)
         if (r === undefined || r.until === undefined) return undefined
         if (r.until > now) return { reason: "unhealthy", until: r.until }
+        // A rate limit's window has reopened: nothing to test (one trial at a time would fail every
+        // other request waiting for the window with a 503).
+        if (isRateLimit(r.reason)) return undefined
         // Half-open: with trials, one request at a time; with probes, not before the probe says so.
         return trial && r.testing !== true ? undefined : { reason: "unhealthy" }
       })
@@ -306,7 +312,7 @@ export const make = (
       return out / keys.length > panicThreshold
     }
     const needsTrial = (key: Key.Key, records: ReadonlyMap<string, Record>, now: number) =>
-      trial && isHalfOpen(records.get(key.id), now)
+      trial && isHalfOpen(records.get(key.id), now) && !isRateLimit(records.get(key.id)!.reason)
 
     const choose = (
       request: KeySelector.SelectRequest,

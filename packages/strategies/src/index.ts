@@ -1,6 +1,7 @@
 /**
  * @since 0.1.0
  */
+export * as AccountPacing from "./AccountPacing.js"
 export * as ByModel from "./ByModel.js"
 export * as Capacity from "./Capacity.js"
 export * as ConcurrencyLimited from "./ConcurrencyLimited.js"

@@ -19,6 +19,7 @@ import { Attempt, type Continue, Started } from "./attempt.js"
 import { ClosedKeys } from "./closedKeys.js"
 import * as Cooldowns from "./cooldowns.js"
 import * as RetryBudget from "./retryBudget.js"
+import * as Spans from "./spans.js"
 
 /** A strategy that keeps answering closed keys (it ignores the gate) is refused after this many. */
 const MAX_GIVEN_BACK = 4
@@ -47,6 +48,8 @@ export const make = (options: Balancer.Options = {}) =>
       UpstreamError.UpstreamError
     >
     const deadlineMs = Duration.toMillis(options.deadline ?? Duration.seconds(30))
+    // Spans unless the caller makes its own (`spans: false`): internal/spans.ts.
+    const spans = options.spans !== false
     const maxCooldownMs = Duration.toMillis(options.maxCooldown ?? Duration.minutes(5))
     const budget =
       options.budget === false
@@ -157,6 +160,7 @@ export const make = (options: Balancer.Options = {}) =>
       use: (key: Key.Key, info: Balancer.AttemptInfo) => Effect.Effect<A, E, R>,
       costOf: ((a: A) => number | undefined) | undefined,
       hold: Hold<A>,
+      trace: Spans.Trace | undefined,
       givenBack = 0
     ): Effect.Effect<Attempt<A>, E | KeySelector.NoKeyAvailable, R> =>
       Effect.uninterruptibleMask((restore) =>
@@ -189,14 +193,18 @@ export const make = (options: Balancer.Options = {}) =>
                     use,
                     costOf,
                     hold,
+                    trace,
                     givenBack + 1
                   )
                 : Effect.fail(CLOSED_ONLY)
             }
-            const current = new Attempt<A>(lease, attempt, clock, attemptMonitor)
+            // Traced: the attempt's span is the parent of what `use` traces, and its lease's report ends it.
+            const traced = trace?.attempt(lease, attempt)
+            const current = new Attempt<A>(traced?.lease ?? lease, attempt, clock, attemptMonitor)
+            const used = use(lease.key, { attempt })
             return Effect.zipRight(
               monitor.started(lease.key),
-              Effect.matchCauseEffect(restore(use(lease.key, { attempt })), {
+              Effect.matchCauseEffect(restore(traced ? Effect.withParentSpan(used, traced.span) : used), {
                 onSuccess: (value) => succeeded(current, value, costOf, hold),
                 onFailure: (cause) => failed(current, cause)
               })
@@ -259,7 +267,9 @@ export const make = (options: Balancer.Options = {}) =>
       // A failed synchronous first attempt to go on from (`Started.run` / `Started.runHeld`).
       after?: Started
     ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
-      Effect.clockWith((clock) => {
+      // The clock, and the request's span when a tracer is installed, in one step (a continued
+      // request has none: its caller, the gateway, makes its own).
+      Spans.withClock(spans && after === undefined ? request : undefined, (clock, trace) => {
         const start = after === undefined ? clock.unsafeCurrentTimeMillis() : after.start
         // A continued request was counted by `unsafeStart`.
         if (after === undefined) budget?.deposit(start)
@@ -291,7 +301,19 @@ export const make = (options: Balancer.Options = {}) =>
         ): Effect.Effect<B, E | AllAttemptsFailed | KeySelector.NoKeyAvailable, R> =>
           // One frame for both ways out of an attempt (as `catchIf` then `flatMap`, without the second frame).
           Effect.matchCauseEffect(
-            attemptOnce(clock, request, attempt, tried, dead, reuseDelay, deadlineAt, use, costOf, hold),
+            attemptOnce(
+              clock,
+              request,
+              attempt,
+              tried,
+              dead,
+              reuseDelay,
+              deadlineAt,
+              use,
+              costOf,
+              hold,
+              trace
+            ),
             {
               onFailure: (
                 cause

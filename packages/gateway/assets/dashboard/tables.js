@@ -183,6 +183,26 @@ export const renderHeader = (/** @type {any} */ s) => {
   for (const [name, text] of Object.entries(values)) $(`[data-total="${name}"]`).textContent = text
 }
 
+/** A budget's use this period: spent and held by requests in flight, as a share and a bar. */
+const usedCell = (/** @type {any} */ b) => {
+  const td = el("td")
+  td.dataset.field = "used"
+  if (b === null) {
+    td.textContent = "–"
+    return td
+  }
+  const share = b.usd > 0 ? Math.min(1, (b.spentUsd + b.reservedUsd) / b.usd) : 1
+  td.append(
+    el("div", "", `${(share * 100).toFixed(1)}% · ${usd(b.spentUsd)} spent, ${usd(b.reservedUsd)} held`)
+  )
+  const bar = el("div", "bar")
+  const fill = el("div", share >= 1 ? "full" : "")
+  fill.style.width = `${share * 100}%`
+  bar.append(fill)
+  td.append(bar)
+  return td
+}
+
 /** Named clients (`clients` in the config): usage, budget left and refusals. Hidden when there are none. */
 export const renderClients = (/** @type {any} */ s) => {
   const clients = s.clients ?? []
@@ -217,6 +237,7 @@ export const renderClients = (/** @type {any} */ s) => {
       const td = el("td", i >= 4 ? "num" : "", text)
       td.dataset.field = field
       tr.append(td)
+      if (field === "budget") tr.append(usedCell(b))
     })
     body.append(tr)
   }

@@ -35,7 +35,7 @@ export type Ledger = Map<string, Account>
 
 export const makeLedger = (): Ledger => new Map()
 
-const account = (ledger: Ledger, client: GatewayConfig.ClientConfig, now: number): Account => {
+export const account = (ledger: Ledger, client: GatewayConfig.ClientConfig, now: number): Account => {
   let a = ledger.get(client.id)
   if (a === undefined) {
     a = {
@@ -102,63 +102,89 @@ const admitRate = (a: Account, rpm: number, now: number): number | undefined => 
   return undefined
 }
 
-/** The estimate reserved for one request: `max_tokens` × the client's price per token when both are known. */
-export const estimate = (budget: GatewayConfig.ClientBudget, maxTokens: unknown): number =>
+/**
+ * The amount reserved for one request. A client's own pricing wins: `max_tokens` × `usdPerToken`
+ * when both are known, or its `reserveUsd` when it set one; else `priced`, the request's worst
+ * case from the model price table (prices.ts), when the table knows the model; else `reserveUsd`.
+ */
+export const estimate = (
+  budget: GatewayConfig.ClientBudget,
+  maxTokens: unknown,
+  priced?: number | undefined
+): number =>
   budget.usdPerToken !== undefined && typeof maxTokens === "number" && maxTokens > 0
     ? maxTokens * budget.usdPerToken
-    : budget.reserveUsd
+    : budget.priced === true && priced !== undefined
+      ? priced
+      : budget.reserveUsd
+
+/** The 403 for a model outside the client's patterns, or undefined. */
+export const checkModels = (
+  a: Account,
+  client: GatewayConfig.ClientConfig,
+  models: ReadonlyArray<string>
+): Refusal | undefined => {
+  if (client.models === undefined) return undefined
+  for (const m of models) {
+    if (!modelAllowed(client.models, m)) {
+      a.refused.model++
+      return {
+        status: 403,
+        code: "client_model_not_allowed",
+        message: `client "${client.id}" may not use model "${m}" (allowed: ${client.models.join(", ")})`,
+        resetAt: undefined
+      }
+    }
+  }
+  return undefined
+}
+
+export const overBudget = (client: GatewayConfig.ClientConfig, resetAt: number): Refusal => ({
+  status: 429,
+  code: "client_budget_exceeded",
+  message: `client "${client.id}" has spent its ${client.budget!.period} budget of $${client.budget!.usd}`,
+  resetAt
+})
+
+export const overRate = (client: GatewayConfig.ClientConfig, resetAt: number): Refusal => ({
+  status: 429,
+  code: "client_rate_limited",
+  message: `client "${client.id}" is over its rate of ${client.rpm} requests per minute`,
+  resetAt
+})
 
 /**
  * Admits one request of `client` for `models` (the request's model, or its `models` list), or
  * says why not. On admission the budget's estimate is held until the returned charge settles.
+ * `priced`: the request's worst case from the price table, when known.
  */
 export const admit = (
   ledger: Ledger,
   client: GatewayConfig.ClientConfig,
   models: ReadonlyArray<string>,
   maxTokens: unknown,
-  now: number
+  now: number,
+  priced?: number | undefined
 ): Charge | Refusal => {
   const a = account(ledger, client, now)
-  if (client.models !== undefined) {
-    for (const m of models) {
-      if (!modelAllowed(client.models, m)) {
-        a.refused.model++
-        return {
-          status: 403,
-          code: "client_model_not_allowed",
-          message: `client "${client.id}" may not use model "${m}" (allowed: ${client.models.join(", ")})`,
-          resetAt: undefined
-        }
-      }
-    }
-  }
+  const wrongModel = checkModels(a, client, models)
+  if (wrongModel !== undefined) return wrongModel
   const budget = client.budget
   let amount = 0
   if (budget !== undefined) {
     roll(a, budget, now)
-    amount = estimate(budget, maxTokens)
+    amount = estimate(budget, maxTokens, priced)
     // Integer micro-dollars would drift less, but the sum is compared with a small tolerance.
     if (a.spent + a.reserved + amount > budget.usd + 1e-9) {
       a.refused.budget++
-      return {
-        status: 429,
-        code: "client_budget_exceeded",
-        message: `client "${client.id}" has spent its ${budget.period} budget of $${budget.usd}`,
-        resetAt: CreditLookup.nextReset(budget.period, now)
-      }
+      return overBudget(client, CreditLookup.nextReset(budget.period, now))
     }
   }
   if (client.rpm !== undefined) {
     const until = admitRate(a, client.rpm, now)
     if (until !== undefined) {
       a.refused.rate++
-      return {
-        status: 429,
-        code: "client_rate_limited",
-        message: `client "${client.id}" is over its rate of ${client.rpm} requests per minute`,
-        resetAt: until
-      }
+      return overRate(client, until)
     }
   }
   a.requests++

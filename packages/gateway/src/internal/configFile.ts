@@ -33,7 +33,8 @@ export const KeyEntry = Schema.Struct({
 /**
  * One entry of the strategy stack. Base strategies: `round-robin`, `weighted`, `random`,
  * `weighted-random`, `least-busy`, `credit-aware`. Decorators (need an entry after them):
- * `health-aware`, `concurrency-limited`, `threshold`, `sticky` (the same `session_id` or
+ * `account-pacing` (each account admits only what its rate window is known to admit, learned
+ * from OpenRouter's 429s), `health-aware`, `concurrency-limited`, `threshold`, `sticky` (the same `session_id` or
  * `prompt_cache_key` goes to the same key), `by-model` (routes by the request's model: each route
  * a model pattern such as `anthropic/*` and optionally the key ids that serve it; routes share the
  * strategy below, and a model no route matches is refused with 400).
@@ -61,6 +62,7 @@ export const StrategyEntry = Schema.Union(
     panicThreshold: Schema.optional(Ratio)
   }),
   Schema.Struct({ name: Schema.Literal("concurrency-limited"), defaultMax: Schema.optional(PositiveInt) }),
+  Schema.Struct({ name: Schema.Literal("account-pacing"), maxWaitMs: Schema.optional(PositiveInt) }),
   Schema.Struct({
     name: Schema.Literal("threshold"),
     threshold: Schema.NonNegative,
@@ -93,6 +95,7 @@ export type StrategyEntry = typeof StrategyEntry.Type
  * @category Models
  */
 export const decorators: ReadonlySet<StrategyEntry["name"]> = new Set([
+  "account-pacing",
   "health-aware",
   "concurrency-limited",
   "threshold",
@@ -102,8 +105,10 @@ export const decorators: ReadonlySet<StrategyEntry["name"]> = new Set([
 
 /**
  * A named client (a virtual key): its own token, and optionally a budget per UTC period (reserved
- * before each call: `reserveUsd`, default $0.01, or `max_tokens` × `usdPerToken` when both are
- * known), a rate in requests per minute and the model patterns it may use (`openai/*`, exact ids).
+ * before each call: the request's worst case from the model price table, OpenRouter's `/models`
+ * prices × the prompt and `max_tokens`; or the client's own `reserveUsd` per request, or
+ * `max_tokens` × `usdPerToken`, when it sets them; $0.01 for a model the table does not know), a
+ * rate in requests per minute and the model patterns it may use (`openai/*`, exact ids).
  *
  * @since 0.3.0
  * @category Schemas
@@ -204,7 +209,12 @@ export const File = Schema.Struct({
       /** The fleet's size: without Redis each replica runs on cap ÷ replicas. Default 1. */
       replicas: Schema.optional(PositiveInt),
       /** Lease lifetime: a dead replica's capacity returns within it. Default 3000. */
-      leaseTtlMs: Schema.optional(PositiveInt)
+      leaseTtlMs: Schema.optional(PositiveInt),
+      /**
+       * How long a Redis command may go unanswered before the replica falls back to its local
+       * share (default 100). A named client's reservation waits for it on the request's path.
+       */
+      commandTimeoutMs: Schema.optional(PositiveInt)
     })
   ),
   /** `GET /v1/models` and `/v1/models/{id}` need no gateway token (they are public on OpenRouter). */

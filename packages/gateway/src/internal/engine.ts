@@ -6,6 +6,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as Monitor from "@or-balancer/core/Monitor"
 import type * as StateStore from "@or-balancer/core/StateStore"
+import * as AccountPacing from "@or-balancer/strategies/AccountPacing"
 import * as ByModel from "@or-balancer/strategies/ByModel"
 import * as ConcurrencyLimited from "@or-balancer/strategies/ConcurrencyLimited"
 import * as CreditAware from "@or-balancer/strategies/CreditAware"
@@ -29,9 +30,11 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as GatewayConfig from "../GatewayConfig.js"
 import * as Fleet from "@or-balancer/redis/Fleet"
+import * as RedisStore from "@or-balancer/redis/RedisStore"
 import * as HttpCreditLookup from "@or-balancer/http/HttpCreditLookup"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import type * as Tracer from "effect/Tracer"
+import type * as ClientsFleet from "./clientsFleet.js"
 import * as Trace from "./trace.js"
 
 type Shared = Monitor.Monitor | StateStore.StateStore
@@ -81,6 +84,10 @@ const decorate = (entry: GatewayConfig.StrategyEntry, inner: SelectorLayer): Sel
         recovery: entry.recovery,
         panicThreshold: entry.panicThreshold
       }).pipe(Layer.provide(inner))
+    case "account-pacing":
+      return AccountPacing.layer(
+        entry.maxWaitMs === undefined ? {} : { maxWait: Duration.millis(entry.maxWaitMs) }
+      ).pipe(Layer.provide(inner))
     case "concurrency-limited":
       return ConcurrencyLimited.layer({ defaultMax: entry.defaultMax }).pipe(Layer.provide(inner))
     case "threshold":
@@ -111,6 +118,8 @@ export const selectorLayer = (stack: ReadonlyArray<GatewayConfig.StrategyEntry>)
 }
 
 export const balancerOptions = (config: GatewayConfig.GatewayConfig): Balancer.Options => ({
+  // The gateway makes its own request and attempt spans (internal/trace.ts), the fast path's too.
+  spans: false,
   maxAttempts: config.retry.maxAttempts,
   deadline: Duration.millis(config.deadlines.keyWaitMs),
   backoff: Schedule.exponential(Duration.millis(config.retry.baseDelayMs)).pipe(
@@ -142,6 +151,8 @@ export interface Built {
   readonly tracer: Tracer.Tracer | undefined
   /** Each key's `limit_reset` as its last credit lookup said (only when the stack keeps a ledger). */
   readonly resets: ReadonlyMap<string, CreditLookup.KeyInfo["limitReset"]>
+  /** This replica's Redis link, when the config has a `redis` section (clients' budgets use it). */
+  readonly fleet: ClientsFleet.Link | undefined
 }
 
 /** The credit lookup, noting each key's `limit_reset` for the forecasts as it passes (no extra request). */
@@ -166,7 +177,8 @@ export const build = (
     const resets = new Map<string, CreditLookup.KeyInfo["limitReset"]>()
     const pool = KeyPool.layer(config.keys)
     // One fleet per build (a layer is built once however many layers it is provided to): the
-    // strategies' capacity and health and the ledger's credit share one connection and replica id.
+    // strategies' capacity and health, the ledger's credit and the clients' budgets
+    // (clientsFleet.ts) share one connection and replica id.
     const fleet =
       config.redis === undefined
         ? undefined
@@ -177,7 +189,8 @@ export const build = (
               password: config.redis.password,
               replicaId: config.redis.replicaId,
               replicas: config.redis.replicas,
-              leaseTtlMs: config.redis.leaseTtlMs
+              leaseTtlMs: config.redis.leaseTtlMs,
+              commandTimeoutMs: config.redis.commandTimeoutMs
             })
           )
     const ledger = needsLedger(config.strategy)
@@ -204,9 +217,24 @@ export const build = (
       Layer.provideMerge(pool)
     )
     const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(layer, scope).pipe(
-      Effect.tapErrorCause((cause) => Scope.close(scope, Exit.failCause(cause)))
-    )
+    const context = yield* Layer.buildWithScope(
+      fleet === undefined ? layer : Layer.merge(layer, fleet),
+      scope
+    ).pipe(Effect.tapErrorCause((cause) => Scope.close(scope, Exit.failCause(cause))))
+    const link: ClientsFleet.Link | undefined =
+      config.redis === undefined
+        ? undefined
+        : {
+            store: Context.get(
+              context as Context.Context<unknown> as Context.Context<RedisStore.RedisStore>,
+              RedisStore.RedisStore
+            ),
+            replicaId: Context.get(
+              context as Context.Context<unknown> as Context.Context<Fleet.Fleet>,
+              Fleet.Fleet
+            ).replicaId,
+            replicas: config.redis.replicas
+          }
     const runtime = yield* Effect.runtime<EngineServices>().pipe(Effect.provide(context))
     return {
       runtime,
@@ -216,6 +244,7 @@ export const build = (
       scope,
       clock: yield* Effect.clock,
       tracer: yield* Trace.installed,
-      resets
+      resets,
+      fleet: link
     }
   })

@@ -115,6 +115,13 @@ export const setId = (res: http.ServerResponse, id: string): void => {
   ids.set(res, id)
 }
 
+/** Why the gateway answered a request itself (its error code: `not_found`, `invalid_api_key`, …). */
+const reasons = new WeakMap<http.ServerResponse, string>()
+
+export const setReason = (res: http.ServerResponse, reason: string): void => {
+  reasons.set(res, reason)
+}
+
 /** The request's `x-request-id` if it is a valid one, else a new id. */
 export const requestId = (header: string | Array<string> | undefined): string => {
   const v = Array.isArray(header) ? header[0] : header
@@ -127,8 +134,8 @@ export const requestId = (header: string | Array<string> | undefined): string =>
 const clients = new WeakMap<object, { readonly header: string; readonly client: string }>()
 
 /**
- * The accepted token's name (the environment variable it came from) or index: never the token.
- * Looked up once per connection and header, as the token check itself caches.
+ * A named client's id, else the accepted token's name (the environment variable it came from) or
+ * index: never the token. Looked up once per connection and header, as the token check caches.
  */
 const clientOf = (engine: EngineState, header: string | undefined, connection: object): string | null => {
   if (engine.tokens.length === 0) return "anonymous"
@@ -140,7 +147,7 @@ const clientOf = (engine: EngineState, header: string | undefined, connection: o
   for (let i = 0; i < engine.tokens.length; i++)
     if (crypto.timingSafeEqual(presented, engine.tokens[i]!)) index = i
   if (index === -1) return null
-  const client = engine.config.tokenNames?.[index] ?? `token-${index}`
+  const client = engine.owners[index]?.id ?? engine.config.tokenNames?.[index] ?? `token-${index}`
   clients.set(connection, { header, client })
   return client
 }
@@ -185,7 +192,9 @@ export class RequestLog {
     private readonly route: string,
     /** Whether to write the line (else the record only feeds the spans). */
     private readonly lines: boolean,
-    private readonly trace: RequestTrace | undefined
+    private readonly trace: RequestTrace | undefined,
+    /** An admin route: a success is logged at debug level only. */
+    private readonly quiet = false
   ) {
     this.clock = engine.built.clock
     this.start = this.clock.unsafeCurrentTimeNanos()
@@ -281,7 +290,7 @@ export class RequestLog {
     const finished = res.writableFinished
     const status = res.headersSent ? res.statusCode : 499
     this.trace?.end(status, finished, this.model, this.cost, this.gaveUp)
-    const level: Level = !finished || status >= 400 ? "warn" : "info"
+    const level: Level = !finished || status >= 400 ? "warn" : this.quiet ? "debug" : "info"
     if (!this.lines || !enabled(settings, level)) return
     const debug = settings.level === "debug"
     const failover: Array<string> = []
@@ -315,6 +324,14 @@ export class RequestLog {
       durationMs: ms(this.start, this.clock.unsafeCurrentTimeNanos())
     }
     if (this.gaveUp !== undefined) line.gaveUp = this.gaveUp
+    // Why it was not a success: the gateway's own error code, or what the balancer gave up with,
+    // or the last attempt's error.
+    if (status >= 400 || !finished)
+      line.reason =
+        reasons.get(res) ??
+        this.gaveUp ??
+        this.attempts[this.attempts.length - 1]?.error ??
+        (finished ? null : "client_closed")
     if (debug) {
       line.userAgent = req.headers["user-agent"] ?? null
       line.bytesIn = Number(req.headers["content-length"] ?? 0)
@@ -333,14 +350,16 @@ export const start = (
   req: http.IncomingMessage,
   res: http.ServerResponse,
   id: string,
-  route: string
+  route: string,
+  quiet = false,
+  traced = true
 ): RequestLog | undefined => {
   const lines = settingsOf(engine.config).requests
-  const tracer = engine.built.tracer
+  const tracer = traced ? engine.built.tracer : undefined
   if (!lines && tracer === undefined) return undefined
   const trace =
     tracer === undefined ? undefined : new RequestTrace(tracer, engine.built.clock, req, route, id)
-  const log = new RequestLog(engine, id, req, route, lines, trace)
+  const log = new RequestLog(engine, id, req, route, lines, trace, quiet)
   res.once("close", () => log.end(res))
   return log
 }

@@ -30,7 +30,10 @@ export const openAiError = (
   type: string,
   code: string | null,
   headers?: Record<string, string>
-) => sendJson(res, status, { error: { message, type, param: null, code } }, headers)
+) => {
+  Log.setReason(res, code ?? type)
+  sendJson(res, status, { error: { message, type, param: null, code } }, headers)
+}
 
 /** The answer sent when the balancer gives up. */
 export interface Outcome {

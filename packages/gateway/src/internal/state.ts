@@ -12,6 +12,8 @@ import * as v8 from "node:v8"
 import type * as GatewayConfig from "../GatewayConfig.js"
 import { digest } from "./auth.js"
 import type * as Clients from "./clients.js"
+import type * as ClientsFleet from "./clientsFleet.js"
+import type * as Prices from "./prices.js"
 import type * as Engine from "./engine.js"
 import type * as Forecast from "./forecast.js"
 import type { Upstream } from "./upstream.js"
@@ -27,6 +29,10 @@ export interface EngineState {
   readonly owners: ReadonlyArray<GatewayConfig.ClientConfig | undefined>
   /** Per client, its spend, reservations and rate window: shared by the engines of one gateway. */
   readonly clientLedger: Clients.Ledger
+  /** Per client, what this replica keeps beside Redis (used only with a `redis` section). */
+  readonly clientFleet: ClientsFleet.State
+  /** The model price table reservations are priced from: shared by the engines of one gateway. */
+  readonly prices: Prices.Table
   readonly upstreams: Map<string, Upstream>
   /** Per connection, the last Authorization header this configuration accepted (a reload re-checks). */
   readonly accepted: WeakMap<object, string>
@@ -39,7 +45,9 @@ export interface EngineState {
 export const makeEngineState = (
   config: GatewayConfig.GatewayConfig,
   built: Engine.Built,
-  clientLedger: Clients.Ledger
+  clientLedger: Clients.Ledger,
+  clientFleet: ClientsFleet.State,
+  prices: Prices.Table
 ): EngineState => ({
   config,
   built,
@@ -47,6 +55,8 @@ export const makeEngineState = (
   tokens: [...config.tokens, ...config.clients.map((c) => c.token)].map((t) => digest(Redacted.value(t))),
   owners: config.clients.length === 0 ? [] : [...config.tokens.map(() => undefined), ...config.clients],
   clientLedger,
+  clientFleet,
+  prices,
   acceptedClient: new WeakMap(),
   upstreams: new Map(),
   accepted: new WeakMap(),

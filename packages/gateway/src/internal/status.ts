@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import type * as Gateway from "../Gateway.js"
 import * as Clients from "./clients.js"
+import * as ClientsFleet from "./clientsFleet.js"
 import * as Forecast from "./forecast.js"
 import type { ServerState } from "./state.js"
 
@@ -114,6 +115,15 @@ const clientViews = (state: ServerState, now: number) =>
   Effect.gen(function* () {
     const engine = state.engine
     if (engine.config.clients.length === 0) return []
+    // With Redis, budget rows show the fleet's spend and reservations, not this replica's.
+    if (engine.built.fleet !== undefined)
+      yield* ClientsFleet.sync(
+        engine.built.fleet,
+        engine.clientFleet,
+        engine.clientLedger,
+        engine.config.clients,
+        now
+      )
     const rows = Clients.views(engine.clientLedger, engine.config.clients, now)
     for (const row of rows) {
       const reported = state.clientRequestsReported.get(row.id) ?? 0

@@ -177,10 +177,30 @@ const isKeyLimit = (info: ErrorInfo | undefined): boolean =>
   ((info.limitSource !== undefined && info.limitSource !== "openrouter_in_flight_budget") ||
     (info.message !== undefined && /key limit exceeded/i.test(info.message)))
 
-const rateLimited = (message: string, scope: "key" | "account", retryAfter: Duration.Duration | undefined) =>
-  retryAfter === undefined
-    ? new UpstreamError.RateLimited({ message, scope })
-    : new UpstreamError.RateLimited({ message, scope, retryAfter })
+const rateLimited = (
+  message: string,
+  scope: "key" | "account",
+  retryAfter: Duration.Duration | undefined,
+  limit?: number | undefined
+) => {
+  const fields: {
+    message: string
+    scope: "key" | "account"
+    retryAfter?: Duration.Duration
+    limit?: number
+  } = { message, scope }
+  if (retryAfter !== undefined) fields.retryAfter = retryAfter
+  if (limit !== undefined) fields.limit = limit
+  return new UpstreamError.RateLimited(fields)
+}
+
+/** `X-RateLimit-Limit`: the requests the account's window admits, when it is a positive integer. */
+const rateLimitLimit = (headers: HeadersInput): number | undefined => {
+  const v = header(headers, "x-ratelimit-limit")?.trim()
+  if (v === undefined || !/^\d+$/.test(v)) return undefined
+  const n = Number(v)
+  return n > 0 && Number.isSafeInteger(n) ? n : undefined
+}
 
 const serverError = (message: string, status: number, retryAfter: Duration.Duration | undefined) =>
   retryAfter === undefined
@@ -224,7 +244,12 @@ const byStatus = (
         header(headers, "x-ratelimit-remaining") !== undefined ||
         header(headers, "x-ratelimit-reset") !== undefined
       // The window's end in epoch ms is exact; Retry-After is whole seconds, so up to a second late.
-      return rateLimited(message, own ? "account" : "key", rateLimitReset(headers, options.now) ?? retryAfter)
+      return rateLimited(
+        message,
+        own ? "account" : "key",
+        rateLimitReset(headers, options.now) ?? retryAfter,
+        rateLimitLimit(headers)
+      )
     }
     default:
       if (status >= 500 && status <= 599) return serverError(message, status, retryAfter)

@@ -1,0 +1,226 @@
+/**
+ * Account pacing (a decorator): admits to each account no more requests than its rate window is
+ * known to admit, so calls are not spent on a window known to be closed (issue 14).
+ *
+ * OpenRouter limits requests per account (more keys do not add capacity) and refuses the excess
+ * with a 429 carrying `X-RateLimit-Limit` (what a window admits) and `X-RateLimit-Reset` (when it
+ * reopens). `Protocol` reads them into `RateLimited { scope: "account", limit, retryAfter }`; this
+ * decorator learns each account's window from those reports: the limit from the header, the
+ * window's length as at least the reset minus the first of the `limit` calls before the refused
+ * one. Admission is a sliding window (at most `limit` calls in any span of that length), so it
+ * needs no alignment with the upstream's windows. Without a limit header (a
+ * provider's 429, scope `key`: then the key's own window) the limit is estimated: halved on a
+ * refusal, one more after each window that filled without one (AIMD).
+ *
+ * A key is admitted only while its account's window (and its own, once it has one) admits:
+ * - a closed window gates its keys away, so the inner selector passes to another account's keys;
+ * - when every candidate is held only by closed windows, the decision is a `Wait` until the first
+ *   reopens (within the request's deadline; past it, the refusal, naming the cooldown and when);
+ * - each lease counts one admission against its windows (a lease reported `Cancelled` stays
+ *   counted: the call may have reached the upstream).
+ *
+ * Until a window has refused once nothing is paced (its limit is unknown). Windows are per process:
+ * replicas sharing accounts each learn their own share from their own 429s.
+ *
+ * Place it outermost (above `HealthAware`), so it counts exactly the leases handed out.
+ *
+ * @since 0.4.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Key from "@or-balancer/core/Key"
+import * as KeyPool from "@or-balancer/core/KeyPool"
+import * as KeySelector from "@or-balancer/core/KeySelector"
+import type * as UpstreamError from "@or-balancer/core/UpstreamError"
+import * as W from "./internal/accountPacing.js"
+import { thenFor, withKeys } from "./internal/common.js"
+
+/**
+ * @since 0.4.0
+ * @category Models
+ */
+export interface Options {
+  /** Longest a refusal closes a window (a reset a day ahead is tried again after it). Default 5 minutes. */
+  readonly maxWait?: Duration.DurationInput | undefined
+}
+
+/**
+ * What is known of one window.
+ *
+ * @since 0.4.0
+ * @category Models
+ */
+export interface WindowStatus {
+  /** `account:<name>`, or `key:<id>` for a key's own window. */
+  readonly id: string
+  readonly limit: number | undefined
+  /** The limit came from `X-RateLimit-Limit` (else it is an estimate). */
+  readonly exact: boolean
+  readonly windowMs: number | undefined
+  /** Admissions counted in the current window. */
+  readonly admitted: number
+  /** Epoch millis until which it admits nothing, if closed. */
+  readonly closedUntil: number | undefined
+  readonly refusals: number
+}
+
+/**
+ * A pacing selector, with a read of its windows.
+ *
+ * @since 0.4.0
+ * @category Models
+ */
+export interface Pacing extends KeySelector.Service {
+  readonly windows: Effect.Effect<ReadonlyArray<WindowStatus>>
+}
+
+interface KeyWindows {
+  readonly account: W.Window | undefined
+  readonly own: W.Window
+}
+
+const CANCELLED = KeySelector.cancelled()
+
+/**
+ * @since 0.4.0
+ * @category Constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<Pacing, never, KeySelector.KeySelector | KeyPool.KeyPool> =>
+  Effect.gen(function* () {
+    const inner = yield* KeySelector.KeySelector
+    const pool = yield* KeyPool.KeyPool
+    const clock = yield* Effect.clock
+    const maxWait = Duration.toMillis(options.maxWait ?? Duration.minutes(5))
+    const windows = new W.Windows()
+    // Keys are stable objects in the pool: their windows are looked up once.
+    const byKey = new WeakMap<Key.Key, KeyWindows>()
+    const windowsOf = (key: Key.Key): KeyWindows => {
+      let kw = byKey.get(key)
+      if (kw === undefined) {
+        kw = {
+          account: key.account === undefined ? undefined : windows.get(`account:${key.account}`),
+          own: windows.get(`key:${key.id}`)
+        }
+        byKey.set(key, kw)
+      }
+      return kw
+    }
+    const untilFor = (key: Key.Key, now: number): number | undefined => {
+      const kw = windowsOf(key)
+      const own = W.closedUntil(kw.own, now)
+      const account = kw.account === undefined ? undefined : W.closedUntil(kw.account, now)
+      return own === undefined ? account : account === undefined ? own : Math.max(own, account)
+    }
+    const gateAt =
+      (now: number): KeySelector.Gate =>
+      (key) => {
+        const until = untilFor(key, now)
+        return until === undefined ? undefined : { reason: "cooldown", until }
+      }
+
+    // A refusal teaches the window it names (the account's for OpenRouter's own 429, else the
+    // key's), told which call it refused (its admission's sequence number in each window).
+    const learn = (key: Key.Key, error: UpstreamError.RateLimited, accountSeq: number, ownSeq: number) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const wait = error.retryAfter === undefined ? undefined : Duration.toMillis(error.retryAfter)
+      const resetAt = wait === undefined ? undefined : now + Math.min(maxWait, wait)
+      const kw = windowsOf(key)
+      if (error.scope === "account" && kw.account !== undefined)
+        windows.refuse(kw.account, now, resetAt, error.limit, accountSeq)
+      else windows.refuse(kw.own, now, resetAt, error.limit, ownSeq)
+    }
+
+    // Admits the key's call in its windows and wraps the lease to learn from its answer; `undefined`
+    // when a window is closed (checked first: nothing is counted then).
+    const admitted = (lease: KeySelector.Lease, now: number): KeySelector.Lease | undefined => {
+      const key = lease.key
+      if (untilFor(key, now) !== undefined) return undefined
+      const kw = windowsOf(key)
+      const accountSeq = kw.account === undefined ? 0 : W.admit(kw.account, now)!
+      const ownSeq = W.admit(kw.own, now)!
+      return KeySelector.lease(key, (outcome) => {
+        if (outcome._tag === "Failure" && outcome.error._tag === "RateLimited")
+          learn(key, outcome.error, accountSeq, ownSeq)
+        return lease.unsafeReport(outcome)
+      })
+    }
+
+    // Every candidate held only by a closed window: wait for the first to reopen, if in time.
+    const waitOrRefuse = (
+      request: KeySelector.SelectRequest,
+      refusal: KeySelector.NoKeyAvailable
+    ): KeySelector.Decision => {
+      const deadline = request.deadline
+      if (deadline === undefined || windows.paced === 0) return refusal
+      return withKeys(pool, (keys) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        let earliest: number | undefined
+        for (const k of keys) {
+          if (!KeySelector.isCandidate(request, k)) continue
+          const until = untilFor(k, now)
+          if (until !== undefined && (earliest === undefined || until < earliest)) earliest = until
+        }
+        if (earliest === undefined || earliest > deadline) return refusal
+        return KeySelector.waitFor(Effect.interruptible(Effect.sleep(Duration.millis(earliest - now))), () =>
+          decide(request)
+        )
+      })
+    }
+
+    const afterInner = (
+      request: KeySelector.SelectRequest,
+      picked: KeySelector.Lease | KeySelector.NoKeyAvailable
+    ): KeySelector.Decision => {
+      if (KeySelector.isNoKeyAvailable(picked)) return waitOrRefuse(request, picked)
+      // The inner selector may have waited: its key's window may have closed meanwhile.
+      return (
+        admitted(picked, clock.unsafeCurrentTimeMillis()) ??
+        KeySelector.giveBack(picked, CANCELLED, () => decide(request))
+      )
+    }
+
+    const decide = (request: KeySelector.SelectRequest): KeySelector.Decision =>
+      thenFor(
+        inner.decide(
+          // No window has refused yet: nothing to gate (admissions are still counted, to learn from).
+          windows.paced === 0
+            ? request
+            : KeySelector.withGate(request, gateAt(clock.unsafeCurrentTimeMillis()))
+        ),
+        request,
+        afterInner
+      )
+
+    const status: Effect.Effect<ReadonlyArray<WindowStatus>> = Effect.sync(() => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const out: Array<WindowStatus> = []
+      for (const [id, w] of windows.byId) {
+        if (w.limit === undefined && w.refusals === 0) continue
+        out.push({
+          id,
+          limit: w.limit,
+          exact: w.exact,
+          windowMs: w.windowMs,
+          admitted: W.inWindow(w, now),
+          closedUntil: W.closedUntil(w, now),
+          refusals: w.refusals
+        })
+      }
+      return out
+    })
+    return { ...KeySelector.fromDecide(decide), windows: status }
+  })
+
+/**
+ * Requires the inner `KeySelector`.
+ *
+ * @since 0.4.0
+ * @category Layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<KeySelector.KeySelector, never, KeySelector.KeySelector | KeyPool.KeyPool> =>
+  Layer.effect(KeySelector.KeySelector, make(options))

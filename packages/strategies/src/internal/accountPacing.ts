@@ -1,0 +1,209 @@
+/**
+ * The window model behind `AccountPacing`: what one rate window (an account's, or a key's own)
+ * is known to admit, learned from its refusals, and the admissions counted against it. Plain
+ * synchronous code over epoch millis, so the decorator decides with no fiber and tests drive it
+ * with `TestClock`.
+ *
+ * OpenRouter's 429 says a window admits `limit` requests (`X-RateLimit-Limit`) and reopens at
+ * `reset` (`X-RateLimit-Reset`); not how long a window is, nor when it began. Admission is a
+ * sliding window: a call is admitted while fewer than `limit` were admitted in the last
+ * `windowMs`. Every span of `windowMs` then holds at most `limit` calls, so an upstream window of
+ * that length, wherever it begins (a fixed clock window, or one opened by the first call after the
+ * previous ended), never overflows; local and upstream windows need no alignment, which drifts as
+ * soon as traffic pauses.
+ *
+ * The length is learned at each refusal: the refused window held the `limit` accepted calls before
+ * the refused one and ends at `reset`, so it is about `reset` minus the first of them. Without a limit header the limit is estimated: halved on a refusal, one
+ * more after each window's worth of calls without one (AIMD).
+ */
+
+/** When nothing says how long a refusal lasts (no reset, no learned window). */
+export const DEFAULT_WAIT_MS = 1_000
+
+/** Admission times kept per window: limits above this are paced as this. */
+export const CAPACITY = 4_096
+/** Kept before a limit is known (a window grows to its limit, in powers of two). */
+const INITIAL = 64
+
+export interface Window {
+  /** Requests a window admits: exact (a header said so) or estimated; unknown: no pacing yet. */
+  limit: number | undefined
+  exact: boolean
+  /** The window's length, a lower bound learned from refusals. */
+  windowMs: number | undefined
+  /** The latest admission times, a ring (grown to hold a window's worth). */
+  times: Float64Array
+  /** Admissions so far: the sequence number of the latest. */
+  admitted: number
+  /** Refused until then (a 429's reset). */
+  closedUntil: number
+  refusals: number
+  /** AIMD: `admitted` when the limit last changed, and when it did. */
+  atChange: number
+  changedAt: number
+}
+
+export const make = (): Window => ({
+  limit: undefined,
+  exact: false,
+  windowMs: undefined,
+  times: new Float64Array(INITIAL),
+  admitted: 0,
+  closedUntil: 0,
+  refusals: 0,
+  atChange: 0,
+  changedAt: 0
+})
+
+/** The admission time of sequence number `seq`, if still kept. */
+const timeOf = (w: Window, seq: number): number | undefined => {
+  const cap = w.times.length
+  return seq < 1 || seq > w.admitted || w.admitted - seq >= cap
+    ? undefined
+    : Math.abs(w.times[(seq - 1) % cap]!)
+}
+
+/**
+ * A refused call stays counted here (it left, and may be counted upstream) but is marked (its time
+ * negated), so that learning counts only the calls the upstream accepted.
+ */
+const markRefused = (w: Window, seq: number) => {
+  const cap = w.times.length
+  if (seq >= 1 && seq <= w.admitted && w.admitted - seq < cap) {
+    const i = (seq - 1) % cap
+    w.times[i] = -Math.abs(w.times[i]!)
+  }
+}
+
+/** The admission time of the `n`-th latest call before `seq` that was not refused, if still kept. */
+const acceptedBefore = (w: Window, seq: number, n: number): number | undefined => {
+  const cap = w.times.length
+  let found = 0
+  for (let s = seq - 1; s >= 1 && w.admitted - s < cap; s--) {
+    const t = w.times[(s - 1) % cap]!
+    if (t >= 0 && ++found === n) return t
+  }
+  return undefined
+}
+
+/** Grows the ring to hold `limit` + 1 admissions (up to `CAPACITY`), keeping what it holds. */
+const fit = (w: Window, limit: number) => {
+  const cap = w.times.length
+  if (limit + 1 <= cap || cap >= CAPACITY) return
+  let next = cap
+  while (next < limit + 1 && next < CAPACITY) next *= 2
+  const times = new Float64Array(next)
+  for (let seq = Math.max(1, w.admitted - cap + 1); seq <= w.admitted; seq++)
+    times[(seq - 1) % next] = w.times[(seq - 1) % cap]!
+  w.times = times
+}
+
+/**
+ * A window started by a call lasts a little longer here than learned: the upstream counted the
+ * call a moment after it left, and a call let through early is spent on a closed window.
+ */
+export const slackOf = (windowMs: number): number => Math.min(250, Math.max(1, Math.ceil(windowMs * 0.02)))
+
+/** When the window admits again, or `undefined` if it admits at `now`. */
+export const closedUntil = (w: Window, now: number): number | undefined => {
+  if (now < w.closedUntil) return w.closedUntil
+  const limit = w.limit
+  const length = w.windowMs
+  if (limit === undefined || length === undefined) return undefined
+  // The `limit`-th latest admission: while it is within the window, one more would exceed it.
+  const oldest = timeOf(w, w.admitted - Math.min(limit, w.times.length) + 1)
+  if (oldest === undefined) return undefined
+  const until = oldest + length + slackOf(length)
+  return until > now ? until : undefined
+}
+
+/** Counts one admission at `now`, answering its sequence number; `undefined` (counting nothing) when closed. */
+export const admit = (w: Window, now: number): number | undefined => {
+  if (closedUntil(w, now) !== undefined) return undefined
+  if (w.limit !== undefined) fit(w, w.limit)
+  w.times[w.admitted % w.times.length] = now
+  w.admitted++
+  if (!w.exact && w.limit !== undefined && w.windowMs !== undefined) {
+    // Additive increase: a window's worth of calls, over at least a window, without a refusal.
+    if (w.admitted - w.atChange > w.limit && now - w.changedAt >= w.windowMs) {
+      w.limit++
+      w.atChange = w.admitted
+      w.changedAt = now
+    }
+  }
+  return w.admitted
+}
+
+/** Calls admitted in the window ending at `now` (for status). */
+export const inWindow = (w: Window, now: number): number => {
+  if (w.windowMs === undefined) return 0
+  let n = 0
+  for (let seq = w.admitted; seq > 0; seq--) {
+    const t = timeOf(w, seq)
+    if (t === undefined || t <= now - w.windowMs) break
+    n++
+  }
+  return n
+}
+
+/**
+ * A refusal at `now` of the call admitted as `seq`: the window is closed until `resetAt` (else for
+ * its learned length, else `DEFAULT_WAIT_MS`); its limit is `limit` when the answer said it, else
+ * halved; its length is at least `resetAt` minus the first of the `limit` calls before the refused
+ * one. The refusals of one closed window (every call in flight into it gets one) teach once, and
+ * so does a refusal whose reset has already passed (answered late: it would reopen nothing).
+ */
+export const refuse = (
+  w: Window,
+  now: number,
+  resetAt: number | undefined,
+  limit: number | undefined,
+  seq: number
+): void => {
+  const known = resetAt !== undefined ? resetAt <= w.closedUntil || resetAt <= now : now < w.closedUntil
+  if (limit !== undefined) {
+    w.limit = limit
+    w.exact = true
+  }
+  markRefused(w, seq)
+  if (known) return
+  w.refusals++
+  if (limit === undefined) {
+    // What was admitted since the last change is an upper bound on what a window admits.
+    const basis = w.limit ?? Math.max(1, seq - w.atChange)
+    w.limit = Math.max(1, Math.floor(basis / 2))
+    w.exact = false
+  }
+  w.atChange = w.admitted
+  w.changedAt = now
+  if (resetAt !== undefined) {
+    // The refused window held `limit` accepted calls and ends at the reset: it began no later than
+    // the first of them. The latest estimate replaces the last (a longer one would only ever grow,
+    // and every millisecond too long is throughput lost for good).
+    const first = acceptedBefore(w, seq, w.limit!) ?? timeOf(w, seq)
+    if (first !== undefined) w.windowMs = Math.max(1, resetAt - first)
+  }
+  w.closedUntil = resetAt ?? now + (w.windowMs ?? DEFAULT_WAIT_MS)
+}
+
+/** Every window by its id (`account:<name>` or `key:<id>`), made on first use. */
+export class Windows {
+  readonly byId = new Map<string, Window>()
+  /** Windows that may refuse (a limit known or a refusal seen): none, and nothing is gated. */
+  paced = 0
+
+  get(id: string): Window {
+    let w = this.byId.get(id)
+    if (w === undefined) {
+      w = make()
+      this.byId.set(id, w)
+    }
+    return w
+  }
+
+  refuse(w: Window, now: number, resetAt: number | undefined, limit: number | undefined, seq: number): void {
+    const before = w.limit !== undefined || w.closedUntil > 0
+    refuse(w, now, resetAt, limit, seq)
+    if (!before && (w.limit !== undefined || w.closedUntil > 0)) this.paced++
+  }
+}
