@@ -18,8 +18,8 @@
  *   (`SET NX PX`); the others wait for it and take the fleet's figure (the ledger's base − spend)
  *   and the answer's other fields from Redis.
  * - **Redis unreachable** (or back empty, until a lookup rebuilds its ledger): a slice is kept
- *   until it expires, and the replica may also spend its share (÷ the fleet's size) of the credit
- *   no replica held at its last grant, never the whole; lookups run locally.
+ *   until it expires, then the replica spends its share (÷ the fleet's size) of the credit no
+ *   replica held at its last grant, never the whole; lookups run locally.
  *
  * Redis keeps micro-dollars, the ledger nano-dollars: spend is rounded up and grants down, so the
  * rounding never lets the fleet overspend.
@@ -125,11 +125,11 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const fleetSize = () => Math.max(1, options.replicas, liveReplicas)
 
     // Cut off from the ledger (Redis down, or back empty), a replica spends its slice until it
-    // expires plus its share (÷ the fleet's size) of what no replica held at the last grant: summed
-    // over the fleet, never more than the ledger had.
+    // expires, then its share (÷ the fleet's size) of what no replica held at its last grant: as
+    // the issue's local share, blind to the rest of the fleet (a replica alone cut off can
+    // overspend by that share), never the whole.
     const allowance = (h: Held): number => {
-      const own = now() < h.expiresAt ? h.granted : 0
-      const a = degraded || h.orphan ? own + Math.floor(h.spare / fleetSize()) : own
+      const a = now() < h.expiresAt ? h.granted : degraded || h.orphan ? Math.floor(h.spare / fleetSize()) : 0
       return h.frozen === undefined ? a : Math.min(a, h.frozen)
     }
 
