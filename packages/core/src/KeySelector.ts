@@ -87,6 +87,11 @@ export interface SelectRequest {
   readonly gate?: Gate | undefined
   /** Epoch millis until which the caller will wait; a selector that blocks (for a permit) stops then. */
   readonly deadline?: number | undefined
+  /**
+   * The one key the request may go to (every other key is `ineligible`), set by a decorator that
+   * keeps to a key ({@link withOnly}): a strategy leases it without scanning the pool.
+   */
+  readonly only?: Key.Key | undefined
 }
 
 /**
@@ -401,9 +406,34 @@ export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
     tried: request.tried,
     affinity: request.affinity,
     gate: outer === undefined ? gate : (key) => outer(key) ?? gate(key),
-    deadline: request.deadline
+    deadline: request.deadline,
+    only: request.only
   }
 }
+
+/**
+ * Keeps a request to one key, which must be a candidate of it: the same as narrowing its gate to
+ * that key (every other key `ineligible`), but strategies lease the key without a scan of the pool.
+ *
+ * @since 0.3.0
+ * @category Combinators
+ */
+export const withOnly = (request: SelectRequest, key: Key.Key): SelectRequest => {
+  const outer = request.gate
+  return {
+    model: request.model,
+    attempt: request.attempt,
+    tried: request.tried,
+    affinity: request.affinity,
+    // Narrowed too, the other keys turned away before the outer gate is asked: a user's strategy
+    // that reads `gate` rather than `only` still keeps to the key, at one comparison per key.
+    gate: (k) => (k.id !== key.id ? NOT_ONLY : outer === undefined ? undefined : outer(k)),
+    deadline: request.deadline,
+    only: key
+  }
+}
+
+const NOT_ONLY: Ineligible = { reason: "ineligible" }
 
 /**
  * Is the key a candidate for this request: admitted by the gate and not already tried?
@@ -412,7 +442,9 @@ export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
  * @category Predicates
  */
 export const isCandidate = (request: SelectRequest, key: Key.Key): boolean =>
-  !request.tried.has(key.id) && (request.gate === undefined || request.gate(key) === undefined)
+  (request.only === undefined || request.only.id === key.id) &&
+  !request.tried.has(key.id) &&
+  (request.gate === undefined || request.gate(key) === undefined)
 
 /**
  * The keys a strategy may choose among, in pool order.

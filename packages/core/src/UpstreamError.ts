@@ -49,7 +49,9 @@ export class InsufficientCredits extends Schema.TaggedError<InsufficientCredits>
  * 429: rate limited. `scope` says whether the limit is the key's own (a provider's limit hit
  * through this key) or the whole account's (OpenRouter's own limit, sent with `X-RateLimit-*`).
  * `retryAfter` is when the window reopens (from `X-RateLimit-Reset` when sent); `limit` is the
- * requests the window admits (`X-RateLimit-Limit`), when sent: what pacing learns the window from.
+ * requests the window admits (`X-RateLimit-Limit`) and `resetAt` the reset itself (epoch ms), when
+ * sent: what pacing learns the window from (a wait measured when the answer was read drifts by
+ * however late it is reported; the instant does not).
  *
  * @since 0.1.0
  * @category Errors
@@ -58,7 +60,8 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited"
   message: Schema.String,
   scope: Schema.Literal("key", "account"),
   retryAfter,
-  limit: Schema.optional(Schema.Int)
+  limit: Schema.optional(Schema.Int),
+  resetAt: Schema.optional(Schema.Number)
 }) {}
 
 /**

@@ -163,3 +163,32 @@ describe("KeySelector leases", () => {
       }).pipe(Effect.provide(env(keys(["a", "b"]))))
   )
 })
+
+describe("KeySelector.withOnly", () => {
+  const ks = keys(["a", "b", "c", "d"])
+  const gate: KeySelector.Gate = (k) =>
+    k.id === "b" ? { reason: "cooldown", until: 2_000 } : k.id === "c" ? { reason: "unhealthy" } : undefined
+  const onlyGate =
+    (id: string): KeySelector.Gate =>
+    (k) =>
+      k.id === id ? undefined : { reason: "ineligible" }
+
+  it("is a gate narrowed to the key: the same candidates and the same refusal", () => {
+    for (const target of ks) {
+      for (const tried of [new Set<string>(), new Set(["a"]), new Set(["a", "b", "c", "d"])]) {
+        const base: KeySelector.SelectRequest = { attempt: 1, tried, gate }
+        const viaOnly = KeySelector.withOnly(base, target)
+        const viaGate = KeySelector.withGate(base, onlyGate(target.id))
+        expect(KeySelector.candidates(viaOnly, ks)).toEqual(KeySelector.candidates(viaGate, ks))
+        expect(KeySelector.explain(viaOnly, ks, 1_000)).toEqual(KeySelector.explain(viaGate, ks, 1_000))
+      }
+    }
+  })
+
+  it("is kept by a decorator's withGate", () => {
+    const kept = KeySelector.withGate(KeySelector.withOnly(request, ks[0]!), gate)
+    expect(kept.only?.id).toBe("a")
+    expect(KeySelector.isCandidate(kept, ks[0]!)).toBe(true)
+    expect(KeySelector.isCandidate(kept, ks[3]!)).toBe(false)
+  })
+})

@@ -5,13 +5,73 @@
  * tried; a stalled request body is a 408 after `deadlines.bodyMs`.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import * as http from "node:http"
 import * as net from "node:net"
 import * as Gateway from "../src/Gateway.js"
+import * as GatewayConfig from "../src/GatewayConfig.js"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
+
+const event = (text: string) =>
+  `data: ${JSON.stringify({ id: "gen-1", object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: text } }] })}\n\n`
+
+/**
+ * An upstream streaming `events` chunks `gapMs` apart and then ending the stream (`end`), or
+ * going silent with the connection left open.
+ */
+const streamingUpstream = (events: number, gapMs: number, end: boolean) =>
+  Effect.acquireRelease(
+    Effect.async<http.Server>((resume) => {
+      const server = http.createServer((req, res) => {
+        req.resume()
+        res.writeHead(200, { "content-type": "text/event-stream" })
+        let sent = 0
+        const next = () => {
+          if (res.destroyed) return
+          res.write(event(`part ${sent}`))
+          if (++sent < events) return void setTimeout(next, gapMs)
+          if (end) res.end("data: [DONE]\n\n")
+        }
+        next()
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+/** A gateway with one key in front of `server`, its body idle deadline `bodyIdleMs`. */
+const gatewayIdle = (server: http.Server, bodyIdleMs: number) =>
+  Effect.flatMap(
+    GatewayConfig.decode({
+      listen: { host: "127.0.0.1", port: 0 },
+      baseUrl: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/api/v1`,
+      tokens: ["GW_TOKEN"],
+      keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
+      strategy: [{ name: "round-robin" }],
+      retry: { maxAttempts: 1, baseDelayMs: 5, maxDelayMs: 20, budget: false },
+      deadlines: { keyWaitMs: 500, requestMs: 10_000, bodyIdleMs, drainMs: 500 }
+    }).pipe(
+      Effect.withConfigProvider(
+        ConfigProvider.fromMap(
+          new Map([
+            ["GW_TOKEN", TOKEN],
+            ["KEY_ONLY", "sk-or-v1-idle0123456789abcdef0123456789abcdef0123456789abcdef0123456"]
+          ])
+        )
+      )
+    ),
+    Gateway.make
+  )
+
+const streamChat = (gw: Gateway.Gateway) => post(`${gw.url}/v1/chat/completions`, chatBody({ stream: true }))
 
 /** Keys whose every request stalls: the upstream accepts and never answers. */
 const stalled = (labels: ReadonlyArray<string>) =>
@@ -87,6 +147,34 @@ describe("Gateway deadlines", () => {
         error.metadata.attempts.map((a: { key: string; error: string }) => a.error),
         ["Timeout", "Timeout"]
       )
+      yield* settled(gw)
+    })
+  )
+
+  it.scopedLive("a stream silent after its first event is cut after deadlines.bodyIdleMs, in band", () =>
+    Effect.gen(function* () {
+      const gw = yield* gatewayIdle(yield* streamingUpstream(1, 0, false), 400)
+      const [r, ms] = yield* timed(streamChat(gw))
+      assert.strictEqual(r.status, 200)
+      assert.include(r.text, "part 0")
+      assert.include(r.text, "stream_broken")
+      assert.include(r.text, "upstream timed out")
+      assert.isAtLeast(ms, 350)
+      assert.isBelow(ms, 3000)
+      yield* settled(gw)
+    })
+  )
+
+  it.scopedLive("a stream whose chunks come closer than bodyIdleMs runs past it whole", () =>
+    Effect.gen(function* () {
+      // 8 events 120 ms apart: about 1 s in all, against an idle deadline of 400 ms.
+      const gw = yield* gatewayIdle(yield* streamingUpstream(8, 120, true), 400)
+      const [r, ms] = yield* timed(streamChat(gw))
+      assert.strictEqual(r.status, 200)
+      assert.include(r.text, "part 7")
+      assert.include(r.text, "[DONE]")
+      assert.notInclude(r.text, "stream_broken")
+      assert.isAtLeast(ms, 800)
       yield* settled(gw)
     })
   )

@@ -78,6 +78,7 @@ describe("ErrorMapping.fromResponse", () => {
     expect(Duration.toMillis(both.retryAfter!)).toBe(250)
     // X-RateLimit-Limit travels on the error (what AccountPacing learns the window from); without it, none.
     expect([reset.limit, both.limit, reset.scope]).toEqual([20, 20, "account"])
+    expect([reset.resetAt, both.resetAt]).toEqual([now + 4_000, now + 250])
     expect(ErrorMapping.parseRetryAfter("1.5", undefined)).toEqual(Duration.millis(1500))
     expect(ErrorMapping.parseRetryAfter("soon", now)).toBeUndefined()
     // Platform Headers and fetch Headers work too.

@@ -126,7 +126,9 @@ export const make = (
     const learn = (key: Key.Key, error: UpstreamError.RateLimited, accountSeq: number, ownSeq: number) => {
       const now = clock.unsafeCurrentTimeMillis()
       const wait = error.retryAfter === undefined ? undefined : Duration.toMillis(error.retryAfter)
-      const resetAt = wait === undefined ? undefined : now + Math.min(maxWait, wait)
+      // The reset itself when the answer said it (a wait drifts by however late the report is).
+      const reset = error.resetAt ?? (wait === undefined ? undefined : now + wait)
+      const resetAt = reset === undefined ? undefined : Math.min(now + maxWait, reset)
       const kw = windowsOf(key)
       if (error.scope === "account" && kw.account !== undefined)
         windows.refuse(kw.account, now, resetAt, error.limit, accountSeq)

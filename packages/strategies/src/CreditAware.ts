@@ -23,7 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
 import { creditGate, settle } from "./internal/credit.js"
-import { noKey, withKeysFor } from "./internal/common.js"
+import { admitsAll, noKey, withKeysFor } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -54,9 +54,7 @@ export const make = (
 
     // Which keys a selection considers: every key on a first attempt under no gate, no per-key test.
     const includeOf = (request: KeySelector.SelectRequest): Include =>
-      request.gate === undefined && request.tried.size === 0
-        ? all
-        : (k) => KeySelector.isCandidate(request, k)
+      admitsAll(request) ? all : (k) => KeySelector.isCandidate(request, k)
 
     // The request as the credit sees it, to say which key lacks credit and until when.
     const narrowed = (request: KeySelector.SelectRequest, balances: CreditLedger.Balances) =>

@@ -11,7 +11,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { ns, storedSelector } from "./internal/common.js"
+import { ns, onlyPosition, storedSelector } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -41,6 +41,11 @@ export const make = (
       id,
       (request, keys, cursor) => {
         const n = keys.length
+        // Kept to one key: that key, with no scan; the cursor moves past it as it would.
+        if (request.only !== undefined) {
+          const i = onlyPosition(request, keys)
+          return i < 0 ? [undefined, cursor] : [keys[i]!, (i + 1) % n]
+        }
         const start = n === 0 ? 0 : (cursor ?? 0) % n
         for (let i = 0; i < n; i++) {
           const j = (start + i) % n

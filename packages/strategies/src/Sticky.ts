@@ -17,7 +17,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { fmix32, fnv1a, only, withKeys } from "./internal/common.js"
+import { fmix32, fnv1a, withKeys } from "./internal/common.js"
 
 const idHashes = new Map<string, number>()
 const idHash = (id: string): number => {
@@ -85,7 +85,7 @@ export const make: Effect.Effect<KeySelector.Service, never, KeySelector.KeySele
         const best = ownerFor(affinity, request, keys)
         if (best === undefined) return inner.decide(request)
         // Refused (at once or after a wait): the inner selector's own choice.
-        return KeySelector.andThen(inner.decide(KeySelector.withGate(request, only(best.id))), (own) =>
+        return KeySelector.andThen(inner.decide(KeySelector.withOnly(request, best)), (own) =>
           KeySelector.isNoKeyAvailable(own) ? inner.decide(request) : own
         )
       })

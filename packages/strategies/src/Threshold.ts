@@ -26,7 +26,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
 import { creditGate, settle } from "./internal/credit.js"
-import { afterWrite, ns, storeOf, withKeys } from "./internal/common.js"
+import { afterWrite, ns, positionOf, storeOf, withKeys } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -42,8 +42,6 @@ export interface Options {
   /** The current key's id in the store. Default "default". */
   readonly name?: string | undefined
 }
-
-const OTHER: KeySelector.Ineligible = { reason: "ineligible" }
 
 /**
  * @since 0.1.0
@@ -87,14 +85,17 @@ export const make = (
         KeySelector.isCandidate(request, k)
     const narrow = (request: KeySelector.SelectRequest, balances: CreditLedger.Balances) =>
       KeySelector.withGate(request, creditGate(balances, threshold))
+    // Kept to the current key with `only`, not a gate: a gate is asked of every key of the pool
+    // by the inner strategy's scan (credit included), `only` lets it take the key at once.
     const keepTo = (
       narrowed: KeySelector.SelectRequest,
       keys: ReadonlyArray<Key.Key>,
       id: string | undefined
     ) => {
-      const cur = id === undefined ? undefined : keys.find((k) => k.id === id)
+      const i = id === undefined ? -1 : positionOf(keys, id)
+      const cur = i < 0 ? undefined : keys[i]!
       return cur !== undefined && KeySelector.isCandidate(narrowed, cur)
-        ? KeySelector.withGate(narrowed, (k) => (k.id === cur.id ? undefined : OTHER))
+        ? KeySelector.withOnly(narrowed, cur)
         : narrowed
     }
 

@@ -15,7 +15,7 @@ import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as StateStore from "@or-balancer/core/StateStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { ns, storedSelector } from "./internal/common.js"
+import { admitsAll, ns, onlyPosition, storedSelector } from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -48,8 +48,17 @@ export const make = (
       (request, keys, current) => {
         // Updated in place: the totals are plain data, so a shared store can still serialise them.
         const totals: Totals = current ?? Object.create(null)
+        // Kept to one key: a round of one candidate gains and loses its own weight, so its
+        // total stays as it was; no scan.
+        if (request.only !== undefined) {
+          const i = onlyPosition(request, keys)
+          if (i < 0) return [undefined, totals]
+          const k = keys[i]!
+          totals[k.id] ??= 0
+          return [k, totals]
+        }
         // Nothing to ask per key on a first attempt under no decorator.
-        const all = request.gate === undefined && request.tried.size === 0
+        const all = admitsAll(request)
         let total = 0
         let best: Key.Key | undefined
         let bestValue = -Infinity

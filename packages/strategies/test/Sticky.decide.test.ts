@@ -22,12 +22,14 @@ const pickyInner: Inner = Layer.effect(
   })
 )
 
-/** Round robin whose `unsafeSelect` is undecided whenever a is gated out (as if it had to wait). */
+/** Round robin whose `unsafeSelect` is undecided whenever a is no candidate (as if it had to wait). */
 const hesitantInner: Inner = Layer.effect(
   KeySelector.KeySelector,
   Effect.map(RoundRobin.make(), (rr) =>
     KeySelector.fromDecide((req) =>
-      req.gate?.(pool[0]!) !== undefined ? new KeySelector.Wait(Effect.merge(rr.select(req))) : rr.decide(req)
+      !KeySelector.isCandidate(req, pool[0]!)
+        ? new KeySelector.Wait(Effect.merge(rr.select(req)))
+        : rr.decide(req)
     )
   )
 )

@@ -101,7 +101,8 @@ export const make = (options: Balancer.Options = {}) =>
                 tried: base.tried,
                 affinity: base.affinity,
                 gate,
-                deadline: deadlineAt
+                deadline: deadlineAt,
+                only: undefined
               }
             )
           ),
@@ -246,7 +247,8 @@ export const make = (options: Balancer.Options = {}) =>
         tried: NOTHING_TRIED,
         affinity: request.affinity,
         gate: closed.gate(Cooldowns.gateOf(syncParts.store.entries<number>(Cooldowns.COOLDOWN), now)),
-        deadline: now + deadlineMs
+        deadline: now + deadlineMs,
+        only: undefined
       })
       // Refused, or must wait (having taken nothing): `run`/`runHeld` decide again, and wait or fail.
       if (!KeySelector.isLease(decided)) return undefined

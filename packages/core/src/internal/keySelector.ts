@@ -75,6 +75,8 @@ const reasonText: Record<KeySelector.Reason, string> = {
   ineligible: "no key is eligible"
 }
 
+const NOT_ONLY: KeySelector.Ineligible = { reason: "ineligible" }
+
 export const explain = (
   request: KeySelector.SelectRequest,
   keys: ReadonlyArray<Key.Key>,
@@ -87,7 +89,11 @@ export const explain = (
   for (const k of keys) {
     if (request.tried.has(k.id)) continue
     anyUntried = true
-    const why = request.gate?.(k)
+    // Kept to one key (`only`): any other is ineligible unless the gate says more.
+    const why =
+      request.only === undefined || request.only.id === k.id
+        ? request.gate?.(k)
+        : (request.gate?.(k) ?? NOT_ONLY)
     if (why === undefined) continue
     // A timed block wins over an untimed one (a dead key): the caller can wait for it.
     if (why.until === undefined) {

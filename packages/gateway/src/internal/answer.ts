@@ -24,6 +24,14 @@ export interface Answer {
   readonly whole: boolean
   /** A whole JSON body's `usage.cost`. */
   readonly cost: number | undefined
+  /** The attempt's idle timeout, while the body is still to come (a stream): touched per chunk. */
+  readonly timer: BodyTimer | undefined
+}
+
+/** An attempt's body timeout: `touch` at each chunk, `stop` once the body has ended or broken. */
+export interface BodyTimer {
+  touch(): void
+  stop(): void
 }
 
 /** How much of a body's end is read for its verdict (the final usage, an in-band error). */
@@ -67,42 +75,94 @@ export const readAnswer = (
   ctx: RequestContext,
   status: number,
   res: http.IncomingMessage,
+  timer: BodyTimer,
   done: (answer: Answer) => void,
   fail: (error: UpstreamError.UpstreamError) => void,
   broken: (e: unknown) => void
 ): void => {
-  const headers = res.headers
-  const kind = Protocol.kindOf(headers["content-type"])
-  const chunks: Array<Buffer> = []
-  let size = 0
-  let text = ""
-  // A stream handed on with what was read so far (`whole`: it has already ended).
-  const streamed = (whole: boolean): Answer => ({
-    _tag: "Answer",
-    status,
-    headers,
-    response: res,
-    head: chunks,
-    stream: true,
-    whole,
-    cost: undefined
-  })
-  const onData = (chunk: Buffer) => {
-    chunks.push(chunk)
-    size += chunk.length
-    if (kind !== "sse") return
+  new Reader(engine, ctx, status, res, timer, done, fail, broken).listen()
+}
+
+/**
+ * One answer being read: an object whose listeners are bound methods, not six closures made per
+ * request (under tsx each named closure also costs an `Object.defineProperty` for its name).
+ */
+class Reader {
+  readonly kind: Protocol.Kind
+  readonly chunks: Array<Buffer> = []
+  size = 0
+  text = ""
+  readonly onData: (chunk: Buffer) => void
+  readonly onEnd: () => void
+  readonly onError: (e: unknown) => void
+  readonly onClose: () => void
+  constructor(
+    readonly engine: EngineState,
+    readonly ctx: RequestContext,
+    readonly status: number,
+    readonly res: http.IncomingMessage,
+    readonly timer: BodyTimer,
+    readonly done: (answer: Answer) => void,
+    readonly fail: (error: UpstreamError.UpstreamError) => void,
+    readonly broken: (e: unknown) => void
+  ) {
+    this.kind = Protocol.kindOf(res.headers["content-type"])
+    this.onData = this.data.bind(this)
+    this.onEnd = this.end.bind(this)
+    this.onError = this.error.bind(this)
+    this.onClose = this.close.bind(this)
+  }
+
+  listen(): void {
+    const res = this.res
+    res.on("data", this.onData)
+    res.on("end", this.onEnd)
+    res.on("error", this.onError)
+    res.on("close", this.onClose)
+  }
+
+  off(): void {
+    const res = this.res
+    res.off("data", this.onData)
+    res.off("end", this.onEnd)
+    res.off("error", this.onError)
+    res.off("close", this.onClose)
+  }
+
+  /** A stream handed on with what was read so far (`whole`: it has already ended). */
+  streamed(whole: boolean): Answer {
+    return {
+      _tag: "Answer",
+      status: this.status,
+      headers: this.res.headers,
+      response: this.res,
+      head: this.chunks,
+      stream: true,
+      whole,
+      cost: undefined,
+      timer: whole ? undefined : this.timer
+    }
+  }
+
+  data(chunk: Buffer): void {
+    this.timer.touch()
+    this.chunks.push(chunk)
+    this.size += chunk.length
+    if (this.kind !== "sse") return
+    const res = this.res
     // A stream: held until its first data event is whole, then judged by that event.
-    text += chunk.toString("latin1")
+    this.text += chunk.toString("latin1")
+    const text = this.text
     const end = firstEventEnd(text)
     if (end === -1) {
       // Keep-alives without end: past this much, the stream is passed on without the check.
-      if (size <= MAX_HELD) return
-      off()
+      if (this.size <= MAX_HELD) return
+      this.off()
       res.pause()
       res.on("error", ignore)
-      return done(streamed(false))
+      return this.done(this.streamed(false))
     }
-    off()
+    this.off()
     res.pause()
     // Until the stream is taken over, an error must not go unheard (it would end the process).
     res.on("error", ignore)
@@ -111,56 +171,55 @@ export const readAnswer = (
       ? Protocol.streamError(Buffer.from(first, "latin1").toString("utf8"))
       : undefined
     if (info !== undefined) {
+      this.timer.stop()
       res.destroy()
-      return fail(
+      return this.fail(
         Protocol.fromErrorObject(info, {
-          now: engine.built.clock.unsafeCurrentTimeMillis(),
-          model: ctx.model
+          now: this.engine.built.clock.unsafeCurrentTimeMillis(),
+          model: this.ctx.model
         })
       )
     }
-    done(streamed(false))
+    this.done(this.streamed(false))
   }
-  const onEnd = () => {
-    off()
-    if (kind === "sse") {
+
+  end(): void {
+    this.off()
+    this.timer.stop()
+    if (this.kind === "sse") {
       // Ended before any event: passed on as it is, judged by the usual tail reading.
-      return done(streamed(true))
+      return this.done(this.streamed(true))
     }
+    const { chunks, size, status } = this
+    const headers = this.res.headers
     const tail = tailOf(chunks)
     const whole =
       size <= TAIL ? tail : tail.includes(ERROR) ? Buffer.concat(chunks, size).toString("utf8") : undefined
-    const verdict = Protocol.tailVerdict(status, headers, ctx.method === "POST", tail, whole, {
-      now: engine.built.clock.unsafeCurrentTimeMillis(),
-      model: ctx.model
+    const verdict = Protocol.tailVerdict(status, headers, this.ctx.method === "POST", tail, whole, {
+      now: this.engine.built.clock.unsafeCurrentTimeMillis(),
+      model: this.ctx.model
     })
-    if (verdict._tag === "Failure") return fail(verdict.error)
-    done({
+    if (verdict._tag === "Failure") return this.fail(verdict.error)
+    this.done({
       _tag: "Answer",
       status,
       headers,
-      response: res,
+      response: this.res,
       head: chunks,
       stream: false,
       whole: true,
-      cost: verdict.cost
+      cost: verdict.cost,
+      timer: undefined
     })
   }
-  const onError = (e: unknown) => {
-    off()
-    broken(e)
+
+  error(e: unknown): void {
+    this.off()
+    this.timer.stop()
+    this.broken(e)
   }
-  const onClose = () => {
-    if (!res.complete) onError(new Error("upstream closed the answer before its end"))
+
+  close(): void {
+    if (!this.res.complete) this.error(new Error("upstream closed the answer before its end"))
   }
-  const off = () => {
-    res.off("data", onData)
-    res.off("end", onEnd)
-    res.off("error", onError)
-    res.off("close", onClose)
-  }
-  res.on("data", onData)
-  res.on("end", onEnd)
-  res.on("error", onError)
-  res.on("close", onClose)
 }

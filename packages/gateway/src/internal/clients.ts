@@ -189,17 +189,25 @@ export const admit = (
   }
   a.requests++
   a.reserved += amount
-  let done = false
-  return {
-    settle: (cost, succeeded) => {
-      if (done) return
-      done = true
-      a.reserved -= amount
-      // A success whose cost is unknown is charged its estimate: never less than it may have cost.
-      const spent = succeeded ? (cost ?? amount) : 0
-      a.spent += spent
-      a.spentTotal += spent
-    }
+  return new Reserved(a, amount)
+}
+
+/** A reservation settled once: a class, not an object literal with a closure made per request. */
+class Reserved implements Charge {
+  private done = false
+  constructor(
+    private readonly a: Account,
+    private readonly amount: number
+  ) {}
+  settle(cost: number | undefined, succeeded: boolean): void {
+    if (this.done) return
+    this.done = true
+    const a = this.a
+    a.reserved -= this.amount
+    // A success whose cost is unknown is charged its estimate: never less than it may have cost.
+    const spent = succeeded ? (cost ?? this.amount) : 0
+    a.spent += spent
+    a.spentTotal += spent
   }
 }
 

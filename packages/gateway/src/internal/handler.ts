@@ -5,6 +5,7 @@
  */
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
+import type * as net from "node:net"
 import { type Admin, serveAdmin } from "./admin.js"
 import type { ClientConfig } from "../GatewayConfig.js"
 import { authorized, clientOf } from "./auth.js"
@@ -12,7 +13,7 @@ import * as Clients from "./clients.js"
 import * as ClientsFleet from "./clientsFleet.js"
 import * as AdminAuth from "./dashboard/auth.js"
 import * as Dashboard from "./dashboard/handler.js"
-import { forward, type Live } from "./forward.js"
+import { forward, Live } from "./forward.js"
 import * as Log from "./log.js"
 import * as Prices from "./prices.js"
 import { forwardGeneration, forwardModels } from "./passthrough.js"
@@ -93,28 +94,60 @@ export const makeHandler =
     // Counted down once, on the response's close or the connection's, whichever comes first: a
     // request pipelined behind an answer with `connection: close` (a 413) is parsed and handed
     // here, but its response never emits "close" (Node's behaviour); its connection does.
-    const live: Live = { cancel: undefined, id, log, charge: undefined }
-    const socket = req.socket
-    let counted = true
-    const finished = () => {
-      if (!counted) return
-      counted = false
-      socket.off("close", finished)
-      state.active--
-      engine.active--
-      if (engine.retired && engine.active === 0) state.onRetired(engine)
-      if (state.draining && state.active === 0) for (const f of state.idle) f()
-      live.cancel?.()
-      // Not settled with a cost by now: it failed or was abandoned; its reservation is released.
-      live.charge?.settle(undefined, false)
-    }
-    res.once("close", finished)
-    socket.once("close", finished)
+    const live = new Served(state, engine, req.socket, id, log)
+    res.on("close", live.onClose)
+    req.socket.on("close", live.onClose)
     const query = q === -1 ? "" : url.slice(q)
     if (route._tag === "Models") return forwardModels(engine, live, req, res, route.suffix + query)
     if (route._tag === "Generation") return forwardGeneration(engine, live, req, res, "/generation" + query)
     readBody(engine, live, req, res, route.suffix, clientOf(engine, req.socket))
   }
+
+/**
+ * A request the handler counts as active until its response or its connection closes. The close
+ * listener is one bound method (not a closure named per request), added with `on`, not `once`:
+ * it runs once anyway, and takes itself off the connection.
+ */
+class Served extends Live {
+  private counted = true
+  readonly onClose: () => void
+  constructor(
+    private readonly state: ServerState,
+    private readonly engine: EngineState,
+    private readonly socket: net.Socket,
+    id: string,
+    log: Log.RequestLog | undefined
+  ) {
+    super(id, log)
+    this.onClose = this.finished.bind(this)
+  }
+  finished(): void {
+    if (!this.counted) return
+    this.counted = false
+    const { engine, state } = this
+    this.socket.off("close", this.onClose)
+    state.active--
+    engine.active--
+    if (engine.retired && engine.active === 0) state.onRetired(engine)
+    if (state.draining && state.active === 0) for (const f of state.idle) f()
+    this.cancel()
+    // Not settled with a cost by now: it failed or was abandoned; its reservation is released.
+    this.charge?.settle(undefined, false)
+  }
+}
+
+/** A body over the limit: 413, and the connection closes after it. */
+const tooLarge = (req: http.IncomingMessage, res: http.ServerResponse, limit: number) => {
+  openAiError(
+    res,
+    413,
+    `request body is larger than the limit of ${limit} bytes`,
+    "invalid_request_error",
+    "request_too_large",
+    { connection: "close" }
+  )
+  req.resume()
+}
 
 /** A client's refusal: 403 naming the model, or 429 with its reset (`Retry-After`, capped as every one the gateway sends). */
 const refuse = (engine: EngineState, res: http.ServerResponse, r: Clients.Refusal) => {
@@ -147,19 +180,8 @@ const readBody = (
   client: ClientConfig | undefined
 ) => {
   const limit = engine.config.bodyLimitBytes
-  const tooLarge = () => {
-    openAiError(
-      res,
-      413,
-      `request body is larger than the limit of ${limit} bytes`,
-      "invalid_request_error",
-      "request_too_large",
-      { connection: "close" }
-    )
-    req.resume()
-  }
   const declared = Number(req.headers["content-length"])
-  if (declared > limit) return tooLarge()
+  if (declared > limit) return tooLarge(req, res, limit)
   const chunks: Array<Buffer> = []
   let size = 0
   let over = false
@@ -169,7 +191,7 @@ const readBody = (
     if (size > limit) {
       over = true
       chunks.length = 0
-      return tooLarge()
+      return tooLarge(req, res, limit)
     }
     chunks.push(chunk)
   })

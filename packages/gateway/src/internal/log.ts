@@ -107,12 +107,15 @@ const validId = (v: string): boolean => {
  * upstream's headers is validated and set one by one; the upstream's answers get it in their
  * header object instead (settle.ts).
  */
-const ids = new WeakMap<http.ServerResponse, string>()
+const ID = Symbol.for("@or-balancer/gateway/requestId")
+// A property of the response rather than a `WeakMap` entry: a WeakMap entry per request is
+// garbage-collector work (ephemerons) on every request.
+type WithId = http.ServerResponse & { [ID]?: string }
 
-export const idOf = (res: http.ServerResponse): string | undefined => ids.get(res)
+export const idOf = (res: http.ServerResponse): string | undefined => (res as WithId)[ID]
 
 export const setId = (res: http.ServerResponse, id: string): void => {
-  ids.set(res, id)
+  ;(res as WithId)[ID] = id
 }
 
 /** Why the gateway answered a request itself (its error code: `not_found`, `invalid_api_key`, …). */

@@ -54,8 +54,10 @@ const call = (
       { agent: u.agent, hostname: u.hostname, port: u.port, method: "GET", path: u.prefix + path, headers },
       (response) => {
         up.setTimeout(engine.config.deadlines.bodyIdleMs)
-        live.cancel = () => {
-          if (!response.complete) response.destroy()
+        live.hooks = {
+          cancel: () => {
+            if (!response.complete) response.destroy()
+          }
         }
         once({ _tag: "Head", response })
       }
@@ -66,7 +68,7 @@ const call = (
   }
   up.setTimeout(engine.config.deadlines.headersMs, () => up.destroy(new Error("upstream timed out")))
   up.on("error", (e) => once({ _tag: "Broken", message: e.message }))
-  live.cancel = () => up.destroy()
+  live.hooks = { cancel: () => up.destroy() }
   up.end()
 }
 

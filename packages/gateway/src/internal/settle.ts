@@ -29,6 +29,7 @@ export const sendAnswer = (
   // The request log records the verdict and cost (log.ts); nothing when logging is off.
   if (ctx.log !== undefined) settler = ctx.log.settler(settler)
   if (res.destroyed) {
+    answer.timer?.stop()
     body.destroy()
     return settler.unsafeCancel()
   }
@@ -56,6 +57,7 @@ const writeHead = (
     res.writeHead(answer.status, headers)
     return true
   } catch {
+    answer.timer?.stop()
     answer.response.destroy()
     settler.unsafeCancel()
     openAiError(res, 502, "the upstream answer had a header that cannot be passed on", "server_error", null)
@@ -106,13 +108,16 @@ const pipeStream = (
   let prev: Buffer | undefined
   let last: Buffer | undefined
   let settled = false
+  const timer = answer.timer
   const send = (chunk: Buffer) => {
+    timer?.touch()
     prev = last
     last = chunk
     const out = scrubber.push(chunk)
     if (out.length > 0 && !res.write(out)) body.pause()
   }
   const finish = () => {
+    timer?.stop()
     if (settled) return
     settled = true
     const rest = scrubber.end()
@@ -136,6 +141,7 @@ const pipeStream = (
   // in-band error event (after a blank line, so a cut event cannot swallow it), which the OpenAI
   // clients raise as an API error, and a clean end.
   const broke = (e: unknown) => {
+    timer?.stop()
     if (res.destroyed || settled) return
     settled = true
     const error = transportError(e)
@@ -149,6 +155,8 @@ const pipeStream = (
   if (answer.whole || body.readableEnded) return finish()
   if (body.errored !== null) return broke(body.errored)
   res.on("drain", () => body.resume())
+  // Destroyed with no error (the client went away): the body's timeout goes with it.
+  if (timer !== undefined) body.once("close", () => timer.stop())
   body.on("data", send)
   body.once("end", finish)
   body.once("error", broke)

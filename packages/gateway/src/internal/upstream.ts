@@ -10,7 +10,8 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import * as https from "node:https"
-import { type Answer, readAnswer } from "./answer.js"
+import { type Answer, type BodyTimer, readAnswer } from "./answer.js"
+import * as Deadlines from "./deadlines.js"
 import * as Generations from "./generations.js"
 import type * as Log from "./log.js"
 import type { EngineState } from "./state.js"
@@ -22,6 +23,13 @@ export interface Upstream {
   readonly port: string
   /** The base URL's path, e.g. `/api/v1`. */
   readonly prefix: string
+  /** The `Host` header (the requests' headers go as a list, so Node does not add it). */
+  readonly host: string
+  /**
+   * `""` over plain HTTP: Node's agent otherwise works out a TLS server name for every request
+   * (parsing Host, testing it for an IP address), which plain HTTP never uses.
+   */
+  readonly servername: string | undefined
 }
 
 export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
@@ -39,7 +47,9 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
       agent: tls ? new https.Agent(options) : new http.Agent(options),
       hostname: url.hostname,
       port: url.port,
-      prefix: url.pathname.replace(/\/+$/, "")
+      prefix: url.pathname.replace(/\/+$/, ""),
+      host: url.host,
+      servername: tls ? undefined : ""
     }
     engine.upstreams.set(baseUrl, u)
   }
@@ -148,6 +158,10 @@ export const startUpstream = (
   if (ctx.tracestate !== undefined) headers.tracestate = ctx.tracestate
   // The request log and trace record this attempt (log.ts); nothing when both are off.
   if (ctx.log !== undefined) done = ctx.log.attempt(key, headers, done)
+  const deadlines = engine.config.deadlines
+  // An attempt waits for the head at most `headersMs` (then fails over), and never past the
+  // request's own deadline; after the head, at most `bodyIdleMs` between two body chunks.
+  const timer = new AttemptTimer(ctx)
   let settled = false
   // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
   // throws here: that is the key's failure, not a throw out of the request handler (which, on
@@ -155,6 +169,10 @@ export const startUpstream = (
   let req: http.ClientRequest
   try {
     const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    // As a flat list with Host in it: Node writes a list straight into the head (validating each
+    // header as it does), with no header map kept per request; an object goes through `setHeader`.
+    const list: Array<string> = ["host", up.host]
+    for (const name in headers) list.push(name, String(headers[name]))
     req = up.request(
       {
         agent: up.agent,
@@ -162,8 +180,10 @@ export const startUpstream = (
         port: up.port,
         method,
         path: up.prefix + ctx.suffix,
-        headers
-      },
+        headers: list,
+        // Undefined over TLS: Node's own server name then, as before.
+        servername: up.servername
+      } as http.RequestOptions,
       (res) => {
         const status = res.statusCode ?? 502
         ctx.response = res
@@ -173,12 +193,13 @@ export const startUpstream = (
           const gen = res.headers["x-generation-id"]
           if (typeof gen === "string") Generations.remember(engine, gen, key.id)
           // From here the deadline is the longest silence between two body chunks.
-          req.setTimeout(engine.config.deadlines.bodyIdleMs)
+          timer.idle(deadlines.bodyIdleMs)
           return readAnswer(
             engine,
             ctx,
             status,
             res,
+            timer,
             done,
             (error) => done(failed(ctx, error)),
             (e) => done(failed(ctx, transportError(e)))
@@ -188,6 +209,7 @@ export const startUpstream = (
         res.on("data", (c: Buffer) => chunks.push(c))
         res.on("end", () => {
           settled = true
+          timer.stop()
           done(
             upstreamFailure(engine, ctx, {
               status,
@@ -197,6 +219,7 @@ export const startUpstream = (
           )
         })
         res.on("error", (e) => {
+          timer.stop()
           if (settled) return
           settled = true
           done(failed(ctx, transportError(e)))
@@ -206,22 +229,65 @@ export const startUpstream = (
   } catch (e) {
     return done(failed(ctx, transportError(e)))
   }
-  // An attempt waits for the head at most `headersMs` (then fails over), and never past the
-  // request's own deadline.
+  timer.req = req
   const left = ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis()
-  req.setTimeout(Math.max(1, Math.min(engine.config.deadlines.headersMs, left)), () => {
-    const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
-    req.destroy(e)
-    // After the head the response stream carries the error to the code reading it.
-    ctx.response?.destroy(e)
-  })
+  timer.start(deadlines.headersMs, left)
   req.on("error", (e) => {
+    timer.stop()
     if (settled) return
     settled = true
     done(failed(ctx, transportError(e)))
   })
   req.end(body)
   ctx.upstream = req
+}
+
+/**
+ * An attempt's timeout, on the shared deadline lists (`deadlines.ts`) rather than the socket's
+ * (`req.setTimeout`: a `Timeout` and several listeners per call, and a refresh on every read and
+ * write of the socket). Before the head it is a deadline of `headersMs` from the start (the
+ * socket's was `headersMs` of silence, the same once the request is written); after it, at most
+ * `bodyIdleMs` between two body chunks: whoever reads the body calls {@link touch} per chunk and
+ * {@link stop} at its end.
+ */
+export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
+  req: http.ClientRequest | undefined = undefined
+  private idleMs = 0
+  constructor(private readonly ctx: RequestContext) {
+    super()
+  }
+  private onSocket = false
+  start(headersMs: number, left: number): void {
+    if (headersMs <= left) return Deadlines.arm(this, headersMs)
+    // The request's deadline comes first: this attempt's ends with it (rare: the socket's timer).
+    this.onSocket = true
+    this.req?.setTimeout(Math.max(1, left), () => this.expire())
+  }
+  /** From the head on: at most `ms` between two chunks of the body. */
+  idle(ms: number): void {
+    if (this.onSocket) {
+      this.onSocket = false
+      this.req?.setTimeout(0)
+    }
+    this.idleMs = ms
+    Deadlines.disarm(this)
+    Deadlines.arm(this, ms)
+  }
+  /** A chunk of the body came: the idle deadline starts again. */
+  touch(): void {
+    if (this.deadlineList === undefined) return
+    Deadlines.disarm(this)
+    Deadlines.arm(this, this.idleMs)
+  }
+  stop(): void {
+    Deadlines.disarm(this)
+  }
+  expire(): void {
+    const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
+    this.req?.destroy(e)
+    // After the head the response stream carries the error to the code reading it.
+    this.ctx.response?.destroy(e)
+  }
 }
 
 /**

@@ -37,6 +37,8 @@ export interface Window {
   admitted: number
   /** Refused until then (a 429's reset). */
   closedUntil: number
+  /** The latest refusal's reset, if it said one (0: none). */
+  lastReset: number
   refusals: number
   /** AIMD: `admitted` when the limit last changed, and when it did. */
   atChange: number
@@ -50,6 +52,7 @@ export const make = (): Window => ({
   times: new Float64Array(INITIAL),
   admitted: 0,
   closedUntil: 0,
+  lastReset: 0,
   refusals: 0,
   atChange: 0,
   changedAt: 0
@@ -181,7 +184,15 @@ export const refuse = (
     // the first of them. The latest estimate replaces the last (a longer one would only ever grow,
     // and every millisecond too long is throughput lost for good).
     const first = acceptedBefore(w, seq, w.limit!) ?? timeOf(w, seq)
-    if (first !== undefined) w.windowMs = Math.max(1, resetAt - first)
+    if (first !== undefined) {
+      // Windows follow one another: this one began after the previous refusal's reset, so it is
+      // no longer than the time between the two resets (a call counted here that the upstream did
+      // not count, a 401 say, would otherwise stretch the estimate).
+      const most = w.lastReset > 0 ? resetAt - w.lastReset : Infinity
+      const least = resetAt - (timeOf(w, seq) ?? first)
+      w.windowMs = Math.max(1, least, Math.min(resetAt - first, most))
+    }
+    w.lastReset = resetAt
   }
   w.closedUntil = resetAt ?? now + (w.windowMs ?? DEFAULT_WAIT_MS)
 }

@@ -137,15 +137,48 @@ export const fmix32 = (x: number): number => {
   return h >>> 0
 }
 
+// Each pool array's positions by key id, built once per array (a pool change is a new array).
+const positions = new WeakMap<ReadonlyArray<Key.Key>, Map<string, number>>()
+
+/** Where the key with this id is in `keys` (-1: not there), in O(1) after the first call per array. */
+export const positionOf = (keys: ReadonlyArray<Key.Key>, id: string): number => {
+  let p = positions.get(keys)
+  if (p === undefined) {
+    p = new Map()
+    for (let i = 0; i < keys.length; i++) if (!p.has(keys[i]!.id)) p.set(keys[i]!.id, i)
+    positions.set(keys, p)
+  }
+  return p.get(id) ?? -1
+}
+
+/** Every key is a candidate: no gate, nothing tried, not kept to one key. */
+export const admitsAll = (request: KeySelector.SelectRequest): boolean =>
+  request.gate === undefined && request.tried.size === 0 && request.only === undefined
+
+/**
+ * The position in `keys` of the one key the request is kept to (`only`), or -1 when it is no
+ * candidate (or not in the pool): strategies take it without scanning the pool.
+ */
+export const onlyPosition = (request: KeySelector.SelectRequest, keys: ReadonlyArray<Key.Key>): number => {
+  const only = request.only!
+  const i = positionOf(keys, only.id)
+  return i >= 0 && KeySelector.isCandidate(request, keys[i]!) ? i : -1
+}
+
 /**
  * `KeySelector.candidates`, without a copy when every key is one (no gate, nothing tried):
- * the common first attempt under no decorator.
+ * the common first attempt under no decorator; without a scan when the request is kept to one key.
  */
 export const candidatesOf = (
   request: KeySelector.SelectRequest,
   keys: ReadonlyArray<Key.Key>
-): ReadonlyArray<Key.Key> =>
-  request.gate === undefined && request.tried.size === 0 ? keys : KeySelector.candidates(request, keys)
+): ReadonlyArray<Key.Key> => {
+  if (request.only !== undefined) {
+    const i = onlyPosition(request, keys)
+    return i < 0 ? [] : [keys[i]!]
+  }
+  return request.gate === undefined && request.tried.size === 0 ? keys : KeySelector.candidates(request, keys)
+}
 
 /**
  * A selector whose whole choice is one `StateStore.modify`: `step` picks a key (or none) from the

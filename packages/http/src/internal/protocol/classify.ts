@@ -61,12 +61,17 @@ export const parseRetryAfter = (
   return Duration.millis(Math.max(0, at - now))
 }
 
-const rateLimitReset = (headers: HeadersInput, now: number | undefined): Duration.Duration | undefined => {
+/** `X-RateLimit-Reset` as epoch millis (the API's unit; epoch seconds tolerated). */
+const rateLimitResetAt = (headers: HeadersInput): number | undefined => {
   const reset = header(headers, "x-ratelimit-reset")
-  if (reset === undefined || now === undefined || !/^\d+$/.test(reset.trim())) return undefined
+  if (reset === undefined || !/^\d+$/.test(reset.trim())) return undefined
   const at = Number(reset.trim())
-  // Epoch millis per the API; tolerate epoch seconds.
-  const ms = at < 1e12 ? at * 1000 : at
+  return at < 1e12 ? at * 1000 : at
+}
+
+const rateLimitReset = (headers: HeadersInput, now: number | undefined): Duration.Duration | undefined => {
+  const ms = rateLimitResetAt(headers)
+  if (ms === undefined || now === undefined) return undefined
   return Duration.millis(Math.max(0, ms - now))
 }
 
@@ -181,16 +186,19 @@ const rateLimited = (
   message: string,
   scope: "key" | "account",
   retryAfter: Duration.Duration | undefined,
-  limit?: number | undefined
+  limit?: number | undefined,
+  resetAt?: number | undefined
 ) => {
   const fields: {
     message: string
     scope: "key" | "account"
     retryAfter?: Duration.Duration
     limit?: number
+    resetAt?: number
   } = { message, scope }
   if (retryAfter !== undefined) fields.retryAfter = retryAfter
   if (limit !== undefined) fields.limit = limit
+  if (resetAt !== undefined) fields.resetAt = resetAt
   return new UpstreamError.RateLimited(fields)
 }
 
@@ -248,7 +256,8 @@ const byStatus = (
         message,
         own ? "account" : "key",
         rateLimitReset(headers, options.now) ?? retryAfter,
-        rateLimitLimit(headers)
+        rateLimitLimit(headers),
+        rateLimitResetAt(headers)
       )
     }
     default:
