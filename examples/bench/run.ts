@@ -338,7 +338,7 @@ if (scenarios === undefined) md.push("Not run yet.", "")
 else if ("error" in scenarios) md.push(`Not measured: ${scenarios.error}`, "")
 else {
   md.push(
-    "The simulator's `Scenarios.trouble()` and `Scenarios.chaos()` pools (requests at $0.01 each) through the gateway with health-aware (3) › threshold (0.01) › round robin, and Overload: the README's example config (health-aware › round robin, its retry and deadlines) over the demo pool, every request sent at once, 3 rounds. Simulator, gateway and load generator share one process. Failures are as the caller saw them, by status and the error's reason; \"no key all deadline\" counts the gateway's `NoKeyAvailable` 503s (no key eligible for the request's whole key wait). Upstream calls, spend and overspend (spend past a key's cap) are the simulator's. Memory is the process's heap after a full GC: idle before, right after the load, idle 2 s later.",
+    "The simulator's `Scenarios.trouble()` and `Scenarios.chaos()` pools (requests at $0.01 each) through the gateway with health-aware (3) › threshold (0.01, reserving the $0.01 price of each request in flight) › round robin and the gateway's default hedging, and Overload: the README's example config (health-aware › round robin, its retry and deadlines) over the demo pool, every request sent at once, 3 rounds. Trouble and Chaos: simulator, gateway and load generator share one process; Overload: the gateway and simulator run in a child process apart from the load generator. Failures are as the caller saw them, by status and the error's reason; \"no key all deadline\" counts the gateway's `NoKeyAvailable` 503s (no key eligible for the request's whole key wait). Upstream calls, spend and overspend (spend past a key's cap) are the simulator's. Memory is the process's heap after a full GC: idle before, right after the load, idle 2 s later.",
     "",
     "| scenario | requests @ concurrency | succeeded | caller failures | of which no key all deadline | unfinished | 401/402 at caller | resets | upstream calls / success | overspend $ | goodput/s | admitted/s | p50 ms | p99 ms | 401s per revoked key | new upstream sockets | heap MB idle → after → idle |",
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"
@@ -352,7 +352,7 @@ else {
   md.push("")
   for (const s of scenarios) {
     md.push(
-      `- ${s.name} (${s.description}): failures ${JSON.stringify(s.failures)}; upstream ${JSON.stringify(s.upstreamByOutcome)}; wall ${s.wallSeconds} s.`
+      `- ${s.name} (${s.description}; ${s.process ?? "one process"}): failures ${JSON.stringify(s.failures)}; upstream ${JSON.stringify(s.upstreamByOutcome)}; hedges ${JSON.stringify(s.hedges ?? {})}; overspend by key ${JSON.stringify(s.overspendByKey ?? {})}; wall ${s.wallSeconds} s.`
     )
   }
   md.push("")

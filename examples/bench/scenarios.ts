@@ -1,12 +1,15 @@
 /**
  * Goodput per scenario, through the gateway (issue 14): Trouble, Chaos (the simulator's
  * `Scenarios`) and Overload (the README's example gateway config over the demo pool, 10,000
- * requests all at once). The simulator, the gateway and the load generator share this process
- * (run it with `--expose-gc` for the memory figures); what the upstream saw comes from the
- * simulator's own stats, new upstream sockets from `net.client.socket` (sockets this process opens
- * to the simulator's port: only the gateway opens any).
+ * requests all at once). The simulator and the gateway share a process; with Overload (and with
+ * `--apart`, every scenario) they run in a child process apart from the load generator, so its
+ * 10,000 sockets are not in the gateway's event loop or heap. What the upstream saw comes from the
+ * simulator's own stats, new upstream sockets from `net.client.socket` (sockets the gateway's
+ * process opens to the simulator's port: only the gateway opens any), the heap from the gateway's
+ * process (`--expose-gc` for the figures after a full GC).
  *
- *   node --expose-gc --import tsx examples/bench/scenarios.ts [--quick]   # last line: the JSON
+ *   node --expose-gc --import tsx examples/bench/scenarios.ts [--quick] [--apart] [--scenario=trouble,overload]   # last line: the JSON
+ *   SCENARIO_GATEWAY='{"hedge":false}' …   # gateway config fields over every scenario's, for experiments
  */
 import * as Gateway from "@or-balancer/gateway/Gateway"
 import * as GatewayConfig from "@or-balancer/gateway/GatewayConfig"
@@ -18,6 +21,7 @@ import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as diagnostics from "node:diagnostics_channel"
+import * as childProcess from "node:child_process"
 import * as http from "node:http"
 import type * as net from "node:net"
 import { performance } from "node:perf_hooks"
@@ -29,6 +33,8 @@ export interface ScenarioResult {
   readonly requests: number
   readonly concurrency: number
   readonly rounds: number
+  /** Where the gateway and simulator ran: with the load generator, or in a child process. */
+  readonly process: string
   readonly succeeded: number
   /** Caller-visible failures by `status reason` (reason: the error's metadata.reason, type or error_type). */
   readonly failures: Readonly<Record<string, number>>
@@ -43,9 +49,13 @@ export interface ScenarioResult {
   readonly upstreamCalls: number
   readonly upstreamCallsPerSuccess: number
   readonly upstreamByOutcome: Readonly<Record<string, number>>
+  /** What the simulator answered, per key. */
+  readonly upstreamByKey: Readonly<Record<string, Readonly<Record<string, number>>>>
   /** Upstream 401s per revoked key (issue 14 item 3: at most the concurrency at its first 401). */
   readonly revoked401s: Readonly<Record<string, number>>
   readonly overspendUsd: number
+  /** Per key that spent past its cap: by how much and on how many requests (the simulator's accounting). */
+  readonly overspendByKey: Readonly<Record<string, { readonly usd: number; readonly requests: number }>>
   readonly spendUsd: number
   readonly goodputPerSecond: number
   /** What the accounts' windows admit per second (null: unlimited). */
@@ -56,6 +66,8 @@ export interface ScenarioResult {
   readonly wallSeconds: number
   /** New TCP connections the gateway opened to the simulator. */
   readonly newUpstreamSockets: number
+  /** The gateway's hedged requests by outcome and its hedge delay at the end, `afterMs` (`/status` totals). */
+  readonly hedges: Readonly<Record<string, number>>
   /** Heap (MB, after a full GC when exposed) idle before the load, right after it, and idle again 2 s later. */
   readonly memory: { readonly idleBeforeMB: number; readonly afterMB: number; readonly idleAfterMB: number }
 }
@@ -70,6 +82,8 @@ interface Spec {
   readonly rounds: number
   readonly boundMs: number
   readonly admittedPerSecond: number | null
+  /** The gateway and simulator in a child process, apart from the load generator. */
+  readonly apart: boolean
   /** The gateway config's strategy, retry and deadlines (the keys and accounts come from the pool). */
   readonly gateway: Record<string, unknown>
 }
@@ -164,7 +178,27 @@ const call = (agent: http.Agent, url: URL, body: string, deadline: number): Prom
     req.end(body)
   })
 
-const runSpec = async (spec: Spec): Promise<ScenarioResult> => {
+/** After the load, on the gateway's side: its heap, new upstream sockets, and what was seen. */
+interface AfterLoad {
+  readonly afterBytes: number
+  /** 2 s later, after a full GC when exposed. */
+  readonly idleAfterBytes: number
+  readonly sockets: number
+  readonly stats: Simulator.Stats
+  readonly hedges: Readonly<Record<string, number>>
+}
+
+/** The simulator and the gateway of one scenario, in this process or in a child. */
+interface Served {
+  readonly url: string
+  /** The heap idle before the load; starts counting new upstream sockets. */
+  readonly before: () => Promise<number>
+  readonly after: () => Promise<AfterLoad>
+  readonly close: () => Promise<void>
+}
+
+/** The simulator and the gateway in this process. */
+const serveHere = async (spec: Spec): Promise<Served> => {
   const scope = Effect.runSync(Scope.make())
   try {
     const sim = await Effect.runPromise(Simulator.make(spec.sim).pipe(Scope.extend(scope)))
@@ -178,100 +212,209 @@ const runSpec = async (spec: Spec): Promise<ScenarioResult> => {
         tokens: ["SCENARIO_TOKEN"],
         accounts,
         keys: sim.keys.map((k, i) => ({ id: k.label, secretEnv: `SCENARIO_KEY_${i}`, account: k.account })),
-        ...spec.gateway
+        ...spec.gateway,
+        // For experiments: gateway config fields over the scenario's (e.g. '{"hedge":false}').
+        ...JSON.parse(process.env.SCENARIO_GATEWAY ?? "{}")
       }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(env)))
     )
     const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
-    const url = new URL(`${gateway.url}/v1/chat/completions`)
-    const body = JSON.stringify({
-      model: spec.model,
-      messages: [{ role: "user", content: "Hi" }],
-      max_tokens: 8
-    })
-    const idleBefore = await heap()
-    const sockets = socketCounter(sim.port)
-    const latencies: Array<number> = []
-    const failures: Record<string, number> = {}
-    let succeeded = 0
-    let allKeysUnavailable = 0
-    let unfinished = 0
-    let leaked = 0
-    let resets = 0
-    const start = performance.now()
-    for (let round = 0; round < spec.rounds; round++) {
-      const agent = new http.Agent({ keepAlive: true, maxSockets: spec.concurrency })
-      const deadline = performance.now() + spec.boundMs
-      let next = 0
-      await Promise.all(
-        Array.from({ length: spec.concurrency }, async () => {
-          while (next < spec.requests) {
-            next++
-            const a = await call(agent, url, body, deadline)
-            if (a.status === 200) {
-              succeeded++
-              latencies.push(a.ms)
-              continue
-            }
-            const kind = `${a.status} ${a.reason}`.trim()
-            failures[kind] = (failures[kind] ?? 0) + 1
-            if (a.status === "unfinished") unfinished++
-            else if (a.status === "reset") resets++
-            else if (a.status === 401 || a.status === 402) leaked++
-            // NoKeyAvailable: no key was eligible for the request's whole key-wait deadline.
-            else if (a.status === 503 && NO_KEY.has(a.reason)) allKeysUnavailable++
-          }
-        })
-      )
-      agent.destroy()
-    }
-    const wall = (performance.now() - start) / 1000
-    const after = process.memoryUsage().heapUsed
-    sockets.stop()
-    await new Promise((r) => setTimeout(r, 2_000))
-    const idleAfter = await heap()
-    const stats = await Effect.runPromise(sim.stats)
-    const revoked401s: Record<string, number> = {}
-    for (const k of Object.values(stats.keys)) if (k.revoked) revoked401s[k.label] = k.byOutcome["401"] ?? 0
-    latencies.sort((x, y) => x - y)
-    const chat = Object.values(stats.keys).reduce((n, k) => n + k.requests, 0)
-    const goodput = succeeded / wall
+    let sockets: ReturnType<typeof socketCounter> | undefined
     return {
-      name: spec.name,
-      description: spec.description,
-      requests: spec.requests * spec.rounds,
-      concurrency: spec.concurrency,
-      rounds: spec.rounds,
-      succeeded,
-      failures,
-      allKeysUnavailable,
-      unfinished,
-      upstream401or402AtCaller: leaked,
-      connectionResets: resets,
-      upstreamCalls: chat,
-      upstreamCallsPerSuccess: Number((chat / Math.max(1, succeeded)).toFixed(3)),
-      upstreamByOutcome: stats.byOutcome,
-      revoked401s,
-      overspendUsd: stats.overspend,
-      spendUsd: Number(stats.spend.toFixed(6)),
-      goodputPerSecond: Math.round(goodput),
-      admittedPerSecond: spec.admittedPerSecond,
-      goodputVsAdmitted:
-        spec.admittedPerSecond === null ? null : Number((goodput / spec.admittedPerSecond).toFixed(3)),
-      p50Ms: Number(quantile(latencies, 0.5).toFixed(1)),
-      p99Ms: Number(quantile(latencies, 0.99).toFixed(1)),
-      wallSeconds: Number(wall.toFixed(2)),
-      newUpstreamSockets: sockets.count(),
-      memory: { idleBeforeMB: mb(idleBefore), afterMB: mb(after), idleAfterMB: mb(idleAfter) }
+      url: `${gateway.url}/v1/chat/completions`,
+      before: async () => {
+        const bytes = await heap()
+        sockets = socketCounter(sim.port)
+        return bytes
+      },
+      after: async () => {
+        const afterBytes = process.memoryUsage().heapUsed
+        sockets?.stop()
+        await new Promise((r) => setTimeout(r, 2_000))
+        const idleAfterBytes = await heap()
+        const stats = await Effect.runPromise(sim.stats)
+        const totals = (await Effect.runPromise(gateway.status)).totals
+        const hedges = { ...totals.hedges, afterMs: totals.hedgeAfterMs ?? 0 }
+        return { afterBytes, idleAfterBytes, sockets: sockets?.count() ?? 0, stats, hedges }
+      },
+      close: () => Effect.runPromise(Scope.close(scope, Exit.void))
     }
-  } finally {
+  } catch (e) {
     await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw e
   }
 }
 
-/** A production stack (the gateway's default is a bare round robin): health, credit threshold, round robin. */
+type ToChild = "before" | "after" | "close"
+type FromChild =
+  | { readonly ready: string }
+  | { readonly before: number }
+  | { readonly after: AfterLoad }
+  | { readonly error: string }
+
+/**
+ * The simulator and the gateway in a child process (with `--expose-gc`), so the load generator's
+ * own work (10,000 sockets at once for Overload) is not in the gateway's event loop or heap.
+ */
+const serveApart = (spec: Spec, quick: boolean): Promise<Served> =>
+  new Promise((resolve, reject) => {
+    const child = childProcess.fork(
+      fileURLToPath(import.meta.url),
+      [`--serve=${spec.name}`, ...(quick ? ["--quick"] : [])],
+      // The gateway's event lines stay out of this process's stdout (its last line is the JSON).
+      { execArgv: ["--expose-gc", "--import", "tsx"], stdio: ["ignore", "ignore", "inherit", "ipc"] }
+    )
+    const waiting: Array<(m: FromChild) => void> = []
+    const ask = <A>(message: ToChild, pick: (m: FromChild) => A | undefined): Promise<A> =>
+      new Promise((ok, fail) => {
+        waiting.push((m) => {
+          const a = pick(m)
+          if (a !== undefined) ok(a)
+          else fail(new Error("error" in m ? m.error : `unexpected answer to ${message}`))
+        })
+        child.send(message)
+      })
+    child.on("message", (m: FromChild) => {
+      if ("ready" in m) {
+        return resolve({
+          url: m.ready,
+          before: () => ask("before", (a) => ("before" in a ? a.before : undefined)),
+          after: () => ask("after", (a) => ("after" in a ? a.after : undefined)),
+          close: () =>
+            new Promise((done) => {
+              child.once("exit", () => done())
+              child.send("close")
+            })
+        })
+      }
+      if ("error" in m && waiting.length === 0) return reject(new Error(m.error))
+      waiting.shift()?.(m)
+    })
+    child.once("exit", (code) => reject(new Error(`the scenario's server process exited (${code})`)))
+  })
+
+/** The child's side of {@link serveApart}. */
+const serveChild = async (name: string, quick: boolean) => {
+  const send = (m: FromChild) => process.send!(m)
+  try {
+    const spec = specs(quick).find((s) => s.name === name)
+    if (spec === undefined) throw new Error(`no scenario named ${name}`)
+    const served = await serveHere(spec)
+    process.on("message", async (m: ToChild) => {
+      try {
+        if (m === "before") send({ before: await served.before() })
+        else if (m === "after") send({ after: await served.after() })
+        else {
+          await served.close()
+          process.exit(0)
+        }
+      } catch (e) {
+        send({ error: e instanceof Error ? e.message : String(e) })
+      }
+    })
+    send({ ready: served.url })
+  } catch (e) {
+    send({ error: e instanceof Error ? e.message : String(e) })
+    process.exit(1)
+  }
+}
+
+const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
+  const url = new URL(served.url)
+  const body = JSON.stringify({
+    model: spec.model,
+    messages: [{ role: "user", content: "Hi" }],
+    max_tokens: 8
+  })
+  const idleBefore = await served.before()
+  const latencies: Array<number> = []
+  const failures: Record<string, number> = {}
+  let succeeded = 0
+  let allKeysUnavailable = 0
+  let unfinished = 0
+  let leaked = 0
+  let resets = 0
+  const start = performance.now()
+  for (let round = 0; round < spec.rounds; round++) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: spec.concurrency })
+    const deadline = performance.now() + spec.boundMs
+    let next = 0
+    await Promise.all(
+      Array.from({ length: spec.concurrency }, async () => {
+        while (next < spec.requests) {
+          next++
+          const a = await call(agent, url, body, deadline)
+          if (a.status === 200) {
+            succeeded++
+            latencies.push(a.ms)
+            continue
+          }
+          const kind = `${a.status} ${a.reason}`.trim()
+          failures[kind] = (failures[kind] ?? 0) + 1
+          if (a.status === "unfinished") unfinished++
+          else if (a.status === "reset") resets++
+          else if (a.status === 401 || a.status === 402) leaked++
+          // NoKeyAvailable: no key was eligible for the request's whole key-wait deadline.
+          else if (a.status === 503 && NO_KEY.has(a.reason)) allKeysUnavailable++
+        }
+      })
+    )
+    agent.destroy()
+  }
+  const wall = (performance.now() - start) / 1000
+  const { afterBytes, hedges, idleAfterBytes, sockets, stats } = await served.after()
+  const revoked401s: Record<string, number> = {}
+  for (const k of Object.values(stats.keys)) if (k.revoked) revoked401s[k.label] = k.byOutcome["401"] ?? 0
+  latencies.sort((x, y) => x - y)
+  const chat = Object.values(stats.keys).reduce((n, k) => n + k.requests, 0)
+  const goodput = succeeded / wall
+  return {
+    name: spec.name,
+    description: spec.description,
+    process: spec.apart ? "gateway and simulator in a child process" : "one process",
+    requests: spec.requests * spec.rounds,
+    concurrency: spec.concurrency,
+    rounds: spec.rounds,
+    succeeded,
+    failures,
+    allKeysUnavailable,
+    unfinished,
+    upstream401or402AtCaller: leaked,
+    connectionResets: resets,
+    upstreamCalls: chat,
+    upstreamCallsPerSuccess: Number((chat / Math.max(1, succeeded)).toFixed(3)),
+    upstreamByOutcome: stats.byOutcome,
+    upstreamByKey: Object.fromEntries(Object.values(stats.keys).map((k) => [k.label, k.byOutcome])),
+    revoked401s,
+    overspendUsd: stats.overspend,
+    overspendByKey: Object.fromEntries(
+      Object.values(stats.keys)
+        .filter((k) => k.overspentRequests > 0)
+        .map((k) => [k.label, { usd: k.overspend, requests: k.overspentRequests }])
+    ),
+    spendUsd: Number(stats.spend.toFixed(6)),
+    goodputPerSecond: Math.round(goodput),
+    admittedPerSecond: spec.admittedPerSecond,
+    goodputVsAdmitted:
+      spec.admittedPerSecond === null ? null : Number((goodput / spec.admittedPerSecond).toFixed(3)),
+    p50Ms: Number(quantile(latencies, 0.5).toFixed(1)),
+    p99Ms: Number(quantile(latencies, 0.99).toFixed(1)),
+    wallSeconds: Number(wall.toFixed(2)),
+    newUpstreamSockets: sockets,
+    hedges,
+    memory: { idleBeforeMB: mb(idleBefore), afterMB: mb(afterBytes), idleAfterMB: mb(idleAfterBytes) }
+  }
+}
+
+/**
+ * A production stack (the gateway's default is a bare round robin): health, credit threshold, round robin.
+ * The threshold reserves each request's price (`estimate`, the scenarios' model costs $0.01) while
+ * it is in flight: OpenRouter checks a key's cap when a request arrives and bills it when it ends,
+ * so with nothing reserved every request in flight on a key near its cap passes the check and the
+ * key ends past its cap by as many (Trouble measured $0.00–0.10 over the $0.50 key, 0–10 requests).
+ */
 const PRODUCTION_STACK = [
   { name: "health-aware", failureThreshold: 3 },
-  { name: "threshold", threshold: 0.01 },
+  { name: "threshold", threshold: 0.01, estimate: 0.01 },
   { name: "round-robin" }
 ]
 
@@ -300,6 +443,7 @@ export const specs = (quick: boolean): ReadonlyArray<Spec> => {
     rounds: 1,
     boundMs,
     admittedPerSecond: s.admittedPerSecond,
+    apart: false,
     gateway: { strategy }
   })
   return [
@@ -318,27 +462,44 @@ export const specs = (quick: boolean): ReadonlyArray<Spec> => {
       rounds: quick ? 1 : 3,
       boundMs: 30_000,
       admittedPerSecond: null,
+      // 10,000 sockets at once from the load generator: not in the gateway's process (issue 14).
+      apart: true,
       gateway: README_GATEWAY
     }
   ]
 }
 
-export const run = async (options: { quick?: boolean; only?: ReadonlyArray<string> } = {}) => {
+export const run = async (
+  options: { quick?: boolean; only?: ReadonlyArray<string>; apart?: boolean } = {}
+) => {
+  const quick = options.quick ?? false
   const out: Array<ScenarioResult> = []
-  for (const spec of specs(options.quick ?? false)) {
+  for (const spec of specs(quick)) {
     if (options.only !== undefined && !options.only.includes(spec.name)) continue
-    console.error(`[scenarios] ${spec.name}`)
-    out.push(await runSpec(spec))
+    const apart = spec.apart || options.apart === true
+    console.error(`[scenarios] ${spec.name}${apart ? " (gateway and simulator in a child process)" : ""}`)
+    const served = apart ? await serveApart(spec, quick) : await serveHere(spec)
+    try {
+      out.push(await runSpec({ ...spec, apart }, served))
+    } finally {
+      await served.close()
+    }
   }
   return out
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const only = process.argv
-    .find((a) => a.startsWith("--scenario="))
-    ?.slice("--scenario=".length)
-    .split(",")
-  const results = await run({ quick: process.argv.includes("--quick"), ...(only ? { only } : {}) })
-  console.log(JSON.stringify(results))
-  process.exit(0)
+  const quick = process.argv.includes("--quick")
+  const serve = process.argv.find((a) => a.startsWith("--serve="))?.slice("--serve=".length)
+  if (serve !== undefined) {
+    await serveChild(serve, quick)
+  } else {
+    const only = process.argv
+      .find((a) => a.startsWith("--scenario="))
+      ?.slice("--scenario=".length)
+      .split(",")
+    const results = await run({ quick, apart: process.argv.includes("--apart"), ...(only ? { only } : {}) })
+    console.log(JSON.stringify(results))
+    process.exit(0)
+  }
 }

@@ -218,6 +218,11 @@ const program = (options: Options) =>
       `requests ${t.requests}  succeeded ${t.succeeded}  failed ${t.failed}  streamed ${t.streamed}  upstream attempts ${t.attempts}  retries ${t.retries}  spend ${Runner.usd(t.spend)}  overspend ${Runner.usd(t.overspend)}  ${(wallMs / 1000).toFixed(1)}s`
     )
     if (t.failed > 0) yield* Console.log(`failures seen by callers: ${JSON.stringify(failures)}`)
+    if (t.failed > 0 && Object.keys(failures).every((k) => k.endsWith("(mid-stream)")))
+      yield* Console.log(
+        "  by design: streams that broke after part of the answer reached the caller (the flaky key's\n" +
+          "  mid-stream errors); failing over would have sent that part twice. See the README."
+      )
     yield* Console.log("")
     yield* Console.log("distribution of upstream attempts:")
     for (const r of keys)

@@ -38,6 +38,15 @@ export interface RunRequest {
   readonly model?: string | undefined
   /** Affinity id for sticky routing (`session_id`, `prompt_cache_key`, a user id, ...). */
   readonly affinity?: string | undefined
+  /**
+   * Keys this request must not be given at all (not merely preferred against, as failed keys
+   * are): a hedged request's second attempt excludes the key of its first. Only read by
+   * {@link Service.unsafeStart}, whose lease for such a request is not counted as a new request
+   * by the retry budget.
+   *
+   * @since 0.3.0
+   */
+  readonly exclude?: ReadonlySet<string> | undefined
 }
 
 /**

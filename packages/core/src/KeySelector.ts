@@ -92,6 +92,13 @@ export interface SelectRequest {
    * keeps to a key ({@link withOnly}): a strategy leases it without scanning the pool.
    */
   readonly only?: Key.Key | undefined
+  /**
+   * An extra attempt beside one still under way (a hedge against a stall): not a failover, so a
+   * strategy keeps its preference (the key it stays on) as it was.
+   *
+   * @since 0.3.0
+   */
+  readonly hedge?: boolean | undefined
 }
 
 /**
@@ -407,7 +414,8 @@ export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
     affinity: request.affinity,
     gate: outer === undefined ? gate : (key) => outer(key) ?? gate(key),
     deadline: request.deadline,
-    only: request.only
+    only: request.only,
+    hedge: request.hedge
   }
 }
 
@@ -429,7 +437,8 @@ export const withOnly = (request: SelectRequest, key: Key.Key): SelectRequest =>
     // that reads `gate` rather than `only` still keeps to the key, at one comparison per key.
     gate: (k) => (k.id !== key.id ? NOT_ONLY : outer === undefined ? undefined : outer(k)),
     deadline: request.deadline,
-    only: key
+    only: key,
+    hedge: request.hedge
   }
 }
 

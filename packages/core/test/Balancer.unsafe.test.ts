@@ -258,3 +258,42 @@ describe("Balancer.unsafeStart", () => {
     }).pipe(Effect.provide(env(log, ["a", "b"])))
   })
 })
+
+/** The first key its gate admits, in pool order: a stack that ignores `tried` (as a sticky one may). */
+const gateOnly = Layer.effect(
+  KeySelector.KeySelector,
+  Effect.gen(function* () {
+    const pool = yield* KeyPool.KeyPool
+    return KeySelector.fromDecide((request) => {
+      const key = pool.unsafeGet!().find((k) => request.gate?.(k) === undefined)
+      return key === undefined
+        ? new KeySelector.NoKeyAvailable({ reason: "ineligible", message: "none" })
+        : KeySelector.lease(key, () => undefined)
+    })
+  })
+)
+
+describe("Balancer.unsafeStart with exclude (a hedge's second attempt)", () => {
+  it.effect("never leases an excluded key, even from a stack that ignores `tried`", () =>
+    Effect.gen(function* () {
+      const balancer = yield* Balancer.Balancer
+      const first = balancer.unsafeStart({})!
+      expect(first.key.id).toBe("a")
+      // The stack would pick "a" again: the exclusion is a gate, not a preference.
+      const hedge = balancer.unsafeStart({ exclude: new Set(["a"]) })!
+      expect(hedge.key.id).toBe("b")
+      hedge.unsafeCancel()
+      expect(balancer.unsafeStart({ exclude: new Set(["a", "b"]) })).toBeUndefined()
+      first.unsafeSucceed()
+    }).pipe(
+      Effect.provide(
+        Balancer.layer().pipe(
+          Layer.provideMerge(gateOnly),
+          Layer.provideMerge(
+            Layer.mergeAll(KeyPool.layer(keys(["a", "b"])), Monitor.layer, StateStore.layerMemory)
+          )
+        )
+      )
+    )
+  )
+})

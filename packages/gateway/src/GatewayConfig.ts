@@ -13,6 +13,7 @@
  *   "retry": { "maxAttempts": 4, "baseDelayMs": 25, "maxDelayMs": 2000 },
  *   "deadlines": { "keyWaitMs": 30000, "requestMs": 60000, "headersMs": 15000, "bodyMs": 30000, "bodyIdleMs": 300000, "drainMs": 15000 },
  *   "bodyLimitBytes": 1048576,
+ *   "hedge": { "minMs": 500, "ratio": 0.1, "burst": 10 },
  *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true },
  *   "publicModels": false,
  *   "log": { "requests": true, "level": "info" }
@@ -106,6 +107,8 @@ export interface GatewayConfig {
     readonly drainMs: number
   }
   readonly bodyLimitBytes: number
+  /** Hedged requests (`internal/hedge.ts`); absent (a config built by hand): the defaults. */
+  readonly hedge?: HedgeConfig | false | undefined
   readonly redis:
     | {
         readonly url: string
@@ -134,6 +137,30 @@ export interface GatewayConfig {
   /** The environment variables `tokens` were read from, in order: the request log names a client by it. */
   readonly tokenNames?: ReadonlyArray<string>
 }
+
+/**
+ * When a first attempt with no response headers gets a second on another key.
+ *
+ * @since 0.3.0
+ * @category Models
+ */
+export interface HedgeConfig {
+  /** A fixed delay; undefined: twice the p95 of recent answers' latency, at least `minMs`. */
+  readonly afterMs: number | undefined
+  readonly minMs: number
+  /** The most of all requests hedged, over time (a token bucket). */
+  readonly ratio: number
+  /** Hedges in hand at most (the bucket's size). */
+  readonly burst: number
+}
+
+/**
+ * The hedging defaults: learned delay, at least 500 ms, at most 10 % of requests, 10 in hand.
+ *
+ * @since 0.3.0
+ * @category Constants
+ */
+export const defaultHedge: HedgeConfig = { afterMs: undefined, minMs: 500, ratio: 0.1, burst: 10 }
 
 /**
  * The configuration is wrong. `path` names the field (`keys[1].secretEnv`); the message never
@@ -357,6 +384,15 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
         drainMs: deadlines.drainMs ?? 15_000
       },
       bodyLimitBytes: file.bodyLimitBytes ?? 1024 * 1024,
+      hedge:
+        file.hedge === false
+          ? false
+          : {
+              afterMs: file.hedge?.afterMs,
+              minMs: file.hedge?.minMs ?? defaultHedge.minMs,
+              ratio: file.hedge?.ratio ?? defaultHedge.ratio,
+              burst: file.hedge?.burst ?? defaultHedge.burst
+            },
       redis,
       publicModels: file.publicModels ?? false,
       admin: {

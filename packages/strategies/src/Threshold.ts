@@ -109,7 +109,12 @@ export const make = (
             )
           return st.get<string>(ns.threshold, name, (id) =>
             KeySelector.andThen(inner.decide(keepTo(narrowed, keys, id)), (picked) =>
-              KeySelector.isNoKeyAvailable(picked) ? picked : remember(picked)
+              // A hedge leaves the key it stays on as it was: the current one is slow, not failed.
+              KeySelector.isNoKeyAvailable(picked)
+                ? picked
+                : request.hedge === true
+                  ? reserve(picked)
+                  : remember(picked)
             )
           )
         })

@@ -268,4 +268,34 @@ describe("Threshold.decide", () => {
       )
     })
   )
+
+  it.effect("a hedge's lease leaves the key it stays on as it was", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory(infos)
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(stack(memory.service))
+          const selector = Context.get(ctx, KeySelector.KeySelector)
+          const store = Context.get(ctx, StateStore.StateStore)
+          const notD = request({ gate: refuse("d") })
+          const first = yield* selector.select(notD)
+          expect(first.key.id).toBe("a")
+          // The hedge of `a`'s request: `a` excluded, another key leased, `a` still the current key.
+          const hedge = yield* selector.select(
+            request({ gate: refuse("a", "d"), tried: new Set(["a"]), attempt: 2, hedge: true })
+          )
+          expect(hedge.key.id).not.toBe("a")
+          expect(yield* store.get("or-balancer/threshold", "default")).toBe("a")
+          yield* hedge.report(KeySelector.success("1 millis", 0.1))
+          yield* first.report(KeySelector.cancelled())
+          expect((yield* selector.select(notD)).key.id).toBe("a")
+          // A failover (no hedge) does move it.
+          const failover = yield* selector.select(
+            request({ gate: refuse("a", "d"), tried: new Set(["a"]), attempt: 2 })
+          )
+          expect(yield* store.get("or-balancer/threshold", "default")).toBe(failover.key.id)
+        })
+      )
+    })
+  )
 })

@@ -102,7 +102,8 @@ export const make = (options: Balancer.Options = {}) =>
                 affinity: base.affinity,
                 gate,
                 deadline: deadlineAt,
-                only: undefined
+                only: undefined,
+                hedge: undefined
               }
             )
           ),
@@ -241,20 +242,24 @@ export const make = (options: Balancer.Options = {}) =>
     const unsafeStart: Balancer.Service["unsafeStart"] = (request) => {
       if (syncParts === undefined) return undefined
       const now = ownClock.unsafeCurrentTimeMillis()
+      const exclude = request.exclude
+      const cooling = closed.gate(Cooldowns.gateOf(syncParts.store.entries<number>(Cooldowns.COOLDOWN), now))
       const decided = selector.decide({
         model: request.model,
-        attempt: 1,
-        tried: NOTHING_TRIED,
+        attempt: exclude === undefined ? 1 : 2,
+        tried: exclude ?? NOTHING_TRIED,
         affinity: request.affinity,
-        gate: closed.gate(Cooldowns.gateOf(syncParts.store.entries<number>(Cooldowns.COOLDOWN), now)),
+        gate: exclude === undefined ? cooling : excluding(exclude, cooling),
         deadline: now + deadlineMs,
-        only: undefined
+        only: undefined,
+        hedge: exclude !== undefined
       })
       // Refused, or must wait (having taken nothing): `run`/`runHeld` decide again, and wait or fail.
       if (!KeySelector.isLease(decided)) return undefined
       // Closed meanwhile (a strategy whose lease was decided before the 401): given back untouched.
       if (closed.isClosed(decided.key)) return closed.giveBack(decided)
-      budget?.deposit(now)
+      // A hedge's second attempt is not a new request for the retry budget.
+      if (exclude === undefined) budget?.deposit(now)
       syncParts.started(decided.key)
       return new Started(decided, ownClock, syncParts.finished, now, request, continueFrom)
     }
@@ -398,6 +403,14 @@ export const make = (options: Balancer.Options = {}) =>
 
     return { run, runScoped, runHeld, batch, cooldowns, unsafeStart } satisfies Balancer.Service
   })
+
+const EXCLUDED: KeySelector.Ineligible = { reason: "ineligible" }
+
+/** `gate` with the excluded keys made ineligible. */
+const excluding =
+  (exclude: ReadonlySet<string>, gate: KeySelector.Gate | undefined): KeySelector.Gate =>
+  (key) =>
+    exclude.has(key.id) ? EXCLUDED : gate?.(key)
 
 /** A selection's request but for its gate and deadline, which each try sets. */
 const selectBase = (

@@ -192,6 +192,23 @@ export const File = Schema.Struct({
   ),
   bodyLimitBytes: Schema.optional(PositiveInt),
   /**
+   * Hedged requests against stalls (see `internal/hedge.ts`): when a first attempt has no response
+   * headers after `afterMs` (absent: learned, twice the p95 of recent answers, at least `minMs`),
+   * one more attempt starts on another key and the first answer wins. At most `ratio` of requests
+   * (with `burst` in hand) are hedged. `false` turns it off.
+   */
+  hedge: Schema.optional(
+    Schema.Union(
+      Schema.Literal(false),
+      Schema.Struct({
+        afterMs: Schema.optional(PositiveInt),
+        minMs: Schema.optional(PositiveInt),
+        ratio: Schema.optional(Ratio),
+        burst: Schema.optional(PositiveInt)
+      })
+    )
+  ),
+  /**
    * Replicas sharing limits and health on one Redis (`@or-balancer/redis`). Absent: this
    * process's state only, as fast as ever.
    */

@@ -15,13 +15,14 @@ import * as FiberId from "effect/FiberId"
 import type * as http from "node:http"
 import type * as Clients from "./clients.js"
 import { failureAnswer } from "./failure.js"
+import * as Hedge from "./hedge.js"
 import { header1, openAiError, sendJson, sendOutcome } from "./respond.js"
 import { sendAnswer, type Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
 import type { Answer } from "./answer.js"
 import type * as Log from "./log.js"
 import * as Deadlines from "./deadlines.js"
-import { callUpstream, type Failed, type RequestContext, startUpstream } from "./upstream.js"
+import { callUpstream, type RequestContext } from "./upstream.js"
 
 /** How the fiber path runs a request: `Balancer.runHeld` from the start, or `Started.runHeld`. */
 type HeldRun = Balancer.Started["runHeld"]
@@ -110,46 +111,50 @@ export const forward = (
   // 1. A key now, with no fiber, or the fiber path.
   const started = engine.built.balancer.unsafeStart(request)
   if (started === undefined) {
-    return forwardOnFiber(engine, live, res, ctx, (use, onHeld) =>
+    return forwardOnFiber(engine, live, res, ctx, request, true, (use, onHeld) =>
       engine.built.balancer.runHeld(request, use, onHeld)
     )
   }
-  const fast = new Fast(engine, live, res, ctx, started)
-  live.hooks = fast
-  // 2. The upstream call; 3. its answer piped and settled, or its failure handed to the fiber path.
-  startUpstream(engine, ctx, started.key, fast.onResult)
+  // 2. The upstream call, hedged when it stalls (hedge.ts); 3. the answer piped and settled, or
+  // the failure handed to the fiber path.
+  const first: Hedge.Leg = { ctx, started, settler: new FastSettler(started, live) }
+  const legOf = legFor(live)
+  const race = Hedge.start(engine, request, first, legOf, (leg, result) => {
+    if (leg.settler.settled) return // the client went away meanwhile
+    if (result._tag === "Answer") return sendAnswer(engine, leg.ctx, res, result, leg.settler)
+    leg.settler.unsafeFail(result.error)
+    // Nothing reached the client yet: the balancer's loop goes on from this failure.
+    if (!res.destroyed) {
+      forwardOnFiber(engine, live, res, leg.ctx, request, false, (use, onHeld) =>
+        leg.started.runHeld(use, onHeld)
+      )
+    }
+  })
+  live.hooks = {
+    // The client went away: abort the upstream call (or its body) and give the key back.
+    cancel: () => {
+      if (!res.writableFinished) race.abort()
+    },
+    expire: () => {
+      if (res.headersSent || race.settled()) return
+      race.abort()
+      sendDeadline(engine, ctx, res)
+    }
+  }
 }
 
 /**
- * The fast path's request: its settler, its hooks and its upstream callback in one object with
- * prototype methods, rather than an object literal of closures over `forward`'s context
- * (measured ~15–20 µs of CPU per request less in the CPU-bound bench). `sendAnswer` calls its
- * methods on the object, never detached; `onResult` is the one bound function.
+ * The fast path's settler: a class rather than an object literal of three closures over
+ * `forward`'s context (measured ~15–20 µs of CPU per request less in the CPU-bound bench).
+ * `sendAnswer` calls its methods on the object, never detached.
  */
-class Fast implements Settler, Hooks {
+class FastSettler implements Settler {
   /** Set once the attempt is settled: closing the response after that is not a disconnect. */
   settled = false
-  readonly onResult: (result: Answer | Failed) => void
   constructor(
-    private readonly engine: EngineState,
-    private readonly live: Live,
-    private readonly res: http.ServerResponse,
-    private readonly ctx: RequestContext,
-    private readonly started: Balancer.Started
-  ) {
-    this.onResult = this.result.bind(this)
-  }
-  result(result: Answer | Failed): void {
-    if (this.settled) return // the client went away meanwhile
-    if (result._tag === "Answer") return sendAnswer(this.engine, this.ctx, this.res, result, this)
-    this.unsafeFail(result.error)
-    // Nothing reached the client yet: the balancer's loop goes on from this failure.
-    const started = this.started
-    if (!this.res.destroyed)
-      forwardOnFiber(this.engine, this.live, this.res, this.ctx, (use, onHeld) =>
-        started.runHeld(use, onHeld)
-      )
-  }
+    private readonly started: Balancer.Started,
+    private readonly live: Live
+  ) {}
   unsafeSucceed(cost?: number | undefined): void {
     this.settled = true
     this.live.charge?.settle(cost, true)
@@ -163,21 +168,16 @@ class Fast implements Settler, Hooks {
     this.settled = true
     this.started.unsafeCancel()
   }
-  cancel(): void {
-    if (this.res.writableFinished || this.settled) return
-    // The client went away: abort the upstream call (or its body) and give the key back.
-    this.ctx.upstream?.destroy()
-    this.ctx.response?.destroy()
-    this.unsafeCancel()
-  }
-  expire(): void {
-    if (this.res.headersSent || this.settled) return
-    this.ctx.upstream?.destroy()
-    this.ctx.response?.destroy()
-    this.unsafeCancel()
-    sendDeadline(this.engine, this.ctx, this.res)
-  }
 }
+
+/** A hedge's attempt (hedge.ts), settled as the fast path's are. */
+const legFor =
+  (live: Live) =>
+  (started: Balancer.Started, ctx: RequestContext): Hedge.Leg => ({
+    ctx,
+    started,
+    settler: new FastSettler(started, live)
+  })
 
 /**
  * One request on one fiber: select and call upstream through the balancer, with its waits,
@@ -191,6 +191,9 @@ const forwardOnFiber = (
   live: Live,
   res: http.ServerResponse,
   ctx: RequestContext,
+  request: Balancer.RunRequest,
+  // Whether the request started here (its share of hedges is counted once: hedge.ts).
+  fresh: boolean,
   // The balancer's run from the start, or from a failed synchronous first attempt (`Started.runHeld`).
   runHeld: HeldRun
 ) => {
@@ -204,6 +207,11 @@ const forwardOnFiber = (
         settled = true
         resume(effect)
       }
+      // A hedge answered first (and is being sent): this answer is dropped, no verdict on its key.
+      if (hedge !== undefined && !hedge.claim()) {
+        scoped.value.response.destroy()
+        return settle(scoped.cancel)
+      }
       sendAnswer(engine, ctx, res, scoped.value, {
         unsafeSucceed: (cost) => {
           live.charge?.settle(cost, true)
@@ -213,12 +221,27 @@ const forwardOnFiber = (
         unsafeCancel: () => settle(scoped.cancel)
       })
     })
+  // A hedge whose answer came first (hedge.ts): the fiber is interrupted (its observer aborts the
+  // attempt under way and cancels its lease), and the hedge's answer is sent.
+  const hedge = Hedge.watch(engine, request, ctx, fresh, legFor(live), (leg, answer) => {
+    settled = true
+    fiber.unsafeInterruptAsFork(FiberId.none)
+    live.hooks = {
+      cancel: () => {
+        if (!res.writableFinished) hedge?.abort()
+      }
+    }
+    sendAnswer(engine, leg.ctx, res, answer, leg.settler)
+  })
   // The held answer is settled by `pipeOnFiber`, or cancelled by the observer if the fiber ends
   // any other way: no `Scope` per request (making and closing one cost ~13 µs of CPU, measured).
   let held: Balancer.Scoped<Answer> | undefined
   const program = Effect.flatMap(
     runHeld(
-      (key) => callUpstream(engine, ctx, key),
+      (key) => {
+        hedge?.attempt(key)
+        return callUpstream(engine, ctx, key)
+      },
       (h) => {
         held = h
       }
@@ -229,12 +252,14 @@ const forwardOnFiber = (
   // The failure answer is decided in the fiber's observer, off the success path.
   fiber.addObserver((exit) => {
     if (Exit.isSuccess(exit)) return
-    // Interrupted (the client went away): abort the upstream call or its answer.
+    // Interrupted (the client went away, or a hedge answered): abort the upstream call or its answer.
     if (Cause.isInterrupted(exit.cause)) ctx.upstream?.destroy()
     // Abandoned after the hand-over: no verdict on the key. A no-op once settled.
     if (held !== undefined) engine.fork(held.cancel)
     const failure = Cause.failureOption(exit.cause)
     if (failure._tag === "Some") {
+      // The request has failed: a hedge still under way is given up with it.
+      hedge?.abort()
       ctx.log?.giveUp(failure.value)
       settled = true
       engine.fork(failureAnswer(balancer, failure.value, ctx.failed)).addObserver((answer) => {
@@ -249,12 +274,14 @@ const forwardOnFiber = (
     cancel: () => {
       if (res.writableFinished || settled) return
       // The client went away: cancel the upstream call (or its body); the observer releases the key.
+      hedge?.abort()
       fiber.unsafeInterruptAsFork(FiberId.none)
       ctx.response?.destroy()
     },
     expire: () => {
       if (res.headersSent || settled) return
       // The observer aborts the attempt under way and gives its key back, with no verdict.
+      hedge?.abort()
       fiber.unsafeInterruptAsFork(FiberId.none)
       ctx.response?.destroy()
       sendDeadline(engine, ctx, res)

@@ -13,6 +13,7 @@ import * as Metric from "effect/Metric"
 import type * as Gateway from "../Gateway.js"
 import * as Clients from "./clients.js"
 import * as ClientsFleet from "./clientsFleet.js"
+import * as Hedge from "./hedge.js"
 import * as Forecast from "./forecast.js"
 import type { ServerState } from "./state.js"
 
@@ -175,7 +176,9 @@ export const status = (
         retries: stats.retries,
         spendUsd: stats.spend,
         inFlight: stats.inFlight,
-        requestErrors: stats.requestErrors
+        requestErrors: stats.requestErrors,
+        hedges: Hedge.counts(engine),
+        hedgeAfterMs: Hedge.delayMs(engine)
       },
       clients,
       accounts: Array.from(accounts, ([id, keys]) => ({

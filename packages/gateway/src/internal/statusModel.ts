@@ -119,6 +119,13 @@ export interface Status {
     readonly inFlight: number
     /** Answers that were the caller's own fault (bad request, unknown model), by error tag: no key's failure. */
     readonly requestErrors: Readonly<Record<string, number>>
+    /**
+     * Hedged requests by outcome: `won`/`lost` (which attempt answered first), `failed` (the
+     * hedge failed), `cancelled`, and hedges due but not made (`capped` by the rate cap, `no_key`).
+     */
+    readonly hedges: Readonly<Record<"won" | "lost" | "failed" | "cancelled" | "capped" | "no_key", number>>
+    /** The hedge delay in use: `hedge.afterMs`, or the learned one; null when off or not learned yet. */
+    readonly hedgeAfterMs: number | null
   }
   readonly keys: ReadonlyArray<KeyStatus>
   /** Per account, its keys' forecasts summed. */

@@ -1,0 +1,350 @@
+/**
+ * Hedged requests against stalls. A key that now and then holds a request for seconds before
+ * answering (or never answers) sets the tail latency of everything it serves. When a fast-path
+ * first attempt still has no response headers after the hedge delay, one more attempt starts on
+ * a different key (the stack's own choice with the first key excluded); the first of the two to
+ * produce an answer (a body judged whole, or a stream's first event: `answer.ts`) is the one
+ * sent, and the other is aborted upstream and its lease reported `Cancelled`. Nothing of the
+ * loser has reached the client by then, so nothing is sent twice, streams included.
+ *
+ * The loser is cancelled rather than failed: a stall is not an error the key returned, and
+ * counting one as a failure would eject a key that serves 98 % of its requests well; a key whose
+ * attempts really never answer is still failed by `deadlines.headersMs` when no hedge is allowed.
+ *
+ * The delay is fixed (`hedge.afterMs`) or learned: twice the p95 of the last 256 fast-path
+ * answers' latency (each counted at most at the delay then in use, so unhedged stalls cannot
+ * carry it away), at least `minMs`, and no hedging before 32 answers are seen. Answers, not
+ * headers, are sampled (an answer comes no sooner than its head, so the delay errs long); the
+ * trigger itself is "no headers yet", so an answer already streaming or generating is never
+ * duplicated. A token bucket keeps hedges to `ratio` of requests (`burst` in hand), so a pool
+ * where every key stalls costs at most that many more calls.
+ *
+ * The fiber path (a request that waited for a key, or a retry) is hedged by {@link watch}: the
+ * same delay and cap, one hedge per request; a hedge that answers first interrupts the fiber
+ * (which aborts its attempt and cancels its lease), and an attempt of the fiber that answers
+ * first aborts the hedge.
+ */
+import type * as Balancer from "@or-balancer/core/Balancer"
+import type * as Key from "@or-balancer/core/Key"
+import * as Metric from "effect/Metric"
+import type * as GatewayConfig from "../GatewayConfig.js"
+import { defaultHedge } from "../GatewayConfig.js"
+import type { Answer } from "./answer.js"
+import type { Settler } from "./settle.js"
+import type { EngineState } from "./state.js"
+import { type Failed, type RequestContext, startUpstream } from "./upstream.js"
+
+/** How a hedge ended, as `or_balancer_hedges_total{outcome}` and `/status` count it. */
+export type Outcome =
+  /** the hedge answered first; the other attempt was aborted */
+  | "won"
+  /** the other attempt answered first; the hedge was aborted */
+  | "lost"
+  /** the hedge failed (the request went on with the other attempt, or the balancer's retries) */
+  | "failed"
+  /** the client went away or the request's deadline passed with both under way */
+  | "cancelled"
+  /** a hedge was due but the rate cap had none in hand */
+  | "capped"
+  /** a hedge was due but no other key could take it */
+  | "no_key"
+
+export type Counts = Record<Outcome, number>
+
+const OUTCOMES: ReadonlyArray<Outcome> = ["won", "lost", "failed", "cancelled", "capped", "no_key"]
+
+const counter = Metric.counter("or_balancer_hedges_total", {
+  description: "Hedged requests (a second attempt on another key after a stall), by outcome",
+  incremental: true
+})
+const metrics = Object.fromEntries(OUTCOMES.map((o) => [o, Metric.tagged(counter, "outcome", o)])) as Record<
+  Outcome,
+  Metric.Metric.Counter<number>
+>
+
+/** One attempt of a hedged request: its own upstream call state, its lease and its settler. */
+export interface Leg {
+  readonly ctx: RequestContext
+  readonly started: Balancer.Started
+  readonly settler: Settler & { readonly settled: boolean }
+}
+
+const SAMPLES = 256
+const MIN_SAMPLES = 32
+const RECOMPUTE_EVERY = 32
+/** How soon a hedge that found no other key looks again. */
+const RETRY_MS = 50
+
+/** Per engine: the learned delay, the token bucket and the counts. */
+class State {
+  readonly counts: Counts = { won: 0, lost: 0, failed: 0, cancelled: 0, capped: 0, no_key: 0 }
+  private readonly samples = new Float64Array(SAMPLES)
+  private seen = 0
+  learnedMs: number | undefined
+  private tokens: number
+  constructor(readonly config: GatewayConfig.HedgeConfig) {
+    this.tokens = config.burst
+  }
+  /** The delay for a request starting now (undefined: none), accruing its share of hedges. */
+  delay(): number | undefined {
+    this.accrue()
+    return this.current()
+  }
+  accrue(): void {
+    this.tokens = Math.min(this.config.burst, this.tokens + this.config.ratio)
+  }
+  current(): number | undefined {
+    return this.config.afterMs ?? this.learnedMs
+  }
+  /**
+   * An answer's latency, at most the delay in use: a stall that was not hedged (capped, no other
+   * key) must not raise the delay so that later stalls go unhedged too. A pool whose answers are
+   * slower than the delay still raises it: doubled per recompute while over 5 % of them hit it.
+   */
+  sample(ms: number): void {
+    const delay = this.current()
+    this.samples[this.seen++ % SAMPLES] = delay === undefined ? ms : Math.min(ms, delay)
+    if (this.seen < MIN_SAMPLES || this.seen % RECOMPUTE_EVERY !== 0) return
+    const sorted = this.samples.slice(0, Math.min(this.seen, SAMPLES)).sort()
+    const p95 = sorted[Math.floor(0.95 * (sorted.length - 1))]!
+    this.learnedMs = Math.max(this.config.minMs, Math.ceil(2 * p95))
+  }
+  inHand(): boolean {
+    return this.tokens >= 1
+  }
+  take(): void {
+    this.tokens -= 1
+  }
+  count(outcome: Outcome): void {
+    this.counts[outcome]++
+    metrics[outcome].unsafeUpdate(1, [])
+  }
+}
+
+const states = new WeakMap<EngineState, State | null>()
+
+const stateOf = (engine: EngineState): State | undefined => {
+  let s = states.get(engine)
+  if (s === undefined) {
+    const config = engine.config.hedge === undefined ? defaultHedge : engine.config.hedge
+    s = config === false ? null : new State(config)
+    states.set(engine, s)
+  }
+  return s ?? undefined
+}
+
+/** The engine's hedge counts (all zero when hedging is off or nothing was hedged yet). */
+export const counts = (engine: EngineState): Counts => {
+  const s = stateOf(engine)
+  return s === undefined
+    ? { won: 0, lost: 0, failed: 0, cancelled: 0, capped: 0, no_key: 0 }
+    : { ...s.counts }
+}
+
+/** The hedge delay now (null: hedging is off, or the delay is not learned yet). */
+export const delayMs = (engine: EngineState): number | null => {
+  const s = stateOf(engine)
+  return s?.config.afterMs ?? s?.learnedMs ?? null
+}
+
+/** The fast path's race: its legs, and how to abort whatever of it is still under way. */
+export interface Race {
+  /** Aborts every attempt still under way (upstream call or answer) and cancels its lease. */
+  readonly abort: () => void
+  /** Every attempt is settled: the request went on (fiber path) or its answer is sent. */
+  readonly settled: () => boolean
+}
+
+const abortLeg = (leg: Leg) => {
+  if (leg.settler.settled) return
+  // No entry in the request's `tried` for an attempt given up on purpose.
+  leg.ctx.attempt = undefined
+  leg.ctx.upstream?.destroy()
+  leg.ctx.response?.destroy()
+  leg.settler.unsafeCancel()
+}
+
+/**
+ * Starts the fast path's first attempt, hedged when due. `finish` gets the attempt whose result
+ * decides the request: the first answer, or the last failure when every attempt failed (then
+ * nothing reached the client, and the caller goes on to the balancer's retries from that leg).
+ */
+export const start = (
+  engine: EngineState,
+  request: Balancer.RunRequest,
+  first: Leg,
+  legOf: (started: Balancer.Started, ctx: RequestContext) => Leg,
+  finish: (leg: Leg, result: Answer | Failed) => void
+): Race => {
+  const state = stateOf(engine)
+  const delay = state?.delay()
+  if (state === undefined || delay === undefined) {
+    // Not hedged: the plain fast path (with the latency sampled once a delay is to be learned).
+    const t0 = state === undefined || state.config.afterMs !== undefined ? 0 : performance.now()
+    startUpstream(engine, first.ctx, first.started.key, (result) => {
+      if (t0 !== 0 && result._tag === "Answer") state!.sample(performance.now() - t0)
+      finish(first, result)
+    })
+    return { abort: () => abortLeg(first), settled: () => first.settler.settled }
+  }
+  const t0 = performance.now()
+  let second: Leg | undefined
+  let decided = false
+  let noKey = false
+  const onResult = (leg: Leg, result: Answer | Failed) => {
+    // A loser's late result, or a result after the client went away.
+    if (decided || leg.settler.settled) return
+    if (leg === first) clearTimeout(timer)
+    if (second === undefined) {
+      decided = true
+      if (result._tag === "Answer") state.sample(performance.now() - t0)
+      return finish(leg, result)
+    }
+    const other = leg === first ? second : first
+    if (result._tag === "Answer") {
+      decided = true
+      if (leg === first) state.sample(performance.now() - t0)
+      if (leg === second) state.count("won")
+      else if (!other.settler.settled) state.count("lost")
+      abortLeg(other)
+      return finish(leg, result)
+    }
+    if (leg === second) state.count("failed")
+    if (!other.settler.settled) {
+      // The other attempt may still answer: this one's failure is reported now.
+      leg.settler.unsafeFail(result.error)
+      return
+    }
+    decided = true
+    finish(leg, result)
+  }
+  const hedge = () => {
+    // Headers in (an answer on its way, maybe a long generation), already settled, or gone.
+    if (decided || first.settler.settled || first.ctx.response !== undefined) return
+    if (!state.inHand()) return state.count("capped")
+    const exclude = new Set([first.started.key.id])
+    const started = engine.built.balancer.unsafeStart({ ...request, exclude })
+    if (started === undefined) {
+      // Every other key is busy, cooling down or out: look again shortly (an account's window
+      // reopens within a second), counting the request once.
+      if (!noKey) state.count("no_key")
+      noKey = true
+      timer = setTimeout(hedge, RETRY_MS)
+      return
+    }
+    state.take()
+    const leg = legOf(started, {
+      ...first.ctx,
+      upstream: undefined,
+      response: undefined,
+      failed: undefined,
+      attempt: undefined
+    })
+    second = leg
+    startUpstream(engine, leg.ctx, started.key, (result) => onResult(leg, result))
+  }
+  let timer = setTimeout(hedge, delay)
+  startUpstream(engine, first.ctx, first.started.key, (result) => onResult(first, result))
+  return {
+    abort: () => {
+      clearTimeout(timer)
+      if (!decided && second !== undefined && !second.settler.settled) state.count("cancelled")
+      decided = true
+      abortLeg(first)
+      if (second !== undefined) abortLeg(second)
+    },
+    settled: () => first.settler.settled && (second === undefined || second.settler.settled)
+  }
+}
+
+/** The fiber path's hedge: see {@link watch}. */
+export interface Watch {
+  /** An attempt of the fiber starts on `key`: a hedge is armed for it (if none was made yet). */
+  readonly attempt: (key: Key.Key) => void
+  /**
+   * The fiber's attempt has an answer: false when the hedge's answer was taken already (the
+   * fiber's is then to be dropped); else the hedge under way, if any, is aborted.
+   */
+  readonly claim: () => boolean
+  /** Aborts the hedge (its call, or its answer being sent): the client went away, or the deadline. */
+  readonly abort: () => void
+}
+
+/**
+ * Hedging for a request on the fiber path. `won` gets the hedge's answer when it comes before
+ * any of the fiber's: the caller then interrupts the fiber and sends it. A hedge that fails is
+ * reported and the fiber goes on. `accrue`: the request's share of hedges is not counted yet
+ * (it did not start on the fast path).
+ */
+export const watch = (
+  engine: EngineState,
+  request: Balancer.RunRequest,
+  ctx: RequestContext,
+  accrue: boolean,
+  legOf: (started: Balancer.Started, ctx: RequestContext) => Leg,
+  won: (leg: Leg, answer: Answer) => void
+): Watch | undefined => {
+  const state = stateOf(engine)
+  if (state === undefined) return undefined
+  if (accrue) state.accrue()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let leg: Leg | undefined
+  let done = false
+  let noKey = false
+  const fire = (key: Key.Key) => {
+    // The attempt has its headers, ended, or another one is under way.
+    if (done || leg !== undefined || ctx.attempt !== key.id || ctx.response !== undefined) return
+    if (!state.inHand()) return state.count("capped")
+    const started = engine.built.balancer.unsafeStart({ ...request, exclude: new Set([key.id]) })
+    if (started === undefined) {
+      if (!noKey) state.count("no_key")
+      noKey = true
+      timer = setTimeout(fire, RETRY_MS, key)
+      return
+    }
+    state.take()
+    const l = legOf(started, {
+      ...ctx,
+      upstream: undefined,
+      response: undefined,
+      failed: undefined,
+      attempt: undefined
+    })
+    leg = l
+    startUpstream(engine, l.ctx, started.key, (result) => {
+      if (done || l.settler.settled) return
+      if (result._tag === "Failed") {
+        state.count("failed")
+        return l.settler.unsafeFail(result.error)
+      }
+      done = true
+      clearTimeout(timer)
+      state.count("won")
+      won(l, result)
+    })
+  }
+  return {
+    attempt: (key) => {
+      if (done || leg !== undefined) return
+      clearTimeout(timer)
+      const delay = state.current()
+      if (delay !== undefined) timer = setTimeout(fire, delay, key)
+    },
+    claim: () => {
+      if (done) return false
+      done = true
+      clearTimeout(timer)
+      if (leg !== undefined && !leg.settler.settled) {
+        state.count("lost")
+        abortLeg(leg)
+      }
+      return true
+    },
+    abort: () => {
+      clearTimeout(timer)
+      if (!done && leg !== undefined && !leg.settler.settled) state.count("cancelled")
+      done = true
+      if (leg !== undefined) abortLeg(leg)
+    }
+  }
+}
