@@ -40,6 +40,15 @@ export interface Grant {
 }
 
 /**
+ * @since 0.3.0
+ * @category Models
+ */
+export interface PermitGrant extends Grant {
+  /** Permits granted to every live slice now, this one included: at the cap, others may be short. */
+  readonly totalGranted: number
+}
+
+/**
  * @since 0.1.0
  * @category Models
  */
@@ -87,14 +96,16 @@ export interface PermitRequest {
  * @since 0.1.0
  * @category Permits
  */
-export const acquirePermits = (r: PermitRequest): Effect.Effect<Grant, RedisUnavailable, RedisStore> =>
+export const acquirePermits = (r: PermitRequest): Effect.Effect<PermitGrant, RedisUnavailable, RedisStore> =>
   Effect.flatMap(RedisStore, (redis) =>
     redis.run(
       Lua.permitsAcquire,
       [Keys.permits(r.keyId)],
       [r.replicaId, int(r.want), int(r.cap), int(r.ttlMs), int(r.inUse ?? 0)]
     )
-  ).pipe(Effect.map(toGrant))
+  ).pipe(
+    Effect.map((reply) => ({ ...toGrant(reply), totalGranted: Number((reply as ReadonlyArray<number>)[3]) }))
+  )
 
 /**
  * Gives a replica's whole permit slice back at once (on shutdown); returns how many it held.

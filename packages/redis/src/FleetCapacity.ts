@@ -30,6 +30,9 @@ export interface Options {
   readonly renewEveryMs?: number | undefined
 }
 
+/** Headroom beyond twice the recent peak, in permits. */
+const MIN_PERMITS = 2
+
 /**
  * The service and its keeper (for status and tests). Renews until the scope closes, then gives
  * the slices back.
@@ -47,6 +50,8 @@ export const make = (
   Effect.gen(function* () {
     const ttlMs = options.ttlMs ?? 3_000
     const every = options.renewEveryMs ?? 50
+    const keepAliveMs = Math.max(every, Math.floor(ttlMs / 3))
+    const clock = yield* Effect.clock
     const keeper = yield* LeaseKeeper.make({
       replicaId: options.replicaId,
       replicas: options.replicas,
@@ -59,21 +64,51 @@ export const make = (
     // A new consumer is served at once rather than at the next tick.
     let kick = Deferred.unsafeMake<void>(undefined as never)
 
-    const renewAll = Effect.suspend(() =>
-      Effect.forEach(
+    // Per key: the most in use + waiting since the last periodic renewal, when that was, the cap
+    // last seen, and whether the fleet's pool was all granted (others may be short).
+    const state = new Map<string, { peak: number; renewedAt: number; cap: number; tight: boolean }>()
+    const stateOf = (keyId: string, cap: number) => {
+      let st = state.get(keyId)
+      if (st === undefined) state.set(keyId, (st = { peak: 0, renewedAt: -Infinity, cap, tight: true }))
+      return st
+    }
+    // Renews every key that needs it now: a slice half used, waiters, a tight pool (its slack must
+    // go back to the others quickly), the keep-alive (a third of the TTL), or idle slack to give back.
+    const renewAll = Effect.suspend(() => {
+      const at = clock.unsafeCurrentTimeMillis()
+      return Effect.forEach(
         Array.from(consumers).flatMap((c) => c.usage().map((u) => [c, u] as const)),
         ([consumer, u]) => {
           known.add(u.keyId)
+          const st = stateOf(u.keyId, u.cap)
+          st.cap = u.cap
+          const need = u.inUse + u.waiting
+          if (need > st.peak) st.peak = need
           const before = keeper.unsafePermits(u.keyId, u.cap)
-          const want = Math.min(u.cap, u.inUse + u.waiting + 1)
-          return Effect.map(keeper.renewPermits(u.keyId, { want, cap: u.cap, inUse: u.inUse }), () => {
+          const periodic = at - st.renewedAt >= keepAliveMs
+          const due =
+            periodic || st.tight || u.waiting > 0 || need * 2 >= before || (st.peak === 0 && before > 0)
+          // Headroom: twice the recent peak plus a minimum, so steady load never waits on Redis.
+          const want = Math.min(u.cap, st.peak === 0 ? 0 : 2 * st.peak + MIN_PERMITS)
+          if (!due || (want === 0 && before === 0 && u.inUse === 0)) return Effect.void
+          // With a pool to spare, keep the slice (up to the new want) while the renewal is in
+          // flight: nobody is short. When it is all granted, keep only what is in use so the rest
+          // can move to the others.
+          const keep = st.tight || u.waiting > 0 ? u.inUse : Math.max(u.inUse, Math.min(before, want))
+          if (periodic) {
+            st.renewedAt = at
+            st.peak = need
+          }
+          return Effect.map(keeper.renewPermits(u.keyId, { want, cap: u.cap, inUse: keep }), (slice) => {
+            st.tight = slice.source !== "redis" || slice.pooled === undefined || slice.pooled >= u.cap
             if (keeper.unsafePermits(u.keyId, u.cap) > before) consumer.grown(u.keyId)
           })
         },
         // ioredis pipelines concurrent commands: one round trip for all keys.
         { concurrency: "unbounded", discard: true }
-      )
-    )
+      ).pipe(Effect.ensuring(Effect.sync(() => (inFlight = false))))
+    })
+    let inFlight = false
     yield* Effect.forkScoped(
       Effect.forever(
         Effect.zipRight(
@@ -89,7 +124,16 @@ export const make = (
     )
 
     const capacity: Capacity.Service = {
-      permits: (keyId, cap) => keeper.unsafePermits(keyId, cap),
+      permits: (keyId, cap, inUse) => {
+        const n = keeper.unsafePermits(keyId, cap)
+        // Renew ahead: half the slice in use (or it is exhausted) wakes the loop now.
+        // (A tight pool is renewed on every tick anyway.)
+        if (inUse !== undefined && !inFlight && (inUse + 1) * 2 > n && state.get(keyId)?.tight === false) {
+          inFlight = true
+          Deferred.unsafeDone(kick, Effect.void)
+        }
+        return n
+      },
       register: (consumer) => {
         consumers.add(consumer)
         Deferred.unsafeDone(kick, Effect.void)

@@ -49,6 +49,8 @@ export interface Slice {
   /** On the replica's clock (`Clock.currentTimeMillis`). */
   readonly expiresAt: number
   readonly source: "redis" | "held" | "local"
+  /** What the fleet held in all at the last grant (permits), when Redis said. */
+  readonly pooled?: number | undefined
 }
 
 /**
@@ -121,7 +123,11 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       keyId: string,
       total: number,
       inUse: number | undefined,
-      call: Effect.Effect<CapacityLeases.Grant, RedisUnavailable, RedisStore>
+      call: Effect.Effect<
+        CapacityLeases.Grant & { readonly totalGranted?: number },
+        RedisUnavailable,
+        RedisStore
+      >
     ): Effect.Effect<Slice> =>
       Effect.suspend(() => {
         const sentAt = now()
@@ -139,7 +145,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
               degraded = false
               live = Math.max(live, grant.liveReplicas)
               // Counted from when the call left: the server's TTL started later, so this is safe.
-              const s: Slice = { amount: grant.granted, expiresAt: sentAt + grant.ttlMs, source: "redis" }
+              const s: Slice = {
+                amount: grant.granted,
+                expiresAt: sentAt + grant.ttlMs,
+                source: "redis",
+                pooled: grant.totalGranted
+              }
               slices.set(keyId, s)
               return s
             },

@@ -46,8 +46,11 @@ export interface Consumer {
  * @category Models
  */
 export interface Service {
-  /** Permits this process may have in use on the key now, out of its whole `cap`. */
-  readonly permits: (keyId: string, cap: number) => number
+  /**
+   * Permits this process may have in use on the key now, out of its whole `cap`. `inUse` (what
+   * this process has in use on it) lets a provider renew ahead, before the slice runs out.
+   */
+  readonly permits: (keyId: string, cap: number, inUse?: number) => number
   /** Registers a consumer; the returned function unregisters it. */
   readonly register: (consumer: Consumer) => () => void
 }

@@ -89,8 +89,13 @@ export const makeWithStatus = (
 
     const fullCap = (k: Key.Key) => k.maxConcurrency ?? defaultMax
     // The default provider grants the whole cap: skip the call then.
-    const capOf = capacity === Capacity.local ? fullCap : (k: Key.Key) => capacity.permits(k.id, fullCap(k))
-    const isFree = (k: Key.Key) => (inUse.get(k.id) ?? 0) < capOf(k)
+    const isFree =
+      capacity === Capacity.local
+        ? (k: Key.Key) => (inUse.get(k.id) ?? 0) < fullCap(k)
+        : (k: Key.Key) => {
+            const n = inUse.get(k.id) ?? 0
+            return n < capacity.permits(k.id, fullCap(k), n)
+          }
     const fullGate: KeySelector.Gate = (k) => (isFree(k) ? undefined : FULL)
     const take = (k: Key.Key) => {
       inUse.set(k.id, (inUse.get(k.id) ?? 0) + 1)
