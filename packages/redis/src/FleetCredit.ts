@@ -95,6 +95,12 @@ interface Held {
   unit: number
   /** The key's credit as last looked up (nano-dollars); null: unlimited. */
   available: number | null
+  /** The fleet's credit was (nearly) all granted at the last grant: renew on every tick. */
+  tight: boolean
+  /** When the last keep-alive renewal was sent. */
+  renewedAt: number
+  /** A selection waits for more (`grow`): renew in the next round. */
+  asked: boolean
 }
 
 const MICRO = 1_000
@@ -102,6 +108,8 @@ const MICRO = 1_000
 const IDLE_MS = 250
 /** How long a reservation no slice covers waits for more credit before it is refused. */
 const GROW_WAIT_MS = 1_000
+/** Headroom beyond twice the recent demand, in units (the largest reservation). */
+const MIN_UNITS = 2
 
 /**
  * The share and its renewal loop, until the scope closes; then the slices are given back.
@@ -116,6 +124,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const now = () => clock.unsafeCurrentTimeMillis()
     const ttlMs = options.ttlMs ?? 3_000
     const every = options.renewEveryMs ?? 50
+    const keepAliveMs = Math.max(every, Math.floor(ttlMs / 3))
     const lockMs = options.lookupLockMs ?? 5_000
     const withRedis = <A, E>(e: Effect.Effect<A, E, RedisStore>) =>
       Effect.provideService(e, RedisStore, redis)
@@ -144,6 +153,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     // The round that starts next: `grow` waits for it, so its demand is in the renewal.
     let next = Deferred.unsafeMake<void>(undefined as never)
     let kick = Deferred.unsafeMake<void>(undefined as never)
+    let kicked = false
 
     const renew = (keyId: string, h: Held): Effect.Effect<void> => {
       if (h.available === null) return Effect.void
@@ -152,14 +162,26 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       // A busy replica asks for its demand; while the renewal is in flight it keeps its
       // reservations and at most a unit plus its demand (whole units: a kept fragment no replica
       // could spend is credit lost), so demand still moves the rest to whoever needs it.
-      const headroom = at - h.busyAt < IDLE_MS ? Math.max(h.unit, 4 * h.demand) : 0
-      const extra = Math.min(headroom, h.unit + h.demand)
-      const inUse = Math.ceil((h.reserved + Math.floor(extra / h.unit) * h.unit) / MICRO)
-      const want = Math.ceil((h.reserved + headroom) / MICRO)
+      const busy = at - h.busyAt < IDLE_MS
       const sending = h.unsent
       // Redis takes the spend (rounded up to micro-dollars) off the slice before it renews it.
       const settled = Math.ceil(sending / MICRO)
       h.granted = Math.max(0, h.granted - settled * MICRO)
+      let want: number
+      let inUse: number
+      if (h.tight) {
+        const headroom = busy ? Math.max(h.unit, 4 * h.demand) : 0
+        const extra = Math.min(headroom, h.unit + h.demand)
+        inUse = Math.ceil((h.reserved + Math.floor(extra / h.unit) * h.unit) / MICRO)
+        want = Math.ceil((h.reserved + headroom) / MICRO)
+      } else {
+        // Credit to spare in the fleet: twice the recent demand plus a minimum, and the slice kept
+        // (up to that) while the renewal is in flight, so steady load never waits on Redis.
+        const headroom = busy ? Math.max(MIN_UNITS * h.unit, 2 * h.demand) : 0
+        want = Math.ceil((h.reserved + headroom) / MICRO)
+        inUse = Math.max(Math.ceil(h.reserved / MICRO), Math.min(Math.floor(h.granted / MICRO), want))
+      }
+      h.asked = false
       h.unsent = 0
       h.demand = 0
       h.frozen = inUse * MICRO
@@ -193,6 +215,8 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             }
             h.orphan = false
             h.spare = grant.unallocated * MICRO
+            // Others may be short when the pool left cannot give each replica another unit.
+            h.tight = grant.granted < want || h.spare < Math.max(1, grant.liveReplicas) * MIN_UNITS * h.unit
             liveReplicas = Math.max(liveReplicas, grant.liveReplicas)
             h.granted = grant.granted * MICRO
             // Counted from when the call left: the server's TTL started later, so this is safe.
@@ -201,6 +225,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           },
           onFailure: () => {
             degraded = true
+            h.tight = true
             // Not settled: sent again with the next renewal.
             h.unsent += sending
             h.granted += settled * MICRO
@@ -211,10 +236,27 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       )
     }
 
+    // A tight key renews on every tick (its slack must move to the others); otherwise a key
+    // renews when half its slice is used, when a selection waits, to give back once idle, and
+    // at the keep-alive (a third of the TTL).
+    const due = (h: Held, at: number): boolean => {
+      if (h.available === null) return false
+      const used = h.reserved + h.unsent
+      if (h.demand > 0 || h.reserved > 0) h.busyAt = at
+      // Nothing held, used or asked for: nothing to renew (a new selection asks through `grow`).
+      if (!h.tight && !h.asked && used === 0 && h.granted === 0 && h.demand === 0) return false
+      if (h.tight || h.asked || 2 * used >= h.granted) return true
+      if (at - h.renewedAt >= keepAliveMs) {
+        h.renewedAt = at
+        return true
+      }
+      return h.granted > 0 && h.reserved === 0 && at - h.busyAt >= IDLE_MS && h.demand === 0
+    }
     const round = Effect.suspend(() => {
       const done = next
       next = Deferred.unsafeMake<void>(undefined as never)
-      return Effect.forEach(keys, ([keyId, h]) => renew(keyId, h), {
+      const at = now()
+      return Effect.forEach(keys, ([keyId, h]) => (due(h, at) ? renew(keyId, h) : Effect.void), {
         concurrency: "unbounded",
         discard: true
       }).pipe(Effect.ensuring(Deferred.succeed(done, undefined)))
@@ -224,7 +266,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         Effect.zipRight(
           round,
           Effect.suspend(() => Effect.race(Effect.sleep(every), Deferred.await(kick))).pipe(
-            Effect.zipRight(Effect.sync(() => (kick = Deferred.unsafeMake<void>(undefined as never))))
+            Effect.zipRight(
+              Effect.sync(() => {
+                kick = Deferred.unsafeMake<void>(undefined as never)
+                kicked = false
+              })
+            )
           )
         )
       )
@@ -250,6 +297,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         const ask = (first: boolean) =>
           Effect.suspend(() => {
             for (const [, h] of asked) {
+              h.asked = true
               h.demand += amount
               if (amount > h.unit) h.unit = amount
             }
@@ -300,7 +348,10 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             spare: 0,
             orphan: false,
             unit: 1,
-            available
+            available,
+            tight: true,
+            renewedAt: -Infinity,
+            asked: false
           })
         } else {
           h.available = available
@@ -381,6 +432,11 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         if (h === undefined) return
         h.reserved += amount
         h.demand += amount
+        // Renew ahead: half the slice used wakes the loop now (a tight key renews every tick).
+        if (!h.tight && !kicked && 2 * (h.reserved + h.unsent) >= h.granted) {
+          kicked = true
+          Deferred.unsafeDone(kick, Effect.void)
+        }
       },
       settle: (keyId, amount, cost) => {
         const h = keys.get(keyId)
