@@ -30,10 +30,9 @@ import type * as CreditLookup from "@or-balancer/core/CreditLookup"
 import type * as CreditShare from "@or-balancer/strategies/CreditShare"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as CapacityLeases from "./CapacityLeases.js"
-import * as Keys from "./internal/keys.js"
+import * as CreditLookups from "./internal/creditLookups.js"
 import { RedisStore } from "./RedisStore.js"
 
 /**
@@ -313,21 +312,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         })
       })
 
-    // Each key's lookup, to look it up again when Redis lost its ledger; one at a time per key.
-    const lookups = new Map<string, Effect.Effect<unknown, unknown>>()
-    const relooking = new Set<string>()
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-    const relookup = (keyId: string) => {
-      const again = lookups.get(keyId)
-      if (again === undefined || relooking.has(keyId)) return
-      relooking.add(keyId)
-      runFork(
-        Effect.ensuring(
-          Effect.ignore(again),
-          Effect.sync(() => relooking.delete(keyId))
-        )
-      )
-    }
+    const { lookup, relookup } = yield* CreditLookups.make({
+      replicaId: options.replicaId,
+      lockMs,
+      now,
+      recorded: (keyId, info) => recorded(keyId, info)
+    })
 
     // What `GET /key` said, for the replicas that wait for another's lookup.
     const recorded = (keyId: string, info: CreditLookup.KeyInfo) =>
@@ -356,73 +346,6 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         } else {
           h.available = available
         }
-      })
-
-    const fleetAnswer = (keyId: string): Effect.Effect<CreditLookup.KeyInfo | undefined> =>
-      withRedis(
-        Effect.gen(function* () {
-          // Wait for the holder's lookup (the lock goes when it is applied or lapses).
-          const until = now() + lockMs
-          while (now() < until && (yield* redis.command("EXISTS", [Keys.creditLock(keyId)])) === 1) {
-            yield* Effect.sleep(20)
-          }
-          const raw = yield* redis.command("GET", [Keys.creditInfo(keyId)])
-          if (typeof raw !== "string") return undefined
-          const info = JSON.parse(raw) as CreditLookup.KeyInfo
-          if (info.limitRemaining === null) return info
-          const s = yield* CapacityLeases.inspectCredit(keyId)
-          if (s.base < 0) return undefined
-          return { ...info, limitRemaining: Math.max(0, s.base - s.spent) / 1e6 }
-        })
-      ).pipe(Effect.orElseSucceed(() => undefined))
-
-    const lookup: CreditShare.Service["lookup"] = (key, run) => lookupOnce(key, run, true)
-    const lookupOnce = (
-      key: Parameters<CreditShare.Service["lookup"]>[0],
-      run: Parameters<CreditShare.Service["lookup"]>[1],
-      again: boolean
-    ): ReturnType<CreditShare.Service["lookup"]> =>
-      Effect.gen(function* () {
-        if (!lookups.has(key.id))
-          lookups.set(
-            key.id,
-            Effect.suspend(() => lookup(key, run))
-          )
-        const locked = yield* withRedis(
-          CapacityLeases.tryRefreshLock(key.id, options.replicaId, lockMs)
-        ).pipe(Effect.either)
-        // Redis unreachable: this replica looks the key up itself, as it would alone.
-        if (locked._tag === "Left") return yield* Effect.tap(run, (info) => recorded(key.id, info))
-        if (!locked.right) {
-          const shared = yield* fleetAnswer(key.id)
-          if (shared !== undefined) {
-            yield* recorded(key.id, shared)
-            return shared
-          }
-          // The holder failed (its lock has lapsed or gone) or Redis lost its answer: take the lock
-          // once more, so that the lookup also rebuilds the fleet's ledger; else look it up here.
-          if (again) return yield* lookupOnce(key, run, false)
-          return yield* Effect.tap(run, (info) => recorded(key.id, info))
-        }
-        const info = yield* run.pipe(
-          Effect.tapError(() =>
-            withRedis(CapacityLeases.unlockRefresh(key.id, options.replicaId)).pipe(Effect.ignore)
-          )
-        )
-        yield* withRedis(
-          Effect.zipRight(
-            redis.command("SET", [Keys.creditInfo(key.id), JSON.stringify(info), "PX", 10 * 60_000]),
-            info.limitRemaining === null
-              ? CapacityLeases.unlockRefresh(key.id, options.replicaId)
-              : CapacityLeases.refreshCredit(key.id, options.replicaId, Math.floor(info.limitRemaining * 1e6))
-          )
-        ).pipe(
-          // Not applied (a timeout): free the lock, so the next lookup need not wait for it to lapse.
-          Effect.catchAll(() => withRedis(CapacityLeases.unlockRefresh(key.id, options.replicaId))),
-          Effect.ignore
-        )
-        yield* recorded(key.id, info)
-        return info
       })
 
     return {
