@@ -157,7 +157,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const renew = (keyId: string, h: Held): Effect.Effect<void> => {
       if (h.available === null) return Effect.void
       const at = now()
-      if (h.demand > 0 || h.reserved > 0) h.busyAt = at
+      if (h.reserved > 0) h.busyAt = at
       // A busy replica asks for its demand; while the renewal is in flight it keeps its
       // reservations and at most a unit plus its demand (whole units: a kept fragment no replica
       // could spend is credit lost), so demand still moves the rest to whoever needs it.
@@ -241,7 +241,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const due = (h: Held, at: number): boolean => {
       if (h.available === null) return false
       const used = h.reserved + h.unsent
-      if (h.demand > 0 || h.reserved > 0) h.busyAt = at
+      if (h.reserved > 0) h.busyAt = at
       // Nothing held, used or asked for: nothing to renew (a new selection asks through `grow`).
       if (!h.tight && !h.asked && used === 0 && h.granted === 0 && h.demand === 0) return false
       if (h.tight || h.asked || 2 * used >= h.granted) return true
@@ -249,7 +249,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         h.renewedAt = at
         return true
       }
-      return h.granted > 0 && h.reserved === 0 && at - h.busyAt >= IDLE_MS && h.demand === 0
+      return h.granted > 0 && h.reserved === 0 && at - h.busyAt >= IDLE_MS
     }
     const round = Effect.suspend(() => {
       const done = next
@@ -297,6 +297,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           Effect.suspend(() => {
             for (const [, h] of asked) {
               h.asked = true
+              h.busyAt = now()
               h.demand += amount
               if (amount > h.unit) h.unit = amount
             }
@@ -355,6 +356,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         if (h === undefined) return
         h.reserved += amount
         h.demand += amount
+        h.busyAt = now()
         // Renew ahead: half the slice used wakes the loop now (a tight key renews every tick).
         if (!h.tight && !kicked && 2 * (h.reserved + h.unsent) >= h.granted) {
           kicked = true

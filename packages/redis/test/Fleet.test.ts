@@ -105,6 +105,52 @@ describe("Fleet on Redis", () => {
     })
   )
 
+  it.scopedLive("steady load below the cap never waits on Redis: slices have headroom and renew ahead", () =>
+    Effect.gen(function* () {
+      const key = keyOf("steady", 60)
+      const replicas = yield* Effect.forEach([0, 1, 2], (i) => replica(i, [key], "concurrency"))
+      // Bursts of 4 selections every 10 ms on each replica, each held 15 ms: up to ~8 in use.
+      const waited: Array<number> = []
+      let selections = 0
+      const burst = (i: number, record: boolean) =>
+        Effect.forEach(
+          [0, 1, 2, 3],
+          () =>
+            Effect.gen(function* () {
+              const t0 = performance.now()
+              const lease = yield* replicas[i]!.selector.select(request())
+              const ms = performance.now() - t0
+              if (record) {
+                selections++
+                if (ms > 2) waited.push(ms)
+              }
+              yield* Effect.sleep(15)
+              yield* KeySelector.report(lease, KeySelector.success(15))
+            }),
+          { concurrency: "unbounded", discard: true }
+        )
+      const load = (i: number, bursts: number, record: boolean) =>
+        Effect.forEach(
+          Array.from({ length: bursts }),
+          () => Effect.zipRight(Effect.fork(burst(i, record)), Effect.sleep(10)),
+          { discard: true }
+        )
+      // Warm-up: the slices learn the demand.
+      yield* Effect.all(
+        [0, 1, 2].map((i) => load(i, 30, false)),
+        { concurrency: "unbounded" }
+      )
+      yield* Effect.all(
+        [0, 1, 2].map((i) => load(i, 60, true)),
+        { concurrency: "unbounded" }
+      )
+      yield* Effect.sleep(100)
+      console.log(`steady: ${waited.length} of ${selections} selections waited (> 2 ms)`)
+      assert.isAtLeast(selections, 600)
+      assert.isAtMost(waited.length, selections * 0.05)
+    })
+  )
+
   it.scopedLive(
     "an ejection on one replica reaches the others; a half-open key gets one trial in the fleet",
     () =>
