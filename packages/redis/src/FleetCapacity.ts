@@ -1,10 +1,14 @@
 /**
  * The `Capacity` of one replica of a fleet: each key's cap is leased from Redis in slices
  * (`LeaseKeeper`), so the permits in use summed over the replicas never exceed it. The hot path
- * reads the slice synchronously; a background loop renews every key's slice with the replica's
- * demand (in use + waiting + 1, up to the cap) every `renewEveryMs`, and wakes waiters when a
- * slice grows. Redis unreachable: what is held is kept until it expires, then the local share
- * (cap ÷ replicas), and `or_balancer_store_degraded` is 1.
+ * reads the slice synchronously and wakes waiters when a slice grows. Steady load never waits on
+ * Redis: a slice is twice the recent peak of in use + waiting plus 2 (up to the cap), renewed ahead
+ * when half of it is in use and kept whole while that renewal is in flight, and otherwise only at
+ * the keep-alive (a third of the TTL), where an idle replica gives its slice back. While the
+ * fleet's pool is all granted (others may be short) a key renews on every `renewEveryMs` tick,
+ * keeping only what is in use, so its slack moves to the others by demand.
+ * Redis unreachable: what is held is kept until it expires, then the local share (cap ÷ replicas),
+ * and `or_balancer_store_degraded` is 1.
  *
  * @since 0.3.0
  */

@@ -5,15 +5,17 @@
  *
  * - **Hot path**: `covers`/`take`/`settle` read and change local counters only. A slice is spent
  *   by what this replica has reserved plus what it spent since its last renewal was sent.
- * - **Background** (every `renewEveryMs`, default 50 ms, and at once when a selection asks for
- *   more): the spend is settled in Redis, then the slice renewed with the replica's demand
- *   (reservations in flight + the most of 4 × what was asked since the last renewal and one unit,
- *   while it was busy in the last 250 ms; nothing once idle, so an idle replica's credit returns
- *   to the pool). Slices are whole units of the largest reservation
+ * - **Background**: the spend is settled in Redis, then the slice renewed with the replica's
+ *   demand. With credit to spare in the fleet, a slice is the reservations in flight + twice what
+ *   was asked since the last renewal (at least 2 units), renewed ahead when half of it is used,
+ *   kept whole while that renewal is in flight, and otherwise renewed at the keep-alive (a third
+ *   of the TTL): steady load never waits on Redis. While the fleet's credit is nearly all granted
+ *   (less than 2 units per live replica unallocated) or Redis is unreachable, every key renews on
+ *   each `renewEveryMs` tick (default 50 ms) with at most 4 × its recent demand, keeping only a
+ *   unit plus its demand while in flight, so credit moves to whoever needs it. A selection no slice
+ *   covers renews at once (`grow`); a replica with no reservation for 250 ms gives its slice back.
+ *   Slices are whole units of the largest reservation
  *   seen, so a cap is not left in pieces no replica can spend.
- * - While a renewal is in flight the replica uses no more than the `inUse` it sent (Redis may hand
- *   the rest to another replica meanwhile); it sends its reservations plus its recent demand, so
- *   requests rarely wait for that.
  * - **One lookup at a time**: `GET /key` runs on the replica holding the key's refresh lock
  *   (`SET NX PX`); the others wait for it and take the fleet's figure (the ledger's base − spend)
  *   and the answer's other fields from Redis.
