@@ -306,19 +306,7 @@ export const keyInfo = (
   key: Key.Key
 ): Effect.Effect<CreditLookup.KeyInfo, UpstreamError.UpstreamError> => {
   const get = (path: string) =>
-    withTimeout(
-      config,
-      Effect.gen(function* () {
-        const response = yield* send(
-          client,
-          config,
-          key,
-          HttpClientRequest.get(`${baseUrlFor(config, key)}${path}`)
-        )
-        const body = yield* readJson(KeyInfoFromResponse, `GET ${path}`, response)
-        return toKeyInfo(body.data)
-      })
-    )
+    Effect.map(getJson(client, config, key, path, KeyInfoFromResponse), (body) => toKeyInfo(body.data))
   return get("/key").pipe(
     Effect.catchIf(
       (e) => e._tag === "ModelNotFound",
@@ -337,16 +325,23 @@ export const accountBalance = (
   config: ClientConfig,
   management: Key.Key
 ): Effect.Effect<number, UpstreamError.UpstreamError> =>
+  Effect.map(
+    getJson(client, config, management, "/credits", CreditsResponse),
+    (body) => body.data.total_credits - body.data.total_usage
+  )
+
+/** `GET {base}{path}` with the key, its JSON body decoded by `schema`, within the client's timeout. */
+const getJson = <A, I>(
+  client: HttpClient.HttpClient,
+  config: ClientConfig,
+  key: Key.Key,
+  path: string,
+  schema: Schema.Schema<A, I>
+): Effect.Effect<A, UpstreamError.UpstreamError> =>
   withTimeout(
     config,
-    Effect.gen(function* () {
-      const response = yield* send(
-        client,
-        config,
-        management,
-        HttpClientRequest.get(`${baseUrlFor(config, management)}/credits`)
-      )
-      const body = yield* readJson(CreditsResponse, "GET /credits", response)
-      return body.data.total_credits - body.data.total_usage
-    })
+    Effect.flatMap(
+      send(client, config, key, HttpClientRequest.get(`${baseUrlFor(config, key)}${path}`)),
+      (response) => readJson(schema, `GET ${path}`, response)
+    )
   )
