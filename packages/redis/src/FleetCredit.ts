@@ -216,8 +216,11 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             }
             h.orphan = false
             h.spare = grant.unallocated * MICRO
-            // Others may be short when the pool left cannot give each replica another unit.
-            h.tight = grant.granted < want || h.spare < Math.max(1, grant.liveReplicas) * MIN_UNITS * h.unit
+            // Others may soon be short when what is left cannot give each replica another slice
+            // like this one: then renew on every tick, so slack moves to whoever asks.
+            h.tight =
+              grant.granted < want ||
+              h.spare < Math.max(1, grant.liveReplicas) * Math.max(MIN_UNITS * h.unit, want * MICRO)
             liveReplicas = Math.max(liveReplicas, grant.liveReplicas)
             h.granted = grant.granted * MICRO
             // Counted from when the call left: the server's TTL started later, so this is safe.
