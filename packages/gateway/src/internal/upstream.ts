@@ -32,6 +32,36 @@ export interface Upstream {
   readonly servername: string | undefined
 }
 
+/** Upstream sockets per origin (the agent's cap; lowered for a while when the process is out of fds). */
+const POOL_SOCKETS = 256
+/** How long an attempt waits before it sends again after the process ran out of fds. */
+const FD_RETRY_MS = 50
+/** How long the pool stays capped at the sockets it had when the process ran out of fds. */
+const FD_CAP_MS = 1_000
+
+/** The gateway's own process is out of file descriptors: no key's fault, and no answer from anyone. */
+const outOfFds = (e: unknown) => {
+  const code = (e as { code?: unknown })?.code
+  return code === "EMFILE" || code === "ENFILE"
+}
+
+/**
+ * Out of fds (a burst of callers holds them): cap the pool at the sockets it has open, so requests
+ * queue for those (the agent's own queue) instead of each failing to open one more; the cap lifts
+ * after {@link FD_CAP_MS}, and drops again if fds are still short.
+ */
+const capPool = (agent: http.Agent) => {
+  let open = 0
+  for (const name in agent.sockets) open += agent.sockets[name]?.length ?? 0
+  agent.maxSockets = Math.max(1, Math.min(agent.maxSockets, open))
+  const a = agent as http.Agent & { fdCap?: NodeJS.Timeout | undefined }
+  if (a.fdCap !== undefined) return
+  a.fdCap = setTimeout(() => {
+    a.fdCap = undefined
+    agent.maxSockets = POOL_SOCKETS
+  }, FD_CAP_MS).unref()
+}
+
 export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
   let u = engine.upstreams.get(baseUrl)
   if (u === undefined) {
@@ -41,7 +71,12 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
     // Every socket may stay free: with fewer (it was 64), each lull under a load of more than that
     // many in flight closed the excess and the next burst opened them again (the chaos scenario,
     // 100 in flight: 492 new upstream connections for 2,000 requests). LIFO keeps the busy ones warm.
-    const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 256, scheduling: "lifo" as const }
+    const options = {
+      keepAlive: true,
+      maxSockets: POOL_SOCKETS,
+      maxFreeSockets: POOL_SOCKETS,
+      scheduling: "lifo" as const
+    }
     u = {
       request: tls ? https.request : http.request,
       agent: tls ? new https.Agent(options) : new http.Agent(options),
@@ -166,13 +201,24 @@ export const startUpstream = (
   // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
   // throws here: that is the key's failure, not a throw out of the request handler (which, on
   // the fast path, would end the process with the key still leased).
+  let up: Upstream
   let req: http.ClientRequest
+  const list: Array<string> = []
   try {
-    const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
     // As a flat list with Host in it: Node writes a list straight into the head (validating each
     // header as it does), with no header map kept per request; an object goes through `setHeader`.
-    const list: Array<string> = ["host", up.host]
+    list.push("host", up.host)
     for (const name in headers) list.push(name, String(headers[name]))
+    send()
+  } catch (e) {
+    return done(failed(ctx, transportError(e)))
+  }
+  const left = ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis()
+  timer.start(deadlines.headersMs, left)
+
+  /** Sends the attempt; again after a wait when the process had no fd to spare for it. */
+  function send(): void {
     req = up.request(
       {
         agent: up.agent,
@@ -226,20 +272,38 @@ export const startUpstream = (
         })
       }
     )
-  } catch (e) {
-    return done(failed(ctx, transportError(e)))
+    timer.req = req
+    req.on("error", onError)
+    req.end(body)
+    ctx.upstream = req
   }
-  timer.req = req
-  const left = ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis()
-  timer.start(deadlines.headersMs, left)
-  req.on("error", (e) => {
+
+  function onError(e: unknown): void {
+    if (!settled && outOfFds(e) && ctx.response === undefined) {
+      // Not the key's failure (nothing reached it): wait for a socket of the now capped pool,
+      // within the attempt's deadline, charging neither the key nor the retry budget.
+      capPool(up.agent)
+      timer.req = undefined
+      const again = setTimeout(() => {
+        timer.waiting = undefined
+        try {
+          send()
+          timer.resent(ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis())
+        } catch (e) {
+          onError(e)
+        }
+      }, FD_RETRY_MS)
+      timer.waiting = (expired) => {
+        clearTimeout(again)
+        onError(expired)
+      }
+      return
+    }
     timer.stop()
     if (settled) return
     settled = true
     done(failed(ctx, transportError(e)))
-  })
-  req.end(body)
-  ctx.upstream = req
+  }
 }
 
 /**
@@ -257,6 +321,12 @@ export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
     super()
   }
   private onSocket = false
+  /** Set while the attempt waits to send again (out of fds): its deadline ends it there. */
+  waiting: ((e: Error) => void) | undefined = undefined
+  /** The attempt was sent again: a deadline on the socket moves to the new request. */
+  resent(left: number): void {
+    if (this.onSocket) this.req?.setTimeout(Math.max(1, left), () => this.expire())
+  }
   start(headersMs: number, left: number): void {
     if (headersMs <= left) return Deadlines.arm(this, headersMs)
     // The request's deadline comes first: this attempt's ends with it (rare: the socket's timer).
@@ -284,6 +354,9 @@ export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
   }
   expire(): void {
     const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
+    const waiting = this.waiting
+    this.waiting = undefined
+    if (waiting !== undefined) return waiting(e)
     this.req?.destroy(e)
     // After the head the response stream carries the error to the code reading it.
     this.ctx.response?.destroy(e)
