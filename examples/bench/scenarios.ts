@@ -62,6 +62,8 @@ export interface ScenarioResult {
   readonly upstreamByKey: Readonly<Record<string, Readonly<Record<string, number>>>>
   /** Upstream 401s per revoked key (issue 14 item 3: at most the concurrency at its first 401). */
   readonly revoked401s: Readonly<Record<string, number>>
+  /** The same from the gateway's process: attempts in flight at the first 401, and started after it. */
+  readonly revokedAttempts: Readonly<Record<string, RevokedAttempts>>
   readonly overspendUsd: number
   /** Per key that spent past its cap: by how much and on how many requests (the simulator's accounting). */
   readonly overspendByKey: Readonly<Record<string, { readonly usd: number; readonly requests: number }>>
@@ -183,6 +185,54 @@ const callerSockets = (port: number) => {
   }
 }
 
+/**
+ * Issue 14 item 3, seen from the gateway's process: per revoked key, the upstream attempts started
+ * on it, those in flight when its first 401 had been read, and those started after (0 when the
+ * first 401 closes the key: only attempts already in flight may still reach it).
+ */
+export interface RevokedAttempts {
+  readonly started: number
+  readonly inFlightAtFirst401: number | null
+  readonly startedAfterFirst401: number
+}
+
+/** Watches this process's upstream requests whose head carries one of `secrets` (label by secret). */
+const revokedAttempts = (secrets: ReadonlyMap<string, string>) => {
+  const seen = new Map<string, { started: number; ended: number; atFirst: number | null; after: number }>()
+  const onStart = (message: unknown) => {
+    const request = (message as { request: http.ClientRequest & { _header?: string } }).request
+    const auth = /authorization: Bearer (\S+)/i.exec(request._header ?? "")?.[1]
+    const label = auth === undefined ? undefined : secrets.get(auth)
+    if (label === undefined) return
+    let k = seen.get(label)
+    if (k === undefined) seen.set(label, (k = { started: 0, ended: 0, atFirst: null, after: 0 }))
+    const s = k
+    s.started++
+    if (s.atFirst !== null) s.after++
+    let counted = false
+    const end = (status: number | undefined) => {
+      if (counted) return
+      counted = true
+      // In flight at the first 401: started, not ended, this one included.
+      if (status === 401 && s.atFirst === null) s.atFirst = s.started - s.ended
+      s.ended++
+    }
+    request.once("response", (res) => res.once("end", () => end(res.statusCode)))
+    request.once("close", () => end(undefined))
+  }
+  diagnostics.subscribe("http.client.request.start", onStart)
+  return {
+    read: (): Record<string, RevokedAttempts> =>
+      Object.fromEntries(
+        [...seen].map(([label, k]) => [
+          label,
+          { started: k.started, inFlightAtFirst401: k.atFirst, startedAfterFirst401: k.after }
+        ])
+      ),
+    stop: () => diagnostics.unsubscribe("http.client.request.start", onStart)
+  }
+}
+
 interface Answer {
   readonly status: number | "reset" | "unfinished"
   readonly reason: string
@@ -266,6 +316,7 @@ interface AfterLoad {
   readonly stats: Simulator.Stats
   readonly hedges: Readonly<Record<string, number>>
   readonly callers: CallerSockets
+  readonly revoked: Readonly<Record<string, RevokedAttempts>>
 }
 
 /** The simulator and the gateway of one scenario, in this process or in a child. */
@@ -300,25 +351,41 @@ const serveHere = async (spec: Spec): Promise<Served> => {
     const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
     let sockets: ReturnType<typeof socketCounter> | undefined
     let callers: ReturnType<typeof callerSockets> | undefined
+    const revokedSecrets = new Map(
+      sim.keys
+        .filter((k) => spec.sim.keys.find((c) => c.label === k.label)?.revoked === true)
+        .map((k) => [Redacted.value(k.secret), k.label])
+    )
+    let revoked: ReturnType<typeof revokedAttempts> | undefined
     return {
       url: `${gateway.url}/v1/chat/completions`,
       before: async () => {
         const bytes = await heap()
         sockets = socketCounter(sim.port)
         callers = callerSockets(Number(new URL(gateway.url).port))
+        revoked = revokedAttempts(revokedSecrets)
         return bytes
       },
       after: async () => {
         const afterBytes = process.memoryUsage().heapUsed
         sockets?.stop()
         callers?.stop()
+        revoked?.stop()
         await new Promise((r) => setTimeout(r, 2_000))
         const idleAfterBytes = await heap()
         const stats = await Effect.runPromise(sim.stats)
         const totals = (await Effect.runPromise(gateway.status)).totals
         const hedges = { ...totals.hedges, afterMs: totals.hedgeAfterMs ?? 0 }
         const seen = callers?.read() ?? { accepted: 0, errors: {}, peakFds: 0 }
-        return { afterBytes, idleAfterBytes, sockets: sockets?.count() ?? 0, stats, hedges, callers: seen }
+        return {
+          afterBytes,
+          idleAfterBytes,
+          sockets: sockets?.count() ?? 0,
+          stats,
+          hedges,
+          callers: seen,
+          revoked: revoked?.read() ?? {}
+        }
       },
       close: () => Effect.runPromise(Scope.close(scope, Exit.void))
     }
@@ -445,7 +512,7 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
     agent.destroy()
   }
   const wall = (performance.now() - start) / 1000
-  const { afterBytes, callers, hedges, idleAfterBytes, sockets, stats } = await served.after()
+  const { afterBytes, callers, hedges, idleAfterBytes, revoked, sockets, stats } = await served.after()
   const revoked401s: Record<string, number> = {}
   for (const k of Object.values(stats.keys)) if (k.revoked) revoked401s[k.label] = k.byOutcome["401"] ?? 0
   latencies.sort((x, y) => x - y)
@@ -469,6 +536,7 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
     upstreamByOutcome: stats.byOutcome,
     upstreamByKey: Object.fromEntries(Object.values(stats.keys).map((k) => [k.label, k.byOutcome])),
     revoked401s,
+    revokedAttempts: revoked,
     overspendUsd: stats.overspend,
     overspendByKey: Object.fromEntries(
       Object.values(stats.keys)

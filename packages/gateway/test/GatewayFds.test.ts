@@ -124,3 +124,33 @@ describe("out of file descriptors", () => {
     })
   )
 })
+
+describe("a revoked key under a queue for upstream sockets", () => {
+  it.scopedLive("its first 401 fails its attempts still queued for a socket: none is sent after it", () =>
+    Effect.gen(function* () {
+      // 600 at once over 2 keys: the pool's 256 sockets fill, the rest queue in the agent.
+      const sim = yield* Simulator.make({
+        seed: 7,
+        keys: simKeys(["good", "revoked"]).map((k) => (k.label === "revoked" ? { ...k, revoked: true } : k)),
+        latency: { kind: "fixed", ms: 100 }
+      })
+      const gw = yield* Gateway.make(
+        yield* configFor(sim, { deadlines: { keyWaitMs: 10_000, drainMs: 2000 } })
+      )
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 600 })
+      const answers = yield* Effect.promise(() =>
+        Promise.all(Array.from({ length: 600 }, () => postOn(gw.url, agent, chatBody())))
+      )
+      agent.destroy()
+      assert.deepStrictEqual(
+        answers.filter((a) => a.status !== 200).map((a) => a.text),
+        [],
+        "every caller answered 200"
+      )
+      const stats = yield* sim.stats
+      const revoked = stats.keys["revoked"]!.byOutcome["401"] ?? 0
+      // Without failing the queue: about 300 (every request decided on it before its 401 came back).
+      assert.isAtMost(revoked, 200, `upstream 401s on the revoked key: ${revoked}`)
+    })
+  )
+})

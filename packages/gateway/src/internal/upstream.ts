@@ -15,10 +15,17 @@ import * as Deadlines from "./deadlines.js"
 import * as Generations from "./generations.js"
 import type * as Log from "./log.js"
 import type { EngineState } from "./state.js"
+import * as Pool from "./upstreamPool.js"
 
 export interface Upstream {
   readonly request: typeof http.request
   readonly agent: http.Agent
+  /**
+   * Per key id, the attempts waiting in the agent's queue for a socket (nothing sent yet): a 401
+   * on the key fails them at once, so a revoked key gets no call decided before its first 401
+   * came back but not yet sent (issue 14 item 3: 300+ such calls under 2,000 at once).
+   */
+  readonly queued: Pool.Queued
   readonly hostname: string
   readonly port: string
   /** The base URL's path, e.g. `/api/v1`. */
@@ -32,36 +39,6 @@ export interface Upstream {
   readonly servername: string | undefined
 }
 
-/** Upstream sockets per origin (the agent's cap; lowered for a while when the process is out of fds). */
-const POOL_SOCKETS = 256
-/** How long an attempt waits before it sends again after the process ran out of fds. */
-const FD_RETRY_MS = 50
-/** How long the pool stays capped at the sockets it had when the process ran out of fds. */
-const FD_CAP_MS = 1_000
-
-/** The gateway's own process is out of file descriptors: no key's fault, and no answer from anyone. */
-const outOfFds = (e: unknown) => {
-  const code = (e as { code?: unknown })?.code
-  return code === "EMFILE" || code === "ENFILE"
-}
-
-/**
- * Out of fds (a burst of callers holds them): cap the pool at the sockets it has open, so requests
- * queue for those (the agent's own queue) instead of each failing to open one more; the cap lifts
- * after {@link FD_CAP_MS}, and drops again if fds are still short.
- */
-const capPool = (agent: http.Agent) => {
-  let open = 0
-  for (const name in agent.sockets) open += agent.sockets[name]?.length ?? 0
-  agent.maxSockets = Math.max(1, Math.min(agent.maxSockets, open))
-  const a = agent as http.Agent & { fdCap?: NodeJS.Timeout | undefined }
-  if (a.fdCap !== undefined) return
-  a.fdCap = setTimeout(() => {
-    a.fdCap = undefined
-    agent.maxSockets = POOL_SOCKETS
-  }, FD_CAP_MS).unref()
-}
-
 export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
   let u = engine.upstreams.get(baseUrl)
   if (u === undefined) {
@@ -73,13 +50,14 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
     // 100 in flight: 492 new upstream connections for 2,000 requests). LIFO keeps the busy ones warm.
     const options = {
       keepAlive: true,
-      maxSockets: POOL_SOCKETS,
-      maxFreeSockets: POOL_SOCKETS,
+      maxSockets: Pool.POOL_SOCKETS,
+      maxFreeSockets: Pool.POOL_SOCKETS,
       scheduling: "lifo" as const
     }
     u = {
       request: tls ? https.request : http.request,
       agent: tls ? new https.Agent(options) : new http.Agent(options),
+      queued: new Map(),
       hostname: url.hostname,
       port: url.port,
       prefix: url.pathname.replace(/\/+$/, ""),
@@ -256,13 +234,13 @@ export const startUpstream = (
         res.on("end", () => {
           settled = true
           timer.stop()
-          done(
-            upstreamFailure(engine, ctx, {
-              status,
-              headers: res.headers,
-              text: Buffer.concat(chunks).toString("utf8")
-            })
-          )
+          const f = upstreamFailure(engine, ctx, {
+            status,
+            headers: res.headers,
+            text: Buffer.concat(chunks).toString("utf8")
+          })
+          done(f)
+          if (f.error._tag === "Unauthorized") Pool.failQueued(up.queued, key.id, f.error)
         })
         res.on("error", (e) => {
           timer.stop()
@@ -274,15 +252,22 @@ export const startUpstream = (
     )
     timer.req = req
     req.on("error", onError)
+    Pool.queue(up.queued, key.id, req, (error) => {
+      if (settled) return
+      settled = true
+      timer.stop()
+      req.destroy()
+      done(failed(ctx, error))
+    })
     req.end(body)
     ctx.upstream = req
   }
 
   function onError(e: unknown): void {
-    if (!settled && outOfFds(e) && ctx.response === undefined) {
+    if (!settled && Pool.outOfFds(e) && ctx.response === undefined) {
       // Not the key's failure (nothing reached it): wait for a socket of the now capped pool,
       // within the attempt's deadline, charging neither the key nor the retry budget.
-      capPool(up.agent)
+      Pool.capPool(up.agent)
       timer.req = undefined
       const again = setTimeout(() => {
         timer.waiting = undefined
@@ -292,7 +277,7 @@ export const startUpstream = (
         } catch (e) {
           onError(e)
         }
-      }, FD_RETRY_MS)
+      }, Pool.FD_RETRY_MS)
       timer.waiting = (expired) => {
         clearTimeout(again)
         onError(expired)
