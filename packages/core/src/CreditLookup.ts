@@ -35,6 +35,15 @@ export interface KeyInfo {
  */
 export interface Service {
   readonly lookup: (key: Key.Key) => Effect.Effect<KeyInfo, UpstreamError.UpstreamError>
+  /**
+   * The account's balance in USD (`total_credits − total_usage` from OpenRouter's
+   * `GET /api/v1/credits`), when a management key is configured for it; `undefined` otherwise. A
+   * key's spendable amount is the smaller of its own `limitRemaining` and this.
+   *
+   * @since 0.4.0
+   */
+  readonly accountBalance?:
+    ((account: string) => Effect.Effect<number | undefined, UpstreamError.UpstreamError>) | undefined
 }
 
 const DAY_MS = 86_400_000
@@ -99,11 +108,19 @@ export const keyInfo = (limitRemaining: number | null, limit: number | null = li
  * @since 0.1.0
  * @category Constructors
  */
-export const makeMemory = (initial: Readonly<Record<string, KeyInfo>>) =>
+export const makeMemory = (
+  initial: Readonly<Record<string, KeyInfo>>,
+  /** Account balances (USD), as a management key would see them; none: no `accountBalance`. */
+  accounts?: Readonly<Record<string, number>>
+) =>
   Effect.gen(function* () {
     const infos = yield* Ref.make(new Map(Object.entries(initial)))
     const counts = yield* Ref.make(new Map<string, number>())
+    const balances = yield* Ref.make(new Map(Object.entries(accounts ?? {})))
     const service = CreditLookup.of({
+      ...(accounts === undefined
+        ? {}
+        : { accountBalance: (account: string) => Effect.map(Ref.get(balances), (m) => m.get(account)) }),
       lookup: (key) =>
         Ref.update(counts, (m) => new Map(m).set(key.id, (m.get(key.id) ?? 0) + 1)).pipe(
           Effect.zipRight(Ref.get(infos)),
@@ -124,7 +141,9 @@ export const makeMemory = (initial: Readonly<Record<string, KeyInfo>>) =>
           else next.set(id, info)
           return next
         }),
-      lookups: (id: string) => Effect.map(Ref.get(counts), (m) => m.get(id) ?? 0)
+      lookups: (id: string) => Effect.map(Ref.get(counts), (m) => m.get(id) ?? 0),
+      setAccount: (account: string, balance: number) =>
+        Ref.update(balances, (m) => new Map(m).set(account, balance))
     }
   })
 

@@ -46,6 +46,7 @@ export type Reason =
   | "tried" // every eligible key already failed this request
   | "cooldown" // rate limited or ejected for a while
   | "unhealthy" // ejected by health tracking
+  | "revoked" // refused by OpenRouter with a 401 (invalid or revoked): closed by the Balancer
   | "credit" // out of credit, or under the threshold
   | "concurrency" // every permit is taken
   | "model" // no key serves this model
@@ -433,9 +434,13 @@ export const withOnly = (request: SelectRequest, key: Key.Key): SelectRequest =>
     attempt: request.attempt,
     tried: request.tried,
     affinity: request.affinity,
-    // Narrowed too, the other keys turned away before the outer gate is asked: a user's strategy
-    // that reads `gate` rather than `only` still keeps to the key, at one comparison per key.
-    gate: (k) => (k.id !== key.id ? NOT_ONLY : outer === undefined ? undefined : outer(k)),
+    // Narrowed too, as `withGate` would (the outer gate's reason first): a user's strategy that
+    // reads `gate` rather than `only` still keeps to the key. Built-in ones read `only` and never
+    // ask the gate about the other keys (`isCandidate` turns them away first).
+    gate:
+      outer === undefined
+        ? (k) => (k.id === key.id ? undefined : NOT_ONLY)
+        : (k) => outer(k) ?? (k.id === key.id ? undefined : NOT_ONLY),
     deadline: request.deadline,
     only: key,
     hedge: request.hedge

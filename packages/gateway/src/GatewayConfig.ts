@@ -34,6 +34,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as ConfigIssues from "./internal/configIssues.js"
+import { readManagementKeys } from "./internal/managementKeys.js"
 import { ClientEntry, decorators, File, KeyEntry, StrategyEntry } from "./internal/configFile.js"
 
 /**
@@ -136,6 +137,11 @@ export interface GatewayConfig {
   readonly log?: { readonly requests: boolean; readonly level: "debug" | "info" | "warn" | "error" }
   /** The environment variables `tokens` were read from, in order: the request log names a client by it. */
   readonly tokenNames?: ReadonlyArray<string>
+  /**
+   * Each account's management key (`accounts.<name>.managementKeyEnv`): the credit strategies bound
+   * a key's credit by its account's balance (`GET /api/v1/credits`). Used for nothing else.
+   */
+  readonly managementKeys?: ReadonlyMap<string, Key.Key>
 }
 
 /**
@@ -269,6 +275,11 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
     yield* Key.validateAll(keys).pipe(
       Effect.mapError((e) => new GatewayConfigError({ path: e.path, message: e.message }))
     )
+    const managementKeys = yield* readManagementKeys(
+      accounts,
+      readEnv,
+      (path, message) => new GatewayConfigError({ path, message })
+    )
     const strategy = file.strategy ?? DEFAULT_STRATEGY
     if (strategy.length === 0) return yield* fail("strategy", "needs at least one strategy")
     for (let i = 0; i < strategy.length; i++) {
@@ -366,6 +377,7 @@ export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConf
       baseUrl: (file.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, ""),
       tokens,
       tokenNames: names,
+      ...(managementKeys.size === 0 ? {} : { managementKeys }),
       clients,
       keys,
       strategy,

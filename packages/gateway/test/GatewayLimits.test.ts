@@ -97,6 +97,51 @@ describe("Gateway and OpenRouter's limits", () => {
     })
   )
 
+  it.scopedLive("with the account's management key, a key's credit is bounded by its account's balance", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make({
+        models,
+        keys: [
+          { label: "a1", account: "one", secret: secret(0) }, // no limit of its own
+          { label: "admin", account: "one", secret: secret(1), management: true },
+          { label: "b1", account: "two", secret: secret(2) }
+        ],
+        accounts: { one: { totalCredits: 0.05 }, two: { totalCredits: 5 } }
+      })
+      const gw = yield* Gateway.make(
+        yield* configFor(sim, {
+          accounts: { one: { managementKeyEnv: "KEY_ADMIN" }, two: {} },
+          keys: [
+            { id: "a1", secretEnv: "KEY_A1", account: "one" },
+            { id: "b1", secretEnv: "KEY_B1", account: "two" }
+          ],
+          strategy: [
+            { name: "threshold", threshold: 0.02, stay: false, estimate: 0.01 },
+            { name: "round-robin" }
+          ]
+        })
+      )
+      for (let i = 0; i < 12; i++) {
+        const r = yield* post(`${gw.url}/v1/chat/completions`, penny)
+        assert.strictEqual(r.status, 200, r.text)
+      }
+      // a1 is left alone below $0.02 of its account's $0.05, never reaching the account's 402.
+      const a1 = yield* outcomes(sim, "a1")
+      assert.isUndefined(a1["402"])
+      assert.isAtLeast(a1["200"] ?? 0, 1)
+      // The account keeps what the threshold leaves: it was never spent to nothing.
+      assert.isAbove((yield* sim.stats).accounts.one?.balance ?? 0, 0)
+      // A management key's variable that is not set is refused by its path.
+      const missing = yield* Effect.flip(
+        configFor(sim, {
+          accounts: { one: { managementKeyEnv: "NOT_SET" }, two: {} },
+          keys: [{ id: "a1", secretEnv: "KEY_A1", account: "one" }]
+        })
+      )
+      assert.strictEqual(missing.path, "accounts.one.managementKeyEnv")
+    })
+  )
+
   it.scopedLive(
     "a revoked key: upstream 401s at most the concurrency at its first 401, under a bare round-robin stack",
     () =>

@@ -13,6 +13,32 @@ const lookupLayer = (baseUrl: string) =>
   )
 
 describe("HttpCreditLookup", () => {
+  it.live("with a management key, accountBalance reads GET /credits; an account without one has none", () =>
+    Effect.gen(function* () {
+      const sim = yield* Simulator.make({
+        seed: 3,
+        keys: [
+          { label: "k", account: "one", secret: Simulator.simulatedSecret(3, 0), usage: 0.25 },
+          { label: "admin", account: "one", secret: Simulator.simulatedSecret(3, 1), management: true }
+        ],
+        accounts: { one: { totalCredits: 2 } }
+      })
+      const admin = Key.make({ id: "one:management", secret: sim.keys[1]!.secret })
+      yield* Effect.gen(function* () {
+        const lookup = yield* CreditLookup.CreditLookup
+        expect(yield* lookup.accountBalance!("one")).toBe(1.75)
+        expect(yield* lookup.accountBalance!("two")).toBeUndefined()
+      }).pipe(
+        Effect.provide(
+          HttpCreditLookup.layerWithManagement(new Map([["one", admin]])).pipe(
+            Layer.provide(NodeHttpClient.layerUndici),
+            Layer.provide(OpenRouterClient.layerClientConfig({ baseUrl: sim.baseUrl }))
+          )
+        )
+      )
+    }).pipe(Effect.scoped)
+  )
+
   it.live("reads GET /key of the simulator into KeyInfo; a revoked key is Unauthorized", () =>
     Effect.gen(function* () {
       const sim = yield* Simulator.make({

@@ -7,9 +7,9 @@
  *   by what this replica has reserved plus what it spent since its last renewal was sent.
  * - **Background** (every `renewEveryMs`, default 50 ms, and at once when a selection asks for
  *   more): the spend is settled in Redis, then the slice renewed with the replica's demand
- *   (reservations in flight + the most of 4 × what was asked since the last renewal, one unit and
- *   its fair share of the credit, while it was busy in the last second; nothing once idle, so an
- *   idle replica's credit returns to the pool). Slices are whole units of the largest reservation
+ *   (reservations in flight + the most of 4 × what was asked since the last renewal and one unit,
+ *   while it was busy in the last 250 ms; nothing once idle, so an idle replica's credit returns
+ *   to the pool). Slices are whole units of the largest reservation
  *   seen, so a cap is not left in pieces no replica can spend.
  * - While a renewal is in flight the replica uses no more than the `inUse` it sent (Redis may hand
  *   the rest to another replica meanwhile); it sends its reservations plus its recent demand, so
@@ -18,8 +18,8 @@
  *   (`SET NX PX`); the others wait for it and take the fleet's figure (the ledger's base − spend)
  *   and the answer's other fields from Redis.
  * - **Redis unreachable** (or back empty, until a lookup rebuilds its ledger): a slice is kept
- *   until it expires, and the replica may also spend its share (÷ the fleet's size) of the credit
- *   no replica held at its last grant, never the whole; lookups run locally.
+ *   until it expires, then the replica spends its share (÷ the fleet's size) of the credit no
+ *   replica held at its last grant, never the whole; lookups run locally.
  *
  * Redis keeps micro-dollars, the ledger nano-dollars: spend is rounded up and grants down, so the
  * rounding never lets the fleet overspend.
@@ -98,6 +98,10 @@ interface Held {
 }
 
 const MICRO = 1_000
+/** A replica with nothing reserved or asked for this long gives its credit slices back. */
+const IDLE_MS = 250
+/** How long a reservation no slice covers waits for more credit before it is refused. */
+const GROW_WAIT_MS = 1_000
 
 /**
  * The share and its renewal loop, until the scope closes; then the slices are given back.
@@ -121,11 +125,11 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const fleetSize = () => Math.max(1, options.replicas, liveReplicas)
 
     // Cut off from the ledger (Redis down, or back empty), a replica spends its slice until it
-    // expires plus its share (÷ the fleet's size) of what no replica held at the last grant: summed
-    // over the fleet, never more than the ledger had.
+    // expires, then its share (÷ the fleet's size) of what no replica held at its last grant: as
+    // the issue's local share, blind to the rest of the fleet (a replica alone cut off can
+    // overspend by that share), never the whole.
     const allowance = (h: Held): number => {
-      const own = now() < h.expiresAt ? h.granted : 0
-      const a = degraded || h.orphan ? own + Math.floor(h.spare / fleetSize()) : own
+      const a = now() < h.expiresAt ? h.granted : degraded || h.orphan ? Math.floor(h.spare / fleetSize()) : 0
       return h.frozen === undefined ? a : Math.min(a, h.frozen)
     }
 
@@ -145,13 +149,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       if (h.available === null) return Effect.void
       const at = now()
       if (h.demand > 0 || h.reserved > 0) h.busyAt = at
-      // A busy replica asks for its demand and at least its fair share of the credit (plenty, when
-      // credit is plentiful, so requests seldom wait for a renewal), and keeps its reservations plus
-      // up to that fair share while the renewal is in flight: never more, so demand still moves
-      // the rest to whoever needs it.
-      const fair = Math.floor((h.spare + h.granted) / fleetSize())
-      const headroom = at - h.busyAt < 1_000 ? Math.max(h.unit, 4 * h.demand, fair) : 0
-      const inUse = Math.ceil((h.reserved + Math.min(headroom, Math.max(h.unit + h.demand, fair))) / MICRO)
+      // A busy replica asks for its demand; while the renewal is in flight it keeps its
+      // reservations and at most a unit plus its demand (whole units: a kept fragment no replica
+      // could spend is credit lost), so demand still moves the rest to whoever needs it.
+      const headroom = at - h.busyAt < IDLE_MS ? Math.max(h.unit, 4 * h.demand) : 0
+      const extra = Math.min(headroom, h.unit + h.demand)
+      const inUse = Math.ceil((h.reserved + Math.floor(extra / h.unit) * h.unit) / MICRO)
       const want = Math.ceil((h.reserved + headroom) / MICRO)
       const sending = h.unsent
       // Redis takes the spend (rounded up to micro-dollars) off the slice before it renews it.
@@ -241,20 +244,24 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           return h === undefined || h.available === null ? [] : [[id, h] as const]
         })
         if (asked.length === 0) return Effect.void
-        const ask = Effect.suspend(() => {
-          for (const [, h] of asked) {
-            h.demand += amount
-            if (amount > h.unit) h.unit = amount
-          }
-          const waitFor = next
-          Deferred.unsafeDone(kick, Effect.void)
-          return Deferred.await(waitFor)
-        })
-        // Others shrink to their share on their own renewals: ask for up to three rounds.
+        // The first ask renews at once; later ones wait for the loop's own rounds, while others
+        // shrink to their share on their renewals and an idle one gives its slice back after
+        // IDLE_MS: the reservation waits up to GROW_WAIT_MS before it is refused.
+        const ask = (first: boolean) =>
+          Effect.suspend(() => {
+            for (const [, h] of asked) {
+              h.demand += amount
+              if (amount > h.unit) h.unit = amount
+            }
+            const waitFor = next
+            if (first) Deferred.unsafeDone(kick, Effect.void)
+            return Deferred.await(waitFor)
+          })
+        const until = now() + GROW_WAIT_MS
         const coveredNow = () => asked.some(([id]) => covers(id, amount))
         return Effect.iterate(0, {
-          while: (n) => n < 3 && (n === 0 || !coveredNow()),
-          body: (n) => Effect.as(ask, n + 1)
+          while: (n) => n === 0 || (!coveredNow() && now() < until),
+          body: (n) => Effect.as(ask(n === 0), n + 1)
         })
       })
 
@@ -318,7 +325,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         })
       ).pipe(Effect.orElseSucceed(() => undefined))
 
-    const lookup: CreditShare.Service["lookup"] = (key, run) =>
+    const lookup: CreditShare.Service["lookup"] = (key, run) => lookupOnce(key, run, true)
+    const lookupOnce = (
+      key: Parameters<CreditShare.Service["lookup"]>[0],
+      run: Parameters<CreditShare.Service["lookup"]>[1],
+      again: boolean
+    ): ReturnType<CreditShare.Service["lookup"]> =>
       Effect.gen(function* () {
         if (!lookups.has(key.id))
           lookups.set(
@@ -336,7 +348,9 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             yield* recorded(key.id, shared)
             return shared
           }
-          // The holder failed or Redis lost its answer: look it up here.
+          // The holder failed (its lock has lapsed or gone) or Redis lost its answer: take the lock
+          // once more, so that the lookup also rebuilds the fleet's ledger; else look it up here.
+          if (again) return yield* lookupOnce(key, run, false)
           return yield* Effect.tap(run, (info) => recorded(key.id, info))
         }
         const info = yield* run.pipe(
@@ -351,7 +365,11 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
               ? CapacityLeases.unlockRefresh(key.id, options.replicaId)
               : CapacityLeases.refreshCredit(key.id, options.replicaId, Math.floor(info.limitRemaining * 1e6))
           )
-        ).pipe(Effect.ignore)
+        ).pipe(
+          // Not applied (a timeout): free the lock, so the next lookup need not wait for it to lapse.
+          Effect.catchAll(() => withRedis(CapacityLeases.unlockRefresh(key.id, options.replicaId))),
+          Effect.ignore
+        )
         yield* recorded(key.id, info)
         return info
       })

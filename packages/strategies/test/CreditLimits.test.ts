@@ -124,4 +124,34 @@ describe("credit limits by their source", () => {
         })
     )
   }
+
+  it.effect("with a management key's account balance, spendable is the smaller of key and account", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(NOON)
+      const memory = yield* CreditLookup.makeMemory(
+        { a: info(9, null), b: info(5, null) },
+        { one: 0.05, two: 50 }
+      )
+      const pool = [key("a", { account: "one" }), key("b", { account: "two" })]
+      yield* Effect.gen(function* () {
+        // "a" has $9 under its own limit, but its account only $0.05: less than one estimate.
+        expect(yield* pick()).toBe("b")
+        const ledger = yield* CreditLedger.CreditLedger
+        expect((yield* ledger.snapshot).find((e) => e.id === "a")?.available).toBe(0.05)
+        // Credit bought: at the next lookup "a" is the richest again.
+        yield* memory.setAccount("one", 100)
+        yield* TestClock.adjust("61 seconds")
+        expect(yield* pick()).toBe("a")
+        expect((yield* ledger.snapshot).find((e) => e.id === "a")?.available).toBe(9)
+      }).pipe(
+        Effect.provide(
+          CreditAware.layer({ estimate: 0.1 }).pipe(
+            Layer.provideMerge(CreditLedger.layer({ ttl: "1 minute" })),
+            Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory.service)),
+            Layer.provideMerge(base(pool))
+          )
+        )
+      )
+    })
+  )
 })

@@ -148,3 +148,18 @@ export class Started extends Settling implements Balancer.Started {
     this.finished(this.key, outcome)
   }
 }
+
+/** A selection's request but for its gate and deadline, which each try sets. */
+export const selectBase = (
+  request: Balancer.RunRequest,
+  attempt: number,
+  tried: ReadonlySet<string>
+): Omit<KeySelector.SelectRequest, "gate" | "deadline"> => ({
+  model: request.model,
+  attempt,
+  tried,
+  affinity: request.affinity
+})
+
+export const valueOf = <A>(done: Attempt<A>): A => done.value
+export const scopedOf = <A>(done: Attempt<A>): Balancer.Scoped<A> => done

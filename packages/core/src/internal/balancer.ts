@@ -15,18 +15,12 @@ import * as Monitor from "../Monitor.js"
 import * as StateStore from "../StateStore.js"
 import * as UpstreamError from "../UpstreamError.js"
 import { AllAttemptsFailed, defaultBackoff } from "./allAttemptsFailed.js"
-import { Attempt, type Continue, Started } from "./attempt.js"
-import { ClosedKeys } from "./closedKeys.js"
+import { Attempt, type Continue, scopedOf, selectBase, Started, valueOf } from "./attempt.js"
+import { CLOSED_ONLY, ClosedKeys, MAX_GIVEN_BACK } from "./closedKeys.js"
 import * as Cooldowns from "./cooldowns.js"
 import * as RetryBudget from "./retryBudget.js"
 import * as Spans from "./spans.js"
 
-/** A strategy that keeps answering closed keys (it ignores the gate) is refused after this many. */
-const MAX_GIVEN_BACK = 4
-const CLOSED_ONLY = new KeySelector.NoKeyAvailable({
-  reason: "unhealthy",
-  message: "the selector keeps choosing keys closed by a 401"
-})
 const NOTHING_TRIED: ReadonlySet<string> = new Set()
 /** At most this many 429s are waited out per request, so a window that keeps refusing still ends it. */
 const MAX_WAITS = 16
@@ -63,12 +57,7 @@ export const make = (options: Balancer.Options = {}) =>
     const { coolDown, cooldowns } = Cooldowns.make(store, pool, monitor, maxCooldownMs)
     // A key's first 401 closes it here, whatever the stack (see `closedKeys.ts`).
     const closed = new ClosedKeys(options.closeOnUnauthorized ?? true)
-    const attemptMonitor: Pick<Monitor.Service, "finished"> = {
-      finished: (key, outcome) => {
-        closed.note(key, outcome)
-        return monitor.finished(key, outcome)
-      }
-    }
+    const attemptMonitor = closed.watching(monitor)
 
     // --- Selection, waiting up to the deadline for a key to become eligible ------------------
     // The per-request path is written with plain combinators rather than `Effect.gen`: it runs
@@ -411,18 +400,3 @@ const excluding =
   (exclude: ReadonlySet<string>, gate: KeySelector.Gate | undefined): KeySelector.Gate =>
   (key) =>
     exclude.has(key.id) ? EXCLUDED : gate?.(key)
-
-/** A selection's request but for its gate and deadline, which each try sets. */
-const selectBase = (
-  request: Balancer.RunRequest,
-  attempt: number,
-  tried: ReadonlySet<string>
-): Omit<KeySelector.SelectRequest, "gate" | "deadline"> => ({
-  model: request.model,
-  attempt,
-  tried,
-  affinity: request.affinity
-})
-
-const valueOf = <A>(done: Attempt<A>): A => done.value
-const scopedOf = <A>(done: Attempt<A>): Balancer.Scoped<A> => done

@@ -8,9 +8,17 @@
 import * as Effect from "effect/Effect"
 import type * as Key from "../Key.js"
 import * as KeySelector from "../KeySelector.js"
+import type * as Monitor from "../Monitor.js"
 
-const CLOSED: KeySelector.Ineligible = { reason: "unhealthy" }
+const CLOSED: KeySelector.Ineligible = { reason: "revoked" }
 const CANCELLED = KeySelector.cancelled()
+
+/** A strategy that keeps answering closed keys (it ignores the gate) is refused after this many. */
+export const MAX_GIVEN_BACK = 4
+export const CLOSED_ONLY = new KeySelector.NoKeyAvailable({
+  reason: "revoked",
+  message: "the selector keeps choosing keys closed by a 401"
+})
 
 export class ClosedKeys {
   private readonly closed = new Map<string, Key.Key>()
@@ -20,6 +28,16 @@ export class ClosedKeys {
   note(key: Key.Key, outcome: KeySelector.Outcome): void {
     if (this.enabled && outcome._tag === "Failure" && outcome.error._tag === "Unauthorized")
       this.closed.set(key.id, key)
+  }
+
+  /** The monitor's `finished`, noting each outcome first (for the Effect loop's attempts). */
+  watching(monitor: Pick<Monitor.Service, "finished">): Pick<Monitor.Service, "finished"> {
+    return {
+      finished: (key, outcome) => {
+        this.note(key, outcome)
+        return monitor.finished(key, outcome)
+      }
+    }
   }
 
   /** `finished`, noting each outcome first. */

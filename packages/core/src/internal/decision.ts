@@ -10,6 +10,7 @@ export class NoKeyAvailable extends Schema.TaggedError<NoKeyAvailable>()("NoKeyA
     "tried",
     "cooldown",
     "unhealthy",
+    "revoked",
     "credit",
     "concurrency",
     "model",

@@ -69,6 +69,7 @@ const reasonText: Record<KeySelector.Reason, string> = {
   tried: "every eligible key already failed this request",
   cooldown: "every key is cooling down",
   unhealthy: "every key is ejected as unhealthy",
+  revoked: "every key was refused by OpenRouter (invalid or revoked)",
   credit: "every key is out of credit or under its threshold",
   concurrency: "every key is at its concurrency limit",
   model: "no key serves this model",

@@ -155,7 +155,13 @@ export const File = Schema.Struct({
   clients: Schema.optional(Schema.Array(ClientEntry)),
   /** Serve without tokens. Must be said explicitly. */
   anonymous: Schema.optional(Schema.Boolean),
-  accounts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Struct({}) })),
+  accounts: Schema.optional(
+    Schema.Record({
+      key: Schema.String,
+      // The account's management key (the variable holding it): its balance bounds every key's credit.
+      value: Schema.Struct({ managementKeyEnv: Schema.optional(EnvName) })
+    })
+  ),
   keys: Schema.Array(KeyEntry),
   strategy: Schema.optional(Schema.Array(StrategyEntry)),
   retry: Schema.optional(

@@ -160,6 +160,7 @@ const recordResets = (resets: Map<string, CreditLookup.KeyInfo["limitReset"]>) =
   Layer.effect(
     CreditLookup.CreditLookup,
     Effect.map(CreditLookup.CreditLookup, (inner) => ({
+      accountBalance: inner.accountBalance,
       lookup: (key: Key.Key) =>
         Effect.tap(inner.lookup(key), (info) => Effect.sync(() => resets.set(key.id, info.limitReset)))
     }))
@@ -200,7 +201,11 @@ export const build = (
             : { ttl: Duration.millis(ledgerTtl(config.strategy)!) }
         ).pipe(
           Layer.provide(recordResets(resets)),
-          Layer.provide(HttpCreditLookup.layer),
+          Layer.provide(
+            config.managementKeys === undefined
+              ? HttpCreditLookup.layer
+              : HttpCreditLookup.layerWithManagement(config.managementKeys)
+          ),
           Layer.provide(OpenRouterClient.layerClientConfig({ baseUrl: config.baseUrl })),
           Layer.provide(NodeHttpClient.layerUndici)
         )

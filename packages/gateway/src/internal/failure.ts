@@ -56,6 +56,9 @@ export const failureAnswer = (
 ): Effect.Effect<Outcome, never, KeyPool.KeyPool | StateStore.StateStore> =>
   Effect.gen(function* () {
     const headers: Record<string, string> = { "content-type": "application/json" }
+    // Every key closed by its 401: a key's problem, named as one.
+    if (e._tag === "NoKeyAvailable" && e.reason === "revoked")
+      return yield* keysUnavailable(balancer, e, headers)
     if (e._tag === "NoKeyAvailable") {
       const status = e.reason === "model" ? 400 : 503
       retryAfterHeader(e.retryAfter, headers)
@@ -113,11 +116,16 @@ export const failureAnswer = (
 /** The gateway's own 503 when the last key tried could not serve for a problem of its own. */
 const keysUnavailable = (
   balancer: Balancer.Service,
-  e: UpstreamError.UpstreamError | Balancer.AllAttemptsFailed,
+  e: UpstreamError.UpstreamError | Balancer.AllAttemptsFailed | KeySelector.NoKeyAvailable,
   headers: Record<string, string>
 ) =>
   Effect.gen(function* () {
-    const tags = e._tag === "AllAttemptsFailed" ? e.attempts.map((a) => a.error._tag) : [e._tag]
+    const tags =
+      e._tag === "AllAttemptsFailed"
+        ? e.attempts.map((a) => a.error._tag)
+        : e._tag === "NoKeyAvailable"
+          ? ["Unauthorized"]
+          : [e._tag]
     const reasons = [...new Set(tags.map((t) => WHY[t] ?? t))]
     const now = yield* Clock.currentTimeMillis
     const back = yield* firstBack(balancer, now)

@@ -306,19 +306,7 @@ export const keyInfo = (
   key: Key.Key
 ): Effect.Effect<CreditLookup.KeyInfo, UpstreamError.UpstreamError> => {
   const get = (path: string) =>
-    withTimeout(
-      config,
-      Effect.gen(function* () {
-        const response = yield* send(
-          client,
-          config,
-          key,
-          HttpClientRequest.get(`${baseUrlFor(config, key)}${path}`)
-        )
-        const body = yield* readJson(KeyInfoFromResponse, `GET ${path}`, response)
-        return toKeyInfo(body.data)
-      })
-    )
+    Effect.map(getJson(client, config, key, path, KeyInfoFromResponse), (body) => toKeyInfo(body.data))
   return get("/key").pipe(
     Effect.catchIf(
       (e) => e._tag === "ModelNotFound",
@@ -326,3 +314,34 @@ export const keyInfo = (
     )
   )
 }
+
+const CreditsResponse = Schema.Struct({
+  data: Schema.Struct({ total_credits: Schema.Number, total_usage: Schema.Number })
+})
+
+/** An account's balance in USD from `GET /credits`, asked with the account's management key. */
+export const accountBalance = (
+  client: HttpClient.HttpClient,
+  config: ClientConfig,
+  management: Key.Key
+): Effect.Effect<number, UpstreamError.UpstreamError> =>
+  Effect.map(
+    getJson(client, config, management, "/credits", CreditsResponse),
+    (body) => body.data.total_credits - body.data.total_usage
+  )
+
+/** `GET {base}{path}` with the key, its JSON body decoded by `schema`, within the client's timeout. */
+const getJson = <A, I>(
+  client: HttpClient.HttpClient,
+  config: ClientConfig,
+  key: Key.Key,
+  path: string,
+  schema: Schema.Schema<A, I>
+): Effect.Effect<A, UpstreamError.UpstreamError> =>
+  withTimeout(
+    config,
+    Effect.flatMap(
+      send(client, config, key, HttpClientRequest.get(`${baseUrlFor(config, key)}${path}`)),
+      (response) => readJson(schema, `GET ${path}`, response)
+    )
+  )

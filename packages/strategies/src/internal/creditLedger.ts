@@ -14,7 +14,7 @@ import * as Runtime from "effect/Runtime"
 import type * as CreditLedger from "../CreditLedger.js"
 import { CreditShare } from "../CreditShare.js"
 import { ns } from "./common.js"
-import { AccountsOut, exhausting, raised } from "./creditOut.js"
+import { AccountsOut, exhausting, lookupWithAccount, raised } from "./creditOut.js"
 import { withinShare } from "./creditShared.js"
 import { isPending, Pending, stepEffect } from "./creditStep.js"
 import {
@@ -127,9 +127,11 @@ export const make = (
       if (refreshFrom < scannedUntil) scannedUntil = refreshFrom
     }
 
+    // With a management key for the account, spendable is the smaller of the key's and the account's.
+    const lookupOf = (key: Key.Key) => lookupWithAccount(lookup, key, accountsOut)
     const fetch = (key: Key.Key) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        (share === undefined ? lookup.lookup(key) : share.lookup(key, lookup.lookup(key))).pipe(
+        (share === undefined ? lookupOf(key) : share.lookup(key, lookupOf(key))).pipe(
           Effect.tapBoth({
             onSuccess: (info) =>
               Effect.suspend(() => {

@@ -2,6 +2,7 @@
 // semantics): at its own limit until its next `limit_reset`, or with its whole account out of
 // credit until a bounded re-check.
 import * as CreditLookup from "@or-balancer/core/CreditLookup"
+import * as Effect from "effect/Effect"
 import type * as Key from "@or-balancer/core/Key"
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import { empty, type Slot } from "./ledgerSlots.js"
@@ -47,6 +48,11 @@ export class AccountsOut {
     return until
   }
 
+  /** The account is known to have credit again. */
+  back(account: string): void {
+    this.until.delete(account)
+  }
+
   /** Until when the key's account is out, if it is at `now`. */
   untilOf(key: Key.Key, now: number): number | undefined {
     if (key.account === undefined) return undefined
@@ -84,3 +90,28 @@ export const exhausting =
 /** A lookup showing a higher limit than the one the key was refused under. */
 export const raised = (before: number | null, after: number | null): boolean =>
   after === null ? before !== null : before !== null && after > before
+
+/**
+ * A key's lookup, its `limitRemaining` bounded by its account's balance when the lookup knows it (a
+ * management key configured for the account): OpenRouter refuses a key whichever runs out first. A
+ * failed balance lookup leaves the key's own answer as it is.
+ */
+export const lookupWithAccount = (
+  lookup: CreditLookup.Service,
+  key: Key.Key,
+  accountsOut: AccountsOut
+): Effect.Effect<CreditLookup.KeyInfo, UpstreamError.UpstreamError> => {
+  const balanceOf = lookup.accountBalance
+  const account = key.account
+  if (balanceOf === undefined || account === undefined) return lookup.lookup(key)
+  return Effect.flatMap(lookup.lookup(key), (info) =>
+    Effect.map(Effect.option(balanceOf(account)), (balance) => {
+      if (balance._tag === "None" || balance.value === undefined) return info
+      const usd = balance.value
+      // Known to have credit again: the account is back before its re-check.
+      if (usd > 0) accountsOut.back(account)
+      const own = info.limitRemaining
+      return { ...info, limitRemaining: own === null ? Math.max(0, usd) : Math.max(0, Math.min(own, usd)) }
+    })
+  )
+}
