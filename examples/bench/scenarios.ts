@@ -8,6 +8,14 @@
  * process opens to the simulator's port: only the gateway opens any), the heap from the gateway's
  * process (`--expose-gc` for the figures after a full GC).
  *
+ * File descriptors: Node raises its soft limit to the hard one at start, and the child inherits it.
+ * Overload needs about 10,000 in the load generator and 10,000 + 512 in the child (callers, at most
+ * 256 upstream sockets, the simulator's side of them): under that the load generator's own
+ * connects fail with EMFILE (counted as `reset EMFILE connecting`) and the child's accepts drop
+ * connections. `run` warns when the limit is short. A reset's phase (`connecting`, `awaiting
+ * response`, `in response`) and the child's accepted connections, their socket errors and its peak
+ * fds (`callerSockets`) say which side closed.
+ *
  *   node --expose-gc --import tsx examples/bench/scenarios.ts [--quick] [--apart] [--scenario=trouble,overload]   # last line: the JSON
  *   SCENARIO_GATEWAY='{"hedge":false}' …   # gateway config fields over every scenario's, for experiments
  */
@@ -22,6 +30,7 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as diagnostics from "node:diagnostics_channel"
 import * as childProcess from "node:child_process"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import type * as net from "node:net"
 import { performance } from "node:perf_hooks"
@@ -53,6 +62,8 @@ export interface ScenarioResult {
   readonly upstreamByKey: Readonly<Record<string, Readonly<Record<string, number>>>>
   /** Upstream 401s per revoked key (issue 14 item 3: at most the concurrency at its first 401). */
   readonly revoked401s: Readonly<Record<string, number>>
+  /** The same from the gateway's process: attempts in flight at the first 401, and started after it. */
+  readonly revokedAttempts: Readonly<Record<string, RevokedAttempts>>
   readonly overspendUsd: number
   /** Per key that spent past its cap: by how much and on how many requests (the simulator's accounting). */
   readonly overspendByKey: Readonly<Record<string, { readonly usd: number; readonly requests: number }>>
@@ -66,6 +77,8 @@ export interface ScenarioResult {
   readonly wallSeconds: number
   /** New TCP connections the gateway opened to the simulator. */
   readonly newUpstreamSockets: number
+  /** The gateway's process: caller connections it accepted, their socket errors, its peak open fds. */
+  readonly callerSockets: CallerSockets
   /** The gateway's hedged requests by outcome and its hedge delay at the end, `afterMs` (`/status` totals). */
   readonly hedges: Readonly<Record<string, number>>
   /** Heap (MB, after a full GC when exposed) idle before the load, right after it, and idle again 2 s later. */
@@ -89,6 +102,8 @@ interface Spec {
 }
 
 const TOKEN = "scenario-token"
+/** Overload's rounds (3; `--rounds=N` for a shorter full-size run). */
+const ROUNDS = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice("--rounds=".length) ?? 3)
 /** `NoKeyAvailable`'s reasons, as the gateway's 503 names them in `error.metadata.reason`. */
 const NO_KEY = new Set(["empty", "tried", "cooldown", "unhealthy", "credit", "concurrency", "ineligible"])
 
@@ -101,6 +116,19 @@ const heap = async () => {
     gc()
   }
   return process.memoryUsage().heapUsed
+}
+/** This process's open-files limit (Linux), which a forked child inherits. */
+const fdLimit = (): number | undefined => {
+  try {
+    const line = fs
+      .readFileSync("/proc/self/limits", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("Max open files"))
+    const n = Number(line?.split(/\s+/)[3])
+    return Number.isFinite(n) ? n : undefined
+  } catch {
+    return undefined
+  }
 }
 const quantile = (sorted: ReadonlyArray<number>, q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
@@ -116,6 +144,93 @@ const socketCounter = (port: number) => {
   }
   diagnostics.subscribe("net.client.socket", onSocket)
   return { count: () => count, stop: () => diagnostics.unsubscribe("net.client.socket", onSocket) }
+}
+
+/** What the gateway's side saw of its callers' connections: accepted, errors by code, and the process's peak fds. */
+export interface CallerSockets {
+  readonly accepted: number
+  readonly errors: Readonly<Record<string, number>>
+  readonly peakFds: number
+}
+
+/** Counts the connections this process accepts on `port`, their errors, and the peak of open fds. */
+const callerSockets = (port: number) => {
+  let accepted = 0
+  let peakFds = 0
+  const errors: Record<string, number> = {}
+  const onSocket = (message: unknown) => {
+    const socket = (message as { socket: net.Socket }).socket
+    if (socket.localPort !== port) return
+    accepted++
+    socket.on("error", (e: NodeJS.ErrnoException) => {
+      const code = e.code ?? e.message
+      errors[code] = (errors[code] ?? 0) + 1
+    })
+  }
+  const fds = () => {
+    try {
+      peakFds = Math.max(peakFds, fs.readdirSync("/proc/self/fd").length)
+    } catch {
+      // not Linux: no fd count
+    }
+  }
+  const timer = setInterval(fds, 100)
+  diagnostics.subscribe("net.server.socket", onSocket)
+  return {
+    read: (): CallerSockets => ({ accepted, errors: { ...errors }, peakFds }),
+    stop: () => {
+      clearInterval(timer)
+      diagnostics.unsubscribe("net.server.socket", onSocket)
+    }
+  }
+}
+
+/**
+ * Issue 14 item 3, seen from the gateway's process: per revoked key, the upstream attempts started
+ * on it, those in flight when its first 401 had been read, and those started after (0 when the
+ * first 401 closes the key: only attempts already in flight may still reach it).
+ */
+export interface RevokedAttempts {
+  readonly started: number
+  readonly inFlightAtFirst401: number | null
+  readonly startedAfterFirst401: number
+}
+
+/** Watches this process's upstream requests whose head carries one of `secrets` (label by secret). */
+const revokedAttempts = (secrets: ReadonlyMap<string, string>) => {
+  const seen = new Map<string, { started: number; ended: number; atFirst: number | null; after: number }>()
+  const onStart = (message: unknown) => {
+    const request = (message as { request: http.ClientRequest & { _header?: string } }).request
+    const auth = /authorization: Bearer (\S+)/i.exec(request._header ?? "")?.[1]
+    const label = auth === undefined ? undefined : secrets.get(auth)
+    if (label === undefined) return
+    let k = seen.get(label)
+    if (k === undefined) seen.set(label, (k = { started: 0, ended: 0, atFirst: null, after: 0 }))
+    const s = k
+    s.started++
+    if (s.atFirst !== null) s.after++
+    let counted = false
+    const end = (status: number | undefined) => {
+      if (counted) return
+      counted = true
+      // In flight at the first 401: started, not ended, this one included.
+      if (status === 401 && s.atFirst === null) s.atFirst = s.started - s.ended
+      s.ended++
+    }
+    request.once("response", (res) => res.once("end", () => end(res.statusCode)))
+    request.once("close", () => end(undefined))
+  }
+  diagnostics.subscribe("http.client.request.start", onStart)
+  return {
+    read: (): Record<string, RevokedAttempts> =>
+      Object.fromEntries(
+        [...seen].map(([label, k]) => [
+          label,
+          { started: k.started, inFlightAtFirst401: k.atFirst, startedAfterFirst401: k.after }
+        ])
+      ),
+    stop: () => diagnostics.unsubscribe("http.client.request.start", onStart)
+  }
 }
 
 interface Answer {
@@ -135,6 +250,8 @@ const call = (agent: http.Agent, url: URL, body: string, deadline: number): Prom
       clearTimeout(timer)
       resolve({ ...a, ms: performance.now() - start })
     }
+    let connected = false
+    let answered = false
     const req = http.request(
       {
         agent,
@@ -149,6 +266,7 @@ const call = (agent: http.Agent, url: URL, body: string, deadline: number): Prom
         }
       },
       (res) => {
+        answered = true
         const chunks: Array<Buffer> = []
         res.on("data", (c: Buffer) => chunks.push(c))
         res.on("end", () => {
@@ -174,7 +292,18 @@ const call = (agent: http.Agent, url: URL, body: string, deadline: number): Prom
       },
       Math.max(0, deadline - performance.now())
     )
-    req.on("error", (e: NodeJS.ErrnoException) => finish({ status: "reset", reason: e.code ?? e.message }))
+    req.on("socket", (s: net.Socket) => {
+      if (s.remotePort !== undefined) connected = true
+      else s.once("connect", () => (connected = true))
+    })
+    // Where a reset happened says which side closed: before the connection was established
+    // (the listen queue), or after (the gateway's process, or this one's agent).
+    req.on("error", (e: NodeJS.ErrnoException) =>
+      finish({
+        status: "reset",
+        reason: `${e.code ?? e.message} ${!connected ? "connecting" : answered ? "in response" : "awaiting response"}`
+      })
+    )
     req.end(body)
   })
 
@@ -186,6 +315,8 @@ interface AfterLoad {
   readonly sockets: number
   readonly stats: Simulator.Stats
   readonly hedges: Readonly<Record<string, number>>
+  readonly callers: CallerSockets
+  readonly revoked: Readonly<Record<string, RevokedAttempts>>
 }
 
 /** The simulator and the gateway of one scenario, in this process or in a child. */
@@ -219,22 +350,42 @@ const serveHere = async (spec: Spec): Promise<Served> => {
     )
     const gateway = await Effect.runPromise(Gateway.make(config).pipe(Scope.extend(scope)))
     let sockets: ReturnType<typeof socketCounter> | undefined
+    let callers: ReturnType<typeof callerSockets> | undefined
+    const revokedSecrets = new Map(
+      sim.keys
+        .filter((k) => spec.sim.keys.find((c) => c.label === k.label)?.revoked === true)
+        .map((k) => [Redacted.value(k.secret), k.label])
+    )
+    let revoked: ReturnType<typeof revokedAttempts> | undefined
     return {
       url: `${gateway.url}/v1/chat/completions`,
       before: async () => {
         const bytes = await heap()
         sockets = socketCounter(sim.port)
+        callers = callerSockets(Number(new URL(gateway.url).port))
+        revoked = revokedAttempts(revokedSecrets)
         return bytes
       },
       after: async () => {
         const afterBytes = process.memoryUsage().heapUsed
         sockets?.stop()
+        callers?.stop()
+        revoked?.stop()
         await new Promise((r) => setTimeout(r, 2_000))
         const idleAfterBytes = await heap()
         const stats = await Effect.runPromise(sim.stats)
         const totals = (await Effect.runPromise(gateway.status)).totals
         const hedges = { ...totals.hedges, afterMs: totals.hedgeAfterMs ?? 0 }
-        return { afterBytes, idleAfterBytes, sockets: sockets?.count() ?? 0, stats, hedges }
+        const seen = callers?.read() ?? { accepted: 0, errors: {}, peakFds: 0 }
+        return {
+          afterBytes,
+          idleAfterBytes,
+          sockets: sockets?.count() ?? 0,
+          stats,
+          hedges,
+          callers: seen,
+          revoked: revoked?.read() ?? {}
+        }
       },
       close: () => Effect.runPromise(Scope.close(scope, Exit.void))
     }
@@ -361,7 +512,7 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
     agent.destroy()
   }
   const wall = (performance.now() - start) / 1000
-  const { afterBytes, hedges, idleAfterBytes, sockets, stats } = await served.after()
+  const { afterBytes, callers, hedges, idleAfterBytes, revoked, sockets, stats } = await served.after()
   const revoked401s: Record<string, number> = {}
   for (const k of Object.values(stats.keys)) if (k.revoked) revoked401s[k.label] = k.byOutcome["401"] ?? 0
   latencies.sort((x, y) => x - y)
@@ -385,6 +536,7 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
     upstreamByOutcome: stats.byOutcome,
     upstreamByKey: Object.fromEntries(Object.values(stats.keys).map((k) => [k.label, k.byOutcome])),
     revoked401s,
+    revokedAttempts: revoked,
     overspendUsd: stats.overspend,
     overspendByKey: Object.fromEntries(
       Object.values(stats.keys)
@@ -400,6 +552,7 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
     p99Ms: Number(quantile(latencies, 0.99).toFixed(1)),
     wallSeconds: Number(wall.toFixed(2)),
     newUpstreamSockets: sockets,
+    callerSockets: callers,
     hedges,
     memory: { idleBeforeMB: mb(idleBefore), afterMB: mb(afterBytes), idleAfterMB: mb(idleAfterBytes) }
   }
@@ -421,11 +574,23 @@ const PRODUCTION_STACK = [
 /** Chaos (issue 14): the production stack under account pacing, so no call goes to a window known to be closed. */
 const CHAOS_STACK = [{ name: "account-pacing" }, ...PRODUCTION_STACK]
 
-/** The README's example config: health-aware (3) › round robin, its retry and deadlines. */
+/** The README's example config: account pacing › health-aware (3) › round robin, its retry and deadlines. */
 const README_GATEWAY = {
-  strategy: [{ name: "health-aware", failureThreshold: 3 }, { name: "round-robin" }],
+  strategy: [
+    { name: "account-pacing" },
+    { name: "health-aware", failureThreshold: 3 },
+    { name: "round-robin" }
+  ],
   retry: { maxAttempts: 4, baseDelayMs: 25, maxDelayMs: 2000 },
-  deadlines: { keyWaitMs: 30000, headersMs: 120000, bodyIdleMs: 300000, drainMs: 15000 }
+  deadlines: {
+    keyWaitMs: 30000,
+    requestMs: 60000,
+    headersMs: 15000,
+    bodyMs: 30000,
+    bodyIdleMs: 300000,
+    drainMs: 15000
+  },
+  bodyLimitBytes: 1048576
 }
 
 export const specs = (quick: boolean): ReadonlyArray<Spec> => {
@@ -454,12 +619,12 @@ export const specs = (quick: boolean): ReadonlyArray<Spec> => {
     {
       name: "overload",
       description:
-        "the README's example gateway config (health-aware › round robin) over the demo pool; all requests at once, 3 rounds",
+        "the README's example gateway config (account pacing › health-aware › round robin) over the demo pool; all requests at once, 3 rounds",
       sim: Simulator.demoPool(42),
       model: "openai/gpt-4o-mini",
       requests: quick ? 2_000 : 10_000,
       concurrency: quick ? 2_000 : 10_000,
-      rounds: quick ? 1 : 3,
+      rounds: quick ? 1 : ROUNDS,
       boundMs: 30_000,
       admittedPerSecond: null,
       // 10,000 sockets at once from the load generator: not in the gateway's process (issue 14).
@@ -477,6 +642,11 @@ export const run = async (
   for (const spec of specs(quick)) {
     if (options.only !== undefined && !options.only.includes(spec.name)) continue
     const apart = spec.apart || options.apart === true
+    const fds = fdLimit()
+    if (fds !== undefined && fds < spec.concurrency + 1_000)
+      console.error(
+        `[scenarios] ${spec.name}: open files limited to ${fds}, under ${spec.concurrency + 1_000}`
+      )
     console.error(`[scenarios] ${spec.name}${apart ? " (gateway and simulator in a child process)" : ""}`)
     const served = apart ? await serveApart(spec, quick) : await serveHere(spec)
     try {

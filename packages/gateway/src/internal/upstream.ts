@@ -15,10 +15,17 @@ import * as Deadlines from "./deadlines.js"
 import * as Generations from "./generations.js"
 import type * as Log from "./log.js"
 import type { EngineState } from "./state.js"
+import * as Pool from "./upstreamPool.js"
 
 export interface Upstream {
   readonly request: typeof http.request
   readonly agent: http.Agent
+  /**
+   * Per key id, the attempts waiting in the agent's queue for a socket (nothing sent yet): a 401
+   * on the key fails them at once, so a revoked key gets no call decided before its first 401
+   * came back but not yet sent (issue 14 item 3: 300+ such calls under 2,000 at once).
+   */
+  readonly queued: Pool.Queued
   readonly hostname: string
   readonly port: string
   /** The base URL's path, e.g. `/api/v1`. */
@@ -41,10 +48,16 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
     // Every socket may stay free: with fewer (it was 64), each lull under a load of more than that
     // many in flight closed the excess and the next burst opened them again (the chaos scenario,
     // 100 in flight: 492 new upstream connections for 2,000 requests). LIFO keeps the busy ones warm.
-    const options = { keepAlive: true, maxSockets: 256, maxFreeSockets: 256, scheduling: "lifo" as const }
+    const options = {
+      keepAlive: true,
+      maxSockets: Pool.POOL_SOCKETS,
+      maxFreeSockets: Pool.POOL_SOCKETS,
+      scheduling: "lifo" as const
+    }
     u = {
       request: tls ? https.request : http.request,
       agent: tls ? new https.Agent(options) : new http.Agent(options),
+      queued: new Map(),
       hostname: url.hostname,
       port: url.port,
       prefix: url.pathname.replace(/\/+$/, ""),
@@ -166,13 +179,24 @@ export const startUpstream = (
   // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
   // throws here: that is the key's failure, not a throw out of the request handler (which, on
   // the fast path, would end the process with the key still leased).
+  let up: Upstream
   let req: http.ClientRequest
+  const list: Array<string> = []
   try {
-    const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
     // As a flat list with Host in it: Node writes a list straight into the head (validating each
     // header as it does), with no header map kept per request; an object goes through `setHeader`.
-    const list: Array<string> = ["host", up.host]
+    list.push("host", up.host)
     for (const name in headers) list.push(name, String(headers[name]))
+    send()
+  } catch (e) {
+    return done(failed(ctx, transportError(e)))
+  }
+  const left = ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis()
+  timer.start(deadlines.headersMs, left)
+
+  /** Sends the attempt; again after a wait when the process had no fd to spare for it. */
+  function send(): void {
     req = up.request(
       {
         agent: up.agent,
@@ -210,13 +234,13 @@ export const startUpstream = (
         res.on("end", () => {
           settled = true
           timer.stop()
-          done(
-            upstreamFailure(engine, ctx, {
-              status,
-              headers: res.headers,
-              text: Buffer.concat(chunks).toString("utf8")
-            })
-          )
+          const f = upstreamFailure(engine, ctx, {
+            status,
+            headers: res.headers,
+            text: Buffer.concat(chunks).toString("utf8")
+          })
+          done(f)
+          if (f.error._tag === "Unauthorized") Pool.failQueued(up.queued, key.id, f.error)
         })
         res.on("error", (e) => {
           timer.stop()
@@ -226,20 +250,45 @@ export const startUpstream = (
         })
       }
     )
-  } catch (e) {
-    return done(failed(ctx, transportError(e)))
+    timer.req = req
+    req.on("error", onError)
+    Pool.queue(up.queued, key.id, req, (error) => {
+      if (settled) return
+      settled = true
+      timer.stop()
+      req.destroy()
+      done(failed(ctx, error))
+    })
+    req.end(body)
+    ctx.upstream = req
   }
-  timer.req = req
-  const left = ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis()
-  timer.start(deadlines.headersMs, left)
-  req.on("error", (e) => {
+
+  function onError(e: unknown): void {
+    if (!settled && Pool.outOfFds(e) && ctx.response === undefined) {
+      // Not the key's failure (nothing reached it): wait for a socket of the now capped pool,
+      // within the attempt's deadline, charging neither the key nor the retry budget.
+      Pool.capPool(up.agent)
+      timer.req = undefined
+      const again = setTimeout(() => {
+        timer.waiting = undefined
+        try {
+          send()
+          timer.resent(ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis())
+        } catch (e) {
+          onError(e)
+        }
+      }, Pool.FD_RETRY_MS)
+      timer.waiting = (expired) => {
+        clearTimeout(again)
+        onError(expired)
+      }
+      return
+    }
     timer.stop()
     if (settled) return
     settled = true
     done(failed(ctx, transportError(e)))
-  })
-  req.end(body)
-  ctx.upstream = req
+  }
 }
 
 /**
@@ -257,6 +306,12 @@ export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
     super()
   }
   private onSocket = false
+  /** Set while the attempt waits to send again (out of fds): its deadline ends it there. */
+  waiting: ((e: Error) => void) | undefined = undefined
+  /** The attempt was sent again: a deadline on the socket moves to the new request. */
+  resent(left: number): void {
+    if (this.onSocket) this.req?.setTimeout(Math.max(1, left), () => this.expire())
+  }
   start(headersMs: number, left: number): void {
     if (headersMs <= left) return Deadlines.arm(this, headersMs)
     // The request's deadline comes first: this attempt's ends with it (rare: the socket's timer).
@@ -284,6 +339,9 @@ export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
   }
   expire(): void {
     const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
+    const waiting = this.waiting
+    this.waiting = undefined
+    if (waiting !== undefined) return waiting(e)
     this.req?.destroy(e)
     // After the head the response stream carries the error to the code reading it.
     this.ctx.response?.destroy(e)

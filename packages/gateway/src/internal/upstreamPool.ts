@@ -1,0 +1,65 @@
+/**
+ * The upstream pool's two guards under overload (issue 14, Overload): when the gateway's own
+ * process runs out of file descriptors, the pool is capped at the sockets it has (requests queue
+ * for them) instead of each failing on the key; and a key's 401 fails its attempts still queued
+ * for a socket, so none of them is sent to a key known dead.
+ */
+import type * as UpstreamError from "@or-balancer/core/UpstreamError"
+import type * as http from "node:http"
+
+/** Per key id, the failers of the attempts waiting in an agent's queue for a socket. */
+export type Queued = Map<string, Set<(error: UpstreamError.UpstreamError) => void>>
+
+/** Upstream sockets per origin (the agent's cap; lowered for a while when the process is out of fds). */
+export const POOL_SOCKETS = 256
+/** How long an attempt waits before it sends again after the process ran out of fds. */
+export const FD_RETRY_MS = 50
+/** How long the pool stays capped at the sockets it had when the process ran out of fds. */
+const FD_CAP_MS = 1_000
+
+/** The gateway's own process is out of file descriptors: no key's fault, and no answer from anyone. */
+export const outOfFds = (e: unknown) => {
+  const code = (e as { code?: unknown })?.code
+  return code === "EMFILE" || code === "ENFILE"
+}
+
+/**
+ * Out of fds (a burst of callers holds them): cap the pool at the sockets it has open, so requests
+ * queue for those (the agent's own queue) instead of each failing to open one more; the cap lifts
+ * after {@link FD_CAP_MS}, and drops again if fds are still short.
+ */
+export const capPool = (agent: http.Agent) => {
+  let open = 0
+  for (const name in agent.sockets) open += agent.sockets[name]?.length ?? 0
+  agent.maxSockets = Math.max(1, Math.min(agent.maxSockets, open))
+  const a = agent as http.Agent & { fdCap?: NodeJS.Timeout | undefined }
+  if (a.fdCap !== undefined) return
+  a.fdCap = setTimeout(() => {
+    a.fdCap = undefined
+    agent.maxSockets = POOL_SOCKETS
+  }, FD_CAP_MS).unref()
+}
+
+/** Keeps `fail` for `req` while it waits for a socket. */
+export const queue = (
+  queued: Queued,
+  keyId: string,
+  req: http.ClientRequest,
+  fail: (error: UpstreamError.UpstreamError) => void
+) => {
+  let waiting = queued.get(keyId)
+  if (waiting === undefined) queued.set(keyId, (waiting = new Set()))
+  const set = waiting
+  set.add(fail)
+  req.once("socket", () => set.delete(fail))
+  req.once("close", () => set.delete(fail))
+}
+
+/** A 401 on `keyId`: its attempts not yet sent fail with it, and go on to another key. */
+export const failQueued = (queued: Queued, keyId: string, error: UpstreamError.UpstreamError) => {
+  const waiting = queued.get(keyId)
+  if (waiting === undefined || waiting.size === 0) return
+  const fails = [...waiting]
+  waiting.clear()
+  for (const fail of fails) fail(error)
+}
