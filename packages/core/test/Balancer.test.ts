@@ -216,6 +216,37 @@ describe("Balancer", () => {
     )
   )
 
+  it.effect("failing over from a dead key (401, 402) spends no retry budget; a 5xx still does", () =>
+    Effect.gen(function* () {
+      const balancer = yield* Balancer.Balancer
+      const dead = (key: string) =>
+        key === "a"
+          ? new UpstreamError.Unauthorized({ message: "This API key is disabled" })
+          : new UpstreamError.InsufficientCredits({ message: "Key limit exceeded", scope: "key" })
+      // No retry budget at all: a and b cannot serve, c can; the failovers from a and b still go on.
+      const calls: Array<string> = []
+      const result = yield* balancer.run({}, (key) =>
+        Effect.suspend(() => {
+          calls.push(key.id)
+          return key.id === "c" ? Effect.succeed("c") : Effect.fail(dead(key.id))
+        })
+      )
+      expect(result).toBe("c")
+      expect(calls).toEqual(["a", "b", "c"])
+      // A 5xx still spends the budget: with none, the request ends after its first attempt.
+      const e = yield* balancer.run({}, () => Effect.fail(serverError)).pipe(Effect.flip)
+      expect(e._tag === "AllAttemptsFailed" && e.reason).toBe("budget")
+    }).pipe(
+      Effect.provide(
+        env(keys(["a", "b", "c"]), {
+          budget: { ratio: 0, minPerSecond: 0, window: "10 seconds" },
+          maxAttempts: 4,
+          closeOnUnauthorized: false
+        })
+      )
+    )
+  )
+
   it.effect("a lease is released even when the call is interrupted", () =>
     Effect.gen(function* () {
       const balancer = yield* Balancer.Balancer

@@ -345,7 +345,10 @@ export const make = (options: Balancer.Options = {}) =>
             if (disposition === "eject") dead.add(key.id)
             if (attempt - waits >= maxAttempts)
               return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
-            if (budget !== undefined && !budget.tryWithdraw(now)) {
+            // Failing over from a key that cannot serve (401, 402, a key limit) spends no budget
+            // either: that key is taken out, so it cannot feed a storm, and the budget would
+            // otherwise fail callers whenever many requests meet one dead key at once.
+            if (disposition !== "eject" && budget !== undefined && !budget.tryWithdraw(now)) {
               return yield* Effect.fail(new AllAttemptsFailed({ reason: "budget", attempts }))
             }
             const [next, , decision] = yield* backoff.step(now, error, state)
