@@ -259,6 +259,21 @@ describe("GatewayConfig", () => {
     })
   )
 
+  it.effect("warns that threshold does not hold credit across replicas sharing Redis", () =>
+    Effect.gen(function* () {
+      const redis = { url: "redis://127.0.0.1:6379/0" }
+      const threshold = [{ name: "threshold", threshold: 0.01 }, { name: "round-robin" }]
+      const fleet = GatewayConfig.warnings(yield* decode({ ...base, redis, strategy: threshold }))
+      assert.lengthOf(fleet, 1)
+      assert.match(fleet[0]!, /^strategy: threshold reserves a key's credit in this process only/)
+      assert.deepStrictEqual(GatewayConfig.warnings(yield* decode({ ...base, strategy: threshold })), [])
+      assert.deepStrictEqual(
+        GatewayConfig.warnings(yield* decode({ ...base, redis, strategy: [{ name: "credit-aware" }] })),
+        []
+      )
+    })
+  )
+
   it.effect("warns of a weight or maxConcurrency no strategy of the stack reads", () =>
     Effect.gen(function* () {
       const weighted = { ...base, keys: [base.keys[0], { id: "two", secretEnv: "K2", weight: 3 }] }
