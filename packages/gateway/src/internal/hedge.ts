@@ -32,6 +32,7 @@ import { defaultHedge } from "../GatewayConfig.js"
 import type { Answer } from "./answer.js"
 import type { Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
+import * as Deadlines from "./deadlines.js"
 import { type Failed, type RequestContext, startUpstream } from "./upstream.js"
 
 /** How a hedge ended, as `or_balancer_hedges_total{outcome}` and `/status` count it. */
@@ -164,6 +165,16 @@ const abortLeg = (leg: Leg) => {
   leg.settler.unsafeCancel()
 }
 
+/** A hedge due after a delay, on the shared deadline lists. */
+class Due extends Deadlines.Deadline {
+  constructor(private readonly run: () => void) {
+    super()
+  }
+  expire(): void {
+    this.run()
+  }
+}
+
 /**
  * Starts the fast path's first attempt, hedged when due. `finish` gets the attempt whose result
  * decides the request: the first answer, or the last failure when every attempt failed (then
@@ -194,7 +205,7 @@ export const start = (
   const onResult = (leg: Leg, result: Answer | Failed) => {
     // A loser's late result, or a result after the client went away.
     if (decided || leg.settler.settled) return
-    if (leg === first) clearTimeout(timer)
+    if (leg === first) Deadlines.disarm(timer)
     if (second === undefined) {
       decided = true
       if (result._tag === "Answer") state.sample(performance.now() - t0)
@@ -229,7 +240,7 @@ export const start = (
       // reopens within a second), counting the request once.
       if (!noKey) state.count("no_key")
       noKey = true
-      timer = setTimeout(hedge, RETRY_MS)
+      Deadlines.arm(timer, RETRY_MS)
       return
     }
     state.take()
@@ -243,11 +254,13 @@ export const start = (
     second = leg
     startUpstream(engine, leg.ctx, started.key, (result) => onResult(leg, result))
   }
-  let timer = setTimeout(hedge, delay)
+  // On the shared deadline lists (`deadlines.ts`), not a Node timer per request.
+  const timer = new Due(hedge)
+  Deadlines.arm(timer, delay)
   startUpstream(engine, first.ctx, first.started.key, (result) => onResult(first, result))
   return {
     abort: () => {
-      clearTimeout(timer)
+      Deadlines.disarm(timer)
       if (!decided && second !== undefined && !second.settler.settled) state.count("cancelled")
       decided = true
       abortLeg(first)
