@@ -128,3 +128,10 @@ export const cancelledAndReleased = (sim: Simulator.Handle, gw: Gateway.Gateway)
     assert.strictEqual((yield* gw.status).keys[0]!.failures, 0)
     assert.strictEqual((yield* post(`${gw.url}/v1/chat/completions`, chatBody())).status, 200)
   })
+
+/** The admin token the dashboard tests sign in with. */
+export const ADMIN = "admin-token-9876543210-abcdef"
+
+/** Which of the gateway token, the admin token and the keys' secrets `text` holds (none, we hope). */
+export const secretsIn = (sim: Simulator.Handle, text: string) =>
+  [TOKEN, ADMIN, ...sim.keys.map((k) => Redacted.value(k.secret))].filter((s) => text.includes(s))
