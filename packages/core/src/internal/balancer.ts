@@ -14,7 +14,7 @@ import * as KeySelector from "../KeySelector.js"
 import * as Monitor from "../Monitor.js"
 import * as StateStore from "../StateStore.js"
 import * as UpstreamError from "../UpstreamError.js"
-import { AllAttemptsFailed, defaultBackoff } from "./allAttemptsFailed.js"
+import { type AllAttemptsFailed, defaultBackoff, gaveUp } from "./allAttemptsFailed.js"
 import { Attempt, type Continue, scopedOf, selectBase, Started, valueOf } from "./attempt.js"
 import { CLOSED_ONLY, ClosedKeys, MAX_GIVEN_BACK } from "./closedKeys.js"
 import * as Cooldowns from "./cooldowns.js"
@@ -284,8 +284,8 @@ export const make = (options: Balancer.Options = {}) =>
             ? Effect.fail(e)
             : Effect.fail(
                 e.retryAfter === undefined
-                  ? new AllAttemptsFailed({ reason: "no-key", attempts, noKey: e.message })
-                  : new AllAttemptsFailed({
+                  ? gaveUp({ reason: "no-key", attempts, noKey: e.message })
+                  : gaveUp({
                       reason: "no-key",
                       attempts,
                       retryAfter: e.retryAfter,
@@ -344,17 +344,17 @@ export const make = (options: Balancer.Options = {}) =>
             if (disposition !== "retry-same") tried.add(key.id)
             if (disposition === "eject") dead.add(key.id)
             if (attempt - waits >= maxAttempts)
-              return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
+              return yield* Effect.fail(gaveUp({ reason: "attempts", attempts }))
             // Failing over from a key that cannot serve (401, 402, a key limit) spends no budget
             // either: that key is taken out, so it cannot feed a storm, and the budget would
             // otherwise fail callers whenever many requests meet one dead key at once.
             if (disposition !== "eject" && budget !== undefined && !budget.tryWithdraw(now)) {
-              return yield* Effect.fail(new AllAttemptsFailed({ reason: "budget", attempts }))
+              return yield* Effect.fail(gaveUp({ reason: "budget", attempts }))
             }
             const [next, , decision] = yield* backoff.step(now, error, state)
             state = next
             if (ScheduleDecision.isDone(decision)) {
-              return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
+              return yield* Effect.fail(gaveUp({ reason: "attempts", attempts }))
             }
             yield* monitor.retried
             // Failing over to a key that has not failed this request is immediate; the backoff applies
