@@ -132,7 +132,11 @@ export const balancerOptions = (config: GatewayConfig.GatewayConfig): Balancer.O
       : {
           ratio: config.retry.budget.ratio,
           minPerSecond: config.retry.budget.minPerSecond,
-          window: Duration.millis(config.retry.budget.windowMs)
+          // At least a request's whole life: a request counts toward the budget until it ends. With
+          // a window shorter than the queue a burst waits in (Overload: 10,000 at once, answered
+          // over 10-20 s), the burst's own requests had left the window by the time they failed,
+          // their retries found the floor alone, and the upstream's 5xx went to the caller.
+          window: Duration.millis(Math.max(config.retry.budget.windowMs, config.deadlines.requestMs))
         }
 })
 
