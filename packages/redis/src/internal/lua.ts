@@ -81,13 +81,21 @@ end
 -- left in fragments no replica can spend ($0.50 at $0.01 over 3 replicas: 16 + 17 + 17, not 3 × 0.1666).
 -- A replica with no slice on record (Redis restarted empty) keeps what it has in use, as far as
 -- the pool not held by others allows: requests already running count against the cap.
-local function grant(key, now, pool, me, want, ttl, in_use, unit)
+-- Permits pass 'claim' (what the replica may still use of a grant Redis no longer has: see
+-- permitsAcquire): such a replica re-registers max(claim, in use) whatever the pool says, and while
+-- the table recovers ('recover', server ms) no slice grows past what the re-registered claims free
+-- ('claimed' minus the others' grants), since claims not yet re-registered are still being used.
+local function grant(key, now, pool, me, want, ttl, in_use, unit, claim)
   unit = math.max(1, unit or 1)
-  local s = read_slices(key, now)
+  local s, fields = read_slices(key, now)
   local mine = s[me]
   local held = 0
+  local recovering = claim ~= nil and tonumber(fields['recover'] or '0') > now
   if mine ~= nil then
     held = mine.g
+  elseif claim ~= nil then
+    held = math.max(claim, in_use)
+    if recovering then redis.call('HINCRBY', key, 'claimed', held); fields['claimed'] = tonumber(fields['claimed'] or '0') + held end
   else
     held = math.max(0, pool - total_granted(s))
   end
@@ -110,6 +118,7 @@ local function grant(key, now, pool, me, want, ttl, in_use, unit)
     end
   end
   local g = math.floor(math.min(want, t[me], math.max(0, pool - others)) / unit) * unit
+  if recovering then g = math.min(g, math.max(0, tonumber(fields['claimed'] or '0') - others)) end
   if g < keep then g = keep end
   redis.call('HSET', key, 'g:' .. me, g, 'w:' .. me, want, 'e:' .. me, now + ttl)
   redis.call('PEXPIRE', key, last - now + 60000)
@@ -123,13 +132,31 @@ const script = (name: string, numberOfKeys: number, body: string): Script => ({
   lua: NOW + SLICES + body
 })
 
-/** KEYS: permits. ARGV: replica, want, cap, ttlMs, inUse. → {granted, ttlMs, liveReplicas, totalGranted} */
+/**
+ * KEYS: permits. ARGV: replica, want, cap, ttlMs, inUse, claim, lastBorn.
+ * → {granted, ttlMs, liveReplicas, totalGranted, born}
+ * `born` (server ms) names the table's generation. A replica that saw an earlier one (`lastBorn` > 0)
+ * and finds no table knows Redis was emptied while replicas still hold slices: the new table
+ * recovers for one TTL (every old slice has expired or been re-registered by then), in which slices
+ * grow only into what re-registered claims free.
+ */
 export const permitsAcquire = script(
   "orbPermitsAcquire",
   1,
   `
 local now = server_now()
-return grant(KEYS[1], now, tonumber(ARGV[3]), ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+local ttl = tonumber(ARGV[4])
+local born = redis.call('HGET', KEYS[1], 'born')
+if born == false then
+  born = now
+  redis.call('HSET', KEYS[1], 'born', born)
+  if tonumber(ARGV[7] or '0') > 0 then redis.call('HSET', KEYS[1], 'recover', now + ttl, 'claimed', 0) end
+  redis.call('PEXPIRE', KEYS[1], ttl + 60000)
+end
+local r = grant(KEYS[1], now, tonumber(ARGV[3]), ARGV[1], tonumber(ARGV[2]), ttl, tonumber(ARGV[5]),
+  1, tonumber(ARGV[6] or '0'))
+r[5] = tonumber(born)
+return r
 `
 )
 
