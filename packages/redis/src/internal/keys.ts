@@ -11,3 +11,5 @@ export const creditLock = (keyId: string) => `${tag(keyId)}:credit-lock`
 export const health = (keyId: string) => `${tag(keyId)}:health`
 export const probe = (keyId: string) => `${tag(keyId)}:probe`
 export const creditInfo = (keyId: string) => `${tag(keyId)}:credit-info`
+/** Accounts out of credit over the fleet: one small hash (field per account name), on one slot. */
+export const accountsOut = "{or-balancer:accounts}:out"

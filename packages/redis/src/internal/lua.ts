@@ -332,6 +332,52 @@ return 1
 `
 )
 
+/**
+ * KEYS: accounts out. ARGV: account, forMs, reason. → remainingMs after the write. Only ever extends.
+ * Fields: `<account>` the end (server ms), `<account>:reason`.
+ */
+export const accountOutExtend = script(
+  "orbAccountOutExtend",
+  1,
+  `
+local now = server_now()
+local until_ms = now + tonumber(ARGV[2])
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if until_ms > cur then
+  redis.call('HSET', KEYS[1], ARGV[1], until_ms, ARGV[1] .. ':reason', ARGV[3])
+  cur = until_ms
+end
+if redis.call('PTTL', KEYS[1]) < cur - now + 1000 then redis.call('PEXPIRE', KEYS[1], cur - now + 1000) end
+return cur - now
+`
+)
+
+/** KEYS: accounts out. → {account, remainingMs, reason, ...} for each account still out (ended ones dropped) */
+export const accountsOutRead = script(
+  "orbAccountsOutRead",
+  1,
+  `
+local now = server_now()
+local raw = redis.call('HGETALL', KEYS[1])
+local h = {}
+for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+local out = {}
+for f, v in pairs(h) do
+  if string.sub(f, -7) ~= ':reason' then
+    local left = tonumber(v) - now
+    if left > 0 then
+      out[#out + 1] = f
+      out[#out + 1] = left
+      out[#out + 1] = h[f .. ':reason'] or ''
+    else
+      redis.call('HDEL', KEYS[1], f, f .. ':reason')
+    end
+  end
+end
+return out
+`
+)
+
 export const all: ReadonlyArray<Script> = [
   permitsAcquire,
   permitsRelease,
@@ -344,5 +390,7 @@ export const all: ReadonlyArray<Script> = [
   unlock,
   healthExtend,
   healthRead,
-  probeEnd
+  probeEnd,
+  accountOutExtend,
+  accountsOutRead
 ]

@@ -15,6 +15,7 @@ import type * as CreditLedger from "../CreditLedger.js"
 import { CreditShare } from "../CreditShare.js"
 import { ns } from "./common.js"
 import { AccountsOut, exhausting, lookupWithAccount, raised } from "./creditOut.js"
+import { shareAccountsOut } from "./healthFleet.js"
 import { withinShare } from "./creditShared.js"
 import { isPending, Pending, stepEffect } from "./creditStep.js"
 import {
@@ -55,6 +56,8 @@ export const make = (
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const failureTtl = Duration.toMillis(options.failureTtl ?? Duration.seconds(5))
     const accountsOut = new AccountsOut(Duration.toMillis(options.accountRecheck ?? Duration.seconds(60)))
+    // With a fleet (`HealthShare`), accounts out are shared; else this process's own.
+    const publishOut = yield* shareAccountsOut(accountsOut)
     // An answer holds for the TTL, but never past the key's `limit_reset` (00:00 UTC): its cap is
     // whole again then, so an exhausted key is looked up and re-admitted at once, with no 402 first.
     const answerExpiry = (info: CreditLookup.KeyInfo, now: number) =>
@@ -352,7 +355,8 @@ export const make = (
       if (error?.scope === "account" && key.account !== undefined) {
         // The account has no credit: every key of it is out until the re-check; the key's own
         // balance is not the matter.
-        accountsOut.out(key.account, at)
+        const until = accountsOut.out(key.account, at)
+        publishOut?.(key.account, until - at)
         return undefined
       }
       return reportOf(modifyLedger(updating(key.id, exhausting(key.id, error, at))))
