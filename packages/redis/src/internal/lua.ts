@@ -378,6 +378,60 @@ return out
 `
 )
 
+/**
+ * KEYS: pacing windows. ARGV: window id, limit (-1: none), windowMs (-1: none), closedMs. A learned
+ * window: the latest limit and length replace the last; its closing only ever extends. Field
+ * `<id>` = "limit|windowMs|closedUntil" (server ms; -1 unknown). Kept a day after the last write.
+ */
+export const pacingPublish = script(
+  "orbPacingPublish",
+  1,
+  `
+local now = server_now()
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local limit, len, closed = -1, -1, 0
+if cur then
+  local a, b, c = string.match(cur, '^(-?%d+)|(-?%d+)|(-?%d+)$')
+  limit, len, closed = tonumber(a), tonumber(b), tonumber(c)
+end
+if tonumber(ARGV[2]) >= 0 then limit = tonumber(ARGV[2]) end
+if tonumber(ARGV[3]) >= 0 then len = tonumber(ARGV[3]) end
+closed = math.max(closed, now + tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], ARGV[1], limit .. '|' .. len .. '|' .. closed)
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return 1
+`
+)
+
+/**
+ * KEYS: pacing windows, pacing replicas. ARGV: replica, aliveMs. Marks the replica live for aliveMs,
+ * drops replicas gone quiet. → {live replicas, then id, limit, windowMs, closedMs for each window}
+ */
+export const pacingSync = script(
+  "orbPacingSync",
+  2,
+  `
+local now = server_now()
+redis.call('HSET', KEYS[2], ARGV[1], now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) * 2)
+local reps = redis.call('HGETALL', KEYS[2])
+local live = 0
+for i = 1, #reps, 2 do
+  if tonumber(reps[i + 1]) > now then live = live + 1 else redis.call('HDEL', KEYS[2], reps[i]) end
+end
+local out = { live }
+local ws = redis.call('HGETALL', KEYS[1])
+for i = 1, #ws, 2 do
+  local a, b, c = string.match(ws[i + 1], '^(-?%d+)|(-?%d+)|(-?%d+)$')
+  out[#out + 1] = ws[i]
+  out[#out + 1] = tonumber(a)
+  out[#out + 1] = tonumber(b)
+  out[#out + 1] = math.max(0, tonumber(c) - now)
+end
+return out
+`
+)
+
 export const all: ReadonlyArray<Script> = [
   permitsAcquire,
   permitsRelease,
@@ -392,5 +446,7 @@ export const all: ReadonlyArray<Script> = [
   healthRead,
   probeEnd,
   accountOutExtend,
-  accountsOutRead
+  accountsOutRead,
+  pacingPublish,
+  pacingSync
 ]
