@@ -62,6 +62,21 @@ export const register = (
   })
 }
 
+/**
+ * An account-wide refusal seen here (an account's 429, or its credits): the fleet takes every key of
+ * the account out for as long as `step` takes out a key with no record.
+ */
+export const publishAccount = (
+  share: HealthShare.Service,
+  account: string,
+  step: Step,
+  now: number
+): void => {
+  const next = step(undefined)[1]
+  if (next?.until !== undefined && next.until > now)
+    share.publishAccount(account, next.until - now, next.reason ?? "account")
+}
+
 /** The fleet's trial slot went to another replica: the key stays out here until `until`. */
 export const lostTrial =
   (until: number): Step =>
