@@ -19,8 +19,9 @@
  * - each lease counts one admission against its windows (a lease reported `Cancelled` stays
  *   counted: the call may have reached the upstream).
  *
- * Until a window has refused once nothing is paced (its limit is unknown). Windows are per process:
- * replicas sharing accounts each learn their own share from their own 429s.
+ * Until a window has refused once nothing is paced (its limit is unknown). Windows are per process,
+ * unless a `PacingShare` (a fleet on Redis) is provided: then what one replica learns paces all,
+ * each admitting the limit ÷ the live replicas.
  *
  * Place it outermost (above `HealthAware`), so it counts exactly the leases handed out.
  *
@@ -34,6 +35,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as W from "./internal/accountPacing.js"
+import * as PacingFleet from "./internal/pacingFleet.js"
 import { thenFor, withKeys } from "./internal/common.js"
 
 /**
@@ -63,6 +65,8 @@ export interface WindowStatus {
   /** Epoch millis until which it admits nothing, if closed. */
   readonly closedUntil: number | undefined
   readonly refusals: number
+  /** With a fleet: the whole fleet's limit (`limit` is this replica's share of it) and its live replicas. */
+  readonly fleet?: { readonly limit: number; readonly replicas: number } | undefined
 }
 
 /**
@@ -95,6 +99,8 @@ export const make = (
     const clock = yield* Effect.clock
     const maxWait = Duration.toMillis(options.maxWait ?? Duration.minutes(5))
     const windows = new W.Windows()
+    // With a fleet (`PacingShare`): windows learned anywhere pace every replica.
+    const fleet = yield* PacingFleet.make(windows)
     // Keys are stable objects in the pool: their windows are looked up once.
     const byKey = new WeakMap<Key.Key, KeyWindows>()
     const windowsOf = (key: Key.Key): KeyWindows => {
@@ -130,9 +136,13 @@ export const make = (
       const reset = error.resetAt ?? (wait === undefined ? undefined : now + wait)
       const resetAt = reset === undefined ? undefined : Math.min(now + maxWait, reset)
       const kw = windowsOf(key)
-      if (error.scope === "account" && kw.account !== undefined)
+      if (error.scope === "account" && kw.account !== undefined) {
         windows.refuse(kw.account, now, resetAt, error.limit, accountSeq)
-      else windows.refuse(kw.own, now, resetAt, error.limit, ownSeq)
+        fleet?.learned(`account:${key.account}`, kw.account, error.limit)
+      } else {
+        windows.refuse(kw.own, now, resetAt, error.limit, ownSeq)
+        fleet?.learned(`key:${key.id}`, kw.own, error.limit)
+      }
     }
 
     // Admits the key's call in its windows and wraps the lease to learn from its answer; `undefined`
@@ -208,7 +218,8 @@ export const make = (
           windowMs: w.windowMs,
           admitted: W.inWindow(w, now),
           closedUntil: W.closedUntil(w, now),
-          refusals: w.refusals
+          refusals: w.refusals,
+          fleet: fleet?.fleetLimit(id)
         })
       }
       return out

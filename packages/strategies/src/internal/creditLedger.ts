@@ -16,6 +16,7 @@ import { makeCache } from "./creditCache.js"
 import { Freshness } from "./creditFreshness.js"
 import { AccountsOut, exhausting } from "./creditOut.js"
 import { Held, type Holder, reportOf, reservingBest } from "./creditReserve.js"
+import { shareAccountsOut } from "./healthFleet.js"
 import { withinShare } from "./creditShared.js"
 import { isPending, Pending, stepEffect } from "./creditStep.js"
 import { availableOf, entryOf, type Ledger, nanos, reserving, type Slot, usdOrNull } from "./ledgerSlots.js"
@@ -40,6 +41,8 @@ export const make = (
     const share = Option.getOrUndefined(yield* Effect.serviceOption(CreditShare))
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const accountsOut = new AccountsOut(Duration.toMillis(options.accountRecheck ?? Duration.seconds(60)))
+    // With a fleet (`HealthShare`), accounts out are shared; else this process's own.
+    const publishOut = yield* shareAccountsOut(accountsOut)
     // Background refreshes run on the runtime the ledger was built in (its clock included).
     const background = Runtime.runFork(yield* Effect.runtime<never>())
     const record = ledgerRecord(store)
@@ -162,7 +165,8 @@ export const make = (
       if (error?.scope === "account" && key.account !== undefined) {
         // The account has no credit: every key of it is out until the re-check; the key's own
         // balance is not the matter.
-        accountsOut.out(key.account, at)
+        const until = accountsOut.out(key.account, at)
+        publishOut?.(key.account, until - at)
         return undefined
       }
       return reportOf(record.modify(updating(key.id, exhausting(key.id, error, at))))
