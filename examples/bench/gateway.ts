@@ -45,6 +45,9 @@
  *   GATEWAY_B=/other/checkout/examples/bench/gateway.ts
  *                           a same-run A/B: a second gateway, from another checkout, measured in the
  *                           same interleaved rounds; prints the median of (B − A) µs/request
+ *   GATEWAY_B_STRATEGY='[{"name":"round-robin"}]'
+ *                           gateway B with another stack (the config's JSON list): the stack's own
+ *                           cost in place, as B − A
  */
 import { execFileSync } from "node:child_process"
 import * as path from "node:path"

@@ -41,7 +41,10 @@ export interface ScenarioResult {
   readonly succeeded: number
   /** Caller-visible failures by `status reason` (reason: the error's metadata.reason, type or error_type). */
   readonly failures: Readonly<Record<string, number>>
-  /** Of those: the gateway's 503 because no key was eligible for the request's whole deadline. */
+  /**
+   * Of those: no key was eligible for the request's whole deadline: the gateway's 503 (`NoKeyAvailable`),
+   * or its 504 at the request deadline naming no key tried (their reasons are in `failures`).
+   */
   readonly allKeysUnavailable: number
   /** Not answered within the scenario's bound (aborted by the load generator). */
   readonly unfinished: number
@@ -75,8 +78,15 @@ export interface ScenarioResult {
   readonly callerSockets: CallerSockets
   /** The gateway's hedged requests by outcome and its hedge delay at the end, `afterMs` (`/status` totals). */
   readonly hedges: Readonly<Record<string, number>>
-  /** Heap (MB, after a full GC when exposed) idle before the load, right after it, and idle again 2 s later. */
-  readonly memory: { readonly idleBeforeMB: number; readonly afterMB: number; readonly idleAfterMB: number }
+  /** Heap (MB, after a full GC when exposed) idle before the load, right after it, and idle again 2 s and 10 s later. */
+  readonly memory: {
+    readonly idleBeforeMB: number
+    readonly afterMB: number
+    readonly idleAfterMB: number
+    readonly idleLaterMB: number
+    /** Between rounds (Overload): the heap after a full GC once each round but the last has ended. */
+    readonly betweenRoundsMB: ReadonlyArray<number>
+  }
 }
 
 /** `NoKeyAvailable`'s reasons, as the gateway's 503 names them in `error.metadata.reason`. */
@@ -97,6 +107,7 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
   let unfinished = 0
   let leaked = 0
   let resets = 0
+  const betweenRounds: Array<number> = []
   const start = performance.now()
   for (let round = 0; round < spec.rounds; round++) {
     const agent = new http.Agent({ keepAlive: true, maxSockets: spec.concurrency })
@@ -112,20 +123,24 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
             latencies.push(a.ms)
             continue
           }
-          const kind = `${a.status} ${a.reason}`.trim()
+          // The request deadline with no key ever tried: no key was eligible for its whole deadline.
+          const noKeyAtAll = a.status === 504 && a.reason === "request_deadline" && a.tried === false
+          const kind = `${a.status} ${a.reason}${noKeyAtAll ? " (no key tried)" : ""}`.trim()
           failures[kind] = (failures[kind] ?? 0) + 1
           if (a.status === "unfinished") unfinished++
           else if (a.status === "reset") resets++
           else if (a.status === 401 || a.status === 402) leaked++
           // NoKeyAvailable: no key was eligible for the request's whole key-wait deadline.
-          else if (a.status === 503 && NO_KEY.has(a.reason)) allKeysUnavailable++
+          else if ((a.status === 503 && NO_KEY.has(a.reason)) || noKeyAtAll) allKeysUnavailable++
         }
       })
     )
     agent.destroy()
+    if (round < spec.rounds - 1) betweenRounds.push(mb(await served.heap()))
   }
   const wall = (performance.now() - start) / 1000
-  const { afterBytes, callers, hedges, idleAfterBytes, revoked, sockets, stats } = await served.after()
+  const { afterBytes, callers, hedges, idleAfterBytes, idleLaterBytes, revoked, sockets, stats } =
+    await served.after()
   const revoked401s: Record<string, number> = {}
   for (const k of Object.values(stats.keys)) if (k.revoked) revoked401s[k.label] = k.byOutcome["401"] ?? 0
   latencies.sort((x, y) => x - y)
@@ -167,7 +182,13 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
     newUpstreamSockets: sockets,
     callerSockets: callers,
     hedges,
-    memory: { idleBeforeMB: mb(idleBefore), afterMB: mb(afterBytes), idleAfterMB: mb(idleAfterBytes) }
+    memory: {
+      idleBeforeMB: mb(idleBefore),
+      afterMB: mb(afterBytes),
+      idleAfterMB: mb(idleAfterBytes),
+      idleLaterMB: mb(idleLaterBytes),
+      betweenRoundsMB: betweenRounds
+    }
   }
 }
 

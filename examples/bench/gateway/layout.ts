@@ -44,7 +44,14 @@ export const runLayout = async (
       spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "1" }, prof("gateway-clients")),
       settings.gatewayB === undefined
         ? undefined
-        : spawnChild("gateway", upstream, prof("gateway-b"), settings.gatewayB),
+        : spawnChild(
+            "gateway",
+            process.env.GATEWAY_B_STRATEGY === undefined
+              ? upstream
+              : { ...upstream, OR_GATEWAY_BENCH_STRATEGY: process.env.GATEWAY_B_STRATEGY },
+            prof("gateway-b"),
+            settings.gatewayB
+          ),
       settings.redisUrl === undefined
         ? undefined
         : spawnChild(

@@ -10,6 +10,8 @@ export interface Answer {
   readonly status: number | "reset" | "unfinished"
   readonly reason: string
   readonly ms: number
+  /** A 504 at the request deadline: whether any key was tried (none: no key became eligible in time). */
+  readonly tried?: boolean
 }
 
 /** One request through the gateway; never rejects. */
@@ -45,15 +47,17 @@ export const call = (agent: http.Agent, url: URL, body: string, deadline: number
         res.on("end", () => {
           const status = res.statusCode ?? 0
           let reason = ""
+          let tried: boolean | undefined
           if (status !== 200) {
             try {
               const e = JSON.parse(Buffer.concat(chunks).toString("utf8")).error ?? {}
               reason = String(e.metadata?.reason ?? e.metadata?.error_type ?? e.type ?? e.message ?? "")
+              if (Array.isArray(e.metadata?.attempts)) tried = e.metadata.attempts.length > 0
             } catch {
               reason = "unparsable"
             }
           }
-          finish({ status, reason })
+          finish(tried === undefined ? { status, reason } : { status, reason, tried })
         })
         res.on("error", () => finish({ status: "reset", reason: "response aborted" }))
       }

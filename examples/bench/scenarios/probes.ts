@@ -4,7 +4,13 @@ import * as diagnostics from "node:diagnostics_channel"
 import * as fs from "node:fs"
 import type * as http from "node:http"
 import type * as net from "node:net"
+import * as v8 from "node:v8"
 
+/** With `SCENARIO_HEAP_SNAPSHOTS=<dir>`: heap snapshots of the gateway's process, idle before and after. */
+export const snapshot = (when: string) => {
+  const dir = process.env.SCENARIO_HEAP_SNAPSHOTS
+  if (dir !== undefined) v8.writeHeapSnapshot(`${dir}/${when}.heapsnapshot`)
+}
 export const mb = (bytes: number) => Number((bytes / 1048576).toFixed(1))
 export const heap = async () => {
   const gc = (globalThis as { gc?: () => void }).gc

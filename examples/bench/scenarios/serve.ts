@@ -18,6 +18,7 @@ import {
   heap,
   type RevokedAttempts,
   revokedAttempts,
+  snapshot,
   socketCounter
 } from "./probes.js"
 import { type Spec, specs } from "./specs.js"
@@ -30,6 +31,8 @@ export interface AfterLoad {
   readonly afterBytes: number
   /** 2 s later, after a full GC when exposed. */
   readonly idleAfterBytes: number
+  /** 10 s later, the same. */
+  readonly idleLaterBytes: number
   readonly sockets: number
   readonly stats: Simulator.Stats
   readonly hedges: Readonly<Record<string, number>>
@@ -42,6 +45,8 @@ export interface Served {
   readonly url: string
   /** The heap idle before the load; starts counting new upstream sockets. */
   readonly before: () => Promise<number>
+  /** The heap now, after a full GC when exposed. */
+  readonly heap: () => Promise<number>
   readonly after: () => Promise<AfterLoad>
   readonly close: () => Promise<void>
 }
@@ -77,8 +82,10 @@ export const serveHere = async (spec: Spec): Promise<Served> => {
     let revoked: ReturnType<typeof revokedAttempts> | undefined
     return {
       url: `${gateway.url}/v1/chat/completions`,
+      heap,
       before: async () => {
         const bytes = await heap()
+        snapshot("before")
         sockets = socketCounter(sim.port)
         callers = callerSockets(Number(new URL(gateway.url).port))
         revoked = revokedAttempts(revokedSecrets)
@@ -91,6 +98,10 @@ export const serveHere = async (spec: Spec): Promise<Served> => {
         revoked?.stop()
         await new Promise((r) => setTimeout(r, 2_000))
         const idleAfterBytes = await heap()
+        snapshot("after2s")
+        await new Promise((r) => setTimeout(r, 8_000))
+        const idleLaterBytes = await heap()
+        snapshot("after10s")
         const stats = await Effect.runPromise(sim.stats)
         const totals = (await Effect.runPromise(gateway.status)).totals
         const hedges = { ...totals.hedges, afterMs: totals.hedgeAfterMs ?? 0 }
@@ -98,6 +109,7 @@ export const serveHere = async (spec: Spec): Promise<Served> => {
         return {
           afterBytes,
           idleAfterBytes,
+          idleLaterBytes,
           sockets: sockets?.count() ?? 0,
           stats,
           hedges,
@@ -113,10 +125,11 @@ export const serveHere = async (spec: Spec): Promise<Served> => {
   }
 }
 
-type ToChild = "before" | "after" | "close"
+type ToChild = "before" | "heap" | "after" | "close"
 type FromChild =
   | { readonly ready: string }
   | { readonly before: number }
+  | { readonly heap: number }
   | { readonly after: AfterLoad }
   | { readonly error: string }
 
@@ -147,6 +160,7 @@ export const serveApart = (spec: Spec, quick: boolean): Promise<Served> =>
         return resolve({
           url: m.ready,
           before: () => ask("before", (a) => ("before" in a ? a.before : undefined)),
+          heap: () => ask("heap", (a) => ("heap" in a ? a.heap : undefined)),
           after: () => ask("after", (a) => ("after" in a ? a.after : undefined)),
           close: () =>
             new Promise((done) => {
@@ -171,6 +185,7 @@ export const serveChild = async (name: string, quick: boolean) => {
     process.on("message", async (m: ToChild) => {
       try {
         if (m === "before") send({ before: await served.before() })
+        else if (m === "heap") send({ heap: await served.heap() })
         else if (m === "after") send({ after: await served.after() })
         else {
           await served.close()
