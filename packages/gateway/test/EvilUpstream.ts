@@ -3,12 +3,10 @@
  * scripted misbehaviour (then normally), and a gateway with one key in front of it. Each mode
  * reproduces one way an upstream can leak a key or break an answer.
  */
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as http from "node:http"
 import * as Gateway from "../src/Gateway.js"
-import * as GatewayConfig from "../src/GatewayConfig.js"
-import { TOKEN } from "./GatewaySupport.js"
+import { oneKeyConfig, TOKEN } from "./GatewaySupport.js"
 
 export const SECRET = "sk-or-v1-evil0123456789abcdef0123456789abcdef0123456789abcdef01234567"
 /** The part of the secret after its well-known prefix: never to be seen by a client. */
@@ -254,25 +252,10 @@ export const configOn = (
   maxAttempts = 2,
   strategy: ReadonlyArray<unknown> = [{ name: "round-robin" }]
 ) =>
-  Effect.gen(function* () {
-    return yield* GatewayConfig.decode({
-      listen: { host: "127.0.0.1", port: 0 },
-      baseUrl: url,
-      tokens: ["GW_TOKEN"],
-      keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
-      strategy,
-      retry: { maxAttempts, baseDelayMs: 5, maxDelayMs: 20, budget: false },
-      deadlines: { keyWaitMs: 500, drainMs: 1000 }
-    }).pipe(
-      Effect.withConfigProvider(
-        ConfigProvider.fromMap(
-          new Map([
-            ["GW_TOKEN", TOKEN],
-            ["KEY_ONLY", SECRET]
-          ])
-        )
-      )
-    )
+  oneKeyConfig(url, SECRET, {
+    strategy,
+    retry: { maxAttempts, baseDelayMs: 5, maxDelayMs: 20, budget: false },
+    deadlines: { keyWaitMs: 500, drainMs: 1000 }
   })
 
 export interface Received {

@@ -135,3 +135,26 @@ export const ADMIN = "admin-token-9876543210-abcdef"
 /** Which of the gateway token, the admin token and the keys' secrets `text` holds (none, we hope). */
 export const secretsIn = (sim: Simulator.Handle, text: string) =>
   [TOKEN, ADMIN, ...sim.keys.map((k) => Redacted.value(k.secret))].filter((s) => text.includes(s))
+
+/**
+ * A gateway config with one key (`only`, holding `secret`) in front of `url`, round robin, the
+ * gateway token `TOKEN`; `fields` over these.
+ */
+export const oneKeyConfig = (url: string, secret: string, fields: Record<string, unknown> = {}) =>
+  GatewayConfig.decode({
+    listen: { host: "127.0.0.1", port: 0 },
+    baseUrl: url,
+    tokens: ["GW_TOKEN"],
+    keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
+    strategy: [{ name: "round-robin" }],
+    ...fields
+  }).pipe(
+    Effect.withConfigProvider(
+      ConfigProvider.fromMap(
+        new Map([
+          ["GW_TOKEN", TOKEN],
+          ["KEY_ONLY", secret]
+        ])
+      )
+    )
+  )

@@ -1,12 +1,20 @@
 // The gateway against a misbehaving upstream: bodies cut short or not JSON, resets, failover.
 import { assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as http from "node:http"
 import * as Gateway from "../src/Gateway.js"
-import * as GatewayConfig from "../src/GatewayConfig.js"
 import * as Simulator from "@or-balancer/simulator/Simulator"
-import { chatBody, MODEL, openChat, post, setup, simKeys, TOKEN, waitUntil } from "./GatewaySupport.js"
+import {
+  chatBody,
+  MODEL,
+  oneKeyConfig,
+  openChat,
+  post,
+  setup,
+  simKeys,
+  TOKEN,
+  waitUntil
+} from "./GatewaySupport.js"
 
 describe("Gateway with a misbehaving upstream", () => {
   type Mode = "garbage" | "truncated" | "reset"
@@ -61,24 +69,10 @@ describe("Gateway with a misbehaving upstream", () => {
   const gatewayOn = (url: string) =>
     Effect.gen(function* () {
       const secret = Simulator.simulatedSecret(7, 0)
-      const config = yield* GatewayConfig.decode({
-        listen: { host: "127.0.0.1", port: 0 },
-        baseUrl: url,
-        tokens: ["GW_TOKEN"],
-        keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
-        strategy: [{ name: "round-robin" }],
+      const config = yield* oneKeyConfig(url, secret, {
         retry: { maxAttempts: 2, baseDelayMs: 5, maxDelayMs: 20, budget: false },
         deadlines: { keyWaitMs: 2000, drainMs: 1000 }
-      }).pipe(
-        Effect.withConfigProvider(
-          ConfigProvider.fromMap(
-            new Map([
-              ["GW_TOKEN", TOKEN],
-              ["KEY_ONLY", secret]
-            ])
-          )
-        )
-      )
+      })
       return { gw: yield* Gateway.make(config), secret }
     })
 

@@ -15,15 +15,13 @@ import * as StateStore from "@or-balancer/core/StateStore"
 import * as BalancedHttpClient from "@or-balancer/http/BalancedHttpClient"
 import * as OpenRouterClient from "@or-balancer/http/OpenRouterClient"
 import * as RoundRobin from "@or-balancer/strategies/RoundRobin"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as Gateway from "../src/Gateway.js"
-import * as GatewayConfig from "../src/GatewayConfig.js"
 import { type Fixture, fixtures, serveFixtures } from "./ProtocolFixtures.js"
-import { TOKEN } from "./GatewaySupport.js"
+import { oneKeyConfig, TOKEN } from "./GatewaySupport.js"
 
 const SECRET = "sk-or-v1-fixture0123456789abcdef0123456789abcdef"
 const key = Key.make({ id: "only", secret: Redacted.make(SECRET) })
@@ -101,23 +99,7 @@ const viaBalancedHttpClient = (url: string, f: Fixture) =>
 
 const viaGateway = (url: string, f: Fixture) =>
   Effect.gen(function* () {
-    const config = yield* GatewayConfig.decode({
-      listen: { host: "127.0.0.1", port: 0 },
-      baseUrl: url,
-      tokens: ["GW_TOKEN"],
-      keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
-      strategy: [{ name: "round-robin" }],
-      retry: { maxAttempts: 1, budget: false }
-    }).pipe(
-      Effect.withConfigProvider(
-        ConfigProvider.fromMap(
-          new Map([
-            ["GW_TOKEN", TOKEN],
-            ["KEY_ONLY", SECRET]
-          ])
-        )
-      )
-    )
+    const config = yield* oneKeyConfig(url, SECRET, { retry: { maxAttempts: 1, budget: false } })
     const gw = yield* Gateway.make(config)
     yield* Effect.promise(() =>
       fetch(`${gw.url}/v1/chat/completions`, {

@@ -1,36 +1,21 @@
 // Request logs never hold a secret, whatever the upstream sends back (debug level, every field).
 import { assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Gateway from "../src/Gateway.js"
-import * as GatewayConfig from "../src/GatewayConfig.js"
 import { evilUpstream, type Mode, SECRET, SECRET_BODY } from "./EvilUpstream.js"
-import { chatBody, post, TOKEN } from "./GatewaySupport.js"
+import { chatBody, oneKeyConfig, post } from "./GatewaySupport.js"
 import { captureStdout, lineFor } from "./LogCapture.js"
 
 /** A gateway with the one key holding `SECRET` in front of the evil upstream, logging everything. */
 const debugGatewayOn = (url: string) =>
   Effect.gen(function* () {
-    const config = yield* GatewayConfig.decode({
-      listen: { host: "127.0.0.1", port: 0 },
-      baseUrl: url,
-      tokens: ["GW_TOKEN"],
-      keys: [{ id: "only", secretEnv: "KEY_ONLY" }],
+    const config = yield* oneKeyConfig(url, SECRET, {
       strategy: [{ name: "health-aware", failureThreshold: 1, baseCooldownMs: 20 }, { name: "round-robin" }],
       retry: { maxAttempts: 2, baseDelayMs: 5, maxDelayMs: 20, budget: false },
       deadlines: { keyWaitMs: 300, drainMs: 1000 },
       log: { requests: true, level: "debug" }
-    }).pipe(
-      Effect.withConfigProvider(
-        ConfigProvider.fromMap(
-          new Map([
-            ["GW_TOKEN", TOKEN],
-            ["KEY_ONLY", SECRET]
-          ])
-        )
-      )
-    )
+    })
     return yield* Gateway.make(config)
   })
 
