@@ -35,7 +35,13 @@ export class MaxTree {
 
   /** The value at position `i` changed. */
   update(i: number): void {
-    for (let node = (this.leaves + i) >> 1; node >= 1; node >>= 1) this.best[node] = this.winner(node)
+    for (let node = (this.leaves + i) >> 1; node >= 1; node >>= 1) {
+      const was = this.best[node]!
+      const w = this.winner(node)
+      this.best[node] = w
+      // The same other position still leads here: nothing above changes.
+      if (w === was && w !== i) return
+    }
   }
 
   /**
