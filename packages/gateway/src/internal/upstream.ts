@@ -302,6 +302,7 @@ export const startUpstream = (
 export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
   req: http.ClientRequest | undefined = undefined
   private idleMs = 0
+  private headersMs = 0
   constructor(private readonly ctx: RequestContext) {
     super()
   }
@@ -313,6 +314,7 @@ export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
     if (this.onSocket) this.req?.setTimeout(Math.max(1, left), () => this.expire())
   }
   start(headersMs: number, left: number): void {
+    this.headersMs = headersMs
     if (headersMs <= left) return Deadlines.arm(this, headersMs)
     // The request's deadline comes first: this attempt's ends with it (rare: the socket's timer).
     this.onSocket = true
@@ -338,6 +340,18 @@ export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
     Deadlines.disarm(this)
   }
   expire(): void {
+    const req = this.req
+    // Still queued for one of the pool's sockets (a burst larger than the pool): the wait is the
+    // gateway's, not the key's, so the headers deadline starts again when the socket comes. Failed
+    // here, the key was charged a Timeout (and could be ejected) for the gateway's own queue, and the
+    // retry went to the queue's tail (Overload: thousands of 504s on a loaded machine). The request's
+    // own deadline (`deadlines.requestMs`) still ends the wait.
+    if (req !== undefined && req.socket === null && this.waiting === undefined && !req.destroyed) {
+      req.once("socket", () => {
+        if (this.req === req && !req.destroyed) Deadlines.arm(this, this.headersMs)
+      })
+      return
+    }
     const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
     const waiting = this.waiting
     this.waiting = undefined
