@@ -208,6 +208,7 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink {
   /** Set once `done` is decided (an answer's head is in, or the attempt failed). */
   private settled = false
   private idleMs = 0
+  private headersMs = 0
   private onSocket = false
   /** Set while the attempt waits to send again (out of fds): its deadline ends it there. */
   private waiting: ((e: Error) => void) | undefined = undefined
@@ -332,6 +333,7 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink {
     if (this.onSocket) this.req?.setTimeout(Math.max(1, left), () => this.expire())
   }
   start(headersMs: number, left: number): void {
+    this.headersMs = headersMs
     if (headersMs <= left) return Deadlines.arm(this, headersMs)
     // The request's deadline comes first: this attempt's ends with it (rare: the socket's timer).
     this.onSocket = true
@@ -357,6 +359,18 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink {
     Deadlines.disarm(this)
   }
   expire(): void {
+    const req = this.req
+    // Still queued for one of the pool's sockets (a burst larger than the pool): the wait is the
+    // gateway's, not the key's, so the headers deadline starts again when the socket comes. Failed
+    // here, the key was charged a Timeout (and could be ejected) for the gateway's own queue, and the
+    // retry went to the queue's tail (Overload: thousands of 504s on a loaded machine). The request's
+    // own deadline (`deadlines.requestMs`) still ends the wait.
+    if (req !== undefined && req.socket === null && this.waiting === undefined && !req.destroyed) {
+      req.once("socket", () => {
+        if (this.req === req && !req.destroyed) Deadlines.arm(this, this.headersMs)
+      })
+      return
+    }
     const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
     const waiting = this.waiting
     this.waiting = undefined
