@@ -71,7 +71,9 @@ describe("Gateway account pacing over a fleet", () => {
           assert.strictEqual(acme?.window?.used, 0)
         }
         const own = (yield* statusOf(gateways[0]!.url)).accounts.find((a) => a.id === "acme")
-        assert.isAbove(own?.window?.refusals ?? 0, 0)
+        // (Its own refusals may all have been answered after their reset on a loaded machine, and so
+        // teach nothing new; what is asserted is the window the fleet holds.)
+        assert.strictEqual(own?.window?.fleet?.limit, 5)
       }),
     60_000
   )

@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Keys from "./internal/keys.js"
-import * as Lua from "./internal/lua.js"
+import * as FleetLua from "./internal/fleetLua.js"
 import { RedisStore } from "./RedisStore.js"
 
 /**
@@ -44,7 +44,7 @@ export const make = (options: Options): Effect.Effect<PacingShare.Service, never
         ? Effect.void
         : Effect.map(
             redis.run(
-              Lua.pacingSync,
+              FleetLua.pacingSync,
               [Keys.pacingWindows, Keys.pacingReplicas],
               [options.replicaId, aliveMs]
             ),
@@ -71,7 +71,7 @@ export const make = (options: Options): Effect.Effect<PacingShare.Service, never
         runFork(
           redis
             .run(
-              Lua.pacingPublish,
+              FleetLua.pacingPublish,
               [Keys.pacingWindows],
               [
                 id,

@@ -13,6 +13,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Keys from "./internal/keys.js"
+import * as FleetLua from "./internal/fleetLua.js"
 import * as Lua from "./internal/lua.js"
 import type { RedisUnavailable } from "./RedisUnavailable.js"
 import { RedisStore } from "./RedisStore.js"
@@ -154,7 +155,7 @@ export const accountOut = (
   reason: string
 ): Effect.Effect<number, RedisUnavailable, RedisStore> =>
   Effect.flatMap(RedisStore, (redis) =>
-    redis.run(Lua.accountOutExtend, [Keys.accountsOut], [account, Math.max(0, Math.ceil(forMs)), reason])
+    redis.run(FleetLua.accountOutExtend, [Keys.accountsOut], [account, Math.max(0, Math.ceil(forMs)), reason])
   ).pipe(Effect.map(Number))
 
 /**
@@ -177,7 +178,7 @@ export const readAccountsOut: Effect.Effect<
   ReadonlyArray<AccountOut>,
   RedisUnavailable,
   RedisStore
-> = Effect.flatMap(RedisStore, (redis) => redis.run(Lua.accountsOutRead, [Keys.accountsOut], [])).pipe(
+> = Effect.flatMap(RedisStore, (redis) => redis.run(FleetLua.accountsOutRead, [Keys.accountsOut], [])).pipe(
   Effect.map((reply) => {
     const a = reply as ReadonlyArray<string | number>
     const out: Array<AccountOut> = []
