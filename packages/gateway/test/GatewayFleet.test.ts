@@ -191,6 +191,50 @@ describe("Gateway fleet on Redis", () => {
     60_000
   )
 
+  it.scopedLive(
+    "threshold reserves within the fleet's credit too: $0.50 at $0.01 over 3 replicas serves 50, $0 overspend",
+    () =>
+      Effect.gen(function* () {
+        // The default estimate: learned from the answers, the threshold ($0.01) reserved until then.
+        const strategy = [{ name: "threshold", threshold: 0.01 }, { name: "round-robin" }]
+        const body = chatBody({ model: PENNY })
+        const alone = yield* fleet(strategy, { redis: false, latencyMs: 100, keys: oneKey, sim: capped })
+        yield* burst(
+          alone.gateways.map((g) => g.url),
+          25,
+          body
+        )
+        const aloneKey = (yield* alone.sim.stats).keys.k1!
+        assert.isAbove(aloneKey.overspend, 0)
+
+        const { sim, gateways } = yield* fleet(strategy, {
+          redis: true,
+          latencyMs: 100,
+          keys: oneKey,
+          sim: capped
+        })
+        const answers = yield* burst(
+          gateways.map((g) => g.url),
+          25,
+          body
+        )
+        const k1 = (yield* sim.stats).keys.k1!
+        const served = answers.filter((a) => a.status === 200).length
+        console.log(
+          `fleet threshold $0.50 at $0.01, 75 requests over 3 replicas: ${served} served, upstream requests ${k1.requests}, ` +
+            `overspend $${k1.overspend.toFixed(2)} (without Redis: overspend $${aloneKey.overspend.toFixed(2)})`
+        )
+        assert.strictEqual(k1.overspend, 0)
+        assert.strictEqual(k1.byOutcome["402"] ?? 0, 0)
+        assert.strictEqual(k1.requests, 50)
+        assert.strictEqual(served, 50)
+        assert.closeTo(k1.spend, 0.5, 1e-9)
+        for (const a of answers) if (a.status !== 200) assert.strictEqual(a.status, 503)
+        assert.strictEqual(k1.keyLookups, 1)
+      }),
+    60_000
+  )
+
   it.scopedLive("a key revoked (401) on one replica gets no new traffic from the others after 100 ms", () =>
     Effect.gen(function* () {
       const { sim, gateways } = yield* fleet([{ name: "health-aware" }, { name: "round-robin" }], {
