@@ -235,6 +235,42 @@ describe("Gateway fleet on Redis", () => {
     60_000
   )
 
+  it.scopedLive(
+    "the tail of the credit: three $0.50 keys at $0.01 and a cap of 4 over 3 replicas serve all 150 requests",
+    () =>
+      Effect.gen(function* () {
+        // The scale-out bench's limits run: 210 requests at once for 150 requests' worth of credit.
+        const strategy = [
+          { name: "concurrency-limited", defaultMax: 4 },
+          { name: "credit-aware", estimate: 0.01 }
+        ]
+        const sim = {
+          keys: simKeys(LABELS).map((k) => ({ ...k, limit: 0.5 })),
+          models: capped.models
+        }
+        const { sim: s, gateways } = yield* fleet(strategy, { redis: true, latencyMs: 50, sim })
+        const answers = yield* burst(
+          gateways.map((g) => g.url),
+          70,
+          chatBody({ model: PENNY })
+        )
+        const stats = yield* s.stats
+        const served = answers.filter((a) => a.status === 200).length
+        const statuses = answers.reduce<Record<number, number>>(
+          (m, a) => ((m[a.status] = (m[a.status] ?? 0) + 1), m),
+          {}
+        )
+        console.log(
+          `fleet credit tail: ${served} of 150 served (${JSON.stringify(statuses)}), spend $${stats.spend.toFixed(2)}, ` +
+            `overspend $${stats.overspend.toFixed(2)}, max in flight ${LABELS.map((l) => stats.keys[l]!.maxInFlight).join(",")}`
+        )
+        assert.strictEqual(stats.overspend, 0)
+        assert.strictEqual(served, 150)
+        assert.closeTo(stats.spend, 1.5, 1e-9)
+      }),
+    60_000
+  )
+
   it.scopedLive("a key revoked (401) on one replica gets no new traffic from the others after 100 ms", () =>
     Effect.gen(function* () {
       const { sim, gateways } = yield* fleet([{ name: "health-aware" }, { name: "round-robin" }], {

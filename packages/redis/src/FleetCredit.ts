@@ -32,6 +32,7 @@ import type * as CreditLookup from "@or-balancer/core/CreditLookup"
 import type * as CreditShare from "@or-balancer/strategies/CreditShare"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as CapacityLeases from "./CapacityLeases.js"
 import * as CreditLookups from "./internal/creditLookups.js"
@@ -102,6 +103,8 @@ interface Held {
   renewedAt: number
   /** A selection waits for more (`grow`): renew in the next round. */
   asked: boolean
+  /** Micro-dollars of this replica's spend Redis acknowledged (sent with each settle). */
+  acked: number
 }
 
 const MICRO = 1_000
@@ -109,6 +112,11 @@ const MICRO = 1_000
 const IDLE_MS = 250
 /** How long a reservation no slice covers waits for more credit before it is refused. */
 const GROW_WAIT_MS = 1_000
+/**
+ * A fleet's `GET /key` answer this recent serves every replica's first lookup of the key: each
+ * replica's ledger asks once it needs the key, and a second lookup would only re-base the ledger.
+ */
+const LOOKUP_SHARE_MS = 10_000
 /** Headroom beyond twice the recent demand, in units (the largest reservation). */
 const MIN_UNITS = 2
 
@@ -127,6 +135,8 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const every = options.renewEveryMs ?? 50
     const keepAliveMs = Math.max(every, Math.floor(ttlMs / 3))
     const lockMs = options.lookupLockMs ?? 5_000
+    // This process's settles on Redis (a restarted replica starts its acknowledged spend anew).
+    const epoch = `${(yield* Random.nextInt).toString(36)}${(yield* Random.nextInt).toString(36)}`
     const withRedis = <A, E>(e: Effect.Effect<A, E, RedisStore>) =>
       Effect.provideService(e, RedisStore, redis)
     const keys = new Map<string, Held>()
@@ -186,8 +196,13 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       h.unsent = 0
       h.demand = 0
       h.frozen = inUse * MICRO
+      // Sent with what Redis acknowledged before, and acknowledged only with the whole renewal: a
+      // renewal that fails after its settle applied (a timeout, a lost reply) sends the spend again,
+      // and Redis, seeing the same acknowledged figure, does not count it twice (credit lost for good).
       const settle =
-        settled > 0 ? CapacityLeases.settleCredit(keyId, options.replicaId, settled) : Effect.void
+        settled > 0
+          ? CapacityLeases.settleCredit(keyId, options.replicaId, settled, { settledBefore: h.acked, epoch })
+          : Effect.void
       return withRedis(
         Effect.zipRight(
           settle,
@@ -207,6 +222,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         Effect.match({
           onSuccess: (grant) => {
             degraded = false
+            h.acked += settled
             if (grant.unallocated < 0) {
               // No ledger: keep what is held until it expires, and look the key up again.
               h.orphan = true
@@ -321,6 +337,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const { lookup, relookup } = yield* CreditLookups.make({
       replicaId: options.replicaId,
       lockMs,
+      shareMs: LOOKUP_SHARE_MS,
       now,
       recorded: (keyId, info) => recorded(keyId, info)
     })
@@ -347,7 +364,8 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             available,
             tight: true,
             renewedAt: -Infinity,
-            asked: false
+            asked: false,
+            acked: 0
           })
         } else {
           h.available = available
