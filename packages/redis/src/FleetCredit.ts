@@ -14,11 +14,11 @@
  *   each `renewEveryMs` tick (default 50 ms) with at most 4 × its recent demand, keeping only a
  *   unit plus its demand while in flight, so credit moves to whoever needs it. A selection no slice
  *   covers renews at once (`grow`); a replica with no reservation for 250 ms gives its slice back.
- *   Slices are whole units of the largest reservation
- *   seen, so a cap is not left in pieces no replica can spend.
+ *   Slices are whole units of the largest reservation seen, so a cap is not left in pieces no
+ *   replica can spend. A settle resent after a lost reply is counted once.
  * - **One lookup at a time**: `GET /key` runs on the replica holding the key's refresh lock
- *   (`SET NX PX`); the others wait for it and take the fleet's figure (the ledger's base − spend)
- *   and the answer's other fields from Redis.
+ *   (`SET NX PX`); the others wait for it, or take an answer under 10 s old, as the fleet's figure
+ *   (the ledger's base − spend) and the answer's other fields from Redis.
  * - **Redis unreachable** (or back empty, until a lookup rebuilds its ledger): a slice is kept
  *   until it expires, then the replica spends its share (÷ the fleet's size) of the credit no
  *   replica held at its last grant, never the whole; lookups run locally.
@@ -112,10 +112,7 @@ const MICRO = 1_000
 const IDLE_MS = 250
 /** How long a reservation no slice covers waits for more credit before it is refused. */
 const GROW_WAIT_MS = 1_000
-/**
- * A fleet's `GET /key` answer this recent serves every replica's first lookup of the key: each
- * replica's ledger asks once it needs the key, and a second lookup would only re-base the ledger.
- */
+/** A fleet's `GET /key` answer this recent serves another replica's lookup (each ledger asks once). */
 const LOOKUP_SHARE_MS = 10_000
 /** Headroom beyond twice the recent demand, in units (the largest reservation). */
 const MIN_UNITS = 2
