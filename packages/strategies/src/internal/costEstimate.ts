@@ -29,8 +29,9 @@ export class CostEstimates {
     if (current === undefined && this.byModel.size >= MODELS) {
       this.byModel.delete(this.byModel.keys().next().value!)
     }
-    this.byModel.set(id, next(current, cost))
-    this.any = next(this.any, cost)
+    // Steady prices (nearly always) change nothing: no write.
+    if (current !== cost) this.byModel.set(id, next(current, cost))
+    if (this.any !== cost) this.any = next(this.any, cost)
   }
 }
 
