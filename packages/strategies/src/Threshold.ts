@@ -145,7 +145,7 @@ export const make = (
           ? reserve(picked, need, request.model)
           : remember(picked, need, request.model)
 
-    const decide = (request: KeySelector.SelectRequest, grown: boolean): KeySelector.Decision =>
+    const decide = (request: KeySelector.SelectRequest, grown: Grown): KeySelector.Decision =>
       withKeys(pool, (keys) =>
         CreditLedger.decideWith(now.balances(keys, includeOf(request)), (balances) => {
           const need = learned === undefined ? fixed : learned.of(request.model)
@@ -164,7 +164,8 @@ export const make = (
 
     // On a fleet: reserves only within this replica's slice. A key short of slice is asked of the
     // fleet first (the selection waits while others' unused credit moves here), then the choice
-    // runs again; only then does it move on, or refuse: the fleet's credit is gone.
+    // runs again: its current key first, then, if no slice covers any, every short key; only then
+    // does it refuse: the fleet's credit is gone.
     const fleetDecide = (
       request: KeySelector.SelectRequest,
       keys: ReadonlyArray<Key.Key>,
@@ -172,32 +173,43 @@ export const make = (
       narrowed: KeySelector.SelectRequest,
       need: number,
       s: CreditShare.Service,
-      grown: boolean
+      grown: Grown
     ): KeySelector.Decision => {
       const gated = withinShare(narrowed, balances, need, s)
-      const growing = (ids: ReadonlyArray<string>) =>
-        KeySelector.waitFor(s.grow(ids, need), () => decide(request, true))
+      const growing = (ids: ReadonlyArray<string>, then: Grown) =>
+        KeySelector.waitFor(s.grow(ids, need), () => decide(request, then))
       const pick = (cur: Key.Key | undefined) =>
         KeySelector.andThen(inner.decide(stay ? keepTo(gated, cur) : gated), (p) => {
-          if (grown || !KeySelector.isNoKeyAvailable(p)) return chosen(request, p, need)
+          if (grown === ALL || !KeySelector.isNoKeyAvailable(p)) return chosen(request, p, need)
           const short = KeySelector.candidates(narrowed, keys).filter((k) => !s.covers(k.id, need))
-          return short.length === 0 ? p : growing(short.map((k) => k.id))
+          return short.length === 0
+            ? p
+            : growing(
+                short.map((k) => k.id),
+                ALL
+              )
         })
       if (!stay) return pick(undefined)
       return st.get<string>(ns.threshold, name, (id) => {
         const cur = currentOf(keys, id)
         // Its key short of slice: more is asked for it before the choice moves to another key.
-        return !grown &&
+        return grown === NONE &&
           cur !== undefined &&
           KeySelector.isCandidate(narrowed, cur) &&
           !s.covers(cur.id, need)
-          ? growing([cur.id])
+          ? growing([cur.id], CURRENT)
           : pick(cur)
       })
     }
 
-    return KeySelector.fromDecide((request) => decide(request, false))
+    return KeySelector.fromDecide((request) => decide(request, NONE))
   })
+
+/** What a fleet was asked for in this selection: nothing yet, its current key's slice, every short key's. */
+type Grown = 0 | 1 | 2
+const NONE = 0
+const CURRENT = 1
+const ALL = 2
 
 /** A key whose slice does not cover the request: short of credit until its balance may change. */
 const shortOf = (balances: CreditLedger.Balances, k: Key.Key): KeySelector.Ineligible => ({
