@@ -221,22 +221,13 @@ export const parse: (text: string) => Effect.Effect<GatewayConfig, GatewayConfig
 
 /**
  * What is legal but probably not meant, one line each: a `weight` or `maxConcurrency` that no
- * strategy of the stack reads (round robin serves every key in turn whatever its weight), and
- * `threshold` on replicas sharing Redis (its reservations are this process's only).
+ * strategy of the stack reads (round robin serves every key in turn whatever its weight).
  *
  * @since 0.1.0
  * @category Constructors
  */
-export const warnings = (config: GatewayConfig): ReadonlyArray<string> => {
-  const unread = ConfigIssues.unreadFields(
+export const warnings = (config: GatewayConfig): ReadonlyArray<string> =>
+  ConfigIssues.unreadFields(
     config.strategy.map((s) => s.name),
     config.keys
   )
-  return config.redis !== undefined && config.strategy.some((s) => s.name === "threshold")
-    ? [...unread, THRESHOLD_ON_FLEET]
-    : unread
-}
-
-const THRESHOLD_ON_FLEET =
-  "strategy: threshold reserves a key's credit in this process only, so replicas sharing Redis may " +
-  'together spend past a key\'s cap; "credit-aware" holds credit across the fleet'

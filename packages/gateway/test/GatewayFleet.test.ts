@@ -191,6 +191,86 @@ describe("Gateway fleet on Redis", () => {
     60_000
   )
 
+  it.scopedLive(
+    "threshold reserves within the fleet's credit too: $0.50 at $0.01 over 3 replicas serves 50, $0 overspend",
+    () =>
+      Effect.gen(function* () {
+        // The default estimate: learned from the answers, the threshold ($0.01) reserved until then.
+        const strategy = [{ name: "threshold", threshold: 0.01 }, { name: "round-robin" }]
+        const body = chatBody({ model: PENNY })
+        const alone = yield* fleet(strategy, { redis: false, latencyMs: 100, keys: oneKey, sim: capped })
+        yield* burst(
+          alone.gateways.map((g) => g.url),
+          25,
+          body
+        )
+        const aloneKey = (yield* alone.sim.stats).keys.k1!
+        assert.isAbove(aloneKey.overspend, 0)
+
+        const { sim, gateways } = yield* fleet(strategy, {
+          redis: true,
+          latencyMs: 100,
+          keys: oneKey,
+          sim: capped
+        })
+        const answers = yield* burst(
+          gateways.map((g) => g.url),
+          25,
+          body
+        )
+        const k1 = (yield* sim.stats).keys.k1!
+        const served = answers.filter((a) => a.status === 200).length
+        console.log(
+          `fleet threshold $0.50 at $0.01, 75 requests over 3 replicas: ${served} served, upstream requests ${k1.requests}, ` +
+            `overspend $${k1.overspend.toFixed(2)} (without Redis: overspend $${aloneKey.overspend.toFixed(2)})`
+        )
+        assert.strictEqual(k1.overspend, 0)
+        assert.strictEqual(k1.byOutcome["402"] ?? 0, 0)
+        assert.strictEqual(k1.requests, 50)
+        assert.strictEqual(served, 50)
+        assert.closeTo(k1.spend, 0.5, 1e-9)
+        for (const a of answers) if (a.status !== 200) assert.strictEqual(a.status, 503)
+        assert.strictEqual(k1.keyLookups, 1)
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "the tail of the credit: three $0.50 keys at $0.01 and a cap of 4 over 3 replicas serve all 150 requests",
+    () =>
+      Effect.gen(function* () {
+        // The scale-out bench's limits run: 210 requests at once for 150 requests' worth of credit.
+        const strategy = [
+          { name: "concurrency-limited", defaultMax: 4 },
+          { name: "credit-aware", estimate: 0.01 }
+        ]
+        const sim = {
+          keys: simKeys(LABELS).map((k) => ({ ...k, limit: 0.5 })),
+          models: capped.models
+        }
+        const { sim: s, gateways } = yield* fleet(strategy, { redis: true, latencyMs: 50, sim })
+        const answers = yield* burst(
+          gateways.map((g) => g.url),
+          70,
+          chatBody({ model: PENNY })
+        )
+        const stats = yield* s.stats
+        const served = answers.filter((a) => a.status === 200).length
+        const statuses = answers.reduce<Record<number, number>>(
+          (m, a) => ((m[a.status] = (m[a.status] ?? 0) + 1), m),
+          {}
+        )
+        console.log(
+          `fleet credit tail: ${served} of 150 served (${JSON.stringify(statuses)}), spend $${stats.spend.toFixed(2)}, ` +
+            `overspend $${stats.overspend.toFixed(2)}, max in flight ${LABELS.map((l) => stats.keys[l]!.maxInFlight).join(",")}`
+        )
+        assert.strictEqual(stats.overspend, 0)
+        assert.strictEqual(served, 150)
+        assert.closeTo(stats.spend, 1.5, 1e-9)
+      }),
+    60_000
+  )
+
   it.scopedLive("a key revoked (401) on one replica gets no new traffic from the others after 100 ms", () =>
     Effect.gen(function* () {
       const { sim, gateways } = yield* fleet([{ name: "health-aware" }, { name: "round-robin" }], {

@@ -4,7 +4,8 @@
  * when it ends. The threshold strategy reserved nothing for a request in flight (`estimate`
  * defaults to 0), so while a key near its cap had requests in flight the gateway still saw its
  * whole remaining credit: every one of them passed the arrival check, and the key ended past its
- * cap by as many. Reserving the price in flight keeps it at its cap exactly.
+ * cap by as many. Reserving the price in flight keeps it at its cap exactly, and so does the
+ * default, which learns the price from the answers.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Simulator from "@or-balancer/simulator/Simulator"
@@ -52,10 +53,21 @@ describe("a capped key's cap under concurrency", () => {
   )
 
   it.scopedLive(
-    "the cause: with nothing reserved, the requests in flight near the cap all pass its check",
+    "the default learns what a request costs and reserves it: the key spends exactly its cap",
     () =>
       Effect.gen(function* () {
         const stats = yield* run({})
+        assert.strictEqual(stats.overspend, 0)
+        assert.strictEqual(stats.keys["capped"]!.byOutcome["200"], 5)
+        assert.strictEqual(stats.spend, 0.24)
+      })
+  )
+
+  it.scopedLive(
+    "the cause: with nothing reserved, the requests in flight near the cap all pass its check",
+    () =>
+      Effect.gen(function* () {
+        const stats = yield* run({ estimate: 0 })
         // Six requests in flight on each key at once: the capped key served more than its five.
         assert.isAbove(stats.overspend, 0)
         assert.isAbove(stats.keys["capped"]!.byOutcome["200"]!, 5)

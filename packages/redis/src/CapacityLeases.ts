@@ -214,16 +214,28 @@ export const reserveCredit = (r: CreditRequest): Effect.Effect<CreditGrant, Redi
  * the slice left. Without a ledger (Redis restarted empty) nothing is recorded: the spend is in the
  * upstream's figure that seeds the next one.
  *
+ * With `resend` (the replica's spend on the key Redis acknowledged so far, and an id of the replica's
+ * process), sending it again is safe: a settle whose reply was lost (a timeout after Redis applied
+ * it) and that is sent again with more spend added records only what it had not, instead of
+ * counting the spend twice.
+ *
  * @since 0.1.0
  * @category Credit
  */
 export const settleCredit = (
   keyId: string,
   replicaId: string,
-  spent: number
+  spent: number,
+  resend?: { readonly settledBefore: number; readonly epoch: string } | undefined
 ): Effect.Effect<number, RedisUnavailable, RedisStore> =>
   Effect.flatMap(RedisStore, (redis) =>
-    redis.run(Lua.creditSettle, [Keys.credit(keyId)], [replicaId, int(spent)])
+    redis.run(
+      Lua.creditSettle,
+      [Keys.credit(keyId)],
+      resend === undefined
+        ? [replicaId, int(spent)]
+        : [replicaId, int(spent), int(resend.settledBefore), resend.epoch]
+    )
   ).pipe(Effect.map(Number))
 
 /**

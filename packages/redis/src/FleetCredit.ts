@@ -14,11 +14,11 @@
  *   each `renewEveryMs` tick (default 50 ms) with at most 4 × its recent demand, keeping only a
  *   unit plus its demand while in flight, so credit moves to whoever needs it. A selection no slice
  *   covers renews at once (`grow`); a replica with no reservation for 250 ms gives its slice back.
- *   Slices are whole units of the largest reservation
- *   seen, so a cap is not left in pieces no replica can spend.
+ *   Slices are whole units of the largest reservation seen, so a cap is not left in pieces no
+ *   replica can spend. A settle resent after a lost reply is counted once.
  * - **One lookup at a time**: `GET /key` runs on the replica holding the key's refresh lock
- *   (`SET NX PX`); the others wait for it and take the fleet's figure (the ledger's base − spend)
- *   and the answer's other fields from Redis.
+ *   (`SET NX PX`); the others wait for it, or take an answer under 10 s old, as the fleet's figure
+ *   (the ledger's base − spend) and the answer's other fields from Redis.
  * - **Redis unreachable** (or back empty, until a lookup rebuilds its ledger): a slice is kept
  *   until it expires, then the replica spends its share (÷ the fleet's size) of the credit no
  *   replica held at its last grant, never the whole; lookups run locally.
@@ -32,6 +32,7 @@ import type * as CreditLookup from "@or-balancer/core/CreditLookup"
 import type * as CreditShare from "@or-balancer/strategies/CreditShare"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as CapacityLeases from "./CapacityLeases.js"
 import * as CreditLookups from "./internal/creditLookups.js"
@@ -102,6 +103,8 @@ interface Held {
   renewedAt: number
   /** A selection waits for more (`grow`): renew in the next round. */
   asked: boolean
+  /** Micro-dollars of this replica's spend Redis acknowledged (sent with each settle). */
+  acked: number
 }
 
 const MICRO = 1_000
@@ -109,6 +112,8 @@ const MICRO = 1_000
 const IDLE_MS = 250
 /** How long a reservation no slice covers waits for more credit before it is refused. */
 const GROW_WAIT_MS = 1_000
+/** A fleet's `GET /key` answer this recent serves another replica's lookup (each ledger asks once). */
+const LOOKUP_SHARE_MS = 10_000
 /** Headroom beyond twice the recent demand, in units (the largest reservation). */
 const MIN_UNITS = 2
 
@@ -127,6 +132,8 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const every = options.renewEveryMs ?? 50
     const keepAliveMs = Math.max(every, Math.floor(ttlMs / 3))
     const lockMs = options.lookupLockMs ?? 5_000
+    // This process's settles on Redis (a restarted replica starts its acknowledged spend anew).
+    const epoch = `${(yield* Random.nextInt).toString(36)}${(yield* Random.nextInt).toString(36)}`
     const withRedis = <A, E>(e: Effect.Effect<A, E, RedisStore>) =>
       Effect.provideService(e, RedisStore, redis)
     const keys = new Map<string, Held>()
@@ -186,8 +193,13 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       h.unsent = 0
       h.demand = 0
       h.frozen = inUse * MICRO
+      // Sent with what Redis acknowledged before, and acknowledged only with the whole renewal: a
+      // renewal that fails after its settle applied (a timeout, a lost reply) sends the spend again,
+      // and Redis, seeing the same acknowledged figure, does not count it twice (credit lost for good).
       const settle =
-        settled > 0 ? CapacityLeases.settleCredit(keyId, options.replicaId, settled) : Effect.void
+        settled > 0
+          ? CapacityLeases.settleCredit(keyId, options.replicaId, settled, { settledBefore: h.acked, epoch })
+          : Effect.void
       return withRedis(
         Effect.zipRight(
           settle,
@@ -207,6 +219,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         Effect.match({
           onSuccess: (grant) => {
             degraded = false
+            h.acked += settled
             if (grant.unallocated < 0) {
               // No ledger: keep what is held until it expires, and look the key up again.
               h.orphan = true
@@ -321,6 +334,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     const { lookup, relookup } = yield* CreditLookups.make({
       replicaId: options.replicaId,
       lockMs,
+      shareMs: LOOKUP_SHARE_MS,
       now,
       recorded: (keyId, info) => recorded(keyId, info)
     })
@@ -347,7 +361,8 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             available,
             tight: true,
             renewedAt: -Infinity,
-            asked: false
+            asked: false,
+            acked: 0
           })
         } else {
           h.available = available

@@ -36,6 +36,40 @@ describe("credit slices", () => {
     }).pipe(Effect.provide(RedisStore.layer({ url: server.url })))
   )
 
+  it.scopedLive("a settle sent again after a lost reply is counted once; a restarted replica's anew", () =>
+    Effect.gen(function* () {
+      const key = freshKey()
+      yield* CapacityLeases.reserveCredit({
+        keyId: key,
+        replicaId: "a",
+        want: 500_000,
+        available: 500_000,
+        ttlMs: 5_000
+      })
+      const settle = (spent: number, settledBefore: number, epoch = "e1") =>
+        CapacityLeases.settleCredit(key, "a", spent, { settledBefore, epoch })
+      const spent = Effect.map(CapacityLeases.inspectCredit(key), (s) => s.spent)
+      yield* settle(10_000, 0)
+      assert.strictEqual(yield* spent, 10_000)
+      // Its reply lost: the replica still counts 0 acknowledged and sends it again with 20_000 more.
+      yield* settle(30_000, 0)
+      assert.strictEqual(yield* spent, 30_000)
+      // And once more, the same: nothing new.
+      yield* settle(30_000, 0)
+      assert.strictEqual(yield* spent, 30_000)
+      // Acknowledged at last: the next settle is plain spend.
+      yield* settle(10_000, 30_000)
+      assert.strictEqual(yield* spent, 40_000)
+      // The replica restarted (a new epoch, counting from 0 again): its spend is spend.
+      yield* settle(10_000, 0, "e2")
+      assert.strictEqual(yield* spent, 50_000)
+      // Without the acknowledged figure, a settle is counted as sent (each time).
+      yield* CapacityLeases.settleCredit(key, "b", 10_000)
+      yield* CapacityLeases.settleCredit(key, "b", 10_000)
+      assert.strictEqual(yield* spent, 70_000)
+    }).pipe(Effect.provide(RedisStore.layer({ url: server.url })))
+  )
+
   it.scopedLive("one replica refreshes a key's credit at a time", () =>
     Effect.gen(function* () {
       const key = freshKey()

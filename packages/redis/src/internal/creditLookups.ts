@@ -9,9 +9,18 @@ import * as CapacityLeases from "../CapacityLeases.js"
 import { RedisStore } from "../RedisStore.js"
 import * as Keys from "./keys.js"
 
+/** How long the fleet's last `GET /key` answer is kept in Redis. */
+const INFO_TTL_MS = 10 * 60_000
+
+// USD to whole micro-dollars, rounded down, but first to nano-dollars as the ledger keeps money:
+// $0.43 is 429999.99999999994 micro-dollars as a double, and a unit short at the tail of a key.
+const microsOf = (usd: number): number => Math.floor(Math.round(usd * 1e9) / 1e3)
+
 export interface Options {
   readonly replicaId: string
   readonly lockMs: number
+  /** A fleet answer younger than this is taken as this replica's own lookup. */
+  readonly shareMs: number
   readonly now: () => number
   /** Notes what a lookup (this replica's or the fleet's) said. */
   readonly recorded: (keyId: string, info: CreditLookup.KeyInfo) => Effect.Effect<void>
@@ -56,6 +65,13 @@ export const make = (o: Options) =>
         })
       ).pipe(Effect.orElseSucceed(() => undefined))
 
+    // How long ago (server time) the fleet's last answer for the key was stored; Infinity if none.
+    const answerAge = (keyId: string): Effect.Effect<number> =>
+      withRedis(redis.command("PTTL", [Keys.creditInfo(keyId)])).pipe(
+        Effect.map((ttl) => (typeof ttl === "number" && ttl > 0 ? INFO_TTL_MS - ttl : Infinity)),
+        Effect.orElseSucceed(() => Infinity)
+      )
+
     const lookup: CreditShare.Service["lookup"] = (key, run) => lookupOnce(key, run, true)
     const lookupOnce = (
       key: Parameters<CreditShare.Service["lookup"]>[0],
@@ -68,6 +84,16 @@ export const make = (o: Options) =>
             key.id,
             Effect.suspend(() => lookup(key, run))
           )
+        // Another replica looked the key up moments ago (each replica's ledger looks a key up when
+        // it first needs it): take the fleet's figure. A second lookup would re-base the ledger
+        // while spend is still on its way to Redis, and that spend, in both, would be lost credit.
+        if (again && (yield* answerAge(key.id)) < o.shareMs) {
+          const shared = yield* fleetAnswer(key.id)
+          if (shared !== undefined) {
+            yield* o.recorded(key.id, shared)
+            return shared
+          }
+        }
         const locked = yield* withRedis(CapacityLeases.tryRefreshLock(key.id, o.replicaId, o.lockMs)).pipe(
           Effect.either
         )
@@ -91,10 +117,10 @@ export const make = (o: Options) =>
         )
         yield* withRedis(
           Effect.zipRight(
-            redis.command("SET", [Keys.creditInfo(key.id), JSON.stringify(info), "PX", 10 * 60_000]),
+            redis.command("SET", [Keys.creditInfo(key.id), JSON.stringify(info), "PX", INFO_TTL_MS]),
             info.limitRemaining === null
               ? CapacityLeases.unlockRefresh(key.id, o.replicaId)
-              : CapacityLeases.refreshCredit(key.id, o.replicaId, Math.floor(info.limitRemaining * 1e6))
+              : CapacityLeases.refreshCredit(key.id, o.replicaId, microsOf(info.limitRemaining))
           )
         ).pipe(
           // Not applied (a timeout): free the lock, so the next lookup need not wait for it to lapse.

@@ -215,7 +215,12 @@ return r
 `
 )
 
-/** KEYS: credit. ARGV: replica, spent. → the replica's slice left after the spend */
+/**
+ * KEYS: credit. ARGV: replica, spent, [settled before, epoch]. → the replica's slice left after the
+ * spend. With "settled before" (the replica's spend Redis acknowledged) and its process's epoch,
+ * the running total is kept in 'c:<replica>' as "epoch:total", so a settle sent again after a lost
+ * reply records only what is new; a new epoch (the replica restarted) starts a new total.
+ */
 export const creditSettle = script(
   "orbCreditSettle",
   1,
@@ -223,6 +228,18 @@ export const creditSettle = script(
 -- No ledger (Redis restarted empty): the spend is in the upstream's figure the next seed comes from.
 if redis.call('HEXISTS', KEYS[1], 'base') == 0 then return 0 end
 local spent = tonumber(ARGV[2])
+if ARGV[4] ~= nil then
+  local before = tonumber(ARGV[3])
+  local total = before + spent
+  local seen = redis.call('HGET', KEYS[1], 'c:' .. ARGV[1])
+  if seen ~= false then
+    local sep = string.find(seen, ':', 1, true)
+    if sep ~= nil and string.sub(seen, 1, sep - 1) == ARGV[4] then
+      spent = math.max(0, total - math.max(before, tonumber(string.sub(seen, sep + 1))))
+    end
+  end
+  redis.call('HSET', KEYS[1], 'c:' .. ARGV[1], ARGV[4] .. ':' .. total)
+end
 redis.call('HINCRBY', KEYS[1], 'spent', spent)
 local g = redis.call('HGET', KEYS[1], 'g:' .. ARGV[1])
 if g == false then return 0 end
