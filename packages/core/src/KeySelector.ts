@@ -27,12 +27,14 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
 import type * as Key from "./Key.js"
 import * as internal from "./internal/keySelector.js"
+import * as leases from "./internal/lease.js"
+import * as requests from "./internal/request.js"
 import type * as UpstreamError from "./UpstreamError.js"
 
 /**
@@ -122,33 +124,20 @@ export type Outcome =
  * @since 0.1.0
  * @category Constructors
  */
-export const success = (latency: Duration.DurationInput, cost?: number | undefined): Outcome => ({
-  _tag: "Success",
-  latency: Duration.decode(latency),
-  cost
-})
+export const success: (latency: Duration.DurationInput, cost?: number | undefined) => Outcome = leases.success
 
 /**
  * @since 0.1.0
  * @category Constructors
  */
-export const failure = (latency: Duration.DurationInput, error: UpstreamError.UpstreamError): Outcome => ({
-  _tag: "Failure",
-  latency: Duration.decode(latency),
-  error
-})
+export const failure: (latency: Duration.DurationInput, error: UpstreamError.UpstreamError) => Outcome =
+  leases.failure
 
 /**
  * @since 0.1.0
  * @category Constructors
  */
-export const cancelled = (latency: Duration.DurationInput = Duration.zero): Outcome => ({
-  _tag: "Cancelled",
-  latency: Duration.decode(latency)
-})
-
-const CANCELLED = cancelled()
-const SUCCESS = success(0)
+export const cancelled: (latency?: Duration.DurationInput) => Outcome = leases.cancelled
 
 /**
  * What a report answers: nothing (it is done), or an Effect still to run. Reports of the built-in
@@ -204,14 +193,21 @@ export {
    * @since 0.3.0
    * @category Models
    */
-  Wait
+  Wait,
+  /**
+   * A refusal, told by its tag (cheaper than `instanceof`, which the hot path avoids).
+   *
+   * @since 0.3.0
+   * @category Predicates
+   */
+  isNoKeyAvailable,
+  /**
+   * @since 0.3.0
+   * @category Predicates
+   */
+  isWait
 } from "./internal/decision.js"
-import {
-  isNoKeyAvailable as isRefusal,
-  isWait as isWaiting,
-  NoKeyAvailable,
-  Wait
-} from "./internal/decision.js"
+import type { NoKeyAvailable, Wait } from "./internal/decision.js"
 
 /**
  * @since 0.1.0
@@ -248,16 +244,7 @@ export class KeySelector extends Context.Tag("@or-balancer/core/KeySelector")<Ke
  * @since 0.3.0
  * @category Constructors
  */
-export const fromDecide = (decide: (request: SelectRequest) => Decision): Service =>
-  KeySelector.of({
-    decide,
-    // Suspended: the decision is made when the Effect runs, each time it runs.
-    select: (request) =>
-      Effect.map(
-        Effect.suspend(() => internal.run(decide(request))),
-        once
-      )
-  })
+export const fromDecide: (decide: (request: SelectRequest) => Decision) => Service = internal.fromDecide
 
 /**
  * A selector written only as an Effect (a user's own strategy): it works under every decorator
@@ -267,9 +254,7 @@ export const fromDecide = (decide: (request: SelectRequest) => Decision): Servic
  * @since 0.1.0
  * @category Constructors
  */
-export const make = (select: Service["select"]): Service =>
-  // Its refusal becomes the decision's value, so decorators above see it as any other answer.
-  fromDecide((request) => new Wait(Effect.merge(select(request))))
+export const make: (select: Service["select"]) => Service = internal.make
 
 /**
  * A lease whose report is `report` (a plain function, or one answering an Effect); with none, it
@@ -278,7 +263,7 @@ export const make = (select: Service["select"]): Service =>
  * @since 0.1.0
  * @category Constructors
  */
-export const lease: (key: Key.Key, report?: (outcome: Outcome) => Reported) => Lease = internal.lease
+export const lease: (key: Key.Key, report?: (outcome: Outcome) => Reported) => Lease = leases.lease
 
 /**
  * Runs a lease's report as an Effect (whatever its report answers).
@@ -286,7 +271,7 @@ export const lease: (key: Key.Key, report?: (outcome: Outcome) => Reported) => L
  * @since 0.3.0
  * @category Combinators
  */
-export const report: (lease: Lease, outcome: Outcome) => Effect.Effect<void> = internal.report
+export const report: (lease: Lease, outcome: Outcome) => Effect.Effect<void> = leases.report
 
 /**
  * Chains two reports: `first`'s answer, then `next`'s (an Effect only if either is one).
@@ -295,7 +280,7 @@ export const report: (lease: Lease, outcome: Outcome) => Effect.Effect<void> = i
  * @since 0.3.0
  * @category Combinators
  */
-export const andReport: (first: Reported, next: () => Reported) => Reported = internal.andReport
+export const andReport: (first: Reported, next: () => Reported) => Reported = leases.andReport
 
 /**
  * Reports `outcome` to a lease the decision will not use (it gives back what the lease holds),
@@ -304,10 +289,7 @@ export const andReport: (first: Reported, next: () => Reported) => Reported = in
  * @since 0.3.0
  * @category Combinators
  */
-export const giveBack = (lease: Lease, outcome: Outcome, then: () => Decision): Decision => {
-  const reported = lease.unsafeReport(outcome)
-  return Effect.isEffect(reported) ? new Wait(Effect.map(reported, then)) : then()
-}
+export const giveBack: (lease: Lease, outcome: Outcome, then: () => Decision) => Decision = internal.giveBack
 
 /**
  * Maps a decision through its waits: `f` sees the lease or refusal it comes to, synchronously
@@ -333,28 +315,13 @@ export const toEffect: (decision: Decision) => Effect.Effect<Lease, NoKeyAvailab
  * @since 0.3.0
  * @category Constructors
  */
-export const waitFor = <A>(effect: Effect.Effect<A>, then: (a: A) => Decision): Wait =>
-  new Wait(Effect.map(effect, then))
+export const waitFor: <A>(effect: Effect.Effect<A>, then: (a: A) => Decision) => Wait = internal.waitFor
 
 /**
  * @since 0.3.0
  * @category Predicates
  */
-export const isLease = (decision: Decision): decision is Lease => !isWaiting(decision) && !isRefusal(decision)
-
-/**
- * A refusal, told by its tag (cheaper than `instanceof`, which the hot path avoids).
- *
- * @since 0.3.0
- * @category Predicates
- */
-export const isNoKeyAvailable: (decision: Decision) => decision is NoKeyAvailable = isRefusal
-
-/**
- * @since 0.3.0
- * @category Predicates
- */
-export const isWait: (decision: Decision) => decision is Wait = isWaiting
+export const isLease: (decision: Decision) => decision is Lease = internal.isLease
 
 /**
  * A lease whose report runs once: later reports are ignored.
@@ -362,7 +329,7 @@ export const isWait: (decision: Decision) => decision is Wait = isWaiting
  * @since 0.1.0
  * @category Combinators
  */
-export const once: (lease: Lease) => Lease = internal.once
+export const once: (lease: Lease) => Lease = leases.once
 
 /**
  * Leases a key for `f` and reports on every exit: `outcome` maps how `f` ended to the report
@@ -371,19 +338,12 @@ export const once: (lease: Lease) => Lease = internal.once
  * @since 0.1.0
  * @category Combinators
  */
-export const use = <A, E, R>(
+export const use: <A, E, R>(
   selector: Service,
   request: SelectRequest,
   f: (lease: Lease) => Effect.Effect<A, E, R>,
-  outcome: (exit: Exit.Exit<A, E>) => Outcome = (exit) => (Exit.isSuccess(exit) ? SUCCESS : CANCELLED)
-): Effect.Effect<A, E | NoKeyAvailable, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(selector.select(request), (lease) =>
-      Effect.flatMap(Effect.exit(restore(f(lease))), (exit) =>
-        Effect.zipRight(lease.report(outcome(exit)), exit)
-      )
-    )
-  )
+  outcome?: (exit: Exit.Exit<A, E>) => Outcome
+) => Effect.Effect<A, E | NoKeyAvailable, R> = leases.use
 
 /**
  * A lease as a scoped resource, for code that holds one across several steps: reported
@@ -392,11 +352,10 @@ export const use = <A, E, R>(
  * @since 0.1.0
  * @category Combinators
  */
-export const scoped = (
+export const scoped: (
   selector: Service,
   request: SelectRequest
-): Effect.Effect<Lease, NoKeyAvailable, Scope.Scope> =>
-  Effect.acquireRelease(selector.select(request), (lease) => lease.report(CANCELLED))
+) => Effect.Effect<Lease, NoKeyAvailable, Scope.Scope> = leases.scoped
 
 /**
  * Narrows a request's gate with another one (both must admit the key).
@@ -404,21 +363,7 @@ export const scoped = (
  * @since 0.1.0
  * @category Combinators
  */
-export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
-  const outer = request.gate
-  // Spelled out rather than spread: every request then has one shape, and a spread of it cost
-  // a tenth of a composed stack's selection.
-  return {
-    model: request.model,
-    attempt: request.attempt,
-    tried: request.tried,
-    affinity: request.affinity,
-    gate: outer === undefined ? gate : (key) => outer(key) ?? gate(key),
-    deadline: request.deadline,
-    only: request.only,
-    hedge: request.hedge
-  }
-}
+export const withGate: (request: SelectRequest, gate: Gate) => SelectRequest = requests.withGate
 
 /**
  * Keeps a request to one key, which must be a candidate of it: the same as narrowing its gate to
@@ -427,27 +372,7 @@ export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
  * @since 0.3.0
  * @category Combinators
  */
-export const withOnly = (request: SelectRequest, key: Key.Key): SelectRequest => {
-  const outer = request.gate
-  return {
-    model: request.model,
-    attempt: request.attempt,
-    tried: request.tried,
-    affinity: request.affinity,
-    // Narrowed too, as `withGate` would (the outer gate's reason first): a user's strategy that
-    // reads `gate` rather than `only` still keeps to the key. Built-in ones read `only` and never
-    // ask the gate about the other keys (`isCandidate` turns them away first).
-    gate:
-      outer === undefined
-        ? (k) => (k.id === key.id ? undefined : NOT_ONLY)
-        : (k) => outer(k) ?? (k.id === key.id ? undefined : NOT_ONLY),
-    deadline: request.deadline,
-    only: key,
-    hedge: request.hedge
-  }
-}
-
-const NOT_ONLY: Ineligible = { reason: "ineligible" }
+export const withOnly: (request: SelectRequest, key: Key.Key) => SelectRequest = requests.withOnly
 
 /**
  * Is the key a candidate for this request: admitted by the gate and not already tried?
@@ -455,10 +380,7 @@ const NOT_ONLY: Ineligible = { reason: "ineligible" }
  * @since 0.1.0
  * @category Predicates
  */
-export const isCandidate = (request: SelectRequest, key: Key.Key): boolean =>
-  (request.only === undefined || request.only.id === key.id) &&
-  !request.tried.has(key.id) &&
-  (request.gate === undefined || request.gate(key) === undefined)
+export const isCandidate: (request: SelectRequest, key: Key.Key) => boolean = requests.isCandidate
 
 /**
  * The keys a strategy may choose among, in pool order.
@@ -466,11 +388,8 @@ export const isCandidate = (request: SelectRequest, key: Key.Key): boolean =>
  * @since 0.1.0
  * @category Combinators
  */
-export const candidates = (request: SelectRequest, keys: ReadonlyArray<Key.Key>): ReadonlyArray<Key.Key> => {
-  const out: Array<Key.Key> = []
-  for (const k of keys) if (isCandidate(request, k)) out.push(k)
-  return out
-}
+export const candidates: (request: SelectRequest, keys: ReadonlyArray<Key.Key>) => ReadonlyArray<Key.Key> =
+  requests.candidates
 
 /**
  * Explains why no key of `keys` is a candidate, with the earliest time one may become eligible.
@@ -480,4 +399,4 @@ export const candidates = (request: SelectRequest, keys: ReadonlyArray<Key.Key>)
  * @category Errors
  */
 export const explain: (request: SelectRequest, keys: ReadonlyArray<Key.Key>, now: number) => NoKeyAvailable =
-  internal.explain
+  requests.explain

@@ -1,0 +1,72 @@
+// The ledger's reservations (see `creditLedger.ts`): the store update that reserves on the richest
+// key a gate admits, and the reservation it hands out.
+import type * as Key from "@or-balancer/core/Key"
+import type * as KeySelector from "@or-balancer/core/KeySelector"
+import type * as CreditLedger from "../CreditLedger.js"
+import type * as CreditShare from "../CreditShare.js"
+import { isPending } from "./creditStep.js"
+import { indexOf, type Ledger, liveOfSlot, nanos, releasing } from "./ledgerSlots.js"
+import { adjusting, type LedgerRecord } from "./ledgerStore.js"
+
+/** What a reservation settles through: one per ledger. */
+export interface Holder {
+  readonly record: LedgerRecord
+  readonly share: CreditShare.Service | undefined
+}
+
+export const reportOf = (step: CreditLedger.Step<void>): KeySelector.Reported =>
+  isPending(step) ? step.effect : undefined
+
+// A class, not a closure per reservation: one small object on the selection path.
+export class Held implements CreditLedger.Reservation, CreditLedger.Reserved {
+  private open = true
+  readonly reservation: CreditLedger.Reservation = this
+  constructor(
+    readonly key: Key.Key,
+    /** Nano-dollars. */
+    readonly amount: number,
+    private readonly holder: Holder
+  ) {}
+  settle(cost: number): KeySelector.Reported {
+    if (!this.open) return
+    this.open = false
+    this.holder.share?.settle(this.key.id, this.amount, nanos(cost))
+    return reportOf(this.holder.record.modify(adjusting(this.key.id, releasing(this.amount, cost))))
+  }
+}
+
+/** `tryReserveBest`'s store update: reserves `amount` (nano-dollars) on the richest key `include` admits. */
+export const reservingBest =
+  (holder: Holder, keys: ReadonlyArray<Key.Key>, include: (key: Key.Key) => boolean, amount: number) =>
+  (current: Ledger | undefined): readonly [Held | undefined, Ledger | undefined] => {
+    if (current === undefined) return [undefined, current]
+    const live = indexOf(current, keys).live
+    // First the richest key, in a plain numeric loop (ties: the first); nearly always the
+    // gate admits it. Only if not, a second pass asks the gate of each key that would win.
+    let best = -1
+    let bestValue = -Infinity
+    for (let i = 0; i < live.length; i++) {
+      if (live[i]! > bestValue) {
+        best = i
+        bestValue = live[i]!
+      }
+    }
+    if (best >= 0 && !(bestValue >= amount && include(keys[best]!))) {
+      best = -1
+      bestValue = -Infinity
+      for (let i = 0; i < live.length; i++) {
+        const a = live[i]!
+        if (a >= amount && a > bestValue && include(keys[i]!)) {
+          best = i
+          bestValue = a
+        }
+      }
+    }
+    if (best < 0 || bestValue < amount) return [undefined, current]
+    const key = keys[best]!
+    const e = current[key.id]!
+    e.reserved += amount
+    holder.share?.take(key.id, amount)
+    live[best] = liveOfSlot(e)
+    return [new Held(key, amount, holder), current]
+  }

@@ -1,0 +1,71 @@
+// The credit ledger's one record in the state store (see `creditLedger.ts`): read and changed
+// synchronously when the store has synchronous forms, else as a `Pending` Effect.
+import type * as StateStore from "@or-balancer/core/StateStore"
+import type * as Effect from "effect/Effect"
+import type * as CreditLedger from "../CreditLedger.js"
+import { ns } from "./common.js"
+import { empty, LEDGER, type Ledger, type Slot, touch } from "./ledgerSlots.js"
+import { Pending } from "./creditStep.js"
+
+type Step<A> = CreditLedger.Step<A>
+
+/**
+ * Replaces one key's entry (`undefined`: leave it as it is). The record is plain data, changed in
+ * place, so a shared store can still serialise it. The store update, for `store.modify` and its
+ * synchronous form alike.
+ */
+export const updating =
+  <B>(id: string, f: (current: Slot | undefined) => readonly [B, Slot | undefined]) =>
+  (current: Ledger | undefined): readonly [B, Ledger] => {
+    const ledger: Ledger = current ?? Object.create(null)
+    const [b, next] = f(ledger[id])
+    if (next !== undefined) {
+      ledger[id] = next
+      touch(ledger, id, next)
+    }
+    return [b, ledger]
+  }
+
+/** Changes one key's entry in place (creating it if missing); the store update. */
+export const adjusting =
+  (id: string, f: (entry: Slot) => void) =>
+  (current: Ledger | undefined): readonly [void, Ledger] => {
+    const ledger: Ledger = current ?? Object.create(null)
+    let e = ledger[id]
+    if (e === undefined) {
+      e = empty(id)
+      ledger[id] = e
+    }
+    f(e)
+    touch(ledger, id, e)
+    return [undefined, ledger]
+  }
+
+/** The ledger record of one store. */
+export interface LedgerRecord {
+  /** Changes the record: at once over a store with synchronous forms. */
+  readonly modify: <B>(f: (current: Ledger | undefined) => readonly [B, Ledger | undefined]) => Step<B>
+  /** Reads the record: at once over a store with synchronous forms. */
+  readonly read: () => Step<Ledger | undefined>
+  /** Replaces one key's entry, as an Effect (see `updating`). */
+  readonly update: <B>(
+    id: string,
+    f: (current: Slot | undefined) => readonly [B, Slot | undefined]
+  ) => Effect.Effect<B>
+  readonly get: Effect.Effect<Ledger | undefined>
+}
+
+export const ledgerRecord = (store: StateStore.Service): LedgerRecord => {
+  // The store's synchronous forms, if any: the selection path answers at once over them.
+  const syncStore = store.unsafe
+  const get = store.get<Ledger>(ns.credit, LEDGER)
+  return {
+    modify: (f) =>
+      syncStore !== undefined
+        ? syncStore.modify(ns.credit, LEDGER, f)
+        : new Pending(store.modify(ns.credit, LEDGER, f)),
+    read: () => (syncStore !== undefined ? syncStore.get<Ledger>(ns.credit, LEDGER) : new Pending(get)),
+    update: (id, f) => store.modify(ns.credit, LEDGER, updating(id, f)),
+    get
+  }
+}
