@@ -19,7 +19,16 @@
  * - each lease counts one admission against its windows (a lease reported `Cancelled` stays
  *   counted: the call may have reached the upstream).
  *
- * Until a window has refused once nothing is paced (its limit is unknown). Windows are per process:
+ * A success carrying its window (`KeySelector.success(latency, cost, window)`, from `X-RateLimit-*`
+ * on the answer: `Protocol.rateLimitOf`) teaches it too: its limit, its length from a call that
+ * opened it, and none left closes it until its reset.
+ *
+ * Admissions are spread over each window (one per length ÷ limit, a few at once; `spread: false`
+ * admits a window's whole limit at once): a window filled in a burst leaves every later caller
+ * waiting for the rest of it. A caller that must wait takes the window's next slot, so waiters are
+ * served in turn and each wakes once; a hedge skips the spacing (never the limit).
+ *
+ * Until a window has refused once or said its limit, nothing is paced. Windows are per process:
  * replicas sharing accounts each learn their own share from their own 429s.
  *
  * Place it outermost (above `HealthAware`), so it counts exactly the leases handed out.
@@ -157,6 +166,16 @@ export const make = (
       else windows.refuse(kw.own, now, resetAt, error.limit, ownSeq)
     }
 
+    // A success that said its window (OpenRouter's `X-RateLimit-*` on answers) teaches the account's
+    // window (the key's own, for a key with no account) before any 429.
+    const observed = (key: Key.Key, window: UpstreamError.RateWindow, accountSeq: number, ownSeq: number) => {
+      const kw = windowsOf(key)
+      const now = clock.unsafeCurrentTimeMillis()
+      if (kw.account !== undefined)
+        windows.observe(kw.account, now, window.limit, window.remaining, window.resetAt, accountSeq)
+      else windows.observe(kw.own, now, window.limit, window.remaining, window.resetAt, ownSeq)
+    }
+
     // Admits the key's call in its windows and wraps the lease to learn from its answer; `undefined`
     // when a window is closed (checked first: nothing is counted then).
     const admitted = (
@@ -174,6 +193,8 @@ export const make = (
       return KeySelector.lease(key, (outcome) => {
         if (outcome._tag === "Failure" && outcome.error._tag === "RateLimited")
           learn(key, outcome.error, accountSeq, ownSeq)
+        else if (outcome._tag === "Success" && outcome.window !== undefined)
+          observed(key, outcome.window, accountSeq, ownSeq)
         return lease.unsafeReport(outcome)
       })
     }

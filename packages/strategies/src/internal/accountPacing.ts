@@ -237,6 +237,32 @@ export const refuse = (
   w.closedUntil = resetAt ?? now + (w.windowMs ?? DEFAULT_WAIT_MS)
 }
 
+/**
+ * An answer to the call admitted as `seq` said its window (`X-RateLimit-*` on a success): the
+ * limit is known exactly; a call that opened its window (all but it left) says the window's length
+ * is at most its reset minus the call's admission (the upstream counted the call a moment after it
+ * left: an estimate a little long, never short); none left closes the window until its reset. So
+ * pacing starts before the first 429.
+ */
+export const observe = (
+  w: Window,
+  now: number,
+  limit: number,
+  remaining: number | undefined,
+  resetAt: number | undefined,
+  seq: number
+): void => {
+  w.limit = limit
+  w.exact = true
+  if (resetAt === undefined || resetAt <= now) return
+  const at = timeOf(w, seq)
+  if (remaining === limit - 1 && at !== undefined && resetAt > at) {
+    w.windowMs = resetAt - at
+    w.lastReset = resetAt
+  }
+  if (remaining === 0 && resetAt > w.closedUntil) w.closedUntil = resetAt
+}
+
 /** Every window by its id (`account:<name>` or `key:<id>`), made on first use. */
 export class Windows {
   readonly byId = new Map<string, Window>()
@@ -256,5 +282,18 @@ export class Windows {
     const before = w.limit !== undefined || w.closedUntil > 0
     refuse(w, now, resetAt, limit, seq)
     if (!before && (w.limit !== undefined || w.closedUntil > 0)) this.paced++
+  }
+
+  observe(
+    w: Window,
+    now: number,
+    limit: number,
+    remaining: number | undefined,
+    resetAt: number | undefined,
+    seq: number
+  ): void {
+    const before = w.limit !== undefined || w.closedUntil > 0
+    observe(w, now, limit, remaining, resetAt, seq)
+    if (!before) this.paced++
   }
 }

@@ -210,6 +210,18 @@ const rateLimitLimit = (headers: HeadersInput): number | undefined => {
   return n > 0 && Number.isSafeInteger(n) ? n : undefined
 }
 
+/**
+ * An answer's `X-RateLimit-*` (OpenRouter sends them on answers, not only on its 429s): the window's
+ * limit, what is left of it and its reset; `undefined` without a valid limit.
+ */
+export const rateLimitOf = (headers: HeadersInput): UpstreamError.RateWindow | undefined => {
+  const limit = rateLimitLimit(headers)
+  if (limit === undefined) return undefined
+  const left = header(headers, "x-ratelimit-remaining")?.trim()
+  const remaining = left !== undefined && /^\d+$/.test(left) ? Math.min(limit, Number(left)) : undefined
+  return { limit, remaining, resetAt: rateLimitResetAt(headers) }
+}
+
 const serverError = (message: string, status: number, retryAfter: Duration.Duration | undefined) =>
   retryAfter === undefined
     ? new UpstreamError.ServerError({ message, status })
