@@ -45,6 +45,9 @@
  *   GATEWAY_B=/other/checkout/examples/bench/gateway.ts
  *                           a same-run A/B: a second gateway, from another checkout, measured in the
  *                           same interleaved rounds; prints the median of (B − A) µs/request
+ *   GATEWAY_B_STRATEGY='[{"name":"round-robin"}]'
+ *                           gateway B with another stack (the config's JSON list): the stack's own
+ *                           cost in place, as B − A
  */
 import { execFileSync, fork, type ChildProcess } from "node:child_process"
 import * as diagnostics from "node:diagnostics_channel"
@@ -620,7 +623,14 @@ const runLayout = async (
       spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "1" }, prof("gateway-clients")),
       settings.gatewayB === undefined
         ? undefined
-        : spawnChild("gateway", upstream, prof("gateway-b"), settings.gatewayB),
+        : spawnChild(
+            "gateway",
+            process.env.GATEWAY_B_STRATEGY === undefined
+              ? upstream
+              : { ...upstream, OR_GATEWAY_BENCH_STRATEGY: process.env.GATEWAY_B_STRATEGY },
+            prof("gateway-b"),
+            settings.gatewayB
+          ),
       settings.redisUrl === undefined
         ? undefined
         : spawnChild(

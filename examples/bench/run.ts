@@ -338,21 +338,21 @@ if (scenarios === undefined) md.push("Not run yet.", "")
 else if ("error" in scenarios) md.push(`Not measured: ${scenarios.error}`, "")
 else {
   md.push(
-    "The simulator's `Scenarios.trouble()` and `Scenarios.chaos()` pools (requests at $0.01 each) through the gateway with health-aware (3) › threshold (0.01, reserving the $0.01 price of each request in flight) › round robin and the gateway's default hedging, and Overload: the README's example config (health-aware › round robin, its retry and deadlines) over the demo pool, every request sent at once, 3 rounds. Trouble and Chaos: simulator, gateway and load generator share one process; Overload: the gateway and simulator run in a child process apart from the load generator. Failures are as the caller saw them, by status and the error's reason; \"no key all deadline\" counts the gateway's `NoKeyAvailable` 503s (no key eligible for the request's whole key wait). Upstream calls, spend and overspend (spend past a key's cap) are the simulator's. Memory is the process's heap after a full GC: idle before, right after the load, idle 2 s later.",
+    "The simulator's `Scenarios.trouble()` and `Scenarios.chaos()` pools (requests at $0.01 each) through the gateway with health-aware (3) › threshold (0.01, reserving the $0.01 price of each request in flight) › round robin and the gateway's default hedging, and Overload: the README's example config (health-aware › round robin, its retry and deadlines) over the demo pool, every request sent at once, 3 rounds. Trouble and Chaos: simulator, gateway and load generator share one process; Overload: the gateway and simulator run in a child process apart from the load generator. Failures are as the caller saw them, by status and the error's reason; \"no key all deadline\" counts the gateway's `NoKeyAvailable` 503s (no key eligible for the request's whole key wait). Upstream calls, spend and overspend (spend past a key's cap) are the simulator's. Memory is the process's heap after a full GC: idle before, right after the load, idle 2 s and 10 s later.",
     "",
-    "| scenario | requests @ concurrency | succeeded | caller failures | of which no key all deadline | unfinished | 401/402 at caller | resets | upstream calls / success | overspend $ | goodput/s | admitted/s | p50 ms | p99 ms | 401s per revoked key | new upstream sockets | heap MB idle → after → idle |",
+    "| scenario | requests @ concurrency | succeeded | caller failures | of which no key all deadline | unfinished | 401/402 at caller | resets | upstream calls / success | overspend $ | goodput/s | admitted/s | p50 ms | p99 ms | 401s per revoked key | new upstream sockets | heap MB idle → after → idle 2 s → 10 s |",
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"
   )
   for (const s of scenarios) {
     const failed = Object.values(s.failures).reduce((a, b) => a + b, 0)
     md.push(
-      `| ${s.name} | ${f(s.requests)} @ ${f(s.concurrency)}${s.rounds > 1 ? ` (${s.rounds} rounds)` : ""} | ${f(s.succeeded)} | ${f(failed)} | ${f(s.allKeysUnavailable)} | ${f(s.unfinished)} | ${f(s.upstream401or402AtCaller)} | ${f(s.connectionResets)} | ${f(s.upstreamCallsPerSuccess, 2)} | ${s.overspendUsd.toFixed(2)} | ${f(s.goodputPerSecond)} | ${s.admittedPerSecond === null ? "unlimited" : `${f(s.admittedPerSecond)} (${f((s.goodputVsAdmitted ?? 0) * 100)} %)`} | ${f(s.p50Ms)} | ${f(s.p99Ms)} | ${Object.values(s.revoked401s).join(", ")} | ${f(s.newUpstreamSockets)} | ${s.memory.idleBeforeMB} → ${s.memory.afterMB} → ${s.memory.idleAfterMB} |`
+      `| ${s.name} | ${f(s.requests)} @ ${f(s.concurrency)}${s.rounds > 1 ? ` (${s.rounds} rounds)` : ""} | ${f(s.succeeded)} | ${f(failed)} | ${f(s.allKeysUnavailable)} | ${f(s.unfinished)} | ${f(s.upstream401or402AtCaller)} | ${f(s.connectionResets)} | ${f(s.upstreamCallsPerSuccess, 2)} | ${s.overspendUsd.toFixed(2)} | ${f(s.goodputPerSecond)} | ${s.admittedPerSecond === null ? "unlimited" : `${f(s.admittedPerSecond)} (${f((s.goodputVsAdmitted ?? 0) * 100)} %)`} | ${f(s.p50Ms)} | ${f(s.p99Ms)} | ${Object.values(s.revoked401s).join(", ")} | ${f(s.newUpstreamSockets)} | ${s.memory.idleBeforeMB} → ${s.memory.afterMB} → ${s.memory.idleAfterMB} → ${s.memory.idleLaterMB ?? "–"} |`
     )
   }
   md.push("")
   for (const s of scenarios) {
     md.push(
-      `- ${s.name} (${s.description}; ${s.process ?? "one process"}): failures ${JSON.stringify(s.failures)}; upstream ${JSON.stringify(s.upstreamByOutcome)}; hedges ${JSON.stringify(s.hedges ?? {})}; overspend by key ${JSON.stringify(s.overspendByKey ?? {})}; wall ${s.wallSeconds} s.`
+      `- ${s.name} (${s.description}; ${s.process ?? "one process"}): failures ${JSON.stringify(s.failures)}; upstream ${JSON.stringify(s.upstreamByOutcome)}; hedges ${JSON.stringify(s.hedges ?? {})}; overspend by key ${JSON.stringify(s.overspendByKey ?? {})};${(s.memory.betweenRoundsMB ?? []).length > 0 ? ` heap between rounds ${s.memory.betweenRoundsMB.join(", ")} MB;` : ""} wall ${s.wallSeconds} s.`
     )
   }
   md.push("")

@@ -32,6 +32,7 @@ import * as diagnostics from "node:diagnostics_channel"
 import * as childProcess from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
+import * as v8 from "node:v8"
 import type * as net from "node:net"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
@@ -47,7 +48,10 @@ export interface ScenarioResult {
   readonly succeeded: number
   /** Caller-visible failures by `status reason` (reason: the error's metadata.reason, type or error_type). */
   readonly failures: Readonly<Record<string, number>>
-  /** Of those: the gateway's 503 because no key was eligible for the request's whole deadline. */
+  /**
+   * Of those: no key was eligible for the request's whole deadline: the gateway's 503 (`NoKeyAvailable`),
+   * or its 504 at the request deadline naming no key tried (their reasons are in `failures`).
+   */
   readonly allKeysUnavailable: number
   /** Not answered within the scenario's bound (aborted by the load generator). */
   readonly unfinished: number
@@ -81,8 +85,15 @@ export interface ScenarioResult {
   readonly callerSockets: CallerSockets
   /** The gateway's hedged requests by outcome and its hedge delay at the end, `afterMs` (`/status` totals). */
   readonly hedges: Readonly<Record<string, number>>
-  /** Heap (MB, after a full GC when exposed) idle before the load, right after it, and idle again 2 s later. */
-  readonly memory: { readonly idleBeforeMB: number; readonly afterMB: number; readonly idleAfterMB: number }
+  /** Heap (MB, after a full GC when exposed) idle before the load, right after it, and idle again 2 s and 10 s later. */
+  readonly memory: {
+    readonly idleBeforeMB: number
+    readonly afterMB: number
+    readonly idleAfterMB: number
+    readonly idleLaterMB: number
+    /** Between rounds (Overload): the heap after a full GC once each round but the last has ended. */
+    readonly betweenRoundsMB: ReadonlyArray<number>
+  }
 }
 
 interface Spec {
@@ -107,6 +118,11 @@ const ROUNDS = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice
 /** `NoKeyAvailable`'s reasons, as the gateway's 503 names them in `error.metadata.reason`. */
 const NO_KEY = new Set(["empty", "tried", "cooldown", "unhealthy", "credit", "concurrency", "ineligible"])
 
+/** With `SCENARIO_HEAP_SNAPSHOTS=<dir>`: heap snapshots of the gateway's process, idle before and after. */
+const snapshot = (when: string) => {
+  const dir = process.env.SCENARIO_HEAP_SNAPSHOTS
+  if (dir !== undefined) v8.writeHeapSnapshot(`${dir}/${when}.heapsnapshot`)
+}
 const mb = (bytes: number) => Number((bytes / 1048576).toFixed(1))
 const heap = async () => {
   const gc = (globalThis as { gc?: () => void }).gc
@@ -237,6 +253,8 @@ interface Answer {
   readonly status: number | "reset" | "unfinished"
   readonly reason: string
   readonly ms: number
+  /** A 504 at the request deadline: whether any key was tried (none: no key became eligible in time). */
+  readonly tried?: boolean
 }
 
 /** One request through the gateway; never rejects. */
@@ -272,15 +290,17 @@ const call = (agent: http.Agent, url: URL, body: string, deadline: number): Prom
         res.on("end", () => {
           const status = res.statusCode ?? 0
           let reason = ""
+          let tried: boolean | undefined
           if (status !== 200) {
             try {
               const e = JSON.parse(Buffer.concat(chunks).toString("utf8")).error ?? {}
               reason = String(e.metadata?.reason ?? e.metadata?.error_type ?? e.type ?? e.message ?? "")
+              if (Array.isArray(e.metadata?.attempts)) tried = e.metadata.attempts.length > 0
             } catch {
               reason = "unparsable"
             }
           }
-          finish({ status, reason })
+          finish(tried === undefined ? { status, reason } : { status, reason, tried })
         })
         res.on("error", () => finish({ status: "reset", reason: "response aborted" }))
       }
@@ -312,6 +332,8 @@ interface AfterLoad {
   readonly afterBytes: number
   /** 2 s later, after a full GC when exposed. */
   readonly idleAfterBytes: number
+  /** 10 s later, the same. */
+  readonly idleLaterBytes: number
   readonly sockets: number
   readonly stats: Simulator.Stats
   readonly hedges: Readonly<Record<string, number>>
@@ -324,6 +346,8 @@ interface Served {
   readonly url: string
   /** The heap idle before the load; starts counting new upstream sockets. */
   readonly before: () => Promise<number>
+  /** The heap now, after a full GC when exposed. */
+  readonly heap: () => Promise<number>
   readonly after: () => Promise<AfterLoad>
   readonly close: () => Promise<void>
 }
@@ -359,8 +383,10 @@ const serveHere = async (spec: Spec): Promise<Served> => {
     let revoked: ReturnType<typeof revokedAttempts> | undefined
     return {
       url: `${gateway.url}/v1/chat/completions`,
+      heap,
       before: async () => {
         const bytes = await heap()
+        snapshot("before")
         sockets = socketCounter(sim.port)
         callers = callerSockets(Number(new URL(gateway.url).port))
         revoked = revokedAttempts(revokedSecrets)
@@ -373,6 +399,10 @@ const serveHere = async (spec: Spec): Promise<Served> => {
         revoked?.stop()
         await new Promise((r) => setTimeout(r, 2_000))
         const idleAfterBytes = await heap()
+        snapshot("after2s")
+        await new Promise((r) => setTimeout(r, 8_000))
+        const idleLaterBytes = await heap()
+        snapshot("after10s")
         const stats = await Effect.runPromise(sim.stats)
         const totals = (await Effect.runPromise(gateway.status)).totals
         const hedges = { ...totals.hedges, afterMs: totals.hedgeAfterMs ?? 0 }
@@ -380,6 +410,7 @@ const serveHere = async (spec: Spec): Promise<Served> => {
         return {
           afterBytes,
           idleAfterBytes,
+          idleLaterBytes,
           sockets: sockets?.count() ?? 0,
           stats,
           hedges,
@@ -395,10 +426,11 @@ const serveHere = async (spec: Spec): Promise<Served> => {
   }
 }
 
-type ToChild = "before" | "after" | "close"
+type ToChild = "before" | "heap" | "after" | "close"
 type FromChild =
   | { readonly ready: string }
   | { readonly before: number }
+  | { readonly heap: number }
   | { readonly after: AfterLoad }
   | { readonly error: string }
 
@@ -429,6 +461,7 @@ const serveApart = (spec: Spec, quick: boolean): Promise<Served> =>
         return resolve({
           url: m.ready,
           before: () => ask("before", (a) => ("before" in a ? a.before : undefined)),
+          heap: () => ask("heap", (a) => ("heap" in a ? a.heap : undefined)),
           after: () => ask("after", (a) => ("after" in a ? a.after : undefined)),
           close: () =>
             new Promise((done) => {
@@ -453,6 +486,7 @@ const serveChild = async (name: string, quick: boolean) => {
     process.on("message", async (m: ToChild) => {
       try {
         if (m === "before") send({ before: await served.before() })
+        else if (m === "heap") send({ heap: await served.heap() })
         else if (m === "after") send({ after: await served.after() })
         else {
           await served.close()
@@ -484,6 +518,7 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
   let unfinished = 0
   let leaked = 0
   let resets = 0
+  const betweenRounds: Array<number> = []
   const start = performance.now()
   for (let round = 0; round < spec.rounds; round++) {
     const agent = new http.Agent({ keepAlive: true, maxSockets: spec.concurrency })
@@ -499,20 +534,24 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
             latencies.push(a.ms)
             continue
           }
-          const kind = `${a.status} ${a.reason}`.trim()
+          // The request deadline with no key ever tried: no key was eligible for its whole deadline.
+          const noKeyAtAll = a.status === 504 && a.reason === "request_deadline" && a.tried === false
+          const kind = `${a.status} ${a.reason}${noKeyAtAll ? " (no key tried)" : ""}`.trim()
           failures[kind] = (failures[kind] ?? 0) + 1
           if (a.status === "unfinished") unfinished++
           else if (a.status === "reset") resets++
           else if (a.status === 401 || a.status === 402) leaked++
           // NoKeyAvailable: no key was eligible for the request's whole key-wait deadline.
-          else if (a.status === 503 && NO_KEY.has(a.reason)) allKeysUnavailable++
+          else if ((a.status === 503 && NO_KEY.has(a.reason)) || noKeyAtAll) allKeysUnavailable++
         }
       })
     )
     agent.destroy()
+    if (round < spec.rounds - 1) betweenRounds.push(mb(await served.heap()))
   }
   const wall = (performance.now() - start) / 1000
-  const { afterBytes, callers, hedges, idleAfterBytes, revoked, sockets, stats } = await served.after()
+  const { afterBytes, callers, hedges, idleAfterBytes, idleLaterBytes, revoked, sockets, stats } =
+    await served.after()
   const revoked401s: Record<string, number> = {}
   for (const k of Object.values(stats.keys)) if (k.revoked) revoked401s[k.label] = k.byOutcome["401"] ?? 0
   latencies.sort((x, y) => x - y)
@@ -554,7 +593,13 @@ const runSpec = async (spec: Spec, served: Served): Promise<ScenarioResult> => {
     newUpstreamSockets: sockets,
     callerSockets: callers,
     hedges,
-    memory: { idleBeforeMB: mb(idleBefore), afterMB: mb(afterBytes), idleAfterMB: mb(idleAfterBytes) }
+    memory: {
+      idleBeforeMB: mb(idleBefore),
+      afterMB: mb(afterBytes),
+      idleAfterMB: mb(idleAfterBytes),
+      idleLaterMB: mb(idleLaterBytes),
+      betweenRoundsMB: betweenRounds
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Balancer, KeyPool, Monitor, UpstreamError } from "@or-balancer/core"
-import { Clock, Deferred, Duration, Effect, Either, Fiber, Ref, TestClock } from "effect"
+import { Clock, Deferred, Duration, Effect, Either, Fiber, GlobalValue, Ref, TestClock } from "effect"
 import { env, keys, Probe } from "./fixtures.js"
 
 const rateLimited = (seconds: number, scope: "key" | "account" = "key") =>
@@ -127,6 +127,36 @@ describe("Balancer", () => {
       expect(error.attempts.map((a) => a.keyId)).toEqual(["a", "b", "c", "a"])
       expect(error.attempts.every((a) => a.error._tag === "ServerError")).toBe(true)
       expect(error.message).toContain("all 4 attempts failed")
+    }).pipe(Effect.provide(env(keys(["a", "b", "c"]))))
+  )
+
+  it.effect("a failed request compiles no Schema parser (no memo entry per AllAttemptsFailed)", () =>
+    Effect.gen(function* () {
+      // Schema's parser memo is a WeakMap whose table never shrinks: a validated AllAttemptsFailed
+      // added ~13 entries per failed request (issue 14: 1 MB retained after Overload's load).
+      const balancer = yield* Balancer.Balancer
+      // The memo Schema's parsers share (the same global value ParseResult uses).
+      const memo = GlobalValue.globalValue(
+        Symbol.for("effect/ParseResult/decodeMemoMap"),
+        () => new WeakMap()
+      )
+      const set = WeakMap.prototype.set
+      let sets = 0
+      WeakMap.prototype.set = function (this: WeakMap<object, unknown>, k: object, v: unknown) {
+        if (this === memo) sets++
+        return set.call(this, k, v)
+      }
+      const failed = yield* Effect.forEach(
+        Array.from({ length: 50 }),
+        () => balancer.run({}, () => Effect.fail(serverError)).pipe(Effect.flip, Effect.fork),
+        { concurrency: "unbounded" }
+      ).pipe(
+        Effect.zipLeft(TestClock.adjust("1 minute")),
+        Effect.flatMap(Fiber.joinAll),
+        Effect.ensuring(Effect.sync(() => (WeakMap.prototype.set = set)))
+      )
+      expect(failed.every((e) => e._tag === "AllAttemptsFailed")).toBe(true)
+      expect(sets).toBe(0)
     }).pipe(Effect.provide(env(keys(["a", "b", "c"]))))
   )
 

@@ -82,7 +82,14 @@ export class GatewayError extends Schema.TaggedError<GatewayError>()("GatewayErr
  * @since 0.1.0
  * @category Models
  */
-export type { ClientStatus, CreditForecast, KeyHealth, KeyStatus, Status } from "./internal/statusModel.js"
+export type {
+  AccountWindow,
+  ClientStatus,
+  CreditForecast,
+  KeyHealth,
+  KeyStatus,
+  Status
+} from "./internal/statusModel.js"
 
 /**
  * A running gateway.

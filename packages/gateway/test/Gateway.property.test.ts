@@ -17,10 +17,7 @@ import * as Gateway from "../src/Gateway.js"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 import {
-  answers,
   BODY_LIMIT,
-  bodyToClose,
-  exchange,
   hasToken,
   malformedArb,
   MODEL,
@@ -28,9 +25,9 @@ import {
   planOf,
   protectedRoute,
   requestArb,
-  type Request,
-  type Result
+  type Request
 } from "./GatewayFuzz.js"
+import { answers, bodyToClose, exchange, type Result } from "./RawHttp.js"
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261206)
 /** An answer or a close must come within this, slow bodies included. */

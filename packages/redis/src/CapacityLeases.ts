@@ -46,6 +46,8 @@ export interface Grant {
 export interface PermitGrant extends Grant {
   /** Permits granted to every live slice now, this one included: at the cap, others may be short. */
   readonly totalGranted: number
+  /** The key's table's generation (server ms it was made): a new one means Redis lost the last. */
+  readonly born: number
 }
 
 /**
@@ -88,6 +90,17 @@ export interface PermitRequest {
   readonly ttlMs: number
   /** Permits the replica has in use: a renewal never shrinks the slice below this. */
   readonly inUse?: number | undefined
+  /**
+   * Permits the replica may still use of its last grant (it has not expired on the replica's
+   * clock). Redis re-registers them when it has no slice on record for the replica (it was emptied).
+   */
+  readonly claim?: number | undefined
+  /**
+   * The table generation (`born`) this replica last saw, 0 if none or too long ago for the table to
+   * still exist. Non-zero and no table: Redis was emptied while slices were out, and the new table
+   * grows no slice for one TTL beyond what re-registered claims free.
+   */
+  readonly lastBorn?: number | undefined
 }
 
 /**
@@ -101,10 +114,25 @@ export const acquirePermits = (r: PermitRequest): Effect.Effect<PermitGrant, Red
     redis.run(
       Lua.permitsAcquire,
       [Keys.permits(r.keyId)],
-      [r.replicaId, int(r.want), int(r.cap), int(r.ttlMs), int(r.inUse ?? 0)]
+      [
+        r.replicaId,
+        int(r.want),
+        int(r.cap),
+        int(r.ttlMs),
+        int(r.inUse ?? 0),
+        int(r.claim ?? 0),
+        int(r.lastBorn ?? 0)
+      ]
     )
   ).pipe(
-    Effect.map((reply) => ({ ...toGrant(reply), totalGranted: Number((reply as ReadonlyArray<number>)[3]) }))
+    Effect.map((reply) => {
+      const a = reply as ReadonlyArray<number>
+      return {
+        ...toGrant(reply),
+        totalGranted: Number(a[3]),
+        born: Number(a[4] ?? 0)
+      }
+    })
   )
 
 /**

@@ -1,8 +1,9 @@
 /**
  * One replica of a fleet sharing limits and health on Redis, as layers for an Effect program:
  * `layer` opens the connection and provides `Capacity` (leased concurrency caps), `CreditShare`
- * (leased credit, one `GET /key` per key at a time over the fleet) and `HealthShare` (shared
- * ejections, cooldowns and probes) to `ConcurrencyLimited`, `CreditLedger` and `HealthAware`.
+ * (leased credit, one `GET /key` per key at a time over the fleet), `HealthShare` (shared
+ * ejections, cooldowns, probes and accounts out of credit) and `PacingShare` (learned rate windows)
+ * to `ConcurrencyLimited`, `CreditLedger`, `HealthAware` and `AccountPacing`.
  * Provide it below the strategy layers and the ledger.
  *
  * @since 0.3.0
@@ -10,6 +11,7 @@
 import * as Capacity from "@or-balancer/strategies/Capacity"
 import * as CreditShare from "@or-balancer/strategies/CreditShare"
 import * as HealthShare from "@or-balancer/strategies/HealthShare"
+import * as PacingShare from "@or-balancer/strategies/PacingShare"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -17,6 +19,7 @@ import * as Layer from "effect/Layer"
 import * as FleetCapacity from "./FleetCapacity.js"
 import * as FleetCredit from "./FleetCredit.js"
 import * as FleetHealth from "./FleetHealth.js"
+import * as FleetPacing from "./FleetPacing.js"
 import * as LeaseKeeper from "./LeaseKeeper.js"
 import * as RedisStore from "./RedisStore.js"
 
@@ -59,7 +62,12 @@ export class Fleet extends Context.Tag("@or-balancer/redis/Fleet")<
 export const layer = (
   options: Options
 ): Layer.Layer<
-  Capacity.Capacity | CreditShare.CreditShare | HealthShare.HealthShare | Fleet | RedisStore.RedisStore,
+  | Capacity.Capacity
+  | CreditShare.CreditShare
+  | HealthShare.HealthShare
+  | PacingShare.PacingShare
+  | Fleet
+  | RedisStore.RedisStore,
   ConfigError.ConfigError
 > =>
   Layer.scopedContext(
@@ -86,8 +94,10 @@ export const layer = (
         })
       )
       const health = yield* provide(FleetHealth.make({ replicaId, pollEveryMs: options.pollEveryMs }))
+      const pacing = yield* provide(FleetPacing.make({ replicaId, pollEveryMs: options.pollEveryMs }))
       return Context.make(Capacity.Capacity, capacity).pipe(
         Context.add(HealthShare.HealthShare, health),
+        Context.add(PacingShare.PacingShare, pacing),
         Context.add(CreditShare.CreditShare, credit),
         Context.add(Fleet, { replicaId, keeper, credit }),
         Context.add(RedisStore.RedisStore, store)

@@ -40,6 +40,14 @@ export const make = (options: Options): Effect.Effect<HealthShare.Service, never
     const withRedis = <A, E>(effect: Effect.Effect<A, E, RedisStore>) =>
       Effect.provideService(effect, RedisStore, redis)
 
+    // The fleet's accounts out, for consumers that keep account state (one read for all of them).
+    const pollAccounts = Effect.suspend(() => {
+      const takers = Array.from(consumers).filter((c) => c.mergeAccount !== undefined)
+      if (takers.length === 0) return Effect.void
+      return Effect.map(withRedis(SharedHealth.readAccountsOut), (all) => {
+        for (const a of all) for (const c of takers) c.mergeAccount!(a.account, a.remainingMs, a.reason)
+      }).pipe(Effect.ignore)
+    })
     const poll = Effect.suspend(() =>
       Effect.forEach(
         Array.from(consumers),
@@ -56,7 +64,14 @@ export const make = (options: Options): Effect.Effect<HealthShare.Service, never
         { discard: true }
       ).pipe(Effect.ignore)
     )
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(poll, Effect.sleep(every))))
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.zipRight(
+          Effect.all([poll, pollAccounts], { concurrency: 2, discard: true }),
+          Effect.sleep(every)
+        )
+      )
+    )
 
     return {
       trialMs,
@@ -68,6 +83,9 @@ export const make = (options: Options): Effect.Effect<HealthShare.Service, never
               : SharedHealth.eject(keyId, forMs, reason)
           ).pipe(Effect.ignore)
         )
+      },
+      publishAccount: (account, forMs, reason) => {
+        runFork(withRedis(SharedHealth.accountOut(account, forMs, reason)).pipe(Effect.ignore))
       },
       // Redis unreachable: the replica tests the key itself, as it would alone.
       tryTrial: (keyId) =>

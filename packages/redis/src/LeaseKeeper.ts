@@ -106,6 +106,8 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       [permits, new Map()],
       [credit, new Map()]
     ])
+    // Per key: the permit table's generation last seen and when (see `CapacityLeases.PermitRequest`).
+    const generations = new Map<string, { born: number; grantedAt: number }>()
     let degraded = false
     // The fleet's size: as configured, raised by the live replicas Redis reports in each grant.
     let live = 1
@@ -171,20 +173,34 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
 
     return {
       renewPermits: (keyId, d) =>
-        renew(
-          permits,
-          keyId,
-          d.cap,
-          d.inUse,
-          CapacityLeases.acquirePermits({
+        Effect.suspend(() => {
+          const at = now()
+          const s = permits.get(keyId)
+          // What this replica may still be using: Redis re-registers it if it lost the slice.
+          const claim = s !== undefined && at < s.expiresAt ? s.amount : 0
+          const gen = generations.get(keyId)
+          // A table outlives its last grant by a minute: past that, its absence proves nothing.
+          const lastBorn =
+            gen !== undefined && (claim > 0 || (d.inUse ?? 0) > 0 || at - gen.grantedAt < 60_000)
+              ? gen.born
+              : 0
+          return renew(
+            permits,
             keyId,
-            replicaId: options.replicaId,
-            want: d.want,
-            cap: d.cap,
-            ttlMs: options.ttlMs,
-            inUse: d.inUse
-          })
-        ),
+            d.cap,
+            d.inUse,
+            CapacityLeases.acquirePermits({
+              keyId,
+              replicaId: options.replicaId,
+              want: d.want,
+              cap: d.cap,
+              ttlMs: options.ttlMs,
+              inUse: d.inUse,
+              claim,
+              lastBorn
+            }).pipe(Effect.tap((g) => generations.set(keyId, { born: g.born, grantedAt: at })))
+          )
+        }),
       renewCredit: (keyId, d) =>
         renew(
           credit,

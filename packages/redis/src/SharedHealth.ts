@@ -140,3 +140,49 @@ const extend = (
       return { remainingMs: Number(a[0]), extended: a[1] === 1 }
     })
   )
+
+/**
+ * An account out for `forMs` from now (its credits ran out: every key of it is refused), unless it
+ * already is for longer. Returns how long it is out after the write.
+ *
+ * @since 0.4.0
+ * @category Accounts
+ */
+export const accountOut = (
+  account: string,
+  forMs: number,
+  reason: string
+): Effect.Effect<number, RedisUnavailable, RedisStore> =>
+  Effect.flatMap(RedisStore, (redis) =>
+    redis.run(Lua.accountOutExtend, [Keys.accountsOut], [account, Math.max(0, Math.ceil(forMs)), reason])
+  ).pipe(Effect.map(Number))
+
+/**
+ * @since 0.4.0
+ * @category Models
+ */
+export interface AccountOut {
+  readonly account: string
+  readonly remainingMs: number
+  readonly reason: string
+}
+
+/**
+ * Every account the fleet has out now (one atomic read).
+ *
+ * @since 0.4.0
+ * @category Accounts
+ */
+export const readAccountsOut: Effect.Effect<
+  ReadonlyArray<AccountOut>,
+  RedisUnavailable,
+  RedisStore
+> = Effect.flatMap(RedisStore, (redis) => redis.run(Lua.accountsOutRead, [Keys.accountsOut], [])).pipe(
+  Effect.map((reply) => {
+    const a = reply as ReadonlyArray<string | number>
+    const out: Array<AccountOut> = []
+    for (let i = 0; i + 2 < a.length; i += 3)
+      out.push({ account: String(a[i]), remainingMs: Number(a[i + 1]), reason: String(a[i + 2]) })
+    return out
+  })
+)

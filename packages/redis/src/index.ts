@@ -38,3 +38,7 @@ export * as FleetCredit from "./FleetCredit.js"
  * @since 0.3.0
  */
 export * as ClientBudgets from "./ClientBudgets.js"
+/**
+ * @since 0.4.0
+ */
+export * as FleetPacing from "./FleetPacing.js"

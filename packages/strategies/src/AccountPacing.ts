@@ -28,8 +28,9 @@
  * waiting for the rest of it. A caller that must wait takes the window's next slot, so waiters are
  * served in turn and each wakes once; a hedge skips the spacing (never the limit).
  *
- * Until a window has refused once or said its limit, nothing is paced. Windows are per process:
- * replicas sharing accounts each learn their own share from their own 429s.
+ * Until a window has refused once or said its limit, nothing is paced. Windows are per process,
+ * unless a `PacingShare` (a fleet on Redis) is provided: then what one replica learns paces all,
+ * each admitting the limit ÷ the live replicas.
  *
  * Place it outermost (above `HealthAware`), so it counts exactly the leases handed out.
  *
@@ -43,6 +44,7 @@ import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as W from "./internal/accountPacing.js"
+import * as PacingFleet from "./internal/pacingFleet.js"
 import { thenFor, withKeys } from "./internal/common.js"
 
 /**
@@ -78,6 +80,8 @@ export interface WindowStatus {
   /** Epoch millis until which it admits nothing, if closed. */
   readonly closedUntil: number | undefined
   readonly refusals: number
+  /** With a fleet: the whole fleet's limit (`limit` is this replica's share of it) and its live replicas. */
+  readonly fleet?: { readonly limit: number; readonly replicas: number } | undefined
 }
 
 /**
@@ -114,6 +118,8 @@ export const make = (
     // Whether a request waits for the next slot of spread admissions (a hedge does not).
     const spreads = (request: KeySelector.SelectRequest) => spreading && request.hedge !== true
     const windows = new W.Windows()
+    // With a fleet (`PacingShare`): windows learned anywhere pace every replica.
+    const fleet = yield* PacingFleet.make(windows)
     // Keys are stable objects in the pool: their windows are looked up once.
     const byKey = new WeakMap<Key.Key, KeyWindows>()
     const windowsOf = (key: Key.Key): KeyWindows => {
@@ -161,9 +167,13 @@ export const make = (
       const reset = error.resetAt ?? (wait === undefined ? undefined : now + wait)
       const resetAt = reset === undefined ? undefined : Math.min(now + maxWait, reset)
       const kw = windowsOf(key)
-      if (error.scope === "account" && kw.account !== undefined)
+      if (error.scope === "account" && kw.account !== undefined) {
         windows.refuse(kw.account, now, resetAt, error.limit, accountSeq)
-      else windows.refuse(kw.own, now, resetAt, error.limit, ownSeq)
+        fleet?.learned(`account:${key.account}`, kw.account, error.limit)
+      } else {
+        windows.refuse(kw.own, now, resetAt, error.limit, ownSeq)
+        fleet?.learned(`key:${key.id}`, kw.own, error.limit)
+      }
     }
 
     // A success that said its window (OpenRouter's `X-RateLimit-*` on answers) teaches the account's
@@ -297,7 +307,8 @@ export const make = (
           windowMs: w.windowMs,
           admitted: W.inWindow(w, now),
           closedUntil: W.closedUntil(w, now, false),
-          refusals: w.refusals
+          refusals: w.refusals,
+          fleet: fleet?.fleetLimit(id)
         })
       }
       return out

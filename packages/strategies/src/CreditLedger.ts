@@ -96,6 +96,14 @@ export {
    */
   decideWith,
   /**
+   * Is the {@link Step} still {@link Pending}? A tag check, cheaper on the selection path than
+   * `instanceof`.
+   *
+   * @since 0.3.0
+   * @category Predicates
+   */
+  isPending,
+  /**
    * A value still to be read with an Effect (a credit lookup due, or a store without synchronous
    * forms): what a selection-path operation of {@link Now} answers when it cannot answer at once.
    *

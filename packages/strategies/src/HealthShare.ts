@@ -21,6 +21,11 @@ export interface Consumer {
   readonly keys: () => ReadonlyArray<string>
   /** The fleet has the key out for `remainingMs` more: extend the local state to at least that. */
   readonly merge: (keyId: string, remainingMs: number, reason: string) => void
+  /**
+   * The fleet has the account out (its credits ran out) for `remainingMs` more: every key of it is
+   * out here too, at least that long. Consumers without account state leave it out.
+   */
+  readonly mergeAccount?: ((account: string, remainingMs: number, reason: string) => void) | undefined
 }
 
 /**
@@ -30,6 +35,12 @@ export interface Consumer {
 export interface Service {
   /** Shares that the key is out for `forMs` from now (in the background; never fails). */
   readonly publish: (keyId: string, forMs: number, reason: string, kind: "cooldown" | "ejected") => void
+  /**
+   * Shares that an account is out for `forMs` from now (every key of it refused for the account's
+   * credits), in the background; only ever extends. Other replicas stop using its keys within
+   * one poll.
+   */
+  readonly publishAccount: (account: string, forMs: number, reason: string) => void
   /** Takes the fleet's one half-open trial of the key; `false` when another replica holds it. */
   readonly tryTrial: (keyId: string) => Effect.Effect<boolean>
   /** How long a trial taken by another replica keeps the key out here before asking again. */

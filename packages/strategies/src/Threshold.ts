@@ -26,7 +26,16 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as CreditLedger from "./CreditLedger.js"
 import { creditGate, settle } from "./internal/credit.js"
-import { afterWrite, ns, positionOf, storeOf, withKeys } from "./internal/common.js"
+import {
+  admitsAll,
+  afterWrite,
+  ns,
+  positionOf,
+  storeOf,
+  thenFor,
+  thenReport,
+  withKeysFor
+} from "./internal/common.js"
 
 /**
  * @since 0.1.0
@@ -69,22 +78,24 @@ export const make = (
     const reserve = (lease: KeySelector.Lease): KeySelector.Decision =>
       CreditLedger.decideWith(now.reserve(lease.key, estimate), (reservation) =>
         KeySelector.lease(lease.key, (outcome) =>
-          KeySelector.andReport(settle(now, lease.key, reservation, estimate, outcome), () =>
-            lease.unsafeReport(outcome)
-          )
+          thenReport(settle(now, lease.key, reservation, estimate, outcome), lease, outcome)
         )
       )
-    const remember = (lease: KeySelector.Lease): KeySelector.Decision =>
-      afterWrite(st.set(ns.threshold, name, lease.key.id), () => reserve(lease))
+    const reserveOrRefusal = (_: unknown, picked: KeySelector.Lease | KeySelector.NoKeyAvailable) =>
+      KeySelector.isNoKeyAvailable(picked) ? picked : reserve(picked)
 
-    // The keys whose balances matter, the credit gate, and the gate keeping to the current key
-    // (by its id in the store) while it is still a candidate.
-    const includeOf =
-      (request: KeySelector.SelectRequest) =>
-      (k: Key.Key): boolean =>
-        KeySelector.isCandidate(request, k)
-    const narrow = (request: KeySelector.SelectRequest, balances: CreditLedger.Balances) =>
-      KeySelector.withGate(request, creditGate(balances, threshold))
+    // The credit gate of one selection's balances: the ledger hands back the same balances while
+    // its record stands, so is the gate.
+    let lastBalances: CreditLedger.Balances | undefined
+    let lastGate: KeySelector.Gate | undefined
+    const gateOf = (balances: CreditLedger.Balances): KeySelector.Gate => {
+      if (balances !== lastBalances || lastGate === undefined) {
+        lastBalances = balances
+        lastGate = creditGate(balances, threshold)
+      }
+      return lastGate
+    }
+
     // Kept to the current key with `only`, not a gate: a gate is asked of every key of the pool
     // by the inner strategy's scan (credit included), `only` lets it take the key at once.
     const keepTo = (
@@ -99,28 +110,65 @@ export const make = (
         : narrowed
     }
 
-    return KeySelector.fromDecide((request) =>
-      withKeys(pool, (keys) =>
-        CreditLedger.decideWith(now.balances(keys, includeOf(request)), (balances) => {
-          const narrowed = narrow(request, balances)
-          if (!stay)
-            return KeySelector.andThen(inner.decide(narrowed), (picked) =>
-              KeySelector.isNoKeyAvailable(picked) ? picked : reserve(picked)
-            )
-          return st.get<string>(ns.threshold, name, (id) =>
-            KeySelector.andThen(inner.decide(keepTo(narrowed, keys, id)), (picked) =>
-              // A hedge leaves the key it stays on as it was: the current one is slow, not failed.
-              KeySelector.isNoKeyAvailable(picked)
-                ? picked
-                : request.hedge === true
-                  ? reserve(picked)
-                  : remember(picked)
-            )
+    // The current key (by its id in the store) while it is still a candidate, else the inner
+    // selector's next; remembered unless it is the current one already or the request is a hedge
+    // (which leaves the key it stays on as it was: the current one is slow, not failed).
+    const stayOn = (
+      request: KeySelector.SelectRequest,
+      narrowed: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      id: string | undefined
+    ): KeySelector.Decision => {
+      const picked = inner.decide(keepTo(narrowed, keys, id))
+      return KeySelector.isWait(picked)
+        ? KeySelector.andThen(picked, (p) => chosen(request, id, p))
+        : chosen(request, id, picked)
+    }
+    const chosen = (
+      request: KeySelector.SelectRequest,
+      id: string | undefined,
+      picked: KeySelector.Lease | KeySelector.NoKeyAvailable
+    ): KeySelector.Decision =>
+      KeySelector.isNoKeyAvailable(picked)
+        ? picked
+        : request.hedge === true || picked.key.id === id
+          ? reserve(picked)
+          : afterWrite(st.set(ns.threshold, name, picked.key.id), () => reserve(picked))
+
+    const withBalances = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      balances: CreditLedger.Balances
+    ): KeySelector.Decision => {
+      const narrowed = KeySelector.withGate(request, gateOf(balances))
+      if (!stay) return thenFor(inner.decide(narrowed), undefined, reserveOrRefusal)
+      const u = store.unsafe
+      return u !== undefined
+        ? stayOn(request, narrowed, keys, u.get<string>(ns.threshold, name))
+        : KeySelector.waitFor(store.get<string>(ns.threshold, name), (id) =>
+            stayOn(request, narrowed, keys, id)
           )
-        })
+    }
+
+    // Synchronously, with no closure while nothing waits: the balances of the keys that matter
+    // (every key on a first attempt under no gate, no per-key test), then the choice.
+    const decideOn = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>
+    ): KeySelector.Decision => {
+      const balances = now.balances(
+        keys,
+        admitsAll(request) ? all : (k) => KeySelector.isCandidate(request, k)
       )
-    )
+      return CreditLedger.isPending(balances)
+        ? KeySelector.waitFor(balances.effect, (b) => withBalances(request, keys, b))
+        : withBalances(request, keys, balances)
+    }
+
+    return KeySelector.fromDecide((request) => withKeysFor(pool, request, decideOn))
   })
+
+const all = (): boolean => true
 
 /**
  * Requires the inner `KeySelector` and a {@link CreditLedger}.

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Balancer, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
 import { ByModel, RoundRobin, Weighted } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Layer } from "effect"
-import { base, key, refuse, request, decideNow, isLeaseNow } from "./util.js"
+import { base, key, request, decideNow, isLeaseNow } from "./util.js"
 import * as TwoPaths from "./twoPaths.js"
 
 // ByModel.decide: the same route as `select`, asking that route's selector synchronously.
@@ -61,20 +61,11 @@ describe("ByModel.decide", () => {
       )
     },
     ({ requests, wildcard }) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const paths = yield* TwoPaths.build(
-            () => stack(wildcard),
-            stateOf,
-            { undecided: "never" } // round robin and weighted never wait
-          )
-          for (const r of requests) {
-            yield* paths.select(
-              request({ model: r.model, ...(r.refused.length > 0 ? { gate: refuse(...r.refused) } : {}) })
-            )
-            yield* paths.compare
-          }
-        })
+      TwoPaths.checkRequests(
+        () => stack(wildcard),
+        stateOf,
+        { undecided: "never" }, // round robin and weighted never wait
+        requests
       ),
     { fastCheck: { numRuns: 100 } }
   )

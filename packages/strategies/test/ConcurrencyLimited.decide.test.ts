@@ -2,34 +2,23 @@ import { describe, expect, it } from "@effect/vitest"
 import { KeyPool, KeySelector, StateStore, UpstreamError } from "@or-balancer/core"
 import { ConcurrencyLimited, RoundRobin } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
+import * as Permits from "./permits.js"
 import * as TwoPaths from "./twoPaths.js"
 import { base, key, refuse, request, decideNow, isLeaseNow } from "./util.js"
 
 // ConcurrencyLimited.decide: the same choice as `select`, synchronously; a `Wait` where
 // `select` would wait for a permit.
 
-class Status extends Context.Tag("test/ConcurrencyLimited/Status")<
-  Status,
-  Effect.Effect<ConcurrencyLimited.Status>
->() {}
-
 const limited = (
   inner: Layer.Layer<KeySelector.KeySelector, never, KeyPool.KeyPool | StateStore.StateStore>
-) =>
-  Layer.effectContext(
-    Effect.map(ConcurrencyLimited.makeWithStatus({ defaultMax: 2 }), (m) =>
-      Context.make(KeySelector.KeySelector, m.selector).pipe(Context.add(Status, m.status))
-    )
-  ).pipe(Layer.provideMerge(inner))
+) => Permits.limited.pipe(Layer.provideMerge(inner))
 
 const pool = [key("a", { maxConcurrency: 1 }), key("b"), key("c", { maxConcurrency: 1 })]
 
 const stack = (ks: ReadonlyArray<ReturnType<typeof key>> = pool) =>
   limited(RoundRobin.layer()).pipe(Layer.provideMerge(base(ks)))
 
-const statusOf = (ctx: Context.Context<Status>) => Effect.flatMap(Context.get(ctx, Status), snapshot)
-const snapshot = (s: ConcurrencyLimited.Status) =>
-  Effect.succeed({ inUse: Object.fromEntries(s.inUse), waiting: s.waiting })
+const statusOf = Permits.permitsOf
 
 const server = new UpstreamError.ServerError({ message: "502", status: 502 })
 const outcomeOf = (kind: "success" | "failure" | "cancelled"): KeySelector.Outcome =>
@@ -51,26 +40,19 @@ describe("ConcurrencyLimited.decide", () => {
     "random selections and reports, through select and through decide: permits match the open leases and never exceed a cap; same picks",
     { ops: fc.array(op, { maxLength: 40 }) },
     ({ ops }) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const paths = yield* TwoPaths.build(
-            () => stack(),
-            statusOf,
-            // No deadline: `select` never waits, so the fast path always decides.
-            { undecided: "never" }
-          )
-          // Every permit in use is held by a lease not yet reported, and no key is over its cap.
+      TwoPaths.check(
+        () => stack(),
+        statusOf,
+        // No deadline: `select` never waits, so the fast path always decides.
+        { undecided: "never" },
+        ops,
+        // Every permit in use is held by a lease not yet reported, and no key is over its cap.
+        (status, open) => {
+          Permits.expectHeldByOpen(status.inUse, ["a", "b", "c"], open)
           const caps: Record<string, number> = { a: 1, b: 2, c: 1 }
-          yield* paths.run(ops, undefined, (open) =>
-            Effect.map(paths.fastState, (status) => {
-              for (const id of ["a", "b", "c"]) {
-                const held = open.filter((l) => l.key.id === id).length
-                expect(status.inUse[id] ?? 0).toBe(held)
-                expect(held).toBeLessThanOrEqual(caps[id]!)
-              }
-            })
-          )
-        })
+          for (const id of ["a", "b", "c"])
+            expect(open.filter((l) => l.key.id === id).length).toBeLessThanOrEqual(caps[id]!)
+        }
       ),
     { fastCheck: { numRuns: 150 } }
   )

@@ -1,16 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import {
-  Balancer,
-  CreditLookup,
-  KeyPool,
-  KeySelector,
-  Monitor,
-  StateStore,
-  UpstreamError
-} from "@or-balancer/core"
+import { Balancer, CreditLookup, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
 import { CreditAware, CreditLedger } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Layer, TestClock } from "effect"
-import * as TwoPaths from "./twoPaths.js"
+import * as CreditPaths from "./creditPaths.js"
 import { base, keys, refuse, request, decideNow, isLeaseNow } from "./util.js"
 
 // CreditAware.decide: the same choice and reservation as `select`, synchronously, from
@@ -27,88 +19,37 @@ const ids = ["a", "b", "c", "d"]
 const stack = (
   memory: CreditLookup.Service,
   store: Layer.Layer<StateStore.StateStore> = StateStore.layerMemory
-) =>
-  CreditAware.layer({ estimate: 0.2 }).pipe(
-    // No refresh ahead: these compare the two paths at each step, and a background lookup would
-    // land at a different step on each (refresh ahead has its own tests, CreditLedger.test.ts).
-    Layer.provideMerge(CreditLedger.layer({ ttl: "60 seconds", failureTtl: "5 seconds", refreshAhead: 1 })),
-    Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory)),
-    Layer.provideMerge(Layer.merge(KeyPool.layer(keys(...ids)).pipe(Layer.orDie), store))
-  )
-
-type Memory = Effect.Effect.Success<ReturnType<typeof CreditLookup.makeMemory>>
+) => CreditAware.layer({ estimate: 0.2 }).pipe(Layer.provideMerge(CreditPaths.creditEnv(memory, ids, store)))
 
 /** What the two stacks must agree on after every step: the ledger and how often each key was looked up. */
-const stateOf = (ctx: Context.Context<CreditLedger.CreditLedger>, memory: Memory) =>
+const stateOf = (ctx: Context.Context<CreditLedger.CreditLedger>, memory: CreditPaths.Memory) =>
   Effect.gen(function* () {
     const snapshot = yield* Context.get(ctx, CreditLedger.CreditLedger).snapshot
     const lookups = yield* Effect.forEach(ids, (id) => memory.lookups(id))
     return { snapshot: [...snapshot].sort((x, y) => x.id.localeCompare(y.id)), lookups }
   })
 
-const insufficient = new UpstreamError.InsufficientCredits({ message: "402" })
-const server = new UpstreamError.ServerError({ message: "502", status: 502 })
-
-const outcomeOf = (kind: number): KeySelector.Outcome =>
-  kind === 0
-    ? KeySelector.success("1 millis", 0.05)
-    : kind === 1
-      ? KeySelector.success("1 millis") // no cost: the estimate counts
-      : kind === 2
-        ? KeySelector.failure("1 millis", insufficient)
-        : kind === 3
-          ? KeySelector.failure("1 millis", server)
-          : KeySelector.cancelled()
-
-const op = fc.oneof(
-  { arbitrary: TwoPaths.selectOp(ids), weight: 4 },
-  { arbitrary: TwoPaths.reportOp(fc.integer({ min: 0, max: 4 }).map(outcomeOf), { twice: true }), weight: 3 },
-  {
-    arbitrary: fc.record({
-      _tag: fc.constant("credit" as const),
-      id: fc.constantFrom(...ids),
-      limit: fc.option(fc.constantFrom(0, 0.1, 0.6, 2), { nil: null })
-    }),
-    weight: 1
-  },
-  { arbitrary: TwoPaths.tickOp(40_000), weight: 1 }
-)
+const { insufficient } = CreditPaths
+const op = CreditPaths.ops(ids, { cost: 0.05, limits: [0, 0.1, 0.6, 2] })
 
 describe("CreditAware.decide", () => {
   it.effect.prop(
     "random selections, reports, credit changes and time through either path: reservations match the open leases; same picks, same ledger, same lookups",
     { ops: fc.array(op, { maxLength: 40, size: "max" }) },
     ({ ops }) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const slowMemory = yield* CreditLookup.makeMemory(infos)
-          const fastMemory = yield* CreditLookup.makeMemory(infos)
-          const viaEffect = yield* Layer.build(stack(slowMemory.service))
-          const viaSync = yield* Layer.build(stack(fastMemory.service))
-          const paths = TwoPaths.make(
-            { ctx: viaEffect, state: stateOf(viaEffect, slowMemory) },
-            { ctx: viaSync, state: stateOf(viaSync, fastMemory) },
-            { undecided: "fallback" }
-          )
-          yield* paths.run(
-            ops,
-            (o) =>
-              Effect.gen(function* () {
-                const info = CreditLookup.keyInfo(o.limit)
-                yield* slowMemory.set(o.id, info)
-                yield* fastMemory.set(o.id, info)
-              }),
-            // Every key's reservation is exactly the estimate of each of its leases not yet reported.
-            (open) =>
-              Effect.map(paths.fastState, ({ snapshot }) => {
-                for (const id of ids) {
-                  const reserved = snapshot.find((e) => e.id === id)?.reserved ?? 0
-                  expect(reserved).toBeCloseTo(0.2 * open.filter((l) => l.key.id === id).length, 9)
-                }
-              })
-          )
-        })
-      ),
+      CreditPaths.run({
+        infos,
+        stack: (memory) => stack(memory),
+        stateOf,
+        ops,
+        // Every key's reservation is exactly the estimate of each of its leases not yet reported.
+        invariant: ({ snapshot }, open) => {
+          for (const id of ids) {
+            const reserved = snapshot.find((e) => e.id === id)?.reserved ?? 0
+            expect(reserved).toBeCloseTo(0.2 * open.filter((l) => l.key.id === id).length, 9)
+          }
+        }
+      }),
     { fastCheck: { numRuns: 100 } }
   )
 

@@ -58,23 +58,11 @@ describe("Sticky.decide", () => {
       )
     },
     ({ requests }) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const paths = yield* TwoPaths.build(
-            () => stack(),
-            cursorOf,
-            { undecided: "never" } // the inner never waits
-          )
-          for (const r of requests) {
-            yield* paths.select(
-              request({
-                affinity: r.affinity,
-                ...(r.refused.length > 0 ? { gate: refuse(...r.refused) } : {})
-              })
-            )
-            yield* paths.compare
-          }
-        })
+      TwoPaths.checkRequests(
+        () => stack(),
+        cursorOf,
+        { undecided: "never" }, // the inner never waits
+        requests
       ),
     { fastCheck: { numRuns: 100 } }
   )

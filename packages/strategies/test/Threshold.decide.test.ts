@@ -1,16 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import {
-  Balancer,
-  CreditLookup,
-  KeyPool,
-  KeySelector,
-  Monitor,
-  StateStore,
-  UpstreamError
-} from "@or-balancer/core"
+import { Balancer, CreditLookup, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
 import { CreditLedger, RoundRobin, Threshold } from "@or-balancer/strategies"
 import { Context, Effect, FastCheck as fc, Layer, TestClock } from "effect"
-import * as TwoPaths from "./twoPaths.js"
+import * as CreditPaths from "./creditPaths.js"
 import { base, keys, refuse, request, decideNow } from "./util.js"
 
 // Threshold.decide over RoundRobin: the same gate, choice, remembered key and reservation as
@@ -37,18 +29,13 @@ const stack = (
 ) =>
   Threshold.layer({ threshold: 0.3, estimate: 0.1, ...options }).pipe(
     Layer.provideMerge(inner),
-    // No refresh ahead: these compare the two paths at each step, and a background lookup would
-    // land at a different step on each (refresh ahead has its own tests, CreditLedger.test.ts).
-    Layer.provideMerge(CreditLedger.layer({ ttl: "60 seconds", failureTtl: "5 seconds", refreshAhead: 1 })),
-    Layer.provideMerge(Layer.succeed(CreditLookup.CreditLookup, memory)),
-    Layer.provideMerge(Layer.merge(KeyPool.layer(keys(...ids)).pipe(Layer.orDie), store))
+    Layer.provideMerge(CreditPaths.creditEnv(memory, ids, store))
   )
 
-type Memory = Effect.Effect.Success<ReturnType<typeof CreditLookup.makeMemory>>
 type Ctx = Context.Context<CreditLedger.CreditLedger | StateStore.StateStore>
 
 /** The ledger, the remembered key, the round-robin cursor and the lookups made. */
-const stateOf = (ctx: Ctx, memory: Memory) =>
+const stateOf = (ctx: Ctx, memory: CreditPaths.Memory) =>
   Effect.gen(function* () {
     const store = Context.get(ctx, StateStore.StateStore)
     const snapshot = yield* Context.get(ctx, CreditLedger.CreditLedger).snapshot
@@ -60,33 +47,8 @@ const stateOf = (ctx: Ctx, memory: Memory) =>
     }
   })
 
-const insufficient = new UpstreamError.InsufficientCredits({ message: "402" })
-const server = new UpstreamError.ServerError({ message: "502", status: 502 })
-
-const outcomeOf = (kind: number): KeySelector.Outcome =>
-  kind === 0
-    ? KeySelector.success("1 millis", 0.15)
-    : kind === 1
-      ? KeySelector.success("1 millis")
-      : kind === 2
-        ? KeySelector.failure("1 millis", insufficient)
-        : kind === 3
-          ? KeySelector.failure("1 millis", server)
-          : KeySelector.cancelled()
-
-const op = fc.oneof(
-  { arbitrary: TwoPaths.selectOp(ids), weight: 4 },
-  { arbitrary: TwoPaths.reportOp(fc.integer({ min: 0, max: 4 }).map(outcomeOf), { twice: true }), weight: 3 },
-  {
-    arbitrary: fc.record({
-      _tag: fc.constant("credit" as const),
-      id: fc.constantFrom(...ids),
-      limit: fc.option(fc.constantFrom(0, 0.2, 0.6, 2), { nil: null })
-    }),
-    weight: 1
-  },
-  { arbitrary: TwoPaths.tickOp(40_000), weight: 1 }
-)
+const { server } = CreditPaths
+const op = CreditPaths.ops(ids, { cost: 0.15, limits: [0, 0.2, 0.6, 2] })
 
 /** Round robin whose `unsafeSelect` is undecided for requests with affinity "wait" (as if it had to wait). */
 const hesitant = Layer.effect(
@@ -103,35 +65,18 @@ describe("Threshold.decide", () => {
     "random selections, reports, credit changes and time through either path: reservations match the open leases; same picks, same ledger, same current key",
     { ops: fc.array(op, { maxLength: 40, size: "max" }), stay: fc.boolean() },
     ({ ops, stay }) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const slowMemory = yield* CreditLookup.makeMemory(infos)
-          const fastMemory = yield* CreditLookup.makeMemory(infos)
-          const viaEffect = yield* Layer.build(stack(slowMemory.service, { stay }))
-          const viaSync = yield* Layer.build(stack(fastMemory.service, { stay }))
-          const paths = TwoPaths.make(
-            { ctx: viaEffect, state: stateOf(viaEffect, slowMemory) },
-            { ctx: viaSync, state: stateOf(viaSync, fastMemory) },
-            { undecided: "fallback" }
-          )
-          yield* paths.run(
-            ops,
-            (o) =>
-              Effect.gen(function* () {
-                const info = CreditLookup.keyInfo(o.limit)
-                yield* slowMemory.set(o.id, info)
-                yield* fastMemory.set(o.id, info)
-              }),
-            // Every key's reservation is exactly the estimate of each of its leases not yet reported.
-            (open) =>
-              Effect.map(paths.fastState, ({ snapshot }) => {
-                for (const e of snapshot) {
-                  expect(e.reserved).toBeCloseTo(0.1 * open.filter((l) => l.key.id === e.id).length, 9)
-                }
-              })
-          )
-        })
-      ),
+      CreditPaths.run({
+        infos,
+        stack: (memory) => stack(memory, { stay }),
+        stateOf,
+        ops,
+        // Every key's reservation is exactly the estimate of each of its leases not yet reported.
+        invariant: ({ snapshot }, open) => {
+          for (const e of snapshot) {
+            expect(e.reserved).toBeCloseTo(0.1 * open.filter((l) => l.key.id === e.id).length, 9)
+          }
+        }
+      }),
     { fastCheck: { numRuns: 100 } }
   )
 

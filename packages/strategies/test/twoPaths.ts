@@ -187,3 +187,49 @@ export const build = <S, A, E>(
       options
     )
   })
+
+/**
+ * The property the decision tests share: `build`, take `ops` on both sides comparing the states
+ * after each, and check `invariant` on the synchronous side's state and its leases not yet reported.
+ */
+export const check = <S, A, E>(
+  stack: () => Layer.Layer<KeySelector.KeySelector | S, E>,
+  stateOf: (ctx: Context.Context<KeySelector.KeySelector | S>) => Effect.Effect<A>,
+  options: Options,
+  ops: ReadonlyArray<Op>,
+  invariant?: (state: A, open: ReadonlyArray<KeySelector.Lease>) => void
+) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const paths = yield* build(stack, stateOf, options)
+      yield* paths.run(
+        ops,
+        undefined,
+        invariant === undefined
+          ? undefined
+          : (open) => Effect.map(paths.fastState, (state) => invariant(state, open))
+      )
+    })
+  )
+
+/**
+ * `build`, then each request through both paths (its other fields as given, refusing `refused`),
+ * comparing the states after each.
+ */
+export const checkRequests = <S, A, E>(
+  stack: () => Layer.Layer<KeySelector.KeySelector | S, E>,
+  stateOf: (ctx: Context.Context<KeySelector.KeySelector | S>) => Effect.Effect<A>,
+  options: Options,
+  requests: ReadonlyArray<Partial<KeySelector.SelectRequest> & { readonly refused: ReadonlyArray<string> }>
+) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const paths = yield* build(stack, stateOf, options)
+      for (const { refused, ...fields } of requests) {
+        yield* paths.select(
+          request({ ...fields, ...(refused.length > 0 ? { gate: refuse(...refused) } : {}) })
+        )
+        yield* paths.compare
+      }
+    })
+  )

@@ -45,6 +45,15 @@ export class AllAttemptsFailed extends Schema.TaggedError<AllAttemptsFailed>()("
   }
 }
 
+/**
+ * The loop's failure, made without validation (it is built from values the loop holds). Validated,
+ * each one compiled a Schema parser: `attempts` holds a union of error classes, whose type side
+ * Schema rebuilds on every check, so its parser memo missed, ~13 new entries per failed request in
+ * a WeakMap whose table never shrinks (1 MB after Overload's load, issue 14) and the CPU with them.
+ */
+export const gaveUp = (props: ConstructorParameters<typeof AllAttemptsFailed>[0]): AllAttemptsFailed =>
+  new AllAttemptsFailed(props, true)
+
 export const defaultBackoff: Schedule.Schedule<Duration.Duration, unknown> = Schedule.exponential(
   "25 millis"
 ).pipe(

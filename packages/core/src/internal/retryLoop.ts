@@ -12,7 +12,7 @@ import type * as Key from "../Key.js"
 import * as KeySelector from "../KeySelector.js"
 import type * as Monitor from "../Monitor.js"
 import * as UpstreamError from "../UpstreamError.js"
-import { AllAttemptsFailed } from "./allAttemptsFailed.js"
+import { type AllAttemptsFailed, gaveUp } from "./allAttemptsFailed.js"
 import type { Attempt, Started } from "./attempt.js"
 import { type AttemptOnce, type Hold, RequestRun } from "./attemptOnce.js"
 import type * as RetryBudget from "./retryBudget.js"
@@ -66,8 +66,8 @@ export const make = (deps: {
           ? Effect.fail(e)
           : Effect.fail(
               e.retryAfter === undefined
-                ? new AllAttemptsFailed({ reason: "no-key", attempts, noKey: e.message })
-                : new AllAttemptsFailed({
+                ? gaveUp({ reason: "no-key", attempts, noKey: e.message })
+                : gaveUp({
                     reason: "no-key",
                     attempts,
                     retryAfter: e.retryAfter,
@@ -109,17 +109,17 @@ export const make = (deps: {
           if (disposition !== "retry-same") run.tried.add(key.id)
           if (disposition === "eject") run.dead.add(key.id)
           if (attempt - waits >= maxAttempts)
-            return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
+            return yield* Effect.fail(gaveUp({ reason: "attempts", attempts }))
           // Failing over from a key that cannot serve (401, 402, a key limit) spends no budget
           // either: that key is taken out, so it cannot feed a storm, and the budget would
           // otherwise fail callers whenever many requests meet one dead key at once.
           if (disposition !== "eject" && budget !== undefined && !budget.tryWithdraw(now)) {
-            return yield* Effect.fail(new AllAttemptsFailed({ reason: "budget", attempts }))
+            return yield* Effect.fail(gaveUp({ reason: "budget", attempts }))
           }
           const [next, , decision] = yield* backoff.step(now, error, state)
           state = next
           if (ScheduleDecision.isDone(decision)) {
-            return yield* Effect.fail(new AllAttemptsFailed({ reason: "attempts", attempts }))
+            return yield* Effect.fail(gaveUp({ reason: "attempts", attempts }))
           }
           yield* monitor.retried
           // Failing over to a key that has not failed this request is immediate; the backoff applies

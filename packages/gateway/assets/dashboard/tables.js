@@ -110,6 +110,23 @@ export const renderKeys = (/** @type {any} */ s) => {
   })
 }
 
+/**
+ * The account's rate window: what pacing learned (used / limit per length; over a fleet, the whole
+ * fleet's limit and how many replicas share it) and whether it is closed now.
+ */
+const windowText = (/** @type {any} */ w, /** @type {string | null} */ limitedUntil) => {
+  const closed = w?.closedUntil ?? limitedUntil
+  const state =
+    closed !== null && closed !== undefined && Date.parse(closed) > Date.now()
+      ? `closed ${untilText(closed)}`
+      : "open"
+  if (w === null || w === undefined || w.limit === null)
+    return limitedUntil !== null ? `rate limited ${untilText(limitedUntil)}` : state
+  const per = w.windowMs === null ? "" : ` per ${num(w.windowMs / 1000)} s`
+  const fleet = w.fleet === null ? "" : ` (fleet ${w.fleet.limit} ÷ ${w.fleet.replicas})`
+  return `${w.used} / ${w.limit}${w.exact ? "" : "~"}${per}${fleet} · ${state}`
+}
+
 export const renderAccounts = (/** @type {any} */ s) => {
   /** @type {Map<string, Array<any>>} */
   const groups = new Map()
@@ -132,11 +149,12 @@ export const renderAccounts = (/** @type {any} */ s) => {
     const until = limited ? keys.map((k) => k.coolingUntil).sort()[0] : null
     const rps = keys.reduce((n, k) => n + (windowed(series.get(k.id)).rps ?? 0), 0)
     const credits = keys.map((k) => k.credit).filter((c) => typeof c === "number")
-    const forecast = (s.accounts ?? []).find((/** @type {any} */ a) => a.id === account)?.forecast
+    const row = (s.accounts ?? []).find((/** @type {any} */ a) => a.id === account)
+    const forecast = row?.forecast
     const cells = [
       ["account", account],
       ["up", `${up} / ${keys.length}`],
-      ["window", limited ? `rate limited ${untilText(until)}` : "open"],
+      ["window", windowText(row?.window, limited ? until : null)],
       ["inFlight", String(keys.reduce((n, k) => n + k.inFlight, 0))],
       ["rps", num(rps)],
       ["credit", credits.length === 0 ? "–" : usd(credits.reduce((a, b) => a + b, 0))],

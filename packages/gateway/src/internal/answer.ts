@@ -28,6 +28,16 @@ export interface Answer {
   readonly timer: BodyTimer | undefined
 }
 
+/**
+ * Where a read answer goes, once: `answer` (ready to send), `fail` (the key's failure: a bad body
+ * or a first event that is an error) or `broken` (the body broke off).
+ */
+export interface AnswerSink {
+  answer(answer: Answer): void
+  fail(error: UpstreamError.UpstreamError): void
+  broken(e: unknown): void
+}
+
 /** An attempt's body timeout: `touch` at each chunk, `stop` once the body has ended or broken. */
 export interface BodyTimer {
   touch(): void
@@ -66,21 +76,16 @@ const firstEventEnd = (text: string): number => {
   return at === -1 ? -1 : text.indexOf("\n", at + 1)
 }
 
-/**
- * Reads a 2xx as described above and calls one of `done` (the answer), `fail` (the key's failure:
- * a bad body or a first event that is an error) and `broken` (the body broke off), once.
- */
+/** Reads a 2xx as described above, into `sink`. */
 export const readAnswer = (
   engine: EngineState,
   ctx: RequestContext,
   status: number,
   res: http.IncomingMessage,
   timer: BodyTimer,
-  done: (answer: Answer) => void,
-  fail: (error: UpstreamError.UpstreamError) => void,
-  broken: (e: unknown) => void
+  sink: AnswerSink
 ): void => {
-  new Reader(engine, ctx, status, res, timer, done, fail, broken).listen()
+  new Reader(engine, ctx, status, res, timer, sink).listen()
 }
 
 /**
@@ -102,9 +107,7 @@ class Reader {
     readonly status: number,
     readonly res: http.IncomingMessage,
     readonly timer: BodyTimer,
-    readonly done: (answer: Answer) => void,
-    readonly fail: (error: UpstreamError.UpstreamError) => void,
-    readonly broken: (e: unknown) => void
+    readonly sink: AnswerSink
   ) {
     this.kind = Protocol.kindOf(res.headers["content-type"])
     this.onData = this.data.bind(this)
@@ -160,7 +163,7 @@ class Reader {
       this.off()
       res.pause()
       res.on("error", ignore)
-      return this.done(this.streamed(false))
+      return this.sink.answer(this.streamed(false))
     }
     this.off()
     res.pause()
@@ -173,14 +176,14 @@ class Reader {
     if (info !== undefined) {
       this.timer.stop()
       res.destroy()
-      return this.fail(
+      return this.sink.fail(
         Protocol.fromErrorObject(info, {
           now: this.engine.built.clock.unsafeCurrentTimeMillis(),
           model: this.ctx.model
         })
       )
     }
-    this.done(this.streamed(false))
+    this.sink.answer(this.streamed(false))
   }
 
   end(): void {
@@ -188,7 +191,7 @@ class Reader {
     this.timer.stop()
     if (this.kind === "sse") {
       // Ended before any event: passed on as it is, judged by the usual tail reading.
-      return this.done(this.streamed(true))
+      return this.sink.answer(this.streamed(true))
     }
     const { chunks, size, status } = this
     const headers = this.res.headers
@@ -199,8 +202,8 @@ class Reader {
       now: this.engine.built.clock.unsafeCurrentTimeMillis(),
       model: this.ctx.model
     })
-    if (verdict._tag === "Failure") return this.fail(verdict.error)
-    this.done({
+    if (verdict._tag === "Failure") return this.sink.fail(verdict.error)
+    this.sink.answer({
       _tag: "Answer",
       status,
       headers,
@@ -216,7 +219,7 @@ class Reader {
   error(e: unknown): void {
     this.off()
     this.timer.stop()
-    this.broken(e)
+    this.sink.broken(e)
   }
 
   close(): void {

@@ -74,7 +74,16 @@ const base = (entry: GatewayConfig.StrategyEntry): SelectorLayer => {
   }
 }
 
-const decorate = (entry: GatewayConfig.StrategyEntry, inner: SelectorLayer): SelectorLayer => {
+/** Where a built stack's pacing hands its windows' reader, for `/status`. */
+export interface PacingSeen {
+  windows?: Effect.Effect<ReadonlyArray<AccountPacing.WindowStatus>> | undefined
+}
+
+const decorate = (
+  entry: GatewayConfig.StrategyEntry,
+  inner: SelectorLayer,
+  seen?: PacingSeen
+): SelectorLayer => {
   switch (entry.name) {
     case "health-aware":
       return HealthAware.layer({
@@ -85,8 +94,14 @@ const decorate = (entry: GatewayConfig.StrategyEntry, inner: SelectorLayer): Sel
         panicThreshold: entry.panicThreshold
       }).pipe(Layer.provide(inner))
     case "account-pacing":
-      return AccountPacing.layer(
-        entry.maxWaitMs === undefined ? {} : { maxWait: Duration.millis(entry.maxWaitMs) }
+      return Layer.effect(
+        KeySelector.KeySelector,
+        Effect.tap(
+          AccountPacing.make(
+            entry.maxWaitMs === undefined ? {} : { maxWait: Duration.millis(entry.maxWaitMs) }
+          ),
+          (pacing) => Effect.sync(() => seen !== undefined && (seen.windows = pacing.windows))
+        )
       ).pipe(Layer.provide(inner))
     case "concurrency-limited":
       return ConcurrencyLimited.layer({ defaultMax: entry.defaultMax }).pipe(Layer.provide(inner))
@@ -111,9 +126,12 @@ const decorate = (entry: GatewayConfig.StrategyEntry, inner: SelectorLayer): Sel
 }
 
 /** The strategy stack, outermost first, as one `KeySelector` layer. */
-export const selectorLayer = (stack: ReadonlyArray<GatewayConfig.StrategyEntry>): SelectorLayer => {
+export const selectorLayer = (
+  stack: ReadonlyArray<GatewayConfig.StrategyEntry>,
+  seen?: PacingSeen
+): SelectorLayer => {
   let layer = base(stack[stack.length - 1]!)
-  for (let i = stack.length - 2; i >= 0; i--) layer = decorate(stack[i]!, layer)
+  for (let i = stack.length - 2; i >= 0; i--) layer = decorate(stack[i]!, layer, seen)
   return layer
 }
 
@@ -132,7 +150,11 @@ export const balancerOptions = (config: GatewayConfig.GatewayConfig): Balancer.O
       : {
           ratio: config.retry.budget.ratio,
           minPerSecond: config.retry.budget.minPerSecond,
-          window: Duration.millis(config.retry.budget.windowMs)
+          // At least a request's whole life: a request counts toward the budget until it ends. With
+          // a window shorter than the queue a burst waits in (Overload: 10,000 at once, answered
+          // over 10-20 s), the burst's own requests had left the window by the time they failed,
+          // their retries found the floor alone, and the upstream's 5xx went to the caller.
+          window: Duration.millis(Math.max(config.retry.budget.windowMs, config.deadlines.requestMs))
         }
 })
 
@@ -153,6 +175,8 @@ export interface Built {
   readonly resets: ReadonlyMap<string, CreditLookup.KeyInfo["limitReset"]>
   /** This replica's Redis link, when the config has a `redis` section (clients' budgets use it). */
   readonly fleet: ClientsFleet.Link | undefined
+  /** The learned rate windows, when the stack paces accounts (`account-pacing`). */
+  readonly pacing: Effect.Effect<ReadonlyArray<AccountPacing.WindowStatus>> | undefined
 }
 
 /** The credit lookup, noting each key's `limit_reset` for the forecasts as it passes (no extra request). */
@@ -212,10 +236,11 @@ export const build = (
       : // No strategy of this stack asks for the ledger: nothing reads this empty context.
         Layer.succeedContext(Context.empty() as Context.Context<CreditLedger.CreditLedger>)
     const credit = fleet === undefined ? ledger : ledger.pipe(Layer.provide(fleet))
+    const seen: PacingSeen = {}
     const selectors =
       fleet === undefined
-        ? selectorLayer(config.strategy)
-        : selectorLayer(config.strategy).pipe(Layer.provide(fleet))
+        ? selectorLayer(config.strategy, seen)
+        : selectorLayer(config.strategy, seen).pipe(Layer.provide(fleet))
     const layer = Balancer.layer(balancerOptions(config)).pipe(
       Layer.provideMerge(selectors),
       Layer.provideMerge(credit),
@@ -250,6 +275,7 @@ export const build = (
       clock: yield* Effect.clock,
       tracer: yield* Trace.installed,
       resets,
-      fleet: link
+      fleet: link,
+      pacing: seen.windows
     }
   })

@@ -22,7 +22,7 @@ import type { EngineState } from "./state.js"
 import type { Answer } from "./answer.js"
 import type * as Log from "./log.js"
 import * as Deadlines from "./deadlines.js"
-import { callUpstream, type RequestContext } from "./upstream.js"
+import { callUpstream, type Failed, type RequestContext } from "./upstream.js"
 
 /** How the fiber path runs a request: `Balancer.runHeld` from the start, or `Started.runHeld`. */
 type HeldRun = Balancer.Started["runHeld"]
@@ -116,30 +116,49 @@ export const forward = (
     )
   }
   // 2. The upstream call, hedged when it stalls (hedge.ts); 3. the answer piped and settled, or
-  // the failure handed to the fiber path.
+  // the failure handed to the fiber path. The hooks are set first: a failure that goes on to the
+  // fiber path at once (a call that could not be made) sets that path's own.
+  const fast = new FastRequest(engine, live, res, ctx, request)
+  live.hooks = fast
   const first: Hedge.Leg = { ctx, started, settler: new FastSettler(started, live) }
-  const legOf = legFor(live)
-  const race = Hedge.start(engine, request, first, legOf, (leg, result) => {
+  fast.race = Hedge.start(engine, request, first, legFor(live), (leg, result) => fast.finish(leg, result))
+}
+
+/** The fast path's request: how its race ends, and its hooks (the client went away, the deadline). */
+class FastRequest implements Hooks {
+  race: Hedge.Race | undefined = undefined
+  constructor(
+    private readonly engine: EngineState,
+    private readonly live: Live,
+    private readonly res: http.ServerResponse,
+    private readonly ctx: RequestContext,
+    private readonly request: Balancer.RunRequest
+  ) {}
+
+  /** The attempt that decides the request: its answer is sent, or its failure goes to the fiber path. */
+  finish(leg: Hedge.Leg, result: Answer | Failed): void {
     if (leg.settler.settled) return // the client went away meanwhile
+    const { engine, res } = this
     if (result._tag === "Answer") return sendAnswer(engine, leg.ctx, res, result, leg.settler)
     leg.settler.unsafeFail(result.error)
     // Nothing reached the client yet: the balancer's loop goes on from this failure.
     if (!res.destroyed) {
-      forwardOnFiber(engine, live, res, leg.ctx, request, false, (use, onHeld) =>
+      forwardOnFiber(engine, this.live, res, leg.ctx, this.request, false, (use, onHeld) =>
         leg.started.runHeld(use, onHeld)
       )
     }
-  })
-  live.hooks = {
-    // The client went away: abort the upstream call (or its body) and give the key back.
-    cancel: () => {
-      if (!res.writableFinished) race.abort()
-    },
-    expire: () => {
-      if (res.headersSent || race.settled()) return
-      race.abort()
-      sendDeadline(engine, ctx, res)
-    }
+  }
+
+  /** The client went away: abort the upstream call (or its body) and give the key back. */
+  cancel(): void {
+    if (!this.res.writableFinished) this.race?.abort()
+  }
+
+  expire(): void {
+    const race = this.race
+    if (this.res.headersSent || race === undefined || race.settled()) return
+    race.abort()
+    sendDeadline(this.engine, this.ctx, this.res)
   }
 }
 

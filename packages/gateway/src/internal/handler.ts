@@ -232,12 +232,8 @@ const readBody = (
     }
     const model = typeof o.model === "string" ? o.model : undefined
     if (live.log !== undefined) live.log.model = model
-    const go = () =>
-      forward(engine, live, req, res, "POST", suffix, body, {
-        model,
-        affinity: Protocol.affinityOf(o)
-      })
-    if (client === undefined) return go()
+    // No closure for this (under tsx a named one costs an `Object.defineProperty` per request).
+    if (client === undefined) return forwardBody(engine, live, req, res, suffix, body, model, o)
     const models = model !== undefined ? [model] : (o.models as Array<unknown>).map(String)
     const now = engine.built.clock.unsafeCurrentTimeMillis()
     const priced =
@@ -266,13 +262,24 @@ const readBody = (
           // The caller left while Redis answered: nothing to forward, the reservation goes back.
           if (res.destroyed) return admitted.settle(undefined, false)
           live.charge = admitted
-          go()
+          forwardBody(engine, live, req, res, suffix, body, model, o)
         }
       )
     }
     const admitted = Clients.admit(engine.clientLedger, client, models, o.max_tokens, now, priced)
     if (Clients.isRefusal(admitted)) return refuse(engine, res, admitted)
     live.charge = admitted
-    go()
+    forwardBody(engine, live, req, res, suffix, body, model, o)
   })
 }
+
+const forwardBody = (
+  engine: EngineState,
+  live: Live,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  suffix: string,
+  body: Buffer,
+  model: string | undefined,
+  o: Record<string, unknown>
+) => forward(engine, live, req, res, "POST", suffix, body, { model, affinity: Protocol.affinityOf(o) })

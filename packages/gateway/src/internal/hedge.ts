@@ -176,16 +176,6 @@ const abortLeg = (leg: Leg) => {
   leg.settler.unsafeCancel()
 }
 
-/** A hedge due after a delay, on the shared deadline lists. */
-class Due extends Deadlines.Deadline {
-  constructor(private readonly run: () => void) {
-    super()
-  }
-  expire(): void {
-    this.run()
-  }
-}
-
 /**
  * Starts the fast path's first attempt, hedged when due. `finish` gets the attempt whose result
  * decides the request: the first answer, or the last failure when every attempt failed (then
@@ -199,85 +189,109 @@ export const start = (
   finish: (leg: Leg, result: Answer | Failed) => void
 ): Race => {
   const state = stateOf(engine)
+  const race = new FastRace(engine, state, request, first, legOf, finish)
+  // Not hedged (off, or the delay not learned yet): the plain fast path, with the latency
+  // sampled while a delay is to be learned.
   const delay = state?.delay()
-  if (state === undefined || delay === undefined) {
-    // Not hedged: the plain fast path (with the latency sampled once a delay is to be learned).
-    const t0 = state === undefined || state.config.afterMs !== undefined ? 0 : performance.now()
-    startUpstream(engine, first.ctx, first.started.key, (result) => {
-      if (t0 !== 0 && result._tag === "Answer") state!.sample(performance.now() - t0)
-      finish(first, result)
-    })
-    return { abort: () => abortLeg(first), settled: () => first.settler.settled }
+  // The hedge's timer on the shared deadline lists (`deadlines.ts`), not a Node timer per request.
+  if (delay !== undefined) Deadlines.arm(race, delay)
+  startUpstream(engine, first.ctx, first.started.key, (result) => race.onResult(first, result))
+  return race
+}
+
+/**
+ * The fast path's race as one object (its timer is the hedge's delay), with methods rather than
+ * closures made per request (under tsx each named closure also costs an `Object.defineProperty`).
+ */
+class FastRace extends Deadlines.Deadline implements Race {
+  private second: Leg | undefined = undefined
+  private decided = false
+  private noKey = false
+  /** When the first attempt started (0: no latency is sampled, hedging is off). */
+  private readonly t0: number
+  constructor(
+    private readonly engine: EngineState,
+    private readonly state: State | undefined,
+    private readonly request: Balancer.RunRequest,
+    private readonly first: Leg,
+    private readonly legOf: (started: Balancer.Started, ctx: RequestContext) => Leg,
+    private readonly finish: (leg: Leg, result: Answer | Failed) => void
+  ) {
+    super()
+    this.t0 = state === undefined ? 0 : performance.now()
   }
-  const t0 = performance.now()
-  let second: Leg | undefined
-  let decided = false
-  let noKey = false
-  const onResult = (leg: Leg, result: Answer | Failed) => {
+
+  onResult(leg: Leg, result: Answer | Failed): void {
     // A loser's late result, or a result after the client went away.
-    if (decided || leg.settler.settled) return
-    if (leg === first) Deadlines.disarm(timer)
+    if (this.decided || leg.settler.settled) return
+    const { first, second, state } = this
+    if (leg === first) Deadlines.disarm(this)
     if (second === undefined) {
-      decided = true
-      if (result._tag === "Answer") state.sample(performance.now() - t0)
-      return finish(leg, result)
+      this.decided = true
+      if (this.t0 !== 0 && result._tag === "Answer") state!.sample(performance.now() - this.t0)
+      return this.finish(leg, result)
     }
+    // A second leg exists only when hedging is on.
+    const hedging = state!
     const other = leg === first ? second : first
     if (result._tag === "Answer") {
-      decided = true
-      if (leg === first) state.sample(performance.now() - t0)
-      if (leg === second) state.count("won")
-      else if (!other.settler.settled) state.count("lost")
+      this.decided = true
+      if (leg === first) hedging.sample(performance.now() - this.t0)
+      if (leg === second) hedging.count("won")
+      else if (!other.settler.settled) hedging.count("lost")
       abortLeg(other)
-      return finish(leg, result)
+      return this.finish(leg, result)
     }
-    if (leg === second) state.count("failed")
+    if (leg === second) hedging.count("failed")
     if (!other.settler.settled) {
       // The other attempt may still answer: this one's failure is reported now.
       leg.settler.unsafeFail(result.error)
       return
     }
-    decided = true
-    finish(leg, result)
+    this.decided = true
+    this.finish(leg, result)
   }
-  const hedge = () => {
+
+  /** The hedge delay passed. */
+  expire(): void {
+    const { first, state, engine } = this
     // Headers in (an answer on its way, maybe a long generation), already settled, or gone.
-    if (decided || first.settler.settled || first.ctx.response !== undefined) return
+    if (state === undefined || this.decided || first.settler.settled || first.ctx.response !== undefined)
+      return
     if (!state.inHand()) return state.count("capped")
     const exclude = new Set([first.started.key.id])
-    const started = engine.built.balancer.unsafeStart({ ...request, exclude })
+    const started = engine.built.balancer.unsafeStart({ ...this.request, exclude })
     if (started === undefined) {
       // Every other key is busy, cooling down or out: look again shortly (an account's window
       // reopens within a second), counting the request once.
-      if (!noKey) state.count("no_key")
-      noKey = true
-      Deadlines.arm(timer, RETRY_MS)
+      if (!this.noKey) state.count("no_key")
+      this.noKey = true
+      Deadlines.arm(this, RETRY_MS)
       return
     }
     state.take()
-    const leg = legOf(started, {
+    const leg = this.legOf(started, {
       ...first.ctx,
       upstream: undefined,
       response: undefined,
       failed: undefined,
       attempt: undefined
     })
-    second = leg
-    startUpstream(engine, leg.ctx, started.key, (result) => onResult(leg, result))
+    this.second = leg
+    startUpstream(engine, leg.ctx, started.key, (result) => this.onResult(leg, result))
   }
-  // On the shared deadline lists (`deadlines.ts`), not a Node timer per request.
-  const timer = new Due(hedge)
-  Deadlines.arm(timer, delay)
-  startUpstream(engine, first.ctx, first.started.key, (result) => onResult(first, result))
-  return {
-    abort: () => {
-      Deadlines.disarm(timer)
-      if (!decided && second !== undefined && !second.settler.settled) state.count("cancelled")
-      decided = true
-      abortLeg(first)
-      if (second !== undefined) abortLeg(second)
-    },
-    settled: () => first.settler.settled && (second === undefined || second.settler.settled)
+
+  abort(): void {
+    Deadlines.disarm(this)
+    const second = this.second
+    if (!this.decided && second !== undefined && !second.settler.settled) this.state!.count("cancelled")
+    this.decided = true
+    abortLeg(this.first)
+    if (second !== undefined) abortLeg(second)
+  }
+
+  settled(): boolean {
+    return this.first.settler.settled && (this.second === undefined || this.second.settler.settled)
   }
 }
 

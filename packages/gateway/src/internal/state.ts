@@ -34,10 +34,6 @@ export interface EngineState {
   /** The model price table reservations are priced from: shared by the engines of one gateway. */
   readonly prices: Prices.Table
   readonly upstreams: Map<string, Upstream>
-  /** Per connection, the last Authorization header this configuration accepted (a reload re-checks). */
-  readonly accepted: WeakMap<object, string>
-  /** Per connection, the client of that header, when it is a client's. */
-  readonly acceptedClient: WeakMap<object, GatewayConfig.ClientConfig>
   active: number
   retired: boolean
 }
@@ -57,9 +53,7 @@ export const makeEngineState = (
   clientLedger,
   clientFleet,
   prices,
-  acceptedClient: new WeakMap(),
   upstreams: new Map(),
-  accepted: new WeakMap(),
   active: 0,
   retired: false
 })

@@ -6,6 +6,7 @@
 import * as KeyPool from "@or-balancer/core/KeyPool"
 import * as Monitor from "@or-balancer/core/Monitor"
 import type * as StateStore from "@or-balancer/core/StateStore"
+import type * as AccountPacing from "@or-balancer/strategies/AccountPacing"
 import * as HealthAware from "@or-balancer/strategies/HealthAware"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -164,6 +165,8 @@ export const status = (
       list.push(forecasts[i]!)
       accounts.set(v.key.account, list)
     })
+    const windows = engine.built.pacing === undefined ? [] : yield* engine.built.pacing
+    const windowOf = new Map(windows.map((w) => [w.id, w]))
     return {
       status: state.draining ? "draining" : "ok",
       generation: state.generation,
@@ -183,7 +186,8 @@ export const status = (
       clients,
       accounts: Array.from(accounts, ([id, keys]) => ({
         id,
-        forecast: publicForecast(Forecast.sumForecast(keys, now))
+        forecast: publicForecast(Forecast.sumForecast(keys, now)),
+        window: publicWindow(windowOf.get(`account:${id}`))
       })),
       keys: views.map(({ key, stats: s, until, credit, creditError, health, reason }, i) => ({
         id: key.id,
@@ -216,3 +220,16 @@ const publicForecast = (f: Forecast.Forecast): Gateway.CreditForecast => ({
   exhaustsAt: f.exhaustsAt,
   resetsAt: f.resetsAt
 })
+
+const publicWindow = (w: AccountPacing.WindowStatus | undefined): Gateway.AccountWindow | null =>
+  w === undefined
+    ? null
+    : {
+        limit: w.limit ?? null,
+        exact: w.exact,
+        windowMs: w.windowMs ?? null,
+        used: w.admitted,
+        closedUntil: w.closedUntil === undefined ? null : new Date(w.closedUntil).toISOString(),
+        refusals: w.refusals,
+        fleet: w.fleet ?? null
+      }

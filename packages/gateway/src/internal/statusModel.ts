@@ -128,8 +128,34 @@ export interface Status {
     readonly hedgeAfterMs: number | null
   }
   readonly keys: ReadonlyArray<KeyStatus>
-  /** Per account, its keys' forecasts summed. */
-  readonly accounts: ReadonlyArray<{ readonly id: string; readonly forecast: CreditForecast }>
+  /** Per account, its keys' forecasts summed, and its rate window as pacing learned it. */
+  readonly accounts: ReadonlyArray<{
+    readonly id: string
+    readonly forecast: CreditForecast
+    readonly window: AccountWindow | null
+  }>
   /** Named clients (empty when none is configured). */
   readonly clients: ReadonlyArray<ClientStatus>
+}
+
+/**
+ * An account's rate window as `account-pacing` learned it (from `X-RateLimit-Limit` and 429s; over
+ * a fleet on Redis, from any replica's).
+ *
+ * @since 0.4.0
+ * @category Models
+ */
+export interface AccountWindow {
+  /** Requests this replica admits per window (the fleet's limit ÷ live replicas on Redis); null until learned. */
+  readonly limit: number | null
+  /** The limit came from `X-RateLimit-Limit` (else an estimate). */
+  readonly exact: boolean
+  readonly windowMs: number | null
+  /** Requests this replica sent in the current window. */
+  readonly used: number
+  /** Closed (a 429, or the window full) until then; null when open. */
+  readonly closedUntil: string | null
+  readonly refusals: number
+  /** On Redis: the whole fleet's limit and the live replicas sharing it; null alone. */
+  readonly fleet: { readonly limit: number; readonly replicas: number } | null
 }

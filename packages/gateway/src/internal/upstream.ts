@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import * as https from "node:https"
-import { type Answer, type BodyTimer, readAnswer } from "./answer.js"
+import { type Answer, type AnswerSink, type BodyTimer, readAnswer } from "./answer.js"
 import * as Deadlines from "./deadlines.js"
 import * as Generations from "./generations.js"
 import type * as Log from "./log.js"
@@ -152,7 +152,6 @@ export const startUpstream = (
   key: Key.Key,
   done: (result: Answer | Failed) => void
 ): void => {
-  const { body, method } = ctx
   ctx.failed = undefined
   ctx.response = undefined
   ctx.attempt = key.id
@@ -160,9 +159,9 @@ export const startUpstream = (
     authorization: `Bearer ${Redacted.value(key.secret)}`,
     accept: ctx.accept ?? "*/*"
   }
-  if (body !== undefined) {
+  if (ctx.body !== undefined) {
     headers["content-type"] = "application/json"
-    headers["content-length"] = body.length
+    headers["content-length"] = ctx.body.length
   }
   if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
   if (ctx.title !== undefined) headers["x-title"] = ctx.title
@@ -171,145 +170,165 @@ export const startUpstream = (
   if (ctx.tracestate !== undefined) headers.tracestate = ctx.tracestate
   // The request log and trace record this attempt (log.ts); nothing when both are off.
   if (ctx.log !== undefined) done = ctx.log.attempt(key, headers, done)
-  const deadlines = engine.config.deadlines
-  // An attempt waits for the head at most `headersMs` (then fails over), and never past the
-  // request's own deadline; after the head, at most `bodyIdleMs` between two body chunks.
-  const timer = new AttemptTimer(ctx)
-  let settled = false
+  const call = new Call(engine, ctx, key.id, done)
   // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
   // throws here: that is the key's failure, not a throw out of the request handler (which, on
   // the fast path, would end the process with the key still leased).
-  let up: Upstream
-  let req: http.ClientRequest
-  const list: Array<string> = []
   try {
-    up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    const up = upstreamFor(engine, key.baseUrl ?? engine.config.baseUrl)
+    call.up = up
     // As a flat list with Host in it: Node writes a list straight into the head (validating each
     // header as it does), with no header map kept per request; an object goes through `setHeader`.
+    const list = call.list
     list.push("host", up.host)
     for (const name in headers) list.push(name, String(headers[name]))
-    send()
+    call.send()
   } catch (e) {
     return done(failed(ctx, transportError(e)))
   }
-  const left = ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis()
-  timer.start(deadlines.headersMs, left)
+  // An attempt waits for the head at most `headersMs` (then fails over), and never past the
+  // request's own deadline; after the head, at most `bodyIdleMs` between two body chunks.
+  call.start(engine.config.deadlines.headersMs, ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis())
+}
+
+/**
+ * One attempt's upstream call, and its timeout on the shared deadline lists (`deadlines.ts`)
+ * rather than the socket's (`req.setTimeout`: a `Timeout` and several listeners per call, and a
+ * refresh on every read and write of the socket). Before the head it is a deadline of `headersMs`
+ * from the start (the socket's was `headersMs` of silence, the same once the request is written);
+ * after it, at most `bodyIdleMs` between two body chunks: whoever reads the body calls
+ * {@link touch} per chunk and {@link stop} at its end. An object with methods rather than
+ * closures made per call (under tsx each named closure also costs an `Object.defineProperty`).
+ */
+class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink {
+  up: Upstream | undefined = undefined
+  /** The request's headers as a flat list, Host first. */
+  readonly list: Array<string> = []
+  req: http.ClientRequest | undefined = undefined
+  /** Set once `done` is decided (an answer's head is in, or the attempt failed). */
+  private settled = false
+  private idleMs = 0
+  private onSocket = false
+  /** Set while the attempt waits to send again (out of fds): its deadline ends it there. */
+  private waiting: ((e: Error) => void) | undefined = undefined
+  constructor(
+    private readonly engine: EngineState,
+    private readonly ctx: RequestContext,
+    private readonly keyId: string,
+    private readonly done: (result: Answer | Failed) => void
+  ) {
+    super()
+  }
 
   /** Sends the attempt; again after a wait when the process had no fd to spare for it. */
-  function send(): void {
-    req = up.request(
+  send(): void {
+    const up = this.up!
+    const ctx = this.ctx
+    const req = up.request(
       {
         agent: up.agent,
         hostname: up.hostname,
         port: up.port,
-        method,
+        method: ctx.method,
         path: up.prefix + ctx.suffix,
-        headers: list,
+        headers: this.list,
         // Undefined over TLS: Node's own server name then, as before.
         servername: up.servername
       } as http.RequestOptions,
-      (res) => {
-        const status = res.statusCode ?? 502
-        ctx.response = res
-        if (status < 400) {
-          settled = true
-          // Which key made it, for a later `GET /generation?id=` (routes: generation lookups).
-          const gen = res.headers["x-generation-id"]
-          if (typeof gen === "string") Generations.remember(engine, gen, key.id)
-          // From here the deadline is the longest silence between two body chunks.
-          timer.idle(deadlines.bodyIdleMs)
-          return readAnswer(
-            engine,
-            ctx,
-            status,
-            res,
-            timer,
-            done,
-            (error) => done(failed(ctx, error)),
-            (e) => done(failed(ctx, transportError(e)))
-          )
-        }
-        const chunks: Array<Buffer> = []
-        res.on("data", (c: Buffer) => chunks.push(c))
-        res.on("end", () => {
-          settled = true
-          timer.stop()
-          const f = upstreamFailure(engine, ctx, {
-            status,
-            headers: res.headers,
-            text: Buffer.concat(chunks).toString("utf8")
-          })
-          done(f)
-          if (f.error._tag === "Unauthorized") Pool.failQueued(up.queued, key.id, f.error)
-        })
-        res.on("error", (e) => {
-          timer.stop()
-          if (settled) return
-          settled = true
-          done(failed(ctx, transportError(e)))
-        })
-      }
+      (res) => this.response(res)
     )
-    timer.req = req
-    req.on("error", onError)
-    Pool.queue(up.queued, key.id, req, (error) => {
-      if (settled) return
-      settled = true
-      timer.stop()
-      req.destroy()
-      done(failed(ctx, error))
-    })
-    req.end(body)
+    this.req = req
+    req.on("error", (e) => this.error(e))
+    // Only an attempt left waiting in the agent's queue: one given a free keep-alive socket at
+    // once (the steady state) was never queued, so no failer and no listeners for it.
+    if (!(req as { reusedSocket?: boolean }).reusedSocket) {
+      Pool.queue(up.queued, this.keyId, req, (error) => {
+        if (this.settled) return
+        this.settled = true
+        this.stop()
+        req.destroy()
+        this.done(failed(ctx, error))
+      })
+    }
+    req.end(ctx.body)
     ctx.upstream = req
   }
 
-  function onError(e: unknown): void {
-    if (!settled && Pool.outOfFds(e) && ctx.response === undefined) {
+  private response(res: http.IncomingMessage): void {
+    const { ctx, engine } = this
+    const status = res.statusCode ?? 502
+    ctx.response = res
+    if (status < 400) {
+      this.settled = true
+      // Which key made it, for a later `GET /generation?id=` (routes: generation lookups).
+      const gen = res.headers["x-generation-id"]
+      if (typeof gen === "string") Generations.remember(engine, gen, this.keyId)
+      // From here the deadline is the longest silence between two body chunks.
+      this.idle(engine.config.deadlines.bodyIdleMs)
+      return readAnswer(engine, ctx, status, res, this, this)
+    }
+    const chunks: Array<Buffer> = []
+    res.on("data", (c: Buffer) => chunks.push(c))
+    res.on("end", () => {
+      this.settled = true
+      this.stop()
+      const f = upstreamFailure(engine, ctx, {
+        status,
+        headers: res.headers,
+        text: Buffer.concat(chunks).toString("utf8")
+      })
+      this.done(f)
+      if (f.error._tag === "Unauthorized") Pool.failQueued(this.up!.queued, this.keyId, f.error)
+    })
+    res.on("error", (e) => {
+      this.stop()
+      if (this.settled) return
+      this.settled = true
+      this.done(failed(ctx, transportError(e)))
+    })
+  }
+
+  /** `readAnswer`'s outcomes (answer.ts). */
+  answer(answer: Answer): void {
+    this.done(answer)
+  }
+  fail(error: UpstreamError.UpstreamError): void {
+    this.done(failed(this.ctx, error))
+  }
+  broken(e: unknown): void {
+    this.done(failed(this.ctx, transportError(e)))
+  }
+
+  private error(e: unknown): void {
+    const { ctx, engine } = this
+    if (!this.settled && Pool.outOfFds(e) && ctx.response === undefined) {
       // Not the key's failure (nothing reached it): wait for a socket of the now capped pool,
       // within the attempt's deadline, charging neither the key nor the retry budget.
-      Pool.capPool(up.agent)
-      timer.req = undefined
+      Pool.capPool(this.up!.agent)
+      this.req = undefined
       const again = setTimeout(() => {
-        timer.waiting = undefined
+        this.waiting = undefined
         try {
-          send()
-          timer.resent(ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis())
+          this.send()
+          this.resent(ctx.deadlineAt - engine.built.clock.unsafeCurrentTimeMillis())
         } catch (e) {
-          onError(e)
+          this.error(e)
         }
       }, Pool.FD_RETRY_MS)
-      timer.waiting = (expired) => {
+      this.waiting = (expired) => {
         clearTimeout(again)
-        onError(expired)
+        this.error(expired)
       }
       return
     }
-    timer.stop()
-    if (settled) return
-    settled = true
-    done(failed(ctx, transportError(e)))
+    this.stop()
+    if (this.settled) return
+    this.settled = true
+    this.done(failed(ctx, transportError(e)))
   }
-}
 
-/**
- * An attempt's timeout, on the shared deadline lists (`deadlines.ts`) rather than the socket's
- * (`req.setTimeout`: a `Timeout` and several listeners per call, and a refresh on every read and
- * write of the socket). Before the head it is a deadline of `headersMs` from the start (the
- * socket's was `headersMs` of silence, the same once the request is written); after it, at most
- * `bodyIdleMs` between two body chunks: whoever reads the body calls {@link touch} per chunk and
- * {@link stop} at its end.
- */
-export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
-  req: http.ClientRequest | undefined = undefined
-  private idleMs = 0
-  constructor(private readonly ctx: RequestContext) {
-    super()
-  }
-  private onSocket = false
-  /** Set while the attempt waits to send again (out of fds): its deadline ends it there. */
-  waiting: ((e: Error) => void) | undefined = undefined
   /** The attempt was sent again: a deadline on the socket moves to the new request. */
-  resent(left: number): void {
+  private resent(left: number): void {
     if (this.onSocket) this.req?.setTimeout(Math.max(1, left), () => this.expire())
   }
   start(headersMs: number, left: number): void {
@@ -319,7 +338,7 @@ export class AttemptTimer extends Deadlines.Deadline implements BodyTimer {
     this.req?.setTimeout(Math.max(1, left), () => this.expire())
   }
   /** From the head on: at most `ms` between two chunks of the body. */
-  idle(ms: number): void {
+  private idle(ms: number): void {
     if (this.onSocket) {
       this.onSocket = false
       this.req?.setTimeout(0)

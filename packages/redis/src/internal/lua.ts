@@ -81,13 +81,21 @@ end
 -- left in fragments no replica can spend ($0.50 at $0.01 over 3 replicas: 16 + 17 + 17, not 3 × 0.1666).
 -- A replica with no slice on record (Redis restarted empty) keeps what it has in use, as far as
 -- the pool not held by others allows: requests already running count against the cap.
-local function grant(key, now, pool, me, want, ttl, in_use, unit)
+-- Permits pass 'claim' (what the replica may still use of a grant Redis no longer has: see
+-- permitsAcquire): such a replica re-registers max(claim, in use) whatever the pool says, and while
+-- the table recovers ('recover', server ms) no slice grows past what the re-registered claims free
+-- ('claimed' minus the others' grants), since claims not yet re-registered are still being used.
+local function grant(key, now, pool, me, want, ttl, in_use, unit, claim)
   unit = math.max(1, unit or 1)
-  local s = read_slices(key, now)
+  local s, fields = read_slices(key, now)
   local mine = s[me]
   local held = 0
+  local recovering = claim ~= nil and tonumber(fields['recover'] or '0') > now
   if mine ~= nil then
     held = mine.g
+  elseif claim ~= nil then
+    held = math.max(claim, in_use)
+    if recovering then redis.call('HINCRBY', key, 'claimed', held); fields['claimed'] = tonumber(fields['claimed'] or '0') + held end
   else
     held = math.max(0, pool - total_granted(s))
   end
@@ -110,6 +118,7 @@ local function grant(key, now, pool, me, want, ttl, in_use, unit)
     end
   end
   local g = math.floor(math.min(want, t[me], math.max(0, pool - others)) / unit) * unit
+  if recovering then g = math.min(g, math.max(0, tonumber(fields['claimed'] or '0') - others)) end
   if g < keep then g = keep end
   redis.call('HSET', key, 'g:' .. me, g, 'w:' .. me, want, 'e:' .. me, now + ttl)
   redis.call('PEXPIRE', key, last - now + 60000)
@@ -123,13 +132,31 @@ const script = (name: string, numberOfKeys: number, body: string): Script => ({
   lua: NOW + SLICES + body
 })
 
-/** KEYS: permits. ARGV: replica, want, cap, ttlMs, inUse. → {granted, ttlMs, liveReplicas, totalGranted} */
+/**
+ * KEYS: permits. ARGV: replica, want, cap, ttlMs, inUse, claim, lastBorn.
+ * → {granted, ttlMs, liveReplicas, totalGranted, born}
+ * `born` (server ms) names the table's generation. A replica that saw an earlier one (`lastBorn` > 0)
+ * and finds no table knows Redis was emptied while replicas still hold slices: the new table
+ * recovers for one TTL (every old slice has expired or been re-registered by then), in which slices
+ * grow only into what re-registered claims free.
+ */
 export const permitsAcquire = script(
   "orbPermitsAcquire",
   1,
   `
 local now = server_now()
-return grant(KEYS[1], now, tonumber(ARGV[3]), ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+local ttl = tonumber(ARGV[4])
+local born = redis.call('HGET', KEYS[1], 'born')
+if born == false then
+  born = now
+  redis.call('HSET', KEYS[1], 'born', born)
+  if tonumber(ARGV[7] or '0') > 0 then redis.call('HSET', KEYS[1], 'recover', now + ttl, 'claimed', 0) end
+  redis.call('PEXPIRE', KEYS[1], ttl + 60000)
+end
+local r = grant(KEYS[1], now, tonumber(ARGV[3]), ARGV[1], tonumber(ARGV[2]), ttl, tonumber(ARGV[5]),
+  1, tonumber(ARGV[6] or '0'))
+r[5] = tonumber(born)
+return r
 `
 )
 
@@ -305,6 +332,106 @@ return 1
 `
 )
 
+/**
+ * KEYS: accounts out. ARGV: account, forMs, reason. → remainingMs after the write. Only ever extends.
+ * Fields: `<account>` the end (server ms), `<account>:reason`.
+ */
+export const accountOutExtend = script(
+  "orbAccountOutExtend",
+  1,
+  `
+local now = server_now()
+local until_ms = now + tonumber(ARGV[2])
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if until_ms > cur then
+  redis.call('HSET', KEYS[1], ARGV[1], until_ms, ARGV[1] .. ':reason', ARGV[3])
+  cur = until_ms
+end
+if redis.call('PTTL', KEYS[1]) < cur - now + 1000 then redis.call('PEXPIRE', KEYS[1], cur - now + 1000) end
+return cur - now
+`
+)
+
+/** KEYS: accounts out. → {account, remainingMs, reason, ...} for each account still out (ended ones dropped) */
+export const accountsOutRead = script(
+  "orbAccountsOutRead",
+  1,
+  `
+local now = server_now()
+local raw = redis.call('HGETALL', KEYS[1])
+local h = {}
+for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+local out = {}
+for f, v in pairs(h) do
+  if string.sub(f, -7) ~= ':reason' then
+    local left = tonumber(v) - now
+    if left > 0 then
+      out[#out + 1] = f
+      out[#out + 1] = left
+      out[#out + 1] = h[f .. ':reason'] or ''
+    else
+      redis.call('HDEL', KEYS[1], f, f .. ':reason')
+    end
+  end
+end
+return out
+`
+)
+
+/**
+ * KEYS: pacing windows. ARGV: window id, limit (-1: none), windowMs (-1: none), closedMs. A learned
+ * window: the latest limit and length replace the last; its closing only ever extends. Field
+ * `<id>` = "limit|windowMs|closedUntil" (server ms; -1 unknown). Kept a day after the last write.
+ */
+export const pacingPublish = script(
+  "orbPacingPublish",
+  1,
+  `
+local now = server_now()
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local limit, len, closed = -1, -1, 0
+if cur then
+  local a, b, c = string.match(cur, '^(-?%d+)|(-?%d+)|(-?%d+)$')
+  limit, len, closed = tonumber(a), tonumber(b), tonumber(c)
+end
+if tonumber(ARGV[2]) >= 0 then limit = tonumber(ARGV[2]) end
+if tonumber(ARGV[3]) >= 0 then len = tonumber(ARGV[3]) end
+closed = math.max(closed, now + tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], ARGV[1], limit .. '|' .. len .. '|' .. closed)
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return 1
+`
+)
+
+/**
+ * KEYS: pacing windows, pacing replicas. ARGV: replica, aliveMs. Marks the replica live for aliveMs,
+ * drops replicas gone quiet. → {live replicas, then id, limit, windowMs, closedMs for each window}
+ */
+export const pacingSync = script(
+  "orbPacingSync",
+  2,
+  `
+local now = server_now()
+redis.call('HSET', KEYS[2], ARGV[1], now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) * 2)
+local reps = redis.call('HGETALL', KEYS[2])
+local live = 0
+for i = 1, #reps, 2 do
+  if tonumber(reps[i + 1]) > now then live = live + 1 else redis.call('HDEL', KEYS[2], reps[i]) end
+end
+local out = { live }
+local ws = redis.call('HGETALL', KEYS[1])
+for i = 1, #ws, 2 do
+  local a, b, c = string.match(ws[i + 1], '^(-?%d+)|(-?%d+)|(-?%d+)$')
+  out[#out + 1] = ws[i]
+  out[#out + 1] = tonumber(a)
+  out[#out + 1] = tonumber(b)
+  out[#out + 1] = math.max(0, tonumber(c) - now)
+end
+return out
+`
+)
+
 export const all: ReadonlyArray<Script> = [
   permitsAcquire,
   permitsRelease,
@@ -317,5 +444,9 @@ export const all: ReadonlyArray<Script> = [
   unlock,
   healthExtend,
   healthRead,
-  probeEnd
+  probeEnd,
+  accountOutExtend,
+  accountsOutRead,
+  pacingPublish,
+  pacingSync
 ]

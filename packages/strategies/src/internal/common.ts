@@ -142,14 +142,19 @@ const positions = new WeakMap<ReadonlyArray<Key.Key>, Map<string, number>>()
 
 /** Where the key with this id is in `keys` (-1: not there), in O(1) after the first call per array. */
 export const positionOf = (keys: ReadonlyArray<Key.Key>, id: string): number => {
-  let p = positions.get(keys)
+  // The last array asked about (nearly always the pool's current one): no WeakMap lookup.
+  let p = keys === lastKeys ? lastPositions : positions.get(keys)
   if (p === undefined) {
     p = new Map()
     for (let i = 0; i < keys.length; i++) if (!p.has(keys[i]!.id)) p.set(keys[i]!.id, i)
     positions.set(keys, p)
   }
+  lastKeys = keys
+  lastPositions = p
   return p.get(id) ?? -1
 }
+let lastKeys: ReadonlyArray<Key.Key> | undefined
+let lastPositions: Map<string, number> | undefined
 
 /** Every key is a candidate: no gate, nothing tried, not kept to one key. */
 export const admitsAll = (request: KeySelector.SelectRequest): boolean =>

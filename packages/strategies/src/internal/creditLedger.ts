@@ -16,6 +16,7 @@ import { makeCache } from "./creditCache.js"
 import { Freshness } from "./creditFreshness.js"
 import { AccountsOut, exhausting } from "./creditOut.js"
 import { Held, type Holder, reportOf, reservingBest } from "./creditReserve.js"
+import { shareAccountsOut } from "./healthFleet.js"
 import { withinShare } from "./creditShared.js"
 import { isPending, Pending, stepEffect } from "./creditStep.js"
 import { availableOf, entryOf, type Ledger, nanos, reserving, type Slot, usdOrNull } from "./ledgerSlots.js"
@@ -27,7 +28,7 @@ type Reserved = CreditLedger.Reserved
 type Service = CreditLedger.Service
 type Step<A> = CreditLedger.Step<A>
 
-export { decideWith, Pending, stepEffect } from "./creditStep.js"
+export { decideWith, isPending, Pending, stepEffect } from "./creditStep.js"
 
 export const make = (
   options: CreditLedger.Options = {}
@@ -40,6 +41,8 @@ export const make = (
     const share = Option.getOrUndefined(yield* Effect.serviceOption(CreditShare))
     const ttl = Duration.toMillis(options.ttl ?? Duration.seconds(60))
     const accountsOut = new AccountsOut(Duration.toMillis(options.accountRecheck ?? Duration.seconds(60)))
+    // With a fleet (`HealthShare`), accounts out are shared; else this process's own.
+    const publishOut = yield* shareAccountsOut(accountsOut)
     // Background refreshes run on the runtime the ledger was built in (its clock included).
     const background = Runtime.runFork(yield* Effect.runtime<never>())
     const record = ledgerRecord(store)
@@ -81,12 +84,19 @@ export const make = (
     // When a key's balance may next change: its lookup's expiry, or the end of its being out.
     const refreshAtIn = (l: Ledger | undefined, now: number) => (key: Key.Key) =>
       Math.max(expiry.get(key.id) ?? 0, l?.[key.id]?.outUntil ?? 0, accountsOut.untilOf(key, now) ?? 0)
+    // With no account out, a record's balances read it live: one object per record, not per selection.
+    let lastRecord: Ledger | undefined
+    let lastBalances: Balances | undefined
     const balancesOf = (l: Ledger | undefined): Balances => {
-      if (!accountsOut.any)
-        return {
+      if (!accountsOut.any) {
+        if (l === lastRecord && lastBalances !== undefined) return lastBalances
+        lastRecord = l
+        lastBalances = {
           available: l === undefined ? () => undefined : (key) => liveOf(l[key.id]),
           refreshAt: refreshAtIn(l, 0)
         }
+        return lastBalances
+      }
       // An account out of credit: its keys have none, whatever their own balances.
       const t = clock.unsafeCurrentTimeMillis()
       return {
@@ -114,11 +124,15 @@ export const make = (
       )
     }
 
+    const readBalances = (): Step<Balances> => {
+      const l = record.read()
+      return isPending(l) ? new Pending(Effect.map(l.effect, balancesOf)) : balancesOf(l)
+    }
+    // Nothing stale (nearly always): straight to the record, no thunk for `afterRefresh`.
     const balancesNow: Now["balances"] = (keys, include) =>
-      afterRefresh(keys, include, () => {
-        const l = record.read()
-        return isPending(l) ? new Pending(Effect.map(l.effect, balancesOf)) : balancesOf(l)
-      })
+      freshness.staleOf(keys, include, clock.unsafeCurrentTimeMillis()) === undefined
+        ? readBalances()
+        : afterRefresh(keys, include, readBalances)
 
     const tryReserveBestNow: Now["tryReserveBest"] = (keys, include0, amount) => {
       const include = accountsOut.any
@@ -151,7 +165,8 @@ export const make = (
       if (error?.scope === "account" && key.account !== undefined) {
         // The account has no credit: every key of it is out until the re-check; the key's own
         // balance is not the matter.
-        accountsOut.out(key.account, at)
+        const until = accountsOut.out(key.account, at)
+        publishOut?.(key.account, until - at)
         return undefined
       }
       return reportOf(record.modify(updating(key.id, exhausting(key.id, error, at))))
@@ -162,6 +177,8 @@ export const make = (
       tryReserveBest: tryReserveBestNow,
       reserve: (key, amount) => {
         const held = new Held(key, nanos(amount), holder)
+        // Nothing to hold (no estimate): the settlement alone records the cost.
+        if (held.amount === 0 && share === undefined) return held
         share?.take(key.id, held.amount)
         const done = record.modify(adjusting(key.id, reserving(held.amount)))
         return isPending(done) ? new Pending(Effect.as(done.effect, held)) : held

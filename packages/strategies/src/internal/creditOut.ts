@@ -31,7 +31,8 @@ export const keyOutUntil = (
 
 /**
  * Accounts refused for their credits (`openrouter_credits`): every key of one is out until the
- * re-check, when they are tried again (another such refusal takes them out again). Per process.
+ * re-check, when they are tried again (another such refusal takes them out again). With a fleet
+ * (`HealthShare`), shared: see `healthFleet.ts`'s `shareAccountsOut`.
  */
 export class AccountsOut {
   private readonly until = new Map<string, number>()
@@ -46,6 +47,11 @@ export class AccountsOut {
     const until = Math.max(this.until.get(account) ?? 0, now + this.recheckMs)
     this.until.set(account, until)
     return until
+  }
+
+  /** Out until at least `until` (another replica of a fleet saw the refusal); only ever extends. */
+  outUntil(account: string, until: number): void {
+    if (until > (this.until.get(account) ?? 0)) this.until.set(account, until)
   }
 
   /** The account is known to have credit again. */

@@ -5,7 +5,7 @@ import type * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as CreditLedger from "../CreditLedger.js"
 import type * as CreditShare from "../CreditShare.js"
 import { isPending } from "./creditStep.js"
-import { indexOf, type Ledger, liveOfSlot, nanos, releasing } from "./ledgerSlots.js"
+import { indexOf, type Ledger, liveOfSlot, nanos, releasing, setLive } from "./ledgerSlots.js"
 import { adjusting, type LedgerRecord } from "./ledgerStore.js"
 
 /** What a reservation settles through: one per ledger. */
@@ -40,33 +40,15 @@ export const reservingBest =
   (holder: Holder, keys: ReadonlyArray<Key.Key>, include: (key: Key.Key) => boolean, amount: number) =>
   (current: Ledger | undefined): readonly [Held | undefined, Ledger | undefined] => {
     if (current === undefined) return [undefined, current]
-    const live = indexOf(current, keys).live
-    // First the richest key, in a plain numeric loop (ties: the first); nearly always the
-    // gate admits it. Only if not, a second pass asks the gate of each key that would win.
-    let best = -1
-    let bestValue = -Infinity
-    for (let i = 0; i < live.length; i++) {
-      if (live[i]! > bestValue) {
-        best = i
-        bestValue = live[i]!
-      }
-    }
-    if (best >= 0 && !(bestValue >= amount && include(keys[best]!))) {
-      best = -1
-      bestValue = -Infinity
-      for (let i = 0; i < live.length; i++) {
-        const a = live[i]!
-        if (a >= amount && a > bestValue && include(keys[i]!)) {
-          best = i
-          bestValue = a
-        }
-      }
-    }
-    if (best < 0 || bestValue < amount) return [undefined, current]
+    const index = indexOf(current, keys)
+    // The richest key with `amount` left that the gate admits, from the index's tournament tree:
+    // nearly always its leader, and past a refused key O(log n) more, not a pass over the pool.
+    const best = index.richest.bestWhere(amount, keys, include)
+    if (best < 0) return [undefined, current]
     const key = keys[best]!
     const e = current[key.id]!
     e.reserved += amount
     holder.share?.take(key.id, amount)
-    live[best] = liveOfSlot(e)
+    setLive(index, best, liveOfSlot(e))
     return [new Held(key, amount, holder), current]
   }

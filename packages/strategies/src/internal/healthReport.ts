@@ -46,6 +46,8 @@ export const make = ({ clock, pool, share, st, steps, store }: Context) => {
         ? undefined
         : { covers: cool0.covers, step: (k: Key.Key) => publishing(k.id, cool0.step, now, true) }
     if (cool === undefined) return self
+    // The whole account is out: the fleet takes out every key of it, this one included.
+    if (share !== undefined) Fleet.publishAccount(share, key.account!, cool0!.step, now)
     const get = pool.unsafeGet
     if (get === undefined) {
       return Effect.zipRight(

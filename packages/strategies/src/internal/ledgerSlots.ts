@@ -2,6 +2,7 @@
 // nano-dollars, the one record holding every slot, and the pool-ordered index over it.
 import type * as Key from "@or-balancer/core/Key"
 import type * as CreditLedger from "../CreditLedger.js"
+import { MaxTree } from "./maxTree.js"
 
 type Entry = CreditLedger.Entry
 
@@ -65,6 +66,8 @@ interface Index {
   readonly keys: ReadonlyArray<Key.Key>
   readonly position: Map<string, number>
   readonly live: Float64Array
+  /** The richest key (ties: first in pool order) at once, and the richest one a gate admits. */
+  readonly richest: MaxTree
 }
 
 const indexes = new WeakMap<Ledger, Index>()
@@ -84,7 +87,7 @@ export const indexOf = (ledger: Ledger, keys: ReadonlyArray<Key.Key>): Index => 
       position.set(k.id, i)
       live[i] = liveOfSlot(ledger[k.id])
     })
-    index = { keys, position, live }
+    index = { keys, position, live, richest: new MaxTree(live) }
     indexes.set(ledger, index)
   }
   return index
@@ -94,7 +97,14 @@ export const touch = (ledger: Ledger, id: string, e: Slot): void => {
   const index = indexes.get(ledger)
   if (index === undefined) return
   const i = index.position.get(id)
-  if (i !== undefined) index.live[i] = liveOfSlot(e)
+  if (i !== undefined) setLive(index, i, liveOfSlot(e))
+}
+
+/** Position `i`'s live credit is now `value`. */
+export const setLive = (index: Index, i: number, value: number): void => {
+  if (index.live[i] === value) return
+  index.live[i] = value
+  index.richest.update(i)
 }
 
 // The in-place changes of one key's slot that reservations make.
