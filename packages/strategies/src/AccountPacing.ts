@@ -181,9 +181,14 @@ export const make = (
     const observed = (key: Key.Key, window: UpstreamError.RateWindow, accountSeq: number, ownSeq: number) => {
       const kw = windowsOf(key)
       const now = clock.unsafeCurrentTimeMillis()
-      if (kw.account !== undefined)
-        windows.observe(kw.account, now, window.limit, window.remaining, window.resetAt, accountSeq)
-      else windows.observe(kw.own, now, window.limit, window.remaining, window.resetAt, ownSeq)
+      const [id, w, seq] =
+        kw.account !== undefined
+          ? [`account:${key.account}`, kw.account, accountSeq]
+          : [`key:${key.id}`, kw.own, ownSeq]
+      const [limit, length] = [w.limit, w.windowMs]
+      windows.observe(w, now, window.limit, window.remaining, window.resetAt, seq)
+      // Shared with the fleet when it taught something new (not on every success).
+      if (w.limit !== limit || w.windowMs !== length) fleet?.learned(id, w, window.limit)
     }
 
     // Admits the key's call in its windows and wraps the lease to learn from its answer; `undefined`
