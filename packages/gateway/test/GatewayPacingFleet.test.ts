@@ -48,14 +48,15 @@ describe("Gateway account pacing over a fleet", () => {
             Gateway.make
           )
         )
-        // Only replica 0 takes traffic, until it has learned the account's window (from the
-        // X-RateLimit-* on its answers, or from a 429).
+        // Only replica 0 takes traffic, until the account's window has refused it (OpenRouter says
+        // its window only on its 429s).
         const answers = yield* Effect.forEach(
           Array.from({ length: 30 }),
           () => post(`${gateways[0]!.url}/v1/chat/completions`, chatBody()),
           { concurrency: 10 }
         )
         assert.isTrue(answers.every((a) => a.status === 200))
+        assert.isAbove((yield* sim.stats).byOutcome["429"] ?? 0, 0)
         for (const gw of gateways.slice(1)) {
           // Within a few of the fleet's 50 ms polls (a loaded machine may be slower).
           let acme = (yield* statusOf(gw.url)).accounts.find((a) => a.id === "acme")

@@ -176,8 +176,9 @@ export const make = (
       }
     }
 
-    // A success that said its window (OpenRouter's `X-RateLimit-*` on answers) teaches the account's
-    // window (the key's own, for a key with no account) before any 429.
+    // A success that said its window (`X-RateLimit-*`: OpenRouter says them only on 429s, a proxy
+    // in front of it may on successes) teaches the account's window (the key's own, for a key with
+    // no account) before any 429.
     const observed = (key: Key.Key, window: UpstreamError.RateWindow, accountSeq: number, ownSeq: number) => {
       const kw = windowsOf(key)
       const now = clock.unsafeCurrentTimeMillis()

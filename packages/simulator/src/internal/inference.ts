@@ -27,8 +27,6 @@ export interface Parsed {
 /** A request that passed every check, about to be answered. */
 export interface Admitted extends Ledger.Debit {
   readonly payload: unknown
-  /** The account window's `X-RateLimit-*` as it stood when the request was admitted (none: unlimited). */
-  readonly window: Record<string, string> | undefined
 }
 
 /**
@@ -158,8 +156,7 @@ const arrive = (
     cost,
     stream: parsed.stream,
     arrivedAt: at,
-    payload: parsed.payload,
-    window: RateLimit.window(acc)
+    payload: parsed.payload
   }
   const kind = Faults.next(k)
   if (kind === "stall") return perform(sim, route, req, res, admitted, kind)
@@ -227,14 +224,6 @@ const refuse = (
   }
 }
 
-/**
- * A 200 carries the account window's X-RateLimit-* as it stood at admission (an error answer does
- * not: a 429 with them reads as the account's own limit).
- */
-const windowHeaders = (res: http.ServerResponse, a: Admitted): void => {
-  if (a.window !== undefined) for (const name in a.window) res.setHeader(name, a.window[name]!)
-}
-
 const perform = (
   sim: Sim,
   route: Route,
@@ -251,11 +240,9 @@ const perform = (
   switch (kind) {
     case "ok":
       record(sim, k, "200")
-      windowHeaders(res, a)
       return route.answer(sim, res, a, false, "none")
     case "slow":
       record(sim, k, "200")
-      windowHeaders(res, a)
       return route.answer(sim, res, a, true, "none")
     case "midstream":
       if (!a.stream) return Faults.providerError(sim, res, k)

@@ -27,19 +27,6 @@ export const headers = (l: Limited, at: number): Record<string, string> => ({
   "x-ratelimit-reset": String(l.reset)
 })
 
-/**
- * The account window's headers on an admitted request's 200 (OpenRouter sends them on answers):
- * its limit, what is left of it, and when it ends (epoch ms); none for an unlimited account.
- */
-export const window = (a: AccountState): Record<string, string> | undefined =>
-  a.rpm === null
-    ? undefined
-    : {
-        "x-ratelimit-limit": String(a.rpm),
-        "x-ratelimit-remaining": String(Math.max(0, a.rpm - a.count)),
-        "x-ratelimit-reset": String(a.windowStart + a.windowMs)
-      }
-
 const freePerDay = (a: AccountState): number | null =>
   a.freePerDay !== undefined
     ? a.freePerDay

@@ -211,8 +211,9 @@ const rateLimitLimit = (headers: HeadersInput): number | undefined => {
 }
 
 /**
- * An answer's `X-RateLimit-*` (OpenRouter sends them on answers, not only on its 429s): the window's
- * limit, what is left of it and its reset; `undefined` without a valid limit.
+ * An answer's `X-RateLimit-*` (OpenRouter sends them only on its own 429s; a success carrying
+ * them, from a proxy in front of it, is read too): the window's limit, what is left of it and its
+ * reset; `undefined` without a valid limit.
  */
 export const rateLimitOf = (headers: HeadersInput): UpstreamError.RateWindow | undefined => {
   const limit = rateLimitLimit(headers)
