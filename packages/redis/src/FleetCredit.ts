@@ -35,6 +35,7 @@ import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as CapacityLeases from "./CapacityLeases.js"
+import { freshHeld, type Held } from "./internal/creditHeld.js"
 import * as CreditLookups from "./internal/creditLookups.js"
 import { RedisStore } from "./RedisStore.js"
 
@@ -78,33 +79,6 @@ export interface Service extends CreditShare.Service {
   /** Every key's slice, for status and tests. */
   readonly slices: () => ReadonlyArray<Slice>
   readonly unsafeDegraded: () => boolean
-}
-
-interface Held {
-  granted: number
-  expiresAt: number
-  source: "redis" | "held" | "local" | "none"
-  reserved: number
-  unsent: number
-  /** Credit no replica held at the last grant (nano-dollars): a share of it is used while cut off. */
-  spare: number
-  /** Redis answered but had no ledger (restarted empty): cut off until a lookup rebuilds it. */
-  orphan: boolean
-  /** While a renewal is in flight: reservations + spend may not pass this. */
-  frozen: number | undefined
-  demand: number
-  busyAt: number
-  unit: number
-  /** The key's credit as last looked up (nano-dollars); null: unlimited. */
-  available: number | null
-  /** The fleet's credit was (nearly) all granted at the last grant: renew on every tick. */
-  tight: boolean
-  /** When the last keep-alive renewal was sent. */
-  renewedAt: number
-  /** A selection waits for more (`grow`): renew in the next round. */
-  asked: boolean
-  /** Micro-dollars of this replica's spend Redis acknowledged (sent with each settle). */
-  acked: number
 }
 
 const MICRO = 1_000
@@ -301,7 +275,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       )
     )
 
-    const grow: CreditShare.Service["grow"] = (keyIds, amount) =>
+    // The fleet may still grant the key's credit: Redis unreachable or back empty (its ledger being
+    // rebuilt), no grant yet, or unallocated credit covering the amount (the slice merely empty).
+    const coming = (h: Held, amount: number) =>
+      degraded || h.orphan || h.source === "none" || h.spare >= amount
+
+    const grow: CreditShare.Service["grow"] = (keyIds, amount, deadline) =>
       Effect.suspend(() => {
         const asked = keyIds.flatMap((id) => {
           const h = keys.get(id)
@@ -310,7 +289,8 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         if (asked.length === 0) return Effect.void
         // The first ask renews at once; later ones wait for the loop's own rounds, while others
         // shrink to their share on their renewals and an idle one gives its slice back after
-        // IDLE_MS: the reservation waits up to GROW_WAIT_MS before it is refused.
+        // IDLE_MS. While the fleet may still grant, the reservation waits up to the request's
+        // deadline; when its credit is all held by slices, up to GROW_WAIT_MS, then is refused.
         const ask = (first: boolean) =>
           Effect.suspend(() => {
             for (const [, h] of asked) {
@@ -321,12 +301,18 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             }
             const waitFor = next
             if (first) Deferred.unsafeDone(kick, Effect.void)
-            return Deferred.await(waitFor)
+            // Nothing taken while waiting: an interrupted request leaves at once.
+            return Effect.interruptible(Deferred.await(waitFor))
           })
-        const until = now() + GROW_WAIT_MS
-        const coveredNow = () => asked.some(([id]) => covers(id, amount))
+        const short = now() + GROW_WAIT_MS
+        const until = deadline ?? short
+        const waiting = () => {
+          const t = now()
+          if (asked.some(([id]) => covers(id, amount)) || t >= Math.max(until, short)) return false
+          return t < short || (t < until && asked.some(([, h]) => coming(h, amount)))
+        }
         return Effect.iterate(0, {
-          while: (n) => n === 0 || (!coveredNow() && now() < until),
+          while: (n) => n === 0 || waiting(),
           body: (n) => Effect.as(ask(n === 0), n + 1)
         })
       })
@@ -346,24 +332,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           info.limitRemaining === null ? null : Math.max(0, Math.round(info.limitRemaining * 1e9))
         const h = keys.get(keyId)
         if (h === undefined) {
-          keys.set(keyId, {
-            granted: 0,
-            expiresAt: 0,
-            source: "none",
-            reserved: 0,
-            unsent: 0,
-            frozen: undefined,
-            demand: 0,
-            busyAt: 0,
-            spare: 0,
-            orphan: false,
-            unit: 1,
-            available,
-            tight: true,
-            renewedAt: -Infinity,
-            asked: false,
-            acked: 0
-          })
+          keys.set(keyId, freshHeld(available))
         } else {
           h.available = available
         }

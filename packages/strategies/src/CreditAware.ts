@@ -66,7 +66,7 @@ export const make = (
       keys: ReadonlyArray<Key.Key>
     ): KeySelector.Decision => {
       const include = includeOf(request)
-      const held = now.tryReserveBest(keys, include, estimate)
+      const held = now.tryReserveBest(keys, include, estimate, request.deadline)
       if (held instanceof CreditLedger.Pending)
         return KeySelector.waitFor(held.effect, (h) => reserved(request, keys, include, h))
       return reserved(request, keys, include, held)

@@ -165,7 +165,8 @@ export interface Service {
   readonly tryReserveBest: (
     keys: ReadonlyArray<Key.Key>,
     include: (key: Key.Key) => boolean,
-    amount: number
+    amount: number,
+    until?: number | undefined
   ) => Effect.Effect<Reserved | undefined>
   /** The Effect form of `now.exhaust`. */
   readonly exhaust: (key: Key.Key, error?: UpstreamError.InsufficientCredits) => Effect.Effect<void>
@@ -191,12 +192,15 @@ export interface Now {
    * have at least `amount` available (unlimited beats any balance; ties go to the first in pool
    * order). Stale lookups are refreshed first, as in `balances`; then reading the balances and
    * reserving are one atomic store update, so concurrent selections never both take a key's
-   * last credit. `undefined` when no key qualifies.
+   * last credit. `undefined` when no key qualifies. Within a fleet (`CreditShare`), a selection
+   * no slice covers waits for the fleet's grant, up to `until` (the request's deadline, epoch ms)
+   * while the fleet can still grant.
    */
   readonly tryReserveBest: (
     keys: ReadonlyArray<Key.Key>,
     include: (key: Key.Key) => boolean,
-    amount: number
+    amount: number,
+    until?: number | undefined
   ) => Step<Reserved | undefined>
   /** Reserves `amount` unconditionally. */
   readonly reserve: (key: Key.Key, amount: number) => Step<Reservation>

@@ -32,8 +32,16 @@ export interface Service {
   readonly take: (keyId: string, amount: number) => void
   /** A reservation of `amount` ended having spent `cost`. */
   readonly settle: (keyId: string, amount: number, cost: number) => void
-  /** No slice covered `amount` on these keys: ask the fleet for more, and wait until answered. */
-  readonly grow: (keyIds: ReadonlyArray<string>, amount: number) => Effect.Effect<void>
+  /**
+   * No slice covered `amount` on these keys: ask the fleet for more, and wait until answered.
+   * `until` is the request's deadline (epoch ms, its key wait): while the fleet may still grant
+   * (its ledger being rebuilt, or credit no replica holds) the wait may last until then.
+   */
+  readonly grow: (
+    keyIds: ReadonlyArray<string>,
+    amount: number,
+    until?: number | undefined
+  ) => Effect.Effect<void>
   /** Runs the ledger's lookup of the key, or hands back the fleet's answer to another replica's. */
   readonly lookup: (
     key: Key.Key,

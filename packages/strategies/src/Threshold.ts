@@ -177,7 +177,7 @@ export const make = (
     ): KeySelector.Decision => {
       const gated = withinShare(narrowed, balances, need, s)
       const growing = (ids: ReadonlyArray<string>, then: Grown) =>
-        KeySelector.waitFor(s.grow(ids, need), () => decide(request, then))
+        KeySelector.waitFor(s.grow(ids, need, request.deadline), () => decide(request, then))
       const pick = (cur: Key.Key | undefined) =>
         KeySelector.andThen(inner.decide(stay ? keepTo(gated, cur) : gated), (p) => {
           if (grown === ALL || !KeySelector.isNoKeyAvailable(p)) return chosen(request, p, need)

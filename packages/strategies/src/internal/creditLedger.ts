@@ -134,14 +134,19 @@ export const make = (
         ? readBalances()
         : afterRefresh(keys, include, readBalances)
 
-    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include0, amount) => {
+    const tryReserveBestNow: Now["tryReserveBest"] = (keys, include0, amount, until) => {
       const include = accountsOut.any
         ? accountsOut.including(include0, clock.unsafeCurrentTimeMillis())
         : include0
       return share === undefined
         ? tryReserveBestLocal(keys, include, amount)
-        : withinShare(share, keys, include, nanos(amount), (gate) =>
-            tryReserveBestLocal(keys, include, amount, gate)
+        : withinShare(
+            share,
+            keys,
+            include,
+            nanos(amount),
+            (gate) => tryReserveBestLocal(keys, include, amount, gate),
+            until
           )
     }
 
@@ -189,8 +194,8 @@ export const make = (
     return {
       credit,
       balances: (keys, include) => Effect.suspend(() => stepEffect(balancesNow(keys, include))),
-      tryReserveBest: (keys, include, amount) =>
-        Effect.suspend(() => stepEffect(tryReserveBestNow(keys, include, amount))),
+      tryReserveBest: (keys, include, amount, until) =>
+        Effect.suspend(() => stepEffect(tryReserveBestNow(keys, include, amount, until))),
       exhaust: (key, error) =>
         Effect.suspend(() => {
           const done = now.exhaust(key, error)
