@@ -13,7 +13,9 @@
  *   (less than 2 units per live replica unallocated) or Redis is unreachable, every key renews on
  *   each `renewEveryMs` tick (default 50 ms) with at most 4 × its recent demand, keeping only a
  *   unit plus its demand while in flight, so credit moves to whoever needs it. A selection no slice
- *   covers renews at once (`grow`); a replica with no reservation for 250 ms gives its slice back.
+ *   covers renews at once (`grow`) and waits for the grant: up to the request's deadline while the
+ *   fleet can still grant (ledger being rebuilt, credit unallocated), else 1 s (credit moving from
+ *   other replicas' slices); a replica with no reservation for 250 ms gives its slice back.
  *   Slices are whole units of the largest reservation seen, so a cap is not left in pieces no
  *   replica can spend. A settle resent after a lost reply is counted once.
  * - **One lookup at a time**: `GET /key` runs on the replica holding the key's refresh lock
@@ -308,7 +310,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         const until = deadline ?? short
         const waiting = () => {
           const t = now()
-          if (asked.some(([id]) => covers(id, amount)) || t >= Math.max(until, short)) return false
+          if (asked.some(([id]) => covers(id, amount))) return false
           return t < short || (t < until && asked.some(([, h]) => coming(h, amount)))
         }
         return Effect.iterate(0, {
