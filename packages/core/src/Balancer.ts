@@ -60,7 +60,7 @@ export interface RunRequest {
  */
 export interface Started {
   readonly key: Key.Key
-  readonly unsafeSucceed: (cost?: number | undefined) => void
+  readonly unsafeSucceed: (cost?: number | undefined, window?: UpstreamError.RateWindow | undefined) => void
   readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
   /** No verdict on the key (the answer was abandoned, the client went away). */
   readonly unsafeCancel: () => void
@@ -187,7 +187,10 @@ export interface Scoped<A> {
   readonly key: Key.Key
   readonly attempt: number
   /** Reports the outcome (latency counted from the attempt's start). Works detached (point-free). */
-  readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
+  readonly succeed: (
+    cost?: number | undefined,
+    window?: UpstreamError.RateWindow | undefined
+  ) => Effect.Effect<void>
   readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
   /** Gives the lease back with no verdict on the key (the answer was abandoned). Idempotent. */
   readonly cancel: Effect.Effect<void>

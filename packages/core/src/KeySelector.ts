@@ -111,7 +111,13 @@ export interface SelectRequest {
  * @category Models
  */
 export type Outcome =
-  | { readonly _tag: "Success"; readonly latency: Duration.Duration; readonly cost: number | undefined }
+  | {
+      readonly _tag: "Success"
+      readonly latency: Duration.Duration
+      readonly cost: number | undefined
+      /** What the answer said of its rate window, when it said (`X-RateLimit-*`). */
+      readonly window?: UpstreamError.RateWindow | undefined
+    }
   | {
       readonly _tag: "Failure"
       readonly latency: Duration.Duration
@@ -124,7 +130,11 @@ export type Outcome =
  * @since 0.1.0
  * @category Constructors
  */
-export const success: (latency: Duration.DurationInput, cost?: number | undefined) => Outcome = leases.success
+export const success: (
+  latency: Duration.DurationInput,
+  cost?: number | undefined,
+  window?: UpstreamError.RateWindow | undefined
+) => Outcome = leases.success
 
 /**
  * @since 0.1.0

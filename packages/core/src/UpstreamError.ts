@@ -275,3 +275,16 @@ export const statusOf = (error: UpstreamError): number => {
       return 502
   }
 }
+
+/**
+ * What an answer said of the rate window it was counted in (OpenRouter's `X-RateLimit-*`, read by
+ * `Protocol.rateLimitOf`): the requests the window admits, how many are left, when it ends (epoch ms).
+ *
+ * @since 0.5.0
+ * @category Models
+ */
+export interface RateWindow {
+  readonly limit: number
+  readonly remaining: number | undefined
+  readonly resetAt: number | undefined
+}

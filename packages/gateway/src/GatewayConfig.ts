@@ -13,7 +13,7 @@
  *   "retry": { "maxAttempts": 4, "baseDelayMs": 25, "maxDelayMs": 2000 },
  *   "deadlines": { "keyWaitMs": 30000, "requestMs": 60000, "headersMs": 15000, "bodyMs": 30000, "bodyIdleMs": 300000, "drainMs": 15000 },
  *   "bodyLimitBytes": 1048576,
- *   "hedge": { "minMs": 500, "ratio": 0.1, "burst": 10 },
+ *   "hedge": { "minMs": 200, "ratio": 0.1, "burst": 10 },
  *   "admin": { "tokens": ["OR_ADMIN_TOKEN"], "protect": true },
  *   "publicModels": false,
  *   "log": { "requests": true, "level": "info" }
@@ -151,7 +151,7 @@ export interface GatewayConfig {
  * @category Models
  */
 export interface HedgeConfig {
-  /** A fixed delay; undefined: twice the p95 of recent answers' latency, at least `minMs`. */
+  /** A fixed delay; undefined: three times the p95 of recent answers' latency, at least `minMs`. */
   readonly afterMs: number | undefined
   readonly minMs: number
   /** The most of all requests hedged, over time (a token bucket). */
@@ -162,7 +162,7 @@ export interface HedgeConfig {
 
 export {
   /**
-   * The hedging defaults: learned delay, at least 500 ms, at most 10 % of requests, 10 in hand.
+   * The hedging defaults: learned delay, at least 200 ms, at most 10 % of requests, 10 in hand.
    *
    * @since 0.3.0
    * @category Constants

@@ -239,6 +239,18 @@ describe("GatewayConfig", () => {
     })
   )
 
+  it.effect("a strategy name that is an object (even one String() throws on) is refused with its path", () =>
+    Effect.gen(function* () {
+      // fast-check found it: Schema's union lookup calls String() on the discriminant, which
+      // throws for {"toString": 0}; it must be the file's error, not a defect.
+      for (const name of [{ toString: 0 }, { toString: 0, valueOf: 1 }, ["weighted"]]) {
+        const error = yield* failure({ ...base, strategy: [{ name }] })
+        assert.strictEqual(error.path, "strategy[0].name")
+        assert.strictEqual(error.message, "strategy[0].name: must be a string")
+      }
+    })
+  )
+
   it.effect("a base URL the transport could not use is refused with its path, top-level or per key", () =>
     Effect.gen(function* () {
       const top = yield* failure({ ...base, baseUrl: "http://bad host/api/v1" })

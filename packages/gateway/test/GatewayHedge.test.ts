@@ -195,6 +195,25 @@ describe("hedged requests", () => {
     })
   )
 
+  it.scopedLive(
+    "the learned delay is 3 x the p95 of recent answers, at least minMs (200 ms by default)",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* Simulator.make({
+          seed: 7,
+          keys: simKeys(["a", "b"]),
+          latency: { kind: "fixed", ms: 5 }
+        })
+        const gw = yield* Gateway.make(yield* configFor(sim, {}))
+        // Not learned before 32 answers; then recomputed every 32.
+        for (let i = 0; i < 31; i++) yield* post(`${gw.url}/v1/chat/completions`, chatBody())
+        assert.isNull((yield* gw.status).totals.hedgeAfterMs)
+        for (let i = 0; i < 33; i++) yield* post(`${gw.url}/v1/chat/completions`, chatBody())
+        // Answers in a few ms: the floor.
+        assert.strictEqual((yield* gw.status).totals.hedgeAfterMs, 200)
+      })
+  )
+
   it.scopedLive("hedge: false never hedges", () =>
     Effect.gen(function* () {
       const { gw } = yield* setup(false)

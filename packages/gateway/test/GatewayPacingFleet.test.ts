@@ -48,7 +48,8 @@ describe("Gateway account pacing over a fleet", () => {
             Gateway.make
           )
         )
-        // Only replica 0 takes traffic, until the account's window has refused it.
+        // Only replica 0 takes traffic, until the account's window has refused it (OpenRouter says
+        // its window only on its 429s).
         const answers = yield* Effect.forEach(
           Array.from({ length: 30 }),
           () => post(`${gateways[0]!.url}/v1/chat/completions`, chatBody()),
@@ -71,8 +72,9 @@ describe("Gateway account pacing over a fleet", () => {
           assert.strictEqual(acme?.window?.used, 0)
         }
         const own = (yield* statusOf(gateways[0]!.url)).accounts.find((a) => a.id === "acme")
-        // (Its own refusals may all have been answered after their reset on a loaded machine, and so
-        // teach nothing new; what is asserted is the window the fleet holds.)
+        // Learned there exactly (the limit its 429s said), and paced to its share. (Its own refusals
+        // may all have been answered after their reset on a loaded machine: not asserted.)
+        assert.isTrue(own?.window?.exact)
         assert.strictEqual(own?.window?.fleet?.limit, 5)
       }),
     60_000

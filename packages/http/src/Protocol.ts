@@ -195,6 +195,17 @@ export type StreamWatch = answer.StreamWatch
 export const parseRetryAfter = classify.parseRetryAfter
 
 /**
+ * An answer's `X-RateLimit-Limit`, `-Remaining` and `-Reset` (epoch ms): what its account's window
+ * admits, what is left, when it ends. Read on successes too, so pacing knows a window before its
+ * first 429 (`KeySelector.success(latency, cost, window)`).
+ *
+ * @since 0.5.0
+ * @category Classification
+ */
+export const rateLimitOf: (headers: HeadersInput) => UpstreamError.RateWindow | undefined =
+  classify.rateLimitOf
+
+/**
  * One header from any HTTP stack's headers, case-insensitively.
  *
  * @since 0.2.0

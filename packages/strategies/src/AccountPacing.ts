@@ -19,7 +19,16 @@
  * - each lease counts one admission against its windows (a lease reported `Cancelled` stays
  *   counted: the call may have reached the upstream).
  *
- * Until a window has refused once nothing is paced (its limit is unknown). Windows are per process,
+ * A success carrying its window (`KeySelector.success(latency, cost, window)`, from `X-RateLimit-*`
+ * on the answer: `Protocol.rateLimitOf`) teaches it too: its limit, its length from a call that
+ * opened it, and none left closes it until its reset.
+ *
+ * Admissions are spread over each window (one per length ÷ limit, a few at once; `spread: false`
+ * admits a window's whole limit at once): a window filled in a burst leaves every later caller
+ * waiting for the rest of it. A caller that must wait takes the window's next slot, so waiters are
+ * served in turn and each wakes once; a hedge skips the spacing (never the limit).
+ *
+ * Until a window has refused once or said its limit, nothing is paced. Windows are per process,
  * unless a `PacingShare` (a fleet on Redis) is provided: then what one replica learns paces all,
  * each admitting the limit ÷ the live replicas.
  *
@@ -45,6 +54,12 @@ import { thenFor, withKeys } from "./internal/common.js"
 export interface Options {
   /** Longest a refusal closes a window (a reset a day ahead is tried again after it). Default 5 minutes. */
   readonly maxWait?: Duration.DurationInput | undefined
+  /**
+   * Spread each window's admissions over its length (one per length ÷ limit, a few at once),
+   * waiting callers served in turn. Default true; false admits a window's whole limit at once
+   * (the window then fills in a burst and later callers wait for the rest of it).
+   */
+  readonly spread?: boolean | undefined
 }
 
 /**
@@ -85,6 +100,7 @@ interface KeyWindows {
 }
 
 const CANCELLED = KeySelector.cancelled()
+const INELIGIBLE: KeySelector.Ineligible = { reason: "ineligible" }
 
 /**
  * @since 0.4.0
@@ -98,6 +114,9 @@ export const make = (
     const pool = yield* KeyPool.KeyPool
     const clock = yield* Effect.clock
     const maxWait = Duration.toMillis(options.maxWait ?? Duration.minutes(5))
+    const spreading = options.spread !== false
+    // Whether a request waits for the next slot of spread admissions (a hedge does not).
+    const spreads = (request: KeySelector.SelectRequest) => spreading && request.hedge !== true
     const windows = new W.Windows()
     // With a fleet (`PacingShare`): windows learned anywhere pace every replica.
     const fleet = yield* PacingFleet.make(windows)
@@ -114,16 +133,28 @@ export const make = (
       }
       return kw
     }
-    const untilFor = (key: Key.Key, now: number): number | undefined => {
+    // The window whose slots a key's calls take: its account's, else its own.
+    const pacedBy = (kw: KeyWindows): W.Window => kw.account ?? kw.own
+    // `spread`: wait for the next slot of spread admissions (not for a hedge); `reserved`: the
+    // window whose slot the caller holds (see `reserve`).
+    const untilFor = (
+      key: Key.Key,
+      now: number,
+      spread: boolean,
+      reserved?: W.Window
+    ): number | undefined => {
       const kw = windowsOf(key)
-      const own = W.closedUntil(kw.own, now)
-      const account = kw.account === undefined ? undefined : W.closedUntil(kw.account, now)
+      const own = W.closedUntil(kw.own, now, spread && kw.own !== reserved)
+      const account =
+        kw.account === undefined
+          ? undefined
+          : W.closedUntil(kw.account, now, spread && kw.account !== reserved)
       return own === undefined ? account : account === undefined ? own : Math.max(own, account)
     }
     const gateAt =
-      (now: number): KeySelector.Gate =>
+      (now: number, spread: boolean): KeySelector.Gate =>
       (key) => {
-        const until = untilFor(key, now)
+        const until = untilFor(key, now, spread)
         return until === undefined ? undefined : { reason: "cooldown", until }
       }
 
@@ -145,39 +176,103 @@ export const make = (
       }
     }
 
+    // A success that said its window (`X-RateLimit-*`: OpenRouter says them only on 429s, a proxy
+    // in front of it may on successes) teaches the account's window (the key's own, for a key with
+    // no account) before any 429.
+    const observed = (key: Key.Key, window: UpstreamError.RateWindow, accountSeq: number, ownSeq: number) => {
+      const kw = windowsOf(key)
+      const now = clock.unsafeCurrentTimeMillis()
+      const [id, w, seq] =
+        kw.account !== undefined
+          ? [`account:${key.account}`, kw.account, accountSeq]
+          : [`key:${key.id}`, kw.own, ownSeq]
+      const [limit, length] = [w.limit, w.windowMs]
+      windows.observe(w, now, window.limit, window.remaining, window.resetAt, seq)
+      // Shared with the fleet when it taught something new (not on every success).
+      if (w.limit !== limit || w.windowMs !== length) fleet?.learned(id, w, window.limit)
+    }
+
     // Admits the key's call in its windows and wraps the lease to learn from its answer; `undefined`
     // when a window is closed (checked first: nothing is counted then).
-    const admitted = (lease: KeySelector.Lease, now: number): KeySelector.Lease | undefined => {
+    const admitted = (
+      lease: KeySelector.Lease,
+      now: number,
+      spread: boolean,
+      reserved?: W.Window
+    ): KeySelector.Lease | undefined => {
       const key = lease.key
-      if (untilFor(key, now) !== undefined) return undefined
+      if (untilFor(key, now, spread, reserved) !== undefined) return undefined
       const kw = windowsOf(key)
-      const accountSeq = kw.account === undefined ? 0 : W.admit(kw.account, now)!
-      const ownSeq = W.admit(kw.own, now)!
+      const accountSeq =
+        kw.account === undefined ? 0 : W.admit(kw.account, now, spread, kw.account === reserved)!
+      const ownSeq = W.admit(kw.own, now, spread, kw.own === reserved)!
       return KeySelector.lease(key, (outcome) => {
         if (outcome._tag === "Failure" && outcome.error._tag === "RateLimited")
           learn(key, outcome.error, accountSeq, ownSeq)
+        else if (outcome._tag === "Success" && outcome.window !== undefined)
+          observed(key, outcome.window, accountSeq, ownSeq)
         return lease.unsafeReport(outcome)
       })
     }
 
-    // Every candidate held only by a closed window: wait for the first to reopen, if in time.
+    // The candidate whose windows reopen first, and when (`undefined`: none is held by a window).
+    const firstToOpen = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      now: number,
+      spread: boolean
+    ): readonly [Key.Key, number] | undefined => {
+      let first: readonly [Key.Key, number] | undefined
+      for (const k of keys) {
+        if (!KeySelector.isCandidate(request, k)) continue
+        const until = untilFor(k, now, spread)
+        if (until !== undefined && (first === undefined || until < first[1])) first = [k, until]
+      }
+      return first
+    }
+
+    // Every candidate held only by a closed window: wait for the first to reopen, if in time. The
+    // waiting caller takes that window's next slot (`reserve`) when its wait starts (a decision
+    // that is never run holds none), so callers are served in turn, each woken once, rather than
+    // all woken for every slot. A hedge takes none (it never waits: `Balancer.unsafeStart`).
     const waitOrRefuse = (
       request: KeySelector.SelectRequest,
       refusal: KeySelector.NoKeyAvailable
     ): KeySelector.Decision => {
       const deadline = request.deadline
       if (deadline === undefined || windows.paced === 0) return refusal
+      const spread = spreads(request)
       return withKeys(pool, (keys) => {
-        const now = clock.unsafeCurrentTimeMillis()
-        let earliest: number | undefined
-        for (const k of keys) {
-          if (!KeySelector.isCandidate(request, k)) continue
-          const until = untilFor(k, now)
-          if (until !== undefined && (earliest === undefined || until < earliest)) earliest = until
-        }
-        if (earliest === undefined || earliest > deadline) return refusal
-        return KeySelector.waitFor(Effect.interruptible(Effect.sleep(Duration.millis(earliest - now))), () =>
-          decide(request)
+        const first = firstToOpen(request, keys, clock.unsafeCurrentTimeMillis(), spread)
+        if (first === undefined || first[1] > deadline) return refusal
+        const wait = Effect.suspend(() => {
+          const now = clock.unsafeCurrentTimeMillis()
+          const next = firstToOpen(request, keys, now, spread)
+          if (next === undefined) return Effect.succeed(undefined)
+          const slot = spread ? pacedBy(windowsOf(next[0])) : undefined
+          if (slot !== undefined) W.reserve(slot, next[1])
+          return Effect.as(Effect.interruptible(Effect.sleep(Duration.millis(next[1] - now))), slot)
+        })
+        return KeySelector.waitFor(wait, (slot) =>
+          slot === undefined ? decide(request) : decideIn(request, slot)
+        )
+      })
+    }
+
+    // The caller holds a slot of `slot`: a key paced by it, else (its keys went away meanwhile, or
+    // the window was refused and closed) the ordinary decision.
+    const decideIn = (request: KeySelector.SelectRequest, slot: W.Window): KeySelector.Decision => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const gate: KeySelector.Gate = (key) => {
+        if (pacedBy(windowsOf(key)) !== slot) return INELIGIBLE
+        const until = untilFor(key, now, true, slot)
+        return until === undefined ? undefined : { reason: "cooldown", until }
+      }
+      return thenFor(inner.decide(KeySelector.withGate(request, gate)), request, (req, picked) => {
+        if (KeySelector.isNoKeyAvailable(picked)) return decide(req)
+        return (
+          admitted(picked, clock.unsafeCurrentTimeMillis(), true, slot) ??
+          KeySelector.giveBack(picked, CANCELLED, () => decide(req))
         )
       })
     }
@@ -189,7 +284,7 @@ export const make = (
       if (KeySelector.isNoKeyAvailable(picked)) return waitOrRefuse(request, picked)
       // The inner selector may have waited: its key's window may have closed meanwhile.
       return (
-        admitted(picked, clock.unsafeCurrentTimeMillis()) ??
+        admitted(picked, clock.unsafeCurrentTimeMillis(), spreads(request)) ??
         KeySelector.giveBack(picked, CANCELLED, () => decide(request))
       )
     }
@@ -200,7 +295,7 @@ export const make = (
           // No window has refused yet: nothing to gate (admissions are still counted, to learn from).
           windows.paced === 0
             ? request
-            : KeySelector.withGate(request, gateAt(clock.unsafeCurrentTimeMillis()))
+            : KeySelector.withGate(request, gateAt(clock.unsafeCurrentTimeMillis(), spreads(request)))
         ),
         request,
         afterInner
@@ -217,7 +312,7 @@ export const make = (
           exact: w.exact,
           windowMs: w.windowMs,
           admitted: W.inWindow(w, now),
-          closedUntil: W.closedUntil(w, now),
+          closedUntil: W.closedUntil(w, now, false),
           refusals: w.refusals,
           fleet: fleet?.fleetLimit(id)
         })

@@ -95,6 +95,40 @@ describe("AccountPacing", () => {
     })
   )
 
+  it.effect("learns a window from X-RateLimit-* on a success, before any 429", () =>
+    Effect.gen(function* () {
+      const pacing = yield* build([red1, red2, blue])
+      const redOnly = request({ gate: only("red-1", "red-2"), deadline: FAR })
+      const first = leaseOf(pacing, redOnly)
+      yield* TestClock.adjust(30)
+      // It opened its window (2 of 3 left), which ends at t = 1000: at most 1000 ms long.
+      first.unsafeReport(KeySelector.success(30, 0.01, { limit: 3, remaining: 2, resetAt: 1000 }))
+      expect(yield* pacing.windows).toEqual([
+        {
+          id: "account:red",
+          limit: 3,
+          exact: true,
+          windowMs: 1000,
+          admitted: 1,
+          closedUntil: undefined,
+          refusals: 0
+        }
+      ])
+      // Paced from now on: two more in this window, none after.
+      expect([0, 1, 2].map(() => decideNow(pacing, redOnly).tag)).toEqual(["lease", "lease", "wait"])
+      yield* TestClock.adjust(990) // t = 1020: the first call's window (+2 % slack) is over
+      const next = leaseOf(pacing, redOnly)
+      expect(decideNow(pacing, redOnly).tag).toBe("wait")
+      // None left in the window that ends at t = 1700: closed until then, whatever was counted here.
+      next.unsafeReport(KeySelector.success(5, 0.01, { limit: 3, remaining: 0, resetAt: 1700 }))
+      expect((yield* pacing.windows)[0]).toMatchObject({ closedUntil: 1700, refusals: 0 })
+      yield* TestClock.adjust(679)
+      expect(decideNow(pacing, redOnly).tag).toBe("wait")
+      yield* TestClock.adjust(1)
+      expect(decideNow(pacing, redOnly).tag).toBe("lease")
+    })
+  )
+
   it.effect("a closed window answers a Wait, not a call, and the Wait ends when the window reopens", () =>
     Effect.gen(function* () {
       const pacing = yield* build([red1, red2, blue])

@@ -32,13 +32,16 @@ export abstract class Settling {
   protected claim(
     tag: KeySelector.Outcome["_tag"],
     cost: number | undefined,
-    error: UpstreamError.UpstreamError | undefined
+    error: UpstreamError.UpstreamError | undefined,
+    window?: UpstreamError.RateWindow | undefined
   ): KeySelector.Outcome | undefined {
     if (this.reported) return undefined
     this.reported = true
     const latency = Duration.millis(this.clock.unsafeCurrentTimeMillis() - this.start)
     return tag === "Success"
-      ? { _tag: "Success", latency, cost }
+      ? window === undefined
+        ? { _tag: "Success", latency, cost }
+        : { _tag: "Success", latency, cost, window }
       : tag === "Failure"
         ? { _tag: "Failure", latency, error: error! }
         : { _tag: "Cancelled", latency }
@@ -60,20 +63,24 @@ export class Attempt<A> extends Settling implements Balancer.Scoped<A> {
   ) {
     super(lease, clock, clock.unsafeCurrentTimeMillis())
     // Own closures, not methods: `Stream.tapError(held.fail)` must work detached from the object.
-    this.succeed = (cost) => Effect.suspend(() => this.settleNow("Success", cost, undefined))
+    this.succeed = (cost, window) => Effect.suspend(() => this.settleNow("Success", cost, undefined, window))
     this.fail = (error) => Effect.suspend(() => this.settleNow("Failure", undefined, error))
   }
 
-  readonly succeed: (cost?: number | undefined) => Effect.Effect<void>
+  readonly succeed: (
+    cost?: number | undefined,
+    window?: UpstreamError.RateWindow | undefined
+  ) => Effect.Effect<void>
   readonly fail: (error: UpstreamError.UpstreamError) => Effect.Effect<void>
 
   /** Reports now, unless reported already. */
   settleNow(
     tag: KeySelector.Outcome["_tag"],
     cost: number | undefined,
-    error: UpstreamError.UpstreamError | undefined
+    error: UpstreamError.UpstreamError | undefined,
+    window?: UpstreamError.RateWindow | undefined
   ): Effect.Effect<void> {
-    const outcome = this.claim(tag, cost, error)
+    const outcome = this.claim(tag, cost, error, window)
     if (outcome === undefined) return Effect.void
     return Effect.zipRight(this.lease.report(outcome), this.monitor.finished(this.key, outcome))
   }
@@ -108,8 +115,8 @@ export class Started extends Settling implements Balancer.Started {
 
   // Getters answering a closure only when read, rather than three own closures built for every
   // request: each still works detached (a callback may hold it), and the gateway reads one.
-  get unsafeSucceed(): (cost?: number | undefined) => void {
-    return (cost) => this.settle("Success", cost, undefined)
+  get unsafeSucceed(): (cost?: number | undefined, window?: UpstreamError.RateWindow | undefined) => void {
+    return (cost, window) => this.settle("Success", cost, undefined, window)
   }
   get unsafeFail(): (error: UpstreamError.UpstreamError) => void {
     return (error) => {
@@ -138,9 +145,10 @@ export class Started extends Settling implements Balancer.Started {
   private settle(
     tag: KeySelector.Outcome["_tag"],
     cost: number | undefined,
-    error: UpstreamError.UpstreamError | undefined
+    error: UpstreamError.UpstreamError | undefined,
+    window?: UpstreamError.RateWindow | undefined
   ): void {
-    const outcome = this.claim(tag, cost, error)
+    const outcome = this.claim(tag, cost, error, window)
     if (outcome === undefined) return
     const reported = this.lease.unsafeReport(outcome)
     // Only a lease of a hand-written decision may answer an Effect here (`Wait`s never start).

@@ -9,11 +9,14 @@ import type * as KeySelector from "../KeySelector.js"
 import type * as UpstreamError from "../UpstreamError.js"
 import type { NoKeyAvailable } from "./decision.js"
 
-export const success = (latency: Duration.DurationInput, cost?: number | undefined): KeySelector.Outcome => ({
-  _tag: "Success",
-  latency: Duration.decode(latency),
-  cost
-})
+export const success = (
+  latency: Duration.DurationInput,
+  cost?: number | undefined,
+  window?: UpstreamError.RateWindow | undefined
+): KeySelector.Outcome =>
+  window === undefined
+    ? { _tag: "Success", latency: Duration.decode(latency), cost }
+    : { _tag: "Success", latency: Duration.decode(latency), cost, window }
 
 export const failure = (
   latency: Duration.DurationInput,

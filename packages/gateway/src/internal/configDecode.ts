@@ -17,9 +17,40 @@ const decodeFile = (input: unknown): Effect.Effect<File, GatewayConfigError> =>
         "(root)",
         `must be a JSON object such as {"keys": [...]}, not ${input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`}`
       )
-    : Schema.decodeUnknown(File, { errors: "all", onExcessProperty: "error" })(input).pipe(
-        Effect.mapError((e) => new GatewayConfigError(ConfigIssues.summary(ConfigIssues.issues(e))))
-      )
+    : Effect.suspend(() => {
+        const bad = objectName(input, "", 0)
+        return bad !== undefined
+          ? fail(bad, "must be a string")
+          : Schema.decodeUnknown(File, { errors: "all", onExcessProperty: "error" })(input).pipe(
+              Effect.mapError((e) => new GatewayConfigError(ConfigIssues.summary(ConfigIssues.issues(e)))),
+              // Schema itself must never take the process down over a file: what it throws is
+              // still a config error, named at the root.
+              Effect.catchAllDefect(() => fail("(root)", "could not be read as a gateway config"))
+            )
+      })
+
+/**
+ * The path of a `name` holding an object or array, if any. Schema's union lookup turns a
+ * discriminant into a string with `String(...)`, which throws on an object like
+ * `{"toString": 0}`: such a file is refused here, with its path, before it reaches Schema.
+ */
+const objectName = (value: unknown, path: string, depth: number): string | undefined => {
+  if (depth > 32 || typeof value !== "object" || value === null) return undefined
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = objectName(value[i], `${path}[${i}]`, depth + 1)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+  for (const [k, v] of Object.entries(value)) {
+    const at = path === "" ? k : `${path}.${k}`
+    if (k === "name" && typeof v === "object" && v !== null) return at
+    const found = objectName(v, at, depth + 1)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
 
 export const decode = (input: unknown): Effect.Effect<GatewayConfig, GatewayConfigError> =>
   Effect.gen(function* () {

@@ -2,7 +2,7 @@
 import type { HedgeConfig } from "../GatewayConfig.js"
 import type { StrategyEntry } from "./configFile.js"
 
-export const defaultHedge: HedgeConfig = { afterMs: undefined, minMs: 500, ratio: 0.1, burst: 10 }
+export const defaultHedge: HedgeConfig = { afterMs: undefined, minMs: 200, ratio: 0.1, burst: 10 }
 
 export const DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 

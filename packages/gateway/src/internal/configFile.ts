@@ -199,7 +199,7 @@ export const File = Schema.Struct({
   bodyLimitBytes: Schema.optional(PositiveInt),
   /**
    * Hedged requests against stalls (see `internal/hedge.ts`): when a first attempt has no response
-   * headers after `afterMs` (absent: learned, twice the p95 of recent answers, at least `minMs`),
+   * headers after `afterMs` (absent: learned, three times the p95 of recent answers, at least `minMs`),
    * one more attempt starts on another key and the first answer wins. At most `ratio` of requests
    * (with `burst` in hand) are hedged. `false` turns it off.
    */

@@ -174,10 +174,10 @@ class FastSettler implements Settler {
     private readonly started: Balancer.Started,
     private readonly live: Live
   ) {}
-  unsafeSucceed(cost?: number | undefined): void {
+  unsafeSucceed(cost?: number | undefined, window?: UpstreamError.RateWindow | undefined): void {
     this.settled = true
     this.live.charge?.settle(cost, true)
-    this.started.unsafeSucceed(cost)
+    this.started.unsafeSucceed(cost, window)
   }
   unsafeFail(error: UpstreamError.UpstreamError): void {
     this.settled = true
@@ -232,9 +232,9 @@ const forwardOnFiber = (
         return settle(scoped.cancel)
       }
       sendAnswer(engine, ctx, res, scoped.value, {
-        unsafeSucceed: (cost) => {
+        unsafeSucceed: (cost, window) => {
           live.charge?.settle(cost, true)
-          settle(scoped.succeed(cost))
+          settle(scoped.succeed(cost, window))
         },
         unsafeFail: (error) => settle(scoped.fail(error)),
         unsafeCancel: () => settle(scoped.cancel)

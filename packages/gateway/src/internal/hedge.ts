@@ -11,9 +11,10 @@
  * counting one as a failure would eject a key that serves 98 % of its requests well; a key whose
  * attempts really never answer is still failed by `deadlines.headersMs` when no hedge is allowed.
  *
- * The delay is fixed (`hedge.afterMs`) or learned: twice the p95 of the last 256 fast-path
+ * The delay is fixed (`hedge.afterMs`) or learned: three times the p95 of the last 256 fast-path
  * answers' latency (each counted at most at the delay then in use, so unhedged stalls cannot
- * carry it away), at least `minMs`, and no hedging before 32 answers are seen. Answers, not
+ * carry it away), at least `minMs` (200 ms by default: a stall caught at 500 ms that then meets a
+ * busy window or a 503 was Trouble's 1 s tail), and no hedging before 32 answers are seen. Answers, not
  * headers, are sampled (an answer comes no sooner than its head, so the delay errs long); the
  * trigger itself is "no headers yet", so an answer already streaming or generating is never
  * duplicated. A token bucket keeps hedges to `ratio` of requests (`burst` in hand), so a pool
@@ -70,6 +71,18 @@ export interface Leg {
   readonly settler: Settler & { readonly settled: boolean }
 }
 
+/** The learned delay over the p95 of recent answers. */
+const P95_FACTOR = 3
+/**
+ * The learned delay: `P95_FACTOR` times the p95 of `samples` (answers' latencies, ms), at least
+ * `minMs`. Exported for its test.
+ */
+export const learnedDelay = (samples: Float64Array, minMs: number): number => {
+  const sorted = samples.slice().sort()
+  const p95 = sorted[Math.floor(0.95 * (sorted.length - 1))]!
+  return Math.max(minMs, Math.ceil(P95_FACTOR * p95))
+}
+
 const SAMPLES = 256
 const MIN_SAMPLES = 32
 const RECOMPUTE_EVERY = 32
@@ -106,9 +119,7 @@ class State {
     const delay = this.current()
     this.samples[this.seen++ % SAMPLES] = delay === undefined ? ms : Math.min(ms, delay)
     if (this.seen < MIN_SAMPLES || this.seen % RECOMPUTE_EVERY !== 0) return
-    const sorted = this.samples.slice(0, Math.min(this.seen, SAMPLES)).sort()
-    const p95 = sorted[Math.floor(0.95 * (sorted.length - 1))]!
-    this.learnedMs = Math.max(this.config.minMs, Math.ceil(2 * p95))
+    this.learnedMs = learnedDelay(this.samples.subarray(0, Math.min(this.seen, SAMPLES)), this.config.minMs)
   }
   inHand(): boolean {
     return this.tokens >= 1

@@ -255,14 +255,14 @@ export class RequestLog {
     if (a === undefined) return settler
     const now = () => ms(a.start, this.clock.unsafeCurrentTimeNanos())
     return {
-      unsafeSucceed: (cost) => {
+      unsafeSucceed: (cost, window) => {
         if (a.outcome === "pending") {
           a.outcome = "success"
           a.latencyMs = now()
           this.cost = cost
           this.trace?.endAttempt("success", cost)
         }
-        settler.unsafeSucceed(cost)
+        settler.unsafeSucceed(cost, window)
       },
       unsafeFail: (error) => {
         if (a.outcome === "pending") {

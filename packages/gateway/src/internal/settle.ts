@@ -13,7 +13,8 @@ import { type RequestContext, transportError } from "./upstream.js"
 
 /** How an answer is settled: `Balancer.Started` has this shape, and the fiber path adapts to it. */
 export interface Settler {
-  readonly unsafeSucceed: (cost?: number | undefined) => void
+  /** `window`: the answer's `X-RateLimit-*` (pacing learns an account's window from it). */
+  readonly unsafeSucceed: (cost?: number | undefined, window?: UpstreamError.RateWindow | undefined) => void
   readonly unsafeFail: (error: UpstreamError.UpstreamError) => void
   readonly unsafeCancel: () => void
 }
@@ -77,7 +78,7 @@ const sendWhole = (
   headers["content-length"] = String(bytes.length)
   if (!writeHead(res, answer, headers, settler)) return
   res.end(bytes)
-  settler.unsafeSucceed(answer.cost)
+  settler.unsafeSucceed(answer.cost, Protocol.rateLimitOf(answer.headers))
 }
 
 /** The in-band error event that ends a stream broken after its first byte. */
@@ -134,7 +135,7 @@ const pipeStream = (
         model: ctx.model
       }
     )
-    if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost)
+    if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost, Protocol.rateLimitOf(answer.headers))
     else settler.unsafeFail(verdict.error)
   }
   // The client already has a 200 and part of the stream: no failover, no reset either. It gets an

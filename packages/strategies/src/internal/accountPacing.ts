@@ -24,6 +24,8 @@ export const DEFAULT_WAIT_MS = 1_000
 export const CAPACITY = 4_096
 /** Kept before a limit is known (a window grows to its limit, in powers of two). */
 const INITIAL = 64
+/** Intervals a spread window lets through at once (it still admits at most `limit` per length). */
+export const BURST = 4
 
 export interface Window {
   /** Requests a window admits: exact (a header said so) or estimated; unknown: no pacing yet. */
@@ -43,6 +45,8 @@ export interface Window {
   /** AIMD: `admitted` when the limit last changed, and when it did. */
   atChange: number
   changedAt: number
+  /** The next free slot of the spread admissions (a virtual schedule: slots handed out move it on). */
+  nextAt: number
 }
 
 export const make = (): Window => ({
@@ -55,7 +59,8 @@ export const make = (): Window => ({
   lastReset: 0,
   refusals: 0,
   atChange: 0,
-  changedAt: 0
+  changedAt: 0,
+  nextAt: 0
 })
 
 /** The admission time of sequence number `seq`, if still kept. */
@@ -107,8 +112,14 @@ const fit = (w: Window, limit: number) => {
  */
 export const slackOf = (windowMs: number): number => Math.min(250, Math.max(1, Math.ceil(windowMs * 0.02)))
 
-/** When the window admits again, or `undefined` if it admits at `now`. */
-export const closedUntil = (w: Window, now: number): number | undefined => {
+/** The spacing of spread admissions, once the window's limit and length are known. */
+export const intervalOf = (w: Window): number | undefined =>
+  w.limit === undefined || w.windowMs === undefined
+    ? undefined
+    : (w.windowMs + slackOf(w.windowMs)) / Math.min(w.limit, CAPACITY)
+
+/** The end of the refusal or of the full window (`limit` calls in the last length), whichever is later. */
+const filledUntil = (w: Window, now: number): number | undefined => {
   if (now < w.closedUntil) return w.closedUntil
   const limit = w.limit
   const length = w.windowMs
@@ -120,12 +131,41 @@ export const closedUntil = (w: Window, now: number): number | undefined => {
   return until > now ? until : undefined
 }
 
-/** Counts one admission at `now`, answering its sequence number; `undefined` (counting nothing) when closed. */
-export const admit = (w: Window, now: number): number | undefined => {
-  if (closedUntil(w, now) !== undefined) return undefined
+/**
+ * When the window admits again, or `undefined` if it admits at `now`. `spread`: the next slot of
+ * the spread admissions counts too (a hedge, or a caller whose slot this is, does not wait for it).
+ */
+export const closedUntil = (w: Window, now: number, spread = true): number | undefined => {
+  const filled = filledUntil(w, now)
+  if (!spread) return filled
+  const interval = intervalOf(w)
+  const slot = interval === undefined ? 0 : w.nextAt - BURST * interval
+  return slot > now ? Math.max(slot, filled ?? 0) : filled
+}
+
+/** The slot's admission is counted: the next slot moves on by one interval. */
+const take = (w: Window, at: number) => {
+  const interval = intervalOf(w)
+  if (interval !== undefined) w.nextAt = Math.max(w.nextAt, at) + interval
+}
+
+/**
+ * Hands the caller the slot at `at` (the window's `closedUntil`), admitted then with `reserved`:
+ * the callers after it get the slots after it, so each waits its turn and wakes once.
+ */
+export const reserve = (w: Window, at: number): void => take(w, at)
+
+/**
+ * Counts one admission at `now`, answering its sequence number; `undefined` (counting nothing) when
+ * closed. `spread`: it waits for its slot (see `closedUntil`); `reserved`: its slot was handed out
+ * by `reserve` (not counted twice).
+ */
+export const admit = (w: Window, now: number, spread = true, reserved = false): number | undefined => {
+  if (closedUntil(w, now, spread && !reserved) !== undefined) return undefined
   if (w.limit !== undefined) fit(w, w.limit)
   w.times[w.admitted % w.times.length] = now
   w.admitted++
+  if (!reserved) take(w, now)
   if (!w.exact && w.limit !== undefined && w.windowMs !== undefined) {
     // Additive increase: a window's worth of calls, over at least a window, without a refusal.
     if (w.admitted - w.atChange > w.limit && now - w.changedAt >= w.windowMs) {
@@ -197,6 +237,32 @@ export const refuse = (
   w.closedUntil = resetAt ?? now + (w.windowMs ?? DEFAULT_WAIT_MS)
 }
 
+/**
+ * An answer to the call admitted as `seq` said its window (`X-RateLimit-*` on a success): the
+ * limit is known exactly; a call that opened its window (all but it left) says the window's length
+ * is at most its reset minus the call's admission (the upstream counted the call a moment after it
+ * left: an estimate a little long, never short); none left closes the window until its reset. So
+ * pacing starts before the first 429.
+ */
+export const observe = (
+  w: Window,
+  now: number,
+  limit: number,
+  remaining: number | undefined,
+  resetAt: number | undefined,
+  seq: number
+): void => {
+  w.limit = limit
+  w.exact = true
+  if (resetAt === undefined || resetAt <= now) return
+  const at = timeOf(w, seq)
+  if (remaining === limit - 1 && at !== undefined && resetAt > at) {
+    w.windowMs = resetAt - at
+    w.lastReset = resetAt
+  }
+  if (remaining === 0 && resetAt > w.closedUntil) w.closedUntil = resetAt
+}
+
 /** Every window by its id (`account:<name>` or `key:<id>`), made on first use. */
 export class Windows {
   readonly byId = new Map<string, Window>()
@@ -216,5 +282,18 @@ export class Windows {
     const before = w.limit !== undefined || w.closedUntil > 0
     refuse(w, now, resetAt, limit, seq)
     if (!before && (w.limit !== undefined || w.closedUntil > 0)) this.paced++
+  }
+
+  observe(
+    w: Window,
+    now: number,
+    limit: number,
+    remaining: number | undefined,
+    resetAt: number | undefined,
+    seq: number
+  ): void {
+    const before = w.limit !== undefined || w.closedUntil > 0
+    observe(w, now, limit, remaining, resetAt, seq)
+    if (!before) this.paced++
   }
 }

@@ -210,6 +210,19 @@ const rateLimitLimit = (headers: HeadersInput): number | undefined => {
   return n > 0 && Number.isSafeInteger(n) ? n : undefined
 }
 
+/**
+ * An answer's `X-RateLimit-*` (OpenRouter sends them only on its own 429s; a success carrying
+ * them, from a proxy in front of it, is read too): the window's limit, what is left of it and its
+ * reset; `undefined` without a valid limit.
+ */
+export const rateLimitOf = (headers: HeadersInput): UpstreamError.RateWindow | undefined => {
+  const limit = rateLimitLimit(headers)
+  if (limit === undefined) return undefined
+  const left = header(headers, "x-ratelimit-remaining")?.trim()
+  const remaining = left !== undefined && /^\d+$/.test(left) ? Math.min(limit, Number(left)) : undefined
+  return { limit, remaining, resetAt: rateLimitResetAt(headers) }
+}
+
 const serverError = (message: string, status: number, retryAfter: Duration.Duration | undefined) =>
   retryAfter === undefined
     ? new UpstreamError.ServerError({ message, status })
