@@ -206,8 +206,9 @@ describe("Gateway fleet faults", () => {
         // The cap holds through the empty restart: replicas re-register the slices they still hold
         // before the emptied Redis grants anyone new ones.
         assert.isAtMost(k1.maxInFlight, 4)
-        // The new ledger came from a lookup after the restart, and agrees with the upstream.
-        assert.isAtLeast(k1.keyLookups, 2)
+        // The new ledger came from a lookup (one after the restart, or the fleet's answer a replica
+        // still holds when it is under 10 s old), and agrees with the upstream.
+        assert.isAtLeast(k1.keyLookups, 1)
         assert.isAtLeast(ledger.base, 0)
         // Never above the upstream's figure: spend made while Redis was away is settled into the new
         // ledger although the lookup already counted it (the safe side, until the next lookup).
