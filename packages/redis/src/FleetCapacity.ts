@@ -5,7 +5,8 @@
  * Redis: a slice is twice the recent peak of in use + waiting plus 2 (up to the cap), renewed ahead
  * when half of it is in use and kept whole while that renewal is in flight, and otherwise only at
  * the keep-alive (a third of the TTL), where an idle replica gives its slice back. While the
- * fleet's pool is all granted (others may be short) a key renews on every `renewEveryMs` tick,
+ * fleet's pool is nearly all granted (what is left is less than an even share: others may be
+ * short) a key renews on every `renewEveryMs` tick,
  * keeping in flight what is in use or up to the even share (cap ÷ replicas), so slack beyond that
  * moves to the others by demand and load within the share does not wait on the round trip.
  * Redis unreachable: what is held is kept until it expires, then the local share (cap ÷ replicas),
@@ -109,7 +110,13 @@ export const make = (
             st.peak = need
           }
           return Effect.map(keeper.renewPermits(u.keyId, { want, cap: u.cap, inUse: keep }), (slice) => {
-            st.tight = slice.source !== "redis" || slice.pooled === undefined || slice.pooled >= u.cap
+            // Tight once what is unallocated could not give a replica its even share: a replica
+            // joining (or back from idle) is then short until the others renew, so they renew on
+            // every tick rather than at the keep-alive (a second of waiting for the newcomer).
+            st.tight =
+              slice.source !== "redis" ||
+              slice.pooled === undefined ||
+              u.cap - slice.pooled < keeper.unsafeEvenShare(u.cap)
             if (keeper.unsafePermits(u.keyId, u.cap) > before) consumer.grown(u.keyId)
           })
         },
