@@ -5,8 +5,10 @@
  * Redis: a slice is twice the recent peak of in use + waiting plus 2 (up to the cap), renewed ahead
  * when half of it is in use and kept whole while that renewal is in flight, and otherwise only at
  * the keep-alive (a third of the TTL), where an idle replica gives its slice back. While the
- * fleet's pool is all granted (others may be short) a key renews on every `renewEveryMs` tick,
- * keeping only what is in use, so its slack moves to the others by demand.
+ * fleet's pool is nearly all granted (what is left is less than an even share: others may be
+ * short) a key renews on every `renewEveryMs` tick,
+ * keeping in flight what is in use or up to the even share (cap ÷ replicas), so slack beyond that
+ * moves to the others by demand and load within the share does not wait on the round trip.
  * Redis unreachable: what is held is kept until it expires, then the local share (cap ÷ replicas),
  * and `or_balancer_store_degraded` is 1.
  *
@@ -96,15 +98,25 @@ export const make = (
           const want = Math.min(u.cap, st.peak === 0 ? 0 : 2 * st.peak + MIN_PERMITS)
           if (!due || (want === 0 && before === 0 && u.inUse === 0)) return Effect.void
           // With a pool to spare, keep the slice (up to the new want) while the renewal is in
-          // flight: nobody is short. When it is all granted, keep only what is in use so the rest
-          // can move to the others.
-          const keep = st.tight || u.waiting > 0 ? u.inUse : Math.max(u.inUse, Math.min(before, want))
+          // flight: nobody is short. When it is all granted, keep no more than the even share
+          // (cap ÷ replicas) beyond what is in use, so the rest can move to the others: water-filling
+          // entitles each of them to that share anyway, and steady load below it need not wait.
+          const keep = Math.max(
+            u.inUse,
+            Math.min(before, want, st.tight || u.waiting > 0 ? keeper.unsafeEvenShare(u.cap) : Infinity)
+          )
           if (periodic) {
             st.renewedAt = at
             st.peak = need
           }
           return Effect.map(keeper.renewPermits(u.keyId, { want, cap: u.cap, inUse: keep }), (slice) => {
-            st.tight = slice.source !== "redis" || slice.pooled === undefined || slice.pooled >= u.cap
+            // Tight once what is unallocated could not give a replica its even share: a replica
+            // joining (or back from idle) is then short until the others renew, so they renew on
+            // every tick rather than at the keep-alive (a second of waiting for the newcomer).
+            st.tight =
+              slice.source !== "redis" ||
+              slice.pooled === undefined ||
+              u.cap - slice.pooled < keeper.unsafeEvenShare(u.cap)
             if (keeper.unsafePermits(u.keyId, u.cap) > before) consumer.grown(u.keyId)
           })
         },
@@ -130,6 +142,13 @@ export const make = (
     const capacity: Capacity.Service = {
       permits: (keyId, cap, inUse) => {
         const n = keeper.unsafePermits(keyId, cap)
+        if (inUse !== undefined && inUse >= n && process.env.DBG) {
+          const d = (keeper as any).dbg(keyId)
+          const st = state.get(keyId)
+          console.error(
+            `WAITDBG ${options.replicaId} inUse=${inUse} n=${n} amt=${d.s?.amount} exp=${d.s ? d.s.expiresAt - d.t : "-"} frozen=${d.f} tight=${st?.tight} peak=${st?.peak} pooled=${d.s?.pooled}`
+          )
+        }
         // Renew ahead: half the slice in use (or it is exhausted) wakes the loop now.
         // (A tight pool is renewed on every tick anyway.)
         if (inUse !== undefined && !inFlight && (inUse + 1) * 2 > n && state.get(keyId)?.tight === false) {

@@ -72,6 +72,11 @@ export interface Service {
   readonly unsafePermits: (keyId: string, cap: number) => number
   /** Credit this replica may reserve on the key now (micro-dollars). */
   readonly unsafeCredit: (keyId: string, available: number) => number
+  /**
+   * An even share of `total` over the fleet (its configured size, or more live replicas if Redis
+   * reported them): what water-filling guarantees every replica that wants it.
+   */
+  readonly unsafeEvenShare: (total: number) => number
   /** Whether the last call to Redis failed: the replica runs on what it holds or on local shares. */
   readonly degraded: Effect.Effect<boolean>
   readonly unsafeDegraded: () => boolean
@@ -218,6 +223,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
         ),
       unsafePermits: (keyId, cap) => current(permits, keyId, cap),
       unsafeCredit: (keyId, available) => current(credit, keyId, available),
+      unsafeEvenShare: localShare,
       degraded: Effect.sync(() => degraded),
       unsafeDegraded: () => degraded,
       release: (keyId) =>

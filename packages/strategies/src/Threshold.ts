@@ -30,7 +30,16 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as CreditLedger from "./CreditLedger.js"
 import * as CreditShare from "./CreditShare.js"
-import { afterWrite, ns, positionOf, storeOf, withKeys } from "./internal/common.js"
+import {
+  admitsAll,
+  afterWrite,
+  ns,
+  positionOf,
+  storeOf,
+  thenReport,
+  withKeys,
+  withKeysFor
+} from "./internal/common.js"
 import { CostEstimates } from "./internal/costEstimate.js"
 import { creditGate, settle } from "./internal/credit.js"
 import { nanos, usd } from "./internal/ledgerSlots.js"
@@ -82,39 +91,51 @@ export const make = (
     const learned = options.estimate === undefined ? new CostEstimates(nanos(threshold)) : undefined
     const fixed = nanos(options.estimate ?? 0)
 
+    const needOf = (request: KeySelector.SelectRequest): number =>
+      learned === undefined ? fixed : learned.of(request.model)
+
+    // The lease of a reservation: its report learns the answer's cost and settles it.
+    const leaseOf = (
+      lease: KeySelector.Lease,
+      reservation: CreditLedger.Reservation,
+      amount: number,
+      model: string | undefined
+    ): KeySelector.Lease =>
+      KeySelector.lease(lease.key, (outcome) => {
+        if (learned !== undefined && outcome._tag === "Success" && outcome.cost !== undefined)
+          learned.learn(model, nanos(outcome.cost))
+        return thenReport(settle(now, lease.key, reservation, amount, outcome), lease, outcome)
+      })
     const reserve = (
       lease: KeySelector.Lease,
       need: number,
       model: string | undefined
     ): KeySelector.Decision => {
       const amount = usd(need)
-      return CreditLedger.decideWith(now.reserve(lease.key, amount), (reservation) =>
-        KeySelector.lease(lease.key, (outcome) => {
-          if (learned !== undefined && outcome._tag === "Success" && outcome.cost !== undefined)
-            learned.learn(model, nanos(outcome.cost))
-          return KeySelector.andReport(settle(now, lease.key, reservation, amount, outcome), () =>
-            lease.unsafeReport(outcome)
-          )
-        })
-      )
+      const r = now.reserve(lease.key, amount)
+      return CreditLedger.isPending(r)
+        ? KeySelector.waitFor(r.effect, (reservation) => leaseOf(lease, reservation, amount, model))
+        : leaseOf(lease, r, amount, model)
     }
-    const remember = (
-      lease: KeySelector.Lease,
-      need: number,
-      model: string | undefined
-    ): KeySelector.Decision =>
-      afterWrite(st.set(ns.threshold, name, lease.key.id), () => reserve(lease, need, model))
 
-    // The keys whose balances matter, the credit gate, and the gate keeping to the current key
-    // (by its id in the store) while it is still a candidate.
-    const includeOf =
-      (request: KeySelector.SelectRequest) =>
-      (k: Key.Key): boolean =>
-        KeySelector.isCandidate(request, k)
     // A key must hold the threshold and what the request is expected to cost (a key with less
-    // would pass OpenRouter's check on arrival and be billed past its cap).
-    const narrow = (request: KeySelector.SelectRequest, balances: CreditLedger.Balances, need: number) =>
-      KeySelector.withGate(request, creditGate(balances, Math.max(threshold, usd(need))))
+    // would pass OpenRouter's check on arrival and be billed past its cap). The ledger hands back
+    // the same balances while its record stands, and the need changes only with what is learned:
+    // so is the gate, kept while both stand.
+    let lastBalances: CreditLedger.Balances | undefined
+    let lastNeed = -1
+    let lastGate: KeySelector.Gate | undefined
+    const gateOf = (balances: CreditLedger.Balances, need: number): KeySelector.Gate => {
+      if (balances !== lastBalances || need !== lastNeed || lastGate === undefined) {
+        lastBalances = balances
+        lastNeed = need
+        lastGate = creditGate(balances, Math.max(threshold, usd(need)))
+      }
+      return lastGate
+    }
+    // The keys whose balances matter: every key on a first attempt under no gate (no per-key test).
+    const includeOf = (request: KeySelector.SelectRequest): ((k: Key.Key) => boolean) =>
+      admitsAll(request) ? all : (k) => KeySelector.isCandidate(request, k)
     // Within a fleet, also this replica's slice of the key's credit.
     const withinShare = (
       request: KeySelector.SelectRequest,
@@ -133,34 +154,65 @@ export const make = (
         ? KeySelector.withOnly(narrowed, cur)
         : narrowed
 
+    // The pick reserved; remembered as the current key (`id`) unless it is that one already, the
+    // strategy does not stay, or the request is a hedge (which leaves the key it stays on as it
+    // was: the current one is slow, not failed).
     const chosen = (
       request: KeySelector.SelectRequest,
+      id: string | undefined,
       picked: KeySelector.Lease | KeySelector.NoKeyAvailable,
       need: number
     ): KeySelector.Decision =>
       KeySelector.isNoKeyAvailable(picked)
         ? picked
-        : // A hedge leaves the key it stays on as it was: the current one is slow, not failed.
-          !stay || request.hedge === true
+        : !stay || request.hedge === true || picked.key.id === id
           ? reserve(picked, need, request.model)
-          : remember(picked, need, request.model)
+          : afterWrite(st.set(ns.threshold, name, picked.key.id), () => reserve(picked, need, request.model))
+    // The inner selector's decision, then `chosen`, with no closure unless it waits.
+    const thenChosen = (
+      request: KeySelector.SelectRequest,
+      id: string | undefined,
+      decision: KeySelector.Decision,
+      need: number
+    ): KeySelector.Decision =>
+      KeySelector.isWait(decision)
+        ? KeySelector.andThen(decision, (p) => chosen(request, id, p, need))
+        : chosen(request, id, decision, need)
 
-    const decide = (request: KeySelector.SelectRequest, grown: Grown): KeySelector.Decision =>
-      withKeys(pool, (keys) =>
-        CreditLedger.decideWith(now.balances(keys, includeOf(request)), (balances) => {
-          const need = learned === undefined ? fixed : learned.of(request.model)
-          const narrowed = narrow(request, balances, need)
-          if (share === undefined) {
-            if (!stay) return KeySelector.andThen(inner.decide(narrowed), (p) => chosen(request, p, need))
-            return st.get<string>(ns.threshold, name, (id) =>
-              KeySelector.andThen(inner.decide(keepTo(narrowed, currentOf(keys, id))), (p) =>
-                chosen(request, p, need)
-              )
-            )
-          }
-          return fleetDecide(request, keys, balances, narrowed, need, share, grown)
-        })
-      )
+    // Alone (no fleet), synchronously and with no closure while nothing waits: the balances, the
+    // gate, the current key (by its id in the store) while it is still a candidate, the choice.
+    const withBalances = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      balances: CreditLedger.Balances
+    ): KeySelector.Decision => {
+      const need = needOf(request)
+      const narrowed = KeySelector.withGate(request, gateOf(balances, need))
+      if (!stay) return thenChosen(request, undefined, inner.decide(narrowed), need)
+      const u = store.unsafe
+      return u !== undefined
+        ? stayOn(request, keys, narrowed, need, u.get<string>(ns.threshold, name))
+        : KeySelector.waitFor(store.get<string>(ns.threshold, name), (id) =>
+            stayOn(request, keys, narrowed, need, id)
+          )
+    }
+    const stayOn = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>,
+      narrowed: KeySelector.SelectRequest,
+      need: number,
+      id: string | undefined
+    ): KeySelector.Decision =>
+      thenChosen(request, id, inner.decide(keepTo(narrowed, currentOf(keys, id))), need)
+    const decideOn = (
+      request: KeySelector.SelectRequest,
+      keys: ReadonlyArray<Key.Key>
+    ): KeySelector.Decision => {
+      const balances = now.balances(keys, includeOf(request))
+      return CreditLedger.isPending(balances)
+        ? KeySelector.waitFor(balances.effect, (b) => withBalances(request, keys, b))
+        : withBalances(request, keys, balances)
+    }
 
     // On a fleet: reserves only within this replica's slice. A key short of slice is asked of the
     // fleet first (the selection waits while others' unused credit moves here), then the choice
@@ -168,42 +220,47 @@ export const make = (
     // does it refuse: the fleet's credit is gone.
     const fleetDecide = (
       request: KeySelector.SelectRequest,
-      keys: ReadonlyArray<Key.Key>,
-      balances: CreditLedger.Balances,
-      narrowed: KeySelector.SelectRequest,
-      need: number,
       s: CreditShare.Service,
       grown: Grown
-    ): KeySelector.Decision => {
-      const gated = withinShare(narrowed, balances, need, s)
-      const growing = (ids: ReadonlyArray<string>, then: Grown) =>
-        KeySelector.waitFor(s.grow(ids, need, request.deadline), () => decide(request, then))
-      const pick = (cur: Key.Key | undefined) =>
-        KeySelector.andThen(inner.decide(stay ? keepTo(gated, cur) : gated), (p) => {
-          if (grown === ALL || !KeySelector.isNoKeyAvailable(p)) return chosen(request, p, need)
-          const short = KeySelector.candidates(narrowed, keys).filter((k) => !s.covers(k.id, need))
-          return short.length === 0
-            ? p
-            : growing(
-                short.map((k) => k.id),
-                ALL
-              )
+    ): KeySelector.Decision =>
+      withKeys(pool, (keys) =>
+        CreditLedger.decideWith(now.balances(keys, includeOf(request)), (balances) => {
+          const need = needOf(request)
+          const narrowed = KeySelector.withGate(request, gateOf(balances, need))
+          const gated = withinShare(narrowed, balances, need, s)
+          const growing = (ids: ReadonlyArray<string>, then: Grown) =>
+            KeySelector.waitFor(s.grow(ids, need, request.deadline), () => fleetDecide(request, s, then))
+          const pick = (cur: Key.Key | undefined, id: string | undefined) =>
+            KeySelector.andThen(inner.decide(stay ? keepTo(gated, cur) : gated), (p) => {
+              if (grown === ALL || !KeySelector.isNoKeyAvailable(p)) return chosen(request, id, p, need)
+              const short = KeySelector.candidates(narrowed, keys).filter((k) => !s.covers(k.id, need))
+              return short.length === 0
+                ? p
+                : growing(
+                    short.map((k) => k.id),
+                    ALL
+                  )
+            })
+          if (!stay) return pick(undefined, undefined)
+          return st.get<string>(ns.threshold, name, (id) => {
+            const cur = currentOf(keys, id)
+            // Its key short of slice: more is asked for it before the choice moves to another key.
+            return grown === NONE &&
+              cur !== undefined &&
+              KeySelector.isCandidate(narrowed, cur) &&
+              !s.covers(cur.id, need)
+              ? growing([cur.id], CURRENT)
+              : pick(cur, id)
+          })
         })
-      if (!stay) return pick(undefined)
-      return st.get<string>(ns.threshold, name, (id) => {
-        const cur = currentOf(keys, id)
-        // Its key short of slice: more is asked for it before the choice moves to another key.
-        return grown === NONE &&
-          cur !== undefined &&
-          KeySelector.isCandidate(narrowed, cur) &&
-          !s.covers(cur.id, need)
-          ? growing([cur.id], CURRENT)
-          : pick(cur)
-      })
-    }
+      )
 
-    return KeySelector.fromDecide((request) => decide(request, NONE))
+    return share === undefined
+      ? KeySelector.fromDecide((request) => withKeysFor(pool, request, decideOn))
+      : KeySelector.fromDecide((request) => fleetDecide(request, share, NONE))
   })
+
+const all = (): boolean => true
 
 /** What a fleet was asked for in this selection: nothing yet, its current key's slice, every short key's. */
 type Grown = 0 | 1 | 2

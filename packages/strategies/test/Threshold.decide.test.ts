@@ -214,6 +214,55 @@ describe("Threshold.decide", () => {
     })
   )
 
+  it.effect("staying on its key writes the current key once, not on every selection", () =>
+    Effect.gen(function* () {
+      const memory = yield* CreditLookup.makeMemory(infos)
+      // The threshold's writes to the store, by either form.
+      const writes: Array<unknown> = []
+      const counting = Layer.effect(
+        StateStore.StateStore,
+        Effect.map(StateStore.makeMemory, (s) => {
+          const u = s.unsafe!
+          const note = (namespace: string, value: unknown) => {
+            if (namespace === "or-balancer/threshold") writes.push(value)
+          }
+          return StateStore.StateStore.of({
+            ...s,
+            set: (namespace, id, value) =>
+              Effect.zipRight(
+                Effect.sync(() => note(namespace, value)),
+                s.set(namespace, id, value)
+              ),
+            unsafe: {
+              ...u,
+              set: (namespace, id, value) => {
+                note(namespace, value)
+                return u.set(namespace, id, value)
+              }
+            }
+          })
+        })
+      )
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(stack(memory.service, {}, RoundRobin.layer(), counting))
+          const selector = Context.get(ctx, KeySelector.KeySelector)
+          const notD = request({ gate: refuse("d") })
+          const picks: Array<string> = []
+          // a holds 1: 0.15 a time leaves it 0.25 (under 0.3) after five, then b.
+          for (let i = 0; i < 6; i++) {
+            const lease =
+              i === 0 ? yield* selector.select(notD) : (decideNow(selector, notD) as KeySelector.Lease)
+            picks.push(lease.key.id)
+            lease.unsafeReport(KeySelector.success("1 millis", 0.15))
+          }
+          expect(picks).toEqual(["a", "a", "a", "a", "a", "b"])
+          expect(writes).toEqual(["a", "b"])
+        })
+      )
+    })
+  )
+
   it.effect("a hedge's lease leaves the key it stays on as it was", () =>
     Effect.gen(function* () {
       const memory = yield* CreditLookup.makeMemory(infos)
