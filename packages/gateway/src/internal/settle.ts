@@ -78,8 +78,16 @@ const sendWhole = (
   headers["content-length"] = String(bytes.length)
   if (!writeHead(res, answer, headers, settler)) return
   res.end(bytes)
-  settler.unsafeSucceed(answer.cost, Protocol.rateLimitOf(answer.headers))
+  settler.unsafeSucceed(answer.cost, windowOf(answer.headers))
 }
+
+/**
+ * A success's `X-RateLimit-*`, if it carries them (OpenRouter's never do). Node lowercases the
+ * names of incoming headers, so one direct lookup settles the usual miss; `rateLimitOf` would scan
+ * every header name case-insensitively first, on every success.
+ */
+const windowOf = (headers: http.IncomingHttpHeaders) =>
+  headers["x-ratelimit-limit"] === undefined ? undefined : Protocol.rateLimitOf(headers)
 
 /** The in-band error event that ends a stream broken after its first byte. */
 export const brokenStreamEvent = (message: string): string =>
@@ -135,7 +143,7 @@ const pipeStream = (
         model: ctx.model
       }
     )
-    if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost, Protocol.rateLimitOf(answer.headers))
+    if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost, windowOf(answer.headers))
     else settler.unsafeFail(verdict.error)
   }
   // The client already has a 200 and part of the stream: no failover, no reset either. It gets an

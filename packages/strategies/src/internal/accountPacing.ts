@@ -263,6 +263,9 @@ export const observe = (
   if (remaining === 0 && resetAt > w.closedUntil) w.closedUntil = resetAt
 }
 
+/** A window that may refuse: a limit known or a refusal seen. */
+const paces = (w: Window): boolean => w.limit !== undefined || w.closedUntil > 0
+
 /** Every window by its id (`account:<name>` or `key:<id>`), made on first use. */
 export class Windows {
   readonly byId = new Map<string, Window>()
@@ -279,9 +282,9 @@ export class Windows {
   }
 
   refuse(w: Window, now: number, resetAt: number | undefined, limit: number | undefined, seq: number): void {
-    const before = w.limit !== undefined || w.closedUntil > 0
+    const before = paces(w)
     refuse(w, now, resetAt, limit, seq)
-    if (!before && (w.limit !== undefined || w.closedUntil > 0)) this.paced++
+    if (!before && paces(w)) this.paced++
   }
 
   observe(
@@ -292,7 +295,7 @@ export class Windows {
     resetAt: number | undefined,
     seq: number
   ): void {
-    const before = w.limit !== undefined || w.closedUntil > 0
+    const before = paces(w)
     observe(w, now, limit, remaining, resetAt, seq)
     if (!before) this.paced++
   }
