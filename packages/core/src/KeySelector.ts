@@ -37,94 +37,60 @@ import * as leases from "./internal/lease.js"
 import * as requests from "./internal/request.js"
 import type * as UpstreamError from "./UpstreamError.js"
 
-/**
- * Why a key cannot take this request now.
- *
- * @since 0.1.0
- * @category Models
- */
-export type Reason =
-  | "empty" // the pool has no keys
-  | "tried" // every eligible key already failed this request
-  | "cooldown" // rate limited or ejected for a while
-  | "unhealthy" // ejected by health tracking
-  | "revoked" // refused by OpenRouter with a 401 (invalid or revoked): closed by the Balancer
-  | "credit" // out of credit, or under the threshold
-  | "concurrency" // every permit is taken
-  | "model" // no key serves this model
-  | "ineligible" // filtered out by a custom gate
-
-/**
- * @since 0.1.0
- * @category Models
- */
-export interface Ineligible {
-  readonly reason: Reason
-  /** Epoch millis (from `Clock`) when the key may be eligible again, if known. */
-  readonly until?: number | undefined
-}
-
-/**
- * A gate tells, for a key, whether it may take the request: `undefined` means yes.
- *
- * @since 0.1.0
- * @category Models
- */
-export type Gate = (key: Key.Key) => Ineligible | undefined
-
-/**
- * What the request is, as selection sees it.
- *
- * @since 0.1.0
- * @category Models
- */
-export interface SelectRequest {
-  readonly model?: string | undefined
-  /** 1 for the first attempt of a request, then 2, 3, ... */
-  readonly attempt: number
-  /** Ids of the keys that already failed this request: never chosen again while another is eligible. */
-  readonly tried: ReadonlySet<string>
-  /** Affinity id (`session_id`, `prompt_cache_key`, ...) for sticky routing. */
-  readonly affinity?: string | undefined
-  /** Narrowed by each decorator; strategies only choose among keys it admits. */
-  readonly gate?: Gate | undefined
-  /** Epoch millis until which the caller will wait; a selector that blocks (for a permit) stops then. */
-  readonly deadline?: number | undefined
+export type {
   /**
-   * The one key the request may go to (every other key is `ineligible`), set by a decorator that
-   * keeps to a key ({@link withOnly}): a strategy leases it without scanning the pool.
+   * Why a key cannot take this request now.
+   *
+   * @since 0.1.0
+   * @category Models
    */
-  readonly only?: Key.Key | undefined
+  Reason,
   /**
-   * An extra attempt beside one still under way (a hedge against a stall): not a failover, so a
-   * strategy keeps its preference (the key it stays on) as it was.
+   * @since 0.1.0
+   * @category Models
+   */
+  Ineligible,
+  /**
+   * Whether a key may take the request: `undefined` means yes.
+   *
+   * @since 0.1.0
+   * @category Models
+   */
+  Gate,
+  /**
+   * What the request is, as selection sees it.
+   *
+   * @since 0.1.0
+   * @category Models
+   */
+  SelectRequest
+} from "./internal/request.js"
+import type { Gate, SelectRequest } from "./internal/request.js"
+
+export type {
+  /**
+   * How an attempt ended.
+   *
+   * @since 0.1.0
+   * @category Models
+   */
+  Outcome,
+  /**
+   * What a report answers: nothing (it is done), or an Effect still to run.
    *
    * @since 0.3.0
+   * @category Models
    */
-  readonly hedge?: boolean | undefined
-}
-
-/**
- * How an attempt ended.
- *
- * @since 0.1.0
- * @category Models
- */
-export type Outcome =
-  | {
-      readonly _tag: "Success"
-      readonly latency: Duration.Duration
-      readonly cost: number | undefined
-      /** What the answer said of its rate window, when it said (`X-RateLimit-*`). */
-      readonly window?: UpstreamError.RateWindow | undefined
-    }
-  | {
-      readonly _tag: "Failure"
-      readonly latency: Duration.Duration
-      readonly error: UpstreamError.UpstreamError
-    }
-  /** No verdict on the key: the attempt was interrupted, or the lease was never used. */
-  | { readonly _tag: "Cancelled"; readonly latency: Duration.Duration }
+  Reported,
+  /**
+   * One key, handed out for one attempt.
+   *
+   * @since 0.1.0
+   * @category Models
+   */
+  Lease
+} from "./internal/lease.js"
+import type { Lease, Outcome, Reported } from "./internal/lease.js"
 
 /**
  * @since 0.1.0
@@ -148,36 +114,6 @@ export const failure: (latency: Duration.DurationInput, error: UpstreamError.Ups
  * @category Constructors
  */
 export const cancelled: (latency?: Duration.DurationInput) => Outcome = leases.cancelled
-
-/**
- * What a report answers: nothing (it is done), or an Effect still to run. Reports of the built-in
- * strategies over a state store with synchronous forms are plain functions; an Effect comes back
- * only from a strategy written as an Effect ({@link make}) or over a store without synchronous
- * forms. {@link report} runs either.
- *
- * @since 0.3.0
- * @category Models
- */
-export type Reported = void | Effect.Effect<void>
-
-/**
- * One key, handed out for one attempt.
- *
- * @since 0.1.0
- * @category Models
- */
-export interface Lease {
-  readonly key: Key.Key
-  /**
-   * Reports how the attempt ended and gives back what the lease holds: the one report, a plain
-   * function (the shape of `Clock.unsafeCurrentTimeMillis`). Call it, or {@link report}, exactly
-   * once on every path (`Cancelled` when there is no verdict): {@link use}, {@link scoped} and the
-   * `Balancer` do, and leases from `select` ignore a second report.
-   */
-  readonly unsafeReport: (outcome: Outcome) => Reported
-  /** The same report as an Effect, derived from `unsafeReport`. */
-  readonly report: (outcome: Outcome) => Effect.Effect<void>
-}
 
 /**
  * A strategy's synchronous decision: a lease, a refusal, or {@link Wait}.

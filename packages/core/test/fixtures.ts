@@ -1,7 +1,11 @@
-import { Balancer, Key, KeyPool, KeySelector, Monitor, StateStore } from "@or-balancer/core"
-import { Clock, Effect, Layer, Redacted, Ref } from "effect"
+import { Balancer, Key, KeyPool, KeySelector, Monitor, StateStore, UpstreamError } from "@or-balancer/core"
+import { Clock, Duration, Effect, Layer, Redacted, Ref } from "effect"
 
 export const secretOf = (id: string) => `sk-or-v1-${id.padEnd(8, "0")}${"f".repeat(56)}`
+
+export const rateLimited = (seconds: number, scope: "key" | "account" = "key") =>
+  new UpstreamError.RateLimited({ message: "slow down", scope, retryAfter: Duration.seconds(seconds) })
+export const serverError = new UpstreamError.ServerError({ message: "boom", status: 500 })
 
 export const keys = (ids: ReadonlyArray<string>, extra: Partial<Record<string, { account: string }>> = {}) =>
   ids.map((id) => Key.make({ id, secret: Redacted.make(secretOf(id)), account: extra[id]?.account }))

@@ -2,13 +2,76 @@
 // gates, keeping to one key, the candidates, and why there are none.
 import * as Duration from "effect/Duration"
 import type * as Key from "../Key.js"
-import type * as KeySelector from "../KeySelector.js"
 import { NoKeyAvailable } from "./decision.js"
 
-export const withGate = (
-  request: KeySelector.SelectRequest,
-  gate: KeySelector.Gate
-): KeySelector.SelectRequest => {
+/**
+ * Why a key cannot take this request now.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type Reason =
+  | "empty" // the pool has no keys
+  | "tried" // every eligible key already failed this request
+  | "cooldown" // rate limited or ejected for a while
+  | "unhealthy" // ejected by health tracking
+  | "revoked" // refused by OpenRouter with a 401 (invalid or revoked): closed by the Balancer
+  | "credit" // out of credit, or under the threshold
+  | "concurrency" // every permit is taken
+  | "model" // no key serves this model
+  | "ineligible" // filtered out by a custom gate
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Ineligible {
+  readonly reason: Reason
+  /** Epoch millis (from `Clock`) when the key may be eligible again, if known. */
+  readonly until?: number | undefined
+}
+
+/**
+ * A gate tells, for a key, whether it may take the request: `undefined` means yes.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type Gate = (key: Key.Key) => Ineligible | undefined
+
+/**
+ * What the request is, as selection sees it.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface SelectRequest {
+  readonly model?: string | undefined
+  /** 1 for the first attempt of a request, then 2, 3, ... */
+  readonly attempt: number
+  /** Ids of the keys that already failed this request: never chosen again while another is eligible. */
+  readonly tried: ReadonlySet<string>
+  /** Affinity id (`session_id`, `prompt_cache_key`, ...) for sticky routing. */
+  readonly affinity?: string | undefined
+  /** Narrowed by each decorator; strategies only choose among keys it admits. */
+  readonly gate?: Gate | undefined
+  /** Epoch millis until which the caller will wait; a selector that blocks (for a permit) stops then. */
+  readonly deadline?: number | undefined
+  /**
+   * The one key the request may go to (every other key is `ineligible`), set by a decorator that
+   * keeps to a key (`KeySelector.withOnly`): a strategy leases it without scanning the pool.
+   */
+  readonly only?: Key.Key | undefined
+  /**
+   * An extra attempt beside one still under way (a hedge against a stall): not a failover, so a
+   * strategy keeps its preference (the key it stays on) as it was.
+   *
+   * @since 0.3.0
+   */
+  readonly hedge?: boolean | undefined
+}
+
+export const withGate = (request: SelectRequest, gate: Gate): SelectRequest => {
   const outer = request.gate
   // Spelled out rather than spread: every request then has one shape, and a spread of it cost
   // a tenth of a composed stack's selection.
@@ -24,9 +87,9 @@ export const withGate = (
   }
 }
 
-const NOT_ONLY: KeySelector.Ineligible = { reason: "ineligible" }
+const NOT_ONLY: Ineligible = { reason: "ineligible" }
 
-export const withOnly = (request: KeySelector.SelectRequest, key: Key.Key): KeySelector.SelectRequest => {
+export const withOnly = (request: SelectRequest, key: Key.Key): SelectRequest => {
   const outer = request.gate
   return {
     model: request.model,
@@ -46,21 +109,18 @@ export const withOnly = (request: KeySelector.SelectRequest, key: Key.Key): KeyS
   }
 }
 
-export const isCandidate = (request: KeySelector.SelectRequest, key: Key.Key): boolean =>
+export const isCandidate = (request: SelectRequest, key: Key.Key): boolean =>
   (request.only === undefined || request.only.id === key.id) &&
   !request.tried.has(key.id) &&
   (request.gate === undefined || request.gate(key) === undefined)
 
-export const candidates = (
-  request: KeySelector.SelectRequest,
-  keys: ReadonlyArray<Key.Key>
-): ReadonlyArray<Key.Key> => {
+export const candidates = (request: SelectRequest, keys: ReadonlyArray<Key.Key>): ReadonlyArray<Key.Key> => {
   const out: Array<Key.Key> = []
   for (const k of keys) if (isCandidate(request, k)) out.push(k)
   return out
 }
 
-const reasonText: Record<KeySelector.Reason, string> = {
+const reasonText: Record<Reason, string> = {
   empty: "the key pool is empty",
   tried: "every eligible key already failed this request",
   cooldown: "every key is cooling down",
@@ -73,12 +133,12 @@ const reasonText: Record<KeySelector.Reason, string> = {
 }
 
 export const explain = (
-  request: KeySelector.SelectRequest,
+  request: SelectRequest,
   keys: ReadonlyArray<Key.Key>,
   now: number
 ): NoKeyAvailable => {
   if (keys.length === 0) return new NoKeyAvailable({ reason: "empty", message: reasonText.empty })
-  let reason: KeySelector.Reason | undefined
+  let reason: Reason | undefined
   let earliest: number | undefined
   let anyUntried = false
   for (const k of keys) {
