@@ -68,12 +68,22 @@ export class StateStore extends Context.Tag("@or-balancer/core/StateStore")<Stat
  * @category Constructors
  */
 export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
-  const spaces = new Map<string, Space>()
+  // The first namespaces (one per strategy's kind of state) are found by a short scan: their
+  // names are the same string constants on every call, so `===` matches at once, cheaper than
+  // hashing the name on each of the several store operations a decision makes. Any past them
+  // (a program's own) are in a Map.
+  const names: Array<string> = []
+  const spaces: Array<Space> = []
+  const more = new Map<string, Space>()
   const space = (ns: string) => {
-    let m = spaces.get(ns)
+    for (let i = 0; i < names.length; i++) if (names[i] === ns) return spaces[i]!
+    let m = more.get(ns)
     if (m === undefined) {
       m = { map: new Map(), entries: undefined }
-      spaces.set(ns, m)
+      if (names.length < SCANNED) {
+        names.push(ns)
+        spaces.push(m)
+      } else more.set(ns, m)
     }
     return m
   }
@@ -98,8 +108,11 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
     set: (ns, id, value) => put(space(ns), id, value),
     modify: <A, B>(ns: string, id: string, f: (current: A | undefined) => readonly [B, A | undefined]) => {
       const m = space(ns)
-      const [b, next] = f(m.map.get(id) as A | undefined)
-      put(m, id, next)
+      const current = m.map.get(id) as A | undefined
+      const [b, next] = f(current)
+      // A value changed in place (the credit ledger, weighted totals) is already stored: no write,
+      // and the namespace's entries array still holds it.
+      if (next !== current) put(m, id, next)
       return b
     },
     entries: <A>(ns: string) => {
@@ -125,6 +138,9 @@ interface Space {
 }
 
 const EMPTY: ReadonlyArray<readonly [string, unknown]> = []
+
+/** Namespaces found by a scan rather than a Map lookup (see `makeMemory`). */
+const SCANNED = 16
 
 /**
  * @since 0.1.0

@@ -27,4 +27,37 @@ describe("StateStore memory entries", () => {
       expect(before.map(([id]) => id)).toEqual(["a"]) // an array handed out is a snapshot
     })
   )
+
+  it.effect(
+    "a value changed in place and handed back is kept without a write; the array still shows it",
+    () =>
+      Effect.gen(function* () {
+        const s = yield* StateStore.makeMemory
+        yield* s.set("n", "a", { hits: 0 })
+        const before = yield* s.entries<{ hits: number }>("n")
+        const seen = yield* s.modify<{ hits: number }, number>("n", "a", (v) => {
+          v!.hits++
+          return [v!.hits, v]
+        })
+        expect(seen).toBe(1)
+        expect(yield* s.entries<{ hits: number }>("n")).toBe(before)
+        expect(before[0]![1].hits).toBe(1)
+        expect(yield* s.get<{ hits: number }>("n", "a")).toEqual({ hits: 1 })
+      })
+  )
+
+  it.effect("many namespaces (past the ones found by a scan) are kept apart", () =>
+    Effect.gen(function* () {
+      const s = yield* StateStore.makeMemory
+      const names = Array.from({ length: 40 }, (_, i) => `ns-${i}`)
+      for (const [i, n] of names.entries()) yield* s.set(n, "id", i)
+      for (const [i, n] of names.entries()) {
+        expect(yield* s.get<number>(n, "id")).toBe(i)
+        expect(yield* s.entries<number>(n)).toEqual([["id", i]])
+      }
+      // Names built at run time find the same namespace as their constants.
+      expect(yield* s.get<number>(["ns", "3"].join("-"), "id")).toBe(3)
+      expect(yield* s.get<number>(["ns", "33"].join("-"), "id")).toBe(33)
+    })
+  )
 })

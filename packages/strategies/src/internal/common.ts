@@ -201,6 +201,23 @@ export const storedSelector = <S>(
     current: S | undefined
   ) => readonly [Key.Key | undefined, S | undefined]
 ): KeySelector.Service => {
+  const u = store.unsafe
+  const get = pool.unsafeGet
+  if (u !== undefined && get !== undefined) {
+    // Both synchronous (nearly always): one store update whose step reads the request and keys
+    // from here, so a decision allocates no closure. Nothing yields inside `modify`, so the two
+    // are never a previous decision's.
+    let request: KeySelector.SelectRequest
+    let keys: ReadonlyArray<Key.Key>
+    const stepNow = (current: S | undefined) => step(request, keys, current)
+    return KeySelector.fromDecide((r) => {
+      const ks = get()
+      request = r
+      keys = ks
+      const key = u.modify<S, Key.Key | undefined>(namespace, id, stepNow)
+      return key === undefined ? noKey(clock, r, ks) : plainLease(key)
+    })
+  }
   const st = storeOf(store)
   return KeySelector.fromDecide((request) =>
     withKeys(pool, (keys) =>

@@ -19,8 +19,8 @@ import { Held, type Holder, reportOf, reservingBest } from "./creditReserve.js"
 import { shareAccountsOut } from "./healthFleet.js"
 import { withinShare } from "./creditShared.js"
 import { isPending, Pending, stepEffect } from "./creditStep.js"
-import { availableOf, entryOf, type Ledger, nanos, reserving, type Slot, usdOrNull } from "./ledgerSlots.js"
-import { adjusting, ledgerRecord, updating } from "./ledgerStore.js"
+import { availableOf, entryOf, type Ledger, nanos, type Slot, usdOrNull } from "./ledgerSlots.js"
+import { ledgerRecord, updating } from "./ledgerStore.js"
 
 type Balances = CreditLedger.Balances
 type Now = CreditLedger.Now
@@ -185,7 +185,7 @@ export const make = (
         // Nothing to hold (no estimate): the settlement alone records the cost.
         if (held.amount === 0 && share === undefined) return held
         share?.take(key.id, held.amount)
-        const done = record.modify(adjusting(key.id, reserving(held.amount)))
+        const done = record.reserve(key.id, held.amount)
         return isPending(done) ? new Pending(Effect.as(done.effect, held)) : held
       },
       exhaust

@@ -5,8 +5,8 @@ import type * as KeySelector from "@or-balancer/core/KeySelector"
 import type * as CreditLedger from "../CreditLedger.js"
 import type * as CreditShare from "../CreditShare.js"
 import { isPending } from "./creditStep.js"
-import { indexOf, type Ledger, liveOfSlot, nanos, releasing, setLive } from "./ledgerSlots.js"
-import { adjusting, type LedgerRecord } from "./ledgerStore.js"
+import { indexOf, type Ledger, liveOfSlot, nanos, setLive } from "./ledgerSlots.js"
+import type { LedgerRecord } from "./ledgerStore.js"
 
 /** What a reservation settles through: one per ledger. */
 export interface Holder {
@@ -31,7 +31,7 @@ export class Held implements CreditLedger.Reservation, CreditLedger.Reserved {
     if (!this.open) return
     this.open = false
     this.holder.share?.settle(this.key.id, this.amount, nanos(cost))
-    return reportOf(this.holder.record.modify(adjusting(this.key.id, releasing(this.amount, cost))))
+    return reportOf(this.holder.record.release(this.key.id, this.amount, cost))
   }
 }
 

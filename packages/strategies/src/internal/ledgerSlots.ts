@@ -108,12 +108,14 @@ export const setLive = (index: Index, i: number, value: number): void => {
 }
 
 // The in-place changes of one key's slot that reservations make.
+export const release = (e: Slot, amount: number, cost: number | undefined): void => {
+  e.reserved = Math.max(0, e.reserved - amount)
+  e.spent += nanos(cost ?? 0)
+}
 export const releasing =
   (amount: number, cost: number | undefined) =>
-  (e: Slot): void => {
-    e.reserved = Math.max(0, e.reserved - amount)
-    e.spent += nanos(cost ?? 0)
-  }
+  (e: Slot): void =>
+    release(e, amount, cost)
 export const reserving =
   (amount: number) =>
   (e: Slot): void => {
