@@ -228,7 +228,7 @@ md.push(
 )
 md.push("## 1. Selection cost (select-and-report, no network)", "")
 md.push(
-  "Each cycle is `select(request) >>= lease.report(success)`, run uninterruptibly, as core's Balancer runs it: the report gives the lease back. The harness row (a selector handing out a fixed lease) is the cost of the Effect steps alone; \"over harness\" subtracts it. The last rows per pool size are the whole `Balancer.run` over the composed stack, with an upstream that answers at once, and the gateway's fast path over the same stack (`Balancer.unsafeStart` then `unsafeSucceed`). Rows marked `unsafeSelect` are the same cycle run synchronously, with no fiber (`unsafeSelect` then `unsafeReport`): they have no Effect steps, so nothing is subtracted. Each figure is the fastest of five equal time slices (other work on a shared machine only slows a slice down).",
+  "Each cycle is `select(request) >>= lease.report(success)`, run uninterruptibly, as core's Balancer runs it: the report gives the lease back. The harness row (a selector handing out a fixed lease) is the cost of the Effect steps alone; \"over harness\" subtracts it. The last rows per pool size are the whole `Balancer.run` over the composed stack, with an upstream that answers at once, and the gateway's fast path over the same stack (`Balancer.unsafeStart` then `unsafeSucceed`). Rows marked `decide (sync)` are the same cycle run synchronously, with no fiber (the strategy's `decide`, then the lease's plain report): every built-in strategy has one, so each has its fast-path row: they have no Effect steps, so nothing is subtracted. Each figure is the fastest of five equal time slices (other work on a shared machine only slows a slice down).",
   ""
 )
 md.push(

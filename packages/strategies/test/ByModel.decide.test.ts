@@ -36,7 +36,7 @@ const stateOf = (ctx: Context.Context<StateStore.StateStore>) =>
     }
   })
 
-/** Round robin whose `unsafeSelect` is undecided for requests with affinity "wait" (as if it had to wait). */
+/** Round robin whose `decide` answers a `Wait` for requests with affinity "wait" (as if it had to wait). */
 const hesitant = (name: string): Inner =>
   Layer.effect(
     KeySelector.KeySelector,
@@ -87,15 +87,15 @@ describe("ByModel.decide", () => {
     Effect.scoped(
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(true, hesitant("anthropic")))
-        const unsafeSelect = (r: KeySelector.SelectRequest) =>
+        const decideAtOnce = (r: KeySelector.SelectRequest) =>
           decideNow(Context.get(ctx, KeySelector.KeySelector), r)
         const claude = { model: "anthropic/claude-sonnet-4" }
         const before = yield* stateOf(ctx)
-        expect(unsafeSelect(request({ ...claude, affinity: "wait" }))).toBeUndefined()
+        expect(decideAtOnce(request({ ...claude, affinity: "wait" }))).toBeUndefined()
         expect(yield* stateOf(ctx)).toEqual(before)
         // Other routes, and the same route when it decides, decide.
-        expect((unsafeSelect(request({ ...claude })) as KeySelector.Lease).key.id).toBe("a")
-        expect((unsafeSelect(request({ affinity: "wait" })) as KeySelector.Lease).key.id).toBe("b")
+        expect((decideAtOnce(request({ ...claude })) as KeySelector.Lease).key.id).toBe("a")
+        expect((decideAtOnce(request({ affinity: "wait" })) as KeySelector.Lease).key.id).toBe("b")
       })
     )
   )

@@ -66,29 +66,29 @@ describe("ConcurrencyLimited.decide", () => {
             stack([key("a", { maxConcurrency: 1 }), key("b", { maxConcurrency: 1 })])
           )
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
-          const a = unsafeSelect(request({ deadline: 1_000 }))
-          const b = unsafeSelect(request({ deadline: 1_000 }))
+          const decideAtOnce = (r: KeySelector.SelectRequest) => decideNow(selector, r)
+          const a = decideAtOnce(request({ deadline: 1_000 }))
+          const b = decideAtOnce(request({ deadline: 1_000 }))
           expect([a, b].map((l) => (isLeaseNow(l) ? l.key.id : l))).toEqual(["a", "b"])
           const before = yield* statusOf(ctx)
           expect(before).toEqual({ inUse: { a: 1, b: 1 }, waiting: 0 })
 
           // A deadline ahead: `select` would queue, so the fast path does not decide.
-          expect(unsafeSelect(request({ deadline: 1_000 }))).toBeUndefined()
+          expect(decideAtOnce(request({ deadline: 1_000 }))).toBeUndefined()
           expect(yield* statusOf(ctx)).toEqual(before)
           // No deadline, or one already passed: `select` fails at once, and so does this, alike.
-          const none = unsafeSelect(request())
+          const none = decideAtOnce(request())
           expect(none).toBeInstanceOf(KeySelector.NoKeyAvailable)
           expect((none as KeySelector.NoKeyAvailable).reason).toBe("concurrency")
           expect(none).toEqual(yield* Effect.flip(selector.select(request())))
           yield* TestClock.setTime(1_000)
-          expect(unsafeSelect(request({ deadline: 1_000 }))).toEqual(
+          expect(decideAtOnce(request({ deadline: 1_000 }))).toEqual(
             yield* Effect.flip(selector.select(request({ deadline: 1_000 })))
           )
           // With a free, once reported back: a gate leaving only the full b waits; leaving none fails.
           ;(a as KeySelector.Lease).unsafeReport(KeySelector.success("1 millis"))
-          expect(unsafeSelect(request({ deadline: 5_000, gate: refuse("a") }))).toBeUndefined()
-          expect(unsafeSelect(request({ deadline: 5_000, gate: refuse("a", "b") }))).toBeInstanceOf(
+          expect(decideAtOnce(request({ deadline: 5_000, gate: refuse("a") }))).toBeUndefined()
+          expect(decideAtOnce(request({ deadline: 5_000, gate: refuse("a", "b") }))).toBeInstanceOf(
             KeySelector.NoKeyAvailable
           )
           expect(yield* statusOf(ctx)).toEqual({ inUse: { b: 1 }, waiting: 0 })

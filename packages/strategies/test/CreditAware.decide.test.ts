@@ -61,15 +61,15 @@ describe("CreditAware.decide", () => {
           const ctx = yield* Layer.build(stack(memory.service))
           const selector = Context.get(ctx, KeySelector.KeySelector)
           const ledger = Context.get(ctx, CreditLedger.CreditLedger)
-          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
+          const decideAtOnce = (r: KeySelector.SelectRequest) => decideNow(selector, r)
           // Nothing looked up yet.
-          expect(unsafeSelect(request())).toBeUndefined()
+          expect(decideAtOnce(request())).toBeUndefined()
           expect(yield* stateOf(ctx, memory)).toEqual({ snapshot: [], lookups: [0, 0, 0, 0] })
 
           const first = yield* selector.select(request())
           expect(first.key.id).toBe("a")
           // Everything fresh: decided synchronously, reserving as `select` does (0.2 of a's 1.00).
-          const second = unsafeSelect(request()) as KeySelector.Lease
+          const second = decideAtOnce(request()) as KeySelector.Lease
           expect(second.key.id).toBe("a")
           const entryOf = (id: string) => Effect.map(ledger.snapshot, (s) => s.find((e) => e.id === id)!)
           expect((yield* entryOf("a")).reserved).toBeCloseTo(0.4)
@@ -81,27 +81,27 @@ describe("CreditAware.decide", () => {
 
           // A refused key that is due a lookup does not count; d's lookup failed 5 s ago.
           yield* TestClock.adjust("5 seconds")
-          const skipD = unsafeSelect(request({ gate: refuse("d") })) as KeySelector.Lease
+          const skipD = decideAtOnce(request({ gate: refuse("d") })) as KeySelector.Lease
           expect(skipD.key.id).toBe("a")
           skipD.unsafeReport(KeySelector.cancelled())
           const before = yield* stateOf(ctx, memory)
-          expect(unsafeSelect(request())).toBeUndefined()
+          expect(decideAtOnce(request())).toBeUndefined()
           expect(yield* stateOf(ctx, memory)).toEqual(before)
 
           // Expired: due again.
           yield* TestClock.adjust("60 seconds")
-          expect(unsafeSelect(request({ gate: refuse("d") }))).toBeUndefined()
+          expect(decideAtOnce(request({ gate: refuse("d") }))).toBeUndefined()
           const third = yield* selector.select(request({ gate: refuse("d") }))
           yield* third.report(KeySelector.cancelled())
           expect(yield* memory.lookups("a")).toBe(2)
-          const fourth = unsafeSelect(request({ gate: refuse("d") }))
+          const fourth = decideAtOnce(request({ gate: refuse("d") }))
           expect(isLeaseNow(fourth)).toBe(true)
           ;(fourth as KeySelector.Lease).unsafeReport(KeySelector.cancelled())
 
           // Refreshed by hand: due until looked up.
           const a = (yield* Context.get(ctx, KeyPool.KeyPool).get).find((k) => k.id === "a")!
           yield* ledger.refresh(a)
-          expect(unsafeSelect(request({ gate: refuse("d") }))).toBeUndefined()
+          expect(decideAtOnce(request({ gate: refuse("d") }))).toBeUndefined()
         })
       )
     })

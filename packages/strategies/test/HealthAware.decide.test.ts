@@ -98,26 +98,26 @@ describe("HealthAware.decide", () => {
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(pool.slice(0, 2)))
         const selector = Context.get(ctx, KeySelector.KeySelector)
-        const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
+        const decideAtOnce = (r: KeySelector.SelectRequest) => decideNow(selector, r)
         const onlyA = request({ gate: refuse("b") })
-        const first = unsafeSelect(onlyA) as KeySelector.Lease
+        const first = decideAtOnce(onlyA) as KeySelector.Lease
         expect(first.key.id).toBe("a")
         first.unsafeReport(KeySelector.failure("1 millis", unauthorized)) // ejects at once
-        const out = unsafeSelect(onlyA)
+        const out = decideAtOnce(onlyA)
         expect(out).toBeInstanceOf(KeySelector.NoKeyAvailable)
         expect(out).toEqual(yield* Effect.flip(selector.select(onlyA)))
-        expect((unsafeSelect(request()) as KeySelector.Lease).key.id).toBe("b")
+        expect((decideAtOnce(request()) as KeySelector.Lease).key.id).toBe("b")
 
         yield* TestClock.adjust("1 second")
-        const trial = unsafeSelect(onlyA) as KeySelector.Lease
+        const trial = decideAtOnce(onlyA) as KeySelector.Lease
         expect(trial.key.id).toBe("a")
         // The slot is taken: neither path lets a second request through.
-        const busy = unsafeSelect(onlyA)
+        const busy = decideAtOnce(onlyA)
         expect((busy as KeySelector.NoKeyAvailable).reason).toBe("unhealthy")
         expect(busy).toEqual(yield* Effect.flip(selector.select(onlyA)))
         // No verdict frees the slot; the key stays half-open.
         trial.unsafeReport(KeySelector.cancelled())
-        const again = unsafeSelect(onlyA) as KeySelector.Lease
+        const again = decideAtOnce(onlyA) as KeySelector.Lease
         expect(again.key.id).toBe("a")
         // Reported through its Effect form, the same report: a success closes the key.
         yield* again.report(KeySelector.success("1 millis"))
@@ -138,18 +138,18 @@ describe("HealthAware.decide", () => {
             )
           )
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
-          const first = unsafeSelect(request({ gate: refuse("b") })) as KeySelector.Lease
+          const decideAtOnce = (r: KeySelector.SelectRequest) => decideNow(selector, r)
+          const first = decideAtOnce(request({ gate: refuse("b") })) as KeySelector.Lease
           first.unsafeReport(KeySelector.failure("1 millis", unauthorized))
           // a is out, no probe due yet: decided synchronously.
-          const b = unsafeSelect(request()) as KeySelector.Lease
+          const b = decideAtOnce(request()) as KeySelector.Lease
           expect(b.key.id).toBe("b")
           b.unsafeReport(KeySelector.success("1 millis"))
 
           yield* TestClock.adjust("1 second")
           const before = yield* stateOf(ctx)
-          expect(unsafeSelect(request())).toBeUndefined()
-          expect(unsafeSelect(request({ gate: refuse("a") }))).toBeUndefined()
+          expect(decideAtOnce(request())).toBeUndefined()
+          expect(decideAtOnce(request({ gate: refuse("a") }))).toBeUndefined()
           expect(yield* stateOf(ctx)).toEqual(before)
           expect(yield* memory.lookups("a")).toBe(0)
 
@@ -158,7 +158,7 @@ describe("HealthAware.decide", () => {
           expect(picked.key.id).toBe("b")
           expect(yield* memory.lookups("a")).toBe(1)
           yield* picked.report(KeySelector.success("1 millis"))
-          const after = unsafeSelect(request()) as KeySelector.Lease
+          const after = decideAtOnce(request()) as KeySelector.Lease
           expect(after.key.id).toBe("b")
           after.unsafeReport(KeySelector.cancelled())
         })

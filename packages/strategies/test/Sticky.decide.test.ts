@@ -22,7 +22,7 @@ const pickyInner: Inner = Layer.effect(
   })
 )
 
-/** Round robin whose `unsafeSelect` is undecided whenever a is no candidate (as if it had to wait). */
+/** Round robin whose `decide` answers a `Wait` whenever a is no candidate (as if it had to wait). */
 const hesitantInner: Inner = Layer.effect(
   KeySelector.KeySelector,
   Effect.map(RoundRobin.make(), (rr) =>
@@ -71,16 +71,16 @@ describe("Sticky.decide", () => {
     Effect.scoped(
       Effect.gen(function* () {
         const selector = Context.get(yield* Layer.build(stack()), KeySelector.KeySelector)
-        const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
+        const decideAtOnce = (r: KeySelector.SelectRequest) => decideNow(selector, r)
         const ownedByC = ownedBy("c")
         const ownedByB = ownedBy("b")
         const kept = [1, 2, 3].map(
-          () => (unsafeSelect(request({ affinity: ownedByB })) as KeySelector.Lease).key.id
+          () => (decideAtOnce(request({ affinity: ownedByB })) as KeySelector.Lease).key.id
         )
         expect(kept).toEqual(["b", "b", "b"])
         // c is refused by the inner: the round robin's own choice, advancing its cursor.
         const fallback = [1, 2].map(
-          () => (unsafeSelect(request({ affinity: ownedByC })) as KeySelector.Lease).key.id
+          () => (decideAtOnce(request({ affinity: ownedByC })) as KeySelector.Lease).key.id
         )
         expect(fallback).toEqual(["d", "a"])
         expect((yield* selector.select(request({ affinity: ownedByC }))).key.id).toBe("b")
@@ -92,17 +92,17 @@ describe("Sticky.decide", () => {
     Effect.scoped(
       Effect.gen(function* () {
         const ctx = yield* Layer.build(stack(hesitantInner))
-        const unsafeSelect = (r: KeySelector.SelectRequest) =>
+        const decideAtOnce = (r: KeySelector.SelectRequest) =>
           decideNow(Context.get(ctx, KeySelector.KeySelector), r)
         const ownedByA = ownedBy("a")
         const ownedByD = ownedBy("d")
         const before = yield* cursorOf(ctx)
         // Gated to d alone, a is out: the inner is undecided, so Sticky is.
-        expect(unsafeSelect(request({ affinity: ownedByD }))).toBeUndefined()
+        expect(decideAtOnce(request({ affinity: ownedByD }))).toBeUndefined()
         expect(yield* cursorOf(ctx)).toEqual(before)
-        expect((unsafeSelect(request({ affinity: ownedByA })) as KeySelector.Lease).key.id).toBe("a")
+        expect((decideAtOnce(request({ affinity: ownedByA })) as KeySelector.Lease).key.id).toBe("a")
         // Without affinity the request passes straight through.
-        expect((unsafeSelect(request()) as KeySelector.Lease).key.id).toBe("b")
+        expect((decideAtOnce(request()) as KeySelector.Lease).key.id).toBe("b")
       })
     )
   )

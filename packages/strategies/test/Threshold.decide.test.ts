@@ -50,7 +50,7 @@ const stateOf = (ctx: Ctx, memory: CreditPaths.Memory) =>
 const { server } = CreditPaths
 const op = CreditPaths.ops(ids, { cost: 0.15, limits: [0, 0.2, 0.6, 2] })
 
-/** Round robin whose `unsafeSelect` is undecided for requests with affinity "wait" (as if it had to wait). */
+/** Round robin whose `decide` answers a `Wait` for requests with affinity "wait" (as if it had to wait). */
 const hesitant = Layer.effect(
   KeySelector.KeySelector,
   Effect.map(RoundRobin.make(), (rr) =>
@@ -87,10 +87,10 @@ describe("Threshold.decide", () => {
         Effect.gen(function* () {
           const ctx = yield* Layer.build(stack(memory.service, {}, hesitant))
           const selector = Context.get(ctx, KeySelector.KeySelector)
-          const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(selector, r)
+          const decideAtOnce = (r: KeySelector.SelectRequest) => decideNow(selector, r)
           const notD = request({ gate: refuse("d") })
           // Nothing looked up yet.
-          expect(unsafeSelect(notD)).toBeUndefined()
+          expect(decideAtOnce(notD)).toBeUndefined()
           expect(yield* stateOf(ctx, memory)).toMatchObject({
             snapshot: [],
             current: [],
@@ -103,13 +103,13 @@ describe("Threshold.decide", () => {
           // a keeps 0.7: stay on it, whatever the round robin's cursor says.
           const picks: Array<string> = []
           for (let i = 0; i < 3; i++) {
-            const lease = unsafeSelect(notD) as KeySelector.Lease
+            const lease = decideAtOnce(notD) as KeySelector.Lease
             picks.push(lease.key.id)
             lease.unsafeReport(KeySelector.success("1 millis", 0.15))
           }
           // 0.7, 0.55, 0.4 before each: a, a, a; then 0.25 is under the threshold: move on.
           expect(picks).toEqual(["a", "a", "a"])
-          const moved = unsafeSelect(notD) as KeySelector.Lease
+          const moved = decideAtOnce(notD) as KeySelector.Lease
           expect(moved.key.id).not.toBe("a")
           expect(yield* Context.get(ctx, StateStore.StateStore).get("or-balancer/threshold", "default")).toBe(
             moved.key.id
@@ -126,14 +126,14 @@ describe("Threshold.decide", () => {
 
           // The inner would wait: undecided, nothing reserved or remembered.
           const before = yield* stateOf(ctx, memory)
-          expect(unsafeSelect(request({ gate: refuse("d"), affinity: "wait" }))).toBeUndefined()
+          expect(decideAtOnce(request({ gate: refuse("d"), affinity: "wait" }))).toBeUndefined()
           // d's failed lookup is due again after 5 s: a request that may take d is undecided.
           yield* TestClock.adjust("5 seconds")
-          expect(unsafeSelect(request())).toBeUndefined()
+          expect(decideAtOnce(request())).toBeUndefined()
           expect(yield* stateOf(ctx, memory)).toEqual(before)
           // Every key under the threshold: the same typed refusal as `select`, at once.
           const poor = request({ gate: refuse("b", "c", "d") })
-          const refused = unsafeSelect(poor)
+          const refused = decideAtOnce(poor)
           expect((refused as KeySelector.NoKeyAvailable).reason).toBe("credit")
           expect(refused).toEqual(yield* Effect.flip(selector.select(poor)))
         })

@@ -66,7 +66,7 @@ export interface TwoPaths<A = unknown> {
   readonly select: (request: KeySelector.SelectRequest) => Effect.Effect<void>
   /**
    * Reports the `which`-th lease (modulo those taken; nothing if none) with the same outcome on
-   * both sides, `times` times. A lease of `unsafeSelect` is reported through `report` when
+   * both sides, `times` times. A lease `decide` answered at once is reported through `report` when
    * `viaEffect`, else `unsafeReport`; one from the fallback always through `report`.
    */
   readonly report: (
@@ -91,8 +91,7 @@ export interface TwoPaths<A = unknown> {
 export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPaths<A> => {
   const slowSelector = Context.get(slow.ctx, KeySelector.KeySelector)
   const fastSelector = Context.get(fast.ctx, KeySelector.KeySelector)
-  const unsafeSelect = (r: KeySelector.SelectRequest) => decideNow(fastSelector, r)
-  expect(unsafeSelect).toBeDefined()
+  const decideAtOnce = (r: KeySelector.SelectRequest) => decideNow(fastSelector, r)
   const slowLeases: Array<KeySelector.Lease> = []
   const fastLeases: Array<KeySelector.Lease> = []
   const reported = new Set<number>()
@@ -103,7 +102,7 @@ export const make = <A>(slow: Side<A>, fast: Side<A>, options: Options): TwoPath
     Effect.gen(function* () {
       const s = yield* Effect.either(slowSelector.select(req))
       const before = options.undecided === "fallback" ? yield* fast.state : undefined
-      let f: KeySelector.Lease | KeySelector.NoKeyAvailable | undefined = unsafeSelect(req)
+      let f: KeySelector.Lease | KeySelector.NoKeyAvailable | undefined = decideAtOnce(req)
       const decided = f !== undefined
       if (options.undecided === "never") expect(f).toBeDefined()
       if (f === undefined) {
