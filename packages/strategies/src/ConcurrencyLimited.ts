@@ -84,21 +84,31 @@ export const makeWithStatus = (
     const clock = yield* Effect.clock
     const defaultMax = options.defaultMax ?? 10
     const capacity = Option.getOrElse(yield* Effect.serviceOption(Capacity.Capacity), () => Capacity.local)
-    const inUse = new Map<string, number>()
+    // Permits in use per key id, each a counter changed in place: one lookup per take or release.
+    const inUse = new Map<string, { n: number }>()
+    const counterOf = (id: string) => {
+      let c = inUse.get(id)
+      if (c === undefined) {
+        c = { n: 0 }
+        inUse.set(id, c)
+      }
+      return c
+    }
+    const usedBy = (id: string) => inUse.get(id)?.n ?? 0
     const waiters: Array<Waiter> = []
 
     const fullCap = (k: Key.Key) => k.maxConcurrency ?? defaultMax
     // The default provider grants the whole cap: skip the call then.
     const isFree =
       capacity === Capacity.local
-        ? (k: Key.Key) => (inUse.get(k.id) ?? 0) < fullCap(k)
+        ? (k: Key.Key) => usedBy(k.id) < fullCap(k)
         : (k: Key.Key) => {
-            const n = inUse.get(k.id) ?? 0
+            const n = usedBy(k.id)
             return n < capacity.permits(k.id, fullCap(k), n)
           }
     const fullGate: KeySelector.Gate = (k) => (isFree(k) ? undefined : FULL)
     const take = (k: Key.Key) => {
-      inUse.set(k.id, (inUse.get(k.id) ?? 0) + 1)
+      counterOf(k.id).n++
     }
     // Hands the permit to the first waiter that can use this key, else gives it back. A waiter
     // whose inner selector already refused this key is passed over: otherwise two such waiters
@@ -114,7 +124,8 @@ export const makeWithStatus = (
         }
       }
       // A count of 0 stays in the map: deleting and re-adding on every request costs more.
-      inUse.set(k.id, Math.max(0, (inUse.get(k.id) ?? 0) - 1))
+      const c = counterOf(k.id)
+      c.n = Math.max(0, c.n - 1)
     }
 
     // The lease gives its permit back when reported, then reports to the inner lease.
@@ -243,7 +254,7 @@ export const makeWithStatus = (
         return keys.map((k) => {
           let waiting = 0
           for (const w of waiters) if (KeySelector.isCandidate(w.request, k)) waiting++
-          return { keyId: k.id, cap: fullCap(k), inUse: inUse.get(k.id) ?? 0, waiting }
+          return { keyId: k.id, cap: fullCap(k), inUse: usedBy(k.id), waiting }
         })
       }
       const unregister = capacity.register({ usage, grown })
@@ -253,7 +264,7 @@ export const makeWithStatus = (
     }
 
     const status: Effect.Effect<Status> = Effect.sync(() => ({
-      inUse: new Map(Array.from(inUse).filter(([, n]) => n > 0)),
+      inUse: new Map(Array.from(inUse, ([id, c]) => [id, c.n] as const).filter(([, n]) => n > 0)),
       waiting: waiters.length
     }))
     return { selector: KeySelector.fromDecide((request) => decide(request)), status }
