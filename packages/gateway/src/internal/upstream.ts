@@ -15,6 +15,7 @@ import * as Generations from "./generations.js"
 import type * as Log from "./log.js"
 import type { EngineState } from "./state.js"
 import * as Pool from "./upstreamPool.js"
+import { LeanAgent } from "./upstreamAgent.js"
 import { headersOf, pushHeaders } from "./upstreamHeaders.js"
 
 export interface Upstream {
@@ -56,7 +57,7 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
     }
     u = {
       request: tls ? https.request : http.request,
-      agent: tls ? new https.Agent(options) : new http.Agent(options),
+      agent: tls ? new https.Agent(options) : new LeanAgent(options),
       queued: new Map(),
       hostname: url.hostname,
       port: url.port,
