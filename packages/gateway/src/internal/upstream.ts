@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as http from "node:http"
 import * as https from "node:https"
 import { type Answer, type AnswerSink, type BodyTimer, readAnswer } from "./answer.js"
+import { headOf } from "./answerHead.js"
 import * as Deadlines from "./deadlines.js"
 import * as Generations from "./generations.js"
 import type * as Log from "./log.js"
@@ -256,11 +257,12 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink {
     if (status < 400) {
       this.settled = true
       // Which key made it, for a later `GET /generation?id=` (routes: generation lookups).
-      const gen = res.headers["x-generation-id"]
-      if (typeof gen === "string") Generations.remember(engine, gen, this.keyId)
+      const head = headOf(res.rawHeaders)
+      const gen = head.generationId
+      if (gen !== undefined) Generations.remember(engine, gen, this.keyId)
       // From here the deadline is the longest silence between two body chunks.
       this.idle(engine.config.deadlines.bodyIdleMs)
-      return readAnswer(engine, ctx, status, res, this, this)
+      return readAnswer(engine, ctx, status, res, head, this, this)
     }
     const chunks: Array<Buffer> = []
     res.on("data", (c: Buffer) => chunks.push(c))
