@@ -20,6 +20,8 @@ export interface Head {
   readonly rateLimit: boolean
   /** A header name comes more than once (any case): its headers go out as Node merges them. */
   readonly repeated: boolean
+  /** The raw header list's names in lowercase, in order. */
+  readonly names: ReadonlyArray<string>
 }
 
 /**
@@ -38,30 +40,22 @@ export const verdictHeaders = (
 export const windowOf = (res: http.IncomingMessage, head: Head) =>
   head.rateLimit ? Protocol.rateLimitOf(res.headers) : undefined
 
-/** Whether `name` is `lower` in any case (`lower` is lowercase). */
-const named = (name: string, lower: string) => name.length === lower.length && name.toLowerCase() === lower
-
 export const headOf = (raw: ReadonlyArray<string>): Head => {
   let contentType: string | undefined
   let generationId: string | undefined
   let rateLimit = false
   let repeated = false
+  const names: Array<string> = []
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!
-    if (contentType === undefined && named(name, "content-type")) contentType = raw[i + 1]
-    else if (generationId === undefined && named(name, "x-generation-id")) generationId = raw[i + 1]
-    else if (named(name, "x-ratelimit-limit")) rateLimit = true
+    const name = raw[i]!.toLowerCase()
     // A handful of headers: comparing each name with the ones before it costs less than a Set.
-    if (!repeated) {
-      for (let j = 0; j < i; j += 2) {
-        if (named(raw[j]!, name.toLowerCase())) {
-          repeated = true
-          break
-        }
-      }
-    }
+    if (!repeated) repeated = names.includes(name)
+    names.push(name)
+    if (name === "content-type") contentType ??= raw[i + 1]
+    else if (name === "x-generation-id") generationId ??= raw[i + 1]
+    else if (name === "x-ratelimit-limit") rateLimit = true
   }
-  return { contentType, generationId, rateLimit, repeated }
+  return { contentType, generationId, rateLimit, repeated, names }
 }
 
 /**
@@ -82,8 +76,9 @@ export const clientHeaders = (
   const out: Array<string> = []
   let id = false
   let length = false
+  const names = head.names
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase()
+    const name = names[i >> 1]!
     if (isHopByHop(name)) continue
     if (name === "x-request-id") {
       id = true
