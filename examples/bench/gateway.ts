@@ -48,6 +48,13 @@
  *   GATEWAY_B_STRATEGY='[{"name":"round-robin"}]'
  *                           gateway B with another stack (the config's JSON list): the stack's own
  *                           cost in place, as B − A
+ *   GATEWAY_CPU_PART=user|system
+ *                           each child reports only that part of its CPU time (a checkout without
+ *                           this switch, as GATEWAY_B, still reports both): on loopback the socket
+ *                           writes' kernel work is system time, the proxies' JavaScript user time
+ *   GATEWAY_CPU_PROF_INTERVAL=250
+ *                           with GATEWAY_CPU_PROF: the profiler's sampling interval in µs (1000 by
+ *                           default: too coarse for a few seconds of load)
  */
 import { execFileSync } from "node:child_process"
 import * as path from "node:path"

@@ -83,12 +83,19 @@ diagnostics.subscribe("net.client.socket", (message) => {
   ;(message as { socket: net.Socket }).socket.once("connect", () => connectedSockets++)
 })
 
+/**
+ * Which part of a child's CPU time is reported: both (default), or `GATEWAY_CPU_PART=user` /
+ * `system` alone, to tell the proxies' own JavaScript from the kernel's socket work.
+ */
+const CPU_PART = process.env.GATEWAY_CPU_PART
+
 /** In a child: answer CPU queries and stop requests from the parent. */
 export const serveIpc = (stop: () => Promise<void>) => {
   process.on("message", (m: ToChild) => {
     if (m.type === "cpu") {
       const u = process.cpuUsage()
-      process.send!({ type: "cpu", micros: u.user + u.system, sockets: connectedSockets } satisfies FromChild)
+      const micros = CPU_PART === "user" ? u.user : CPU_PART === "system" ? u.system : u.user + u.system
+      process.send!({ type: "cpu", micros, sockets: connectedSockets } satisfies FromChild)
     } else {
       // Give a CPU profile (if any) the normal exit it needs to be written.
       stop().then(

@@ -37,7 +37,14 @@ export const runLayout = async (
     const prof = (name: string) =>
       cpuProfileDir === undefined
         ? []
-        : ["--cpu-prof", `--cpu-prof-dir=${path.join(cpuProfileDir, layout, name)}`]
+        : [
+            "--cpu-prof",
+            `--cpu-prof-dir=${path.join(cpuProfileDir, layout, name)}`,
+            // Finer than the default 1 ms when set: a profile of a few seconds of load needs it.
+            ...(process.env.GATEWAY_CPU_PROF_INTERVAL === undefined
+              ? []
+              : [`--cpu-prof-interval=${process.env.GATEWAY_CPU_PROF_INTERVAL}`])
+          ]
     const [raw, gateway, gatewayClients, gatewayB, gatewayRedis] = await Promise.all([
       spawnChild("raw-proxy", upstream, prof("raw-proxy")),
       spawnChild("gateway", { ...upstream, OR_GATEWAY_BENCH_CLIENTS: "0" }, prof("gateway")),

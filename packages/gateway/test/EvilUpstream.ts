@@ -21,6 +21,13 @@ export type Mode =
   | "echo-401-urlencoded"
   /** A good 200 carrying the key in response headers (plain, Bearer, URL-encoded). */
   | "key-in-header"
+  /**
+   * A good 200 (JSON, or a stream when asked) whose head names each header once, in mixed case:
+   * the key in `X-Echo-Key`, its own `X-Request-Id`, and `X-Custom: v`.
+   */
+  | "key-in-header-once"
+  /** A good 200 carrying its account's window (`X-RateLimit-*`, names in mixed case): 7 a minute. */
+  | "ratelimit-headers"
   /** A good 200 stream whose events echo the key, split across writes at awkward points. */
   | "stream-split-key"
   /** A 200 text/html page. */
@@ -92,6 +99,41 @@ const answer = async (
         "x-echo-encoded": encodeURIComponent(auth),
         "set-cookie": [`k=${auth.slice("Bearer ".length)}`, "other=1"]
       })
+      return res.end(completion)
+    case "key-in-header-once": {
+      const head = [
+        "X-Echo-Key",
+        auth.slice("Bearer ".length),
+        "X-Request-Id",
+        "upstream-id",
+        "X-Custom",
+        "v"
+      ]
+      if (stream) {
+        res.writeHead(200, ["Content-Type", "text/event-stream", ...head])
+        res.write(event("fine"))
+        return res.end("data: [DONE]\n\n")
+      }
+      res.writeHead(200, [
+        "Content-Type",
+        "application/json",
+        ...head,
+        "Content-Length",
+        String(Buffer.byteLength(completion))
+      ])
+      return res.end(completion)
+    }
+    case "ratelimit-headers":
+      res.writeHead(200, [
+        "Content-Type",
+        "application/json",
+        "X-RateLimit-Limit",
+        "7",
+        "X-RateLimit-Remaining",
+        "6",
+        "X-RateLimit-Reset",
+        String(Date.now() + 60_000)
+      ])
       return res.end(completion)
     case "stream-split-key": {
       res.writeHead(200, { "content-type": "text/event-stream" })

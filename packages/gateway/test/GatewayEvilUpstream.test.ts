@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Effect from "effect/Effect"
 import * as Gateway from "../src/Gateway.js"
-import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
+import { chatBody, configFor, oneKeyConfig, post, simKeys, TOKEN } from "./GatewaySupport.js"
 import {
   chat,
   configOn,
@@ -59,6 +59,44 @@ describe("Gateway against an evil upstream: no key reaches a client", () => {
       assert.include(r.headers, "x-echo-key: sk-or-***")
       assert.include(r.headers, "x-echo-auth: Bearer sk-or-***")
       assert.include(r.headers, "other=1")
+    })
+  )
+
+  it.scopedLive(
+    "a 200 whose head names each header once (JSON and stream): passed on scrubbed, with the gateway's request id and the real length",
+    () =>
+      Effect.gen(function* () {
+        const evil = yield* evilUpstream(["key-in-header-once", "key-in-header-once"])
+        const gw = yield* gatewayOn(evil.url)
+        for (const stream of [false, true]) {
+          const r = yield* chat(gw, stream)
+          assert.strictEqual(r.status, 200)
+          noSecret(r, evil.seen)
+          assert.include(r.headers, "x-echo-key: sk-or-***")
+          assert.include(r.headers, "x-custom: v")
+          assert.notInclude(r.headers, "upstream-id")
+          assert.match(r.headers, /x-request-id: gw-/)
+          if (stream) assert.notInclude(r.headers, "content-length")
+          else assert.include(r.headers, `content-length: ${Buffer.byteLength(r.text)}`)
+        }
+      })
+  )
+
+  it.scopedLive("a 200 carrying X-RateLimit-* (any case): account pacing learns the window from it", () =>
+    Effect.gen(function* () {
+      const evil = yield* evilUpstream(["ratelimit-headers"])
+      const gw = yield* Gateway.make(
+        yield* oneKeyConfig(evil.url, SECRET, {
+          keys: [{ id: "only", secretEnv: "KEY_ONLY", account: "acme" }],
+          accounts: { acme: {} },
+          strategy: [{ name: "account-pacing" }, { name: "round-robin" }]
+        })
+      )
+      assert.strictEqual((yield* chat(gw)).status, 200)
+      const status = yield* Effect.promise(() =>
+        fetch(`${gw.url}/status`).then((r) => r.json() as Promise<Gateway.Status>)
+      )
+      assert.strictEqual(status.accounts[0]?.window?.limit, 7)
     })
   )
 

@@ -10,7 +10,7 @@ import * as http from "node:http"
 import OpenAI from "openai"
 import * as Gateway from "../src/Gateway.js"
 import * as Simulator from "@or-balancer/simulator/Simulator"
-import { configFor, simKeys, TOKEN } from "./GatewaySupport.js"
+import { chatBody, configFor, post, simKeys, TOKEN } from "./GatewaySupport.js"
 
 const MODEL = "openai/gpt-4o-mini"
 const EMBEDDING = "openai/text-embedding-3-small"
@@ -308,5 +308,25 @@ describe("Gateway routes", () => {
       assert.strictEqual(dotted.status, 404)
       assert.include(dotted.text, "no route for GET /v1/models/x/../../key")
     })
+  )
+  it.scopedLive(
+    "with no request log: the caller's attribution, request id and trace context reach upstream as sent",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["a"]) })
+        const gw = yield* Gateway.make(yield* configFor(sim))
+        const sent = {
+          "x-request-id": "caller-id-7",
+          traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+          tracestate: "vendor=1",
+          "http-referer": "https://app.example",
+          "x-title": "An app"
+        }
+        const r = yield* post(`${gw.url}/v1/chat/completions`, chatBody(), sent)
+        assert.strictEqual(r.status, 200)
+        const seen = (yield* sim.recentRequests).at(-1)!
+        assert.strictEqual(seen.key, "a")
+        for (const [name, value] of Object.entries(sent)) assert.strictEqual(seen.headers[name], value, name)
+      })
   )
 })

@@ -7,6 +7,7 @@
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
+import { type Head, verdictHeaders } from "./answerHead.js"
 import type { EngineState } from "./state.js"
 import type { RequestContext } from "./upstream.js"
 
@@ -14,7 +15,8 @@ import type { RequestContext } from "./upstream.js"
 export interface Answer {
   readonly _tag: "Answer"
   readonly status: number
-  readonly headers: http.IncomingHttpHeaders
+  /** What the gateway reads of its head (`answerHead.ts`); its header object is `response.headers`. */
+  readonly meta: Head
   readonly response: http.IncomingMessage
   /** A whole body, or a stream's bytes so far (up to its first event), still to be sent. */
   readonly head: ReadonlyArray<Buffer>
@@ -82,10 +84,11 @@ export const readAnswer = (
   ctx: RequestContext,
   status: number,
   res: http.IncomingMessage,
+  head: Head,
   timer: BodyTimer,
   sink: AnswerSink
 ): void => {
-  new Reader(engine, ctx, status, res, timer, sink).listen()
+  new Reader(engine, ctx, status, res, head, timer, sink).listen()
 }
 
 /**
@@ -97,6 +100,8 @@ class Reader {
   readonly chunks: Array<Buffer> = []
   size = 0
   text = ""
+  /** The body was read to its end (its listeners are left on it, see {@link end}). */
+  ended = false
   readonly onData: (chunk: Buffer) => void
   readonly onEnd: () => void
   readonly onError: (e: unknown) => void
@@ -106,10 +111,11 @@ class Reader {
     readonly ctx: RequestContext,
     readonly status: number,
     readonly res: http.IncomingMessage,
+    readonly head: Head,
     readonly timer: BodyTimer,
     readonly sink: AnswerSink
   ) {
-    this.kind = Protocol.kindOf(res.headers["content-type"])
+    this.kind = Protocol.kindOf(head.contentType)
     this.onData = this.data.bind(this)
     this.onEnd = this.end.bind(this)
     this.onError = this.error.bind(this)
@@ -137,7 +143,7 @@ class Reader {
     return {
       _tag: "Answer",
       status: this.status,
-      headers: this.res.headers,
+      meta: this.head,
       response: this.res,
       head: this.chunks,
       stream: true,
@@ -187,15 +193,17 @@ class Reader {
   }
 
   end(): void {
-    this.off()
+    // Ended: no 'data' comes any more, and a late 'error' or 'close' finds `ended` set. Four
+    // listener removals per answer spared (a Readable's `removeListener` is not cheap).
+    this.ended = true
     this.timer.stop()
     if (this.kind === "sse") {
       // Ended before any event: passed on as it is, judged by the usual tail reading.
       return this.sink.answer(this.streamed(true))
     }
     const { chunks, size, status } = this
-    const headers = this.res.headers
     const tail = tailOf(chunks)
+    const headers = verdictHeaders(this.res, this.head, tail)
     const whole =
       size <= TAIL ? tail : tail.includes(ERROR) ? Buffer.concat(chunks, size).toString("utf8") : undefined
     const verdict = Protocol.tailVerdict(status, headers, this.ctx.method === "POST", tail, whole, {
@@ -206,7 +214,7 @@ class Reader {
     this.sink.answer({
       _tag: "Answer",
       status,
-      headers,
+      meta: this.head,
       response: this.res,
       head: chunks,
       stream: false,
@@ -217,12 +225,13 @@ class Reader {
   }
 
   error(e: unknown): void {
+    if (this.ended) return
     this.off()
     this.timer.stop()
     this.sink.broken(e)
   }
 
   close(): void {
-    if (!this.res.complete) this.error(new Error("upstream closed the answer before its end"))
+    if (!this.ended && !this.res.complete) this.error(new Error("upstream closed the answer before its end"))
   }
 }

@@ -4,15 +4,21 @@
  */
 import type { EngineState } from "./state.js"
 
-/** The most generation ids remembered per engine. */
+/** The most generation ids remembered per engine (at least the latest half of them). */
 export const MAX_GENERATIONS = 10_000
 
-/** Ids in the order they came, a ring, so the oldest goes first with no iterator per answer. */
+/**
+ * Two generations of ids: new ones go to `current`; when it holds half the bound, it becomes
+ * `previous` and the old `previous` is dropped whole. One `Map.set` per answer, where a ring
+ * of exactly the latest 10,000 cost a lookup, a delete and an array write on every answer (and
+ * the deletes left holes that made the map rehash).
+ */
 interface Remembered {
-  readonly keyOf: Map<string, string>
-  readonly order: Array<string>
-  next: number
+  current: Map<string, string>
+  previous: Map<string, string>
 }
+
+const HALF = MAX_GENERATIONS / 2
 
 const byEngine = new WeakMap<EngineState, Remembered>()
 
@@ -20,18 +26,18 @@ const byEngine = new WeakMap<EngineState, Remembered>()
 export const remember = (engine: EngineState, id: string, keyId: string): void => {
   let r = byEngine.get(engine)
   if (r === undefined) {
-    r = { keyOf: new Map(), order: [], next: 0 }
+    r = { current: new Map(), previous: new Map() }
     byEngine.set(engine, r)
   }
-  if (r.keyOf.has(id)) return void r.keyOf.set(id, keyId)
-  r.keyOf.set(id, keyId)
-  if (r.order.length < MAX_GENERATIONS) return void r.order.push(id)
-  // Full: the oldest id makes room for this one.
-  r.keyOf.delete(r.order[r.next]!)
-  r.order[r.next] = id
-  r.next = (r.next + 1) % MAX_GENERATIONS
+  if (r.current.size >= HALF) {
+    r.previous = r.current
+    r.current = new Map()
+  }
+  r.current.set(id, keyId)
 }
 
-/** The id of the key that served the generation, if remembered. */
-export const keyOf = (engine: EngineState, id: string): string | undefined =>
-  byEngine.get(engine)?.keyOf.get(id)
+/** The id of the key that served the generation, if remembered (the latest answer's key first). */
+export const keyOf = (engine: EngineState, id: string): string | undefined => {
+  const r = byEngine.get(engine)
+  return r === undefined ? undefined : (r.current.get(id) ?? r.previous.get(id))
+}

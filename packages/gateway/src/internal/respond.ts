@@ -70,6 +70,9 @@ const HOP = new Set([
   "trailer"
 ])
 
+/** A hop-by-hop header (`name` in lowercase): it is not passed on. */
+export const isHopByHop = (name: string): boolean => HOP.has(name)
+
 /** An upstream answer's headers for the client: hop-by-hop headers dropped, anything key-like cut out. */
 export const copyHeaders = (h: http.IncomingHttpHeaders) => {
   const out: Record<string, string | Array<string>> = {}

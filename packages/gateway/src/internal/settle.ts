@@ -7,7 +7,8 @@ import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
 import { type Answer, tailOf } from "./answer.js"
-import { copyHeaders, openAiError } from "./respond.js"
+import { clientHeaders, verdictHeaders, windowOf } from "./answerHead.js"
+import { openAiError } from "./respond.js"
 import type { EngineState } from "./state.js"
 import { type RequestContext, transportError } from "./upstream.js"
 
@@ -34,12 +35,10 @@ export const sendAnswer = (
     body.destroy()
     return settler.unsafeCancel()
   }
-  const headers = copyHeaders(answer.headers)
-  // The gateway's request id, not the upstream's.
-  headers["x-request-id"] = ctx.requestId
-  if (!answer.stream) return sendWhole(res, answer, headers, settler)
-  // A stream: its length changes if a key is cut out of it.
-  delete headers["content-length"]
+  // The gateway's request id, not the upstream's (answerHead.ts).
+  if (!answer.stream) return sendWhole(res, answer, ctx.requestId, settler)
+  // A stream: no length, it changes if a key is cut out of it.
+  const headers = clientHeaders(answer.response, answer.meta, ctx.requestId, undefined)
   if (!writeHead(res, answer, headers, settler)) return
   pipeStream(engine, ctx, res, answer, settler)
 }
@@ -51,7 +50,7 @@ export const sendAnswer = (
 const writeHead = (
   res: http.ServerResponse,
   answer: Answer,
-  headers: Record<string, string | Array<string>>,
+  headers: Array<string>,
   settler: Settler
 ): boolean => {
   try {
@@ -66,28 +65,15 @@ const writeHead = (
   }
 }
 
-const sendWhole = (
-  res: http.ServerResponse,
-  answer: Answer,
-  headers: Record<string, string | Array<string>>,
-  settler: Settler
-) => {
+const sendWhole = (res: http.ServerResponse, answer: Answer, requestId: string, settler: Settler) => {
   const head = answer.head
   const raw = head.length === 1 ? head[0]! : Buffer.concat(head)
   const bytes = Protocol.scrubBytes(raw)
-  headers["content-length"] = String(bytes.length)
+  const headers = clientHeaders(answer.response, answer.meta, requestId, String(bytes.length))
   if (!writeHead(res, answer, headers, settler)) return
   res.end(bytes)
-  settler.unsafeSucceed(answer.cost, windowOf(answer.headers))
+  settler.unsafeSucceed(answer.cost, windowOf(answer.response, answer.meta))
 }
-
-/**
- * A success's `X-RateLimit-*`, if it carries them (OpenRouter's never do). Node lowercases the
- * names of incoming headers, so one direct lookup settles the usual miss; `rateLimitOf` would scan
- * every header name case-insensitively first, on every success.
- */
-const windowOf = (headers: http.IncomingHttpHeaders) =>
-  headers["x-ratelimit-limit"] === undefined ? undefined : Protocol.rateLimitOf(headers)
 
 /** The in-band error event that ends a stream broken after its first byte. */
 export const brokenStreamEvent = (message: string): string =>
@@ -134,7 +120,7 @@ const pipeStream = (
     const tail = prev === undefined ? (last === undefined ? "" : tailOf([last])) : tailOf([prev, last!])
     const verdict = Protocol.tailVerdict(
       answer.status,
-      answer.headers,
+      verdictHeaders(body, answer.meta, tail),
       ctx.method === "POST",
       tail,
       undefined,
@@ -143,7 +129,7 @@ const pipeStream = (
         model: ctx.model
       }
     )
-    if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost, windowOf(answer.headers))
+    if (verdict._tag === "Success") settler.unsafeSucceed(verdict.cost, windowOf(body, answer.meta))
     else settler.unsafeFail(verdict.error)
   }
   // The client already has a 200 and part of the stream: no failover, no reset either. It gets an

@@ -7,15 +7,17 @@ import type * as Key from "@or-balancer/core/Key"
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Protocol from "@or-balancer/http/Protocol"
 import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import * as https from "node:https"
 import { type Answer, type AnswerSink, type BodyTimer, readAnswer } from "./answer.js"
+import { headOf } from "./answerHead.js"
 import * as Deadlines from "./deadlines.js"
 import * as Generations from "./generations.js"
 import type * as Log from "./log.js"
 import type { EngineState } from "./state.js"
 import * as Pool from "./upstreamPool.js"
+import { LeanAgent } from "./upstreamAgent.js"
+import { headersOf, pushHeaders } from "./upstreamHeaders.js"
 
 export interface Upstream {
   readonly request: typeof http.request
@@ -56,7 +58,7 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
     }
     u = {
       request: tls ? https.request : http.request,
-      agent: tls ? new https.Agent(options) : new http.Agent(options),
+      agent: tls ? new https.Agent(options) : new LeanAgent(options),
       queued: new Map(),
       hostname: url.hostname,
       port: url.port,
@@ -155,21 +157,13 @@ export const startUpstream = (
   ctx.failed = undefined
   ctx.response = undefined
   ctx.attempt = key.id
-  const headers: Record<string, string | number> = {
-    authorization: `Bearer ${Redacted.value(key.secret)}`,
-    accept: ctx.accept ?? "*/*"
+  // The request log and trace record this attempt (log.ts), and the trace sets `traceparent` in
+  // the headers: only then are they made as an object first; nothing when both are off.
+  let headers: Record<string, string | number> | undefined
+  if (ctx.log !== undefined) {
+    headers = headersOf(ctx, key)
+    done = ctx.log.attempt(key, headers, done)
   }
-  if (ctx.body !== undefined) {
-    headers["content-type"] = "application/json"
-    headers["content-length"] = ctx.body.length
-  }
-  if (ctx.referer !== undefined) headers["http-referer"] = ctx.referer
-  if (ctx.title !== undefined) headers["x-title"] = ctx.title
-  headers["x-request-id"] = ctx.requestId
-  if (ctx.traceparent !== undefined) headers.traceparent = ctx.traceparent
-  if (ctx.tracestate !== undefined) headers.tracestate = ctx.tracestate
-  // The request log and trace record this attempt (log.ts); nothing when both are off.
-  if (ctx.log !== undefined) done = ctx.log.attempt(key, headers, done)
   const call = new Call(engine, ctx, key.id, done)
   // A call that cannot even be made (a key's `baseUrl` that is no URL, a header Node refuses)
   // throws here: that is the key's failure, not a throw out of the request handler (which, on
@@ -181,7 +175,8 @@ export const startUpstream = (
     // header as it does), with no header map kept per request; an object goes through `setHeader`.
     const list = call.list
     list.push("host", up.host)
-    for (const name in headers) list.push(name, String(headers[name]))
+    if (headers === undefined) pushHeaders(list, ctx, key)
+    else for (const name in headers) list.push(name, String(headers[name]))
     call.send()
   } catch (e) {
     return done(failed(ctx, transportError(e)))
@@ -262,11 +257,12 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink {
     if (status < 400) {
       this.settled = true
       // Which key made it, for a later `GET /generation?id=` (routes: generation lookups).
-      const gen = res.headers["x-generation-id"]
-      if (typeof gen === "string") Generations.remember(engine, gen, this.keyId)
+      const head = headOf(res.rawHeaders)
+      const gen = head.generationId
+      if (gen !== undefined) Generations.remember(engine, gen, this.keyId)
       // From here the deadline is the longest silence between two body chunks.
       this.idle(engine.config.deadlines.bodyIdleMs)
-      return readAnswer(engine, ctx, status, res, this, this)
+      return readAnswer(engine, ctx, status, res, head, this, this)
     }
     const chunks: Array<Buffer> = []
     res.on("data", (c: Buffer) => chunks.push(c))
