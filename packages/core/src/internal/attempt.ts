@@ -15,6 +15,17 @@ import type { AllAttemptsFailed } from "./allAttemptsFailed.js"
  * also what gives back its permit, reservation or in-flight count. What the two kinds of attempt
  * share; each adds the settlers of its own kind (Effect or synchronous), and nothing else.
  */
+/**
+ * An attempt's latency as a Duration. Clock millis are whole numbers and most attempts take under
+ * a second, so those Durations (immutable, compared by value) are made once each rather than
+ * per outcome: `Duration.millis` checks its input and allocates, a few % of a settle.
+ */
+const LATENCIES: Array<Duration.Duration | undefined> = new Array(1024)
+const latencyOf = (ms: number): Duration.Duration => {
+  if (!Number.isInteger(ms) || ms < 0 || ms >= LATENCIES.length) return Duration.millis(ms)
+  return (LATENCIES[ms] ??= Duration.millis(ms))
+}
+
 export abstract class Settling {
   /** Set when the key failed this attempt (the loop then decides whether to go on). */
   error: UpstreamError.UpstreamError | undefined = undefined
@@ -37,7 +48,7 @@ export abstract class Settling {
   ): KeySelector.Outcome | undefined {
     if (this.reported) return undefined
     this.reported = true
-    const latency = Duration.millis(this.clock.unsafeCurrentTimeMillis() - this.start)
+    const latency = latencyOf(this.clock.unsafeCurrentTimeMillis() - this.start)
     return tag === "Success"
       ? window === undefined
         ? { _tag: "Success", latency, cost }
@@ -152,7 +163,7 @@ export class Started extends Settling implements Balancer.Started {
     if (outcome === undefined) return
     const reported = this.lease.unsafeReport(outcome)
     // Only a lease of a hand-written decision may answer an Effect here (`Wait`s never start).
-    if (Effect.isEffect(reported)) Effect.runFork(reported)
+    if (reported !== undefined && Effect.isEffect(reported)) Effect.runFork(reported)
     this.finished(this.key, outcome)
   }
 }

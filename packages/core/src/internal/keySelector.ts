@@ -41,7 +41,7 @@ export const giveBack = (
   then: () => KeySelector.Decision
 ): KeySelector.Decision => {
   const reported = lease.unsafeReport(outcome)
-  return Effect.isEffect(reported) ? new Wait(Effect.map(reported, then)) : then()
+  return reported !== undefined && Effect.isEffect(reported) ? new Wait(Effect.map(reported, then)) : then()
 }
 
 export const waitFor = <A>(effect: Effect.Effect<A>, then: (a: A) => KeySelector.Decision): Wait =>

@@ -85,13 +85,14 @@ export const cancelled = (latency: Duration.DurationInput = Duration.zero): Outc
 const CANCELLED = cancelled()
 const SUCCESS = success(0)
 
-const toEffect = (r: Reported): Effect.Effect<void> => (Effect.isEffect(r) ? r : Effect.void)
+const toEffect = (r: Reported): Effect.Effect<void> =>
+  r !== undefined && Effect.isEffect(r) ? r : Effect.void
 
 export const report = (lease: Lease, outcome: Outcome): Effect.Effect<void> =>
   Effect.suspend(() => toEffect(lease.unsafeReport(outcome)))
 
 export const andReport = (first: Reported, next: () => Reported): Reported =>
-  Effect.isEffect(first)
+  first !== undefined && Effect.isEffect(first)
     ? Effect.zipRight(
         first,
         Effect.suspend(() => toEffect(next()))

@@ -50,7 +50,7 @@ export const register = (
             }
           ]
     )
-    if (Effect.isEffect(done)) Effect.runFork(done)
+    if (done !== undefined && Effect.isEffect(done)) Effect.runFork(done)
   }
   return share.register({
     keys: () => (pool.unsafeGet?.() ?? []).map((k) => k.id),
