@@ -78,9 +78,35 @@ const P95_FACTOR = 3
  * `minMs`. Exported for its test.
  */
 export const learnedDelay = (samples: Float64Array, minMs: number): number => {
-  const sorted = samples.slice().sort()
-  const p95 = sorted[Math.floor(0.95 * (sorted.length - 1))]!
+  const p95 = kth(samples.slice(), Math.floor(0.95 * (samples.length - 1)))
   return Math.max(minMs, Math.ceil(P95_FACTOR * p95))
+}
+
+/**
+ * The `k`-th smallest of `a` (reordering it): the sorted array's `a[k]`, found by quickselect in
+ * linear time rather than a full sort every `RECOMPUTE_EVERY` answers.
+ */
+const kth = (a: Float64Array, k: number): number => {
+  let lo = 0
+  let hi = a.length - 1
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1]!
+    let i = lo
+    let j = hi
+    while (i <= j) {
+      while (a[i]! < pivot) i++
+      while (a[j]! > pivot) j--
+      if (i <= j) {
+        const t = a[i]!
+        a[i++] = a[j]!
+        a[j--] = t
+      }
+    }
+    if (k <= j) hi = j
+    else if (k >= i) lo = i
+    else return a[k]!
+  }
+  return a[k]!
 }
 
 const SAMPLES = 256
