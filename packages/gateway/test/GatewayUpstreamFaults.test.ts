@@ -158,13 +158,16 @@ describe("Gateway with a misbehaving upstream", () => {
   )
 })
 
-// Most requests are forwarded with no fiber (round robin offers `unsafeSelect`); a stack without
-// it (random draws from `Random`) runs every request on a fiber. Both must behave the same.
+// Most requests are forwarded with no fiber: the stack decides at once (round robin; random too,
+// from a PRNG seeded by `Random`). A stack that must wait for something first runs the request on a
+// fiber: credit-aware whose cached credit is already stale (a 1 ms TTL) waits for `GET /key` on
+// every request. All must behave the same.
 describe.each([
-  { path: "fast path", strategy: "round-robin" },
-  { path: "fiber path", strategy: "random" }
+  { path: "fast path, round robin", strategy: [{ name: "round-robin" }] },
+  { path: "fast path, random", strategy: [{ name: "random" }] },
+  { path: "fiber path", strategy: [{ name: "credit-aware", ttlMs: 1 }] }
 ])("Gateway forwarding, $path", ({ strategy }) => {
-  const extra = { strategy: [{ name: strategy }] }
+  const extra = { strategy }
 
   it.scopedLive("failover around a failing key is invisible; every key is released", () =>
     Effect.gen(function* () {
