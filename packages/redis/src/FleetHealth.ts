@@ -3,7 +3,8 @@
  * written through (only ever extending), the fleet's are read every `pollEveryMs` (default 50 ms)
  * and merged into each consumer, and a half-open key's trial is the fleet's one probe
  * (`tryProbe`). Redis unreachable: writes and reads are skipped (each replica keeps its own
- * health) and a trial is allowed locally, as without a fleet.
+ * health) and a trial is allowed locally, as without a fleet; a probe call that timed out (it may
+ * have been taken) allows none.
  *
  * @since 0.3.0
  */
@@ -87,10 +88,14 @@ export const make = (options: Options): Effect.Effect<HealthShare.Service, never
       publishAccount: (account, forMs, reason) => {
         runFork(withRedis(SharedHealth.accountOut(account, forMs, reason)).pipe(Effect.ignore))
       },
-      // Redis unreachable: the replica tests the key itself, as it would alone.
+      // Redis unreachable: the replica tests the key itself, as it would alone. A timeout is not
+      // that: the probe may have been taken (by this call, or by another replica whose call was
+      // answered), so no trial now; the key is tried again after `trialMs`, and a Redis that keeps
+      // timing out opens the breaker, after which the replica does test the key itself. (All
+      // replicas of a lagging process timed out at once, and each tested the key.)
       tryTrial: (keyId) =>
         withRedis(SharedHealth.tryProbe(keyId, options.replicaId, trialMs)).pipe(
-          Effect.orElseSucceed(() => true)
+          Effect.catchAll((e) => Effect.succeed(e.reason !== "Timeout"))
         ),
       endTrial: (keyId, healthy) => {
         runFork(withRedis(SharedHealth.endProbe(keyId, options.replicaId, healthy)).pipe(Effect.ignore))
