@@ -3,7 +3,8 @@
  * tests the key itself, as it would alone; a call that timed out (the probe may have been taken
  * by it, or by another replica whose call was answered) takes no trial, so a process whose event
  * loop lags past the command timeout does not let every replica test the key at once. On its own
- * server, since it pauses and stops it.
+ * server, since it pauses and stops it. An ejection whose write failed (not sent: the breaker was
+ * open) is sent again while it lasts, so the other replicas still learn of it.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -21,7 +22,33 @@ const replica = (replicaId: string) =>
       Effect.provideService(FleetHealth.make({ replicaId, pollEveryMs: 1_000 }), RedisStore.RedisStore, store)
   )
 
-describe("a fleet trial when Redis does not answer", () => {
+describe("fleet health when Redis does not answer", () => {
+  it.scopedLive(
+    "an ejection whose write was not sent (breaker open) is sent again: the other replica learns of it",
+    () =>
+      Effect.gen(function* () {
+        // a's breaker opens at the first failure, for 200 ms.
+        const a = yield* Effect.flatMap(
+          RedisStore.make({ url: server.url, breaker: { failures: 1, openForMs: 200 } }),
+          (store) => Effect.provideService(FleetHealth.make({ replicaId: "a" }), RedisStore.RedisStore, store)
+        )
+        const b = yield* replica("b")
+        const key = freshKey()
+        const seen: Array<number> = []
+        b.register({ keys: () => [key], merge: (_, remainingMs) => void seen.push(remainingMs) })
+        // Redis paused past the 100 ms command timeout: a write times out and opens a's breaker...
+        yield* Effect.promise(() => server.admin().call("CLIENT", "PAUSE", "150", "ALL"))
+        a.publish(freshKey(), 1_000, "Unauthorized", "ejected")
+        yield* Effect.sleep(120)
+        // ...so the ejection is not sent at first (fails fast); it is sent once the breaker lets a call through.
+        a.publish(key, 3_000, "Unauthorized", "ejected")
+        // b polls every second.
+        yield* Effect.sleep(1_500)
+        assert.isAbove(seen.length, 0)
+        assert.isAtMost(seen[0]!, 3_000)
+      })
+  )
+
   it.scopedLive(
     "a timed-out probe call takes no trial; Redis unreachable, the replica tests the key itself",
     () =>
