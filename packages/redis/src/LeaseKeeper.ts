@@ -167,9 +167,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
               degraded = true
               const at = now()
               const held = slices.get(keyId)
+              // A call that timed out may still have been applied: Redis may have shrunk the slice
+              // to the `inUse` sent and handed the rest to another replica, so no more than that is
+              // kept (else both use it: the cap overshot under load).
               const s: Slice =
                 held !== undefined && at < held.expiresAt && held.source !== "local"
-                  ? { ...held, source: "held" }
+                  ? { ...held, amount: Math.min(held.amount, inUse ?? held.amount), source: "held" }
                   : { amount: localShare(total), expiresAt: at + options.ttlMs, source: "local" }
               slices.set(keyId, s)
               return s

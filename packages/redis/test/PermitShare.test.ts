@@ -4,7 +4,8 @@
  * queue, so its slice drains to the target and the rest moves to the replica that is short. (A
  * renewal never takes back a permit in use; without the drain, a replica with a queue kept every
  * permit it held for as long as its queue lasted, and the other's requests waited until their
- * deadline.)
+ * deadline.) And a renewal whose call timed out may still have been applied: the replica keeps no
+ * more than the in-use it sent, since Redis may have handed the rest to another replica.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Key from "@or-balancer/core/Key"
@@ -17,7 +18,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import { Fleet } from "../src/index.js"
+import { Fleet, LeaseKeeper, RedisStore } from "../src/index.js"
 import { startRedis } from "./support.js"
 
 const server = startRedis()
@@ -95,6 +96,31 @@ describe("permit shares between saturated replicas", () => {
       // b reaches its even share (cap ÷ 2) while a keeps a queue.
       assert.strictEqual(bMost, cap / 2)
       assert.isAbove(bServed, 20)
+    })
+  )
+
+  it.scopedLive("a shrinking renewal that timed out: the replica keeps only the in-use it sent", () =>
+    Effect.gen(function* () {
+      const key = `timedout-${Math.floor(performance.now())}`
+      const keeper = (replicaId: string) =>
+        Effect.flatMap(RedisStore.make({ url: server.url }), (store) =>
+          Effect.provideService(
+            LeaseKeeper.make({ replicaId, replicas: 2, ttlMs: 3_000 }),
+            RedisStore.RedisStore,
+            store
+          )
+        )
+      const [a, b] = yield* Effect.all([keeper("a"), keeper("b")])
+      assert.strictEqual((yield* a.renewPermits(key, { want: 4, cap: 4, inUse: 0 })).amount, 4)
+      // Redis paused past the 100 ms command timeout: a's renewal down to the 1 permit it uses
+      // times out here, but Redis applies it when the pause ends.
+      yield* Effect.promise(() => server.admin().call("CLIENT", "PAUSE", "300", "ALL"))
+      yield* a.renewPermits(key, { want: 1, cap: 4, inUse: 1 })
+      yield* Effect.sleep(400)
+      // b is granted the rest; a, still within its old slice's life, may use only what it sent.
+      const granted = (yield* b.renewPermits(key, { want: 4, cap: 4, inUse: 0 })).amount
+      assert.strictEqual(granted, 3)
+      assert.isAtMost(a.unsafePermits(key, 4) + b.unsafePermits(key, 4), 4)
     })
   )
 })
