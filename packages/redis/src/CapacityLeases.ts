@@ -48,6 +48,12 @@ export interface PermitGrant extends Grant {
   readonly totalGranted: number
   /** The key's table's generation (server ms it was made): a new one means Redis lost the last. */
   readonly born: number
+  /**
+   * Permits the replica may have in use once its running requests end (at most `granted`). Below
+   * `granted` when the slice is kept up only by permits in use while others are short of their
+   * share: the replica then hands no freed permit to its own queue until it is within this.
+   */
+  readonly usable: number
 }
 
 /**
@@ -130,7 +136,8 @@ export const acquirePermits = (r: PermitRequest): Effect.Effect<PermitGrant, Red
       return {
         ...toGrant(reply),
         totalGranted: Number(a[3]),
-        born: Number(a[4] ?? 0)
+        born: Number(a[4] ?? 0),
+        usable: Math.min(Number(a[0]), Number(a[5] ?? a[0]))
       }
     })
   )

@@ -9,6 +9,9 @@
  * short) a key renews on every `renewEveryMs` tick,
  * keeping in flight what is in use or up to the even share (cap ÷ replicas), so slack beyond that
  * moves to the others by demand and load within the share does not wait on the round trip.
+ * A renewal never takes back a permit in use, so a replica over its water-filling share (a queue
+ * keeps its permits busy) is told what it may use (`usable`) and drains to it as its requests end:
+ * a replica that joins a saturated fleet, or lost its slice, gets its share back.
  * Redis unreachable: what is held is kept until it expires, then the local share (cap ÷ replicas),
  * and `or_balancer_store_degraded` is 1.
  *
@@ -142,13 +145,6 @@ export const make = (
     const capacity: Capacity.Service = {
       permits: (keyId, cap, inUse) => {
         const n = keeper.unsafePermits(keyId, cap)
-        if (inUse !== undefined && inUse >= n && process.env.DBG) {
-          const d = (keeper as any).dbg(keyId)
-          const st = state.get(keyId)
-          console.error(
-            `WAITDBG ${options.replicaId} inUse=${inUse} n=${n} amt=${d.s?.amount} exp=${d.s ? d.s.expiresAt - d.t : "-"} frozen=${d.f} tight=${st?.tight} peak=${st?.peak} pooled=${d.s?.pooled}`
-          )
-        }
         // Renew ahead: half the slice in use (or it is exhausted) wakes the loop now.
         // (A tight pool is renewed on every tick anyway.)
         if (inUse !== undefined && !inFlight && (inUse + 1) * 2 > n && state.get(keyId)?.tight === false) {

@@ -221,7 +221,9 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             h.tight = true
             // Not settled: sent again with the next renewal.
             h.unsent += sending
-            h.granted += settled * MICRO
+            // A call that timed out may still have been applied, the slice shrunk to the `inUse`
+            // sent and the rest handed to another replica: no more than that is kept.
+            h.granted = Math.min(h.granted, inUse * MICRO) + settled * MICRO
             h.source = now() < h.expiresAt ? "held" : "local"
           }
         }),

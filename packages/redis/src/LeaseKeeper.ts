@@ -45,6 +45,7 @@ export interface Options {
  * @category Models
  */
 export interface Slice {
+  /** What the replica may use: permits below the grant while it drains to its share. */
   readonly amount: number
   /** On the replica's clock (`Clock.currentTimeMillis`). */
   readonly expiresAt: number
@@ -131,7 +132,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
       total: number,
       inUse: number | undefined,
       call: Effect.Effect<
-        CapacityLeases.Grant & { readonly totalGranted?: number },
+        CapacityLeases.Grant & { readonly totalGranted?: number; readonly usable?: number },
         RedisUnavailable,
         RedisStore
       >
@@ -152,8 +153,9 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
               degraded = false
               live = Math.max(live, grant.liveReplicas)
               // Counted from when the call left: the server's TTL started later, so this is safe.
+              // Permits: over its share (kept up by permits in use), the slice drains to `usable`.
               const s: Slice = {
-                amount: grant.granted,
+                amount: grant.usable ?? grant.granted,
                 expiresAt: sentAt + grant.ttlMs,
                 source: "redis",
                 pooled: grant.totalGranted
@@ -165,9 +167,12 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
               degraded = true
               const at = now()
               const held = slices.get(keyId)
+              // A call that timed out may still have been applied: Redis may have shrunk the slice
+              // to the `inUse` sent and handed the rest to another replica, so no more than that is
+              // kept (else both use it: the cap overshot under load).
               const s: Slice =
                 held !== undefined && at < held.expiresAt && held.source !== "local"
-                  ? { ...held, source: "held" }
+                  ? { ...held, amount: Math.min(held.amount, inUse ?? held.amount), source: "held" }
                   : { amount: localShare(total), expiresAt: at + options.ttlMs, source: "local" }
               slices.set(keyId, s)
               return s

@@ -16,7 +16,8 @@
  *
  * Across replicas: the cap this process enforces is what the optional `Capacity` service grants it
  * (read synchronously; default the key's whole cap). A fleet's provider leases each replica a slice
- * and renews it in the background from the usage registered here; a slice that grows wakes waiters.
+ * and renews it in the background from the usage registered here; a slice that grows wakes waiters,
+ * and one that shrinks below what is in use drains: freed permits go back instead of to waiters.
  *
  * @since 0.1.0
  */
@@ -114,6 +115,15 @@ export const makeWithStatus = (
     // whose inner selector already refused this key is passed over: otherwise two such waiters
     // hand a permit back and forth forever, in no time.
     const release = (k: Key.Key) => {
+      // A fleet's slice may have shrunk below what is in use (its share went to a replica that is
+      // short): then the permit goes back rather than to a waiter here, so the slice drains.
+      if (capacity !== Capacity.local) {
+        const n = inUse.get(k.id) ?? 0
+        if (n - 1 >= capacity.permits(k.id, fullCap(k), n - 1)) {
+          inUse.set(k.id, Math.max(0, n - 1))
+          return
+        }
+      }
       for (let i = 0; i < waiters.length; i++) {
         const w = waiters[i]!
         if (w.refused?.has(k.id) !== true && KeySelector.isCandidate(w.request, k)) {

@@ -119,10 +119,13 @@ local function grant(key, now, pool, me, want, ttl, in_use, unit, claim)
   end
   local g = math.floor(math.min(want, t[me], math.max(0, pool - others)) / unit) * unit
   if recovering then g = math.min(g, math.max(0, tonumber(fields['claimed'] or '0') - others)) end
+  -- What the replica may use once its running requests end: the slice registered never drops
+  -- below what is in use, but a replica over its share drains to this as its requests end.
+  local fair = g
   if g < keep then g = keep end
   redis.call('HSET', key, 'g:' .. me, g, 'w:' .. me, want, 'e:' .. me, now + ttl)
   redis.call('PEXPIRE', key, last - now + 60000)
-  return { g, ttl, n, others + g }
+  return { g, ttl, n, others + g }, fair
 end
 `
 
@@ -134,7 +137,7 @@ const script = (name: string, numberOfKeys: number, body: string): Script => ({
 
 /**
  * KEYS: permits. ARGV: replica, want, cap, ttlMs, inUse, claim, lastBorn.
- * → {granted, ttlMs, liveReplicas, totalGranted, born}
+ * → {granted, ttlMs, liveReplicas, totalGranted, born, usable}
  * `born` (server ms) names the table's generation. A replica that saw an earlier one (`lastBorn` > 0)
  * and finds no table knows Redis was emptied while replicas still hold slices: the new table
  * recovers for one TTL (every old slice has expired or been re-registered by then), in which slices
@@ -153,9 +156,10 @@ if born == false then
   if tonumber(ARGV[7] or '0') > 0 then redis.call('HSET', KEYS[1], 'recover', now + ttl, 'claimed', 0) end
   redis.call('PEXPIRE', KEYS[1], ttl + 60000)
 end
-local r = grant(KEYS[1], now, tonumber(ARGV[3]), ARGV[1], tonumber(ARGV[2]), ttl, tonumber(ARGV[5]),
+local r, fair = grant(KEYS[1], now, tonumber(ARGV[3]), ARGV[1], tonumber(ARGV[2]), ttl, tonumber(ARGV[5]),
   1, tonumber(ARGV[6] or '0'))
 r[5] = tonumber(born)
+r[6] = fair or 0
 return r
 `
 )
