@@ -118,9 +118,9 @@ export const makeWithStatus = (
       // A fleet's slice may have shrunk below what is in use (its share went to a replica that is
       // short): then the permit goes back rather than to a waiter here, so the slice drains.
       if (capacity !== Capacity.local) {
-        const n = inUse.get(k.id) ?? 0
-        if (n - 1 >= capacity.permits(k.id, fullCap(k), n - 1)) {
-          inUse.set(k.id, Math.max(0, n - 1))
+        const c = counterOf(k.id)
+        if (c.n - 1 >= capacity.permits(k.id, fullCap(k), c.n - 1)) {
+          c.n = Math.max(0, c.n - 1)
           return
         }
       }
