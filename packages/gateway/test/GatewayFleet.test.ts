@@ -4,6 +4,7 @@
  * per-key caps and key health hold over the fleet, measured at the upstream (the simulator).
  */
 import { execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, assert, describe, it } from "@effect/vitest"
@@ -21,6 +22,19 @@ const REDIS = `redis://127.0.0.1:${port}/0`
 afterAll(() => {
   execFileSync(SCRIPT, ["stop", pid!])
 })
+
+/**
+ * Milliseconds this thread and redis-server have spent runnable but waiting for a CPU (Linux's
+ * schedstat; 0 where it is missing, so the bound is then plain wall-clock time).
+ */
+const runqueueWaitMs = () =>
+  ["thread-self", pid!].reduce((sum, task) => {
+    try {
+      return sum + Number(readFileSync(`/proc/${task}/schedstat`, "utf8").split(" ")[1]) / 1e6
+    } catch {
+      return sum
+    }
+  }, 0)
 
 const LABELS = ["k1", "k2", "k3"]
 const statusOf = (url: string) =>
@@ -274,7 +288,7 @@ describe("Gateway fleet on Redis", () => {
   )
 
   it.scopedLive(
-    "a key revoked (401) on one replica is ejected on the others' /status within 100 ms (plus time the loop was stalled) and gets no new traffic from them",
+    "a key revoked (401) on one replica is ejected on the others' /status within 100 ms (plus time waiting for a CPU) and gets no new traffic from them",
     () =>
       Effect.gen(function* () {
         const { sim, gateways } = yield* fleet([{ name: "health-aware" }, { name: "round-robin" }], {
@@ -284,24 +298,19 @@ describe("Gateway fleet on Redis", () => {
         yield* sim.updateKey("k1", { revoked: true })
         // Replica 0 meets the 401 (round robin reaches k1 within three requests) and fails over.
         // The ejection is timed from the answer of the request that met it.
+        // Time the machine withheld from this process (where the replicas run) and from redis-server,
+        // waiting for a CPU, is not the fleet's: measured from then and allowed for.
         let ejectedAt = 0
+        let waited0 = 0
         for (let i = 0; i < 3; i++) {
           const r = yield* post(`${gateways[0]!.url}/v1/chat/completions`, chatBody())
           assert.strictEqual(r.status, 200)
-          if (ejectedAt === 0 && ((yield* sim.stats).keys.k1!.byOutcome["401"] ?? 0) > 0)
+          if (ejectedAt === 0 && ((yield* sim.stats).keys.k1!.byOutcome["401"] ?? 0) > 0) {
             ejectedAt = performance.now()
+            waited0 = runqueueWaitMs()
+          }
         }
         assert.strictEqual((yield* sim.stats).keys.k1!.byOutcome["401"], 1)
-        // The replicas share this process's event loop: time it could not run (a loaded machine) is
-        // not the fleet's, so it is measured (ticks late by more than 10 ms) and allowed for.
-        let last = performance.now()
-        let stalled = 0
-        const ticker = setInterval(() => {
-          const now = performance.now()
-          if (now - last > 15) stalled += now - last - 5
-          last = now
-        }, 5)
-        yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(ticker)))
         // Until the other replicas' /status show k1 ejected: the fleet's ejection, not their own.
         const ejectedOn = (url: string) =>
           Effect.map(statusOf(url), (s) => s.keys.find((k) => k.id === "k1")!)
@@ -318,12 +327,12 @@ describe("Gateway fleet on Redis", () => {
           if (seen.size < 2) yield* Effect.sleep(5)
         }
         const took = Math.max(...seen.values())
-        clearInterval(ticker)
+        const waited = runqueueWaitMs() - waited0
         console.log(
-          `ejected on both other replicas' /status after ${took.toFixed(0)} ms (loop stalled ${stalled.toFixed(0)} ms)`
+          `ejected on both other replicas' /status after ${took.toFixed(0)} ms (waiting for a CPU ${waited.toFixed(0)} ms)`
         )
         assert.strictEqual(seen.size, 2)
-        assert.isAtMost(took - stalled, 100)
+        assert.isAtMost(took - waited, 100)
         yield* sim.resetStats
         for (let i = 0; i < 12; i++) {
           const r = yield* post(`${gateways[1 + (i % 2)]!.url}/v1/chat/completions`, chatBody())
