@@ -15,6 +15,10 @@
  *
  * A local share is blind to the rest of the fleet: if only this replica loses Redis while the
  * others still reach it, the fleet can exceed a cap by this replica's share until it reconnects.
+ * So a call that merely timed out gives no local share: Redis may be reachable and granting the
+ * others the whole cap (a busy replica's first renewals at a cold start, say). The replica keeps
+ * what it holds and waits; only Redis unreachable (disconnected, rejected, or the breaker open,
+ * which a few timeouts in a row do) lets it run on a local share.
  *
  * @since 0.1.0
  */
@@ -115,13 +119,16 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
     // Per key: the permit table's generation last seen and when (see `CapacityLeases.PermitRequest`).
     const generations = new Map<string, { born: number; grantedAt: number }>()
     let degraded = false
+    // The last failure says Redis is unreachable (not merely slow): local shares apply.
+    let cutOff = false
     // The fleet's size: as configured, raised by the live replicas Redis reports in each grant.
     let live = 1
     const localShare = (total: number) => Math.floor(total / Math.max(1, options.replicas, live))
 
     const current = (slices: Map<string, Slice>, keyId: string, total: number): number => {
       const s = slices.get(keyId)
-      const amount = s !== undefined && now() < s.expiresAt ? s.amount : degraded ? localShare(total) : 0
+      const amount =
+        s !== undefined && now() < s.expiresAt ? s.amount : degraded && cutOff ? localShare(total) : 0
       const frozen = pending.get(slices)!.get(keyId)
       return frozen === undefined ? amount : Math.min(amount, frozen)
     }
@@ -151,6 +158,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
           Effect.match({
             onSuccess: (grant): Slice => {
               degraded = false
+              cutOff = false
               live = Math.max(live, grant.liveReplicas)
               // Counted from when the call left: the server's TTL started later, so this is safe.
               // Permits: over its share (kept up by permits in use), the slice drains to `usable`.
@@ -163,8 +171,9 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
               slices.set(keyId, s)
               return s
             },
-            onFailure: (): Slice => {
+            onFailure: (error): Slice => {
               degraded = true
+              cutOff = error.reason !== "Timeout"
               const at = now()
               const held = slices.get(keyId)
               // A call that timed out may still have been applied: Redis may have shrunk the slice
@@ -173,7 +182,10 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
               const s: Slice =
                 held !== undefined && at < held.expiresAt && held.source !== "local"
                   ? { ...held, amount: Math.min(held.amount, inUse ?? held.amount), source: "held" }
-                  : { amount: localShare(total), expiresAt: at + options.ttlMs, source: "local" }
+                  : cutOff || (held !== undefined && at < held.expiresAt)
+                    ? { amount: localShare(total), expiresAt: at + options.ttlMs, source: "local" }
+                    : // Slow, nothing held: nothing until Redis answers or the breaker opens.
+                      { amount: 0, expiresAt: at, source: "held" }
               slices.set(keyId, s)
               return s
             }

@@ -123,4 +123,36 @@ describe("permit shares between saturated replicas", () => {
       assert.isAtMost(a.unsafePermits(key, 4) + b.unsafePermits(key, 4), 4)
     })
   )
+
+  it.scopedLive(
+    "a cold replica whose first renewal times out takes no local share until Redis is unreachable",
+    () =>
+      Effect.gen(function* () {
+        const key = `cold-${Math.floor(performance.now())}`
+        const keeper = (replicaId: string) =>
+          Effect.flatMap(RedisStore.make({ url: server.url }), (store) =>
+            Effect.provideService(
+              LeaseKeeper.make({ replicaId, replicas: 2, ttlMs: 3_000 }),
+              RedisStore.RedisStore,
+              store
+            )
+          )
+        const [a, b] = yield* Effect.all([keeper("a"), keeper("b")])
+        // b holds the whole cap; a, new, is refused an answer in time (Redis paused past the timeout).
+        assert.strictEqual((yield* b.renewPermits(key, { want: 4, cap: 4, inUse: 0 })).amount, 4)
+        yield* Effect.promise(() => server.admin().call("CLIENT", "PAUSE", "400", "ALL"))
+        const first = yield* a.renewPermits(key, { want: 4, cap: 4, inUse: 0 })
+        // Slow is not unreachable: a local share now would be a fifth permit beside b's four.
+        assert.strictEqual(first.amount, 0)
+        assert.strictEqual(a.unsafePermits(key, 4), 0)
+        assert.isTrue(yield* a.degraded)
+        assert.isAtMost(a.unsafePermits(key, 4) + b.unsafePermits(key, 4), 4)
+        // Timeouts in a row open the breaker: Redis counts as unreachable, and a runs on its share.
+        let amount = 0
+        for (let i = 0; i < 5 && amount === 0; i++)
+          amount = (yield* a.renewPermits(key, { want: 4, cap: 4, inUse: 0 })).amount
+        assert.strictEqual(amount, 2)
+        assert.strictEqual(a.unsafePermits(key, 4), 2)
+      })
+  )
 })
