@@ -35,6 +35,16 @@ const replica = (i: number, key: Key.Key) =>
     return Context.get(ctx, KeySelector.KeySelector)
   })
 
+// A keeper of its own (its own connection and breaker), as one replica holds it.
+const keeper = (replicaId: string) =>
+  Effect.flatMap(RedisStore.make({ url: server.url }), (store) =>
+    Effect.provideService(
+      LeaseKeeper.make({ replicaId, replicas: 2, ttlMs: 3_000 }),
+      RedisStore.RedisStore,
+      store
+    )
+  )
+
 describe("permit shares between saturated replicas", () => {
   it.scopedLive("a replica that joins a saturated fleet gets its share while the other stays busy", () =>
     Effect.gen(function* () {
@@ -102,14 +112,6 @@ describe("permit shares between saturated replicas", () => {
   it.scopedLive("a shrinking renewal that timed out: the replica keeps only the in-use it sent", () =>
     Effect.gen(function* () {
       const key = `timedout-${Math.floor(performance.now())}`
-      const keeper = (replicaId: string) =>
-        Effect.flatMap(RedisStore.make({ url: server.url }), (store) =>
-          Effect.provideService(
-            LeaseKeeper.make({ replicaId, replicas: 2, ttlMs: 3_000 }),
-            RedisStore.RedisStore,
-            store
-          )
-        )
       const [a, b] = yield* Effect.all([keeper("a"), keeper("b")])
       assert.strictEqual((yield* a.renewPermits(key, { want: 4, cap: 4, inUse: 0 })).amount, 4)
       // Redis paused past the 100 ms command timeout: a's renewal down to the 1 permit it uses
@@ -129,14 +131,6 @@ describe("permit shares between saturated replicas", () => {
     () =>
       Effect.gen(function* () {
         const key = `cold-${Math.floor(performance.now())}`
-        const keeper = (replicaId: string) =>
-          Effect.flatMap(RedisStore.make({ url: server.url }), (store) =>
-            Effect.provideService(
-              LeaseKeeper.make({ replicaId, replicas: 2, ttlMs: 3_000 }),
-              RedisStore.RedisStore,
-              store
-            )
-          )
         const [a, b] = yield* Effect.all([keeper("a"), keeper("b")])
         // b holds the whole cap; a, new, is refused an answer in time (Redis paused past the timeout).
         assert.strictEqual((yield* b.renewPermits(key, { want: 4, cap: 4, inUse: 0 })).amount, 4)
