@@ -229,6 +229,14 @@ export const report: (lease: Lease, outcome: Outcome) => Effect.Effect<void> = l
 export const andReport: (first: Reported, next: () => Reported) => Reported = leases.andReport
 
 /**
+ * Whether a report (or a store write of the same shape) left an Effect still to run.
+ *
+ * @since 0.5.0
+ * @category Guards
+ */
+export const isPending: (reported: Reported) => reported is Effect.Effect<void> = leases.isPending
+
+/**
  * Reports `outcome` to a lease the decision will not use (it gives back what the lease holds),
  * then continues with `then`: at once, or after the report's Effect if it answers one.
  *

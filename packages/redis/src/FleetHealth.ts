@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as RedisUnavailable from "./RedisUnavailable.js"
 import { RedisStore } from "./RedisStore.js"
 import * as SharedHealth from "./SharedHealth.js"
 
@@ -113,7 +114,7 @@ export const make = (options: Options): Effect.Effect<HealthShare.Service, never
       // replicas of a lagging process timed out at once, and each tested the key.)
       tryTrial: (keyId) =>
         withRedis(SharedHealth.tryProbe(keyId, options.replicaId, trialMs)).pipe(
-          Effect.catchAll((e) => Effect.succeed(e.reason !== "Timeout"))
+          Effect.catchAll((e) => Effect.succeed(RedisUnavailable.isUnreachable(e)))
         ),
       endTrial: (keyId, healthy) => {
         runFork(withRedis(SharedHealth.endProbe(keyId, options.replicaId, healthy)).pipe(Effect.ignore))

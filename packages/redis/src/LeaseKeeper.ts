@@ -25,7 +25,7 @@
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as CapacityLeases from "./CapacityLeases.js"
-import type { RedisUnavailable } from "./RedisUnavailable.js"
+import { isUnreachable, type RedisUnavailable } from "./RedisUnavailable.js"
 import { RedisStore } from "./RedisStore.js"
 
 /**
@@ -173,7 +173,7 @@ export const make = (options: Options): Effect.Effect<Service, never, RedisStore
             },
             onFailure: (error): Slice => {
               degraded = true
-              cutOff = error.reason !== "Timeout"
+              cutOff = isUnreachable(error)
               const at = now()
               const held = slices.get(keyId)
               // A call that timed out may still have been applied: Redis may have shrunk the slice

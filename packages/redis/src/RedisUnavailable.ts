@@ -22,3 +22,13 @@ export class RedisUnavailable extends Schema.TaggedError<RedisUnavailable>(
   /** The client's message, for logs. It never holds the password: the client is never given one in a URL. */
   detail: Schema.optional(Schema.String)
 }) {}
+
+/**
+ * Whether Redis is known unreachable (not merely slow): only then may a replica act alone (a local
+ * share, testing a key itself). A call that timed out may still have been applied; a few in a row
+ * open the breaker, and then the calls fail as `CircuitOpen`.
+ *
+ * @since 0.5.0
+ * @category Guards
+ */
+export const isUnreachable = (error: RedisUnavailable): boolean => error.reason !== "Timeout"

@@ -9,6 +9,7 @@ import type * as KeySelector from "../KeySelector.js"
 import type * as Monitor from "../Monitor.js"
 import type * as UpstreamError from "../UpstreamError.js"
 import type { AllAttemptsFailed } from "./allAttemptsFailed.js"
+import { isPending } from "./lease.js"
 
 /**
  * One attempt on one lease. It is reported exactly once, whichever way it ends: that report is
@@ -163,7 +164,7 @@ export class Started extends Settling implements Balancer.Started {
     if (outcome === undefined) return
     const reported = this.lease.unsafeReport(outcome)
     // Only a lease of a hand-written decision may answer an Effect here (`Wait`s never start).
-    if (reported !== undefined && Effect.isEffect(reported)) Effect.runFork(reported)
+    if (isPending(reported)) Effect.runFork(reported)
     this.finished(this.key, outcome)
   }
 }

@@ -53,7 +53,7 @@ export class ClosedKeys {
   /** Gives back, with no verdict, a lease decided on a key closed since. */
   giveBack(lease: KeySelector.Lease): undefined {
     const reported = lease.unsafeReport(CANCELLED)
-    if (reported !== undefined && Effect.isEffect(reported)) Effect.runFork(reported)
+    if (KeySelector.isPending(reported)) Effect.runFork(reported)
     return undefined
   }
 

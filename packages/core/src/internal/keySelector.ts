@@ -3,7 +3,7 @@
 import * as Effect from "effect/Effect"
 import type * as KeySelector from "../KeySelector.js"
 import { isNoKeyAvailable, isWait, type NoKeyAvailable, Wait } from "./decision.js"
-import { once } from "./lease.js"
+import { isPending, once } from "./lease.js"
 
 /** The Effect form of a decision: its waits run until it is a lease or a refusal. */
 export const run = (decision: KeySelector.Decision): Effect.Effect<KeySelector.Lease, NoKeyAvailable> =>
@@ -41,7 +41,7 @@ export const giveBack = (
   then: () => KeySelector.Decision
 ): KeySelector.Decision => {
   const reported = lease.unsafeReport(outcome)
-  return reported !== undefined && Effect.isEffect(reported) ? new Wait(Effect.map(reported, then)) : then()
+  return isPending(reported) ? new Wait(Effect.map(reported, then)) : then()
 }
 
 export const waitFor = <A>(effect: Effect.Effect<A>, then: (a: A) => KeySelector.Decision): Wait =>

@@ -85,14 +85,16 @@ export const cancelled = (latency: Duration.DurationInput = Duration.zero): Outc
 const CANCELLED = cancelled()
 const SUCCESS = success(0)
 
-const toEffect = (r: Reported): Effect.Effect<void> =>
-  r !== undefined && Effect.isEffect(r) ? r : Effect.void
+/** Whether a report left an Effect to run (most are plain and answer `undefined`: checked first, cheaply). */
+export const isPending = (r: Reported): r is Effect.Effect<void> => r !== undefined && Effect.isEffect(r)
+
+const toEffect = (r: Reported): Effect.Effect<void> => (isPending(r) ? r : Effect.void)
 
 export const report = (lease: Lease, outcome: Outcome): Effect.Effect<void> =>
   Effect.suspend(() => toEffect(lease.unsafeReport(outcome)))
 
 export const andReport = (first: Reported, next: () => Reported): Reported =>
-  first !== undefined && Effect.isEffect(first)
+  isPending(first)
     ? Effect.zipRight(
         first,
         Effect.suspend(() => toEffect(next()))

@@ -250,7 +250,7 @@ export const candidateSelector = (
 
 /** Continues a decision after a write (`Store.set`...): at once, or after the write's Effect. */
 export const afterWrite = (written: KeySelector.Reported, then: () => Decision): Decision =>
-  written !== undefined && Effect.isEffect(written) ? KeySelector.waitFor(written, then) : then()
+  KeySelector.isPending(written) ? KeySelector.waitFor(written, then) : then()
 
 // The hot path's forms of `withKeys` and `Store.entries`: the continuation is a function of the
 // layer taking `a` (the request, say) as an argument, so a synchronous decision allocates no closure.
@@ -291,6 +291,6 @@ export const thenReport = (
   lease: KeySelector.Lease,
   outcome: KeySelector.Outcome
 ): KeySelector.Reported =>
-  first !== undefined && Effect.isEffect(first)
+  KeySelector.isPending(first)
     ? KeySelector.andReport(first, () => lease.unsafeReport(outcome))
     : lease.unsafeReport(outcome)

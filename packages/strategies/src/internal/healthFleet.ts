@@ -2,6 +2,7 @@
 // state is merged into its records.
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as KeySelector from "@or-balancer/core/KeySelector"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type * as KeyPool from "@or-balancer/core/KeyPool"
@@ -50,7 +51,7 @@ export const register = (
             }
           ]
     )
-    if (done !== undefined && Effect.isEffect(done)) Effect.runFork(done)
+    if (KeySelector.isPending(done)) Effect.runFork(done)
   }
   return share.register({
     keys: () => (pool.unsafeGet?.() ?? []).map((k) => k.id),
