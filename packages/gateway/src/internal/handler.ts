@@ -96,7 +96,7 @@ export const makeHandler =
     // here, but its response never emits "close" (Node's behaviour); its connection does.
     const live = new Served(state, engine, req.socket, id, log)
     res.on("close", live.onClose)
-    req.socket.on("close", live.onClose)
+    servedOn(req.socket).add(live)
     const query = q === -1 ? "" : url.slice(q)
     if (route._tag === "Models") return forwardModels(engine, live, req, res, route.suffix + query)
     if (route._tag === "Generation") return forwardGeneration(engine, live, req, res, "/generation" + query)
@@ -104,9 +104,27 @@ export const makeHandler =
   }
 
 /**
- * A request the handler counts as active until its response or its connection closes. The close
- * listener is one bound method (not a closure named per request), added with `on`, not `once`:
- * it runs once anyway, and takes itself off the connection.
+ * The requests of a connection still counted: one close listener per connection, added with its
+ * first request, ends them all (a listener added and taken off the socket per request cost more).
+ */
+const SERVED = Symbol("or-balancer/served")
+type WithServed = net.Socket & { [SERVED]?: Set<Served> }
+
+const servedOn = (socket: net.Socket): Set<Served> => {
+  const s = socket as WithServed
+  let served = s[SERVED]
+  if (served === undefined) {
+    const set = (served = s[SERVED] = new Set())
+    socket.once("close", () => {
+      for (const live of set) live.finished()
+    })
+  }
+  return served
+}
+
+/**
+ * A request the handler counts as active until its response or its connection closes. The
+ * response's close listener is one bound method (not a closure named per request).
  */
 class Served extends Live {
   private counted = true
@@ -125,7 +143,7 @@ class Served extends Live {
     if (!this.counted) return
     this.counted = false
     const { engine, state } = this
-    this.socket.off("close", this.onClose)
+    ;(this.socket as WithServed)[SERVED]?.delete(this)
     state.active--
     engine.active--
     if (engine.retired && engine.active === 0) state.onRetired(engine)
