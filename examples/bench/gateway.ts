@@ -41,6 +41,8 @@
  * throwaway round past the warm-up (without it, the first measured round read high for
  * whichever target warmed up first), and reports the median over rounds of the per-round ratios.
  *   GATEWAY_ROUNDS=n        rounds of the CPU-bound layout
+ *   GATEWAY_CPU_REQUESTS=n  requests per target in the CPU-bound layout (`pnpm bench`: 16 rounds
+ *                           of 1,000; a round of a few hundred requests swung ±30 % on its own)
  *   GATEWAY_ONLY_CPU=1      the CPU-bound layout only
  *   GATEWAY_B=/other/checkout/examples/bench/gateway.ts
  *                           a same-run A/B: a second gateway, from another checkout, measured in the
@@ -127,6 +129,7 @@ const runLayouts = async (
       "cpu-bound",
       {
         ...settings,
+        requests: options.cpuBoundRequests ?? Number(process.env.GATEWAY_CPU_REQUESTS ?? settings.requests),
         upstreamLatencyMs: 0,
         rounds: Math.max(1, options.cpuBoundRounds ?? Number(process.env.GATEWAY_ROUNDS ?? 8))
       },

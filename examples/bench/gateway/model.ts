@@ -82,6 +82,8 @@ export interface GatewayBenchOptions {
   readonly rounds?: number
   /** Interleaved rounds of the CPU-bound layout (default 8, or GATEWAY_ROUNDS). */
   readonly cpuBoundRounds?: number
+  /** Requests per target in the CPU-bound layout (default `requests`, or GATEWAY_CPU_REQUESTS). */
+  readonly cpuBoundRequests?: number
   /** Only the CPU-bound layout (or GATEWAY_ONLY_CPU=1). */
   readonly onlyCpuBound?: boolean
   /** Also run the CPU-bound layout (shared, upstream answering at once). Default true. */
