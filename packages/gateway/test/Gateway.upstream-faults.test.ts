@@ -95,7 +95,7 @@ describe("Gateway with a misbehaving upstream", () => {
     )
 
   // A JSON body cut short or not JSON at all is now read whole and failed over before anything
-  // reaches the client (issue 13, item 3): see GatewayEvilUpstream.test.ts ("a bad 2xx fails over").
+  // reaches the client (issue 13, item 3): see Gateway.evil-upstream.test.ts ("a bad 2xx fails over").
   it.scopedLive(
     "a body cut short counts against the key, loses nothing, and the client gets the next key's answer",
     () =>
