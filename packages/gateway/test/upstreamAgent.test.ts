@@ -86,3 +86,29 @@ describe("upstream agent", () => {
     )
   }
 })
+
+describe("upstream agent pool names", () => {
+  it("names a pool as Node's agent does, for any host, port, local address or family in turn", () => {
+    const lean = new LeanAgent({ keepAlive: true })
+    const node = new http.Agent({ keepAlive: true })
+    const inputs: ReadonlyArray<http.ClientRequestArgs | undefined> = [
+      { host: "127.0.0.1", port: "8080" },
+      { host: "127.0.0.1", port: "8080" },
+      { host: "127.0.0.1", port: 8080 },
+      { host: "127.0.0.1", port: "8081" },
+      { host: "example.test", port: "8081" },
+      { host: "example.test", port: "8081", localAddress: "127.0.0.2" },
+      { host: "example.test", port: "8081", family: 6 },
+      { host: "example.test", port: "8081", family: 0 },
+      { host: "example.test", port: "8081", socketPath: "/tmp/x.sock" },
+      { port: "8081" },
+      {},
+      undefined,
+      { host: "127.0.0.1", port: "8080" }
+    ]
+    assert.deepStrictEqual(
+      inputs.map((o) => lean.getName(o)),
+      inputs.map((o) => node.getName(o))
+    )
+  })
+})

@@ -46,6 +46,31 @@ const keepAliveHint = (raw: ReadonlyArray<string>): string | undefined => {
 }
 
 export class LeanAgent extends http.Agent {
+  private lastHost: unknown = undefined
+  private lastPort: unknown = undefined
+  private lastName: string | undefined = undefined
+
+  /**
+   * Node's pool name (`host:port:`), kept while host and port stay the same: Node builds it anew
+   * three times per call (taking the socket, freeing it, taking it off the busy list), and each new
+   * string is hashed again to look up the agent's pools.
+   */
+  override getName(options?: http.ClientRequestArgs): string {
+    if (
+      options === undefined ||
+      options.localAddress !== undefined ||
+      options.family !== undefined ||
+      options.socketPath !== undefined
+    )
+      return super.getName(options)
+    if (this.lastName === undefined || options.host !== this.lastHost || options.port !== this.lastPort) {
+      this.lastName = super.getName(options)
+      this.lastHost = options.host
+      this.lastPort = options.port
+    }
+    return this.lastName
+  }
+
   /** Node's `keepSocketAlive`, the hint read from the raw header list. */
   override keepSocketAlive(socket: net.Socket): boolean {
     // Node caches the option: a socket already set this way makes no system call.
