@@ -84,11 +84,7 @@ let gateway: unknown = want("gateway") ? { skipped: "bench/gateway.ts not presen
 if (want("gateway") && fs.existsSync(path.join(here, "gateway.ts"))) {
   try {
     const mod = (await import("./gateway.js")) as {
-      runGatewayBench: (o?: {
-        requests?: number
-        cpuBoundRequests?: number
-        cpuBoundRounds?: number
-      }) => Promise<unknown>
+      runGatewayBench: (o?: GatewayBench.GatewayBenchOptions) => Promise<unknown>
     }
     // The gateway is another package's work in progress: bound it so the suite always finishes.
     let timer: ReturnType<typeof setTimeout> | undefined

@@ -115,10 +115,10 @@ export const makeWithStatus = (
     // whose inner selector already refused this key is passed over: otherwise two such waiters
     // hand a permit back and forth forever, in no time.
     const release = (k: Key.Key) => {
+      const c = counterOf(k.id)
       // A fleet's slice may have shrunk below what is in use (its share went to a replica that is
       // short): then the permit goes back rather than to a waiter here, so the slice drains.
       if (capacity !== Capacity.local) {
-        const c = counterOf(k.id)
         if (c.n - 1 >= capacity.permits(k.id, fullCap(k), c.n - 1)) {
           c.n = Math.max(0, c.n - 1)
           return
@@ -134,7 +134,6 @@ export const makeWithStatus = (
         }
       }
       // A count of 0 stays in the map: deleting and re-adding on every request costs more.
-      const c = counterOf(k.id)
       c.n = Math.max(0, c.n - 1)
     }
 

@@ -71,12 +71,17 @@ export class LeanAgent extends http.Agent {
     return this.lastName
   }
 
+  /** The agent's own socket timeout, as Node's steps read it (0: none). */
+  private get agentTimeout(): number {
+    return (this as unknown as { options: { timeout?: number } }).options.timeout || 0
+  }
+
   /** Node's `keepSocketAlive`, the hint read from the raw header list. */
   override keepSocketAlive(socket: net.Socket): boolean {
     // Node caches the option: a socket already set this way makes no system call.
     socket.setKeepAlive(true, (this as unknown as { keepAliveMsecs: number }).keepAliveMsecs)
     socket.unref()
-    let agentTimeout = (this as unknown as { options: { timeout?: number } }).options.timeout || 0
+    let agentTimeout = this.agentTimeout
     let keep = true
     const res = (socket as unknown as { _httpMessage?: { res?: http.IncomingMessage } })._httpMessage?.res
     const hint = res === undefined ? undefined : keepAliveHint(res.rawHeaders)
@@ -107,8 +112,7 @@ export class LeanAgent extends http.Agent {
         const r = req as unknown as AgentRequest
         r.onSocket(socket)
         // As Node's `setRequestSocket`: a request's own timeout other than the agent's is set on the socket.
-        const agentTimeout = (this as unknown as { options: { timeout?: number } }).options.timeout ?? 0
-        if (r.timeout !== undefined && r.timeout !== agentTimeout) socket.setTimeout(r.timeout)
+        if (r.timeout !== undefined && r.timeout !== this.agentTimeout) socket.setTimeout(r.timeout)
         const sockets = this.sockets as Pools
         ;(sockets[name] ??= []).push(socket)
         return

@@ -116,8 +116,10 @@ export const releasing =
   (amount: number, cost: number | undefined) =>
   (e: Slot): void =>
     release(e, amount, cost)
+export const reserve = (e: Slot, amount: number): void => {
+  e.reserved += amount
+}
 export const reserving =
   (amount: number) =>
-  (e: Slot): void => {
-    e.reserved += amount
-  }
+  (e: Slot): void =>
+    reserve(e, amount)

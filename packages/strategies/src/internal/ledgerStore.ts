@@ -4,7 +4,17 @@ import type * as StateStore from "@or-balancer/core/StateStore"
 import type * as Effect from "effect/Effect"
 import type * as CreditLedger from "../CreditLedger.js"
 import { ns } from "./common.js"
-import { empty, LEDGER, type Ledger, release, releasing, reserving, type Slot, touch } from "./ledgerSlots.js"
+import {
+  empty,
+  LEDGER,
+  type Ledger,
+  release,
+  releasing,
+  reserve,
+  reserving,
+  type Slot,
+  touch
+} from "./ledgerSlots.js"
 import { Pending } from "./creditStep.js"
 
 type Step<A> = CreditLedger.Step<A>
@@ -79,9 +89,7 @@ export const ledgerRecord = (store: StateStore.Service): LedgerRecord => {
   let opId = ""
   let opAmount = 0
   let opCost: number | undefined
-  const reserveOp = (e: Slot) => {
-    e.reserved += opAmount
-  }
+  const reserveOp = (e: Slot) => reserve(e, opAmount)
   const releaseOp = (e: Slot) => release(e, opAmount, opCost)
   const reserveNow = (current: Ledger | undefined) => adjust(current, opId, reserveOp)
   const releaseNow = (current: Ledger | undefined) => adjust(current, opId, releaseOp)
