@@ -6,10 +6,10 @@
  */
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Protocol from "@or-balancer/http/Protocol"
-import type * as http from "node:http"
 import { type Head, verdictHeaders } from "./answerHead.js"
 import type { EngineState } from "./state.js"
 import type { RequestContext } from "./upstream.js"
+import type { BodySink, UpstreamResponse } from "./upstreamResponse.js"
 
 /** An answer ready to send: a whole body already judged a success, or a stream past its first event. */
 export interface Answer {
@@ -17,7 +17,7 @@ export interface Answer {
   readonly status: number
   /** What the gateway reads of its head (`answerHead.ts`); its header object is `response.headers`. */
   readonly meta: Head
-  readonly response: http.IncomingMessage
+  readonly response: UpstreamResponse
   /** A whole body, or a stream's bytes so far (up to its first event), still to be sent. */
   readonly head: ReadonlyArray<Buffer>
   /** An event stream (else a body read whole, its verdict known). */
@@ -70,8 +70,6 @@ export const tailOf = (chunks: ReadonlyArray<Buffer>): string => {
   return buf.subarray(Math.max(0, buf.length - TAIL)).toString("utf8")
 }
 
-const ignore = () => undefined
-
 /** Whether the text holds a whole first data event: a `data:` line and the line break ending it. */
 const firstEventEnd = (text: string): number => {
   const at = text.startsWith("data:") ? 0 : text.indexOf("\ndata:")
@@ -83,7 +81,7 @@ export const readAnswer = (
   engine: EngineState,
   ctx: RequestContext,
   status: number,
-  res: http.IncomingMessage,
+  res: UpstreamResponse,
   head: Head,
   timer: BodyTimer,
   sink: AnswerSink
@@ -91,51 +89,32 @@ export const readAnswer = (
   new Reader(engine, ctx, status, res, head, timer, sink).listen()
 }
 
-/**
- * One answer being read: an object whose listeners are bound methods, not six closures made per
- * request (under tsx each named closure also costs an `Object.defineProperty` for its name).
- */
-class Reader {
+/** One answer being read: the body's reader (`upstreamResponse.ts`) until it is judged or handed on. */
+class Reader implements BodySink {
   readonly kind: Protocol.Kind
   readonly chunks: Array<Buffer> = []
   size = 0
   text = ""
-  /** The body was read to its end (its listeners are left on it, see {@link end}). */
+  /** The body was read to its end. */
   ended = false
-  readonly onData: (chunk: Buffer) => void
-  readonly onEnd: () => void
-  readonly onError: (e: unknown) => void
-  readonly onClose: () => void
   constructor(
     readonly engine: EngineState,
     readonly ctx: RequestContext,
     readonly status: number,
-    readonly res: http.IncomingMessage,
+    readonly res: UpstreamResponse,
     readonly head: Head,
     readonly timer: BodyTimer,
     readonly sink: AnswerSink
   ) {
     this.kind = Protocol.kindOf(head.contentType)
-    this.onData = this.data.bind(this)
-    this.onEnd = this.end.bind(this)
-    this.onError = this.error.bind(this)
-    this.onClose = this.close.bind(this)
   }
 
   listen(): void {
-    const res = this.res
-    res.on("data", this.onData)
-    res.on("end", this.onEnd)
-    res.on("error", this.onError)
-    res.on("close", this.onClose)
+    this.res.setSink(this)
   }
 
   off(): void {
-    const res = this.res
-    res.off("data", this.onData)
-    res.off("end", this.onEnd)
-    res.off("error", this.onError)
-    res.off("close", this.onClose)
+    this.res.setSink(undefined)
   }
 
   /** A stream handed on with what was read so far (`whole`: it has already ended). */
@@ -168,13 +147,11 @@ class Reader {
       if (this.size <= MAX_HELD) return
       this.off()
       res.pause()
-      res.on("error", ignore)
       return this.sink.answer(this.streamed(false))
     }
+    // Held (and the socket not read) until the stream is taken over (`settle.ts`).
     this.off()
     res.pause()
-    // Until the stream is taken over, an error must not go unheard (it would end the process).
-    res.on("error", ignore)
     const first = text.slice(0, end + 1)
     const info = first.includes(ERROR)
       ? Protocol.streamError(Buffer.from(first, "latin1").toString("utf8"))
@@ -193,8 +170,6 @@ class Reader {
   }
 
   end(): void {
-    // Ended: no 'data' comes any more, and a late 'error' or 'close' finds `ended` set. Four
-    // listener removals per answer spared (a Readable's `removeListener` is not cheap).
     this.ended = true
     this.timer.stop()
     if (this.kind === "sse") {

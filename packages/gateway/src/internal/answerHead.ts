@@ -1,6 +1,6 @@
 /**
  * What the gateway reads of an upstream 2xx's head, taken from its raw header list in one pass.
- * Node builds `IncomingMessage.headers` on its first read, one keyed store per header into a new
+ * Node's `IncomingMessage.headers` (and `UpstreamResponse.headers`, made by the same rules) is built on its first read, one keyed store per header into a new
  * object: in the CPU-bound bench that object, built for every answer only to be copied into the
  * client's headers, was ~3 % of the gateway's CPU. The object is still what a failure's
  * classification reads (`Protocol`), and what a head whose header names repeat is copied from
@@ -9,6 +9,12 @@
 import * as Protocol from "@or-balancer/http/Protocol"
 import type * as http from "node:http"
 import { copyHeaders, isHopByHop } from "./respond.js"
+
+/** An answer's header list and Node's header object made from it (`upstreamResponse.ts`). */
+export interface Headed {
+  readonly rawHeaders: ReadonlyArray<string>
+  readonly headers: http.IncomingHttpHeaders
+}
 
 /** An upstream 2xx's head as the gateway reads it. */
 export interface Head {
@@ -30,14 +36,14 @@ export interface Head {
  * object is built for that case alone.
  */
 export const verdictHeaders = (
-  res: http.IncomingMessage,
+  res: Headed,
   head: Head,
   tail: string
 ): http.IncomingHttpHeaders | { readonly "content-type": string | undefined } =>
   tail.includes('"error"') ? res.headers : { "content-type": head.contentType }
 
 /** A success's `X-RateLimit-*` window, if it carries one (OpenRouter's never do). */
-export const windowOf = (res: http.IncomingMessage, head: Head) =>
+export const windowOf = (res: Headed, head: Head) =>
   head.rateLimit ? Protocol.rateLimitOf(res.headers) : undefined
 
 export const headOf = (raw: ReadonlyArray<string>): Head => {
@@ -66,7 +72,7 @@ export const headOf = (raw: ReadonlyArray<string>): Head => {
  * `copyHeaders` of Node's header object with those two set.
  */
 export const clientHeaders = (
-  res: http.IncomingMessage,
+  res: Headed,
   head: Head,
   requestId: string,
   contentLength: string | undefined

@@ -150,10 +150,12 @@ const pipeStream = (
   if (answer.whole || body.readableEnded) return finish()
   if (body.errored !== null) return broke(body.errored)
   res.on("drain", () => body.resume())
-  // Destroyed with no error (the client went away): the body's timeout goes with it.
-  if (timer !== undefined) body.once("close", () => timer.stop())
-  body.on("data", send)
-  body.once("end", finish)
-  body.once("error", broke)
+  body.setSink({
+    data: send,
+    end: finish,
+    error: broke,
+    // Closed with no error (the client went away): the body's timeout goes with it.
+    close: () => timer?.stop()
+  })
   body.resume()
 }

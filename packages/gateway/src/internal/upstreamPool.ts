@@ -5,7 +5,7 @@
  * for a socket, so none of them is sent to a key known dead.
  */
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
-import type * as http from "node:http"
+import type * as Undici from "undici"
 
 /** Per key id, the failers of the attempts waiting in an agent's queue for a socket. */
 export type Queued = Map<string, Set<(error: UpstreamError.UpstreamError) => void>>
@@ -24,35 +24,35 @@ export const outOfFds = (e: unknown) => {
 }
 
 /**
- * Out of fds (a burst of callers holds them): cap the pool at the sockets it has open, so requests
- * queue for those (the agent's own queue) instead of each failing to open one more; the cap lifts
- * after {@link FD_CAP_MS}, and drops again if fds are still short.
+ * Out of fds (a burst of callers holds them): cap the pool at the connections it has open, so calls
+ * queue for those (the pool's own queue) instead of each failing to open one more; the cap lifts
+ * after {@link FD_CAP_MS}, and drops again if fds are still short. undici's pool reads its limit
+ * from a field it keeps under a symbol of its own (`connections`), at every call it places.
  */
-export const capPool = (agent: http.Agent) => {
-  let open = 0
-  for (const name in agent.sockets) open += agent.sockets[name]?.length ?? 0
-  agent.maxSockets = Math.max(1, Math.min(agent.maxSockets, open))
-  const a = agent as http.Agent & { fdCap?: NodeJS.Timeout | undefined }
-  if (a.fdCap !== undefined) return
-  a.fdCap = setTimeout(() => {
-    a.fdCap = undefined
-    agent.maxSockets = POOL_SOCKETS
+export const capPool = (pool: Undici.Pool) => {
+  const p = pool as unknown as Record<symbol, unknown> & { fdCap?: NodeJS.Timeout | undefined }
+  const limit = Object.getOwnPropertySymbols(pool).find((s) => s.description === "connections")
+  if (limit === undefined) return
+  const open = pool.stats.connected
+  p[limit] = Math.max(1, Math.min((p[limit] as number | null) ?? POOL_SOCKETS, open))
+  if (p.fdCap !== undefined) return
+  p.fdCap = setTimeout(() => {
+    p.fdCap = undefined
+    p[limit] = POOL_SOCKETS
   }, FD_CAP_MS).unref()
 }
 
-/** Keeps `fail` for `req` while it waits for a socket. */
+/** Keeps `fail` for a call while it waits for a connection; the function returned takes it off. */
 export const queue = (
   queued: Queued,
   keyId: string,
-  req: http.ClientRequest,
   fail: (error: UpstreamError.UpstreamError) => void
-) => {
+): (() => void) => {
   let waiting = queued.get(keyId)
   if (waiting === undefined) queued.set(keyId, (waiting = new Set()))
   const set = waiting
   set.add(fail)
-  req.once("socket", () => set.delete(fail))
-  req.once("close", () => set.delete(fail))
+  return () => set.delete(fail)
 }
 
 /** A 401 on `keyId`: its attempts not yet sent fail with it, and go on to another key. */
