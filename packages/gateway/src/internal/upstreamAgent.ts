@@ -1,5 +1,6 @@
 /**
- * The plain-HTTP upstream agent: Node's keep-alive `http.Agent`, with a shorter way through the
+ * The plain-HTTP upstream agent of the routes passed through as they are (`passthrough.ts`; the
+ * balanced calls go through undici, `upstreamCall.ts`): Node's keep-alive `http.Agent`, with a shorter way through the
  * usual case, a free socket ready for the request. Node's `addRequest` first copies the request's
  * options and the agent's into a new object (a dozen properties, on every request) and gives the
  * reused socket a new async-hooks resource; together the most expensive step of an upstream call
