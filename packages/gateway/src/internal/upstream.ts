@@ -4,75 +4,52 @@
  */
 import * as UpstreamError from "@or-balancer/core/UpstreamError"
 import * as Protocol from "@or-balancer/http/Protocol"
-import * as http from "node:http"
-import * as https from "node:https"
+import type * as http from "node:http"
 import * as Undici from "undici"
 import type * as Log from "./log.js"
 import type { EngineState } from "./state.js"
 import * as Pool from "./upstreamPool.js"
-import { LeanAgent } from "./upstreamAgent.js"
 import type { UpstreamResponse } from "./upstreamResponse.js"
 
 export interface Upstream {
   /**
-   * The answers' pool: undici's dispatcher, one connection per call in flight (no pipelining),
-   * kept alive. Measured against Node's client with a keep-alive agent in one process, 50 calls
-   * in flight: about 12 µs of CPU less per call (no `ClientRequest` and `IncomingMessage` per
-   * call, no listeners added to the socket and taken off again, one parser per connection).
+   * The pool: undici's dispatcher, one connection per call in flight (no pipelining), kept alive.
+   * Measured against Node's client with a keep-alive agent in one process, 50 calls in flight:
+   * about 12 µs of CPU less per call (no `ClientRequest` and `IncomingMessage` per call, no
+   * listeners added to the socket and taken off again, one parser per connection); in the
+   * CPU-bound gateway bench, ~30 µs per request less.
    */
   readonly dispatcher: Undici.Pool
-  /** Node's client and agent, for the routes passed through as they are (`passthrough.ts`). */
-  readonly request: typeof http.request
-  readonly agent: http.Agent
   /**
    * Per key id, the attempts waiting in the pool's queue for a connection (nothing sent yet): a
    * 401 on the key fails them at once, so a revoked key gets no call decided before its first 401
    * came back but not yet sent (issue 14 item 3: 300+ such calls under 2,000 at once).
    */
   readonly queued: Pool.Queued
-  readonly hostname: string
-  readonly port: string
   /** The base URL's path, e.g. `/api/v1`. */
   readonly prefix: string
-  /** The `Host` header (the requests' headers go as a list: set here, as Node would). */
+  /** The `Host` header (the balanced calls' headers go as a list, Host in it). */
   readonly host: string
-  /**
-   * `""` over plain HTTP: Node's agent otherwise works out a TLS server name for every request
-   * (parsing Host, testing it for an IP address), which plain HTTP never uses.
-   */
-  readonly servername: string | undefined
 }
 
 export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
   let u = engine.upstreams.get(baseUrl)
   if (u === undefined) {
     const url = new URL(baseUrl)
-    const tls = url.protocol === "https:"
-    // Every socket may stay free: with fewer (it was 64), each lull under a load of more than that
-    // many in flight closed the excess and the next burst opened them again (the chaos scenario,
-    // 100 in flight: 492 new upstream connections for 2,000 requests). LIFO keeps the busy ones warm.
-    const options = {
-      keepAlive: true,
-      maxSockets: Pool.POOL_SOCKETS,
-      maxFreeSockets: Pool.POOL_SOCKETS,
-      scheduling: "lifo" as const
-    }
     u = {
-      // The deadlines are the gateway's own (`deadlines.ts`): undici's timers per call are off.
+      // Every connection may stay open: with fewer (it was 64), each lull under a load of more than
+      // that many in flight closed the excess and the next burst opened them again (the chaos
+      // scenario, 100 in flight: 492 new upstream connections for 2,000 requests). The deadlines
+      // are the gateway's own (`deadlines.ts`): undici's timers per call are off.
       dispatcher: new Undici.Pool(url.origin, {
         connections: Pool.POOL_SOCKETS,
         pipelining: 1,
         headersTimeout: 0,
         bodyTimeout: 0
       }),
-      request: tls ? https.request : http.request,
-      agent: tls ? new https.Agent(options) : new LeanAgent(options),
       queued: new Map(),
-      hostname: url.hostname,
-      port: url.port,
       prefix: url.pathname.replace(/\/+$/, ""),
-      host: url.host,
-      servername: tls ? undefined : ""
+      host: url.host
     }
     engine.upstreams.set(baseUrl, u)
   }
