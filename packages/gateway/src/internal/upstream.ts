@@ -67,11 +67,15 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
     }
     u = {
       // The deadlines are the gateway's own (`deadlines.ts`): undici's timers per call are off.
+      // But a call is not "connected" (`Call.onConnect`) until its connection is up, TLS included,
+      // and until then its headers deadline waits (it may be the pool's queue): the connection's
+      // own setting up gets the same time, not undici's 10 s, as Node's agent counted it.
       dispatcher: new Undici.Pool(url.origin, {
         connections: Pool.POOL_SOCKETS,
         pipelining: 1,
         headersTimeout: 0,
-        bodyTimeout: 0
+        bodyTimeout: 0,
+        connectTimeout: engine.config.deadlines.headersMs
       }),
       request: tls ? https.request : http.request,
       agent: tls ? new https.Agent(options) : new LeanAgent(options),
@@ -276,11 +280,13 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
 
   onConnect(abort: (e?: Error) => void): void {
     this.connected = true
-    this.abortCall = abort
     this.unqueue?.()
     this.unqueue = undefined
-    // Failed while it waited (its key's 401), or given up on: nothing is sent.
-    if (this.dropped) return abort(new Error("upstream call abandoned"))
+    // Failed while it waited (its key's 401, its deadline), or given up on: nothing is sent.
+    // Thrown, not `abort`ed: undici's abort also destroys the connection (a good keep-alive one,
+    // nothing written on it yet), while a throw here only drops the request (client-h1.js writeH1).
+    if (this.dropped) throw new Error("upstream call abandoned")
+    this.abortCall = abort
     if (this.rearm) {
       this.rearm = false
       Deadlines.arm(this, this.headersMs)
@@ -360,6 +366,8 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
     this.stop()
     this.dropped = true
     this.settled = true
+    this.unqueue?.()
+    this.unqueue = undefined
     const w = this.waiting
     this.waiting = undefined
     w?.(new Error("upstream call abandoned"))
@@ -406,6 +414,9 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
     this.stop()
     if (this.settled) return
     this.settled = true
+    // Failed before it had a connection (its deadline passed in the pool's queue): still in
+    // undici's queue, it is dropped when one comes, never sent for an attempt already over.
+    if (!this.connected) this.dropped = true
     this.done(failed(ctx, transportError(e)))
   }
 
