@@ -11,6 +11,8 @@ import * as Redacted from "effect/Redacted"
 import * as http from "node:http"
 import * as net from "node:net"
 import * as Undici from "undici"
+import type { Answer } from "../src/internal/answer.js"
+import type { Deadline } from "../src/internal/deadlines.js"
 import type { EngineState } from "../src/internal/state.js"
 import { type RequestContext, startUpstream, upstreamFor } from "../src/internal/upstream.js"
 
@@ -29,15 +31,24 @@ interface Upstream {
   readonly received: Array<string>
 }
 
-/** An upstream answering each request after `delayMs`: a 401 for the key `sk-or-v1-bad…`, else a completion. */
+/**
+ * An upstream answering each request after `delayMs`: a 401 for the key `sk-or-v1-bad…`, else a
+ * completion; a stream at once to a request id `stream…`.
+ */
 const upstream = (delayMs: number) =>
   Effect.acquireRelease(
     Effect.async<Upstream & { server: http.Server }>((resume) => {
       let connections = 0
       const received: Array<string> = []
       const server = http.createServer((req, res) => {
-        received.push(String(req.headers["x-request-id"]))
+        const id = String(req.headers["x-request-id"])
+        received.push(id)
         req.resume()
+        // A stream ("stream-…"): its first event, then nothing more.
+        if (id.startsWith("stream")) {
+          res.writeHead(200, { "content-type": "text/event-stream" })
+          return void res.write(`data: ${COMPLETION}\n\n`)
+        }
         setTimeout(() => {
           const bad = String(req.headers.authorization).startsWith("Bearer sk-or-v1-bad")
           res.writeHead(bad ? 401 : 200, { "content-type": "application/json" })
@@ -227,5 +238,27 @@ describe("an upstream connection that never completes", () => {
         "failed at its headers deadline, not undici's 10 s connect timeout"
       )
     })
+  )
+})
+
+describe("an answer given up on by its reader", () => {
+  it.scopedLive(
+    "a stream destroyed before it is piped (a hedge answered first) leaves no deadline armed",
+    () =>
+      Effect.gen(function* () {
+        const up = yield* upstream(0)
+        const engine = yield* engineFor(up.url)
+        const ctx = ctxFor("stream-1")
+        let answer: Answer | undefined
+        startUpstream(engine, ctx, GOOD, (result) => {
+          if (result._tag === "Answer") answer = result
+        })
+        yield* waitFor(() => answer !== undefined)
+        assert.isTrue(answer!.stream)
+        // As the fiber path drops an answer that lost to a hedge (forward.ts, `pipeOnFiber`).
+        answer!.response.destroy()
+        // Armed, its body deadline held the call (and the request's body) for `bodyIdleMs`.
+        assert.isUndefined((ctx.upstream as unknown as Deadline).deadlineList)
+      })
   )
 })

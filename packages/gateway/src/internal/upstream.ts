@@ -355,6 +355,9 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
 
   /** The answer's transport (`upstreamResponse.ts`). */
   abort(e: Error): void {
+    // The answer is given up on: its body deadline goes with it (a reader that never took it over
+    // stops none, and the armed deadline held the call for `bodyIdleMs`).
+    this.stop()
     this.abortCall?.(e)
   }
   resume(): void {
