@@ -33,9 +33,10 @@ interface Upstream {
 
 /**
  * An upstream answering each request after `delayMs`: a 401 for the key `sk-or-v1-bad…`, else a
- * completion; a stream at once to a request id `stream…`.
+ * completion; a stream at once to a request id `stream…`. Idle connections are closed after
+ * `keepAliveMs` (0: never).
  */
-const upstream = (delayMs: number) =>
+const upstream = (delayMs: number, keepAliveMs = 5_000) =>
   Effect.acquireRelease(
     Effect.async<Upstream & { server: http.Server }>((resume) => {
       let connections = 0
@@ -55,6 +56,8 @@ const upstream = (delayMs: number) =>
           res.end(bad ? JSON.stringify({ error: { code: 401, message: "User not found." } }) : COMPLETION)
         }, delayMs)
       })
+      // Node's server announces `Keep-Alive: timeout=⌊keepAliveMs / 1000⌋` (none for 0).
+      server.keepAliveTimeout = keepAliveMs
       server.on("connection", () => connections++)
       server.listen(0, "127.0.0.1", () => {
         const { port } = server.address() as net.AddressInfo
@@ -71,27 +74,37 @@ const upstream = (delayMs: number) =>
     ({ server }) => Effect.sync(() => server.closeAllConnections())
   )
 
-/** Just what `startUpstream` reads of an engine; its pool for `baseUrl` has one connection. */
-const engineFor = (baseUrl: string, deadlines: { headersMs: number } = { headersMs: 15_000 }) => {
+/** Just what `startUpstream` reads of an engine, its pools destroyed at the end. */
+const engineOf = (baseUrl: string, headersMs = 15_000) => {
   const engine = {
-    config: { baseUrl, deadlines: { bodyIdleMs: 300_000, ...deadlines } },
+    config: { baseUrl, deadlines: { headersMs, bodyIdleMs: 300_000 } },
     built: { clock: { unsafeCurrentTimeMillis: () => Date.now() } },
     upstreams: new Map()
   } as unknown as EngineState
-  const up = upstreamFor(engine, baseUrl)
-  void up.dispatcher.destroy()
-  const dispatcher = new Undici.Pool(new URL(baseUrl).origin, {
-    connections: 1,
-    pipelining: 1,
-    headersTimeout: 0,
-    bodyTimeout: 0
-  })
-  engine.upstreams.set(baseUrl, { ...up, dispatcher })
   return Effect.as(
-    Effect.addFinalizer(() => Effect.promise(() => dispatcher.destroy().catch(() => undefined))),
+    Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        for (const u of engine.upstreams.values()) await u.dispatcher.destroy().catch(() => undefined)
+      })
+    ),
     engine
   )
 }
+
+/** {@link engineOf} whose pool for `baseUrl` has one connection. */
+const engineFor = (baseUrl: string) =>
+  Effect.map(engineOf(baseUrl), (engine) => {
+    const up = upstreamFor(engine, baseUrl)
+    void up.dispatcher.destroy()
+    const dispatcher = new Undici.Pool(new URL(baseUrl).origin, {
+      connections: 1,
+      pipelining: 1,
+      headersTimeout: 0,
+      bodyTimeout: 0
+    })
+    engine.upstreams.set(baseUrl, { ...up, dispatcher })
+    return engine
+  })
 
 const keyOf = (id: string, secret: string): Key.Key => ({
   id,
@@ -215,19 +228,7 @@ describe("an upstream connection that never completes", () => {
           })
       )
       const { port } = silent.server.address() as net.AddressInfo
-      const engine = {
-        config: {
-          baseUrl: `https://127.0.0.1:${port}/api/v1`,
-          deadlines: { headersMs: 300, bodyIdleMs: 300_000 }
-        },
-        built: { clock: { unsafeCurrentTimeMillis: () => Date.now() } },
-        upstreams: new Map()
-      } as unknown as EngineState
-      yield* Effect.addFinalizer(() =>
-        Effect.promise(async () => {
-          for (const u of engine.upstreams.values()) await u.dispatcher.destroy().catch(() => undefined)
-        })
-      )
+      const engine = yield* engineOf(`https://127.0.0.1:${port}/api/v1`, 300)
       const t0 = Date.now()
       const a = call(engine, ctxFor("a"), GOOD)
       yield* waitFor(() => a.length > 0, 3_000)
@@ -260,5 +261,40 @@ describe("an answer given up on by its reader", () => {
         // Armed, its body deadline held the call (and the request's body) for `bodyIdleMs`.
         assert.isUndefined((ctx.upstream as unknown as Deadline).deadlineList)
       })
+  )
+})
+
+describe("keep-alive to the upstream, as Node's agent kept it", () => {
+  it.scopedLive("a `Keep-Alive: timeout=2` hint: calls 100 ms apart share one connection", () =>
+    Effect.gen(function* () {
+      const up = yield* upstream(0, 2_500)
+      const engine = yield* engineOf(up.url)
+      for (let i = 0; i < 3; i++) {
+        const done = call(engine, ctxFor(`k${i}`), GOOD)
+        yield* waitFor(() => done.length > 0)
+        assert.deepStrictEqual(done, ["200"])
+        yield* Effect.sleep("100 millis")
+      }
+      // undici's own margin under a hint is 2 s: it closed the connection after every answer.
+      assert.strictEqual(up.connections(), 1)
+    })
+  )
+
+  it.scopedLive(
+    "no hint: calls 4.5 s apart share one connection",
+    () =>
+      Effect.gen(function* () {
+        const up = yield* upstream(0, 0)
+        const engine = yield* engineOf(up.url)
+        for (let i = 0; i < 2; i++) {
+          if (i > 0) yield* Effect.sleep("4500 millis")
+          const done = call(engine, ctxFor(`k${i}`), GOOD)
+          yield* waitFor(() => done.length > 0)
+          assert.deepStrictEqual(done, ["200"])
+        }
+        // undici's default closes a connection idle for 4 s.
+        assert.strictEqual(up.connections(), 1)
+      }),
+    { timeout: 10_000 }
   )
 })
