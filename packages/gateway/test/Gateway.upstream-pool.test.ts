@@ -1,5 +1,5 @@
 /**
- * The upstream pool (upstream.ts, upstreamAgent.ts): keep-alive connections to the upstream are
+ * The upstream pool (upstream.ts, undici's Pool): keep-alive connections to the upstream are
  * reused, and a burst opens no more connections than it has calls in flight.
  */
 import { assert, describe, it } from "@effect/vitest"

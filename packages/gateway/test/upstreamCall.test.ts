@@ -1,5 +1,5 @@
 /**
- * One upstream call on undici's pool (upstream.ts, `startUpstream`): a call given up on or failed
+ * One upstream call on undici's pool (upstreamCall.ts, `startUpstream`): a call given up on or failed
  * while it waits for a connection is never sent, reports once, and leaves the connection it is
  * then handed open for the next call; a connection that never completes fails the attempt at its
  * headers deadline. The pool here has one connection, so a second call waits in its queue.
@@ -14,7 +14,8 @@ import * as Undici from "undici"
 import type { Answer } from "../src/internal/answer.js"
 import type { Deadline } from "../src/internal/deadlines.js"
 import type { EngineState } from "../src/internal/state.js"
-import { type RequestContext, startUpstream, upstreamFor } from "../src/internal/upstream.js"
+import { type RequestContext, upstreamFor } from "../src/internal/upstream.js"
+import { startUpstream } from "../src/internal/upstreamCall.js"
 
 const COMPLETION = JSON.stringify({
   id: "gen-1",

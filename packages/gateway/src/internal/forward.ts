@@ -22,7 +22,8 @@ import type { EngineState } from "./state.js"
 import type { Answer } from "./answer.js"
 import type * as Log from "./log.js"
 import * as Deadlines from "./deadlines.js"
-import { callUpstream, type Failed, type RequestContext } from "./upstream.js"
+import type { Failed, RequestContext } from "./upstream.js"
+import { callUpstream } from "./upstreamCall.js"
 
 /** How the fiber path runs a request: `Balancer.runHeld` from the start, or `Started.runHeld`. */
 type HeldRun = Balancer.Started["runHeld"]

@@ -34,7 +34,8 @@ import type { Answer } from "./answer.js"
 import type { Settler } from "./settle.js"
 import type { EngineState } from "./state.js"
 import * as Deadlines from "./deadlines.js"
-import { type Failed, type RequestContext, startUpstream } from "./upstream.js"
+import type { Failed, RequestContext } from "./upstream.js"
+import { startUpstream } from "./upstreamCall.js"
 
 /** How a hedge ended, as `or_balancer_hedges_total{outcome}` and `/status` count it. */
 export type Outcome =

@@ -13,19 +13,31 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import type * as http from "node:http"
+import type * as Undici from "undici"
 import type { Live } from "./forward.js"
 import * as Generations from "./generations.js"
 import * as Log from "./log.js"
 import { copyHeaders, errorBody, header1, openAiError } from "./respond.js"
 import type { EngineState } from "./state.js"
-import { upstreamFor } from "./upstream.js"
+import { type Upstream, upstreamFor } from "./upstream.js"
 
 /** One call upstream: its answer's head, or why there is none. */
 type Head =
-  | { readonly _tag: "Head"; readonly response: http.IncomingMessage }
+  | { readonly _tag: "Head"; readonly response: Undici.Dispatcher.ResponseData }
   | { readonly _tag: "Broken"; readonly message: string }
-  /** A path or query Node will not send (the caller's: a 400, tried with no key). */
+  /** A path or query undici will not send (the caller's: a 400, tried with no key). */
   | { readonly _tag: "BadPath" }
+
+const headOfError = (e: unknown): Head => {
+  const code = (e as { code?: unknown })?.code
+  const message = e instanceof Error ? e.message : String(e)
+  if (code === "UND_ERR_INVALID_ARG" && message === "invalid request path") return { _tag: "BadPath" }
+  return {
+    _tag: "Broken",
+    message:
+      code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" ? "upstream timed out" : message
+  }
+}
 
 const call = (
   engine: EngineState,
@@ -41,48 +53,45 @@ const call = (
   headers["x-request-id"] = live.id
   const traceparent = header1(req.headers.traceparent)
   if (traceparent !== undefined) headers.traceparent = traceparent
-  let finished = false
-  const once = (head: Head) => {
-    if (finished) return
-    finished = true
-    done(head)
-  }
-  let up: http.ClientRequest
+  const stop = new AbortController()
+  live.hooks = { cancel: () => stop.abort() }
+  let u: Upstream
   try {
-    const u = upstreamFor(engine, key?.baseUrl ?? engine.config.baseUrl)
-    up = u.request(
-      { agent: u.agent, hostname: u.hostname, port: u.port, method: "GET", path: u.prefix + path, headers },
-      (response) => {
-        up.setTimeout(engine.config.deadlines.bodyIdleMs)
-        live.hooks = {
-          cancel: () => {
-            if (!response.complete) response.destroy()
-          }
-        }
-        once({ _tag: "Head", response })
-      }
-    )
+    u = upstreamFor(engine, key?.baseUrl ?? engine.config.baseUrl)
   } catch (e) {
-    if ((e as { code?: unknown }).code === "ERR_UNESCAPED_CHARACTERS") return once({ _tag: "BadPath" })
-    return once({ _tag: "Broken", message: e instanceof Error ? e.message : String(e) })
+    return done(headOfError(e))
   }
-  up.setTimeout(engine.config.deadlines.headersMs, () => up.destroy(new Error("upstream timed out")))
-  up.on("error", (e) => once({ _tag: "Broken", message: e.message }))
-  live.hooks = { cancel: () => up.destroy() }
-  up.end()
+  const { headersMs, bodyIdleMs } = engine.config.deadlines
+  u.dispatcher
+    .request({
+      method: "GET",
+      path: u.prefix + path,
+      headers,
+      signal: stop.signal,
+      headersTimeout: headersMs,
+      bodyTimeout: bodyIdleMs
+    })
+    .then(
+      (response) => {
+        live.hooks = { cancel: () => response.body.destroy() }
+        done({ _tag: "Head", response })
+      },
+      (e) => done(headOfError(e))
+    )
 }
 
 /** Pipes an answer to the client, scrubbed; a break after the head cuts the client's answer too. */
-const pipe = (res: http.ServerResponse, response: http.IncomingMessage): void => {
-  if (res.destroyed) return void response.destroy()
+const pipe = (res: http.ServerResponse, response: Undici.Dispatcher.ResponseData): void => {
+  const body = response.body
+  if (res.destroyed) return void body.destroy()
   const headers = copyHeaders(response.headers)
   delete headers["content-length"]
   const id = Log.idOf(res)
   if (id !== undefined) headers["x-request-id"] = id
   try {
-    res.writeHead(response.statusCode ?? 502, headers)
+    res.writeHead(response.statusCode, headers)
   } catch {
-    response.destroy()
+    body.destroy()
     return openAiError(
       res,
       502,
@@ -92,16 +101,16 @@ const pipe = (res: http.ServerResponse, response: http.IncomingMessage): void =>
     )
   }
   const scrubber = Protocol.makeStreamScrubber()
-  response.on("data", (chunk: Buffer) => {
+  body.on("data", (chunk: Buffer) => {
     const out = scrubber.push(chunk)
-    if (out.length > 0 && !res.write(out)) response.pause()
+    if (out.length > 0 && !res.write(out)) body.pause()
   })
-  res.on("drain", () => response.resume())
-  response.once("end", () => {
+  res.on("drain", () => body.resume())
+  body.once("end", () => {
     const rest = scrubber.end()
     res.end(rest.length > 0 ? rest : undefined)
   })
-  response.once("error", () => res.destroy())
+  body.once("error", () => res.destroy())
 }
 
 const broken = (res: http.ServerResponse, message: string) =>
@@ -176,9 +185,9 @@ export const forwardGeneration = (
       call(engine, live, req, path, key, (head) => {
         if (head._tag === "BadPath") return badPath(res)
         if (head._tag === "Broken") return attempt(i + 1, Protocol.scrub(head.message))
-        const status = head.response.statusCode ?? 502
+        const status = head.response.statusCode
         if (status === 401 || status === 402 || status === 403 || status === 429 || status >= 500) {
-          head.response.resume()
+          head.response.body.resume()
           return attempt(i + 1, `HTTP ${status}`)
         }
         pipe(res, head.response)

@@ -62,10 +62,7 @@ export const makeEngineState = (
 export const disposeEngine = (engine: EngineState): Effect.Effect<void> =>
   Effect.zipRight(
     Effect.sync(() => {
-      for (const u of engine.upstreams.values()) {
-        u.agent.destroy()
-        u.dispatcher.destroy().catch(() => undefined)
-      }
+      for (const u of engine.upstreams.values()) u.dispatcher.destroy().catch(() => undefined)
     }),
     Scope.close(engine.built.scope, Exit.void)
   )

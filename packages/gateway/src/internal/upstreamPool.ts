@@ -1,16 +1,16 @@
 /**
  * The upstream pool's two guards under overload (issue 14, Overload): when the gateway's own
- * process runs out of file descriptors, the pool is capped at the sockets it has (requests queue
+ * process runs out of file descriptors, the pool is capped at the connections it has (calls queue
  * for them) instead of each failing on the key; and a key's 401 fails its attempts still queued
- * for a socket, so none of them is sent to a key known dead.
+ * for a connection, so none of them is sent to a key known dead.
  */
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import type * as Undici from "undici"
 
-/** Per key id, the failers of the attempts waiting in an agent's queue for a socket. */
+/** Per key id, the failers of the attempts waiting in the pool's queue for a connection. */
 export type Queued = Map<string, Set<(error: UpstreamError.UpstreamError) => void>>
 
-/** Upstream sockets per origin (the agent's cap; lowered for a while when the process is out of fds). */
+/** Upstream connections per origin (the pool's cap; lowered for a while when the process is out of fds). */
 export const POOL_SOCKETS = 256
 /** How long an attempt waits before it sends again after the process ran out of fds. */
 export const FD_RETRY_MS = 50

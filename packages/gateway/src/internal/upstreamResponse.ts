@@ -72,7 +72,7 @@ export class UpstreamResponse {
   resume(): void {
     this.paused = false
     const sink = this.sink
-    if (sink === undefined || this.destroyed) return
+    if (sink === undefined || this.destroyed || this.readableEnded) return
     const held = this.held
     if (held !== undefined) {
       this.held = undefined
