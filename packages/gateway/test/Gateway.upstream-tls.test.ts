@@ -1,5 +1,5 @@
 /**
- * The gateway over an HTTPS base URL with a path prefix: undici's pool speaks TLS to the upstream
+ * The gateway over an HTTPS base URL with a path prefix (a key's own): undici's pool speaks TLS to the upstream
  * (here a TLS front for the simulator, its certificate self-signed for 127.0.0.1), answers and
  * streams come through, and calls one after another share one TLS connection.
  */
@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import * as Gateway from "../src/Gateway.js"
-import { chatBody, configFor, post, simKeys } from "./GatewaySupport.js"
+import { chatBody, configFor, fileFor, post, simKeys } from "./GatewaySupport.js"
 
 // A throwaway certificate for 127.0.0.1 (test only, valid until 2126).
 const KEY = [
@@ -59,35 +59,42 @@ const tlsFront = (port: number) =>
   )
 
 describe("an https upstream", () => {
-  it.scopedLive("with a path prefix: answers and streams pass, calls in turn share one TLS connection", () =>
-    Effect.gen(function* () {
-      // The certificate is self-signed: trusted for this file's process only (vitest runs each
-      // file in its own), as `NODE_EXTRA_CA_CERTS` would, had it been set at start.
-      const before = process.env.NODE_TLS_REJECT_UNAUTHORIZED
-      process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0"
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          if (before === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED
-          else process.env.NODE_TLS_REJECT_UNAUTHORIZED = before
-        })
-      )
-      const sim = yield* Simulator.make({ seed: 3, keys: simKeys(["a"]) })
-      const simUrl = new URL(sim.baseUrl)
-      const front = yield* tlsFront(Number(simUrl.port))
-      const baseUrl = `https://127.0.0.1:${front.port}${simUrl.pathname}`
-      assert.notStrictEqual(simUrl.pathname.replace(/\/+$/, ""), "", "the base URL has a path prefix")
-      const gw = yield* Gateway.make(yield* configFor(sim, { baseUrl }))
-      const url = `${gw.url}/v1/chat/completions`
-      for (let i = 0; i < 3; i++) {
-        const whole = yield* post(url, chatBody())
-        assert.strictEqual(whole.status, 200, whole.text)
-        assert.include(whole.text, '"choices"')
-      }
-      const stream = yield* post(url, chatBody({ stream: true }))
-      assert.strictEqual(stream.status, 200, stream.text)
-      assert.include(stream.text, "data: [DONE]")
-      assert.strictEqual((yield* sim.stats).requests, 4)
-      assert.strictEqual(front.connections(), 1)
-    })
+  it.scopedLive(
+    "with a path prefix, as a key's own base URL: answers and streams pass, calls in turn share one TLS connection",
+    () =>
+      Effect.gen(function* () {
+        // The certificate is self-signed: trusted for this file's process only (vitest runs each
+        // file in its own), as `NODE_EXTRA_CA_CERTS` would, had it been set at start.
+        const before = process.env.NODE_TLS_REJECT_UNAUTHORIZED
+        process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0"
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            if (before === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED
+            else process.env.NODE_TLS_REJECT_UNAUTHORIZED = before
+          })
+        )
+        const sim = yield* Simulator.make({ seed: 3, keys: simKeys(["tls", "plain"]) })
+        const simUrl = new URL(sim.baseUrl)
+        const front = yield* tlsFront(Number(simUrl.port))
+        const baseUrl = `https://127.0.0.1:${front.port}${simUrl.pathname}`
+        assert.notStrictEqual(simUrl.pathname.replace(/\/+$/, ""), "", "the base URL has a path prefix")
+        // Key `tls` has its own base URL (its own pool); `plain` uses the config's, the simulator's.
+        const keys = fileFor(sim).keys.map((k) => (k.id === "tls" ? { ...k, baseUrl } : k))
+        const gw = yield* Gateway.make(yield* configFor(sim, { keys }))
+        const url = `${gw.url}/v1/chat/completions`
+        for (let i = 0; i < 4; i++) {
+          const whole = yield* post(url, chatBody())
+          assert.strictEqual(whole.status, 200, whole.text)
+          assert.include(whole.text, '"choices"')
+        }
+        for (let i = 0; i < 2; i++) {
+          const stream = yield* post(url, chatBody({ stream: true }))
+          assert.strictEqual(stream.status, 200, stream.text)
+          assert.include(stream.text, "data: [DONE]")
+        }
+        const stats = yield* sim.stats
+        assert.deepStrictEqual([stats.keys["tls"]!.requests, stats.keys["plain"]!.requests], [3, 3])
+        assert.strictEqual(front.connections(), 1, "key tls's calls, over TLS, on one connection")
+      })
   )
 })
