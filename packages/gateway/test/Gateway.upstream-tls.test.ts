@@ -1,7 +1,7 @@
 /**
- * The gateway over an HTTPS base URL with a path prefix (a key's own): undici's pool speaks TLS to the upstream
- * (here a TLS front for the simulator, its certificate self-signed for 127.0.0.1), answers and
- * streams come through, and calls one after another share one TLS connection.
+ * The gateway over an HTTPS base URL with a path prefix (a key's own): undici's pool speaks TLS
+ * to the upstream (here a TLS front for the simulator, its certificate self-signed for 127.0.0.1),
+ * answers and streams come through, and calls one after another share one TLS connection.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Simulator from "@or-balancer/simulator/Simulator"
