@@ -122,8 +122,9 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
       { method: ctx.method, path: up.prefix + ctx.suffix, headers: this.list, body: ctx.body ?? null },
       this
     )
-    // Only an attempt left waiting in the pool's queue: one given a free connection at once (the
-    // steady state) was connected within `dispatch`, so no failer for it.
+    // Not yet given its connection: every call in fact, not only those in the pool's queue (undici
+    // checks an idle keep-alive connection for one turn of the event loop before writing on it:
+    // 0 of 2,200 calls, in turn or 50 in flight, were connected within `dispatch`).
     if (!this.connected && !this.settled) {
       this.unqueue = Pool.queue(up.queued, this.keyId, (error) => {
         if (this.settled) return
