@@ -8,8 +8,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Simulator from "@or-balancer/simulator/Simulator"
 import * as Effect from "effect/Effect"
+import * as diagnostics from "node:diagnostics_channel"
 import * as fs from "node:fs"
 import * as http from "node:http"
+import type * as net from "node:net"
 import * as Gateway from "../src/Gateway.js"
 import { chatBody, configFor, simKeys, TOKEN } from "./GatewaySupport.js"
 
@@ -136,6 +138,19 @@ describe("a revoked key under a queue for upstream sockets", () => {
       const gw = yield* Gateway.make(
         yield* configFor(sim, { deadlines: { keyWaitMs: 10_000, drainMs: 2000 } })
       )
+      // Connections this process opens to the simulator (the gateway runs in this process).
+      const simPort = Number(new URL(sim.baseUrl).port)
+      let opened = 0
+      const onSocket = (message: unknown) => {
+        const socket = (message as { socket: net.Socket }).socket
+        socket.once("connect", () => {
+          if (socket.remotePort === simPort) opened++
+        })
+      }
+      diagnostics.subscribe("net.client.socket", onSocket)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => diagnostics.unsubscribe("net.client.socket", onSocket))
+      )
       // 600 at once over 2 keys: the pool's 256 sockets fill, the other 344 wait in its queue.
       const agent = new http.Agent({ keepAlive: true, maxSockets: 600 })
       const all = Promise.all(Array.from({ length: 600 }, () => postOn(gw.url, agent, chatBody())))
@@ -154,6 +169,9 @@ describe("a revoked key under a queue for upstream sockets", () => {
       // Without failing the queue: 172 (every call queued on it before its first 401 came back). With
       // it: those given a socket as the pool freed, before the first 401 was read (16 measured).
       assert.isAtMost(unauthorized, 64, `upstream 401s on the revoked key: ${unauthorized}`)
+      // A failed queued call is dropped when it is handed a connection, which stays open for the
+      // next: 422 connections were opened when each such call closed the one it was handed.
+      assert.isAtMost(opened, 256, `upstream connections opened: ${opened}`)
     })
   )
 })

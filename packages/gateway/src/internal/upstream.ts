@@ -32,6 +32,13 @@ export interface Upstream {
   readonly host: string
 }
 
+/**
+ * How long a connection is kept idle when the server announces no keep-alive timeout: under
+ * Cloudflare's 400 s (OpenRouter's front closes idle HTTP/1.1 connections then); Node's agent kept
+ * them until the server closed them.
+ */
+const KEEP_ALIVE_MS = 300_000
+
 export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
   let u = engine.upstreams.get(baseUrl)
   if (u === undefined) {
@@ -45,7 +52,16 @@ export const upstreamFor = (engine: EngineState, baseUrl: string): Upstream => {
         connections: Pool.POOL_SOCKETS,
         pipelining: 1,
         headersTimeout: 0,
-        bodyTimeout: 0
+        bodyTimeout: 0,
+        // A call is not "connected" (`Call.onConnect`) until its connection is up, TLS included,
+        // and until then its headers deadline waits (it may be the pool's queue): the connection's
+        // own setting up gets the same time, not undici's 10 s, as Node's agent counted it.
+        connectTimeout: engine.config.deadlines.headersMs,
+        // Idle connections kept as Node's agent kept them: 1 s under a server's `Keep-Alive:
+        // timeout=N` (undici's 2 s closed every connection after each answer for N = 2), and with
+        // no hint not 4 s but KEEP_ALIVE_MS (a lull of seconds reopened them all, TLS included).
+        keepAliveTimeoutThreshold: 1_000,
+        keepAliveTimeout: KEEP_ALIVE_MS
       }),
       queued: new Map(),
       prefix: url.pathname.replace(/\/+$/, ""),

@@ -122,8 +122,9 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
       { method: ctx.method, path: up.prefix + ctx.suffix, headers: this.list, body: ctx.body ?? null },
       this
     )
-    // Only an attempt left waiting in the pool's queue: one given a free connection at once (the
-    // steady state) was connected within `dispatch`, so no failer for it.
+    // Not yet given its connection: every call in fact, not only those in the pool's queue (undici
+    // checks an idle keep-alive connection for one turn of the event loop before writing on it:
+    // 0 of 2,200 calls, in turn or 50 in flight, were connected within `dispatch`).
     if (!this.connected && !this.settled) {
       this.unqueue = Pool.queue(up.queued, this.keyId, (error) => {
         if (this.settled) return
@@ -140,11 +141,13 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
 
   onConnect(abort: (e?: Error) => void): void {
     this.connected = true
-    this.abortCall = abort
     this.unqueue?.()
     this.unqueue = undefined
-    // Failed while it waited (its key's 401), or given up on: nothing is sent.
-    if (this.dropped) return abort(new Error("upstream call abandoned"))
+    // Failed while it waited (its key's 401, its deadline), or given up on: nothing is sent.
+    // Thrown, not `abort`ed: undici's abort also destroys the connection (a good keep-alive one,
+    // nothing written on it yet), while a throw here only drops the request (client-h1.js writeH1).
+    if (this.dropped) throw new Error("upstream call abandoned")
+    this.abortCall = abort
     if (this.rearm) {
       this.rearm = false
       Deadlines.arm(this, this.headersMs)
@@ -213,6 +216,9 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
 
   /** The answer's transport (`upstreamResponse.ts`). */
   abort(e: Error): void {
+    // The answer is given up on: its body deadline goes with it (a reader that never took it over
+    // stops none, and the armed deadline held the call for `bodyIdleMs`).
+    this.stop()
     this.abortCall?.(e)
   }
   resume(): void {
@@ -224,6 +230,8 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
     this.stop()
     this.dropped = true
     this.settled = true
+    this.unqueue?.()
+    this.unqueue = undefined
     const w = this.waiting
     this.waiting = undefined
     w?.(new Error("upstream call abandoned"))
@@ -270,6 +278,9 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
     this.stop()
     if (this.settled) return
     this.settled = true
+    // Failed before it had a connection (its deadline passed in the pool's queue): still in
+    // undici's queue, it is dropped when one comes, never sent for an attempt already over.
+    if (!this.connected) this.dropped = true
     this.done(failed(ctx, transportError(e)))
   }
 
