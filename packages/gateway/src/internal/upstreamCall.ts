@@ -93,8 +93,8 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
   private rearm = false
   private abortCall: ((e: Error) => void) | undefined = undefined
   private resumeCall: (() => void) | undefined = undefined
-  /** Takes the call off the key's queue (see `upstreamPool.ts`), while it waits for a connection. */
-  private unqueue: (() => void) | undefined = undefined
+  /** The key's queue (see `upstreamPool.ts`) the call is in while it waits for a connection. */
+  private queue: Pool.Waiting | undefined = undefined
   /** An error answer's body, read whole. */
   private chunks: Array<Buffer> | undefined = undefined
   private res: UpstreamResponse | undefined = undefined
@@ -125,24 +125,30 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
     // Not yet given its connection: every call in fact, not only those in the pool's queue (undici
     // checks an idle keep-alive connection for one turn of the event loop before writing on it:
     // 0 of 2,200 calls, in turn or 50 in flight, were connected within `dispatch`).
-    if (!this.connected && !this.settled) {
-      this.unqueue = Pool.queue(up.queued, this.keyId, (error) => {
-        if (this.settled) return
-        this.settled = true
-        this.unqueue = undefined
-        this.stop()
-        this.dropped = true
-        this.done(failed(ctx, error))
-      })
-    }
+    // The call itself goes in the queue: no closure per call.
+    if (!this.connected && !this.settled) this.queue = Pool.queue(up.queued, this.keyId, this)
+  }
+
+  /** Its key answered 401 while the call waited for a connection: failed with it, never sent. */
+  failQueued(error: UpstreamError.UpstreamError): void {
+    this.queue = undefined
+    if (this.settled) return
+    this.settled = true
+    this.stop()
+    this.dropped = true
+    this.done(failed(this.ctx, error))
+  }
+
+  private unqueue(): void {
+    this.queue?.delete(this)
+    this.queue = undefined
   }
 
   // undici's dispatch handler.
 
   onConnect(abort: (e?: Error) => void): void {
     this.connected = true
-    this.unqueue?.()
-    this.unqueue = undefined
+    this.unqueue()
     // Failed while it waited (its key's 401, its deadline), or given up on: nothing is sent.
     // Thrown, not `abort`ed: undici's abort also destroys the connection (a good keep-alive one,
     // nothing written on it yet), while a throw here only drops the request (client-h1.js writeH1).
@@ -230,8 +236,7 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
     this.stop()
     this.dropped = true
     this.settled = true
-    this.unqueue?.()
-    this.unqueue = undefined
+    this.unqueue()
     const w = this.waiting
     this.waiting = undefined
     w?.(new Error("upstream call abandoned"))
@@ -253,8 +258,7 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
   /** The call failed before its head (or an error answer's body broke off). */
   error(e: unknown): void {
     const ctx = this.ctx
-    this.unqueue?.()
-    this.unqueue = undefined
+    this.unqueue()
     if (this.dropped) return
     if (!this.settled && Pool.outOfFds(e)) {
       // Not the key's failure (nothing reached it): wait for a connection of the now capped pool,

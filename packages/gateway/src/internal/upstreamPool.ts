@@ -7,8 +7,16 @@
 import type * as UpstreamError from "@or-balancer/core/UpstreamError"
 import type * as Undici from "undici"
 
-/** Per key id, the failers of the attempts waiting in the pool's queue for a connection. */
-export type Queued = Map<string, Set<(error: UpstreamError.UpstreamError) => void>>
+/** A call waiting for a connection, failed when its key answers 401 meanwhile. */
+export interface Queueable {
+  failQueued(error: UpstreamError.UpstreamError): void
+}
+
+/** The calls of one key waiting in the pool's queue for a connection. */
+export type Waiting = Set<Queueable>
+
+/** Per key id, the calls waiting in the pool's queue for a connection. */
+export type Queued = Map<string, Waiting>
 
 /** Upstream connections per origin (the pool's cap; lowered for a while when the process is out of fds). */
 export const POOL_SOCKETS = 256
@@ -42,24 +50,19 @@ export const capPool = (pool: Undici.Pool) => {
   }, FD_CAP_MS).unref()
 }
 
-/** Keeps `fail` for a call while it waits for a connection; the function returned takes it off. */
-export const queue = (
-  queued: Queued,
-  keyId: string,
-  fail: (error: UpstreamError.UpstreamError) => void
-): (() => void) => {
+/** Puts `call` in its key's queue while it waits for a connection; the set returned is where it is. */
+export const queue = (queued: Queued, keyId: string, call: Queueable): Waiting => {
   let waiting = queued.get(keyId)
   if (waiting === undefined) queued.set(keyId, (waiting = new Set()))
-  const set = waiting
-  set.add(fail)
-  return () => set.delete(fail)
+  waiting.add(call)
+  return waiting
 }
 
 /** A 401 on `keyId`: its attempts not yet sent fail with it, and go on to another key. */
 export const failQueued = (queued: Queued, keyId: string, error: UpstreamError.UpstreamError) => {
   const waiting = queued.get(keyId)
   if (waiting === undefined || waiting.size === 0) return
-  const fails = [...waiting]
+  const calls = [...waiting]
   waiting.clear()
-  for (const fail of fails) fail(error)
+  for (const call of calls) call.failQueued(error)
 }
