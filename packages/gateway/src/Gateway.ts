@@ -27,8 +27,8 @@
  * No key secret reaches a client: every header and byte passed on is scrubbed. Every
  * `Retry-After` the gateway sends is its own, at most 300 s.
  *
- * The hot path is a raw `node:http` handler with keep-alive `http.Agent`s upstream and streams
- * piped as Node streams; Effect decides (selection, leases, outcome reports, retries) on a
+ * The hot path is a raw `node:http` handler with undici's keep-alive pools upstream (one handler
+ * object per call, the answer's body handed on chunk by chunk with backpressure); Effect decides (selection, leases, outcome reports, retries) on a
  * prebuilt runtime.
  * `/metrics` and `/status` are Effect programs run on the same runtime. See `design.md`, "The
  * gateway's hot path", for the measurements behind this split.

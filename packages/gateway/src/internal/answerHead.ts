@@ -1,8 +1,8 @@
 /**
  * What the gateway reads of an upstream 2xx's head, taken from its raw header list in one pass.
- * Node's `IncomingMessage.headers` (and `UpstreamResponse.headers`, made by the same rules) is built on its first read, one keyed store per header into a new
- * object: in the CPU-bound bench that object, built for every answer only to be copied into the
- * client's headers, was ~3 % of the gateway's CPU. The object is still what a failure's
+ * The header object (`UpstreamResponse.headers`, by Node's rules) is built on its first read, one
+ * keyed store per header into a new object: in the CPU-bound bench that object, built for every
+ * answer only to be copied into the client's headers, was ~3 % of the gateway's CPU. The object is still what a failure's
  * classification reads (`Protocol`), and what a head whose header names repeat is copied from
  * (Node's rules for merging repeats are kept that way).
  */
