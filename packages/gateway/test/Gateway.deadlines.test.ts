@@ -179,6 +179,62 @@ describe("Gateway deadlines", () => {
     })
   )
 
+  it.scopedLive(
+    "a caller that stops reading is no silent upstream: past bodyIdleMs its stream is cut in band, its key not charged",
+    () =>
+      Effect.gen(function* () {
+        // 400 events of 32 KB at once (12.8 MB, more than the sockets buffer), read by a caller
+        // that stops reading for 1.5 s, three times the idle deadline: the gateway stops reading
+        // the upstream meanwhile (backpressure). The upstream was not silent: the stream is cut
+        // as the caller's doing, with no verdict on the key (it was a Timeout charged to the key).
+        const big = "x".repeat(32 * 1024)
+        const server = yield* Effect.acquireRelease(
+          Effect.async<http.Server>((resume) => {
+            const s = http.createServer((req, res) => {
+              req.resume()
+              res.writeHead(200, { "content-type": "text/event-stream" })
+              for (let i = 0; i < 400; i++) res.write(event(`${i} ${big}`))
+              res.end("data: [DONE]\n\n")
+            })
+            s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+          }),
+          (s) => Effect.sync(() => s.closeAllConnections())
+        )
+        const gw = yield* gatewayIdle(server, 400)
+        const text = yield* Effect.promise(
+          () =>
+            new Promise<string>((resolve) => {
+              const body = chatBody({ stream: true })
+              const socket = net.connect(gw.port, "127.0.0.1")
+              const chunks: Array<Buffer> = []
+              let paused = false
+              socket.on("data", (c: Buffer) => {
+                chunks.push(c)
+                if (paused) return
+                paused = true
+                socket.pause()
+                setTimeout(() => socket.resume(), 1500)
+              })
+              socket.on("close", () => resolve(Buffer.concat(chunks).toString("latin1")))
+              socket.on("error", () => {})
+              socket.write(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n" +
+                  `authorization: Bearer ${TOKEN}\r\ncontent-type: application/json\r\n` +
+                  `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+              )
+            })
+        )
+        assert.include(text, "HTTP/1.1 200")
+        assert.include(text, "caller_too_slow")
+        assert.include(text, "the caller read nothing for 400 ms")
+        assert.notInclude(text, "stream_broken")
+        assert.notInclude(text, "data: [DONE]")
+        yield* settled(gw)
+        const key = (yield* gw.status).keys[0]!
+        assert.strictEqual(key.failures, 0, JSON.stringify(key.errors))
+      })
+  )
+
   it.scopedLive("a stalled request body is answered 408 after deadlines.bodyMs", () =>
     Effect.gen(function* () {
       const sim = yield* Simulator.make({ seed: 7, keys: simKeys(["k1"]) })

@@ -43,6 +43,8 @@ export interface AnswerSink {
 /** An attempt's body timeout: `touch` at each chunk, `stop` once the body has ended or broken. */
 export interface BodyTimer {
   touch(): void
+  /** The caller stopped reading: the deadline is the caller's now, until the next `touch`. */
+  hold(): void
   stop(): void
 }
 

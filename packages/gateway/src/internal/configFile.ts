@@ -190,7 +190,10 @@ export const File = Schema.Struct({
       headersMs: Schema.optional(PositiveInt),
       /** How long a caller may take to send its request (head and body); then a 408. */
       bodyMs: Schema.optional(PositiveInt),
-      /** Longest silence between two body chunks of an answer. */
+      /**
+       * Longest silence between two body chunks of an answer (the key's Timeout); while the caller
+       * stops reading, the longest it may (then the stream is cut with no verdict on the key).
+       */
       bodyIdleMs: Schema.optional(PositiveInt),
       /** How long shutdown waits for requests in flight. */
       drainMs: Schema.optional(NonNegativeInt)

@@ -11,6 +11,7 @@ import { clientHeaders, verdictHeaders, windowOf } from "./answerHead.js"
 import { openAiError } from "./respond.js"
 import type { EngineState } from "./state.js"
 import { type RequestContext, transportError } from "./upstream.js"
+import { CALLER_TOO_SLOW } from "./upstreamCall.js"
 
 /** How an answer is settled: `Balancer.Started` has this shape, and the fiber path adapts to it. */
 export interface Settler {
@@ -75,14 +76,23 @@ const sendWhole = (res: http.ServerResponse, answer: Answer, requestId: string, 
   settler.unsafeSucceed(answer.cost, windowOf(answer.response, answer.meta))
 }
 
-/** The in-band error event that ends a stream broken after its first byte. */
-export const brokenStreamEvent = (message: string): string =>
+/**
+ * The in-band error event that ends a stream broken after its first byte: by the upstream
+ * (`stream_broken`), or cut because its caller stopped reading (`caller_too_slow`).
+ */
+export const brokenStreamEvent = (
+  message: string,
+  reason: "stream_broken" | "caller_too_slow" = "stream_broken"
+): string =>
   `\n\ndata: ${JSON.stringify({
     error: {
-      message: `the upstream stream broke after it began (${message}); the answer is incomplete`,
+      message:
+        reason === "stream_broken"
+          ? `the upstream stream broke after it began (${message}); the answer is incomplete`
+          : `the stream was cut: ${message}; the answer is incomplete`,
       type: "server_error",
       code: 502,
-      metadata: { reason: "stream_broken" }
+      metadata: { reason }
     }
   })}\n\n`
 
@@ -109,7 +119,12 @@ const pipeStream = (
     prev = last
     last = chunk
     const out = scrubber.push(chunk)
-    if (out.length > 0 && !res.write(out)) body.pause()
+    // The caller's connection is full: the upstream waits for it, and the idle deadline is the
+    // caller's until it drains (a slow reader is no silent upstream).
+    if (out.length > 0 && !res.write(out)) {
+      body.pause()
+      timer?.hold()
+    }
   }
   const finish = () => {
     timer?.stop()
@@ -139,17 +154,25 @@ const pipeStream = (
     timer?.stop()
     if (res.destroyed || settled) return
     settled = true
-    const error = transportError(e)
-    settler.unsafeFail(error)
     const rest = scrubber.end()
     if (rest.length > 0) res.write(rest)
+    // The caller stopped reading for the idle deadline: its own doing, no verdict on the key.
+    if ((e as { code?: unknown })?.code === CALLER_TOO_SLOW) {
+      settler.unsafeCancel()
+      return void res.end(brokenStreamEvent((e as Error).message, "caller_too_slow"))
+    }
+    const error = transportError(e)
+    settler.unsafeFail(error)
     res.end(brokenStreamEvent(error.message))
   }
   for (const chunk of answer.head) send(chunk)
   // Handed over paused: it may have ended, or broken, since (the fiber path resumes later).
   if (answer.whole || body.readableEnded) return finish()
   if (body.errored !== null) return broke(body.errored)
-  res.on("drain", () => body.resume())
+  res.on("drain", () => {
+    timer?.touch()
+    body.resume()
+  })
   body.setSink({
     data: send,
     end: finish,

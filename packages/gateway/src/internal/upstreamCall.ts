@@ -84,6 +84,8 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
   /** Given up on by the gateway (`destroy`): nothing more is reported. */
   private dropped = false
   private idleMs = 0
+  /** The caller holds the answer back (see {@link hold}). */
+  private callerHolds = false
   private headersMs = 0
   /** The request's own deadline comes before the headers one: it is this attempt's. */
   private lastMs = 0
@@ -301,13 +303,25 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
     Deadlines.disarm(this)
     Deadlines.arm(this, ms)
   }
-  /** A chunk of the body came: the idle deadline starts again. */
+  /** A chunk of the body came, or the caller reads again: the idle deadline starts again. */
   touch(): void {
     if (this.deadlineList === undefined) return
+    this.callerHolds = false
+    Deadlines.disarm(this)
+    Deadlines.arm(this, this.idleMs)
+  }
+  /**
+   * The caller stopped reading (its connection is full) and the answer is paused: from here the
+   * deadline measures the caller's silence, not the upstream's, until the next {@link touch}.
+   */
+  hold(): void {
+    if (this.deadlineList === undefined) return
+    this.callerHolds = true
     Deadlines.disarm(this)
     Deadlines.arm(this, this.idleMs)
   }
   stop(): void {
+    this.callerHolds = false
     Deadlines.disarm(this)
   }
   expire(): void {
@@ -320,7 +334,9 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
       this.rearm = true
       return
     }
-    const e = Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
+    const e = this.callerHolds
+      ? Object.assign(new Error(`the caller read nothing for ${this.idleMs} ms`), { code: CALLER_TOO_SLOW })
+      : Object.assign(new Error("upstream timed out"), { code: "UND_ERR_HEADERS_TIMEOUT" })
     const waiting = this.waiting
     this.waiting = undefined
     if (waiting !== undefined) return waiting(e)
@@ -330,6 +346,12 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
     this.error(e)
   }
 }
+
+/**
+ * The code of the error a stream is cut with when its caller read nothing for `bodyIdleMs` while
+ * the gateway held the upstream back for it: the caller's doing, no verdict on the key.
+ */
+export const CALLER_TOO_SLOW = "OR_CALLER_TOO_SLOW"
 
 /**
  * `startUpstream` for the balancer's retries. No canceler: it would cost five more fiber steps
