@@ -19,7 +19,7 @@ import * as Generations from "./generations.js"
 import * as Log from "./log.js"
 import { copyHeaders, errorBody, header1, openAiError } from "./respond.js"
 import type { EngineState } from "./state.js"
-import { type Upstream, upstreamFor } from "./upstream.js"
+import { timeoutCode, type Upstream, upstreamFor } from "./upstream.js"
 
 /** One call upstream: its answer's head, or why there is none. */
 type Head =
@@ -32,11 +32,7 @@ const headOfError = (e: unknown): Head => {
   const code = (e as { code?: unknown })?.code
   const message = e instanceof Error ? e.message : String(e)
   if (code === "UND_ERR_INVALID_ARG" && message === "invalid request path") return { _tag: "BadPath" }
-  return {
-    _tag: "Broken",
-    message:
-      code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" ? "upstream timed out" : message
-  }
+  return { _tag: "Broken", message: timeoutCode(e) !== undefined ? "upstream timed out" : message }
 }
 
 const call = (

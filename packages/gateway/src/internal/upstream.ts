@@ -115,13 +115,19 @@ export interface RequestContext {
   readonly tried: Array<{ readonly key: string; readonly error: string }>
 }
 
-export const transportError = (e: unknown): UpstreamError.UpstreamError => {
+/** undici's timeouts (the connection's setting up, an answer's head or body): the code, else undefined. */
+export const timeoutCode = (e: unknown): string | undefined => {
   const code = (e as { code?: unknown })?.code
-  if (
-    code === "UND_ERR_HEADERS_TIMEOUT" ||
+  return code === "UND_ERR_HEADERS_TIMEOUT" ||
     code === "UND_ERR_CONNECT_TIMEOUT" ||
     code === "UND_ERR_BODY_TIMEOUT"
-  ) {
+    ? code
+    : undefined
+}
+
+export const transportError = (e: unknown): UpstreamError.UpstreamError => {
+  const code = timeoutCode(e)
+  if (code !== undefined) {
     return new UpstreamError.Timeout({ message: `upstream timed out (${code})` })
   }
   const message = e instanceof Error ? e.message : String(e)

@@ -305,18 +305,19 @@ class Call extends Deadlines.Deadline implements BodyTimer, AnswerSink, Transpor
   }
   /** A chunk of the body came, or the caller reads again: the idle deadline starts again. */
   touch(): void {
-    if (this.deadlineList === undefined) return
-    this.callerHolds = false
-    Deadlines.disarm(this)
-    Deadlines.arm(this, this.idleMs)
+    this.restartIdle(false)
   }
   /**
    * The caller stopped reading (its connection is full) and the answer is paused: from here the
    * deadline measures the caller's silence, not the upstream's, until the next {@link touch}.
    */
   hold(): void {
+    this.restartIdle(true)
+  }
+  /** The idle deadline again from now, whose silence it measures set (none once stopped). */
+  private restartIdle(callerHolds: boolean): void {
     if (this.deadlineList === undefined) return
-    this.callerHolds = true
+    this.callerHolds = callerHolds
     Deadlines.disarm(this)
     Deadlines.arm(this, this.idleMs)
   }
